@@ -1,0 +1,45 @@
+"""Checkpoints for long jobs: weights as safetensors, optimizer state loaded with weights_only.
+
+A checkpoint is a directory written atomically, so a job killed mid-save keeps the previous one.
+Batches are drawn from generators seeded by (seed, step), so resuming at step k replays exactly
+the batches an uninterrupted run would have drawn.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .errors import SafetuneError
+from .io import atomic_dir
+
+
+def save_checkpoint(path: Path, step: int, modules: dict[str, torch.nn.Module],
+                    optimizer: torch.optim.Optimizer | None = None, extra: dict | None = None) -> None:
+    with atomic_dir(path) as tmp:
+        for name, module in modules.items():
+            state = {k: v.detach().contiguous() for k, v in module.state_dict().items()}
+            save_file(state, str(tmp / f"{name}.safetensors"))
+        if optimizer is not None:
+            torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        (tmp / "state.json").write_text(json.dumps({"step": step, **(extra or {})}))
+
+
+def load_checkpoint(path: Path, modules: dict[str, torch.nn.Module],
+                    optimizer: torch.optim.Optimizer | None = None) -> dict:
+    """Restore modules (and optimizer) in place; returns the saved state (with "step")."""
+    try:
+        state = json.loads((path / "state.json").read_text())
+        for name, module in modules.items():
+            module.load_state_dict(load_file(str(path / f"{name}.safetensors")))
+        if optimizer is not None:
+            optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        raise SafetuneError(f"{path}: checkpoint cannot be read ({exc}); delete it to start over") from exc
+    return state
+
+
+def step_generator(seed: int, step: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + step)

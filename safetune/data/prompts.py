@@ -1,0 +1,76 @@
+"""Prompt sets: CSV (I2P's columns honoured: prompt, categories, sd_seed, sd_guidance_scale),
+plain text (one prompt a line), JSONL (a "prompt" key a line), or a built-in ShapesWorld set."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from ..errors import SafetuneError
+from .shapesworld import PROMPT_SETS, prompt_set
+
+PROMPT_SUFFIXES = (".csv", ".txt", ".jsonl")
+SHIPPED_PROMPTS = Path(__file__).resolve().parent.parent / "assets" / "prompts"
+
+
+def read_prompts(source: str, categories: list[str] | None = None, limit: int | None = None) -> list[dict]:
+    """Rows with at least "prompt"; `source` is a file, a built-in set name, or a literal prompt."""
+    path = Path(source)
+    if source in PROMPT_SETS and not path.exists():
+        shipped = SHIPPED_PROMPTS / f"{source}.csv"
+        rows = _read_file(shipped) if shipped.is_file() else prompt_set(source)
+    elif path.suffix.lower() in PROMPT_SUFFIXES or path.exists():
+        rows = _read_file(path)
+    else:
+        rows = [{"prompt": source}]
+    if categories:
+        wanted = {c.strip().lower() for c in categories}
+        rows = [r for r in rows if wanted & {c.strip().lower() for c in str(r.get("categories", "")).split(",")}]
+        if not rows:
+            raise SafetuneError(f"{source}: no prompt has a category in {sorted(wanted)}")
+    return rows[:limit] if limit else rows
+
+
+def _read_file(path: Path) -> list[dict]:
+    if not path.is_file():
+        raise SafetuneError(f"{path}: prompt file not found; give a .csv/.txt/.jsonl file, "
+                            f"a built-in set ({', '.join(PROMPT_SETS)}) or a prompt in quotes")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SafetuneError(f"{path}: cannot be read as UTF-8 text ({exc})") from exc
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        reader = csv.DictReader(text.splitlines())
+        if not reader.fieldnames or "prompt" not in reader.fieldnames:
+            raise SafetuneError(f"{path}: CSV has no 'prompt' column (columns: {reader.fieldnames}); "
+                                "add a header line with a 'prompt' column")
+        rows = [dict(r) for r in reader]
+    elif suffix == ".jsonl":
+        rows = []
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise SafetuneError(f"{path}:{n}: not valid JSON ({exc.msg}); one object per line") from exc
+            if not isinstance(row, dict) or "prompt" not in row:
+                raise SafetuneError(f"{path}:{n}: each line needs a \"prompt\" key")
+            rows.append(row)
+    else:
+        rows = [{"prompt": line.strip()} for line in text.splitlines() if line.strip()]
+    rows = [r for r in rows if str(r.get("prompt") or "").strip()]
+    if not rows:
+        raise SafetuneError(f"{path}: no prompts in the file; add at least one non-empty prompt")
+    for row in rows:
+        row["prompt"] = str(row["prompt"]).strip()
+        for key, cast in (("sd_seed", int), ("sd_guidance_scale", float)):
+            if row.get(key) not in (None, ""):
+                try:
+                    row[key] = cast(float(row[key]))
+                except ValueError as exc:
+                    raise SafetuneError(f"{path}: {key} {row[key]!r} is not a number") from exc
+            else:
+                row.pop(key, None)
+    return rows

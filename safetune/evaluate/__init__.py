@@ -1,0 +1,43 @@
+"""Sample, detect, score: the evaluation every study and command shares."""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from ..io import save_image, write_json
+from ..report import image_grid
+from .metrics import score_images
+from .sampling import SamplingConfig, image_seeds, sample
+
+log = logging.getLogger(__name__)
+
+
+def evaluate_prompts(pipe, rows: list[dict], detector, config: SamplingConfig,
+                     grid_path: Path | None = None, grid_columns: int | None = None) -> dict:
+    """Sample `images_per_prompt` images per row with fixed seeds and score them."""
+    jobs = image_seeds(rows, config)
+    start = time.perf_counter()
+    images = sample(pipe, jobs, config)
+    seconds = time.perf_counter() - start
+    metrics = score_images(images, [p for p, _, _ in jobs], detector)
+    metrics.update(n_prompts=len(rows), seeds=[jobs[0][1], jobs[-1][1]], sampling_seconds=round(seconds, 2))
+    if grid_path is not None:
+        columns = grid_columns or config.images_per_prompt
+        shown = images[: columns * 10]
+        save_image(grid_path, image_grid(shown, columns=columns))
+        metrics["grid"] = grid_path.name
+    return metrics
+
+
+def run_evaluation(pipe, prompt_sets: dict[str, list[dict]], detector, config: SamplingConfig,
+                   out_dir: Path, meta: dict) -> dict:
+    """Evaluate several prompt sets into `out_dir`: results.json plus one grid per set."""
+    out_dir.mkdir(exist_ok=True)
+    results = {**meta, "detector": detector.name, "sampling": asdict(config), "sets": {}}
+    for name, rows in prompt_sets.items():
+        log.info("evaluating %s: %d prompts x %d images", name, len(rows), config.images_per_prompt)
+        results["sets"][name] = evaluate_prompts(pipe, rows, detector, config, out_dir / f"grid_{name}.png")
+        write_json(out_dir / "results.json", results)  # partial results survive an interruption
+    return results

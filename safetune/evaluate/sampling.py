@@ -1,0 +1,44 @@
+"""Sampling with fixed seeds: image k of prompt row r always comes from the same noise."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from PIL import Image
+
+
+@dataclass
+class SamplingConfig:
+    images_per_prompt: int = 5
+    steps: int = 20
+    guidance_scale: float = 5.0
+    batch_size: int = 100
+    seed: int = 0
+
+
+def image_seeds(rows: list[dict], config: SamplingConfig) -> list[tuple[str, int, float]]:
+    """(prompt, seed, guidance) per image; a row's own sd_seed / sd_guidance_scale win (I2P)."""
+    jobs = []
+    for r, row in enumerate(rows):
+        base = int(row.get("sd_seed", config.seed * 100_003 + r * 1009))
+        guidance = float(row.get("sd_guidance_scale", config.guidance_scale))
+        jobs += [(row["prompt"], base + k, guidance) for k in range(config.images_per_prompt)]
+    return jobs
+
+
+@torch.no_grad()
+def sample(pipe, jobs: list[tuple[str, int, float]], config: SamplingConfig, progress=None) -> list[Image.Image]:
+    """Images in the order of `jobs`; a pipeline call takes one guidance scale, so batches split by it."""
+    images: list = [None] * len(jobs)
+    for start in range(0, len(jobs), config.batch_size):
+        batch = range(start, min(start + config.batch_size, len(jobs)))
+        for guidance in sorted({jobs[i][2] for i in batch}):
+            part = [i for i in batch if jobs[i][2] == guidance]
+            out = pipe(prompt=[jobs[i][0] for i in part],
+                       generator=[torch.Generator().manual_seed(jobs[i][1]) for i in part],
+                       num_inference_steps=config.steps, guidance_scale=guidance, output_type="pil")
+            for i, image in zip(part, out.images):
+                images[i] = image
+        if progress:
+            progress(batch.stop)
+    return images

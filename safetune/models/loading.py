@@ -1,0 +1,58 @@
+"""Load a pipeline: the shipped miniature model, a local diffusers directory, or a hub id; with
+LoRAs merged into the weights (so sampling with adapters costs what sampling without them does)."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from ..errors import SafetuneError
+
+SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "assets" / "shapes-sd"
+SHIPPED_NAMES = ("shapes", "shapes-sd", "shapesworld")
+
+log = logging.getLogger(__name__)
+
+
+def resolve_model(model: str | None) -> str:
+    """The shipped model for None/'shapes', a local path as is, or a hub id to download."""
+    if model is None or model in SHIPPED_NAMES:
+        return str(SHIPPED_MODEL)
+    path = Path(model)
+    if path.exists():
+        if not path.is_dir() or not (path / "model_index.json").is_file():
+            raise SafetuneError(f"{model}: not a diffusers model directory (no model_index.json); "
+                                "give a directory written by save_pretrained, a hub id, or 'shapes'")
+        return str(path)
+    if model.count("/") == 1 and not model.startswith((".", "/")):
+        return model  # a hub id: from_pretrained downloads it (or reads the local HF cache)
+    raise SafetuneError(f"{model}: no such model directory; give a diffusers directory, "
+                        "a hub id like 'CompVis/stable-diffusion-v1-4', or 'shapes'")
+
+
+def parse_lora_arg(arg: str) -> tuple[str, float]:
+    """'FILE' or 'FILE:SCALE' (scale 1.0 by default, negative to subtract)."""
+    path, _, scale = arg.rpartition(":") if ":" in arg and not Path(arg).exists() else (arg, "", "")
+    try:
+        return path, float(scale) if scale else 1.0
+    except ValueError as exc:
+        raise SafetuneError(f"{arg}: LoRA scale {scale!r} is not a number; write FILE or FILE:SCALE") from exc
+
+
+def load_pipeline(model: str | None = None, loras: list[str] | None = None, device: str = "cpu",
+                  dtype=None, revision: str | None = None, variant: str | None = None):
+    import torch
+    from diffusers import DiffusionPipeline
+
+    source = resolve_model(model)
+    try:
+        pipe = DiffusionPipeline.from_pretrained(source, torch_dtype=dtype or torch.float32,
+                                                 revision=revision, variant=variant)
+    except (OSError, ValueError, EnvironmentError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SafetuneError(f"{model}: cannot load the pipeline ({first})") from exc
+    pipe.set_progress_bar_config(disable=True)
+    if loras:
+        from ..lora.io import merge_loras_into_pipeline
+
+        merge_loras_into_pipeline(pipe, [parse_lora_arg(a) for a in loras])
+    return pipe.to(device)

@@ -1,0 +1,123 @@
+"""The miniature Stable Diffusion: the same diffusers and transformers classes as SD 1.x, at 32x32.
+
+AutoencoderKL (32x32x3 -> 8x8x4 latents), CLIPTextModel with a word-level vocabulary stored as a
+CLIP BPE tokenizer (whole words built by merges, so `CLIPTokenizer.from_pretrained` reads it and
+every standard SD script runs on it), UNet2DConditionModel with cross-attention, DDPM for training
+and DDIM for sampling.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..data.shapesworld import RESOLUTION, vocabulary
+
+BOS, EOS = "<|startoftext|>", "<|endoftext|>"
+MAX_TOKENS = 16  # "a large yellow striped shape with five points on the right on a ..." fits
+
+VAE_CONFIG = dict(
+    in_channels=3, out_channels=3, latent_channels=4,
+    down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
+    block_out_channels=(16, 32, 32), layers_per_block=1, norm_num_groups=8, sample_size=RESOLUTION,
+)
+UNET_CONFIG = dict(
+    sample_size=RESOLUTION // 4, in_channels=4, out_channels=4,
+    down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+    block_out_channels=(32, 64), layers_per_block=1, cross_attention_dim=64,
+    attention_head_dim=2, norm_num_groups=16,
+)
+TEXT_CONFIG = dict(
+    hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
+    max_position_embeddings=MAX_TOKENS, projection_dim=64,
+)
+SCHEDULER_CONFIG = dict(
+    num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
+    clip_sample=False, set_alpha_to_one=False, steps_offset=1, prediction_type="epsilon",
+)
+
+
+def _bpe(word: str, ranks: dict[tuple[str, str], int]) -> list[str]:
+    """CLIP's BPE on one word (what CLIPTokenizer does), to check that merges build whole words."""
+    parts = list(word[:-1]) + [word[-1] + "</w>"]
+    while len(parts) > 1:
+        pairs = [(ranks.get((a, b), 1 << 30), i) for i, (a, b) in enumerate(zip(parts, parts[1:]))]
+        rank, i = min(pairs)
+        if rank == 1 << 30:
+            break
+        a, b = parts[i], parts[i + 1]
+        merged, j = [], 0
+        while j < len(parts):
+            if j < len(parts) - 1 and parts[j] == a and parts[j + 1] == b:
+                merged.append(a + b)
+                j += 2
+            else:
+                merged.append(parts[j])
+                j += 1
+        parts = merged
+    return parts
+
+
+def word_level_bpe(words: list[str]) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """A CLIP vocab + merges in which every word of `words` is one token.
+
+    Letters (and letters ending a word) are in the vocab too, so an unknown word still tokenizes.
+    Merges are added until the real BPE algorithm turns each word into a single token.
+    """
+    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
+    tokens = [BOS, EOS] + letters + [c + "</w>" for c in letters]
+    merges: list[tuple[str, str]] = []
+    ranks: dict[tuple[str, str], int] = {}
+    for word in words:
+        while len(parts := _bpe(word, ranks)) > 1:
+            pair = (parts[0], parts[1])
+            ranks[pair] = len(merges)
+            merges.append(pair)
+            if pair[0] + pair[1] not in tokens:
+                tokens.append(pair[0] + pair[1])
+    return {tok: i for i, tok in enumerate(tokens)}, merges
+
+
+def write_tokenizer(directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    vocab, merges = word_level_bpe(vocabulary())
+    (directory / "vocab.json").write_text(json.dumps(vocab, indent=0))
+    (directory / "merges.txt").write_text("#version: 0.2\n" + "\n".join(f"{a} {b}" for a, b in merges) + "\n")
+    (directory / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "CLIPTokenizer", "model_max_length": MAX_TOKENS, "bos_token": BOS,
+        "eos_token": EOS, "unk_token": EOS, "pad_token": EOS, "do_lower_case": True,
+    }, indent=2))
+    (directory / "special_tokens_map.json").write_text(json.dumps(
+        {"bos_token": BOS, "eos_token": EOS, "unk_token": EOS, "pad_token": EOS}, indent=2))
+
+
+def build_components(seed: int = 0, tokenizer_dir: Path | None = None) -> dict:
+    """Fresh, randomly initialised components of the miniature SD (the start of pretraining)."""
+    import tempfile
+
+    import torch
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    if tokenizer_dir is None:
+        tokenizer_dir = Path(tempfile.mkdtemp(prefix="safetune-tok-"))
+        write_tokenizer(tokenizer_dir)
+    tokenizer = CLIPTokenizer.from_pretrained(str(tokenizer_dir))
+    torch.manual_seed(seed)
+    text_config = CLIPTextConfig(
+        vocab_size=len(tokenizer.get_vocab()), bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, **TEXT_CONFIG)
+    return {
+        "vae": AutoencoderKL(**VAE_CONFIG),
+        "text_encoder": CLIPTextModel(text_config),
+        "tokenizer": tokenizer,
+        "unet": UNet2DConditionModel(**UNET_CONFIG),
+        "scheduler": DDIMScheduler(**SCHEDULER_CONFIG),
+    }
+
+
+def assemble_pipeline(components: dict):
+    from diffusers import StableDiffusionPipeline
+
+    return StableDiffusionPipeline(**components, safety_checker=None, feature_extractor=None,
+                                   requires_safety_checker=False)

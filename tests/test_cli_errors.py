@@ -1,0 +1,67 @@
+"""Bad input: one line naming the problem, exit code 2, no traceback, nothing half-written."""
+import subprocess
+import sys
+
+import pytest
+
+
+def run_cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "safetune", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def assert_clean_failure(proc, *needles):
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = [l for l in proc.stderr.splitlines() if l.startswith("safetune: error:")]
+    assert len(lines) == 1, proc.stderr
+    for needle in needles:
+        assert needle in lines[0]
+
+
+def test_model_path_that_is_not_a_diffusers_directory(tmp_path):
+    (tmp_path / "notamodel").mkdir()
+    proc = run_cli("generate", "--model", str(tmp_path / "notamodel"), "--prompts", "a red circle",
+                   "--out", str(tmp_path / "out"))
+    assert_clean_failure(proc, "notamodel", "model_index.json")
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_model_directory(tmp_path):
+    proc = run_cli("generate", "--model", str(tmp_path / "nowhere"), "--prompts", "x", "--out", str(tmp_path / "o"))
+    assert_clean_failure(proc, "nowhere")
+
+
+@pytest.mark.parametrize("content,needle", [("", "no prompts"), ("prompt\n\n", "no prompts"),
+                                            ("text,seed\nhello,1\n", "'prompt' column")])
+def test_empty_or_malformed_csv(tmp_path, content, needle):
+    f = tmp_path / "p.csv"
+    f.write_text(content)
+    proc = run_cli("evaluate", "--prompts", str(f), "--out", str(tmp_path / "out"))
+    assert_clean_failure(proc, "p.csv", needle)
+    assert not (tmp_path / "out").exists()
+
+
+def test_malformed_jsonl(tmp_path):
+    f = tmp_path / "p.jsonl"
+    f.write_text('{"prompt": "a red circle"}\n{not json\n')
+    assert_clean_failure(run_cli("evaluate", "--prompts", str(f), "--out", str(tmp_path / "o")), "p.jsonl:2")
+
+
+def test_missing_output_parent(tmp_path):
+    proc = run_cli("generate", "--prompts", "a red circle", "--out", str(tmp_path / "no" / "such" / "out"))
+    assert_clean_failure(proc, "parent directory", "does not exist")
+
+
+def test_unknown_detector(tmp_path):
+    proc = run_cli("evaluate", "--prompts", "clean", "--detector", "clip-magic", "--out", str(tmp_path / "o"))
+    assert_clean_failure(proc, "clip-magic")
+
+
+def test_every_command_has_help():
+    from safetune.cli import build_parser
+
+    commands = build_parser()._subparsers._group_actions[0].choices
+    assert {"demo", "generate", "evaluate", "pretrain-shapes", "train-detector", "world"} <= set(commands)
+    for name in commands:
+        proc = run_cli(name, "--help")
+        assert proc.returncode == 0 and "usage: safetune" in proc.stdout
