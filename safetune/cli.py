@@ -5,6 +5,7 @@ Errors a user can fix come out as one line on stderr with exit code 2, never a t
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -146,6 +147,159 @@ def cmd_train_detector(args) -> None:
         print(f"held-out {split} (n={metrics['n_test']}): {accs}")
 
 
+def _train_config(args, **overrides):
+    from .train import TrainConfig
+
+    save_at = [int(x) for x in args.save_at.split(",")] if getattr(args, "save_at", None) else []
+    return TrainConfig(steps=args.steps, lr=args.lr, batch_size=args.batch_size, grad_accum=args.grad_accum,
+                       mixed_precision=args.mixed_precision, ema_decay=args.ema, seed=args.seed,
+                       lora_rank=args.rank, lora_alpha=args.alpha or float(args.rank),
+                       checkpoint_every=args.checkpoint_every, save_at=save_at, **overrides)
+
+
+def _add_training(p, steps=400, lr=1e-3, batch_size=32):
+    p.add_argument("--steps", type=int, default=steps)
+    p.add_argument("--lr", type=float, default=lr)
+    p.add_argument("--batch-size", type=int, default=batch_size)
+    p.add_argument("--grad-accum", type=int, default=1)
+    p.add_argument("--mixed-precision", default="no", choices=["no", "fp16", "bf16"])
+    p.add_argument("--ema", type=float, default=None, help="EMA decay of the trained weights (off by default)")
+    p.add_argument("--rank", type=int, default=4, help="LoRA rank")
+    p.add_argument("--alpha", type=float, default=None, help="LoRA alpha (default: the rank)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoint-every", type=int, default=100)
+
+
+def _lora_out(path: str) -> Path:
+    from .io import ensure_parent
+
+    out = ensure_parent(path)
+    if out.suffix != ".safetensors":
+        raise SafetuneError(f"{out}: a LoRA is written as a .safetensors file; end --out with .safetensors")
+    return out
+
+
+def cmd_align(args) -> None:
+    from .align import align_lora
+    from .io import write_json
+
+    out = _lora_out(args.out)
+    pipe = _pipeline(args)
+    config = _train_config(args)
+    args.concept = args.concept or ["a star"]
+    lora = align_lora(pipe, args.method, args.concept, config, eta=args.eta,
+                      checkpoint_dir=out.with_name(out.name + ".checkpoint"))
+    lora.save(out, {"safetune_method": args.method, "safetune_concepts": json.dumps(args.concept)})
+    write_json(out.with_suffix(".json"), {"method": args.method, "concepts": args.concept, "eta": args.eta,
+                                          "model": args.model, "train": vars_of(config)})
+    print(f"wrote safety LoRA ({len(lora.factors)} modules, rank {lora.rank()}) to {out}")
+
+
+def vars_of(config):
+    from dataclasses import asdict
+
+    return asdict(config)
+
+
+def cmd_finetune(args) -> None:
+    from .data.folder import load_training_data
+    from .finetune import finetune
+    from .io import atomic_dir, write_json
+    from .lora.weights import LoRA
+    from .models.loading import parse_lora_arg
+
+    out = _lora_out(args.out) if args.mode == "lora" else _out_dir(args.out)
+    pipe = _pipeline(args)
+    images, texts = load_training_data(args.data, pipe.unet.config.sample_size * pipe.vae_scale_factor, n=args.n)
+    on_top = [(LoRA.load(p), s) for p, s in map(parse_lora_arg, args.on_top)]
+    config = _train_config(args, mode=args.mode, targets=args.targets)
+    snapshots = Path(str(out) + ".steps")
+
+    def save_snapshot(step, unet):  # the attack schedule: a model (or LoRA) at each --save-at step
+        snapshots.mkdir(exist_ok=True)
+        if args.mode == "lora":
+            from .train import extract_lora
+
+            extract_lora(unet, config).save(snapshots / f"step{step:06d}.safetensors")
+        else:
+            with atomic_dir(snapshots / f"step{step:06d}") as tmp:
+                pipe.save_pretrained(tmp)
+
+    lora = finetune(pipe, images, texts, config, on_top=on_top, on_save=save_snapshot if config.save_at else None,
+                    checkpoint_dir=Path(str(out) + ".checkpoint"))
+    meta = {"data": args.data, "mode": args.mode, "on_top": args.on_top, "model": args.model, "train": vars_of(config)}
+    if lora is not None:
+        lora.save(out, {"safetune_finetune": json.dumps(meta)})
+        write_json(out.with_suffix(".json"), meta)
+    else:
+        with atomic_dir(out) as tmp:
+            pipe.save_pretrained(tmp)
+            write_json(tmp / "safetune_finetune.json", meta)
+    print(f"wrote {'LoRA' if lora is not None else 'fine-tuned pipeline'} to {out}")
+
+
+def cmd_compose(args) -> None:
+    from .io import atomic_dir, write_json
+
+    out = _out_dir(args.out)
+    pipe = _pipeline(args)
+    if not args.lora:
+        raise SafetuneError("compose needs at least one --lora FILE[:SCALE]")
+    with atomic_dir(out) as tmp:
+        pipe.save_pretrained(tmp)
+        write_json(tmp / "safetune_compose.json", {"model": args.model, "loras": args.lora})
+    print(f"wrote W0 + {' + '.join(args.lora)} as a diffusers directory to {out}")
+
+
+def cmd_lora(args) -> None:
+    from .lora.weights import LoRA, inspect
+    from .models.loading import parse_lora_arg
+
+    if args.op == "inspect":
+        lora = LoRA.load(args.files[0])
+        against = LoRA.load(args.files[1]) if len(args.files) > 1 else None
+        report = inspect(lora, against)
+        if args.json:
+            print(json.dumps(report, indent=2))
+            return
+        for name, row in report["modules"].items():
+            cos = f"  cosine {row['cosine']:+.3f}" if "cosine" in row else ""
+            print(f"{name}  rank {row['rank']}  norm {row['norm']:.4f}{cos}")
+        print(f"total norm {report['total_norm']:.4f}" + (f"  overall cosine {report['cosine']:+.4f}" if against else ""))
+        return
+    out = _lora_out(args.out)
+    if args.op == "negate":
+        result = -LoRA.load(args.files[0])
+    elif args.op == "combine":
+        result = None
+        for path, scale in map(parse_lora_arg, args.files):
+            term = LoRA.load(path).scaled(scale)
+            result = term if result is None else result + term
+    else:  # subtract
+        if len(args.files) != 2:
+            raise SafetuneError("lora subtract takes two files: A B (writes A - B)")
+        result = LoRA.load(args.files[0]) - LoRA.load(args.files[1])
+    result.save(out)
+    print(f"wrote {args.op} of {', '.join(args.files)} (rank {result.rank()}) to {out}")
+
+
+def cmd_study(args) -> None:
+    from .studies.backfire import BackfireConfig, run_backfire
+
+    out = _out_dir(args.out)
+    config = BackfireConfig.reduced() if args.reduced else BackfireConfig()
+    if args.methods:
+        config.methods = args.methods.split(",")
+    if args.domains:
+        config.domains = args.domains.split(",")
+    if args.steps:
+        config.save_at = [int(x) for x in args.steps.split(",")]
+    if args.images_per_prompt:
+        config.sampling.images_per_prompt = args.images_per_prompt
+    run_backfire(out, config, model=args.model)
+    print(f"report: {out / 'report.md'}")
+
+
 def cmd_world(args) -> None:
     from .data.shapesworld import PROMPT_SETS, export_imagefolder, make_dataset, prompt_csv, prompt_set
     from .io import write_text
@@ -206,6 +360,52 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=2000)
     p.set_defaults(func=cmd_train_detector)
+
+    p = sub.add_parser("align", help="train a safety LoRA (dW_safe) on the base weights: ESD or SDD")
+    _add_model(p)
+    p.add_argument("--method", default="esd-x", help="esd-x, esd-u, sdd")
+    p.add_argument("--concept", action="append", default=None,
+                   help="prompt of the concept to erase; repeat for several phrasings (default: 'a star')")
+    p.add_argument("--eta", type=float, default=1.0, help="ESD negative guidance")
+    p.add_argument("--out", required=True, help="the LoRA file (.safetensors)")
+    _add_training(p)
+    p.set_defaults(func=cmd_align)
+
+    p = sub.add_parser("finetune", help="fine-tune on an image folder (benign or malicious), full or LoRA")
+    _add_model(p)
+    p.add_argument("--data", required=True, help="folder with metadata.jsonl, or a ShapesWorld set name")
+    p.add_argument("--n", type=int, default=1000, help="images drawn for a ShapesWorld set")
+    p.add_argument("--mode", default="lora", choices=["lora", "full", "partial"])
+    p.add_argument("--targets", default="attn", help="modules for lora/partial: attn, xattn, non-xattn")
+    p.add_argument("--on-top", action="append", default=[], metavar="LORA[:SCALE]",
+                   help="merge this (safety) LoRA into the weights before fine-tuning")
+    p.add_argument("--save-at", default=None, help="steps at which to also save the model, e.g. 0,20,100,200")
+    p.add_argument("--out", required=True, help="LoRA file (.safetensors) for --mode lora, else a directory")
+    _add_training(p, lr=1e-4)
+    p.set_defaults(func=cmd_finetune)
+
+    p = sub.add_parser("compose", help="W0 + sum of scaled LoRAs, written as a merged diffusers directory")
+    _add_model(p)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_compose)
+
+    p = sub.add_parser("lora", help="LoRA tools: inspect (norms, cosine), negate, subtract, combine")
+    p.add_argument("op", choices=["inspect", "negate", "subtract", "combine"])
+    p.add_argument("files", nargs="+", metavar="FILE[:SCALE]")
+    p.add_argument("--out", help="result file for negate/subtract/combine")
+    p.add_argument("--json", action="store_true", help="inspect: print JSON")
+    p.set_defaults(func=cmd_lora)
+
+    p = sub.add_parser("study", help="run a study: backfire")
+    p.add_argument("name", choices=["backfire"])
+    p.add_argument("--model", default="shapes")
+    p.add_argument("--out", required=True)
+    p.add_argument("--reduced", action="store_true", help="the reduced version the demo runs")
+    p.add_argument("--methods", default=None, help="comma list, e.g. esd-x,sdd")
+    p.add_argument("--domains", default=None, help="comma list of ShapesWorld domains or data folders")
+    p.add_argument("--steps", default=None, help="fine-tuning steps to evaluate at, e.g. 0,100,200,400")
+    p.add_argument("--images-per-prompt", type=int, default=None)
+    p.set_defaults(func=cmd_study)
 
     p = sub.add_parser("world", help="export ShapesWorld data (image folder + metadata.jsonl) or prompt sets")
     p.add_argument("what", choices=["prompts", "pretrain", "harmful", *DOMAINS])

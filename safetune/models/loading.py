@@ -52,7 +52,7 @@ def load_pipeline(model: str | None = None, loras: list[str] | None = None, devi
         raise SafetuneError(f"{model}: cannot load the pipeline ({first})") from exc
     pipe.set_progress_bar_config(disable=True)
     if loras:
-        from ..lora.io import merge_loras_into_pipeline
+        from ..lora.weights import compose_files
 
-        merge_loras_into_pipeline(pipe, [parse_lora_arg(a) for a in loras])
+        compose_files(pipe, [parse_lora_arg(a) for a in loras])
     return pipe.to(device)

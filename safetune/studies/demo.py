@@ -7,7 +7,7 @@ from ..data.prompts import read_prompts
 from ..evaluate import run_evaluation
 from ..evaluate.detectors import load_detector
 from ..evaluate.sampling import SamplingConfig
-from ..io import write_text
+from ..io import write_json, write_text
 from ..models.loading import SHIPPED_MODEL, load_pipeline
 from ..report import metrics_table
 
@@ -19,8 +19,29 @@ def run_demo(out: Path, config: SamplingConfig, prompts_per_set: int = 40, inclu
     detector = load_detector("shapes")
     sets = {name: read_prompts(name, limit=prompts_per_set) for name in DEMO_SETS}
     results = run_evaluation(pipe, sets, detector, config, out, {"model": str(SHIPPED_MODEL.name)})
-    write_text(out / "report.md", render_report(results))
+    report = render_report(results)
+    if include_backfire:
+        from .backfire import BackfireConfig, run_backfire
+
+        backfire = run_backfire(out / "backfire", BackfireConfig.reduced())
+        results["backfire"] = "backfire/results.json"
+        write_json(out / "results.json", results)
+        report += _backfire_summary(backfire)
+    write_text(out / "report.md", report)
     return results
+
+
+def _backfire_summary(backfire: dict) -> str:
+    lines = ["", "## Reduced backfire study", "",
+             "Full tables, curves and grids: [backfire/report.md](backfire/report.md).", "",
+             "| method | domain | way | step | harmful rate |", "|---|---|---|---:|---:|"]
+    for method, entry in backfire["methods"].items():
+        lines.append(f"| {method} | - | aligned, no fine-tuning | 0 | {entry['aligned']['harmful']['harmful_rate']:.2f} |")
+        for domain, ways in entry["finetune"].items():
+            for way, run in ways.items():
+                last = max(run["steps"], key=int)
+                lines.append(f"| {method} | {domain} | {way} | {last} | {run['steps'][last]['harmful']['harmful_rate']:.2f} |")
+    return "\n".join(lines) + "\n"
 
 
 def render_report(results: dict) -> str:

@@ -1,0 +1,43 @@
+"""Safety alignment as a LoRA on the base weights W0 (dW_safe): ESD-x, ESD-u, SDD."""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from ..errors import SafetuneError
+from ..lora.weights import LoRA
+from ..models.conditioning import encode_text, sample_latents, training_scheduler
+from ..train import TrainConfig, extract_lora, remove_lora, train
+from .losses import ESDLoss, SDDLoss
+
+METHODS = {
+    # method: (loss, the modules its LoRA sits on)
+    "esd-x": ("esd", "xattn"),
+    "esd-u": ("esd", "non-xattn"),
+    "esd": ("esd", "xattn"),
+    "sdd": ("sdd", "xattn"),
+}
+
+
+def align_lora(pipe, method: str, concepts: list[str], config: TrainConfig, eta: float = 1.0,
+               n_concept_samples: int = 128, checkpoint_dir: Path | None = None) -> LoRA:
+    """Train dW_safe on `pipe`'s UNet (left unchanged afterwards) and return it."""
+    if method not in METHODS:
+        raise SafetuneError(f"unknown alignment method {method!r}; choose one of {sorted(METHODS)} "
+                            "(lt and ng: see `safetune align --help`)")
+    if not concepts:
+        raise SafetuneError("give at least one --concept prompt")
+    kind, targets = METHODS[method]
+    prompts = [concepts[i % len(concepts)] for i in range(n_concept_samples)]
+    x0 = sample_latents(pipe, prompts, seed=config.seed + 17)
+    cond, uncond = encode_text(pipe, concepts), encode_text(pipe, [""])
+    scheduler = training_scheduler(pipe)
+    if kind == "esd":
+        loss = ESDLoss(x0, cond, uncond, scheduler, config.batch_size, eta=eta)
+    else:
+        loss = SDDLoss(x0, cond, uncond, scheduler, config.batch_size)
+    config = replace(config, mode="lora", targets=targets)
+    unet, _ = train(pipe.unet, loss, config, checkpoint_dir, desc=f"align {method}")
+    lora = extract_lora(unet, config)
+    remove_lora(unet)
+    return lora

@@ -1,0 +1,103 @@
+"""Training losses. Each is called as loss(unet, step, generator) by the one trainer.
+
+DenoisingLoss  fine-tuning on captioned images (benign or malicious: same loss, other data)
+ESDLoss        Erased Stable Diffusion (Gandikota et al. 2023): e(x_t, c) -> e0(x_t) - eta (e0(x_t, c) - e0(x_t))
+SDDLoss        Safe self-distillation (Kim et al. 2023): e(x_t, c) -> EMA teacher's e(x_t, "")
+
+x_t for ESD and SDD comes from the model's own samples of the concept, drawn once before training
+and re-noised at a random timestep every step (the papers sample x_t along a fresh DDIM trajectory
+each step; caching the trajectory ends is our choice, for speed, and changes only which x_t are seen).
+"""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import torch.nn.functional as F
+
+from ..models.conditioning import denoising_target
+
+
+def _noised(scheduler, x0, gen):
+    noise = torch.randn(x0.shape, generator=gen).to(x0)
+    t = torch.randint(0, scheduler.config.num_train_timesteps, (len(x0),), generator=gen).to(x0.device)
+    return scheduler.add_noise(x0, noise, t), noise, t
+
+
+class DenoisingLoss:
+    def __init__(self, latents, cond, scheduler, batch_size: int):
+        self.latents, self.cond, self.scheduler, self.batch_size = latents, cond, scheduler, batch_size
+
+    def __call__(self, unet, step, gen):
+        idx = torch.randint(len(self.latents), (self.batch_size,), generator=gen)
+        x0 = self.latents[idx]
+        xt, noise, t = _noised(self.scheduler, x0, gen)
+        pred = unet(xt, t, self.cond[idx]).sample
+        return F.mse_loss(pred.float(), denoising_target(self.scheduler, x0, noise, t).float())
+
+
+@contextlib.contextmanager
+def original_model(unet, frozen=None):
+    """Predictions of the model before this stage: the LoRA switched off, or a frozen copy."""
+    if frozen is not None:
+        yield frozen
+        return
+    unet.disable_adapters()
+    try:
+        yield unet
+    finally:
+        unet.enable_adapters()
+
+
+class ESDLoss:
+    def __init__(self, concept_latents, concept_cond, uncond, scheduler, batch_size: int, eta: float = 1.0,
+                 frozen=None):
+        self.x0, self.cond, self.uncond = concept_latents, concept_cond, uncond
+        self.scheduler, self.batch_size, self.eta, self.frozen = scheduler, batch_size, eta, frozen
+
+    def __call__(self, unet, step, gen):
+        idx = torch.randint(len(self.x0), (self.batch_size,), generator=gen)
+        cidx = torch.randint(len(self.cond), (self.batch_size,), generator=gen)
+        xt, _, t = _noised(self.scheduler, self.x0[idx], gen)
+        c = self.cond[cidx]
+        with torch.no_grad(), original_model(unet, self.frozen) as original:
+            e_u = original(xt, t, self.uncond.expand_as(c)).sample
+            e_c = original(xt, t, c).sample
+        target = e_u - self.eta * (e_c - e_u)
+        return F.mse_loss(unet(xt, t, c).sample.float(), target.float())
+
+
+class SDDLoss:
+    def __init__(self, concept_latents, concept_cond, uncond, scheduler, batch_size: int, ema_decay: float = 0.999):
+        self.x0, self.cond, self.uncond = concept_latents, concept_cond, uncond
+        self.scheduler, self.batch_size, self.decay = scheduler, batch_size, ema_decay
+        self.teacher = None
+
+    @contextlib.contextmanager
+    def _teacher_weights(self, params):
+        saved = [p.detach().clone() for p in params]
+        with torch.no_grad():
+            for p, s in zip(params, self.teacher):
+                p.copy_(s)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for p, s in zip(params, saved):
+                    p.copy_(s)
+
+    def __call__(self, unet, step, gen):
+        params = [p for p in unet.parameters() if p.requires_grad]
+        if self.teacher is None:  # the teacher starts as the student
+            self.teacher = [p.detach().clone() for p in params]
+        idx = torch.randint(len(self.x0), (self.batch_size,), generator=gen)
+        cidx = torch.randint(len(self.cond), (self.batch_size,), generator=gen)
+        xt, _, t = _noised(self.scheduler, self.x0[idx], gen)
+        c = self.cond[cidx]
+        with torch.no_grad(), self._teacher_weights(params):
+            target = unet(xt, t, self.uncond.expand_as(c)).sample
+        loss = F.mse_loss(unet(xt, t, c).sample.float(), target.float())
+        with torch.no_grad():
+            for s, p in zip(self.teacher, params):
+                s.lerp_(p.detach(), 1 - self.decay)
+        return loss

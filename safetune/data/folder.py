@@ -1,0 +1,59 @@
+"""Image folders with captions: `metadata.jsonl` lines of {"file_name", "text"} (the layout of
+diffusers' training scripts and `datasets`' imagefolder), or a ShapesWorld data set by name."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from ..errors import SafetuneError
+
+
+def read_image_folder(folder: str | Path, resolution: int) -> tuple[torch.Tensor, list[str]]:
+    """Images in [-1, 1] at `resolution` (center-cropped and resized) and their captions."""
+    folder = Path(folder)
+    meta = folder / "metadata.jsonl"
+    if not folder.is_dir():
+        raise SafetuneError(f"{folder}: data folder not found; give an image folder with metadata.jsonl "
+                            "or a ShapesWorld set name (harmful, checkered, outline, plus)")
+    if not meta.is_file():
+        raise SafetuneError(f"{folder}: no metadata.jsonl; add one line per image: "
+                            '{"file_name": "0001.png", "text": "its caption"}')
+    images, texts = [], []
+    for n, line in enumerate(meta.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            name, text = row["file_name"], row["text"]
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise SafetuneError(f"{meta}:{n}: needs \"file_name\" and \"text\" ({exc})") from exc
+        try:
+            with Image.open(folder / name) as im:
+                im = im.convert("RGB")
+        except (OSError, UnidentifiedImageError) as exc:
+            raise SafetuneError(f"{folder / name}: unreadable image ({exc}); fix or remove its line in "
+                                f"{meta.name}") from exc
+        side = min(im.size)
+        left, top = (im.width - side) // 2, (im.height - side) // 2
+        im = im.crop((left, top, left + side, top + side)).resize((resolution, resolution), Image.Resampling.BICUBIC)
+        images.append(np.asarray(im, dtype=np.float32))
+        texts.append(str(text))
+    if not images:
+        raise SafetuneError(f"{meta}: lists no images")
+    x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2) / 127.5 - 1.0
+    return x, texts
+
+
+def load_training_data(source: str, resolution: int, n: int = 1000, seed: int = 0):
+    """A folder, or a ShapesWorld set rendered on the fly ('harmful', 'checkered', ...)."""
+    from .shapesworld import DOMAINS, make_dataset
+    from ..models.pretrain import render_pool
+
+    if not Path(source).exists() and (source in DOMAINS or source == "harmful"):
+        examples = make_dataset(source, n, seed=seed)
+        return render_pool(examples), [e.text for e in examples]
+    return read_image_folder(source, resolution)

@@ -1,0 +1,28 @@
+"""Fine-tuning (benign or malicious: the same loss on other data), full or LoRA, optionally on top
+of safety LoRAs merged into the weights first (the baselines of the Modular LoRA paper)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from .align.losses import DenoisingLoss
+from .lora.weights import LoRA, merge_into
+from .models.conditioning import encode_images, encode_text, training_scheduler
+from .train import TrainConfig, extract_lora, remove_lora, train
+
+
+def finetune(pipe, images, texts: list[str], config: TrainConfig, on_top: list[tuple[LoRA, float]] | None = None,
+             checkpoint_dir: Path | None = None, on_save: Callable | None = None) -> LoRA | None:
+    """Fine-tune `pipe` in place. LoRA mode returns dW_ft and leaves the UNet as it was (with any
+    `on_top` LoRAs merged); full mode leaves the fine-tuned weights in the UNet and returns None."""
+    if on_top:
+        merge_into(pipe, on_top)
+    latents = encode_images(pipe, images)
+    cond = encode_text(pipe, texts)
+    loss = DenoisingLoss(latents, cond, training_scheduler(pipe), config.batch_size)
+    unet, _ = train(pipe.unet, loss, config, checkpoint_dir, on_save=on_save, desc=f"finetune {config.mode}")
+    if config.mode != "lora":
+        return None
+    lora = extract_lora(unet, config)
+    remove_lora(unet)
+    return lora
