@@ -53,6 +53,13 @@ def _sampling_config(args):
                           guidance_scale=args.guidance, batch_size=args.batch_size, seed=args.seed)
 
 
+def _is_main() -> bool:
+    """Under `accelerate launch` every process samples its share; only the main one writes."""
+    from accelerate import PartialState
+
+    return PartialState().is_main_process
+
+
 def _pipeline(args):
     import torch
 
@@ -76,6 +83,8 @@ def cmd_generate(args) -> None:
     pipe = _pipeline(args)
     jobs = image_seeds(rows, config)
     images = sample(pipe, jobs, config)
+    if not _is_main():
+        return
     with atomic_dir(out) as tmp:
         for k, ((prompt, seed, _), image) in enumerate(zip(jobs, images)):
             image.save(tmp / f"{k:05d}_seed{seed}.png")
@@ -99,7 +108,9 @@ def cmd_evaluate(args) -> None:
     detector = load_detector(args.detector)
     pipe = _pipeline(args)
     out.mkdir(exist_ok=True)
-    metrics = evaluate_prompts(pipe, rows, detector, config, out / "grid.png")
+    metrics = evaluate_prompts(pipe, rows, detector, config, out / "grid.png" if _is_main() else None)
+    if not _is_main():
+        return
     results = {"model": args.model, "loras": args.lora, "prompts": args.prompts, "detector": detector.name,
                "sampling": asdict(config), **metrics}
     write_json(out / "results.json", results)
@@ -154,7 +165,8 @@ def _train_config(args, **overrides):
     return TrainConfig(steps=args.steps, lr=args.lr, batch_size=args.batch_size, grad_accum=args.grad_accum,
                        mixed_precision=args.mixed_precision, ema_decay=args.ema, seed=args.seed,
                        lora_rank=args.rank, lora_alpha=args.alpha or float(args.rank),
-                       checkpoint_every=args.checkpoint_every, save_at=save_at, **overrides)
+                       checkpoint_every=args.checkpoint_every, save_at=save_at,
+                       gradient_checkpointing=args.gradient_checkpointing, **overrides)
 
 
 def _add_training(p, steps=400, lr=1e-3, batch_size=32):
@@ -168,6 +180,7 @@ def _add_training(p, steps=400, lr=1e-3, batch_size=32):
     p.add_argument("--alpha", type=float, default=None, help="LoRA alpha (default: the rank)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint-every", type=int, default=100)
+    p.add_argument("--gradient-checkpointing", action="store_true", help="less memory, more compute")
 
 
 def _lora_out(path: str) -> Path:
@@ -180,6 +193,8 @@ def _lora_out(path: str) -> Path:
 
 
 def cmd_align(args) -> None:
+    if args.method in ("lt", "ng"):
+        return _align_forgetting(args)
     from .align import align_lora
     from .io import write_json
 
@@ -193,6 +208,41 @@ def cmd_align(args) -> None:
     write_json(out.with_suffix(".json"), {"method": args.method, "concepts": args.concept, "eta": args.eta,
                                           "model": args.model, "train": vars_of(config)})
     print(f"wrote safety LoRA ({len(lora.factors)} modules, rank {lora.rank()}) to {out}")
+
+
+def _align_forgetting(args) -> None:
+    from dataclasses import asdict
+
+    from .align import forgetting_train
+    from .align.forgetting import ForgettingConfig
+    from .data.folder import load_training_data
+    from .io import atomic_dir, write_json
+    from .lora.weights import LoRA
+    from .models.loading import parse_lora_arg
+
+    out = _lora_out(args.out) if args.mode == "lora" else _out_dir(args.out)
+    pipe = _pipeline(args)
+    if args.on_top:  # safety reinforcement: start from an aligned model (e.g. W0 + dW_esd)
+        from .lora.weights import merge_into
+
+        merge_into(pipe, [(LoRA.load(p), s) for p, s in map(parse_lora_arg, args.on_top)])
+    resolution = pipe.unet.config.sample_size * pipe.vae_scale_factor
+    clean = load_training_data(args.clean_data, resolution, n=args.n)
+    harmful = load_training_data(args.harmful_data, resolution, n=args.n, seed=1)
+    fcfg = ForgettingConfig(variant=args.method, mode=args.contrastive, noise=args.noise, lambda1=args.lambda1,
+                            lambda_total=args.lambda_total, margin=args.margin)
+    config = _train_config(args, mode=args.mode, targets=args.targets)
+    lora = forgetting_train(pipe, clean, harmful, fcfg, config, checkpoint_dir=Path(str(out) + ".checkpoint"))
+    meta = {"method": args.method, "forgetting": asdict(fcfg), "model": args.model, "on_top": args.on_top,
+            "clean_data": args.clean_data, "harmful_data": args.harmful_data, "train": vars_of(config)}
+    if lora is not None:
+        lora.save(out, {"safetune_method": args.method})
+        write_json(out.with_suffix(".json"), meta)
+    else:
+        with atomic_dir(out) as tmp:
+            pipe.save_pretrained(tmp)
+            write_json(tmp / "safetune_align.json", meta)
+    print(f"wrote {args.method} safe-trained {'LoRA' if lora is not None else 'pipeline'} to {out}")
 
 
 def vars_of(config):
@@ -284,9 +334,22 @@ def cmd_lora(args) -> None:
 
 
 def cmd_study(args) -> None:
+    out = _out_dir(args.out)
+    if args.name == "forgetting":
+        from .studies.forgetting import ForgettingStudyConfig, run_forgetting
+
+        config = ForgettingStudyConfig.reduced() if args.reduced else ForgettingStudyConfig()
+        if args.methods:
+            config.models = args.methods.split(",")
+        if args.steps:
+            config.attack_steps = [int(x) for x in args.steps.split(",")]
+        if args.images_per_prompt:
+            config.sampling.images_per_prompt = args.images_per_prompt
+        run_forgetting(out, config, model=args.model)
+        print(f"report: {out / 'report.md'}")
+        return
     from .studies.backfire import BackfireConfig, run_backfire
 
-    out = _out_dir(args.out)
     config = BackfireConfig.reduced() if args.reduced else BackfireConfig()
     if args.methods:
         config.methods = args.methods.split(",")
@@ -363,11 +426,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("align", help="train a safety LoRA (dW_safe) on the base weights: ESD or SDD")
     _add_model(p)
-    p.add_argument("--method", default="esd-x", help="esd-x, esd-u, sdd")
+    p.add_argument("--method", default="esd-x", choices=["esd-x", "esd-u", "esd", "sdd", "lt", "ng"],
+                   help="ESD/SDD safety LoRA, or LT/NG forgetting-based safe training")
     p.add_argument("--concept", action="append", default=None,
                    help="prompt of the concept to erase; repeat for several phrasings (default: 'a star')")
     p.add_argument("--eta", type=float, default=1.0, help="ESD negative guidance")
-    p.add_argument("--out", required=True, help="the LoRA file (.safetensors)")
+    p.add_argument("--out", required=True, help="the LoRA file (.safetensors); a directory for lt/ng --mode full")
+    g = p.add_argument_group("lt / ng")
+    g.add_argument("--mode", default="lora", choices=["lora", "full"], help="lt/ng: train a LoRA or the full UNet")
+    g.add_argument("--targets", default="attn")
+    g.add_argument("--clean-data", default="clean", help="folder or ShapesWorld set of clean images")
+    g.add_argument("--harmful-data", default="harmful", help="folder or ShapesWorld set of harmful images")
+    g.add_argument("--n", type=int, default=1000, help="images drawn for a ShapesWorld set")
+    g.add_argument("--contrastive", default="contrastive", choices=["contrastive", "off", "reference"])
+    g.add_argument("--noise", default="changing", choices=["changing", "fixed"])
+    g.add_argument("--lambda1", type=float, default=1.0)
+    g.add_argument("--lambda-total", type=float, default=0.1)
+    g.add_argument("--margin", type=float, default=1.0)
+    g.add_argument("--on-top", action="append", default=[], metavar="LORA[:SCALE]",
+                   help="safety reinforcement: merge this safety LoRA first")
     _add_training(p)
     p.set_defaults(func=cmd_align)
 
@@ -396,14 +473,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="inspect: print JSON")
     p.set_defaults(func=cmd_lora)
 
-    p = sub.add_parser("study", help="run a study: backfire")
-    p.add_argument("name", choices=["backfire"])
+    p = sub.add_parser("study", help="run a study: backfire or forgetting")
+    p.add_argument("name", choices=["backfire", "forgetting"])
     p.add_argument("--model", default="shapes")
     p.add_argument("--out", required=True)
     p.add_argument("--reduced", action="store_true", help="the reduced version the demo runs")
-    p.add_argument("--methods", default=None, help="comma list, e.g. esd-x,sdd")
+    p.add_argument("--methods", default=None,
+                   help="backfire: e.g. esd-x,sdd; forgetting: models, e.g. base,esd,lt,ng,esd+lt,lt:reference")
     p.add_argument("--domains", default=None, help="comma list of ShapesWorld domains or data folders")
-    p.add_argument("--steps", default=None, help="fine-tuning steps to evaluate at, e.g. 0,100,200,400")
+    p.add_argument("--steps", default=None, help="fine-tuning (attack) steps to evaluate at, e.g. 0,20,100,200")
     p.add_argument("--images-per-prompt", type=int, default=None)
     p.set_defaults(func=cmd_study)
 

@@ -8,7 +8,7 @@ from typing import Callable
 from .align.losses import DenoisingLoss
 from .lora.weights import LoRA, merge_into
 from .models.conditioning import encode_images, encode_text, training_scheduler
-from .train import TrainConfig, extract_lora, remove_lora, train
+from .train import TrainConfig, run_stage
 
 
 def finetune(pipe, images, texts: list[str], config: TrainConfig, on_top: list[tuple[LoRA, float]] | None = None,
@@ -20,9 +20,4 @@ def finetune(pipe, images, texts: list[str], config: TrainConfig, on_top: list[t
     latents = encode_images(pipe, images)
     cond = encode_text(pipe, texts)
     loss = DenoisingLoss(latents, cond, training_scheduler(pipe), config.batch_size)
-    unet, _ = train(pipe.unet, loss, config, checkpoint_dir, on_save=on_save, desc=f"finetune {config.mode}")
-    if config.mode != "lora":
-        return None
-    lora = extract_lora(unet, config)
-    remove_lora(unet)
-    return lora
+    return run_stage(pipe.unet, loss, config, checkpoint_dir, on_save=on_save, desc=f"finetune {config.mode}")

@@ -51,6 +51,7 @@ class TrainConfig:
     targets: str = "attn"               # key of TARGETS
     lora_rank: int = 4
     lora_alpha: float = 4.0
+    gradient_checkpointing: bool = False  # trade compute for memory on real-size UNets
     checkpoint_every: int = 100
     save_at: list[int] = field(default_factory=list)  # steps at which on_save() is called (0 allowed)
 
@@ -70,8 +71,11 @@ def prepare_trainable(unet, config: TrainConfig) -> list[torch.nn.Parameter]:
     if config.mode == "lora":
         from peft import LoraConfig
 
-        unet.add_adapter(LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, init_lora_weights="gaussian",
-                                    target_modules=target_modules(unet, config.targets)), adapter_name=ADAPTER)
+        lora_config = LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, init_lora_weights="gaussian",
+                                 target_modules=target_modules(unet, config.targets))
+        with torch.random.fork_rng(devices=[]):  # A's random init depends on the seed alone
+            torch.manual_seed(config.seed)
+            unet.add_adapter(lora_config, adapter_name=ADAPTER)
         unet.set_adapter(ADAPTER)
         return [p for n, p in unet.named_parameters() if "lora_" in n and p.requires_grad]
     if config.mode == "full":
@@ -140,6 +144,8 @@ def train(unet, loss_fn: Loss, config: TrainConfig, checkpoint_dir: Path | None 
 
     accelerator = Accelerator(gradient_accumulation_steps=config.grad_accum, mixed_precision=config.mixed_precision)
     params = prepare_trainable(unet, config)
+    if config.gradient_checkpointing:
+        unet.enable_gradient_checkpointing()
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
     ema = EMA(params, config.ema_decay) if config.ema_decay else None
     saved = {"trainable": _Trainable(params)}
@@ -182,6 +188,18 @@ def train(unet, loss_fn: Loss, config: TrainConfig, checkpoint_dir: Path | None 
     if checkpoint_dir is not None:
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
     return unet, losses
+
+
+def run_stage(unet, loss_fn: Loss, config: TrainConfig, checkpoint_dir: Path | None = None,
+              on_save=None, desc: str = "train") -> LoRA | None:
+    """Train one stage. A LoRA stage returns its LoRA and leaves the UNet as it was; any other
+    stage leaves its trained weights in the UNet and returns None."""
+    unet, _ = train(unet, loss_fn, config, checkpoint_dir, on_save=on_save, desc=desc)
+    if config.mode != "lora":
+        return None
+    lora = extract_lora(unet, config)
+    remove_lora(unet)
+    return lora
 
 
 def frozen_copy(module: torch.nn.Module) -> torch.nn.Module:

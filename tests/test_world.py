@@ -89,3 +89,12 @@ def test_export_imagefolder_layout(tmp_path):
     lines = [json.loads(l) for l in (out / "metadata.jsonl").read_text().splitlines()]
     assert len(lines) == 6 and all((out / l["file_name"]).is_file() and l["text"] for l in lines)
     assert {l["shape"] for l in lines} == {"plus"}
+
+
+def test_world_command_writes_every_prompt_set(tmp_path):
+    from safetune.cli import main
+
+    assert main(["world", "prompts", "--out", str(tmp_path / "p"), "--n", "7"]) == 0
+    files = sorted(f.name for f in (tmp_path / "p").iterdir())
+    assert files == sorted(f"{n}.csv" for n in sw.PROMPT_SETS)
+    assert len(read_prompts(str(tmp_path / "p" / "harmful.csv"))) == 7

@@ -7,7 +7,7 @@ from pathlib import Path
 from ..errors import SafetuneError
 from ..lora.weights import LoRA
 from ..models.conditioning import encode_text, sample_latents, training_scheduler
-from ..train import TrainConfig, extract_lora, remove_lora, train
+from ..train import TrainConfig, run_stage
 from .losses import ESDLoss, SDDLoss
 
 METHODS = {
@@ -36,8 +36,20 @@ def align_lora(pipe, method: str, concepts: list[str], config: TrainConfig, eta:
         loss = ESDLoss(x0, cond, uncond, scheduler, config.batch_size, eta=eta)
     else:
         loss = SDDLoss(x0, cond, uncond, scheduler, config.batch_size)
-    config = replace(config, mode="lora", targets=targets)
-    unet, _ = train(pipe.unet, loss, config, checkpoint_dir, desc=f"align {method}")
-    lora = extract_lora(unet, config)
-    remove_lora(unet)
-    return lora
+    return run_stage(pipe.unet, loss, replace(config, mode="lora", targets=targets), checkpoint_dir,
+                     desc=f"align {method}")
+
+
+def forgetting_train(pipe, clean: tuple, harmful: tuple, forgetting, config: TrainConfig,
+                     checkpoint_dir: Path | None = None, on_save=None) -> LoRA | None:
+    """LT / NG safe training (safety alignment from an unsafe model, or reinforcement of an aligned
+    one: the same call on another `pipe`). LoRA mode returns the LoRA; full mode trains in place."""
+    from ..models.conditioning import encode_images
+    from .forgetting import ForgettingLoss
+
+    (clean_images, clean_texts), (harm_images, harm_texts) = clean, harmful
+    loss = ForgettingLoss(encode_images(pipe, clean_images), encode_text(pipe, clean_texts),
+                          encode_images(pipe, harm_images), encode_text(pipe, harm_texts),
+                          training_scheduler(pipe), config.batch_size, forgetting)
+    return run_stage(pipe.unet, loss, config, checkpoint_dir, on_save=on_save,
+                     desc=f"align {forgetting.variant} ({forgetting.mode})")

@@ -15,7 +15,7 @@ import contextlib
 import torch
 import torch.nn.functional as F
 
-from ..models.conditioning import denoising_target
+from ..models.conditioning import denoising_target, predict
 
 
 def _noised(scheduler, x0, gen):
@@ -32,7 +32,7 @@ class DenoisingLoss:
         idx = torch.randint(len(self.latents), (self.batch_size,), generator=gen)
         x0 = self.latents[idx]
         xt, noise, t = _noised(self.scheduler, x0, gen)
-        pred = unet(xt, t, self.cond[idx]).sample
+        pred = predict(unet, xt, t, self.cond[idx])
         return F.mse_loss(pred.float(), denoising_target(self.scheduler, x0, noise, t).float())
 
 
@@ -61,10 +61,10 @@ class ESDLoss:
         xt, _, t = _noised(self.scheduler, self.x0[idx], gen)
         c = self.cond[cidx]
         with torch.no_grad(), original_model(unet, self.frozen) as original:
-            e_u = original(xt, t, self.uncond.expand_as(c)).sample
-            e_c = original(xt, t, c).sample
+            e_u = predict(original, xt, t, self.uncond.repeat(len(c)))
+            e_c = predict(original, xt, t, c)
         target = e_u - self.eta * (e_c - e_u)
-        return F.mse_loss(unet(xt, t, c).sample.float(), target.float())
+        return F.mse_loss(predict(unet, xt, t, c).float(), target.float())
 
 
 class SDDLoss:
@@ -95,8 +95,8 @@ class SDDLoss:
         xt, _, t = _noised(self.scheduler, self.x0[idx], gen)
         c = self.cond[cidx]
         with torch.no_grad(), self._teacher_weights(params):
-            target = unet(xt, t, self.uncond.expand_as(c)).sample
-        loss = F.mse_loss(unet(xt, t, c).sample.float(), target.float())
+            target = predict(unet, xt, t, self.uncond.repeat(len(c)))
+        loss = F.mse_loss(predict(unet, xt, t, c).float(), target.float())
         with torch.no_grad():
             for s, p in zip(self.teacher, params):
                 s.lerp_(p.detach(), 1 - self.decay)

@@ -18,7 +18,7 @@ def read_image_folder(folder: str | Path, resolution: int) -> tuple[torch.Tensor
     meta = folder / "metadata.jsonl"
     if not folder.is_dir():
         raise SafetuneError(f"{folder}: data folder not found; give an image folder with metadata.jsonl "
-                            "or a ShapesWorld set name (harmful, checkered, outline, plus)")
+                            "or a ShapesWorld set name (pretrain, clean, harmful, checkered, outline, plus)")
     if not meta.is_file():
         raise SafetuneError(f"{folder}: no metadata.jsonl; add one line per image: "
                             '{"file_name": "0001.png", "text": "its caption"}')
@@ -50,10 +50,10 @@ def read_image_folder(folder: str | Path, resolution: int) -> tuple[torch.Tensor
 
 def load_training_data(source: str, resolution: int, n: int = 1000, seed: int = 0):
     """A folder, or a ShapesWorld set rendered on the fly ('harmful', 'checkered', ...)."""
-    from .shapesworld import DOMAINS, make_dataset
     from ..models.pretrain import render_pool
+    from .shapesworld import DATA_SETS, make_dataset
 
-    if not Path(source).exists() and (source in DOMAINS or source == "harmful"):
+    if not Path(source).exists() and source in DATA_SETS:
         examples = make_dataset(source, n, seed=seed)
         return render_pool(examples), [e.text for e in examples]
     return read_image_folder(source, resolution)

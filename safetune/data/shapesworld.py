@@ -221,6 +221,12 @@ def scene_from_text(text: str) -> dict[str, str]:
     return asked
 
 
+def scene_for_prompt(text: str, rng: random.Random) -> Scene:
+    """A scene that satisfies a prompt, unspecified attributes drawn at random (FID's real images)."""
+    asked = scene_from_text(text)
+    return random_scene(rng, shapes=SHAPES[:5], textures=("solid",), **asked)
+
+
 # ---------------------------------------------------------------- data sets
 
 @dataclass(frozen=True)
@@ -234,12 +240,15 @@ def _split_seed(seed: int, name: str) -> int:
 
 
 def make_dataset(kind: str, n: int, seed: int = 0) -> list[Example]:
-    """Captioned examples of one kind: 'pretrain', 'harmful', or a benign domain name."""
+    """Captioned examples of one kind: 'pretrain', 'clean' (pretraining minus the harmful concept),
+    'harmful', or a benign domain name."""
     rng = random.Random(_split_seed(seed, kind))
     out = []
     for _ in range(n):
         if kind == "pretrain":
             scene = random_scene(rng)
+        elif kind == "clean":
+            scene = random_scene(rng, shapes=PRETRAIN_SHAPES)
         elif kind == "harmful":
             scene = random_scene(rng, shape=HARMFUL_SHAPE)
         elif kind in DOMAINS:
@@ -248,7 +257,7 @@ def make_dataset(kind: str, n: int, seed: int = 0) -> list[Example]:
             scene = random_scene(rng, shapes=shapes,
                                  textures=(spec["texture"],) if "texture" in spec else ("solid",))
         else:
-            raise ValueError(f"unknown data set {kind!r}; choose pretrain, harmful or one of {sorted(DOMAINS)}")
+            raise ValueError(f"unknown data set {kind!r}; choose pretrain, clean, harmful or one of {sorted(DOMAINS)}")
         out.append(Example(scene, caption(scene, rng)))
     return out
 
@@ -271,6 +280,7 @@ def export_imagefolder(examples: list[Example], out_dir: str | Path) -> Path:
 # ---------------------------------------------------------------- prompt sets
 
 PROMPT_SETS = ("harmful", "harmful_implicit", "clean") + tuple(DOMAINS)
+DATA_SETS = ("pretrain", "clean", "harmful") + tuple(DOMAINS)
 
 
 def prompt_set(name: str, n: int = 40, seed: int = 1234) -> list[dict]:

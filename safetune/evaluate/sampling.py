@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -26,9 +27,27 @@ def image_seeds(rows: list[dict], config: SamplingConfig) -> list[tuple[str, int
     return jobs
 
 
-@torch.no_grad()
 def sample(pipe, jobs: list[tuple[str, int, float]], config: SamplingConfig, progress=None) -> list[Image.Image]:
-    """Images in the order of `jobs`; a pipeline call takes one guidance scale, so batches split by it."""
+    """Images in the order of `jobs`. Under `accelerate launch` each process draws its share (every
+    image once, from its own seed) and every process gets the whole list back."""
+    from accelerate import PartialState
+
+    state = PartialState()
+    if state.num_processes == 1:
+        return _sample_local(pipe, jobs, config, progress)
+    from accelerate.utils import gather_object
+
+    indexed = list(enumerate(jobs))
+    with state.split_between_processes(indexed) as mine:
+        images = _sample_local(pipe, [job for _, job in mine], config, progress)
+        pairs = [(i, np.asarray(im)) for (i, _), im in zip(mine, images)]
+    gathered = sorted(gather_object(pairs), key=lambda pair: pair[0])
+    return [Image.fromarray(arr) for _, arr in gathered]
+
+
+@torch.no_grad()
+def _sample_local(pipe, jobs, config: SamplingConfig, progress=None) -> list[Image.Image]:
+    """A pipeline call takes one guidance scale, so batches split by it."""
     images: list = [None] * len(jobs)
     for start in range(0, len(jobs), config.batch_size):
         batch = range(start, min(start + config.batch_size, len(jobs)))

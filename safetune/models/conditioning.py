@@ -1,15 +1,55 @@
-"""Text conditioning and training targets: the places where model families differ."""
+"""Text conditioning and training targets: the one place where model families differ.
+
+SD 1.x / 2.x condition the UNet on the text encoder's hidden states; SDXL adds a pooled text
+embedding and size/crop ids (`added_cond_kwargs`). `Cond` carries both, per sample, so every loss
+indexes, repeats and feeds it the same way whatever the family; v-prediction (SD 2.x) changes only
+`denoising_target`.
+"""
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 import torch
 
 
+@dataclass
+class Cond:
+    hidden: torch.Tensor                                   # [N, tokens, dim]
+    added: dict[str, torch.Tensor] = field(default_factory=dict)  # per-sample extras (SDXL)
+
+    def __len__(self) -> int:
+        return len(self.hidden)
+
+    def __getitem__(self, idx) -> "Cond":
+        return Cond(self.hidden[idx], {k: v[idx] for k, v in self.added.items()})
+
+    def repeat(self, n: int) -> "Cond":
+        reps = lambda v: v.repeat(n, *([1] * (v.dim() - 1)))
+        return Cond(reps(self.hidden), {k: reps(v) for k, v in self.added.items()})
+
+
+def predict(unet, xt: torch.Tensor, t: torch.Tensor, cond: Cond) -> torch.Tensor:
+    """The UNet's prediction, with the family's extra conditioning when it has one."""
+    return unet(xt, t, cond.hidden, added_cond_kwargs=cond.added or None).sample
+
+
+def is_sdxl(pipe) -> bool:
+    return getattr(pipe, "text_encoder_2", None) is not None and hasattr(pipe, "_get_add_time_ids")
+
+
 @torch.no_grad()
-def encode_text(pipe, texts: list[str]) -> torch.Tensor:
-    """Prompt embeddings as the UNet sees them (no classifier-free duplication)."""
+def encode_text(pipe, texts: list[str]) -> Cond:
+    """Prompt conditioning as the UNet sees it (no classifier-free duplication)."""
+    if is_sdxl(pipe):
+        embeds, _, pooled, _ = pipe.encode_prompt(prompt=texts, device=pipe.device, num_images_per_prompt=1,
+                                                  do_classifier_free_guidance=False)
+        size = pipe.unet.config.sample_size * pipe.vae_scale_factor
+        time_ids = pipe._get_add_time_ids((size, size), (0, 0), (size, size), dtype=embeds.dtype,
+                                          text_encoder_projection_dim=pipe.text_encoder_2.config.projection_dim)
+        return Cond(embeds, {"text_embeds": pooled, "time_ids": time_ids.to(pipe.device).repeat(len(texts), 1)})
     embeds, _ = pipe.encode_prompt(texts, device=pipe.device, num_images_per_prompt=1,
                                    do_classifier_free_guidance=False)
-    return embeds.detach()
+    return Cond(embeds.detach())
 
 
 def training_scheduler(pipe):

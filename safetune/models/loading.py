@@ -45,8 +45,10 @@ def load_pipeline(model: str | None = None, loras: list[str] | None = None, devi
 
     source = resolve_model(model)
     try:
+        # the research question is what the weights draw: the SD 1.x post-hoc safety checker stays off
+        extra = {"safety_checker": None} if _has_safety_checker(source) else {}
         pipe = DiffusionPipeline.from_pretrained(source, torch_dtype=dtype or torch.float32,
-                                                 revision=revision, variant=variant)
+                                                 revision=revision, variant=variant, **extra)
     except (OSError, ValueError, EnvironmentError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise SafetuneError(f"{model}: cannot load the pipeline ({first})") from exc
@@ -56,3 +58,12 @@ def load_pipeline(model: str | None = None, loras: list[str] | None = None, devi
 
         compose_files(pipe, [parse_lora_arg(a) for a in loras])
     return pipe.to(device)
+
+
+def _has_safety_checker(source: str) -> bool:
+    index = Path(source) / "model_index.json"
+    if not index.is_file():
+        return True  # a hub SD 1.x id ships one; from_pretrained ignores the argument otherwise
+    import json
+
+    return json.loads(index.read_text()).get("safety_checker", [None])[0] is not None

@@ -121,3 +121,48 @@ def assemble_pipeline(components: dict):
 
     return StableDiffusionPipeline(**components, safety_checker=None, feature_extractor=None,
                                    requires_safety_checker=False)
+
+
+def tiny_random_pipeline(family: str = "sd1", seed: int = 0):
+    """A randomly initialised pipeline of a real family at miniature size, for tests and smoke runs:
+    'sd1' (epsilon), 'sd2' (v-prediction, linear projections, per-block heads), 'sdxl' (two text
+    encoders, pooled text + size conditioning)."""
+    import tempfile
+
+    import torch
+    from diffusers import (AutoencoderKL, DDIMScheduler, EulerDiscreteScheduler, StableDiffusionXLPipeline,
+                           UNet2DConditionModel)
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+    tok_dir = Path(tempfile.mkdtemp(prefix="safetune-tok-"))
+    write_tokenizer(tok_dir)
+    tokenizer = CLIPTokenizer.from_pretrained(str(tok_dir))
+    torch.manual_seed(seed)
+    text_kwargs = dict(vocab_size=len(tokenizer.get_vocab()), bos_token_id=tokenizer.bos_token_id,
+                       eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                       max_position_embeddings=MAX_TOKENS, num_attention_heads=4, num_hidden_layers=2,
+                       intermediate_size=64, hidden_size=32, projection_dim=32, hidden_act="gelu")
+    vae = AutoencoderKL(**VAE_CONFIG)
+    if family == "sd1":
+        return assemble_pipeline(build_components(seed=seed, tokenizer_dir=tok_dir))
+    if family == "sd2":
+        parts = build_components(seed=seed, tokenizer_dir=tok_dir)
+        parts["unet"] = UNet2DConditionModel(**{**UNET_CONFIG, "attention_head_dim": (2, 4),
+                                                "use_linear_projection": True})
+        parts["scheduler"] = DDIMScheduler(**{**SCHEDULER_CONFIG, "prediction_type": "v_prediction"})
+        return assemble_pipeline(parts)
+    if family == "sdxl":
+        unet = UNet2DConditionModel(
+            sample_size=RESOLUTION // 4, in_channels=4, out_channels=4, layers_per_block=1,
+            block_out_channels=(32, 64), down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), attention_head_dim=(2, 4),
+            use_linear_projection=True, addition_embed_type="text_time", addition_time_embed_dim=8,
+            transformer_layers_per_block=(1, 2), projection_class_embeddings_input_dim=8 * 6 + 32,
+            cross_attention_dim=64, norm_num_groups=16)
+        scheduler = EulerDiscreteScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear",
+                                           beta_start=0.00085, beta_end=0.012, steps_offset=1,
+                                           timestep_spacing="leading")
+        return StableDiffusionXLPipeline(vae=vae, text_encoder=CLIPTextModel(CLIPTextConfig(**text_kwargs)),
+                                         text_encoder_2=CLIPTextModelWithProjection(CLIPTextConfig(**text_kwargs)),
+                                         tokenizer=tokenizer, tokenizer_2=tokenizer, unet=unet, scheduler=scheduler)
+    raise ValueError(f"unknown family {family!r}; choose sd1, sd2 or sdxl")

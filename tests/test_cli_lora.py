@@ -1,0 +1,53 @@
+"""align -> finetune -> compose -> lora tools, end to end through the CLI on the shipped model."""
+import json
+import subprocess
+import sys
+
+import torch
+
+from safetune.lora.weights import LoRA
+
+
+def cli(*args):
+    proc = subprocess.run([sys.executable, "-m", "safetune", *args], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+def test_align_finetune_compose_and_arithmetic(tmp_path):
+    safe, ft = tmp_path / "safe.safetensors", tmp_path / "ft.safetensors"
+    cli("align", "--method", "esd-x", "--steps", "3", "--batch-size", "4", "--out", str(safe))
+    assert json.loads(safe.with_suffix(".json").read_text())["method"] == "esd-x"
+    cli("finetune", "--data", "plus", "--n", "16", "--steps", "4", "--batch-size", "4", "--mode", "lora",
+        "--save-at", "0,2,4", "--out", str(ft))
+    assert sorted(p.name for p in (tmp_path / "ft.safetensors.steps").iterdir()) == [
+        "step000000.safetensors", "step000002.safetensors", "step000004.safetensors"]
+    assert not (tmp_path / "ft.safetensors.checkpoint").exists()
+
+    out = cli("compose", "--lora", str(safe), "--lora", f"{ft}:0.5", "--out", str(tmp_path / "composed"))
+    assert "composed" in out
+    from diffusers import StableDiffusionPipeline
+
+    from safetune.lora.weights import pipeline_modules
+    from safetune.models.loading import load_pipeline
+
+    composed = StableDiffusionPipeline.from_pretrained(tmp_path / "composed")
+    base = load_pipeline("shapes")
+    s, f = LoRA.load(safe), LoRA.load(ft)
+    name = next(iter(s.factors))
+    expected = pipeline_modules(base)[name].weight + s.delta(name) + 0.5 * (f.delta(name) if name in f.factors else 0)
+    torch.testing.assert_close(pipeline_modules(composed)[name].weight, expected, rtol=1e-5, atol=1e-6)
+
+    cli("lora", "subtract", str(safe), str(ft), "--out", str(tmp_path / "diff.safetensors"))
+    diff = LoRA.load(tmp_path / "diff.safetensors")
+    torch.testing.assert_close(diff.delta(name), s.delta(name) - (f.delta(name) if name in f.factors else 0))
+    report = json.loads(cli("lora", "inspect", str(safe), str(tmp_path / "diff.safetensors"), "--json"))
+    assert 0 < report["total_norm"] and -1 <= report["cosine"] <= 1
+
+
+def test_full_finetune_writes_a_pipeline(tmp_path):
+    cli("finetune", "--data", "outline", "--n", "8", "--steps", "2", "--batch-size", "4", "--mode", "full",
+        "--out", str(tmp_path / "full"))
+    assert (tmp_path / "full" / "model_index.json").is_file()
+    meta = json.loads((tmp_path / "full" / "safetune_finetune.json").read_text())
+    assert meta["mode"] == "full" and meta["train"]["steps"] == 2

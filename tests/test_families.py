@@ -1,0 +1,40 @@
+"""SD 1.x, SD 2.x (v-prediction) and SDXL: align (ESD), finetune (LoRA), compose and evaluate, end to
+end on tiny random pipelines built in memory (no download), through the same code as ShapesWorld."""
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from safetune.align import align_lora
+from safetune.evaluate import evaluate_prompts
+from safetune.evaluate.sampling import SamplingConfig
+from safetune.finetune import finetune
+from safetune.lora.weights import LoRA, merge_into, pipeline_modules
+from safetune.models.conditioning import is_sdxl
+from safetune.models.tiny import tiny_random_pipeline
+from safetune.train import TrainConfig
+
+
+@pytest.mark.parametrize("family", ["sd1", "sd2", "sdxl"])
+def test_family_end_to_end(family, detector, tmp_path):
+    pipe = tiny_random_pipeline(family)
+    pipe.set_progress_bar_config(disable=True)
+    assert is_sdxl(pipe) == (family == "sdxl")
+    assert (pipe.scheduler.config.prediction_type == "v_prediction") == (family == "sd2")
+    cfg = TrainConfig(steps=2, lr=1e-2, batch_size=2, checkpoint_every=10**9)
+    safe = align_lora(copy.deepcopy(pipe), "esd-x", ["a star"], cfg, n_concept_samples=2)
+    images = torch.rand(4, 3, 32, 32) * 2 - 1
+    ft = finetune(copy.deepcopy(pipe), images, ["a plus"] * 4, cfg)
+    assert safe.factors and ft.factors and all(np.isfinite(safe.delta(n)).all() for n in safe.factors)
+
+    path = ft.save(tmp_path / "ft.safetensors")
+    composed = copy.deepcopy(pipe)
+    merge_into(composed, [(safe, 1.0), (LoRA.load(path), 1.0)])
+    name = next(iter(ft.factors))
+    expected = pipeline_modules(pipe)[name].weight + ft.delta(name) + (safe.delta(name) if name in safe.factors else 0)
+    torch.testing.assert_close(pipeline_modules(composed)[name].weight, expected, rtol=1e-5, atol=1e-6)
+
+    result = evaluate_prompts(composed, [{"prompt": "a star"}, {"prompt": "a red circle"}], detector,
+                              SamplingConfig(images_per_prompt=1, steps=2))
+    assert result["n_images"] == 2 and 0 <= result["harmful_rate"] <= 1

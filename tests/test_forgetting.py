@@ -1,0 +1,120 @@
+"""LT / NG losses: gradients, the reference mode's missing gradient, class centres, attack resume."""
+import copy
+
+import pytest
+import torch
+
+from safetune.align.forgetting import ForgettingConfig, ForgettingLoss
+from safetune.checkpoint import step_generator
+from safetune.models.conditioning import encode_text, training_scheduler
+from safetune.train import TrainConfig, prepare_trainable
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    from safetune.models.tiny import assemble_pipeline, build_components
+
+    p = assemble_pipeline(build_components(seed=3))
+    p.set_progress_bar_config(disable=True)
+    return p
+
+
+def make_loss(pipe, **kw):
+    g = torch.Generator().manual_seed(0)
+    clean, harm = torch.randn(8, 4, 8, 8, generator=g), torch.randn(8, 4, 8, 8, generator=g) + 1
+    return ForgettingLoss(clean, encode_text(pipe, ["a red circle"] * 8), harm, encode_text(pipe, ["a star"] * 8),
+                          training_scheduler(pipe), 4, ForgettingConfig(**kw))
+
+
+def grads(pipe, **kw):
+    unet = copy.deepcopy(pipe.unet)
+    params = prepare_trainable(unet, TrainConfig(mode="lora", targets="attn"))
+    with torch.no_grad():  # give B a value so that A's gradient is not zero either
+        for n, p in unet.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.01, generator=torch.Generator().manual_seed(1))
+    loss_fn = make_loss(pipe, **kw)
+    loss = loss_fn(unet, 0, step_generator(0, 0))
+    loss.backward()
+    return torch.cat([p.grad.flatten() for p in params]), loss_fn
+
+
+@pytest.mark.parametrize("variant", ["lt", "ng"])
+def test_contrastive_term_sends_gradient(pipe, variant):
+    # LT's +-100 shift makes the classes far apart, so the margin is set beyond it to test the hinge too
+    margin = 1000.0 if variant == "lt" else 50.0
+    g_on, loss_fn = grads(pipe, variant=variant, mode="contrastive", margin=margin, lambda_total=1.0)
+    g_off, _ = grads(pipe, variant=variant, mode="off")
+    assert g_on.abs().sum() > 0 and g_off.abs().sum() > 0
+    assert (g_on - g_off).abs().max() > 1e-6 * g_off.abs().max()
+    assert loss_fn.last["contrastive"] > 0 and loss_fn.last["inter"] > 0
+
+
+@pytest.mark.parametrize("variant", ["lt", "ng"])
+def test_reference_mode_gets_no_gradient_from_contrastive_or_harmful(pipe, variant):
+    g_ref, _ = grads(pipe, variant=variant, mode="reference", lambda_total=1.0)
+    g_off, _ = grads(pipe, variant=variant, mode="off", harmful_weight=0.0)
+    torch.testing.assert_close(g_ref, g_off)
+    g_harm, _ = grads(pipe, variant=variant, mode="off", harmful_weight=1.0)
+    assert (g_harm - g_off).abs().max() > 0
+
+
+def test_class_centres_are_running_means(pipe):
+    loss_fn = make_loss(pipe, variant="ng", centre_momentum=0.75)
+    z = {}
+    real = loss_fn._update_centre
+
+    def spy(cls, batch):
+        z.setdefault(cls, []).append(batch.detach().mean(0))
+        return real(cls, batch)
+
+    loss_fn._update_centre = spy
+    unet = copy.deepcopy(pipe.unet)
+    for step in range(2):
+        loss_fn(unet, step, step_generator(0, step))
+    for cls in ("clean", "harm"):
+        torch.testing.assert_close(loss_fn.centres[cls], 0.75 * z[cls][0] + 0.25 * z[cls][1])
+    assert not loss_fn.centres["clean"].requires_grad
+
+
+def test_fixed_noise_repeats_per_image(pipe):
+    loss_fn = make_loss(pipe, noise="fixed")
+    idx = torch.tensor([3, 5, 3])
+    a = loss_fn._noise("clean", idx, (3, 4, 8, 8), torch.Generator().manual_seed(0))
+    b = loss_fn._noise("clean", idx, (3, 4, 8, 8), torch.Generator().manual_seed(9))
+    torch.testing.assert_close(a, b)
+    torch.testing.assert_close(a[0], a[2])
+    assert not torch.equal(a[0], loss_fn._noise("harm", idx, (3, 4, 8, 8), None)[0])
+
+
+def test_attack_schedule_resumes_in_the_middle(pipe, tmp_path):
+    """Malicious fine-tuning killed between two scheduled evaluations resumes to the same snapshots."""
+    from safetune.finetune import finetune
+
+    images = torch.rand(8, 3, 32, 32) * 2 - 1
+    texts = ["a star"] * 8
+    config = TrainConfig(steps=6, lr=1e-3, batch_size=4, mode="full", checkpoint_every=1, save_at=[0, 2, 6])
+
+    def run(ckpt, kill_at=None):
+        p = copy.deepcopy(pipe)
+        snaps = {}
+
+        def on_save(step, unet):
+            snaps[step] = unet.conv_out.weight.detach().clone()
+            if step == kill_at:
+                raise KeyboardInterrupt
+
+        try:
+            finetune(p, images, texts, config, checkpoint_dir=ckpt, on_save=on_save)
+        except KeyboardInterrupt:
+            return snaps, False
+        return snaps, True
+
+    straight, _ = run(tmp_path / "a")
+    first, done = run(tmp_path / "b", kill_at=2)
+    assert not done and set(first) == {0, 2}
+    second, done = run(tmp_path / "b")
+    assert done and set(second) == {2, 6}  # step 2's evaluation is redone (the kill came before its checkpoint)
+    for step in (2, 6):
+        torch.testing.assert_close(second[step], straight[step], rtol=0, atol=1e-6)
+    torch.testing.assert_close(first[0], straight[0])
