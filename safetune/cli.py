@@ -289,16 +289,62 @@ def cmd_finetune(args) -> None:
 
 
 def cmd_compose(args) -> None:
+    from .audit import AuditThresholds, cancel_overlap
     from .io import atomic_dir, write_json
+    from .lora.weights import LoRA
+    from .models.loading import parse_lora_arg
 
     out = _out_dir(args.out)
-    pipe = _pipeline(args)
     if not args.lora:
         raise SafetuneError("compose needs at least one --lora FILE[:SCALE]")
+    if args.safety_lora:
+        safety = LoRA.load(args.safety_lora)
+        for path, _ in map(parse_lora_arg, args.lora):
+            overlap = cancel_overlap(LoRA.load(path), safety)["overlap"]
+            if overlap > args.threshold and not args.force:
+                raise SafetuneError(f"{path}: overlaps -dW_safe by {overlap:.3f} (> {args.threshold}): it would cancel "
+                                    "the safety LoRA; run `safetune audit`, or pass --force to compose anyway")
+        args.lora = [args.safety_lora] + args.lora
+    pipe = _pipeline(args)
     with atomic_dir(out) as tmp:
         pipe.save_pretrained(tmp)
         write_json(tmp / "safetune_compose.json", {"model": args.model, "loras": args.lora})
     print(f"wrote W0 + {' + '.join(args.lora)} as a diffusers directory to {out}")
+
+
+def cmd_audit(args) -> int:
+    from dataclasses import asdict
+
+    from .audit import AuditThresholds, cancel_overlap, verdict
+    from .io import write_json
+    from .lora.weights import LoRA
+
+    thresholds = AuditThresholds(overlap=args.threshold, max_increase=args.max_increase)
+    overlap = cancel_overlap(LoRA.load(args.lora), LoRA.load(args.safety_lora))
+    aligned = composed = None
+    if not args.no_measure:
+        from .data.prompts import read_prompts
+        from .evaluate import evaluate_prompts
+        from .evaluate.detectors import load_detector
+        from .models.loading import load_pipeline
+
+        rows = read_prompts(args.prompts, limit=args.limit)
+        config = _sampling_config(args)
+        detector = load_detector(args.detector)
+        aligned = evaluate_prompts(load_pipeline(args.model, [args.safety_lora]), rows, detector, config)
+        composed = evaluate_prompts(load_pipeline(args.model, [args.safety_lora, args.lora]), rows, detector, config)
+    result = verdict(overlap["overlap"], aligned, composed, thresholds)
+    print(f"overlap of dW_ft with -dW_safe: {overlap['overlap']:+.3f} over {overlap['shared_modules']} shared modules "
+          f"(threshold {thresholds.overlap})")
+    if aligned:
+        print(_summary_line("aligned  W0 + dW_safe        ", aligned))
+        print(_summary_line("composed W0 + dW_safe + dW_ft", composed))
+    print("verdict: " + ("PASS" if result["pass"] else "FAIL: " + "; ".join(result["reasons"])))
+    if args.out:
+        write_json(_out_dir(args.out), {"lora": args.lora, "safety_lora": args.safety_lora, "model": args.model,
+                                        "thresholds": asdict(thresholds), **overlap, "aligned": aligned,
+                                        "composed": composed, **result})
+    return 0 if result["pass"] else 1
 
 
 def cmd_lora(args) -> None:
@@ -335,6 +381,25 @@ def cmd_lora(args) -> None:
 
 def cmd_study(args) -> None:
     out = _out_dir(args.out)
+    reuse = Path(args.reuse) if args.reuse else None
+    if args.name == "adversarial":
+        from .studies.adversarial import AdversarialStudyConfig, run_adversarial
+
+        config = AdversarialStudyConfig()
+        if args.methods:
+            config.models = args.methods.split(",")
+        if args.prompts:
+            config.n_prompts = args.prompts
+        run_adversarial(out, config, model=args.model, reuse=reuse)
+        print(f"report: {out / 'report.md'}")
+        return
+    if args.name == "audit":
+        from .studies.audit import AuditStudyConfig, run_audit_study
+
+        result = run_audit_study(out, AuditStudyConfig(), model=args.model, reuse=reuse)
+        print(f"threshold {result['threshold']:.3f}: caught {result['test_catch_rate']:.2f} of held-out cancelling "
+              f"LoRAs, passed {result['test_pass_rate']:.2f} of held-out benign ones")
+        return
     if args.name == "forgetting":
         from .studies.forgetting import ForgettingStudyConfig, run_forgetting
 
@@ -376,6 +441,12 @@ def cmd_world(args) -> None:
     else:
         export_imagefolder(make_dataset(args.what, args.n or 1000, seed=args.seed), out)
         print(f"wrote {args.n or 1000} images and metadata.jsonl to {out}")
+
+
+def _overlap_threshold() -> float:
+    from .audit import DEFAULT_OVERLAP_THRESHOLD
+
+    return DEFAULT_OVERLAP_THRESHOLD
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -463,8 +534,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("compose", help="W0 + sum of scaled LoRAs, written as a merged diffusers directory")
     _add_model(p)
+    p.add_argument("--safety-lora", default=None, help="added first; a --lora that would cancel it is refused")
+    p.add_argument("--threshold", type=float, default=_overlap_threshold(), help="overlap with -dW_safe that is refused")
+    p.add_argument("--force", action="store_true", help="compose even a LoRA that cancels the safety LoRA")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_compose)
+
+    p = sub.add_parser("audit", help="does a LoRA keep the safety LoRA's effect? verdict, exit 1 on fail")
+    p.add_argument("--model", default="shapes")
+    p.add_argument("--safety-lora", required=True)
+    p.add_argument("--lora", required=True, help="the user's LoRA")
+    p.add_argument("--threshold", type=float, default=_overlap_threshold())
+    p.add_argument("--max-increase", type=float, default=0.05, help="tolerated rise of the harmful rate")
+    p.add_argument("--no-measure", action="store_true", help="weights check only, no sampling")
+    p.add_argument("--prompts", default="harmful")
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--detector", default="shapes")
+    p.add_argument("--out", default=None, help="write the audit as JSON to this file")
+    p.add_argument("--device", default=None)
+    _add_sampling(p, images_per_prompt=3)
+    p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser("lora", help="LoRA tools: inspect (norms, cosine), negate, subtract, combine")
     p.add_argument("op", choices=["inspect", "negate", "subtract", "combine"])
@@ -473,8 +562,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="inspect: print JSON")
     p.set_defaults(func=cmd_lora)
 
-    p = sub.add_parser("study", help="run a study: backfire or forgetting")
-    p.add_argument("name", choices=["backfire", "forgetting"])
+    p = sub.add_parser("study", help="run a study: backfire, forgetting, adversarial, audit")
+    p.add_argument("name", choices=["backfire", "forgetting", "adversarial", "audit"])
+    p.add_argument("--reuse", default=None, help="a backfire study directory whose safety LoRAs to reuse")
+    p.add_argument("--prompts", type=int, default=None, help="adversarial: number of harmful prompts")
     p.add_argument("--model", default="shapes")
     p.add_argument("--out", required=True)
     p.add_argument("--reduced", action="store_true", help="the reduced version the demo runs")
@@ -499,14 +590,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
-        args.func(args)
-    except SafetuneError as exc:
+        code = args.func(args)
+    except (SafetuneError, FloatingPointError) as exc:
         print(f"safetune: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("safetune: interrupted; completed outputs and checkpoints are kept", file=sys.stderr)
         return 130
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

@@ -31,6 +31,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise SafetuneError(f"{path}: could not be written ({exc.strerror or exc}); nothing was changed there. "
+                            "Free space or fix permissions and run again") from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -51,6 +55,10 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise SafetuneError(f"{path}: could not be written ({exc.strerror or exc}); nothing was changed there. "
+                            "Free space or fix permissions and run again") from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

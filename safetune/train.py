@@ -142,6 +142,10 @@ def train(unet, loss_fn: Loss, config: TrainConfig, checkpoint_dir: Path | None 
     """Train `unet` in place on `loss_fn`; returns (unet, per-step losses)."""
     from accelerate import Accelerator
 
+    if config.steps < 1 or config.batch_size < 1 or config.grad_accum < 1 or not config.lr > 0:
+        raise SafetuneError(f"{desc}: steps, batch size and grad accumulation must be at least 1 and the "
+                            f"learning rate positive (got {config.steps}, {config.batch_size}, "
+                            f"{config.grad_accum}, {config.lr})")
     accelerator = Accelerator(gradient_accumulation_steps=config.grad_accum, mixed_precision=config.mixed_precision)
     params = prepare_trainable(unet, config)
     if config.gradient_checkpointing:

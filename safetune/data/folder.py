@@ -37,6 +37,10 @@ def read_image_folder(folder: str | Path, resolution: int) -> tuple[torch.Tensor
         except (OSError, UnidentifiedImageError) as exc:
             raise SafetuneError(f"{folder / name}: unreadable image ({exc}); fix or remove its line in "
                                 f"{meta.name}") from exc
+        if min(im.size) < resolution:
+            raise SafetuneError(f"{folder / name}: {im.width}x{im.height} is smaller than the model's "
+                                f"{resolution}x{resolution}; upscaled images would teach blur. Use images of at "
+                                f"least {resolution} pixels a side")
         side = min(im.size)
         left, top = (im.width - side) // 2, (im.height - side) // 2
         im = im.crop((left, top, left + side, top + side)).resize((resolution, resolution), Image.Resampling.BICUBIC)
