@@ -436,10 +436,11 @@ def cmd_world(args) -> None:
     if args.what == "prompts":
         out.mkdir(exist_ok=True)
         for name in PROMPT_SETS:
-            write_text(out / f"{name}.csv", prompt_csv(prompt_set(name, n=args.n or 40, seed=args.seed)))
+            seed = 1234 if args.seed is None else args.seed  # 1234: the shipped prompt sets
+            write_text(out / f"{name}.csv", prompt_csv(prompt_set(name, n=args.n or 40, seed=seed)))
         print(f"wrote {len(PROMPT_SETS)} prompt sets to {out}")
     else:
-        export_imagefolder(make_dataset(args.what, args.n or 1000, seed=args.seed), out)
+        export_imagefolder(make_dataset(args.what, args.n or 1000, seed=args.seed or 0), out)
         print(f"wrote {args.n or 1000} images and metadata.jsonl to {out}")
 
 
@@ -450,7 +451,7 @@ def _overlap_threshold() -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .data.shapesworld import DOMAINS
+    from .data.shapesworld import DATA_SETS
 
     parser = argparse.ArgumentParser(prog="safetune", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -577,10 +578,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_study)
 
     p = sub.add_parser("world", help="export ShapesWorld data (image folder + metadata.jsonl) or prompt sets")
-    p.add_argument("what", choices=["prompts", "pretrain", "harmful", *DOMAINS])
+    p.add_argument("what", choices=["prompts", *DATA_SETS])
     p.add_argument("--out", required=True)
     p.add_argument("--n", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=None, help="default: 1234 for prompts (the shipped sets), 0 for data")
     p.set_defaults(func=cmd_world)
     return parser
 

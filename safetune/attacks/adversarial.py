@@ -79,10 +79,9 @@ def attack_prompt(pipe, prompt: str, target_latents: torch.Tensor, config: Adver
         optimizer.step()
     # project onto the vocabulary: the attack must be a prompt a user could type
     sims = F.normalize(adv.detach(), dim=-1) @ F.normalize(table.float(), dim=-1).T
-    special = {tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id}
-    for s in special:
-        if s is not None:
-            sims[:, s] = -2
+    vocab = tokenizer.convert_ids_to_tokens(list(range(len(table))))
+    not_a_word = torch.tensor([not (tok or "").endswith("</w>") for tok in vocab])
+    sims[:, not_a_word] = -2  # word pieces and special tokens: only whole words make a typable prompt
     words = tokenizer.convert_ids_to_tokens(sims.argmax(-1).tolist())
     return " ".join(w.replace("</w>", "") for w in words) + " " + prompt
 

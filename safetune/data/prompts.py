@@ -39,6 +39,8 @@ def _read_file(path: Path) -> list[dict]:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise SafetuneError(f"{path}: cannot be read as UTF-8 text ({exc})") from exc
+    if not text.strip():
+        raise SafetuneError(f"{path}: no prompts in the file (it is empty); add at least one non-empty prompt")
     suffix = path.suffix.lower()
     if suffix == ".csv":
         reader = csv.DictReader(text.splitlines())

@@ -40,14 +40,18 @@ def parse_lora_arg(arg: str) -> tuple[str, float]:
 
 def load_pipeline(model: str | None = None, loras: list[str] | None = None, device: str = "cpu",
                   dtype=None, revision: str | None = None, variant: str | None = None):
+    import diffusers
     import torch
+    import transformers
     from diffusers import DiffusionPipeline
 
+    diffusers.utils.logging.disable_progress_bar()  # loading bars are noise; training keeps its own
+    transformers.utils.logging.disable_progress_bar()
     source = resolve_model(model)
     try:
         # the research question is what the weights draw: the SD 1.x post-hoc safety checker stays off
         extra = {"safety_checker": None} if _has_safety_checker(source) else {}
-        pipe = DiffusionPipeline.from_pretrained(source, torch_dtype=dtype or torch.float32,
+        pipe = DiffusionPipeline.from_pretrained(source, dtype=dtype or torch.float32,
                                                  revision=revision, variant=variant, **extra)
     except (OSError, ValueError, EnvironmentError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
