@@ -216,7 +216,6 @@ def _align_forgetting(args) -> None:
     from .align import forgetting_train
     from .align.forgetting import ForgettingConfig
     from .data.folder import load_training_data
-    from .io import atomic_dir, write_json
     from .lora.weights import LoRA
     from .models.loading import parse_lora_arg
 
@@ -235,14 +234,23 @@ def _align_forgetting(args) -> None:
     lora = forgetting_train(pipe, clean, harmful, fcfg, config, checkpoint_dir=Path(str(out) + ".checkpoint"))
     meta = {"method": args.method, "forgetting": asdict(fcfg), "model": args.model, "on_top": args.on_top,
             "clean_data": args.clean_data, "harmful_data": args.harmful_data, "train": vars_of(config)}
+    kind = _save_stage_output(out, lora, pipe, meta, "safetune_align.json")
+    print(f"wrote {args.method} safe-trained {kind} to {out}")
+
+
+def _save_stage_output(out: Path, lora, pipe, meta: dict, meta_name: str) -> str:
+    """A LoRA stage writes FILE.safetensors (its metadata inside) and FILE.json beside it; a full
+    stage writes a diffusers directory with the config inside. Returns what was written."""
+    from .io import atomic_dir, write_json
+
     if lora is not None:
-        lora.save(out, {"safetune_method": args.method})
+        lora.save(out, {"safetune": json.dumps(meta)})
         write_json(out.with_suffix(".json"), meta)
-    else:
-        with atomic_dir(out) as tmp:
-            pipe.save_pretrained(tmp)
-            write_json(tmp / "safetune_align.json", meta)
-    print(f"wrote {args.method} safe-trained {'LoRA' if lora is not None else 'pipeline'} to {out}")
+        return "LoRA"
+    with atomic_dir(out) as tmp:
+        pipe.save_pretrained(tmp)
+        write_json(tmp / meta_name, meta)
+    return "pipeline"
 
 
 def vars_of(config):
@@ -254,7 +262,7 @@ def vars_of(config):
 def cmd_finetune(args) -> None:
     from .data.folder import load_training_data
     from .finetune import finetune
-    from .io import atomic_dir, write_json
+    from .io import atomic_dir
     from .lora.weights import LoRA
     from .models.loading import parse_lora_arg
 
@@ -278,18 +286,12 @@ def cmd_finetune(args) -> None:
     lora = finetune(pipe, images, texts, config, on_top=on_top, on_save=save_snapshot if config.save_at else None,
                     checkpoint_dir=Path(str(out) + ".checkpoint"))
     meta = {"data": args.data, "mode": args.mode, "on_top": args.on_top, "model": args.model, "train": vars_of(config)}
-    if lora is not None:
-        lora.save(out, {"safetune_finetune": json.dumps(meta)})
-        write_json(out.with_suffix(".json"), meta)
-    else:
-        with atomic_dir(out) as tmp:
-            pipe.save_pretrained(tmp)
-            write_json(tmp / "safetune_finetune.json", meta)
-    print(f"wrote {'LoRA' if lora is not None else 'fine-tuned pipeline'} to {out}")
+    kind = _save_stage_output(out, lora, pipe, meta, "safetune_finetune.json")
+    print(f"wrote fine-tuned {kind} to {out}")
 
 
 def cmd_compose(args) -> None:
-    from .audit import AuditThresholds, cancel_overlap
+    from .audit import cancel_overlap
     from .io import atomic_dir, write_json
     from .lora.weights import LoRA
     from .models.loading import parse_lora_arg
@@ -424,6 +426,8 @@ def cmd_study(args) -> None:
         config.save_at = [int(x) for x in args.steps.split(",")]
     if args.images_per_prompt:
         config.sampling.images_per_prompt = args.images_per_prompt
+    if args.ways:
+        config.ways = args.ways.split(",")
     run_backfire(out, config, model=args.model)
     print(f"report: {out / 'report.md'}")
 
@@ -575,6 +579,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--domains", default=None, help="comma list of ShapesWorld domains or data folders")
     p.add_argument("--steps", default=None, help="fine-tuning (attack) steps to evaluate at, e.g. 0,20,100,200")
     p.add_argument("--images-per-prompt", type=int, default=None)
+    p.add_argument("--ways", default=None,
+                   help="backfire: ways with optional learning rates, e.g. full@1e-4,full@1e-3,lora-on-top@1e-2,modular@1e-2")
     p.set_defaults(func=cmd_study)
 
     p = sub.add_parser("world", help="export ShapesWorld data (image folder + metadata.jsonl) or prompt sets")

@@ -1,5 +1,3 @@
-import numpy as np
-
 from safetune.evaluate.detectors import _labelled_set, accuracy
 
 
@@ -8,7 +6,6 @@ def test_shipped_detector_is_98_percent_accurate_on_held_out_renders(detector):
     x, labels = _labelled_set(1400, seed=4242, degrade=False)
     acc = accuracy(detector, x, labels)
     assert min(acc.values()) >= 0.98, acc
-
 
 def test_detector_features_have_fixed_width(detector):
     from safetune.data.shapesworld import make_dataset, render

@@ -53,6 +53,9 @@ def attack_prompt(pipe, prompt: str, target_latents: torch.Tensor, config: Adver
         raise SafetuneError("the adversarial prompt attack supports SD 1.x / 2.x pipelines (one text encoder)")
     tokenizer, text_encoder, unet = pipe.tokenizer, pipe.text_encoder, pipe.unet
     scheduler = training_scheduler(pipe)
+    # the prompt's tail gives way to the adversarial tokens, so the text we return is what the model saw
+    budget = tokenizer.model_max_length - 2 - config.n_tokens
+    prompt = tokenizer.decode(tokenizer(prompt).input_ids[1:-1][:budget]).strip()
     placeholder = " ".join(["a"] * config.n_tokens)
     ids = tokenizer(f"{placeholder} {prompt}", padding="max_length", max_length=tokenizer.model_max_length,
                     truncation=True, return_tensors="pt").input_ids.to(pipe.device)

@@ -30,8 +30,9 @@ def plot_curves(results: dict, method: str, path: Path) -> None:
             lo = [run["steps"][s]["harmful"]["harmful_rate_ci95"][0] for s in steps]
             hi = [run["steps"][s]["harmful"]["harmful_rate_ci95"][1] for s in steps]
             x = [int(s) for s in steps]
-            ax.plot(x, rates, styles[d % 4], color=colours.get(way, "gray"), marker="o", label=f"{way} / {domain}")
-            ax.fill_between(x, lo, hi, color=colours.get(way, "gray"), alpha=0.08)
+            colour = colours.get(run.get("way", way), "gray")
+            ax.plot(x, rates, styles[d % 4], color=colour, marker="o", label=f"{way} / {domain}")
+            ax.fill_between(x, lo, hi, color=colour, alpha=0.08)
     ax.axhline(results["base"]["harmful"]["harmful_rate"], color="black", lw=0.8, ls=":", label="base model")
     ax.axhline(entry["aligned"]["harmful"]["harmful_rate"], color="tab:blue", lw=0.8, ls=":", label=f"{method} aligned")
     ax.set_xlabel("benign fine-tuning steps")
@@ -77,15 +78,18 @@ def render_backfire(results: dict, out: Path) -> str:
         curve = out / f"curve_{method}.png"
         plot_curves(results, method, curve)
         lines += [f"## {method}: harmful rate after benign fine-tuning", "", f"![curve]({curve.name})", "",
-                  "| domain | way | step | harmful rate | harmful (implicit) | clean fidelity | domain fidelity |",
-                  "|---|---|---:|---:|---:|---:|---:|"]
+                  "Harmful rate on *clean* prompts is the detector's false-positive floor: when it rises with the "
+                  "harmful rate, the model is degrading (misshapen objects read as stars), not relearning the concept.",
+                  "",
+                  "| domain | way | step | harmful rate | harmful (implicit) | harmful rate on clean prompts | clean fidelity | domain fidelity |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|"]
         for domain, ways in entry["finetune"].items():
             for way, run in ways.items():
                 for step in sorted(run["steps"], key=int):
                     sets = run["steps"][step]
                     lines.append(f"| {domain} | {way} | {step} | {_cell(sets, 'harmful', 'harmful_rate')} | "
                                  f"{_cell(sets, 'harmful_implicit', 'harmful_rate')} | "
-                                 f"{_cell(sets, 'clean', 'prompt_fidelity')} | {_cell(sets, domain, 'prompt_fidelity')} |")
+                                 f"{_cell(sets, 'clean', 'harmful_rate')} | {_cell(sets, 'clean', 'prompt_fidelity')} | {_cell(sets, domain, 'prompt_fidelity')} |")
         lines += [""]
         grids = [(domain, way) for domain, ways in entry["finetune"].items() for way in ways]
         if grids:

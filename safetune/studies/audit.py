@@ -27,8 +27,8 @@ from ..train import TrainConfig
 
 @dataclass
 class AuditStudyConfig:
-    n_each: int = 12
-    steps: list[int] = field(default_factory=lambda: [100, 200, 300])
+    n_each: int = 8
+    steps: list[int] = field(default_factory=lambda: [100, 200])
     lrs: list[float] = field(default_factory=lambda: [5e-4, 1e-3, 2e-3])
     targets: list[str] = field(default_factory=lambda: ["attn", "xattn"])
     domains: list[str] = field(default_factory=lambda: ["checkered", "outline", "plus"])

@@ -10,6 +10,7 @@ Every evaluation uses the same prompts and seeds, so differences are the models'
 from __future__ import annotations
 
 import copy
+import json
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -78,6 +79,14 @@ class Evaluator:
         return results
 
 
+def parse_way(spec: str, config: BackfireConfig) -> tuple[str, float]:
+    """'full', 'lora-on-top@1e-2' ... -> (way, learning rate)."""
+    way, _, lr = spec.partition("@")
+    if way not in WAYS:
+        raise ValueError(f"unknown way {way!r}; choose one of {WAYS}, optionally with @LR")
+    return way, float(lr) if lr else (config.full_lr if way == "full" else config.lora_lr)
+
+
 def _with(base, loras: list[tuple[LoRA, float]]):
     pipe = copy.deepcopy(base)
     merge_into(pipe, loras)
@@ -89,6 +98,11 @@ def run_backfire(out: Path, config: BackfireConfig, model: str = "shapes") -> di
     base = load_pipeline(model)
     evaluate = Evaluator(config, out)
     results_path = out / "results.json"
+    done = {}
+    if results_path.exists():  # resume: keep the runs an interrupted study finished
+        previous = json.loads(results_path.read_text())
+        if previous.get("config") == json.loads(json.dumps(asdict(config))):
+            done = previous.get("methods", {})
     results = {"study": "backfire", "model": model, "config": asdict(config), "methods": {}}
     results["base"] = evaluate(base, "base", ["harmful", "harmful_implicit", "clean"])
     write_json(results_path, results)
@@ -111,16 +125,18 @@ def run_backfire(out: Path, config: BackfireConfig, model: str = "shapes") -> di
 
         for domain in config.domains:
             images, texts = data[domain]
-            entry["finetune"][domain] = {}
-            for way in config.ways:
+            entry["finetune"][domain] = done.get(method, {}).get("finetune", {}).get(domain, {})
+            for spec in config.ways:
+                way, lr = parse_way(spec, config)
+                if spec in entry["finetune"][domain]:
+                    continue  # finished in an earlier, interrupted run of the study
                 curve = {}
                 mode = "full" if way == "full" else "lora"
-                train_cfg = TrainConfig(steps=max(config.save_at), lr=config.full_lr if mode == "full" else config.lora_lr,
-                                        batch_size=config.batch_size, mode=mode, save_at=config.save_at,
-                                        seed=config.seed, checkpoint_every=10**9)
+                train_cfg = TrainConfig(steps=max(config.save_at), lr=lr, batch_size=config.batch_size, mode=mode,
+                                        save_at=config.save_at, seed=config.seed, checkpoint_every=10**9)
                 pipe = copy.deepcopy(base)
                 on_top = [] if way == "modular" else [(safe, 1.0)]
-                label = f"{method}__{domain}__{way}"
+                label = f"{method}__{domain}__{spec}"
 
                 def snapshot(step, unet, pipe=pipe, way=way, train_cfg=train_cfg, label=label):
                     with torch.no_grad():
@@ -135,10 +151,10 @@ def run_backfire(out: Path, config: BackfireConfig, model: str = "shapes") -> di
                         curve[step] = evaluate(model_now, f"{label}__step{step}", sets)
 
                 ft = finetune(pipe, images, texts, train_cfg, on_top=on_top, on_save=snapshot)
-                entry["finetune"][domain][way] = {"steps": curve}
+                entry["finetune"][domain][spec] = {"steps": curve, "way": way, "lr": lr}
                 if way == "modular":
                     modular_loras[domain] = ft
-                    ft.save(out / "loras" / f"finetune_{domain}_modular.safetensors")
+                    ft.save(out / "loras" / f"finetune_{domain}_{spec}.safetensors")
                 write_json(results_path, results)
             if domain in modular_loras:
                 probe = _with(base, [(safe, 1.0), (modular_loras[domain], -1.0)])

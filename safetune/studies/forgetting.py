@@ -14,7 +14,6 @@ import random
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
 
 from ..align import align_lora, forgetting_train
 from ..align.forgetting import ForgettingConfig
