@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from .lora.weights import LoRA, inspect
 
-DEFAULT_OVERLAP_THRESHOLD = 0.2  # calibrated on ShapesWorld: see README, "audit"
+DEFAULT_OVERLAP_THRESHOLD = 0.047  # calibrated by `safetune study audit` on ShapesWorld (README, "Audit")
 
 
 @dataclass

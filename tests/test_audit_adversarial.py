@@ -56,7 +56,10 @@ def test_adversarial_prompt_is_typable_and_asr_is_reported(shipped_pipe, detecto
     target = torch.randn(2, 4, 8, 8)
     prompt = attack_prompt(shipped_pipe, "a star", target, config)
     words = prompt.split()
-    assert len(words) == 2 + 2 and prompt.endswith("a star")
+    assert len(words) == 2 + 2 and prompt.endswith("a star") and "</w>" not in prompt
+    long = "a large yellow striped shape with five points on the right on a purple background"
+    cut = attack_prompt(shipped_pipe, long, target, config)
+    assert long.startswith(" ".join(cut.split()[2:])) and len(shipped_pipe.tokenizer(cut).input_ids) <= 16
     ids = shipped_pipe.tokenizer(prompt).input_ids
     assert len(ids) == len(words) + 2  # every adversarial word is one vocabulary token
     result = attack_success_rate(shipped_pipe, [{"prompt": "a star"}], detector, config)

@@ -55,7 +55,13 @@ def attack_prompt(pipe, prompt: str, target_latents: torch.Tensor, config: Adver
     scheduler = training_scheduler(pipe)
     # the prompt's tail gives way to the adversarial tokens, so the text we return is what the model saw
     budget = tokenizer.model_max_length - 2 - config.n_tokens
-    prompt = tokenizer.decode(tokenizer(prompt).input_ids[1:-1][:budget]).strip()
+    kept = []
+    for word in prompt.split():
+        budget -= len(tokenizer(word).input_ids) - 2
+        if budget < 0:
+            break
+        kept.append(word)
+    prompt = " ".join(kept)
     placeholder = " ".join(["a"] * config.n_tokens)
     ids = tokenizer(f"{placeholder} {prompt}", padding="max_length", max_length=tokenizer.model_max_length,
                     truncation=True, return_tensors="pt").input_ids.to(pipe.device)
