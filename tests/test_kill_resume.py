@@ -1,0 +1,39 @@
+"""kill -9 in the middle of a fine-tuning job, resume: the same LoRA as an uninterrupted run."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import torch
+
+from safetune.lora.weights import LoRA
+
+ARGS = ["finetune", "--data", "plus", "--n", "32", "--steps", "60", "--batch-size", "4", "--mode", "lora",
+        "--checkpoint-every", "5", "--lr", "1e-3"]
+
+
+def run(out, **kw):
+    return subprocess.Popen([sys.executable, "-m", "safetune", *ARGS, "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw)
+
+
+def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
+    assert run(tmp_path / "straight.safetensors").wait() == 0
+    out = tmp_path / "killed.safetensors"
+    proc = run(out)
+    state = tmp_path / "killed.safetensors.checkpoint" / "state.json"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if state.exists() and json.loads(state.read_text())["step"] >= 10:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the job ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not out.exists()  # nothing half-written
+    assert run(out).wait() == 0
+    a, b = LoRA.load(tmp_path / "straight.safetensors"), LoRA.load(out)
+    for name in a.factors:
+        torch.testing.assert_close(b.delta(name), a.delta(name), rtol=0, atol=1e-6)
