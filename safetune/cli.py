@@ -596,6 +596,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if not args.verbose:  # library notices (e.g. "torchvision not installed") are not our output
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     try:
         code = args.func(args)
     except (SafetuneError, FloatingPointError) as exc:

@@ -1,5 +1,6 @@
 """The bad-input table of docs/bad-input.md: each row is tested here or in the test named there."""
 import json
+import os
 import shutil
 
 import numpy as np
@@ -126,3 +127,14 @@ def test_corrupt_checkpoint(tmp_path):
 def test_unknown_shapesworld_set_or_missing_folder(tmp_path, capsys):
     fails(capsys, ["finetune", "--data", "pokemon", "--steps", "1", "--out", str(tmp_path / "f.safetensors")],
           "data folder not found")
+
+
+def test_outputs_get_ordinary_permissions(tmp_path):
+    from safetune.io import write_json
+
+    old = os.umask(0o022)
+    try:
+        write_json(tmp_path / "r.json", {"a": 1})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o644

@@ -43,10 +43,12 @@ def load_pipeline(model: str | None = None, loras: list[str] | None = None, devi
     import diffusers
     import torch
     import transformers
-    from diffusers import DiffusionPipeline
 
     diffusers.utils.logging.disable_progress_bar()  # loading bars are noise; training keeps its own
     transformers.utils.logging.disable_progress_bar()
+    if not logging.getLogger("safetune").isEnabledFor(logging.INFO):
+        transformers.utils.logging.set_verbosity_error()
+    from diffusers import DiffusionPipeline
     source = resolve_model(model)
     try:
         # the research question is what the weights draw: the SD 1.x post-hoc safety checker stays off

@@ -28,3 +28,23 @@ def metrics_table(rows: dict[str, dict], columns=("harmful_rate", "harmful_score
         cells = [fmt_ci(m[c], m[c + "_ci95"]) if c in m else "-" for c in columns]
         lines.append(f"| {name} | {m['n_images']} | " + " | ".join(cells) + " |")
     return head + "\n".join(lines) + "\n"
+
+
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg backend (no display on servers and CI)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, path) -> None:
+    """Lay out, write atomically as PNG, and free the figure."""
+    from ..io import atomic_path
+
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    pyplot().close(fig)

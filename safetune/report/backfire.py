@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import fmt_ci, metrics_table
+from . import fmt_ci, metrics_table, pyplot, save_figure
 
 
 def _cell(sets: dict, name: str, metric: str) -> str:
@@ -12,13 +12,7 @@ def _cell(sets: dict, name: str, metric: str) -> str:
 
 
 def plot_curves(results: dict, method: str, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ..io import atomic_path
-
+    plt = pyplot()
     entry = results["methods"][method]
     colours = {"full": "tab:red", "lora-on-top": "tab:orange", "modular": "tab:green"}
     styles = ["-", "--", ":", "-."]
@@ -40,10 +34,7 @@ def plot_curves(results: dict, method: str, path: Path) -> None:
     ax.set_ylim(-0.02, 1.02)
     ax.set_title(f"backfire: {method}")
     ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def render_backfire(results: dict, out: Path) -> str:

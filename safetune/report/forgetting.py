@@ -3,17 +3,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import fmt_ci
+from . import fmt_ci, pyplot, save_figure
 
 
 def plot_attack_curves(results: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ..io import atomic_path
-
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for name, entry in results["models"].items():
         steps = sorted(entry["attack"], key=int)
@@ -26,10 +20,7 @@ def plot_attack_curves(results: dict, path: Path) -> None:
         ax.set_xlabel("malicious fine-tuning steps")
         ax.set_ylim(-0.02, 1.02)
     axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def render_forgetting(results: dict, out: Path) -> str:
