@@ -142,10 +142,10 @@ def run_backfire(out: Path, config: BackfireConfig, model: str = "shapes") -> di
                     with torch.no_grad():
                         if way == "full":
                             model_now = pipe
-                        elif way == "lora-on-top":
-                            model_now = _with(_unadapted(pipe, unet), [(extract_lora(unet, train_cfg), 1.0)])
-                        else:
-                            model_now = _with(_unadapted(pipe, unet), [(safe, 1.0), (extract_lora(unet, train_cfg), 1.0)])
+                        else:  # the LoRA so far, merged into a copy without the training adapter
+                            loras = [(extract_lora(unet, train_cfg), 1.0)] + ([(safe, 1.0)] if way == "modular" else [])
+                            model_now = _unadapted(pipe)
+                            merge_into(model_now, loras)
                         sets = ["harmful", "harmful_implicit", "clean", domain] if step == max(config.save_at) \
                             else ["harmful", domain]
                         curve[step] = evaluate(model_now, f"{label}__step{step}", sets)
@@ -168,9 +168,8 @@ def run_backfire(out: Path, config: BackfireConfig, model: str = "shapes") -> di
     return results
 
 
-def _unadapted(pipe, unet):
-    """A copy of `pipe` whose UNet has the training adapter's weights but not the adapter."""
+def _unadapted(pipe):
+    """A copy of `pipe` (whose UNet is being trained with an adapter) with the adapter removed."""
     clone = copy.deepcopy(pipe)
-    clone.unet = copy.deepcopy(unet)
     remove_lora(clone.unet)
     return clone
