@@ -11,11 +11,10 @@ exactly the updates an uninterrupted one makes.
 """
 from __future__ import annotations
 
-import copy
 import logging
 import re
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -204,13 +203,3 @@ def run_stage(unet, loss_fn: Loss, config: TrainConfig, checkpoint_dir: Path | N
     lora = extract_lora(unet, config)
     remove_lora(unet)
     return lora
-
-
-def frozen_copy(module: torch.nn.Module) -> torch.nn.Module:
-    return copy.deepcopy(module).requires_grad_(False).eval()
-
-
-def save_config(path: Path, config: TrainConfig, **extra) -> None:
-    from .io import write_json
-
-    write_json(path, {"train": asdict(config), **extra})
