@@ -229,7 +229,9 @@ def _align_forgetting(args) -> None:
     clean = load_training_data(args.clean_data, resolution, n=args.n)
     harmful = load_training_data(args.harmful_data, resolution, n=args.n, seed=1)
     fcfg = ForgettingConfig(variant=args.method, mode=args.contrastive, noise=args.noise, lambda1=args.lambda1,
-                            lambda_total=args.lambda_total, margin=args.margin)
+                            lambda_total=args.lambda_total, margin=args.margin, harm_margin=args.harm_margin,
+                            harm_weight=args.harm_weight, attack_sim_steps=args.attack_sim_steps,
+                            attack_sim_lr=args.attack_sim_lr)
     config = _train_config(args, mode=args.mode, targets=args.targets)
     lora = forgetting_train(pipe, clean, harmful, fcfg, config, checkpoint_dir=Path(str(out) + ".checkpoint"))
     meta = {"method": args.method, "forgetting": asdict(fcfg), "model": args.model, "on_top": args.on_top,
@@ -519,6 +521,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lambda1", type=float, default=1.0)
     g.add_argument("--lambda-total", type=float, default=0.1)
     g.add_argument("--margin", type=float, default=1.0)
+    g.add_argument("--harm-margin", type=float, default=0.0,
+                   help="> 0: keep the harmful images' denoising error above this (bounded ascent; beyond the paper)")
+    g.add_argument("--harm-weight", type=float, default=1.0)
+    g.add_argument("--attack-sim-steps", type=int, default=0,
+                   help="> 0: apply --harm-margin after this many simulated malicious fine-tuning steps")
+    g.add_argument("--attack-sim-lr", type=float, default=1e-3, help="size of each simulated attack step")
     g.add_argument("--on-top", action="append", default=[], metavar="LORA[:SCALE]",
                    help="safety reinforcement: merge this safety LoRA first")
     _add_training(p)

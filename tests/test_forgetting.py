@@ -59,6 +59,40 @@ def test_reference_mode_gets_no_gradient_from_contrastive_or_harmful(pipe, varia
     assert (g_harm - g_off).abs().max() > 0
 
 
+def test_harm_margin_is_a_bounded_ascent(pipe):
+    """Below the margin the hinge pushes the harmful error up; once above it, it sends nothing."""
+    g_off, _ = grads(pipe, variant="lt", mode="off")
+    g_low, loss_fn = grads(pipe, variant="lt", mode="off", harm_margin=1e-6)
+    assert loss_fn.last["mse_harm_attacked"] > 1e-6
+    torch.testing.assert_close(g_low, g_off, rtol=0, atol=0)
+    g_high, _ = grads(pipe, variant="lt", mode="off", harm_margin=100.0, harm_weight=1.0)
+    assert (g_high - g_off).abs().max() > 1e-3 * g_off.abs().max()
+    # a step along -gradient of the hinge alone raises the harmful error on the same batch
+    unet = copy.deepcopy(pipe.unet)
+    params = prepare_trainable(unet, TrainConfig(mode="full"))
+    hinge = make_loss(pipe, variant="lt", harm_margin=100.0)
+    before = hinge._harm_hinge(unet, step_generator(0, 0))
+    before.backward()
+    with torch.no_grad():
+        for p in params:
+            p -= 1e-3 * p.grad.sign()
+    after = hinge._harm_hinge(unet, step_generator(0, 0))
+    assert after.item() < before.item() - 1e-4  # hinge = margin - error: lower hinge, higher error
+
+
+def test_attack_simulation_is_first_order_and_descends(pipe):
+    """k simulated attack steps of size 0 change nothing; real steps lower the harmful error that the
+    hinge then sees, and the hinge's gradient at the attacked weights reaches the real ones."""
+    kw = dict(variant="ng", mode="off", harm_margin=100.0)
+    g_plain, plain = grads(pipe, **kw)
+    g_zero, zero = grads(pipe, **kw, attack_sim_steps=2, attack_sim_lr=0.0)
+    assert zero.last["mse_harm_attacked"] == pytest.approx(plain.last["mse_harm_attacked"], rel=1e-6)
+    torch.testing.assert_close(g_zero, g_plain)
+    g_sim, sim = grads(pipe, **kw, attack_sim_steps=2, attack_sim_lr=1e-3)
+    assert sim.last["mse_harm_attacked"] < plain.last["mse_harm_attacked"]
+    assert (g_sim - g_plain).abs().max() > 1e-3 * g_plain.abs().max()
+
+
 def test_class_centres_are_running_means(pipe):
     loss_fn = make_loss(pipe, variant="ng", centre_momentum=0.75)
     z = {}

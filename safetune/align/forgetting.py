@@ -20,6 +20,17 @@ mode="reference" reproduces what the reference code effectively trains: the cont
 built from Python floats (no gradient) and harmful batches get no denoising loss.
 noise="fixed" draws each image's noise once from its index (the paper's ablation); "changing" draws
 fresh noise every step.
+
+Beyond the paper (off by default), two terms that act on the harmful task itself:
+  harm_margin > 0 adds harm_weight * max(0, harm_margin - MSE_harm): bounded gradient ascent, the
+      harmful batches' denoising error is pushed up to the margin and no further (plain ascent,
+      harmful_weight < 0, has no bound and wrecks the model).
+  attack_sim_steps = k > 0 evaluates that hinge after k simulated malicious fine-tuning steps
+      (theta' = theta - attack_sim_lr * sign(grad MSE_harm), the shape of Adam's first steps) instead
+      of at theta: the model is trained to stay bad at the harmful task after an attack, not only
+      before it. First-order, as in first-order MAML: theta' depends on theta through the identity
+      only, so the hinge's gradient at theta' is applied to theta. Cost: k + 1 extra harmful
+      forward/backward passes per step.
 """
 from __future__ import annotations
 
@@ -27,6 +38,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch.func import functional_call
 
 from ..models.conditioning import denoising_target, predict
 
@@ -44,6 +56,10 @@ class ForgettingConfig:
     centre_momentum: float = 0.9
     harmful_weight: float = 0.0    # denoising weight on harmful batches (0: as in the paper)
     inter_hinge: str = "margin"    # "margin": max(0, l - d); "reference": -max(0, d - l)
+    harm_margin: float = 0.0       # > 0: keep the harmful denoising error above this (bounded ascent)
+    harm_weight: float = 1.0
+    attack_sim_steps: int = 0      # > 0: measure that error after this many simulated attack steps
+    attack_sim_lr: float = 1e-3
 
 
 class ForgettingLoss:
@@ -65,22 +81,49 @@ class ForgettingLoss:
             return torch.stack(per_image)
         return torch.randn(shape, generator=gen)
 
-    def _branch(self, unet, cls: str, gen):
+    def _draw(self, cls: str, gen) -> tuple:
         latents, cond = self.data[cls]
         idx = torch.randint(len(latents), (self.batch_size,), generator=gen)
         x0 = latents[idx]
         noise = self._noise(cls, idx, x0.shape, gen).to(x0)
         t = torch.randint(0, self.scheduler.config.num_train_timesteps, (len(x0),), generator=gen).to(x0.device)
+        return x0, noise, t, cond[idx]
+
+    def _branch(self, unet, cls: str, batch: tuple, params: dict | None = None, shift: bool = True):
+        """Denoising MSE and (transformed) x0_hat on one batch; `params` overrides the UNet's weights,
+        shift=False uses the plain forward noise an attacker trains with."""
+        if params is not None:
+            model = unet
+
+            def unet(*args, **kwargs):
+                return functional_call(model, params, args, kwargs)
+        x0, noise, t, cond = batch
         sign = 1.0 if cls == "clean" else -1.0
-        forward_noise = noise + sign * self.config.ng_shift if self.config.variant == "ng" else noise
+        forward_noise = noise + sign * self.config.ng_shift if self.config.variant == "ng" and shift else noise
         xt = self.scheduler.add_noise(x0, forward_noise, t)
-        pred = predict(unet, xt, t, cond[idx])
+        pred = predict(unet, xt, t, cond)
         mse = F.mse_loss(pred.float(), denoising_target(self.scheduler, x0, noise, t).float())
         abar = self.scheduler.alphas_cumprod.to(x0.device)[t].view(-1, 1, 1, 1)
         x0_hat = (xt - (1 - abar).sqrt() * pred) / abar.sqrt()
         if self.config.variant == "lt":
             x0_hat = x0_hat + self.config.lt_shift if cls == "clean" else -x0_hat - self.config.lt_shift
         return mse, x0_hat.flatten(1).float()
+
+    def _harm_hinge(self, unet, gen) -> torch.Tensor:
+        """max(0, harm_margin - harmful denoising error), after attack_sim_steps simulated attack steps."""
+        cfg = self.config
+        query = self._draw("harm", gen)  # drawn first: the same query batch whatever the number of steps
+        params = None
+        if cfg.attack_sim_steps:
+            params = {n: p for n, p in unet.named_parameters() if p.requires_grad}
+            for _ in range(cfg.attack_sim_steps):
+                mse, _ = self._branch(unet, "harm", self._draw("harm", gen), params, shift=False)
+                grads = torch.autograd.grad(mse, list(params.values()), allow_unused=True)
+                params = {n: p if g is None else p - cfg.attack_sim_lr * g.sign()
+                          for (n, p), g in zip(params.items(), grads)}
+        mse, _ = self._branch(unet, "harm", query, params, shift=False)
+        self.last["mse_harm_attacked"] = mse.item()
+        return F.relu(cfg.harm_margin - mse)
 
     def _update_centre(self, cls: str, z: torch.Tensor) -> torch.Tensor:
         mean = z.detach().mean(0)
@@ -91,8 +134,8 @@ class ForgettingLoss:
 
     def __call__(self, unet, step, gen):
         cfg = self.config
-        mse_clean, z_clean = self._branch(unet, "clean", gen)
-        mse_harm, z_harm = self._branch(unet, "harm", gen)
+        mse_clean, z_clean = self._branch(unet, "clean", self._draw("clean", gen))
+        mse_harm, z_harm = self._branch(unet, "harm", self._draw("harm", gen))
         c_clean, c_harm = self._update_centre("clean", z_clean), self._update_centre("harm", z_harm)
         intra = ((z_clean - c_clean) ** 2).mean() + ((z_harm - c_harm) ** 2).mean()
         inter = ((z_clean.mean(0) - z_harm.mean(0)) ** 2).mean().sqrt()
@@ -109,4 +152,6 @@ class ForgettingLoss:
         loss = mse_clean + cfg.harmful_weight * mse_harm
         if cfg.mode == "contrastive":
             loss = loss + cfg.lambda_total * contrastive
+        if cfg.harm_margin > 0:
+            loss = loss + cfg.harm_weight * self._harm_hinge(unet, gen)
         return loss
