@@ -152,6 +152,8 @@ def train(unet, loss_fn: Loss, config: TrainConfig, checkpoint_dir: Path | None 
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
     ema = EMA(params, config.ema_decay) if config.ema_decay else None
     saved = {"trainable": _Trainable(params)}
+    if hasattr(loss_fn, "state_dict"):  # a loss with running state (SDD's teacher, LT/NG's class centres)
+        saved["loss"] = loss_fn
     if ema:
         saved["ema"] = _Trainable([torch.nn.Parameter(s, requires_grad=False) for s in ema.shadow])
     unet, optimizer = accelerator.prepare(unet, optimizer)

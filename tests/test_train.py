@@ -4,6 +4,7 @@ import copy
 import pytest
 import torch
 
+from safetune.align.forgetting import ForgettingConfig, ForgettingLoss
 from safetune.align.losses import DenoisingLoss, ESDLoss, SDDLoss
 from safetune.checkpoint import step_generator
 from safetune.models.conditioning import encode_text, training_scheduler
@@ -25,6 +26,8 @@ def setup():
         "denoising": lambda: DenoisingLoss(x0, cond.repeat(8), sched, 4),
         "esd": lambda: ESDLoss(x0, cond, uncond, sched, 4, eta=1.0),
         "sdd": lambda: SDDLoss(x0, cond, uncond, sched, 4),
+        "lt": lambda: ForgettingLoss(x0[:8], cond.repeat(4), x0[8:] + 1, cond.repeat(4), sched, 4,
+                                     ForgettingConfig(variant="lt", margin=1000.0)),
     }
     return pipe, losses
 
@@ -57,7 +60,10 @@ def test_full_mode_trains_every_weight(setup):
     assert sum(p.grad is not None for p in params) > 0.9 * len(params)
 
 
-def test_resume_after_a_kill_gives_the_same_lora(setup, tmp_path):
+@pytest.mark.parametrize("loss_name", ["esd", "sdd", "lt"])
+def test_resume_after_a_kill_gives_the_same_lora(setup, tmp_path, loss_name):
+    """A run killed at step 4 and resumed by a new process (a fresh loss object: SDD's teacher and
+    LT's class centres come from the checkpoint) ends with the uninterrupted run's LoRA."""
     pipe, losses = setup
     config = TrainConfig(steps=6, lr=1e-2, batch_size=4, checkpoint_every=3, mode="lora", targets="attn")
 
@@ -65,22 +71,24 @@ def test_resume_after_a_kill_gives_the_same_lora(setup, tmp_path):
         unet, _ = train(unet, loss_fn, config, ckpt)
         return extract_lora(unet, config)
 
-    straight = run(copy.deepcopy(pipe.unet), losses["esd"](), tmp_path / "a")
+    straight = run(copy.deepcopy(pipe.unet), losses[loss_name](), tmp_path / "a")
 
     class Killed(Exception):
         pass
 
-    esd = losses["esd"]()
+    dying = losses[loss_name]()
 
-    def dies_at_4(unet, step, gen):
-        if step == 4:
-            raise Killed
-        return esd(unet, step, gen)
+    class DiesAt4(type(dying)):
+        def __call__(self, unet, step, gen):
+            if step == 4:
+                raise Killed
+            return super().__call__(unet, step, gen)
 
+    dying.__class__ = DiesAt4
     with pytest.raises(Killed):
-        train(copy.deepcopy(pipe.unet), dies_at_4, config, tmp_path / "b")
+        train(copy.deepcopy(pipe.unet), dying, config, tmp_path / "b")
     assert (tmp_path / "b" / "state.json").exists()
-    resumed = run(copy.deepcopy(pipe.unet), esd, tmp_path / "b")
+    resumed = run(copy.deepcopy(pipe.unet), losses[loss_name](), tmp_path / "b")
     assert not (tmp_path / "b").exists()  # removed once the run completes
     for name in straight.factors:
         torch.testing.assert_close(resumed.delta(name), straight.delta(name), rtol=0, atol=1e-6)

@@ -74,6 +74,13 @@ class ForgettingLoss:
         self.centres: dict[str, torch.Tensor | None] = {"clean": None, "harm": None}
         self.last: dict[str, float] = {}
 
+    # the running class centres are training state: the trainer checkpoints them (exact resume)
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {cls: c for cls, c in self.centres.items() if c is not None}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.centres = {cls: state.get(cls) for cls in ("clean", "harm")}
+
     def _noise(self, cls: str, idx: torch.Tensor, shape, gen) -> torch.Tensor:
         if self.config.noise == "fixed":
             per_image = [torch.randn(shape[1:], generator=torch.Generator().manual_seed(int(i) * 2 + (cls == "harm")))

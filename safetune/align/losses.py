@@ -73,6 +73,13 @@ class SDDLoss:
         self.scheduler, self.batch_size, self.decay = scheduler, batch_size, ema_decay
         self.teacher = None
 
+    # the teacher is training state: the trainer checkpoints it so that a resumed run is exact
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {} if self.teacher is None else {str(i): t for i, t in enumerate(self.teacher)}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.teacher = [state[str(i)] for i in range(len(state))] or None
+
     @contextlib.contextmanager
     def _teacher_weights(self, params):
         saved = [p.detach().clone() for p in params]
