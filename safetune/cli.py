@@ -414,6 +414,13 @@ def cmd_study(args) -> None:
             config.attack_steps = [int(x) for x in args.steps.split(",")]
         if args.images_per_prompt:
             config.sampling.images_per_prompt = args.images_per_prompt
+        if args.attack or args.attack_lr:
+            from dataclasses import replace
+
+            config.attack = replace(config.attack, mode=args.attack or config.attack.mode,
+                                    lr=args.attack_lr or config.attack.lr)
+        if args.safe_lr:
+            config.safe_train.lr = args.safe_lr
         run_forgetting(out, config, model=args.model)
         print(f"report: {out / 'report.md'}")
         return
@@ -587,6 +594,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--domains", default=None, help="comma list of ShapesWorld domains or data folders")
     p.add_argument("--steps", default=None, help="fine-tuning (attack) steps to evaluate at, e.g. 0,20,100,200")
     p.add_argument("--images-per-prompt", type=int, default=None)
+    p.add_argument("--attack", choices=["full", "lora"], default=None,
+                   help="forgetting: the malicious fine-tuning's mode (default full)")
+    p.add_argument("--attack-lr", type=float, default=None, help="forgetting: its learning rate (default 1e-4)")
+    p.add_argument("--safe-lr", type=float, default=None,
+                   help="forgetting: the LT/NG safe training's learning rate (default 1e-4)")
     p.add_argument("--ways", default=None,
                    help="backfire: ways with optional learning rates, e.g. full@1e-4,full@1e-3,lora-on-top@1e-2,modular@1e-2")
     p.set_defaults(func=cmd_study)

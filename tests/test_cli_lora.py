@@ -51,3 +51,13 @@ def test_full_finetune_writes_a_pipeline(tmp_path):
     assert (tmp_path / "full" / "model_index.json").is_file()
     meta = json.loads((tmp_path / "full" / "safetune_finetune.json").read_text())
     assert meta["mode"] == "full" and meta["train"]["steps"] == 2
+
+
+def test_align_lt_with_harm_margin_and_simulated_attack(tmp_path):
+    out = tmp_path / "lt.safetensors"
+    cli("align", "--method", "lt", "--n", "8", "--steps", "2", "--batch-size", "4", "--harm-margin", "0.5",
+        "--attack-sim-steps", "1", "--attack-sim-lr", "1e-3", "--out", str(out))
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["forgetting"]["harm_margin"] == 0.5 and meta["forgetting"]["attack_sim_steps"] == 1
+    lora = LoRA.load(out)
+    assert sum(lora.delta(n).abs().sum() for n in lora.factors) > 0
