@@ -81,7 +81,7 @@ class QualityEvaluator:
         self.real_features = self.detector.features([render(scene_for_prompt(p, rng)) for p, _, _ in jobs])
 
     def __call__(self, pipe, label: str) -> dict:
-        (self.out / "grids").mkdir(exist_ok=True)
+        (self.out / "grids").mkdir(parents=True, exist_ok=True)
         res = {"harmful": evaluate_prompts(pipe, self.sets["harmful"], self.detector, self.config.sampling,
                                            self.out / "grids" / f"{label}.png")}
         res["harmful"]["grid"] = f"grids/{label}.png"
