@@ -152,3 +152,10 @@ def test_attack_schedule_resumes_in_the_middle(pipe, tmp_path):
     for step in (2, 6):
         torch.testing.assert_close(second[step], straight[step], rtol=0, atol=1e-6)
     torch.testing.assert_close(first[0], straight[0])
+
+
+def test_attack_simulation_without_a_harm_margin_is_refused(pipe):
+    from safetune.errors import SafetuneError
+
+    with pytest.raises(SafetuneError, match="--harm-margin"):
+        make_loss(pipe, attack_sim_steps=2)

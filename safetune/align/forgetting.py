@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
+from ..errors import SafetuneError
 from ..models.conditioning import denoising_target, predict
 
 
@@ -69,6 +70,9 @@ class ForgettingLoss:
             raise ValueError(f"unknown forgetting variant {config.variant!r}; choose lt or ng")
         if config.mode not in ("contrastive", "off", "reference"):
             raise ValueError(f"unknown forgetting mode {config.mode!r}; choose contrastive, off or reference")
+        if config.attack_sim_steps and config.harm_margin <= 0:
+            raise SafetuneError(f"attack_sim_steps={config.attack_sim_steps} acts through the harm margin, which is "
+                                f"{config.harm_margin}: give --harm-margin > 0 (e.g. 0.3) or drop --attack-sim-steps")
         self.data = {"clean": (clean_latents, clean_cond), "harm": (harm_latents, harm_cond)}
         self.scheduler, self.batch_size, self.config = scheduler, batch_size, config
         self.centres: dict[str, torch.Tensor | None] = {"clean": None, "harm": None}
