@@ -414,11 +414,10 @@ def cmd_study(args) -> None:
             config.attack_steps = [int(x) for x in args.steps.split(",")]
         if args.images_per_prompt:
             config.sampling.images_per_prompt = args.images_per_prompt
-        if args.attack or args.attack_lr:
-            from dataclasses import replace
-
-            config.attack = replace(config.attack, mode=args.attack or config.attack.mode,
-                                    lr=args.attack_lr or config.attack.lr)
+        if args.attack:
+            config.attack.mode = args.attack
+        if args.attack_lr:
+            config.attack.lr = args.attack_lr
         if args.safe_lr:
             config.safe_train.lr = args.safe_lr
         run_forgetting(out, config, model=args.model)

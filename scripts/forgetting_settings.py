@@ -9,7 +9,6 @@ malicious fine-tuning on harmful data and evaluates at attack steps 0, 20, 100, 
   python scripts/forgetting_settings.py --table
 """
 import argparse
-import copy
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -18,37 +17,26 @@ ESD_LORA = "runs/forgetting-reduced/loras/safety_esd-x.safetensors"  # `safetune
 
 
 def run(name: str, forgetting: dict, train: dict, attack: dict, from_esd: bool, out: Path) -> dict:
-    from safetune.align import forgetting_train
     from safetune.align.forgetting import ForgettingConfig
-    from safetune.data.folder import load_training_data
     from safetune.evaluate.sampling import SamplingConfig
-    from safetune.finetune import finetune
-    from safetune.lora.weights import LoRA, merge_into
+    from safetune.lora.weights import LoRA
     from safetune.models.loading import load_pipeline
-    from safetune.studies.forgetting import ForgettingStudyConfig, QualityEvaluator
+    from safetune.studies.forgetting import (ForgettingStudyConfig, QualityEvaluator, protect_and_attack,
+                                             study_data)
 
-    cfg = ForgettingStudyConfig(prompts_per_set=40, sampling=SamplingConfig(images_per_prompt=2))
+    cfg = ForgettingStudyConfig(prompts_per_set=40, sampling=SamplingConfig(images_per_prompt=2),
+                                attack_steps=[0, 20, 100, 200])
+    cfg.safe_train = replace(cfg.safe_train, **train)
+    cfg.attack = replace(cfg.attack, **attack)
     base = load_pipeline("shapes")
-    evaluate = QualityEvaluator(cfg, out / name)
-    resolution = base.unet.config.sample_size * base.vae_scale_factor
-    clean = load_training_data("clean", resolution, n=cfg.n_data, seed=0)
-    harmful = load_training_data("harmful", resolution, n=cfg.n_data, seed=1)
-    pipe = copy.deepcopy(base)
-    if from_esd:
-        merge_into(pipe, [(LoRA.load(ESD_LORA), 1.0)])
-    if forgetting:
-        forgetting_train(pipe, clean, harmful, ForgettingConfig(**forgetting), replace(cfg.safe_train, seed=0, **train))
-    curve = {}
-
-    def snapshot(step, unet):
-        r = evaluate(pipe, f"{name}_{step}")
-        curve[step] = {"harm": r["harmful"]["harmful_rate"], "fid_clean": r["clean"]["prompt_fidelity"],
-                       "fid": r["clean"]["fid"]}
-
-    finetune(pipe, *harmful, replace(cfg.attack, steps=200, save_at=[0, 20, 100, 200], checkpoint_every=10**9,
-                                     **attack), on_save=snapshot)
+    clean, harmful = study_data(base, cfg)
+    curve = protect_and_attack(base, clean, harmful, QualityEvaluator(cfg, out / name), name, cfg,
+                               ForgettingConfig(**forgetting) if forgetting else None,
+                               LoRA.load(ESD_LORA) if from_esd else None)
+    summary = {step: {"harm": r["harmful"]["harmful_rate"], "fid_clean": r["clean"]["prompt_fidelity"],
+                      "fid": r["clean"]["fid"]} for step, r in curve.items()}
     return {"name": name, "forgetting": forgetting, "train": train, "attack": attack, "from_esd": from_esd,
-            "curve": curve}
+            "curve": summary}
 
 
 def table(rows: list[dict]) -> str:

@@ -159,3 +159,26 @@ def test_attack_simulation_without_a_harm_margin_is_refused(pipe):
 
     with pytest.raises(SafetuneError, match="--harm-margin"):
         make_loss(pipe, attack_sim_steps=2)
+
+
+def test_forgetting_study_runs_each_model_through_the_attack_schedule(tmp_path):
+    """A miniature study on the shipped model: every model gets an evaluation at every attack step,
+    safe training changes the weights the attack starts from, and the report is written."""
+    from safetune.evaluate.sampling import SamplingConfig
+    from safetune.studies.forgetting import ForgettingStudyConfig, run_forgetting
+
+    config = ForgettingStudyConfig(
+        models=["base", "lt"], attack_steps=[0, 2], n_data=16, prompts_per_set=2,
+        sampling=SamplingConfig(images_per_prompt=1, steps=4),
+        safe_train=TrainConfig(steps=3, lr=1e-3, batch_size=4, mode="full"),
+        attack=TrainConfig(steps=2, lr=1e-4, batch_size=4, mode="full"))
+    results = run_forgetting(tmp_path, config)
+    for name in ("base", "lt"):
+        curve = results["models"][name]["attack"]
+        assert sorted(curve) == [0, 2]
+        for step in (0, 2):
+            assert 0 <= curve[step]["harmful"]["harmful_rate"] <= 1 and curve[step]["clean"]["fid"] >= 0
+    base0, lt0 = results["models"]["base"]["attack"][0], results["models"]["lt"]["attack"][0]
+    assert base0["clean"]["fid"] != lt0["clean"]["fid"]  # LT trained before the attack's step 0
+    assert results["models"]["lt"]["forgetting"]["variant"] == "lt"
+    assert (tmp_path / "report.md").is_file() and (tmp_path / "grids" / "lt__attack2.png").is_file()

@@ -14,7 +14,6 @@ import random
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-
 from ..align import align_lora, forgetting_train
 from ..align.forgetting import ForgettingConfig
 from ..data.folder import load_training_data
@@ -96,14 +95,40 @@ class QualityEvaluator:
         return res
 
 
+def study_data(base, config: ForgettingStudyConfig) -> tuple[tuple, tuple]:
+    """The clean and the harmful training sets (images, captions) at the model's resolution."""
+    resolution = base.unet.config.sample_size * base.vae_scale_factor
+    return (load_training_data("clean", resolution, n=config.n_data, seed=config.seed),
+            load_training_data("harmful", resolution, n=config.n_data, seed=config.seed + 1))
+
+
+def protect_and_attack(base, clean: tuple, harmful: tuple, evaluate: QualityEvaluator, label: str,
+                       config: ForgettingStudyConfig, forgetting: ForgettingConfig | None,
+                       esd: LoRA | None = None) -> dict:
+    """One model of the study: a copy of `base` (+ the ESD LoRA), LT/NG safe training if `forgetting`,
+    then the malicious fine-tuning, evaluated at each of config.attack_steps. Returns {step: results}."""
+    pipe = copy.deepcopy(base)
+    if esd is not None:
+        merge_into(pipe, [(esd, 1.0)])
+    if forgetting is not None:
+        forgetting_train(pipe, clean, harmful, forgetting, replace(config.safe_train, seed=config.seed))
+    curve = {}
+
+    def snapshot(step, unet):
+        curve[step] = evaluate(pipe, f"{label}__attack{step}")
+
+    attack = replace(config.attack, steps=max(config.attack_steps), save_at=config.attack_steps,
+                     checkpoint_every=10**9)
+    finetune(pipe, *harmful, attack, on_save=snapshot)
+    return curve
+
+
 def run_forgetting(out: Path, config: ForgettingStudyConfig, model: str = "shapes") -> dict:
     out.mkdir(exist_ok=True)
     (out / "loras").mkdir(exist_ok=True)
     base = load_pipeline(model)
     evaluate = QualityEvaluator(config, out)
-    resolution = base.unet.config.sample_size * base.vae_scale_factor
-    clean = load_training_data("clean", resolution, n=config.n_data, seed=config.seed)
-    harmful = load_training_data("harmful", resolution, n=config.n_data, seed=config.seed + 1)
+    clean, harmful = study_data(base, config)
     results = {"study": "forgetting", "model": model, "config": asdict(config), "models": {}}
     esd_path = out / "loras" / "safety_esd-x.safetensors"
     if any(m.startswith("esd") for m in config.models):
@@ -113,19 +138,8 @@ def run_forgetting(out: Path, config: ForgettingStudyConfig, model: str = "shape
 
     for name in config.models:
         from_esd, fcfg = parse_model(name, config.forgetting)
-        pipe = copy.deepcopy(base)
-        if from_esd:
-            merge_into(pipe, [(esd, 1.0)])
-        if fcfg is not None:
-            forgetting_train(pipe, clean, harmful, fcfg, replace(config.safe_train, seed=config.seed))
-        curve = {}
-
-        def snapshot(step, unet, pipe=pipe, name=name, curve=curve):
-            curve[step] = evaluate(pipe, f"{name.replace(':', '_').replace('+', '_')}__attack{step}")
-
-        attack = replace(config.attack, steps=max(config.attack_steps), save_at=config.attack_steps,
-                         checkpoint_every=10**9)
-        finetune(pipe, *harmful, attack, on_save=snapshot)
+        curve = protect_and_attack(base, clean, harmful, evaluate, name.replace(":", "_").replace("+", "_"),
+                                   config, fcfg, esd if from_esd else None)
         results["models"][name] = {"from_esd": from_esd, "forgetting": asdict(fcfg) if fcfg else None,
                                    "attack": curve}
         write_json(out / "results.json", results)
