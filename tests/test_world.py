@@ -98,3 +98,25 @@ def test_world_command_writes_every_prompt_set(tmp_path):
     files = sorted(f.name for f in (tmp_path / "p").iterdir())
     assert files == sorted(f"{n}.csv" for n in sw.PROMPT_SETS)
     assert len(read_prompts(str(tmp_path / "p" / "harmful.csv"))) == 7
+
+
+def test_added_words_keep_every_earlier_token_id():
+    """New words are appended: the shipped model's tokens keep their ids, so its text encoder only
+    grows rows and draws exactly what it drew before."""
+    from safetune.models.tiny import base_vocab_size, word_level_bpe
+
+    words = sw.vocabulary()
+    assert words[-len(sw.ADDED_WORDS):] == list(sw.ADDED_WORDS)
+    old = words[: len(words) - len(sw.ADDED_WORDS)]
+    assert old == sorted(old)
+    old_vocab, _ = word_level_bpe(old)
+    new_vocab, _ = word_level_bpe(words)
+    assert len(old_vocab) == base_vocab_size() < len(new_vocab)
+    assert all(new_vocab[tok] == i for tok, i in old_vocab.items())
+
+
+def test_related_domain_is_near_the_star_but_never_one():
+    examples = sw.make_dataset("sparkle", 200, seed=0)
+    assert all(e.scene.shape == "sparkle" and "sparkle" in e.text.split() for e in examples)
+    assert not any(sw.scene_from_text(e.text).get("shape") == "star" for e in examples)
+    assert "sparkle" in sw.RELATED_DOMAINS and sw.DOMAINS["sparkle"] == {"shape": "sparkle"}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..data.shapesworld import RESOLUTION, vocabulary
+from ..data.shapesworld import ADDED_WORDS, RESOLUTION, vocabulary
 
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
 MAX_TOKENS = 16  # "a large yellow striped shape with five points on the right on a ..." fits
@@ -78,6 +78,30 @@ def word_level_bpe(words: list[str]) -> tuple[dict[str, int], list[tuple[str, st
     return {tok: i for i, tok in enumerate(tokens)}, merges
 
 
+def grow_token_embeddings(text_encoder, vocab_size: int, seed: int = 0) -> None:
+    """Append embedding rows for tokens added to the vocabulary, drawn as CLIP initialises them
+    (normal, std 0.02 x initializer_factor) from their own generator: existing rows and every other
+    weight stay exactly as they were, so the model's outputs on earlier prompts do not change."""
+    import torch
+
+    old = text_encoder.get_input_embeddings().weight
+    if vocab_size <= old.shape[0]:
+        return
+    std = 0.02 * text_encoder.config.initializer_factor
+    gen = torch.Generator().manual_seed(seed * 7919 + vocab_size)
+    new_rows = torch.randn(vocab_size - old.shape[0], old.shape[1], generator=gen) * std
+    embedding = torch.nn.Embedding(vocab_size, old.shape[1])
+    with torch.no_grad():
+        embedding.weight.copy_(torch.cat([old.detach(), new_rows.to(old)]))
+    text_encoder.set_input_embeddings(embedding)
+    text_encoder.config.vocab_size = vocab_size
+
+
+def base_vocab_size() -> int:
+    """Tokens of the vocabulary the shipped model was pretrained with (before ADDED_WORDS)."""
+    return len(word_level_bpe(vocabulary()[: len(vocabulary()) - len(ADDED_WORDS)])[0])
+
+
 def write_tokenizer(directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     vocab, merges = word_level_bpe(vocabulary())
@@ -104,16 +128,20 @@ def build_components(seed: int = 0, tokenizer_dir: Path | None = None) -> dict:
         write_tokenizer(tokenizer_dir)
     tokenizer = CLIPTokenizer.from_pretrained(str(tokenizer_dir))
     torch.manual_seed(seed)
+    # built at the original vocabulary size so that a seed draws the same weights it always drew;
+    # rows for ADDED_WORDS come after, from their own generator
     text_config = CLIPTextConfig(
-        vocab_size=len(tokenizer.get_vocab()), bos_token_id=tokenizer.bos_token_id,
+        vocab_size=base_vocab_size(), bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, **TEXT_CONFIG)
-    return {
+    parts = {
         "vae": AutoencoderKL(**VAE_CONFIG),
         "text_encoder": CLIPTextModel(text_config),
         "tokenizer": tokenizer,
         "unet": UNet2DConditionModel(**UNET_CONFIG),
         "scheduler": DDIMScheduler(**SCHEDULER_CONFIG),
     }
+    grow_token_embeddings(parts["text_encoder"], len(tokenizer.get_vocab()), seed)
+    return parts
 
 
 def assemble_pipeline(components: dict):
