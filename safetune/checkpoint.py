@@ -7,6 +7,7 @@ the batches an uninterrupted run would have drawn.
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 
 import torch
@@ -27,6 +28,14 @@ def save_checkpoint(path: Path, step: int, modules: dict[str, torch.nn.Module],
         (tmp / "state.json").write_text(json.dumps({"step": step, **(extra or {})}))
 
 
+def read_state(path: Path) -> dict:
+    """The checkpoint's state.json (step and the settings of the run that wrote it)."""
+    try:
+        return json.loads((path / "state.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise SafetuneError(f"{path}: checkpoint cannot be read ({exc}); delete it to start over") from exc
+
+
 def load_checkpoint(path: Path, modules: dict[str, torch.nn.Module],
                     optimizer: torch.optim.Optimizer | None = None) -> dict:
     """Restore modules (and optimizer) in place; returns the saved state (with "step")."""
@@ -36,7 +45,7 @@ def load_checkpoint(path: Path, modules: dict[str, torch.nn.Module],
             module.load_state_dict(load_file(str(path / f"{name}.safetensors")))
         if optimizer is not None:
             optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
-    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+    except (OSError, ValueError, RuntimeError, KeyError, pickle.UnpicklingError) as exc:
         raise SafetuneError(f"{path}: checkpoint cannot be read ({exc}); delete it to start over") from exc
     return state
 

@@ -34,3 +34,20 @@ def test_pretrain_resumes_exactly_after_a_kill(tmp_path, monkeypatch):
         assert a.keys() == b.keys()
         for k in a:
             torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6)
+
+
+def test_checkpoint_after_warmup_loads_with_weights_only(tmp_path):
+    """Past the warmup the learning-rate factor comes from numpy's cosine; a numpy scalar in the
+    optimizer state made every resume after step 100 fail (weights_only refuses numpy globals)."""
+    from safetune.checkpoint import load_checkpoint, save_checkpoint
+
+    assert type(pt._cosine_lr(500, 1000)) is float
+    module = torch.nn.Linear(2, 2)
+    opt = torch.optim.AdamW(module.parameters(), lr=1e-3)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: pt._cosine_lr(s, 300))
+    for _ in range(150):
+        module(torch.ones(1, 2)).sum().backward()
+        opt.step()
+        sched.step()
+    save_checkpoint(tmp_path / "ck", 150, {"m": module}, opt)
+    assert load_checkpoint(tmp_path / "ck", {"m": module}, opt)["step"] == 150

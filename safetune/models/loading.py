@@ -7,16 +7,20 @@ from pathlib import Path
 
 from ..errors import SafetuneError
 
-SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "assets" / "shapes-sd"
-SHIPPED_NAMES = ("shapes", "shapes-sd", "shapesworld")
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+SHIPPED_MODEL = ASSETS / "shapes-sd"
+# the never-trained reference: pretrained like shapes-sd on `clean` only (no star image, no star word)
+NOSTAR_MODEL = ASSETS / "shapes-sd-nostar"
+SHIPPED_MODELS = {"shapes": SHIPPED_MODEL, "shapes-sd": SHIPPED_MODEL, "shapesworld": SHIPPED_MODEL,
+                  "shapes-nostar": NOSTAR_MODEL, "shapes-sd-nostar": NOSTAR_MODEL}
 
 log = logging.getLogger(__name__)
 
 
 def resolve_model(model: str | None) -> str:
-    """The shipped model for None/'shapes', a local path as is, or a hub id to download."""
-    if model is None or model in SHIPPED_NAMES:
-        return str(SHIPPED_MODEL)
+    """A shipped model for None/'shapes'/'shapes-nostar', a local path as is, or a hub id to download."""
+    if model is None or model in SHIPPED_MODELS:
+        return str(SHIPPED_MODELS.get(model or "shapes"))
     path = Path(model)
     if path.exists():
         if not path.is_dir() or not (path / "model_index.json").is_file():
@@ -26,7 +30,7 @@ def resolve_model(model: str | None) -> str:
     if model.count("/") == 1 and not model.startswith((".", "/")):
         return model  # a hub id: from_pretrained downloads it (or reads the local HF cache)
     raise SafetuneError(f"{model}: no such model directory; give a diffusers directory, "
-                        "a hub id like 'CompVis/stable-diffusion-v1-4', or 'shapes'")
+                        "a hub id like 'CompVis/stable-diffusion-v1-4', 'shapes' or 'shapes-nostar'")
 
 
 def parse_lora_arg(arg: str) -> tuple[str, float]:

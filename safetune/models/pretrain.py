@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from ..checkpoint import load_checkpoint, save_checkpoint, step_generator
 from ..data.shapesworld import caption, make_dataset, render
+from ..errors import SafetuneError
 from ..io import atomic_dir, write_json
 from .tiny import build_components, assemble_pipeline, write_tokenizer
 
@@ -37,6 +38,8 @@ class PretrainConfig:
     unet_lr: float = 1e-3
     caption_dropout: float = 0.1
     checkpoint_every: int = 500
+    exclude_harmful: bool = False  # pretrain on `clean` only: the never-trained reference model
+    vae_from: str | None = None    # reuse this pipeline's VAE (directory or 'shapes') and skip phase 1
 
 
 def render_pool(examples) -> torch.Tensor:
@@ -47,7 +50,8 @@ def render_pool(examples) -> torch.Tensor:
 def _cosine_lr(step: int, total: int, warmup: int = 100) -> float:
     if step < warmup:
         return (step + 1) / warmup
-    return 0.5 * (1 + np.cos(np.pi * (step - warmup) / max(1, total - warmup))) * 0.9 + 0.1
+    # a Python float: a numpy one lands in the optimizer state, which weights_only loading refuses
+    return float(0.5 * (1 + np.cos(np.pi * (step - warmup) / max(1, total - warmup))) * 0.9 + 0.1)
 
 
 def _run_phase(name, modules, params, total, lr, ckpt_dir, every, step_fn, seed):
@@ -82,8 +86,10 @@ def pretrain(out: str | Path, config: PretrainConfig = PretrainConfig()) -> Path
     write_tokenizer(ckpt_dir / "tokenizer")
     parts = build_components(seed=config.seed, tokenizer_dir=ckpt_dir / "tokenizer")
     vae, text_encoder, unet, tokenizer = parts["vae"], parts["text_encoder"], parts["unet"], parts["tokenizer"]
-    examples = make_dataset("pretrain", config.pool, seed=config.seed)
+    examples = make_dataset("clean" if config.exclude_harmful else "pretrain", config.pool, seed=config.seed)
     images = render_pool(examples)
+    if config.vae_from:
+        vae = parts["vae"] = _load_vae(config.vae_from)
 
     def vae_step(gen, step):
         x = images[torch.randint(len(images), (config.vae_batch,), generator=gen)]
@@ -91,12 +97,14 @@ def pretrain(out: str | Path, config: PretrainConfig = PretrainConfig()) -> Path
         recon = vae.decode(posterior.sample(generator=gen)).sample
         return F.mse_loss(recon, x) + config.kl_weight * posterior.kl().mean() / posterior.mean[0].numel()
 
-    _run_phase("vae", {"vae": vae}, list(vae.parameters()), config.vae_steps, config.vae_lr,
-               ckpt_dir, config.checkpoint_every, vae_step, config.seed)
+    if not config.vae_from:
+        _run_phase("vae", {"vae": vae}, list(vae.parameters()), config.vae_steps, config.vae_lr,
+                   ckpt_dir, config.checkpoint_every, vae_step, config.seed)
     vae.requires_grad_(False).eval()
     with torch.no_grad():
         latents = torch.cat([vae.encode(chunk).latent_dist.mode() for chunk in images.split(512)])
-    vae.register_to_config(scaling_factor=float(1.0 / latents.std()))
+    if not config.vae_from:  # a reused VAE keeps its own scale: the models then share a latent space
+        vae.register_to_config(scaling_factor=float(1.0 / latents.std()))
     latents = latents * vae.config.scaling_factor
     noise_scheduler = _training_scheduler(parts["scheduler"])
 
@@ -121,6 +129,18 @@ def pretrain(out: str | Path, config: PretrainConfig = PretrainConfig()) -> Path
         pipe.save_pretrained(tmp, safe_serialization=True)
         write_json(tmp / "safetune_pretrain.json", asdict(config))
     return out
+
+
+def _load_vae(source: str):
+    from diffusers import AutoencoderKL
+
+    from .loading import resolve_model
+
+    try:
+        return AutoencoderKL.from_pretrained(resolve_model(source), subfolder="vae")
+    except (OSError, ValueError) as exc:
+        raise SafetuneError(f"{source}: no VAE to reuse ({str(exc).splitlines()[0]}); give a diffusers "
+                            "directory with a vae/ folder, or 'shapes'") from exc
 
 
 def _training_scheduler(sampling_scheduler):
