@@ -11,33 +11,28 @@ exactly the updates an uninterrupted one makes.
 """
 from __future__ import annotations
 
+import json
 import logging
-import re
 import shutil
-from dataclasses import dataclass, field
+import sys
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoint import load_checkpoint, save_checkpoint, step_generator
+from .checkpoint import load_checkpoint, read_state, save_checkpoint, step_generator
 from .errors import SafetuneError
+from .lora.adapter import (TEXT_ENCODER_TARGETS, add_adapter, check_targets, extract, has_adapter, remove_adapter,
+                           target_modules)
 from .lora.weights import LoRA
 
 log = logging.getLogger(__name__)
 
-ADAPTER = "safetune"
-# which UNet modules a LoRA (or a partial fine-tuning) touches
-TARGETS = {
-    "attn": r"attn[12]\.(to_q|to_k|to_v|to_out\.0)$",
-    "xattn": r"attn2\.(to_q|to_k|to_v|to_out\.0)$",
-    "non-xattn": r"(attn1\.(to_q|to_k|to_v|to_out\.0)|ff\.net\.0\.proj|ff\.net\.2)$",
-}
-
-
 @dataclass
 class TrainConfig:
+    """One training stage's settings. Every command, study and recipe reads its defaults here."""
     steps: int = 500
     lr: float = 1e-4
     batch_size: int = 32
@@ -46,40 +41,43 @@ class TrainConfig:
     ema_decay: float | None = None      # keep an EMA of the trainable weights and save it
     max_grad_norm: float = 1.0
     seed: int = 0
-    mode: str = "lora"                  # "lora" | "full" | "partial" (the TARGETS modules' own weights)
-    targets: str = "attn"               # key of TARGETS
+    mode: str = "lora"                  # "lora" | "full" | "partial" (the targets' own weights)
+    targets: str = "attn"               # key of lora.adapter.UNET_TARGETS
+    train_text_encoder: bool = False    # also train the text encoder (full, or a LoRA on its attention)
     lora_rank: int = 4
-    lora_alpha: float = 4.0
+    lora_alpha: float | None = None     # None: the rank (scale 1, as diffusers' and kohya's recipes)
     gradient_checkpointing: bool = False  # trade compute for memory on real-size UNets
     checkpoint_every: int = 100
     save_at: list[int] = field(default_factory=list)  # steps at which on_save() is called (0 allowed)
 
-
-def target_modules(unet, targets: str) -> list[str]:
-    if targets not in TARGETS:
-        raise SafetuneError(f"unknown targets {targets!r}; choose one of {sorted(TARGETS)}")
-    names = [n for n, _ in unet.named_modules() if re.search(TARGETS[targets], n)]
-    if not names:
-        raise SafetuneError(f"no UNet module matches targets {targets!r}")
-    return names
+    @property
+    def alpha(self) -> float:
+        """The LoRA alpha in effect: lora_alpha, or the rank when unset (follows a changed rank)."""
+        return float(self.lora_rank) if self.lora_alpha is None else self.lora_alpha
 
 
-def prepare_trainable(unet, config: TrainConfig) -> list[torch.nn.Parameter]:
-    """Freeze the UNet, then open what the stage trains: a new LoRA, every weight, or some modules'."""
+def prepare_trainable(unet, config: TrainConfig, text_encoder=None) -> list[torch.nn.Parameter]:
+    """Freeze the models, then open what the stage trains: a new LoRA, every weight, or some modules'
+    (the UNet's; the text encoder's too with config.train_text_encoder)."""
+    check_targets(config.targets)
     unet.requires_grad_(False)
+    if text_encoder is not None:
+        text_encoder.requires_grad_(False)
+    if config.train_text_encoder and (text_encoder is None or config.mode == "partial"):
+        raise SafetuneError("training the text encoder needs --mode full or lora and a loss that encodes text "
+                            "(fine-tuning); drop --train-text-encoder")
     if config.mode == "lora":
-        from peft import LoraConfig
-
-        lora_config = LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, init_lora_weights="gaussian",
-                                 target_modules=target_modules(unet, config.targets))
-        with torch.random.fork_rng(devices=[]):  # A's random init depends on the seed alone
-            torch.manual_seed(config.seed)
-            unet.add_adapter(lora_config, adapter_name=ADAPTER)
-        unet.set_adapter(ADAPTER)
-        return [p for n, p in unet.named_parameters() if "lora_" in n and p.requires_grad]
+        params = add_adapter(unet, target_modules(unet, config.targets), config.lora_rank, config.alpha,
+                             config.seed)
+        if config.train_text_encoder:
+            params += add_adapter(text_encoder, target_modules(text_encoder, TEXT_ENCODER_TARGETS, "text encoder"),
+                                  config.lora_rank, config.alpha, config.seed + 1)
+        return params
     if config.mode == "full":
-        unet.requires_grad_(True)
-        return list(unet.parameters())
+        models = [unet] + ([text_encoder] if config.train_text_encoder else [])
+        for model in models:
+            model.requires_grad_(True)
+        return [p for model in models for p in model.parameters()]
     if config.mode == "partial":
         names = set(target_modules(unet, config.targets))
         params = [p for n, m in unet.named_modules() if n in names for p in m.parameters()]
@@ -89,24 +87,19 @@ def prepare_trainable(unet, config: TrainConfig) -> list[torch.nn.Parameter]:
     raise SafetuneError(f"unknown training mode {config.mode!r}; choose lora, full or partial")
 
 
-def extract_lora(unet, config: TrainConfig) -> LoRA:
-    """The trained adapter as a LoRA with alpha/rank folded into B (exact in any loader)."""
-    from peft.utils import get_peft_model_state_dict
-
-    state = get_peft_model_state_dict(unet, adapter_name=ADAPTER)
-    scale = config.lora_alpha / config.lora_rank
-    factors = {}
-    for key, a in state.items():
-        if key.endswith("lora_A.weight"):
-            name = key[: -len(".lora_A.weight")]
-            b = state[name + ".lora_B.weight"]
-            factors["unet." + name] = (a.detach().float().clone(), b.detach().float().clone() * scale)
-    return LoRA(factors)
+def extract_lora(unet, config: TrainConfig, text_encoder=None) -> LoRA:
+    """The trained adapter(s) as one LoRA ("unet." and "text_encoder." modules)."""
+    lora = extract(unet, "unet", config.lora_rank, config.alpha)
+    if text_encoder is not None and has_adapter(text_encoder):
+        lora = lora + extract(text_encoder, "text_encoder", config.lora_rank, config.alpha)
+    return lora
 
 
-def remove_lora(unet) -> None:
-    """Drop the training adapter and peft's wrappers: the UNet is a plain diffusers model again."""
-    unet.unload_lora()
+def remove_lora(unet, text_encoder=None) -> None:
+    """Drop the training adapters and peft's wrappers: plain diffusers/transformers models again."""
+    for model in (unet, text_encoder):
+        if model is not None and has_adapter(model):
+            remove_adapter(model)
 
 
 class EMA:
@@ -136,9 +129,33 @@ class _Trainable(torch.nn.Module):
 Loss = Callable[[torch.nn.Module, int, torch.Generator], torch.Tensor]
 
 
+def run_settings(config: TrainConfig, identity: dict | None = None) -> dict:
+    """What shapes a run's result: its training settings and what the caller says it trains on
+    (model, data, loss, LoRAs on top). How often it checkpoints does not."""
+    train_settings = {k: v for k, v in asdict(config).items() if k not in ("checkpoint_every",)}
+    return json.loads(json.dumps({"train": train_settings, **(identity or {})}, sort_keys=True, default=str))
+
+
+def _check_resume(checkpoint_dir: Path, state: dict, settings: dict, desc: str) -> None:
+    saved = state.get("settings")
+    if saved is None or saved == settings:
+        return
+    flat = lambda d, p="": {f"{p}{k}": v for k, x in d.items()  # noqa: E731
+                             for k, v in (flat(x, f"{p}{k}.").items() if isinstance(x, dict) else [(k, x)])}
+    old, new = flat(saved), flat(settings)
+    differ = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    shown = ", ".join(f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in differ[:4])
+    raise SafetuneError(f"{checkpoint_dir}: an interrupted {desc} with other settings left this checkpoint "
+                        f"({shown}); run again with the same settings to resume it, or delete {checkpoint_dir} "
+                        "to start over")
+
+
 def train(unet, loss_fn: Loss, config: TrainConfig, checkpoint_dir: Path | None = None,
-          on_save: Callable[[int, torch.nn.Module], None] | None = None, desc: str = "train"):
-    """Train `unet` in place on `loss_fn`; returns (unet, per-step losses)."""
+          on_save: Callable[[int, torch.nn.Module], None] | None = None, desc: str = "train",
+          text_encoder=None, identity: dict | None = None):
+    """Train `unet` (and `text_encoder` with config.train_text_encoder) in place on `loss_fn`;
+    returns (unet, per-step losses). A checkpoint in `checkpoint_dir` is resumed only if it was
+    written with the same settings (`run_settings(config, identity)`)."""
     from accelerate import Accelerator
 
     if config.steps < 1 or config.batch_size < 1 or config.grad_accum < 1 or not config.lr > 0:
@@ -146,7 +163,7 @@ def train(unet, loss_fn: Loss, config: TrainConfig, checkpoint_dir: Path | None 
                             f"learning rate positive (got {config.steps}, {config.batch_size}, "
                             f"{config.grad_accum}, {config.lr})")
     accelerator = Accelerator(gradient_accumulation_steps=config.grad_accum, mixed_precision=config.mixed_precision)
-    params = prepare_trainable(unet, config)
+    params = prepare_trainable(unet, config, text_encoder)
     if config.gradient_checkpointing:
         unet.enable_gradient_checkpointing()
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
@@ -157,10 +174,15 @@ def train(unet, loss_fn: Loss, config: TrainConfig, checkpoint_dir: Path | None 
     if ema:
         saved["ema"] = _Trainable([torch.nn.Parameter(s, requires_grad=False) for s in ema.shadow])
     unet, optimizer = accelerator.prepare(unet, optimizer)
+    if config.train_text_encoder:
+        loss_fn.text_encoder = accelerator.prepare(text_encoder)  # the loss encodes prompts with it
+    settings = run_settings(config, identity)
     start = 0
     if checkpoint_dir is not None and (checkpoint_dir / "state.json").exists():
+        _check_resume(checkpoint_dir, read_state(checkpoint_dir), settings, desc)
         start = load_checkpoint(checkpoint_dir, saved, optimizer)["step"]
-        log.info("%s: resuming at step %d from %s", desc, start, checkpoint_dir)
+        if accelerator.is_main_process:
+            print(f"{desc}: resuming at step {start} of {config.steps} from {checkpoint_dir}", file=sys.stderr)
     if on_save and 0 in config.save_at and start == 0:
         on_save(0, unet)
     losses = []
@@ -171,7 +193,7 @@ def train(unet, loss_fn: Loss, config: TrainConfig, checkpoint_dir: Path | None 
                 loss = loss_fn(unet, step, step_generator(config.seed, step * config.grad_accum + micro))
                 if not torch.isfinite(loss):
                     if checkpoint_dir is not None:
-                        save_checkpoint(checkpoint_dir, step, saved, optimizer)
+                        save_checkpoint(checkpoint_dir, step, saved, optimizer, {"settings": settings})
                     raise FloatingPointError(f"{desc}: loss is {loss.item()} at step {step}; "
                                              f"last good state kept in {checkpoint_dir}")
                 accelerator.backward(loss)
@@ -186,22 +208,25 @@ def train(unet, loss_fn: Loss, config: TrainConfig, checkpoint_dir: Path | None 
         if on_save and done in config.save_at:
             on_save(done, unet)  # before the checkpoint: a resumed run never skips a snapshot
         if checkpoint_dir is not None and (done % config.checkpoint_every == 0 or done == config.steps):
-            save_checkpoint(checkpoint_dir, done, saved, optimizer)
+            save_checkpoint(checkpoint_dir, done, saved, optimizer, {"settings": settings})
     if ema:
         ema.copy_to_model()
     unet = accelerator.unwrap_model(unet)
+    if config.train_text_encoder:
+        loss_fn.text_encoder = accelerator.unwrap_model(loss_fn.text_encoder)
     if checkpoint_dir is not None:
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
     return unet, losses
 
 
 def run_stage(unet, loss_fn: Loss, config: TrainConfig, checkpoint_dir: Path | None = None,
-              on_save=None, desc: str = "train") -> LoRA | None:
-    """Train one stage. A LoRA stage returns its LoRA and leaves the UNet as it was; any other
-    stage leaves its trained weights in the UNet and returns None."""
-    unet, _ = train(unet, loss_fn, config, checkpoint_dir, on_save=on_save, desc=desc)
+              on_save=None, desc: str = "train", text_encoder=None, identity: dict | None = None) -> LoRA | None:
+    """Train one stage. A LoRA stage returns its LoRA and leaves the models as they were; any other
+    stage leaves its trained weights in the models and returns None."""
+    unet, _ = train(unet, loss_fn, config, checkpoint_dir, on_save=on_save, desc=desc, text_encoder=text_encoder,
+                    identity=identity)
     if config.mode != "lora":
         return None
-    lora = extract_lora(unet, config)
-    remove_lora(unet)
+    lora = extract_lora(unet, config, text_encoder)
+    remove_lora(unet, text_encoder)
     return lora

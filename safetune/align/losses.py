@@ -15,7 +15,7 @@ import contextlib
 import torch
 import torch.nn.functional as F
 
-from ..models.conditioning import denoising_target, predict
+from ..models.conditioning import Cond, denoising_target, predict
 
 
 def _noised(scheduler, x0, gen):
@@ -25,14 +25,23 @@ def _noised(scheduler, x0, gen):
 
 
 class DenoisingLoss:
-    def __init__(self, latents, cond, scheduler, batch_size: int):
+    """The diffusion loss on captioned images. Captions are encoded once (`cond`) while the text
+    encoder is frozen; with `input_ids` the trainer hands it the text encoder it trains
+    (`self.text_encoder`) and each batch's captions are encoded through it."""
+
+    def __init__(self, latents, cond, scheduler, batch_size: int, input_ids: torch.Tensor | None = None):
         self.latents, self.cond, self.scheduler, self.batch_size = latents, cond, scheduler, batch_size
+        self.input_ids, self.text_encoder = input_ids, None
 
     def __call__(self, unet, step, gen):
         idx = torch.randint(len(self.latents), (self.batch_size,), generator=gen)
         x0 = self.latents[idx]
         xt, noise, t = _noised(self.scheduler, x0, gen)
-        pred = predict(unet, xt, t, self.cond[idx])
+        if self.text_encoder is not None:
+            cond = Cond(self.text_encoder(self.input_ids[idx].to(x0.device))[0])
+        else:
+            cond = self.cond[idx]
+        pred = predict(unet, xt, t, cond)
         return F.mse_loss(pred.float(), denoising_target(self.scheduler, x0, noise, t).float())
 
 

@@ -52,6 +52,17 @@ def encode_text(pipe, texts: list[str]) -> Cond:
     return Cond(embeds.detach())
 
 
+def caption_ids(pipe, texts: list[str]) -> torch.Tensor:
+    """Token ids of captions, padded as the pipeline pads prompts (for training the text encoder)."""
+    from ..errors import SafetuneError
+
+    if is_sdxl(pipe):
+        raise SafetuneError("training the text encoders of SDXL is not supported yet; drop --train-text-encoder")
+    tok = pipe.tokenizer
+    return tok(texts, padding="max_length", max_length=tok.model_max_length, truncation=True,
+               return_tensors="pt").input_ids
+
+
 def training_scheduler(pipe):
     from diffusers import DDPMScheduler
 
