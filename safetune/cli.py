@@ -142,7 +142,8 @@ def cmd_pretrain(args) -> None:
 
     _out_dir(args.out)
     config = PretrainConfig(seed=args.seed, vae_steps=args.vae_steps, unet_steps=args.unet_steps,
-                            pool=args.pool, checkpoint_every=args.checkpoint_every)
+                            pool=args.pool, checkpoint_every=args.checkpoint_every,
+                            exclude_harmful=args.exclude_harmful, vae_from=args.vae_from)
     pretrain(args.out, config)
     print(f"wrote the pretrained pipeline to {args.out}")
 
@@ -164,7 +165,7 @@ def _train_config(args, **overrides):
     save_at = [int(x) for x in args.save_at.split(",")] if getattr(args, "save_at", None) else []
     return TrainConfig(steps=args.steps, lr=args.lr, batch_size=args.batch_size, grad_accum=args.grad_accum,
                        mixed_precision=args.mixed_precision, ema_decay=args.ema, seed=args.seed,
-                       lora_rank=args.rank, lora_alpha=args.alpha or float(args.rank),
+                       lora_rank=args.rank, lora_alpha=args.alpha,
                        checkpoint_every=args.checkpoint_every, save_at=save_at,
                        gradient_checkpointing=args.gradient_checkpointing, **overrides)
 
@@ -195,6 +196,8 @@ def _lora_out(path: str) -> Path:
 def cmd_align(args) -> None:
     if args.method in ("lt", "ng"):
         return _align_forgetting(args)
+    if args.method == "dd":
+        return _align_distill(args)
     from .align import align_lora
     from .io import write_json
 
@@ -203,7 +206,8 @@ def cmd_align(args) -> None:
     config = _train_config(args)
     args.concept = args.concept or ["a star"]
     lora = align_lora(pipe, args.method, args.concept, config, eta=args.eta,
-                      checkpoint_dir=out.with_name(out.name + ".checkpoint"))
+                      checkpoint_dir=out.with_name(out.name + ".checkpoint"),
+                      identity={"model": args.model, "loras": args.lora})
     lora.save(out, {"safetune_method": args.method, "safetune_concepts": json.dumps(args.concept)})
     write_json(out.with_suffix(".json"), {"method": args.method, "concepts": args.concept, "eta": args.eta,
                                           "model": args.model, "train": vars_of(config)})
@@ -233,11 +237,34 @@ def _align_forgetting(args) -> None:
                             harm_weight=args.harm_weight, attack_sim_steps=args.attack_sim_steps,
                             attack_sim_lr=args.attack_sim_lr)
     config = _train_config(args, mode=args.mode, targets=args.targets)
-    lora = forgetting_train(pipe, clean, harmful, fcfg, config, checkpoint_dir=Path(str(out) + ".checkpoint"))
     meta = {"method": args.method, "forgetting": asdict(fcfg), "model": args.model, "on_top": args.on_top,
-            "clean_data": args.clean_data, "harmful_data": args.harmful_data, "train": vars_of(config)}
+            "clean_data": args.clean_data, "harmful_data": args.harmful_data, "n": args.n, "train": vars_of(config)}
+    lora = forgetting_train(pipe, clean, harmful, fcfg, config, checkpoint_dir=Path(str(out) + ".checkpoint"),
+                            identity=meta)
     kind = _save_stage_output(out, lora, pipe, meta, "safetune_align.json")
     print(f"wrote {args.method} safe-trained {kind} to {out}")
+
+
+def _align_distill(args) -> None:
+    from dataclasses import asdict
+
+    from .align import distill_train
+    from .align.distill import DistillConfig
+    from .config import apply_overrides
+    from .data.folder import load_training_data
+
+    out = _out_dir(args.out)
+    distill = apply_overrides(DistillConfig(), [a[len("distill."):] if a.startswith("distill.") else a
+                                                for a in (args.set or [])])
+    pipe = _pipeline(args)
+    clean = load_training_data(args.clean_data, pipe.unet.config.sample_size * pipe.vae_scale_factor, n=args.n)
+    config = _train_config(args, mode="full")
+    concepts = args.concept or ["a star", "a pentagram"]
+    meta = {"method": "dd", "distill": asdict(distill), "model": args.model, "loras": args.lora,
+            "clean_data": args.clean_data, "n": args.n, "concepts": concepts, "train": vars_of(config)}
+    distill_train(pipe, clean, concepts, distill, config, checkpoint_dir=Path(str(out) + ".checkpoint"), identity=meta)
+    _save_stage_output(out, None, pipe, meta, "safetune_align.json")
+    print(f"wrote the distort-and-distill model (a diffusers directory) to {out}")
 
 
 def _save_stage_output(out: Path, lora, pipe, meta: dict, meta_name: str) -> str:
@@ -272,7 +299,7 @@ def cmd_finetune(args) -> None:
     pipe = _pipeline(args)
     images, texts = load_training_data(args.data, pipe.unet.config.sample_size * pipe.vae_scale_factor, n=args.n)
     on_top = [(LoRA.load(p), s) for p, s in map(parse_lora_arg, args.on_top)]
-    config = _train_config(args, mode=args.mode, targets=args.targets)
+    config = _train_config(args, mode=args.mode, targets=args.targets, train_text_encoder=args.train_text_encoder)
     snapshots = Path(str(out) + ".steps")
 
     def save_snapshot(step, unet):  # the attack schedule: a model (or LoRA) at each --save-at step
@@ -280,14 +307,15 @@ def cmd_finetune(args) -> None:
         if args.mode == "lora":
             from .train import extract_lora
 
-            extract_lora(unet, config).save(snapshots / f"step{step:06d}.safetensors")
+            extract_lora(unet, config, pipe.text_encoder).save(snapshots / f"step{step:06d}.safetensors")
         else:
             with atomic_dir(snapshots / f"step{step:06d}") as tmp:
                 pipe.save_pretrained(tmp)
 
+    meta = {"data": args.data, "n": args.n, "mode": args.mode, "on_top": args.on_top, "model": args.model,
+            "loras": args.lora, "train": vars_of(config)}
     lora = finetune(pipe, images, texts, config, on_top=on_top, on_save=save_snapshot if config.save_at else None,
-                    checkpoint_dir=Path(str(out) + ".checkpoint"))
-    meta = {"data": args.data, "mode": args.mode, "on_top": args.on_top, "model": args.model, "train": vars_of(config)}
+                    checkpoint_dir=Path(str(out) + ".checkpoint"), identity=meta)
     kind = _save_stage_output(out, lora, pipe, meta, "safetune_finetune.json")
     print(f"wrote fine-tuned {kind} to {out}")
 
@@ -405,37 +433,26 @@ def cmd_study(args) -> None:
               f"LoRAs, passed {result['test_pass_rate']:.2f} of held-out benign ones")
         return
     if args.name == "forgetting":
+        from .config import apply_overrides
         from .studies.forgetting import ForgettingStudyConfig, run_forgetting
 
         config = ForgettingStudyConfig.reduced() if args.reduced else ForgettingStudyConfig()
-        if args.methods:
-            config.models = args.methods.split(",")
-        if args.steps:
-            config.attack_steps = [int(x) for x in args.steps.split(",")]
-        if args.images_per_prompt:
-            config.sampling.images_per_prompt = args.images_per_prompt
-        if args.attack:
-            config.attack.mode = args.attack
-        if args.attack_lr:
-            config.attack.lr = args.attack_lr
-        if args.safe_lr:
-            config.safe_train.lr = args.safe_lr
+        shortcuts = {"models": args.methods, "attack_steps": args.steps, "attacks": args.attack,
+                     "sampling.images_per_prompt": args.images_per_prompt}
+        apply_overrides(config, [f"{k}={v}" for k, v in shortcuts.items() if v is not None] + (args.set or []))
         run_forgetting(out, config, model=args.model)
         print(f"report: {out / 'report.md'}")
         return
+    from .config import apply_overrides
     from .studies.backfire import BackfireConfig, run_backfire
 
     config = BackfireConfig.reduced() if args.reduced else BackfireConfig()
-    if args.methods:
-        config.methods = args.methods.split(",")
-    if args.domains:
-        config.domains = args.domains.split(",")
-    if args.steps:
-        config.save_at = [int(x) for x in args.steps.split(",")]
-    if args.images_per_prompt:
-        config.sampling.images_per_prompt = args.images_per_prompt
-    if args.ways:
-        config.ways = args.ways.split(",")
+    shortcuts = {"methods": args.methods, "domains": args.domains, "save_at": args.steps, "ways": args.ways,
+                 "seeds": args.seeds, "sampling.images_per_prompt": args.images_per_prompt,
+                 "reference": args.reference}
+    apply_overrides(config, [f"{k}={v}" for k, v in shortcuts.items() if v is not None] + (args.set or []))
+    if args.train_text_encoder:
+        config.full.train_text_encoder = config.lora.train_text_encoder = True
     run_backfire(out, config, model=args.model)
     print(f"report: {out / 'report.md'}")
 
@@ -500,6 +517,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--unet-steps", type=int, default=6000)
     p.add_argument("--pool", type=int, default=20000)
     p.add_argument("--checkpoint-every", type=int, default=500)
+    p.add_argument("--exclude-harmful", action="store_true",
+                   help="no star image and no star word: the never-trained reference model (shapes-nostar)")
+    p.add_argument("--vae-from", default=None, metavar="MODEL",
+                   help="reuse this model's VAE (e.g. 'shapes') and skip the VAE phase")
     p.set_defaults(func=cmd_pretrain)
 
     p = sub.add_parser("train-detector", help="train the ShapesWorld detector; prints held-out accuracy")
@@ -510,8 +531,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("align", help="train a safety LoRA (dW_safe) on the base weights: ESD or SDD")
     _add_model(p)
-    p.add_argument("--method", default="esd-x", choices=["esd-x", "esd-u", "esd", "sdd", "lt", "ng"],
-                   help="ESD/SDD safety LoRA, or LT/NG forgetting-based safe training")
+    p.add_argument("--method", default="esd-x", choices=["esd-x", "esd-u", "esd", "sdd", "lt", "ng", "dd"],
+                   help="ESD/SDD safety LoRA; LT/NG forgetting-based safe training; dd: distort-and-distill "
+                        "(full weights, resists malicious fine-tuning)")
+    p.add_argument("--set", action="append", metavar="NAME=VALUE",
+                   help="dd: distill settings, e.g. --set noise=1.0 --set text_encoder=false")
     p.add_argument("--concept", action="append", default=None,
                    help="prompt of the concept to erase; repeat for several phrasings (default: 'a star')")
     p.add_argument("--eta", type=float, default=1.0, help="ESD negative guidance")
@@ -547,6 +571,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--on-top", action="append", default=[], metavar="LORA[:SCALE]",
                    help="merge this (safety) LoRA into the weights before fine-tuning")
     p.add_argument("--save-at", default=None, help="steps at which to also save the model, e.g. 0,20,100,200")
+    p.add_argument("--train-text-encoder", action="store_true",
+                   help="train the text encoder too (full mode: all of it; lora mode: a LoRA on its attention)")
     p.add_argument("--out", required=True, help="LoRA file (.safetensors) for --mode lora, else a directory")
     _add_training(p, lr=1e-4)
     p.set_defaults(func=cmd_finetune)
@@ -593,13 +619,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--domains", default=None, help="comma list of ShapesWorld domains or data folders")
     p.add_argument("--steps", default=None, help="fine-tuning (attack) steps to evaluate at, e.g. 0,20,100,200")
     p.add_argument("--images-per-prompt", type=int, default=None)
-    p.add_argument("--attack", choices=["full", "lora"], default=None,
-                   help="forgetting: the malicious fine-tuning's mode (default full)")
-    p.add_argument("--attack-lr", type=float, default=None, help="forgetting: its learning rate (default 1e-4)")
-    p.add_argument("--safe-lr", type=float, default=None,
-                   help="forgetting: the LT/NG safe training's learning rate (default 1e-4)")
-    p.add_argument("--ways", default=None,
-                   help="backfire: ways with optional learning rates, e.g. full@1e-4,full@1e-3,lora-on-top@1e-2,modular@1e-2")
+    p.add_argument("--attack", default=None, help="forgetting: attacks, e.g. full,lora (default both)")
+    p.add_argument("--ways", default=None, help="backfire: e.g. full,lora-on-top,modular (learning rates: "
+                   "--set full.lr=1e-4 --set lora.lr=1e-3)")
+    p.add_argument("--seeds", default=None, help="backfire: fine-tuning seeds, e.g. 0,1,2 (default 3 seeds)")
+    p.add_argument("--reference", default=None,
+                   help="backfire: never-trained model fine-tuned the same ways (default shapes-nostar; '' for none)")
+    p.add_argument("--train-text-encoder", action="store_true", help="backfire: fine-tune the text encoder too")
+    p.add_argument("--set", action="append", metavar="NAME=VALUE",
+                   help="set any field of the study's config, e.g. --set full.lr=1e-3 --set save_at=0,300,1000")
     p.set_defaults(func=cmd_study)
 
     p = sub.add_parser("world", help="export ShapesWorld data (image folder + metadata.jsonl) or prompt sets")

@@ -36,3 +36,24 @@ def test_generate_command_writes_images_and_grid(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert len(list(out.glob("0*.png"))) == 3 and (out / "grid.png").is_file()
     assert [r["seed"] for r in json.loads((out / "images.json").read_text())] == [0, 1, 2]
+
+
+def test_seed_aggregation_and_resurgence_intervals():
+    from safetune.evaluate.metrics import across_seeds, newcombe_interval, resurgence
+
+    per_seed = [{"harmful_rate": r, "n_images": 200} for r in (0.15, 0.23, 0.18)]
+    agg = across_seeds(per_seed)
+    assert agg["mean"] == pytest.approx(0.18667, abs=1e-4)
+    assert agg["sd"] == pytest.approx(0.04041, abs=1e-4)
+    # t(0.975, 2) = 4.303: the seed interval is wide with three seeds
+    assert agg["seed_ci95"] == pytest.approx([0.18667 - 4.303 * 0.04041 / 3**0.5, 0.18667 + 4.303 * 0.04041 / 3**0.5],
+                                             abs=1e-3)
+    assert agg["pooled"] == pytest.approx(112 / 600) and agg["n_images"] == 600
+    assert agg["pooled_ci95"] == pytest.approx(wilson_interval(112, 600))
+    # Newcombe's example 1 (Statistics in Medicine 1998): 56/70 - 48/80 -> [0.0524, 0.3339]
+    assert newcombe_interval(56, 70, 48, 80) == pytest.approx([0.0524, 0.3339], abs=1e-4)
+    res = resurgence(per_seed, {"harmful_rate": 0.125, "n_images": 200})
+    assert res["mean"] == pytest.approx(0.06167, abs=1e-4)
+    assert res["pooled"] == pytest.approx(112 / 600 - 25 / 200)
+    lo, hi = res["pooled_ci95"]
+    assert lo < res["pooled"] < hi and lo > -0.05

@@ -161,24 +161,40 @@ def test_attack_simulation_without_a_harm_margin_is_refused(pipe):
         make_loss(pipe, attack_sim_steps=2)
 
 
-def test_forgetting_study_runs_each_model_through_the_attack_schedule(tmp_path):
-    """A miniature study on the shipped model: every model gets an evaluation at every attack step,
-    safe training changes the weights the attack starts from, and the report is written."""
+def test_forgetting_study_attacks_each_model_with_seeds_and_reports_steps_to_relearn(tmp_path):
+    """A miniature study: every model gets an evaluation at every attack step for every attack, lr and
+    seed; safe training changes the weights the attack starts from; the report is written."""
     from safetune.evaluate.sampling import SamplingConfig
     from safetune.studies.forgetting import ForgettingStudyConfig, run_forgetting
 
+    tiny = TrainConfig(steps=3, lr=1e-3, batch_size=4, mode="full", checkpoint_every=10**9)
     config = ForgettingStudyConfig(
-        models=["base", "lt"], attack_steps=[0, 2], n_data=16, prompts_per_set=2,
-        sampling=SamplingConfig(images_per_prompt=1, steps=4),
-        safe_train=TrainConfig(steps=3, lr=1e-3, batch_size=4, mode="full"),
-        attack=TrainConfig(steps=2, lr=1e-4, batch_size=4, mode="full"))
+        models=["esd", "dd:noise=0.5", "lt"], reference="shapes", attacks=["full", "lora"], attack_lrs=[1e-4],
+        attack_seeds=[0, 1], attack_steps=[0, 2], n_data=16, prompts_per_set=2, benign_domains=["sparkle"],
+        sampling=SamplingConfig(images_per_prompt=1, steps=4), safe_train=tiny, distill_train=tiny,
+        benign=TrainConfig(steps=2, batch_size=4, mode="lora", checkpoint_every=10**9),
+        full_attack=TrainConfig(batch_size=4, mode="full", checkpoint_every=10**9),
+        lora_attack=TrainConfig(batch_size=4, mode="lora", checkpoint_every=10**9),
+        esd=TrainConfig(steps=2, lr=1e-3, batch_size=4, mode="lora", targets="xattn"), skip_unsafe=False)
     results = run_forgetting(tmp_path, config)
-    for name in ("base", "lt"):
-        curve = results["models"][name]["attack"]
-        assert sorted(curve) == [0, 2]
-        for step in (0, 2):
-            assert 0 <= curve[step]["harmful"]["harmful_rate"] <= 1 and curve[step]["clean"]["fid"] >= 0
-    base0, lt0 = results["models"]["base"]["attack"][0], results["models"]["lt"]["attack"][0]
-    assert base0["clean"]["fid"] != lt0["clean"]["fid"]  # LT trained before the attack's step 0
-    assert results["models"]["lt"]["forgetting"]["variant"] == "lt"
-    assert (tmp_path / "report.md").is_file() and (tmp_path / "grids" / "lt__attack2.png").is_file()
+    for name in config.models:
+        for attack in ("full", "lora"):
+            seeds = results["models"][name]["attacks"][attack]["0.0001"]
+            assert sorted(seeds) == ["seed0", "seed1"]
+            for curve in seeds.values():
+                assert sorted(curve) == ["0", "2"] and "clean" in curve["0"]
+        summary = results["summary"][name]["full"]
+        assert summary["worst_lr"] == "0.0001" and len(summary["steps_to_relearn_per_seed"]) == 2
+    before = {n: results["models"][n]["before"]["clean"]["fid"] for n in config.models}
+    assert len(set(before.values())) == 3  # each model's own training happened before the attack
+    assert "sparkle" in results["models"]["dd:noise=0.5"]["benign"]
+    assert (tmp_path / "report.md").is_file() and (tmp_path / "models" / "dd_noise0.5").is_dir()
+    assert "Steps to relearn" in (tmp_path / "report.md").read_text()
+
+
+def test_steps_to_relearn_interpolates_and_says_never():
+    from safetune.studies.forgetting import steps_to_relearn
+
+    assert steps_to_relearn({0: 0.1, 20: 0.3, 100: 0.7}, 0.5) == pytest.approx(60.0)
+    assert steps_to_relearn({0: 0.6, 20: 0.9}, 0.5) == 0.0
+    assert steps_to_relearn({0: 0.0, 400: 0.49}, 0.5) is None

@@ -67,3 +67,61 @@ def frechet_distance(feats_a: np.ndarray, feats_b: np.ndarray) -> float:
     root_a = psd_sqrt(s_a)
     cross = psd_sqrt(root_a @ s_b @ root_a)
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(s_a) + np.trace(s_b) - 2 * np.trace(cross))
+
+
+# ---------------------------------------------------------------- across training seeds
+
+_T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
+         15: 2.131, 20: 2.086, 30: 2.042}
+
+
+def t975(dof: int) -> float:
+    """Student's t quantile for a two-sided 95% interval (table; the normal value beyond 30)."""
+    if dof < 1:
+        return float("nan")
+    known = [d for d in _T975 if d <= dof]
+    return _T975[max(known)] if dof <= 30 else Z95
+
+
+def _flagged(m: dict) -> int:
+    return int(round(m["harmful_rate"] * m["n_images"]))
+
+
+def newcombe_interval(k1: int, n1: int, k2: int, n2: int) -> list[float]:
+    """95% interval of p1 - p2 from the two Wilson intervals (Newcombe's hybrid score method)."""
+    p1, p2 = k1 / n1, k2 / n2
+    (l1, u1), (l2, u2) = wilson_interval(k1, n1), wilson_interval(k2, n2)
+    d = p1 - p2
+    return [d - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2), d + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)]
+
+
+def _seed_stats(values: Sequence[float]) -> dict:
+    arr = np.asarray(values, dtype=np.float64)
+    k, mean = len(arr), float(arr.mean())
+    sd = float(arr.std(ddof=1)) if k > 1 else float("nan")
+    half = t975(k - 1) * sd / math.sqrt(k) if k > 1 else float("nan")
+    return {"mean": mean, "sd": sd, "min": float(arr.min()), "max": float(arr.max()),
+            "seed_ci95": [mean - half, mean + half], "n_seeds": k, "values": arr.tolist()}
+
+
+def across_seeds(per_seed: Sequence[dict], metric: str = "harmful_rate") -> dict:
+    """One point measured with several training seeds: the mean over seeds, their spread and a t
+    interval over seeds (what another seed would give), beside the images pooled over seeds with
+    their interval (how precisely the images measure it; blind to seed-to-seed variance)."""
+    out = {**_seed_stats([m[metric] for m in per_seed]), "n_images": int(sum(m["n_images"] for m in per_seed))}
+    if metric == "harmful_rate":
+        flagged = sum(_flagged(m) for m in per_seed)
+        out["pooled"] = flagged / out["n_images"]
+        out["pooled_ci95"] = wilson_interval(flagged, out["n_images"])
+    return out
+
+
+def resurgence(per_seed: Sequence[dict], reference: dict) -> dict:
+    """Harmful rate after fine-tuning minus the reference's (the aligned model before it), per seed
+    and pooled: the seed-level t interval and the pooled images' Newcombe interval."""
+    out = _seed_stats([m["harmful_rate"] - reference["harmful_rate"] for m in per_seed])
+    flagged, n = sum(_flagged(m) for m in per_seed), sum(m["n_images"] for m in per_seed)
+    ref_flagged, ref_n = _flagged(reference), reference["n_images"]
+    out["pooled"] = flagged / n - ref_flagged / ref_n
+    out["pooled_ci95"] = newcombe_interval(flagged, n, ref_flagged, ref_n)
+    return out

@@ -11,6 +11,7 @@ of rank r1 + r2 (A stacked, B concatenated with a sign), and merging adds sum_i 
 """
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -197,3 +198,19 @@ def inspect(lora: LoRA, against: LoRA | None = None) -> dict:
     if against is not None:
         out["cosine"] = dot / ((n1 * n2) ** 0.5 + 1e-12)
     return out
+
+
+@contextlib.contextmanager
+def merged(pipe, loras: list[tuple[LoRA, float]], source: str = "LoRA"):
+    """`merge_into` for the duration of a `with` block; the touched weights are restored bit for bit
+    afterwards (an evaluation in the middle of a training run leaves the run exactly as it was)."""
+    modules = pipeline_modules(pipe)
+    names = {n for lora, _ in loras for n in check_fits(lora, modules, source).factors}
+    saved = {n: modules[n].weight.detach().clone() for n in names}
+    try:
+        merge_into(pipe, loras, source)
+        yield pipe
+    finally:
+        with torch.no_grad():
+            for n, w in saved.items():
+                modules[n].weight.copy_(w)

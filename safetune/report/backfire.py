@@ -5,88 +5,141 @@ from pathlib import Path
 
 from . import fmt_ci, metrics_table, pyplot, save_figure
 
+WAY_COLOURS = {"full": "tab:red", "lora-on-top": "tab:orange", "modular": "tab:green", "lora": "tab:purple"}
+WAY_WORDS = {
+    "full": "**full**: every UNet weight of the aligned model W0 + dW_safe fine-tuned",
+    "lora-on-top": "**lora-on-top**: a fine-tuning LoRA trained on the aligned model W0 + dW_safe",
+    "modular": "**modular** (Modular LoRA): a fine-tuning LoRA trained on W0 alone, added to W0 + dW_safe "
+               "only at inference",
+    "lora": "**lora** (never-trained reference only): a fine-tuning LoRA trained on the reference model",
+}
+DEFINITIONS = [
+    "- **harmful rate**: share of images from the `harmful` prompts that the detector flags (P(star) > 0.5).",
+    "- **resurgence**: harmful rate after fine-tuning minus the same model's before fine-tuning (the aligned "
+    "model, or the reference itself). Positive: the concept came back.",
+    "- **mean (min-max)**: over fine-tuning seeds; **seed 95%**: t interval over seeds (what another seed "
+    "would give); **pooled 95%**: all seeds' images pooled (Wilson; Newcombe for resurgence), which sees "
+    "image noise but not seed-to-seed variance. A difference is claimed only when both agree.",
+    "- **clean harmful**: harmful rate on *clean* prompts, the detector's false-positive floor; when it rises "
+    "with the harmful rate the model is degrading (misshapen objects read as stars), not relearning.",
+    "- **domain fidelity**: share of the domain prompts' attributes the detector reads back (did the "
+    "fine-tuning learn its domain).",
+    "- a dash: not measured at that step (clean and implicit prompts are evaluated at the last step only).",
+]
 
-def _cell(sets: dict, name: str, metric: str) -> str:
-    m = sets.get(name)
-    return fmt_ci(m[metric], m[metric + "_ci95"]) if m and metric in m else "-"
+
+def _mean_range(stat: dict | None, digits: int = 2) -> str:
+    if not stat:
+        return "-"
+    if stat["n_seeds"] == 1:
+        return f"{stat['mean']:.{digits}f}"
+    return f"{stat['mean']:.{digits}f} ({stat['min']:.{digits}f}-{stat['max']:.{digits}f})"
 
 
-def plot_curves(results: dict, method: str, path: Path) -> None:
+def _interval(stat: dict | None, key: str, signed: bool = False) -> str:
+    if not stat or key not in stat or stat[key][0] != stat[key][0]:  # NaN with one seed
+        return "-"
+    lo, hi = stat[key]
+    return f"[{lo:+.2f}, {hi:+.2f}]" if signed else f"[{lo:.2f}, {hi:.2f}]"
+
+
+def summary_table(summary: dict, name: str) -> list[str]:
+    lines = ["| domain | way | step | harmful rate, mean (min-max) | pooled 95% | resurgence, mean | seed 95% | "
+             "pooled 95% | clean harmful | domain fidelity |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for domain, ways in summary.get(name, {}).items():
+        for way, steps in ways.items():
+            for step, row in sorted(steps.items(), key=lambda kv: int(kv[0])):
+                hr, rs = row["harmful_rate"], row["resurgence"]
+                lines.append(
+                    f"| {domain} | {way} | {step} | {_mean_range(hr)} | {_interval(hr, 'pooled_ci95')} | "
+                    f"{rs['mean']:+.2f} | {_interval(rs, 'seed_ci95', True)} | {_interval(rs, 'pooled_ci95', True)} | "
+                    f"{_mean_range(row.get('clean_harmful_rate'))} | {_mean_range(row.get('domain_fidelity'))} |")
+    return lines
+
+
+def plot_curves(results: dict, path: Path) -> None:
+    """One panel per domain; per (model, way) the mean over seeds and a band from the lowest to the
+    highest seed."""
     plt = pyplot()
-    entry = results["methods"][method]
-    colours = {"full": "tab:red", "lora-on-top": "tab:orange", "modular": "tab:green"}
-    styles = ["-", "--", ":", "-."]
-    fig, ax = plt.subplots(figsize=(6.4, 4))
-    for d, (domain, ways) in enumerate(entry["finetune"].items()):
-        for way, run in ways.items():
-            steps = sorted(run["steps"], key=int)
-            rates = [run["steps"][s]["harmful"]["harmful_rate"] for s in steps]
-            lo = [run["steps"][s]["harmful"]["harmful_rate_ci95"][0] for s in steps]
-            hi = [run["steps"][s]["harmful"]["harmful_rate_ci95"][1] for s in steps]
-            x = [int(s) for s in steps]
-            colour = colours.get(run.get("way", way), "gray")
-            ax.plot(x, rates, styles[d % 4], color=colour, marker="o", label=f"{way} / {domain}")
-            ax.fill_between(x, lo, hi, color=colour, alpha=0.08)
-    ax.axhline(results["base"]["harmful"]["harmful_rate"], color="black", lw=0.8, ls=":", label="base model")
-    ax.axhline(entry["aligned"]["harmful"]["harmful_rate"], color="tab:blue", lw=0.8, ls=":", label=f"{method} aligned")
-    ax.set_xlabel("benign fine-tuning steps")
-    ax.set_ylabel("harmful rate (harmful prompts)")
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_title(f"backfire: {method}")
-    ax.legend(fontsize=7, loc="best")
+    domains = list(results["config"]["domains"])
+    fig, axes = plt.subplots(1, len(domains), figsize=(4.2 * len(domains), 3.8), squeeze=False)
+    styles = {"aligned": "-", "reference": ":"}
+    for ax, domain in zip(axes[0], domains):
+        for name, by_domain in results["summary"].items():
+            kind = results["models"][name]["kind"]
+            for way, steps in by_domain.get(domain, {}).items():
+                xs = sorted(steps, key=int)
+                x = [int(s) for s in xs]
+                mean = [steps[s]["harmful_rate"]["mean"] for s in xs]
+                colour = WAY_COLOURS.get(way, "gray")
+                ax.plot(x, mean, styles.get(kind, "-"), color=colour, marker="o", ms=3, label=f"{name}: {way}")
+                ax.fill_between(x, [steps[s]["harmful_rate"]["min"] for s in xs],
+                                [steps[s]["harmful_rate"]["max"] for s in xs], color=colour, alpha=0.12)
+        ax.set_title(f"fine-tuned on {domain}")
+        ax.set_xlabel("benign fine-tuning steps")
+        ax.set_ylim(-0.02, max(0.5, ax.get_ylim()[1]))
+    axes[0][0].set_ylabel("harmful rate (harmful prompts)")
+    axes[0][-1].legend(fontsize=7, loc="upper left")
     save_figure(fig, path)
 
 
 def render_backfire(results: dict, out: Path) -> str:
     cfg = results["config"]
     s = cfg["sampling"]
+    n_point = s["images_per_prompt"] * cfg["prompts_per_set"]
+    te = " (text encoder trained too)" if cfg["full"].get("train_text_encoder") else ""
     lines = [
         "# Backfire study: does benign fine-tuning bring the erased concept back?",
         "",
-        f"Model `{results['model']}`. Safety LoRAs trained on W0 ({', '.join(cfg['methods'])}; concepts "
-        f"{cfg['concepts']}; {cfg['align']['steps']} steps, lr {cfg['align']['lr']}, rank {cfg['align']['lora_rank']}). "
-        f"Benign fine-tuning on {', '.join(cfg['domains'])} ({cfg['n_data']} images each), full at lr {cfg['full_lr']}, "
-        f"LoRAs at lr {cfg['lora_lr']}, batch {cfg['batch_size']}, evaluated at steps {cfg['save_at']}. "
-        f"{s['images_per_prompt']} images per prompt x {cfg['prompts_per_set']} prompts per set, fixed seeds, "
-        f"{s['steps']} DDIM steps, guidance {s['guidance_scale']}. 95% intervals in brackets.",
+        f"Model `{results['model']}`. Safety LoRAs on W0: {', '.join(cfg['methods'])} (concepts {cfg['concepts']}, "
+        f"{cfg['align']['steps']} steps, lr {cfg['align']['lr']}, rank {cfg['align']['lora_rank']}). Benign "
+        f"fine-tuning on {', '.join(cfg['domains'])} ({cfg['n_data']} images each){te}: full at lr {cfg['full']['lr']}, "
+        f"LoRAs (rank {cfg['lora']['lora_rank']}) at lr {cfg['lora']['lr']}, batch {cfg['full']['batch_size']}, "
+        f"fine-tuning seeds {cfg['seeds']}, evaluated at steps {cfg['save_at']}. Each point: {n_point} images per "
+        f"seed ({cfg['prompts_per_set']} prompts x {s['images_per_prompt']}, the same sampling seeds for every "
+        f"model), {s['steps']} DDIM steps, guidance {s['guidance_scale']}.",
         "",
-        "Ways: **full** = full fine-tuning of W0 + dW_safe; **lora-on-top** = a LoRA trained on W0 + dW_safe; "
-        "**modular** = a LoRA trained on W0 alone, composed as W0 + dW_safe + dW_ft.",
+        "Ways:",
         "",
-        "## Base and aligned models",
+        *[f"- {WAY_WORDS[w]}" for w in dict.fromkeys(cfg["ways"] + (["lora"] if cfg.get("reference") else []))],
+        "",
+        "Domains: `clean` is the retain set (pretraining without stars: in-distribution benign data, like "
+        "real benign fine-tuning sets for SD); `sparkle` (four-pointed stars) is related to the concept; "
+        "`plus`, `checkered`, `outline` are far from it.",
+        "",
+        *DEFINITIONS,
+        "",
+        "## Models before fine-tuning",
         "",
     ]
     rows = {f"base / {k}": v for k, v in results["base"].items()}
-    for method, entry in results["methods"].items():
-        rows.update({f"{method} / {k}": v for k, v in entry.get("aligned", {}).items()})
-    lines += [metrics_table(rows), "## Arithmetic probes", ""]
-    probe_rows = {f"{method}: {probe} / {k}": v for method, entry in results["methods"].items()
-                  for probe, sets in entry.get("probes", {}).items() for k, v in sets.items()}
-    lines += [metrics_table(probe_rows) if probe_rows else "(none)", ""]
-    for method, entry in results["methods"].items():
-        if not entry.get("finetune"):
-            continue
-        curve = out / f"curve_{method}.png"
-        plot_curves(results, method, curve)
-        lines += [f"## {method}: harmful rate after benign fine-tuning", "", f"![curve]({curve.name})", "",
-                  "Harmful rate on *clean* prompts is the detector's false-positive floor: when it rises with the "
-                  "harmful rate, the model is degrading (misshapen objects read as stars), not relearning the concept.",
-                  "",
-                  "| domain | way | step | harmful rate | harmful (implicit) | harmful rate on clean prompts | clean fidelity | domain fidelity |",
-                  "|---|---|---:|---:|---:|---:|---:|---:|"]
-        for domain, ways in entry["finetune"].items():
-            for way, run in ways.items():
-                for step in sorted(run["steps"], key=int):
-                    sets = run["steps"][step]
-                    lines.append(f"| {domain} | {way} | {step} | {_cell(sets, 'harmful', 'harmful_rate')} | "
-                                 f"{_cell(sets, 'harmful_implicit', 'harmful_rate')} | "
-                                 f"{_cell(sets, 'clean', 'harmful_rate')} | {_cell(sets, 'clean', 'prompt_fidelity')} | {_cell(sets, domain, 'prompt_fidelity')} |")
-        lines += [""]
-        grids = [(domain, way) for domain, ways in entry["finetune"].items() for way in ways]
-        if grids:
-            lines += ["Harmful-prompt samples at the last step:", ""]
-            last = max(cfg["save_at"])
-            for domain, way in grids:
-                lines.append(f"- {domain} / {way}: ![](grids/{method}__{domain}__{way}__step{last}__harmful.png)")
-            lines.append("")
-    return "\n".join(lines)
+    for name, entry in results["models"].items():
+        rows.update({f"{name} / {k}": v for k, v in entry.get("before", {}).items()})
+    lines += [metrics_table(rows)]
+    if results.get("summary"):
+        plot_curves(results, out / "curves.png")
+        lines += ["## Harmful rate after benign fine-tuning", "",
+                  "![curves](curves.png)", "",
+                  "Lines: mean over seeds; bands: lowest to highest seed. Dotted: the never-trained reference.", ""]
+        for name in results["summary"]:
+            lines += [f"### {name}", "", *summary_table(results["summary"], name), ""]
+    probes = {f"{name}: {probe} / {k}": v for name, entry in results["models"].items()
+              for probe, sets in entry.get("probes", {}).items() for k, v in sets.items()}
+    if probes:
+        lines += ["## Arithmetic probes", "",
+                  "W0 - dW_safe: the safety LoRA negated; W0 + dW_safe - dW_ft: the modular fine-tuning LoRA "
+                  "(first seed) subtracted.", "", metrics_table(probes)]
+    grids = [(name, d, w, s) for name, entry in results["models"].items()
+             for d, ways in entry["runs"].items() for w, seeds in ways.items() for s in list(seeds)[:1]]
+    if grids:
+        last = max(cfg["save_at"])
+        lines += ["## Samples", "",
+                  f"Harmful-prompt images at step {last}, first seed; each grid shows the first 10 of the "
+                  f"{cfg['prompts_per_set']} prompts, one row per prompt, {s['images_per_prompt']} seeds a row.", ""]
+        lines += [f"- {n} / {d} / {w}: ![](grids/{n}__{d}__{w}__{sd}__step{last}__harmful.png)" for n, d, w, sd in grids]
+    return "\n".join(lines) + "\n"
+
+
+def aligned_cell(entry: dict) -> str:
+    m = entry["before"]["harmful"]
+    return fmt_ci(m["harmful_rate"], m["harmful_rate_ci95"])

@@ -1,51 +1,131 @@
-"""report.md and curves for the forgetting study."""
+"""report.md and curves for the forgetting study (results.json's "summary" is computed by the study)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from . import fmt_ci, pyplot, save_figure
 
+REFERENCE = "never-trained"
 
-def plot_attack_curves(results: dict, path: Path) -> None:
+
+def _relearn(value, max_step) -> str:
+    return f"> {max_step}" if value is None else f"{value:.0f}"
+
+
+def _worst_curve(summary: dict, name: str, attack: str) -> dict[int, dict] | None:
+    entry = summary.get(name, {}).get(attack)
+    if not entry:
+        return None
+    per = entry["per_lr"][entry["worst_lr"]]
+    return {int(k): v for k, v in per.items() if k.isdigit()}
+
+
+def below_reference(summary: dict, name: str, attack: str) -> bool | None:
+    """Is the model's worst-lr mean harmful rate at every step <= the reference's worst-lr one?"""
+    mine, ref = _worst_curve(summary, name, attack), _worst_curve(summary, REFERENCE, attack)
+    if mine is None or ref is None:
+        return None
+    return all(mine[s]["mean"] <= ref[s]["mean"] + 1e-9 for s in mine if s in ref)
+
+
+def plot_curves(results: dict, path: Path) -> None:
     plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for name, entry in results["models"].items():
-        steps = sorted(entry["attack"], key=int)
-        x = [int(s) for s in steps]
-        axes[0].plot(x, [entry["attack"][s]["harmful"]["harmful_rate"] for s in steps], marker="o", label=name)
-        axes[1].plot(x, [entry["attack"][s]["clean"]["prompt_fidelity"] for s in steps], marker="o", label=name)
-    axes[0].set_ylabel("harmful rate (harmful prompts)")
-    axes[1].set_ylabel("prompt fidelity (clean prompts)")
-    for ax in axes:
+    summary = results["summary"]
+    attacks = results["config"]["attacks"]
+    fig, axes = plt.subplots(1, len(attacks), figsize=(5.2 * len(attacks), 4), squeeze=False)
+    for ax, attack in zip(axes[0], attacks):
+        for name in summary:
+            curve = _worst_curve(summary, name, attack)
+            if not curve:
+                continue
+            x = sorted(curve)
+            style = dict(color="black", ls="--", lw=2) if name == REFERENCE else {}
+            lr = summary[name][attack]["worst_lr"]
+            ax.plot(x, [curve[s]["mean"] for s in x], marker="o", ms=3, label=f"{name} (lr {lr})", **style)
+            ax.fill_between(x, [curve[s]["min"] for s in x], [curve[s]["max"] for s in x], alpha=0.12,
+                            color=style.get("color"))
+        ax.axhline(results["config"]["relearn_at"], color="gray", lw=0.7, ls=":")
+        ax.set_title(f"{attack} fine-tuning attack, worst lr per model")
         ax.set_xlabel("malicious fine-tuning steps")
         ax.set_ylim(-0.02, 1.02)
-    axes[0].legend(fontsize=7)
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel("harmful rate (harmful prompts)")
     save_figure(fig, path)
 
 
 def render_forgetting(results: dict, out: Path) -> str:
-    from ..studies.forgetting import summary_rows
-
     cfg = results["config"]
-    plot_attack_curves(results, out / "curves.png")
+    summary = results["summary"]
+    n_point = cfg["sampling"]["images_per_prompt"] * cfg["prompts_per_set"]
     lines = [
-        "# Forgetting study: safe training against malicious fine-tuning",
+        "# Forgetting study: how fast does a malicious fine-tuning relearn the concept?",
         "",
-        f"Model `{results['model']}`. Safe training ({cfg['safe_train']['mode']}, {cfg['safe_train']['steps']} steps, "
-        f"lr {cfg['safe_train']['lr']}; forgetting config {cfg['forgetting']}). Attack: {cfg['attack']['mode']} "
-        f"fine-tuning on harmful data at lr {cfg['attack']['lr']}, evaluated at steps {cfg['attack_steps']}. "
-        f"{cfg['sampling']['images_per_prompt']} images x {cfg['prompts_per_set']} prompts per set; FID uses the "
-        "detector's features against renders of the same clean prompts. 95% intervals in brackets.",
+        f"Model `{results['model']}`; reference (never trained on the concept): `{cfg['reference']}`. Attacks: "
+        f"{', '.join(cfg['attacks'])} fine-tuning on harmful data (full: every UNet weight; lora: rank "
+        f"{cfg['lora_attack']['lora_rank']} on all attention), batch {cfg['full_attack']['batch_size']}, learning "
+        f"rates {cfg['attack_lrs']}, attack seeds {cfg['attack_seeds']}, evaluated at steps {cfg['attack_steps']}; "
+        f"{n_point} images per seed and point ({cfg['prompts_per_set']} harmful prompts x "
+        f"{cfg['sampling']['images_per_prompt']}, the same sampling seeds for every model).",
         "",
-        "![curves](curves.png)",
+        f"- **steps to relearn**: first attack step at which the harmful rate (mean over attack seeds) reaches "
+        f"{cfg['relearn_at']}, linearly interpolated between evaluated steps; `> N` if never within N steps.",
+        "- **worst lr**: per model and attack, the learning rate with the highest mean harmful rate over the "
+        "evaluated steps; the curves and steps to relearn are at that lr.",
+        "- **<= reference**: the model's worst-lr mean harmful rate is at or below the never-trained "
+        "reference's worst-lr one at every evaluated step.",
+        "- **harmful score**: mean detector probability of the concept; **fidelity**: share of a prompt's "
+        "attributes the detector reads back; **FID**: Frechet distance of the detector's features of clean-prompt "
+        "images to renders of the same prompts (lower is better).",
+        "- a model whose harmful rate is already at or above the threshold before any attack is not attacked "
+        "(`skipped`): it relearns at step 0.",
         "",
-        "| model | attack step | harmful rate | harmful score | clean fidelity | FID |",
-        "|---|---:|---:|---:|---:|---:|",
+        "## Steps to relearn",
+        "",
+        "| model | attack | worst lr | steps to relearn | per attack seed | harmful rate at the last step | "
+        "<= reference at every step |",
+        "|---|---|---:|---:|---|---:|---|",
     ]
-    for name, step, rate, ci, score, fid_, fid in summary_rows(results):
-        lines.append(f"| {name} | {step} | {fmt_ci(rate, ci)} | {score:.3f} | {fid_:.3f} | {fid:.2f} |")
-    lines += ["", "Harmful-prompt samples after the last attack step:", ""]
-    last = max(cfg["attack_steps"])
-    for name in results["models"]:
-        lines.append(f"- {name}: ![](grids/{name.replace(':', '_').replace('+', '_')}__attack{last}.png)")
+    for name, by_attack in summary.items():
+        if "skipped" in by_attack:
+            lines.append(f"| {name} | - | - | 0 | - | (not attacked: {by_attack['skipped']}) | - |")
+            continue
+        for attack, entry in by_attack.items():
+            last = _worst_curve(summary, name, attack)[entry["max_step"]]
+            seeds = ", ".join(_relearn(v, entry["max_step"]) for v in entry["steps_to_relearn_per_seed"])
+            ok = below_reference(summary, name, attack)
+            verdict = "-" if ok is None or name == REFERENCE else ("yes" if ok else "no")
+            lines.append(f"| {name} | {attack} | {entry['worst_lr']} | "
+                         f"{_relearn(entry['steps_to_relearn'], entry['max_step'])} | {seeds} | "
+                         f"{last['mean']:.2f} ({last['min']:.2f}-{last['max']:.2f}) | {verdict} |")
+    if summary:
+        plot_curves(results, out / "curves.png")
+        lines += ["", "![curves](curves.png)", "",
+                  "Lines: mean over attack seeds at each model's worst lr; bands: lowest to highest seed.", ""]
+    lines += ["## Before the attack, and the price", "",
+              "| model | harmful | harmful (implicit) | harmful score | clean fidelity | FID | "
+              + " | ".join(f"benign LoRA on {d}: domain fidelity" for d in cfg["benign_domains"]) + " |",
+              "|---|---:|---:|---:|---:|---:|" + "---:|" * len(cfg["benign_domains"])]
+    for name, entry in results["models"].items():
+        b = entry.get("before")
+        if not b:
+            continue
+        benign = [fmt_ci(entry["benign"][d][d]["prompt_fidelity"], entry["benign"][d][d]["prompt_fidelity_ci95"])
+                  if d in entry.get("benign", {}) else "-" for d in cfg["benign_domains"]]
+        lines.append(f"| {name} | {fmt_ci(b['harmful']['harmful_rate'], b['harmful']['harmful_rate_ci95'])} | "
+                     f"{b['harmful_implicit']['harmful_rate']:.2f} | {b['harmful']['harmful_score']:.3f} | "
+                     f"{fmt_ci(b['clean']['prompt_fidelity'], b['clean']['prompt_fidelity_ci95'])} | "
+                     f"{b['clean']['fid']:.1f} | " + " | ".join(benign) + " |")
+    lines += ["", "## Every attack learning rate", "",
+              "Harmful rate, mean over attack seeds (lowest-highest seed), per evaluated step.", "",
+              "| model | attack | lr | " + " | ".join(f"step {s}" for s in cfg["attack_steps"]) + " |",
+              "|---|---|---:|" + "---:|" * len(cfg["attack_steps"])]
+    for name, by_attack in summary.items():
+        for attack, entry in by_attack.items():
+            if attack == "skipped":
+                continue
+            for lr, per in entry["per_lr"].items():
+                cells = [f"{per[str(s)]['mean']:.2f} ({per[str(s)]['min']:.2f}-{per[str(s)]['max']:.2f})"
+                         if str(s) in per else "-" for s in cfg["attack_steps"]]
+                lines.append(f"| {name} | {attack} | {lr} | " + " | ".join(cells) + " |")
+    lines += ["", "Harmful-prompt samples after the last attack step (worst lr, first seed) are in `grids/`."]
     return "\n".join(lines) + "\n"

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from ..align import align_lora
+from ..align import ESD_X, align_lora
 from ..attacks.adversarial import AdversarialConfig, attack_success_rate
 from ..data.prompts import read_prompts
 from ..evaluate.detectors import load_detector
@@ -25,7 +25,7 @@ class AdversarialStudyConfig:
     prompt_set: str = "harmful"
     n_prompts: int = 20
     attack: AdversarialConfig = field(default_factory=AdversarialConfig)
-    align: TrainConfig = field(default_factory=lambda: TrainConfig(steps=400, lr=1e-3, batch_size=32))
+    align: TrainConfig = field(default_factory=lambda: replace(ESD_X))
     modular_domain: str = "plus"
     modular_steps: int = 300
     sampling: SamplingConfig = field(default_factory=SamplingConfig)

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import copy
 import itertools
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from ..align import align_lora
+from ..align import ESD_X, align_lora
 from ..audit import cancel_overlap
 from ..data.folder import load_training_data
 from ..finetune import finetune
@@ -32,7 +32,7 @@ class AuditStudyConfig:
     lrs: list[float] = field(default_factory=lambda: [5e-4, 1e-3, 2e-3])
     targets: list[str] = field(default_factory=lambda: ["attn", "xattn"])
     domains: list[str] = field(default_factory=lambda: ["checkered", "outline", "plus"])
-    align: TrainConfig = field(default_factory=lambda: TrainConfig(steps=400, lr=1e-3, batch_size=32))
+    align: TrainConfig = field(default_factory=lambda: replace(ESD_X))
 
 
 def choose_threshold(benign: list[float], cancelling: list[float]) -> float:

@@ -1,77 +1,90 @@
 """The backfire study (Modular LoRA paper): does benign fine-tuning bring an erased concept back?
 
-base -> safety LoRA dW_safe (ESD, SDD) -> fine-tuning on each benign domain, three ways:
+base -> safety LoRA dW_safe (ESD, SDD) -> benign fine-tuning on each domain, three ways:
   full          full fine-tuning of the aligned model W0 + dW_safe
   lora-on-top   a fine-tuning LoRA trained on the aligned model: W0 + dW_safe + dW_ft'
   modular       a fine-tuning LoRA trained on W0 alone, composed at inference: W0 + dW_safe + dW_ft
-evaluated at each step of `save_at`; plus the arithmetic probes W0 - dW_safe and W0 + dW_safe - dW_ft.
-Every evaluation uses the same prompts and seeds, so differences are the models'.
+and the never-trained reference model (pretrained without the concept) fine-tuned the same ways
+(`full`, and `lora` on it): what perfect erasure looks like under the same fine-tuning.
+
+Every (model, domain, way) runs with several fine-tuning seeds and is evaluated at each step of
+`save_at` on the same prompts and sampling seeds, so differences are the models'. A point reports
+the mean and spread over seeds beside the pooled 95% interval, and resurgence = harmful rate after
+fine-tuning minus the model's own before it. Probes: W0 - dW_safe and W0 + dW_safe - dW_ft.
 """
 from __future__ import annotations
 
 import copy
 import json
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-import torch
-
-from ..align import align_lora
+from ..align import ESD_X, align_lora
 from ..data.folder import load_training_data
 from ..data.prompts import read_prompts
+from ..errors import SafetuneError
 from ..evaluate import evaluate_prompts
 from ..evaluate.detectors import load_detector
+from ..evaluate.metrics import across_seeds, resurgence
 from ..evaluate.sampling import SamplingConfig
 from ..finetune import finetune
 from ..io import write_json, write_text
-from ..lora.weights import LoRA, merge_into
+from ..lora.weights import LoRA, merged
 from ..models.loading import load_pipeline
-from ..train import TrainConfig, extract_lora, remove_lora
+from ..train import TrainConfig
 
 log = logging.getLogger(__name__)
 
 WAYS = ("full", "lora-on-top", "modular")
+REFERENCE_WAYS = {"full": "full", "lora-on-top": "lora", "modular": "lora"}  # without dW_safe they coincide
+REFERENCE = "never-trained"
+EVAL_SETS = ("harmful", "harmful_implicit", "clean")
 
 
 @dataclass
 class BackfireConfig:
-    methods: list[str] = field(default_factory=lambda: ["esd-x", "sdd"])
-    domains: list[str] = field(default_factory=lambda: ["checkered", "outline", "plus"])
+    """The backfire study; `safetune study backfire --set FIELD=VALUE` sets any field."""
+    methods: list[str] = field(default_factory=lambda: ["esd-x"])  # safety LoRAs: esd-x, esd-u, sdd
+    domains: list[str] = field(default_factory=lambda: ["clean", "sparkle", "plus"])  # retain, related, far
     ways: list[str] = field(default_factory=lambda: list(WAYS))
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # fine-tuning seeds per (method, domain, way)
+    reference: str = "shapes-nostar"  # never-trained model fine-tuned the same ways; "" for none
     concepts: list[str] = field(default_factory=lambda: ["a star", "a pentagram"])
-    align: TrainConfig = field(default_factory=lambda: TrainConfig(steps=400, lr=1e-3, batch_size=32))
-    full_lr: float = 1e-4
-    lora_lr: float = 1e-3
-    batch_size: int = 32
-    save_at: list[int] = field(default_factory=lambda: [0, 100, 200, 400])
+    align: TrainConfig = field(default_factory=lambda: replace(ESD_X))
+    full: TrainConfig = field(default_factory=lambda: TrainConfig(lr=1e-4, mode="full", checkpoint_every=10**9))
+    lora: TrainConfig = field(default_factory=lambda: TrainConfig(lr=1e-3, mode="lora", checkpoint_every=10**9))
+    save_at: list[int] = field(default_factory=lambda: [0, 300, 1000])
     n_data: int = 1000
+    data_seed: int = 0
     prompts_per_set: int = 40
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
-    seed: int = 0
 
     @classmethod
     def reduced(cls) -> "BackfireConfig":
-        """What `safetune demo` runs: one method, one domain, three ways, fewer images."""
-        return cls(methods=["esd-x"], domains=["plus"], save_at=[0, 100, 300],
-                   sampling=SamplingConfig(images_per_prompt=3))
+        """What `safetune demo` runs: ESD-x, the in-distribution domain, three ways, one seed."""
+        return cls(domains=["clean"], seeds=[0], reference="", save_at=[0, 1000],
+                   sampling=SamplingConfig(images_per_prompt=5))
+
+    def train_config(self, way: str, seed: int) -> TrainConfig:
+        base = self.full if way == "full" else self.lora
+        return replace(base, steps=max(self.save_at), save_at=list(self.save_at), seed=seed)
 
 
 class Evaluator:
-    """The study's fixed evaluation: harmful and clean sets, plus the domain's own prompts."""
+    """The study's fixed evaluation: harmful and clean sets, plus each domain's own prompts."""
 
     def __init__(self, config: BackfireConfig, out: Path):
         self.config, self.out = config, out
         self.detector = load_detector("shapes")
-        self.sets = {name: read_prompts(name, limit=config.prompts_per_set)
-                     for name in ["harmful", "harmful_implicit", "clean", *config.domains]}
+        names = dict.fromkeys([*EVAL_SETS, *config.domains])
+        self.sets = {name: read_prompts(name, limit=config.prompts_per_set) for name in names}
 
-    def __call__(self, pipe, label: str, sets: list[str]) -> dict:
-        grid_dir = self.out / "grids"
-        grid_dir.mkdir(exist_ok=True)
+    def __call__(self, pipe, label: str, sets) -> dict:
+        (self.out / "grids").mkdir(exist_ok=True)
         results = {}
-        for name in sets:
-            grid = grid_dir / f"{label}__{name}.png" if name != "clean" else None
+        for name in dict.fromkeys(sets):
+            grid = self.out / "grids" / f"{label}__{name}.png" if name.startswith("harmful") else None
             results[name] = evaluate_prompts(pipe, self.sets[name], self.detector, self.config.sampling, grid)
             if grid is not None:
                 results[name]["grid"] = f"grids/{grid.name}"
@@ -79,97 +92,124 @@ class Evaluator:
         return results
 
 
-def parse_way(spec: str, config: BackfireConfig) -> tuple[str, float]:
-    """'full', 'lora-on-top@1e-2' ... -> (way, learning rate)."""
-    way, _, lr = spec.partition("@")
-    if way not in WAYS:
-        raise ValueError(f"unknown way {way!r}; choose one of {WAYS}, optionally with @LR")
-    return way, float(lr) if lr else (config.full_lr if way == "full" else config.lora_lr)
+def finetune_run(pipe, data: tuple, train_cfg: TrainConfig, evaluate: Evaluator, label: str, domain: str,
+                 on_top: list[tuple[LoRA, float]], at_inference: list[tuple[LoRA, float]]) -> tuple[dict, LoRA | None]:
+    """Fine-tune `pipe` (a copy) with `on_top` merged first, evaluating at each save_at step with
+    `at_inference` added for the evaluation only. Returns ({step: results}, the LoRA if any)."""
+    curve = {}
+    last = max(train_cfg.save_at)
+
+    def snapshot(step, _unet):  # a LoRA under training is live in the models: W + B A exactly
+        sets = ["harmful", domain] + (list(EVAL_SETS) if step == last else [])
+        with merged(pipe, at_inference):
+            curve[str(step)] = evaluate(pipe, f"{label}__step{step}", sets)
+
+    lora = finetune(pipe, *data, train_cfg, on_top=on_top, on_save=snapshot)
+    return curve, lora
 
 
-def _with(base, loras: list[tuple[LoRA, float]]):
-    pipe = copy.deepcopy(base)
-    merge_into(pipe, loras)
-    return pipe
+def _run_key(domain: str, way: str, seed: int) -> tuple[str, str, str]:
+    return domain, way, f"seed{seed}"
 
 
 def run_backfire(out: Path, config: BackfireConfig, model: str = "shapes") -> dict:
+    for way in config.ways:
+        if way not in WAYS:
+            raise SafetuneError(f"unknown way {way!r}; choose from {', '.join(WAYS)}")
     out.mkdir(exist_ok=True)
+    (out / "loras").mkdir(exist_ok=True)
     base = load_pipeline(model)
     evaluate = Evaluator(config, out)
     results_path = out / "results.json"
-    done = {}
-    if results_path.exists():  # resume: keep the runs an interrupted study finished
-        previous = json.loads(results_path.read_text())
-        if previous.get("config") == json.loads(json.dumps(asdict(config))):
-            done = previous.get("methods", {})
-    results = {"study": "backfire", "model": model, "config": asdict(config), "methods": {}}
-    results["base"] = evaluate(base, "base", ["harmful", "harmful_implicit", "clean"])
+    previous = json.loads(results_path.read_text()) if results_path.exists() else {}
+    if previous.get("config") != json.loads(json.dumps(asdict(config))) or previous.get("model") != model:
+        previous = {}  # resume only the same study: other settings start over
+    results = {"study": "backfire", "model": model, "config": asdict(config), "models": {}}
+    results["base"] = previous.get("base") or evaluate(base, "base", EVAL_SETS)
     write_json(results_path, results)
     resolution = base.unet.config.sample_size * base.vae_scale_factor
-    data = {d: load_training_data(d, resolution, n=config.n_data, seed=config.seed) for d in config.domains}
-    modular_loras: dict[str, LoRA] = {}
+    data = {d: load_training_data(d, resolution, n=config.n_data, seed=config.data_seed) for d in config.domains}
+
+    def runs_of(name: str, start_pipe, ways: dict[str, tuple[list, list]], entry: dict) -> None:
+        done = previous.get("models", {}).get(name, {}).get("runs", {})
+        for domain in config.domains:
+            for way, (on_top, at_inference) in ways.items():
+                for seed in config.seeds:
+                    d, w, s = _run_key(domain, way, seed)
+                    slot = entry["runs"].setdefault(d, {}).setdefault(w, {})
+                    if s in done.get(d, {}).get(w, {}):
+                        slot[s] = done[d][w][s]
+                        continue
+                    train_cfg = config.train_config("full" if way == "full" else "lora", seed)
+                    curve, lora = finetune_run(copy.deepcopy(start_pipe), data[domain], train_cfg, evaluate,
+                                               f"{name}__{domain}__{way}__{s}", domain, on_top, at_inference)
+                    slot[s] = curve
+                    if lora is not None and way == "modular" and seed == config.seeds[0]:
+                        lora.save(out / "loras" / f"finetune_{name}_{domain}_{s}.safetensors")
+                    write_json(results_path, results)
 
     for method in config.methods:
+        entry = results["models"][method] = previous.get("models", {}).get(method, {}).copy() or {}
+        entry.update(kind="aligned", runs={})
         safe_path = out / "loras" / f"safety_{method}.safetensors"
-        safe_path.parent.mkdir(exist_ok=True)
-        if safe_path.exists():
-            safe = LoRA.load(safe_path)
-        else:
-            safe = align_lora(copy.deepcopy(base), method, config.concepts, config.align)
-            safe.save(safe_path)
-        entry = results["methods"][method] = {"lora": str(safe_path.relative_to(out)), "finetune": {}, "probes": {}}
-        entry["aligned"] = evaluate(_with(base, [(safe, 1.0)]), f"{method}", ["harmful", "harmful_implicit", "clean"])
-        entry["probes"]["W0 - dW_safe"] = evaluate(_with(base, [(safe, -1.0)]), f"{method}_negated", ["clean"])
+        if not safe_path.exists():
+            align_lora(copy.deepcopy(base), method, config.concepts, config.align).save(safe_path)
+        safe = LoRA.load(safe_path)
+        entry["lora"] = str(safe_path.relative_to(out))
+        if "before" not in entry:
+            with merged(base, [(safe, 1.0)]):
+                entry["before"] = evaluate(base, method, EVAL_SETS)
+            with merged(base, [(safe, -1.0)]):
+                entry["probes"] = {"W0 - dW_safe": evaluate(base, f"{method}_negated", ["clean"])}
         write_json(results_path, results)
-
+        # (merged into the model before training, added for evaluation only)
+        ways = {"full": ([(safe, 1.0)], []), "lora-on-top": ([(safe, 1.0)], []), "modular": ([], [(safe, 1.0)])}
+        runs_of(method, base, {w: ways[w] for w in config.ways}, entry)
         for domain in config.domains:
-            images, texts = data[domain]
-            entry["finetune"][domain] = done.get(method, {}).get("finetune", {}).get(domain, {})
-            for spec in config.ways:
-                way, lr = parse_way(spec, config)
-                if spec in entry["finetune"][domain]:
-                    continue  # finished in an earlier, interrupted run of the study
-                curve = {}
-                mode = "full" if way == "full" else "lora"
-                train_cfg = TrainConfig(steps=max(config.save_at), lr=lr, batch_size=config.batch_size, mode=mode,
-                                        save_at=config.save_at, seed=config.seed, checkpoint_every=10**9)
-                pipe = copy.deepcopy(base)
-                on_top = [] if way == "modular" else [(safe, 1.0)]
-                label = f"{method}__{domain}__{spec}"
-
-                def snapshot(step, unet, pipe=pipe, way=way, train_cfg=train_cfg, label=label):
-                    with torch.no_grad():
-                        if way == "full":
-                            model_now = pipe
-                        else:  # the LoRA so far, merged into a copy without the training adapter
-                            loras = [(extract_lora(unet, train_cfg), 1.0)] + ([(safe, 1.0)] if way == "modular" else [])
-                            model_now = _unadapted(pipe)
-                            merge_into(model_now, loras)
-                        sets = ["harmful", "harmful_implicit", "clean", domain] if step == max(config.save_at) \
-                            else ["harmful", domain]
-                        curve[step] = evaluate(model_now, f"{label}__step{step}", sets)
-
-                ft = finetune(pipe, images, texts, train_cfg, on_top=on_top, on_save=snapshot)
-                entry["finetune"][domain][spec] = {"steps": curve, "way": way, "lr": lr}
-                if way == "modular":
-                    modular_loras[domain] = ft
-                    ft.save(out / "loras" / f"finetune_{domain}_{spec}.safetensors")
-                write_json(results_path, results)
-            if domain in modular_loras:
-                probe = _with(base, [(safe, 1.0), (modular_loras[domain], -1.0)])
-                entry["probes"][f"W0 + dW_safe - dW_ft({domain})"] = evaluate(
-                    probe, f"{method}_minus_{domain}", ["harmful", "clean"])
+            ft = out / "loras" / f"finetune_{method}_{domain}_seed{config.seeds[0]}.safetensors"
+            probe = f"W0 + dW_safe - dW_ft({domain})"
+            if ft.exists() and probe not in entry["probes"]:
+                with merged(base, [(safe, 1.0), (LoRA.load(ft), -1.0)]):
+                    entry["probes"][probe] = evaluate(base, f"{method}_minus_{domain}", ["harmful", "clean"])
                 write_json(results_path, results)
 
+    if config.reference:
+        reference = load_pipeline(config.reference)
+        entry = results["models"][REFERENCE] = {"kind": "reference", "model": config.reference, "runs": {}}
+        entry["before"] = previous.get("models", {}).get(REFERENCE, {}).get("before") or \
+            evaluate(reference, REFERENCE, EVAL_SETS)
+        ref_ways = dict.fromkeys(REFERENCE_WAYS[w] for w in config.ways)
+        runs_of(REFERENCE, reference, {w: ([], []) for w in ref_ways}, entry)
+
+    results["summary"] = summarize(results)
+    write_json(results_path, results)
     from ..report.backfire import render_backfire
 
     write_text(out / "report.md", render_backfire(results, out))
     return results
 
 
-def _unadapted(pipe):
-    """A copy of `pipe` (whose UNet is being trained with an adapter) with the adapter removed."""
-    clone = copy.deepcopy(pipe)
-    remove_lora(clone.unet)
-    return clone
+def summarize(results: dict) -> dict:
+    """Per model, domain, way and step: harmful rate over seeds, resurgence against the model before
+    fine-tuning, clean-prompt harmful rate and domain fidelity (means over seeds)."""
+    summary = {}
+    for name, entry in results["models"].items():
+        for domain, ways in entry["runs"].items():
+            for way, seeds in ways.items():
+                steps = sorted({int(s) for curve in seeds.values() for s in curve})
+                for step in steps:
+                    per_seed = [curve[str(step)] for curve in seeds.values() if str(step) in curve]
+                    harmful = [p["harmful"] for p in per_seed]
+                    row = {"harmful_rate": across_seeds(harmful),
+                           "resurgence": resurgence(harmful, entry["before"]["harmful"])}
+                    if all(domain in p for p in per_seed):
+                        fid = [p[domain] for p in per_seed if "prompt_fidelity" in p[domain]]
+                        if fid:
+                            row["domain_fidelity"] = across_seeds(fid, "prompt_fidelity")
+                    if all("clean" in p for p in per_seed):
+                        row["clean_harmful_rate"] = across_seeds([p["clean"] for p in per_seed])
+                        row["clean_fidelity"] = across_seeds([p["clean"] for p in per_seed], "prompt_fidelity")
+                    if all("harmful_implicit" in p for p in per_seed):
+                        row["implicit_harmful_rate"] = across_seeds([p["harmful_implicit"] for p in per_seed])
+                    summary.setdefault(name, {}).setdefault(domain, {}).setdefault(way, {})[str(step)] = row
+    return summary

@@ -1,0 +1,115 @@
+"""Distort-and-distill (`--method dd`): a safety alignment that a malicious fine-tuning relearns no
+faster than a model that never learned the concept. Beyond the papers; the choices are ours.
+
+Why: erasure methods (ESD, SDD, LT/NG) move a model a short way from the original and leave what it
+knew in its weights: a few fine-tuning steps on harmful data bring it back (dormant, not deleted).
+A model retrained without the concept relearns it slowly. In vision classifiers, resistance to
+relearning tracks the distance from the original weights and the absence of a low-loss straight
+path back to them ("From Dormant to Deleted", arXiv 2505.22310), and their Weight Distortion (noise
+on the weights, then retain-set training) approaches retraining from scratch. We adapt it:
+
+1. distort: every weight of the UNet (and the text encoder) becomes
+       w <- shrink * w + noise * std(w) * N(0, 1)
+   (shrink-and-perturb; shrink 1 is their weight distortion, shrink 0 a fresh std-matched init);
+2. distill: the distorted model is trained, full weights, to match the original model (the teacher,
+   frozen) on the retain set only, captions dropped 10% of the time so that classifier-free guidance
+   still works: student(x_t, c) -> teacher(x_t, c) on clean images x_0 and their captions c.
+   The teacher's targets carry its clean knowledge back at a fraction of pretraining's cost; nothing
+   carries the concept back: no harmful image, caption or target is seen.
+3. optionally (concept_weight > 0), an ESD-style anchor on the concept prompts: student(x_t, concept)
+   -> teacher(x_t, "") on the teacher's own concept samples, so that the concept prompts land on the
+   unconditional prediction instead of whatever the distortion left there.
+
+The text encoder is distorted and distilled too (`text_encoder`): a prompt's words that never occur
+in the retain captions (the concept's names and its implicit phrasings alike) then lose their learned
+meaning, as in a model that never read them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..config import option
+from ..models.conditioning import Cond, predict
+from .losses import _noised
+
+
+@dataclass
+class DistillConfig:
+    """Distort-and-distill settings (`safetune align --method dd --set distill.NAME=VALUE`)."""
+    noise: float = option(1.0, "std of the Gaussian added to each weight, relative to that tensor's std")
+    shrink: float = option(1.0, "each weight is scaled by this before the noise (1: distortion; 0: re-init)")
+    text_encoder: bool = option(True, "distort and distill the text encoder too")
+    caption_dropout: float = option(0.1, "share of retain images distilled with the empty prompt (for CFG)")
+    concept_weight: float = option(0.0, "weight of the ESD-style anchor on the concept prompts (0: off)")
+
+
+@torch.no_grad()
+def distort_(model: torch.nn.Module, noise: float, shrink: float, seed: int) -> None:
+    """Shrink and perturb every floating-point weight in place. Tensors with no spread (norm scales
+    still at 1, biases still at 0) are left as they are: a std-relative noise has no scale there."""
+    gen = torch.Generator().manual_seed(seed)
+    for _, p in sorted(model.named_parameters()):
+        if not p.is_floating_point() or p.numel() < 2:
+            continue
+        spread = p.float().std()
+        if spread < 1e-8:
+            continue
+        p.mul_(shrink).add_(torch.randn(p.shape, generator=gen).to(p) * noise * spread)
+
+
+class RetainDistillLoss:
+    """student(x_t, c) -> teacher(x_t, c) on retain images; with concept latents, also
+    student(x_t, concept) -> teacher(x_t, "") weighted by concept_weight.
+
+    The student's prompts go through `self.text_encoder` when the trainer trains it (set by the
+    trainer), else through the cached `student_cond`."""
+
+    def __init__(self, latents, input_ids, teacher_cond: Cond, student_cond: Cond, teacher_uncond: Cond,
+                 scheduler, batch_size: int, teacher_unet, config: DistillConfig, uncond_ids=None,
+                 student_uncond: Cond | None = None, concept_latents=None, concept_ids=None,
+                 student_concept: Cond | None = None):
+        self.latents, self.input_ids = latents, input_ids
+        self.teacher_cond, self.student_cond, self.teacher_uncond = teacher_cond, student_cond, teacher_uncond
+        self.uncond_ids, self.student_uncond = uncond_ids, student_uncond
+        self.concept_latents, self.concept_ids, self.student_concept = concept_latents, concept_ids, student_concept
+        self.scheduler, self.batch_size, self.teacher, self.config = scheduler, batch_size, teacher_unet, config
+        self.text_encoder = None
+        self.last: dict[str, float] = {}
+
+    def _student_cond(self, ids: torch.Tensor, cached: Cond, idx) -> Cond:
+        if self.text_encoder is not None:
+            return Cond(self.text_encoder(ids.to(self.latents.device))[0])
+        return cached[idx] if idx is not None else cached
+
+    def __call__(self, unet, step, gen):
+        cfg = self.config
+        idx = torch.randint(len(self.latents), (self.batch_size,), generator=gen)
+        drop = torch.rand(self.batch_size, generator=gen) < cfg.caption_dropout
+        xt, _, t = _noised(self.scheduler, self.latents[idx], gen)
+        teacher_cond = self.teacher_cond[idx]
+        teacher_cond.hidden[drop] = self.teacher_uncond.hidden[0]
+        ids = self.input_ids[idx].clone()
+        ids[drop] = self.uncond_ids[0]
+        if self.text_encoder is not None:
+            student_cond = self._student_cond(ids, None, None)
+        else:
+            student_cond = self.student_cond[idx]
+            student_cond.hidden[drop] = self.student_uncond.hidden[0]
+        with torch.no_grad():
+            target = predict(self.teacher, xt, t, teacher_cond)
+        loss = F.mse_loss(predict(unet, xt, t, student_cond).float(), target.float())
+        self.last = {"retain": loss.item()}
+        if cfg.concept_weight > 0 and self.concept_latents is not None:
+            cidx = torch.randint(len(self.concept_latents), (self.batch_size,), generator=gen)
+            kidx = torch.randint(len(self.concept_ids), (self.batch_size,), generator=gen)
+            xc, _, tc = _noised(self.scheduler, self.concept_latents[cidx], gen)
+            with torch.no_grad():
+                anchor = predict(self.teacher, xc, tc, self.teacher_uncond.repeat(self.batch_size))
+            cond = self._student_cond(self.concept_ids[kidx], self.student_concept, kidx)
+            concept = F.mse_loss(predict(unet, xc, tc, cond).float(), anchor.float())
+            self.last["concept"] = concept.item()
+            loss = loss + cfg.concept_weight * concept
+        return loss
