@@ -12,11 +12,11 @@ import time
 import torch
 import torch.nn.functional as F
 
+from safetune.config import TrainConfig
 from safetune.data.folder import load_training_data
-from safetune.finetune import finetune
 from safetune.models.conditioning import training_scheduler
 from safetune.models.loading import load_pipeline
-from safetune.train import TrainConfig
+from safetune.stages import finetune
 
 
 def diffusers_recipe(pipe, images, texts, steps, batch_size):

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import torch
 
-from safetune.evaluate.sampling import SamplingConfig, image_seeds, sample
-from safetune.lora.weights import LoRA, pipeline_modules
+from safetune.config import SamplingConfig
+from safetune.evaluate.sampling import image_seeds, sample
+from safetune.lora.weights import LoRA, load_with_loras, pipeline_modules
 from safetune.models.loading import load_pipeline
 
 
@@ -33,7 +34,7 @@ def main():
         random_lora(base, "attn2.to_k", 1).save(safe)
         random_lora(base, "attn1.to_q", 2).save(ft)
         t = time.perf_counter()
-        modular = load_pipeline("shapes", [str(safe), str(ft)])
+        modular = load_with_loras("shapes", [str(safe), str(ft)])
         compose_s = time.perf_counter() - t
     config = SamplingConfig(images_per_prompt=args.images // 10, steps=args.steps)
     jobs = image_seeds([{"prompt": f"a red circle {i}"} for i in range(10)], config)

@@ -7,7 +7,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from safetune.models import pretrain as pt
+from safetune.stages import pretraining as pt
 
 
 def main():

@@ -8,7 +8,8 @@ import time
 
 import torch
 
-from safetune.evaluate.sampling import SamplingConfig, image_seeds, sample
+from safetune.config import SamplingConfig
+from safetune.evaluate.sampling import image_seeds, sample
 from safetune.models.loading import load_pipeline
 
 

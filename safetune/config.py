@@ -9,6 +9,7 @@ import difflib
 import math
 import types
 import typing
+from dataclasses import dataclass
 from typing import Any
 
 from .errors import SafetuneError
@@ -20,6 +21,134 @@ def option(default: Any = dataclasses.MISSING, help: str = "", factory: Any = da
         return dataclasses.field(default_factory=factory, metadata={"help": help}, **kwargs)
     return dataclasses.field(default=default, metadata={"help": help}, **kwargs)
 
+
+# ---------------------------------------------------------------- the settings
+
+@dataclass
+class TrainConfig:
+    """One training stage (fine-tuning, an alignment, pretraining): the one trainer reads it."""
+    steps: int = option(500, "optimizer steps")
+    lr: float = option(1e-4, "learning rate (AdamW)")
+    batch_size: int = option(32, "images per step")
+    grad_accum: int = option(1, "micro-batches accumulated per step")
+    mixed_precision: str = option("no", "no, fp16 or bf16 (where the device has it)")
+    ema_decay: float | None = option(None, "keep an EMA of the trained weights with this decay and save it")
+    max_grad_norm: float = option(1.0, "gradient clipping (0: off)")
+    lr_schedule: str = option("constant", "constant, or cosine (with warmup_steps of linear warmup)")
+    warmup_steps: int = option(0, "linear warmup steps of the cosine schedule")
+    seed: int = option(0, "seeds the batches, the noise and the LoRA's initialisation")
+    mode: str = option("lora", "lora (a new adapter), full (every weight) or partial (the targets' own weights)")
+    targets: str = option("attn", "UNet modules of a LoRA or partial stage: attn, xattn or non-xattn")
+    train_text_encoder: bool = option(False, "train the text encoder too (full: all of it; lora: its attention)")
+    lora_rank: int = option(4, "LoRA rank")
+    lora_alpha: float | None = option(None, "LoRA alpha (default: the rank, i.e. scale 1)")
+    gradient_checkpointing: bool = option(False, "less memory, more compute (real-size UNets)")
+    checkpoint_every: int = option(100, "steps between resumable checkpoints")
+    save_at: list[int] = option(factory=list, help="steps at which the stage's snapshot hook runs (0 allowed)")
+    report_to: str | None = option(None, "log to tensorboard or wandb through accelerate's trackers")
+    logging_dir: str | None = option(None, "where the tracker writes")
+
+    @property
+    def alpha(self) -> float:
+        """The LoRA alpha in effect: lora_alpha, or the rank when unset (so it follows a changed rank)."""
+        return float(self.lora_rank) if self.lora_alpha is None else self.lora_alpha
+
+
+@dataclass
+class SafetyLoraConfig:
+    """ESD / SDD safety LoRA (stages.safety): `--set eta=2` on `safetune align --method esd-x`."""
+    eta: float = option(1.0, "ESD's negative guidance: how far the concept is pushed past the unconditional")
+    concept_samples: int = option(128, "the model's own images of the concept, drawn once, that ESD/SDD re-noise")
+    sdd_ema: float = option(0.999, "SDD: EMA decay of the teacher")
+
+
+@dataclass
+class AuditThresholds:
+    """The guard's thresholds (evaluate.guard)."""
+    overlap: float = option(0.047, "cosine of dW_ft with -dW_safe above which a LoRA fails (calibrated on "
+                                   "ShapesWorld by `safetune study audit`)")
+    max_increase: float = option(0.05, "tolerated rise of a measured harmful rate")
+
+
+# Named recipes: every command and study starts from these (and says so when it deviates).
+ESD_X = TrainConfig(steps=400, lr=1e-3, batch_size=32, mode="lora", targets="xattn")  # the safety LoRA
+LT_NG = TrainConfig(steps=400, lr=1e-3, batch_size=32, mode="full")    # forgetting-based safe training
+DISTILL = TrainConfig(steps=800, lr=1e-3, batch_size=32, mode="full")  # distort-and-distill
+FINETUNE = TrainConfig(steps=400, lr=1e-4, batch_size=32, mode="lora")  # `safetune finetune`'s default
+
+
+@dataclass
+class SamplingConfig:
+    """How evaluation images are drawn: image k of prompt row r always comes from the same noise."""
+    images_per_prompt: int = option(5, "images per prompt (each from its own fixed seed)")
+    steps: int = option(20, "denoising steps (DDIM on the shipped model)")
+    guidance_scale: float = option(5.0, "classifier-free guidance scale")
+    batch_size: int = option(100, "images per pipeline call")
+    seed: int = option(0, "base of the per-image seeds (a row's own sd_seed wins)")
+
+
+@dataclass
+class ForgettingConfig:
+    """LT / NG forgetting-based safe training (stages.lt_ng); the choices are in its docstring."""
+    variant: str = option("lt", "lt (latent transformation) or ng (noise guidance)")
+    mode: str = option("contrastive", "contrastive; off (no contrastive term); reference (the published code)")
+    noise: str = option("changing", "changing (fresh noise each step) or fixed (per image, the paper's ablation)")
+    lambda1: float = option(1.0, "weight of the inter-class hinge inside the contrastive term")
+    lambda_total: float = option(0.1, "weight of the contrastive term")
+    margin: float = option(1.0, "inter-class margin l")
+    lt_shift: float = option(100.0, "LT's per-class shift of x0_hat")
+    ng_shift: float = option(1.0, "NG's per-class shift of the forward noise")
+    centre_momentum: float = option(0.9, "EMA momentum of the running class centres")
+    harmful_denoising_weight: float = option(0.0, "weight of the harmful batches' denoising MSE (0 as in the "
+                                                  "paper; < 0 is unbounded ascent)")
+    inter_hinge: str = option("margin", "margin: max(0, l - d); reference: -max(0, d - l) as in the code")
+    harm_margin: float = option(0.0, "> 0: push the harmful denoising error up to this and no further")
+    harm_margin_weight: float = option(1.0, "weight of that bounded-ascent hinge")
+    attack_sim_steps: int = option(0, "> 0: measure the hinge after this many simulated attack steps")
+    attack_sim_lr: float = option(1e-3, "size of each simulated attack step")
+
+
+@dataclass
+class DistillConfig:
+    """Distort-and-distill (stages.distill): `--set noise=0.5` on `safetune align --method dd`."""
+    noise: float = option(1.0, "std of the Gaussian added to each weight, relative to that tensor's std")
+    shrink: float = option(1.0, "each weight is scaled by this before the noise (1: distortion; 0: re-init)")
+    text_encoder: bool = option(True, "distort and distill the text encoder too")
+    caption_dropout: float = option(0.1, "share of retain images distilled with the empty prompt (for CFG)")
+    concept_weight: float = option(0.0, "weight of the ESD-style anchor on the concept prompts (0: off)")
+
+
+@dataclass
+class PretrainConfig:
+    """Pretraining the miniature SD on ShapesWorld (`safetune pretrain-shapes`); defaults: the shipped model."""
+    seed: int = option(0, "seeds the initialisation, the data and the batches")
+    pool: int = option(20000, "distinct scenes; captions are re-drawn every time one is used")
+    vae_steps: int = option(1200, "VAE phase steps")
+    vae_batch: int = option(64, "VAE phase batch size")
+    vae_lr: float = option(1e-3, "VAE phase peak learning rate (cosine, 100 warmup steps)")
+    kl_weight: float = option(1e-4, "weight of the VAE's KL term")
+    unet_steps: int = option(6000, "text encoder + UNet phase steps")
+    unet_batch: int = option(64, "text encoder + UNet phase batch size")
+    unet_lr: float = option(1e-3, "text encoder + UNet phase peak learning rate")
+    caption_dropout: float = option(0.1, "share of empty captions (classifier-free guidance)")
+    checkpoint_every: int = option(500, "steps between resumable checkpoints")
+    exclude_harmful: bool = option(False, "no star image and no star word: the never-trained reference model")
+    vae_from: str | None = option(None, "reuse this model's VAE (a directory or 'shapes') and skip the VAE phase")
+
+
+@dataclass
+class DetectorTrainConfig:
+    """Training the ShapesWorld detector (`safetune train-detector`); defaults: the shipped one."""
+    seed: int = option(0, "seeds the renders and the initialisation")
+    n_train: int = option(24000, "training renders (blurred and noised)")
+    n_test: int = option(3000, "held-out renders of each test split")
+    steps: int = option(2000, "optimizer steps")
+    batch: int = option(128, "batch size")
+    lr: float = option(2e-3, "peak learning rate (one-cycle)")
+    width: int = option(32, "channels of the first convolution block")
+
+
+# ---------------------------------------------------------------- reading and setting them
 
 def help_of(cls, name: str) -> str:
     for f in dataclasses.fields(cls):

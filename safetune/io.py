@@ -11,6 +11,9 @@ from typing import Any, Iterator
 
 from .errors import SafetuneError
 
+WRITTEN_BY = "safetune"  # in every output's metadata: what the tool wrote, it may later replace
+MANIFEST = ".safetune-manifest.json"  # in every output directory: the files the tool wrote there
+
 
 def ensure_parent(path: str | os.PathLike) -> Path:
     """Check that the directory that will hold `path` exists (we never invent deep trees)."""
@@ -66,6 +69,132 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def _probe_writable(directory: Path, what: Path) -> None:
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".safetune-probe.", dir=directory)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise SafetuneError(f"{what}: cannot write in {directory} ({exc.strerror or exc}); fix its permissions or "
+                            "choose another --out") from None
+
+
+def written_by_safetune(path: Path) -> bool:
+    """Did this tool write the file? (its JSON or safetensors metadata says so)"""
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(path), "pt") as f:
+                return (f.metadata() or {}).get("written_by", "").startswith(WRITTEN_BY)
+        if path.suffix == ".json":
+            return str(json.loads(path.read_text()).get("written_by", "")).startswith(WRITTEN_BY)
+    except Exception:  # unreadable: not provably ours
+        return False
+    return False
+
+
+def _manifest(directory: Path) -> list[str]:
+    try:
+        return list(json.loads((directory / MANIFEST).read_text())["files"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
+def check_output(path: str | os.PathLike, kind: str = "dir", overwrite: bool = False) -> Path:
+    """Before any work: `path` (a directory or a file) can be written, and writing it destroys
+    nothing this tool did not write. Returns the path, resolved."""
+    given = Path(path)
+    resolved = ensure_parent(given.resolve())
+    where = str(given)
+    if kind == "dir":
+        if resolved.exists() and not resolved.is_dir():
+            raise SafetuneError(f"{where}: exists and is not a directory; choose another --out")
+        if resolved.is_dir():
+            _probe_writable(resolved, given)
+            present = sorted(p.name for p in resolved.iterdir())
+            if present and not overwrite:
+                shown = ", ".join(present[:3]) + (", ..." if len(present) > 3 else "")
+                raise SafetuneError(f"{where}: exists and is not empty ({shown}); choose a new --out, or pass "
+                                    "--overwrite to replace the files safetune wrote there (others are kept)")
+        else:
+            _probe_writable(resolved.parent, given)
+        return resolved
+    if resolved.is_dir():
+        raise SafetuneError(f"{where}: is a directory; --out names a file here")
+    if resolved.exists():
+        if not overwrite:
+            raise SafetuneError(f"{where}: exists; choose another --out, or pass --overwrite to replace it")
+        if not written_by_safetune(resolved):
+            raise SafetuneError(f"{where}: exists and was not written by safetune, so it is never replaced; "
+                                "choose another --out")
+    _probe_writable(resolved.parent, given)
+    return resolved
+
+
+@contextlib.contextmanager
+def output_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary directory; on success its files land in `path` with a manifest of them.
+    A new `path` appears whole (one rename). Into an existing one (after check_output(...,
+    overwrite=True)) the files move one by one: files of an earlier manifest are replaced or removed,
+    every other file is left as it was, and a file of the same name that safetune did not write
+    stops the move before anything is changed."""
+    path = Path(path).resolve()
+    with atomic_dir(path.with_name(f".{path.name}.new")) as tmp:
+        yield tmp
+        files = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file())
+        (tmp / MANIFEST).write_text(json.dumps({"written_by": WRITTEN_BY, "files": files}, indent=1))
+    staged = path.with_name(f".{path.name}.new")
+    try:
+        if not path.exists():
+            os.replace(staged, path)
+            return
+        ours = set(_manifest(path))
+        clashes = [f for f in files if (path / f).exists() and f not in ours]
+        if clashes:
+            raise SafetuneError(f"{path}: holds {clashes[0]}, which safetune did not write and would have to replace; "
+                                "move it away or choose another --out")
+        for f in files:
+            (path / f).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staged / f, path / f)
+        for stale in ours - set(files):
+            (path / stale).unlink(missing_ok=True)
+        os.replace(staged / MANIFEST, path / MANIFEST)
+    except OSError as exc:
+        raise SafetuneError(f"{path}: could not be written ({exc.strerror or exc}); free space or fix permissions "
+                            "and run again") from exc
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
+
+
+STUDY_MARKER = ".safetune-study.json"
+
+
+def claim_study_dir(path: str | os.PathLike, study: str) -> Path:
+    """A study's (or the demo's) output directory: new, empty, or one this study wrote before (an
+    interrupted run resumes there). A directory holding anything else is refused: a study writes
+    many files as it goes and would mix with, or replace, someone else's."""
+    given = Path(path)
+    resolved = ensure_parent(given.resolve())
+    if resolved.exists() and not resolved.is_dir():
+        raise SafetuneError(f"{given}: exists and is not a directory; choose another --out")
+    marker = resolved / STUDY_MARKER
+    if resolved.is_dir() and any(resolved.iterdir()):
+        try:
+            owner = json.loads(marker.read_text()).get("study")
+        except (OSError, ValueError, AttributeError):
+            raise SafetuneError(f"{given}: exists, is not empty and was not written by a safetune study; choose a new "
+                                "or empty --out") from None
+        if owner != study:
+            raise SafetuneError(f"{given}: holds a `{owner}` study, not `{study}`; choose another --out")
+        _probe_writable(resolved, given)
+        return resolved
+    _probe_writable(resolved.parent if not resolved.exists() else resolved, given)
+    resolved.mkdir(exist_ok=True)
+    write_text(marker, json.dumps({"written_by": WRITTEN_BY, "study": study}) + "\n")
+    return resolved
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -78,7 +207,10 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
     return Path(path)
 
 
-def write_json(path: str | os.PathLike, obj: Any) -> Path:
+def write_json(path: str | os.PathLike, obj: Any, mark: bool = False) -> Path:
+    """JSON written atomically; `mark` adds "written_by" (an output a later --overwrite may replace)."""
+    if mark:
+        obj = {"written_by": WRITTEN_BY, **obj}
     return write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 

@@ -11,11 +11,13 @@ exactly the updates an uninterrupted one makes.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import math
 import shutil
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
@@ -23,38 +25,20 @@ import torch
 from tqdm.auto import tqdm
 
 from .checkpoint import load_checkpoint, read_state, save_checkpoint, step_generator
+from .config import TrainConfig
 from .errors import SafetuneError
-from .lora.adapter import (TEXT_ENCODER_TARGETS, add_adapter, check_targets, extract, has_adapter, remove_adapter,
-                           target_modules)
+from .lora.adapter import (
+    TEXT_ENCODER_TARGETS,
+    add_adapter,
+    check_targets,
+    extract,
+    has_adapter,
+    remove_adapter,
+    target_modules,
+)
 from .lora.weights import LoRA
 
 log = logging.getLogger(__name__)
-
-@dataclass
-class TrainConfig:
-    """One training stage's settings. Every command, study and recipe reads its defaults here."""
-    steps: int = 500
-    lr: float = 1e-4
-    batch_size: int = 32
-    grad_accum: int = 1
-    mixed_precision: str = "no"         # "fp16" / "bf16" where the device has it
-    ema_decay: float | None = None      # keep an EMA of the trainable weights and save it
-    max_grad_norm: float = 1.0
-    seed: int = 0
-    mode: str = "lora"                  # "lora" | "full" | "partial" (the targets' own weights)
-    targets: str = "attn"               # key of lora.adapter.UNET_TARGETS
-    train_text_encoder: bool = False    # also train the text encoder (full, or a LoRA on its attention)
-    lora_rank: int = 4
-    lora_alpha: float | None = None     # None: the rank (scale 1, as diffusers' and kohya's recipes)
-    gradient_checkpointing: bool = False  # trade compute for memory on real-size UNets
-    checkpoint_every: int = 100
-    save_at: list[int] = field(default_factory=list)  # steps at which on_save() is called (0 allowed)
-
-    @property
-    def alpha(self) -> float:
-        """The LoRA alpha in effect: lora_alpha, or the rank when unset (follows a changed rank)."""
-        return float(self.lora_rank) if self.lora_alpha is None else self.lora_alpha
-
 
 def prepare_trainable(unet, config: TrainConfig, text_encoder=None) -> list[torch.nn.Parameter]:
     """Freeze the models, then open what the stage trains: a new LoRA, every weight, or some modules'
@@ -103,6 +87,9 @@ def remove_lora(unet, text_encoder=None) -> None:
 
 
 class EMA:
+    """An exponential moving average of parameters: the trainer's `ema_decay` and SDD's teacher.
+    (diffusers' EMAModel warms its decay up as (1 + n) / (10 + n); SDD's recipe is a fixed 0.999.)"""
+
     def __init__(self, params, decay: float):
         self.params, self.decay = list(params), decay
         self.shadow = [p.detach().clone() for p in self.params]
@@ -117,6 +104,24 @@ class EMA:
         for s, p in zip(self.shadow, self.params):
             p.copy_(s)
 
+    @contextlib.contextmanager
+    def applied(self):
+        """The averaged weights in the parameters for the duration of a `with` block."""
+        saved = [p.detach().clone() for p in self.params]
+        self.copy_to_model()
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for p, s in zip(self.params, saved):
+                    p.copy_(s)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {str(i): s for i, s in enumerate(self.shadow)}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.shadow = [state[str(i)].clone() for i in range(len(state))]
+
 
 class _Trainable(torch.nn.Module):
     """The trainable tensors as one module, so checkpoints hold them and nothing else."""
@@ -129,10 +134,43 @@ class _Trainable(torch.nn.Module):
 Loss = Callable[[torch.nn.Module, int, torch.Generator], torch.Tensor]
 
 
+def lr_factor(step: int, config: TrainConfig) -> float:
+    """The learning rate at `step` relative to config.lr: constant, or linear warmup then a cosine
+    down to 0.1 (pretraining)."""
+    if config.lr_schedule == "constant":
+        return 1.0
+    if config.lr_schedule != "cosine":
+        raise SafetuneError(f"unknown lr_schedule {config.lr_schedule!r}; choose constant or cosine")
+    if step < config.warmup_steps:
+        return (step + 1) / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    return 0.5 * (1 + math.cos(math.pi * progress)) * 0.9 + 0.1
+
+
+def check_tracker(name: str | None) -> None:
+    """Refuse a tracker that is not installed (accelerate would only warn and log nothing)."""
+    from accelerate.utils import is_tensorboard_available, is_wandb_available
+
+    available = {"tensorboard": is_tensorboard_available, "wandb": is_wandb_available}
+    if name is None:
+        return
+    if name not in available:
+        raise SafetuneError(f"--report-to {name}: choose tensorboard or wandb")
+    if not available[name]():
+        hint = "pip install 'safetune[tracking]'" if name == "tensorboard" else "pip install wandb"
+        raise SafetuneError(f"--report-to {name}: {name} is not installed; {hint}")
+
+
+def _init_trackers(accelerator, config: TrainConfig, desc: str) -> None:
+    flat = {k: (str(v) if isinstance(v, (list, type(None))) else v) for k, v in asdict(config).items()}
+    accelerator.init_trackers(desc.replace(" ", "_"), config=flat)
+
+
 def run_settings(config: TrainConfig, identity: dict | None = None) -> dict:
     """What shapes a run's result: its training settings and what the caller says it trains on
     (model, data, loss, LoRAs on top). How often it checkpoints does not."""
-    train_settings = {k: v for k, v in asdict(config).items() if k not in ("checkpoint_every",)}
+    train_settings = {k: v for k, v in asdict(config).items()
+                      if k not in ("checkpoint_every", "gradient_checkpointing", "report_to", "logging_dir")}
     return json.loads(json.dumps({"train": train_settings, **(identity or {})}, sort_keys=True, default=str))
 
 
@@ -162,7 +200,11 @@ def train(unet, loss_fn: Loss, config: TrainConfig, checkpoint_dir: Path | None 
         raise SafetuneError(f"{desc}: steps, batch size and grad accumulation must be at least 1 and the "
                             f"learning rate positive (got {config.steps}, {config.batch_size}, "
                             f"{config.grad_accum}, {config.lr})")
-    accelerator = Accelerator(gradient_accumulation_steps=config.grad_accum, mixed_precision=config.mixed_precision)
+    check_tracker(config.report_to)
+    accelerator = Accelerator(gradient_accumulation_steps=config.grad_accum, mixed_precision=config.mixed_precision,
+                              log_with=config.report_to, project_dir=config.logging_dir)
+    if config.report_to:
+        _init_trackers(accelerator, config, desc)
     params = prepare_trainable(unet, config, text_encoder)
     if config.gradient_checkpointing:
         unet.enable_gradient_checkpointing()
@@ -184,10 +226,14 @@ def train(unet, loss_fn: Loss, config: TrainConfig, checkpoint_dir: Path | None 
         if accelerator.is_main_process:
             print(f"{desc}: resuming at step {start} of {config.steps} from {checkpoint_dir}", file=sys.stderr)
     if on_save and 0 in config.save_at and start == 0:
-        on_save(0, unet)
+        at_start = on_save(0, unet) or {}
+        if config.report_to and at_start:
+            accelerator.log(at_start, step=0)
     losses = []
     for step in tqdm(range(start, config.steps), desc=desc, initial=start, total=config.steps,
                      disable=not accelerator.is_local_main_process):
+        for group in optimizer.param_groups:
+            group["lr"] = config.lr * lr_factor(step, config)
         for micro in range(config.grad_accum):
             with accelerator.accumulate(unet):
                 loss = loss_fn(unet, step, step_generator(config.seed, step * config.grad_accum + micro))
@@ -205,12 +251,17 @@ def train(unet, loss_fn: Loss, config: TrainConfig, checkpoint_dir: Path | None 
             ema.update()
         losses.append(loss.item())
         done = step + 1
+        logged = {"loss": losses[-1], "lr": optimizer.param_groups[0]["lr"]}
         if on_save and done in config.save_at:
-            on_save(done, unet)  # before the checkpoint: a resumed run never skips a snapshot
+            logged.update(on_save(done, unet) or {})  # before the checkpoint: a resumed run never skips a snapshot
+        if config.report_to:
+            accelerator.log(logged, step=done)
         if checkpoint_dir is not None and (done % config.checkpoint_every == 0 or done == config.steps):
             save_checkpoint(checkpoint_dir, done, saved, optimizer, {"settings": settings})
     if ema:
         ema.copy_to_model()
+    if config.report_to:
+        accelerator.end_training()
     unet = accelerator.unwrap_model(unet)
     if config.train_text_encoder:
         loss_fn.text_encoder = accelerator.unwrap_model(loss_fn.text_encoder)

@@ -49,15 +49,59 @@ def test_full_finetune_writes_a_pipeline(tmp_path):
     cli("finetune", "--data", "outline", "--n", "8", "--steps", "2", "--batch-size", "4", "--mode", "full",
         "--out", str(tmp_path / "full"))
     assert (tmp_path / "full" / "model_index.json").is_file()
-    meta = json.loads((tmp_path / "full" / "safetune_finetune.json").read_text())
-    assert meta["mode"] == "full" and meta["train"]["steps"] == 2
+    meta = json.loads((tmp_path / "full" / "safetune.json").read_text())
+    assert meta["train"]["mode"] == "full" and meta["train"]["steps"] == 2
 
 
 def test_align_lt_with_harm_margin_and_simulated_attack(tmp_path):
     out = tmp_path / "lt.safetensors"
-    cli("align", "--method", "lt", "--n", "8", "--steps", "2", "--batch-size", "4", "--harm-margin", "0.5",
-        "--attack-sim-steps", "1", "--attack-sim-lr", "1e-3", "--out", str(out))
+    cli("align", "--method", "lt", "--mode", "lora", "--n", "8", "--steps", "2", "--batch-size", "4",
+        "--set", "harm_margin=0.5", "--set", "attack_sim_steps=1", "--set", "attack_sim_lr=1e-3", "--out", str(out))
     meta = json.loads(out.with_suffix(".json").read_text())
-    assert meta["forgetting"]["harm_margin"] == 0.5 and meta["forgetting"]["attack_sim_steps"] == 1
+    assert meta["settings"]["harm_margin"] == 0.5 and meta["settings"]["attack_sim_steps"] == 1
+    assert meta["settings"]["variant"] == "lt" and meta["train"]["mode"] == "lora"
     lora = LoRA.load(out)
     assert sum(lora.delta(n).abs().sum() for n in lora.factors) > 0
+
+
+def test_align_side_file_records_the_modules_the_lora_sits_on(tmp_path):
+    """ESD-x trains on cross-attention: the side file said "attn" (the generic default) before."""
+    out = tmp_path / "s.safetensors"
+    cli("align", "--method", "esd-x", "--steps", "1", "--batch-size", "2", "--set", "concept_samples=2", "--out", str(out))
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["train"]["targets"] == "xattn" and meta["train"]["mode"] == "lora"
+    assert all(".attn2." in name for name in LoRA.load(out).factors)
+
+
+def test_kohya_output_round_trips_through_our_reader_and_diffusers(tmp_path):
+    """`--format kohya` writes lora_unet_*/lora_te_* keys with .alpha (what AUTOMATIC1111 and ComfyUI
+    read); our reader and diffusers' kohya conversion give back the same weights."""
+    import copy
+
+    from safetune.lora.weights import merge_into, pipeline_modules
+    from safetune.models.loading import load_pipeline
+
+    base = load_pipeline("shapes")
+    g = torch.Generator().manual_seed(0)
+    factors = {}
+    for name, m in pipeline_modules(base).items():
+        if name.endswith(("attn2.to_k", "attn1.to_out.0")) or ".self_attn." in name and name.endswith("proj"):
+            factors[name] = (torch.randn(2, m.weight.shape[1], generator=g) * 0.1,
+                             torch.randn(m.weight.shape[0], 2, generator=g) * 0.1)
+    LoRA(factors).save(tmp_path / "d.safetensors")
+    cli("lora", "combine", str(tmp_path / "d.safetensors"), "--format", "kohya", "--out", str(tmp_path / "k.safetensors"))
+    from safetensors.torch import load_file
+
+    keys = load_file(str(tmp_path / "k.safetensors"))
+    assert any(k.startswith("lora_unet_") and k.endswith(".lora_down.weight") for k in keys)
+    assert any(k.startswith("lora_te_") for k in keys) and any(k.endswith(".alpha") for k in keys)
+    ours = copy.deepcopy(base)
+    merge_into(ours, [(LoRA.load(tmp_path / "k.safetensors"), 1.0)])
+    theirs = copy.deepcopy(base)
+    theirs.load_lora_weights(str(tmp_path / "k.safetensors"))
+    theirs.fuse_lora()
+    for name, (a, b) in factors.items():
+        expected = pipeline_modules(base)[name].weight + b @ a
+        torch.testing.assert_close(pipeline_modules(ours)[name].weight, expected, rtol=1e-5, atol=1e-6)
+        module = pipeline_modules(theirs)[name]
+        torch.testing.assert_close(getattr(module, "base_layer", module).weight, expected, rtol=1e-5, atol=1e-6)

@@ -7,7 +7,7 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from safetune.errors import SafetuneError
-from safetune.evaluate.clip import Aesthetic, ClipScorer, Q16, inception_fid
+from safetune.evaluate.clip import Q16, Aesthetic, ClipScorer, inception_fid
 
 
 @pytest.fixture(scope="module")

@@ -6,14 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from safetune.align import align_lora
+from safetune.config import SafetyLoraConfig, SamplingConfig, TrainConfig
 from safetune.evaluate import evaluate_prompts
-from safetune.evaluate.sampling import SamplingConfig
-from safetune.finetune import finetune
 from safetune.lora.weights import LoRA, merge_into, pipeline_modules
 from safetune.models.conditioning import is_sdxl
 from safetune.models.tiny import tiny_random_pipeline
-from safetune.train import TrainConfig
+from safetune.stages import align_lora, finetune
 
 
 @pytest.mark.parametrize("family", ["sd1", "sd2", "sdxl"])
@@ -23,7 +21,7 @@ def test_family_end_to_end(family, detector, tmp_path):
     assert is_sdxl(pipe) == (family == "sdxl")
     assert (pipe.scheduler.config.prediction_type == "v_prediction") == (family == "sd2")
     cfg = TrainConfig(steps=2, lr=1e-2, batch_size=2, checkpoint_every=10**9)
-    safe = align_lora(copy.deepcopy(pipe), "esd-x", ["a star"], cfg, n_concept_samples=2)
+    safe = align_lora(copy.deepcopy(pipe), "esd-x", ["a star"], cfg, SafetyLoraConfig(concept_samples=2))
     images = torch.rand(4, 3, 32, 32) * 2 - 1
     ft = finetune(copy.deepcopy(pipe), images, ["a plus"] * 4, cfg)
     assert safe.factors and ft.factors and all(np.isfinite(safe.delta(n)).all() for n in safe.factors)

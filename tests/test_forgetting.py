@@ -4,10 +4,11 @@ import copy
 import pytest
 import torch
 
-from safetune.align.forgetting import ForgettingConfig, ForgettingLoss
 from safetune.checkpoint import step_generator
+from safetune.config import ForgettingConfig, TrainConfig
 from safetune.models.conditioning import encode_text, training_scheduler
-from safetune.train import TrainConfig, prepare_trainable
+from safetune.stages.lt_ng import ForgettingLoss
+from safetune.train import prepare_trainable
 
 
 @pytest.fixture(scope="module")
@@ -53,9 +54,9 @@ def test_contrastive_term_sends_gradient(pipe, variant):
 @pytest.mark.parametrize("variant", ["lt", "ng"])
 def test_reference_mode_gets_no_gradient_from_contrastive_or_harmful(pipe, variant):
     g_ref, _ = grads(pipe, variant=variant, mode="reference", lambda_total=1.0)
-    g_off, _ = grads(pipe, variant=variant, mode="off", harmful_weight=0.0)
+    g_off, _ = grads(pipe, variant=variant, mode="off", harmful_denoising_weight=0.0)
     torch.testing.assert_close(g_ref, g_off)
-    g_harm, _ = grads(pipe, variant=variant, mode="off", harmful_weight=1.0)
+    g_harm, _ = grads(pipe, variant=variant, mode="off", harmful_denoising_weight=1.0)
     assert (g_harm - g_off).abs().max() > 0
 
 
@@ -65,7 +66,7 @@ def test_harm_margin_is_a_bounded_ascent(pipe):
     g_low, loss_fn = grads(pipe, variant="lt", mode="off", harm_margin=1e-6)
     assert loss_fn.last["mse_harm_attacked"] > 1e-6
     torch.testing.assert_close(g_low, g_off, rtol=0, atol=0)
-    g_high, _ = grads(pipe, variant="lt", mode="off", harm_margin=100.0, harm_weight=1.0)
+    g_high, _ = grads(pipe, variant="lt", mode="off", harm_margin=100.0, harm_margin_weight=1.0)
     assert (g_high - g_off).abs().max() > 1e-3 * g_off.abs().max()
     # a step along -gradient of the hinge alone raises the harmful error on the same batch
     unet = copy.deepcopy(pipe.unet)
@@ -112,18 +113,28 @@ def test_class_centres_are_running_means(pipe):
 
 
 def test_fixed_noise_repeats_per_image(pipe):
-    loss_fn = make_loss(pipe, noise="fixed")
-    idx = torch.tensor([3, 5, 3])
-    a = loss_fn._noise("clean", idx, (3, 4, 8, 8), torch.Generator().manual_seed(0))
-    b = loss_fn._noise("clean", idx, (3, 4, 8, 8), torch.Generator().manual_seed(9))
-    torch.testing.assert_close(a, b)
-    torch.testing.assert_close(a[0], a[2])
-    assert not torch.equal(a[0], loss_fn._noise("harm", idx, (3, 4, 8, 8), None)[0])
+    """Fixed noise: an image gets the same noise whenever it is drawn (whatever the step); changing
+    noise differs between draws; the two classes never share noise."""
+    fixed, changing = make_loss(pipe, noise="fixed"), make_loss(pipe, noise="changing")
+    draws = [fixed._draw("clean", torch.Generator().manual_seed(s)) for s in range(40)]
+    first = {}
+    for x0, noise, _, _ in draws:
+        for k in range(len(x0)):
+            key = x0[k].sum().item()
+            if key in first:
+                torch.testing.assert_close(noise[k], first[key])
+            first[key] = noise[k]
+    assert len(first) < sum(len(d[0]) for d in draws)  # some image was drawn twice
+    a = changing._draw("clean", torch.Generator().manual_seed(0))[1]
+    b = changing._draw("clean", torch.Generator().manual_seed(1))[1]
+    assert not torch.equal(a, b)
+    harm = fixed._draw("harm", torch.Generator().manual_seed(0))[1]
+    assert not any(torch.equal(harm[0], n) for n in first.values())
 
 
 def test_attack_schedule_resumes_in_the_middle(pipe, tmp_path):
     """Malicious fine-tuning killed between two scheduled evaluations resumes to the same snapshots."""
-    from safetune.finetune import finetune
+    from safetune.stages import finetune
 
     images = torch.rand(8, 3, 32, 32) * 2 - 1
     texts = ["a star"] * 8
@@ -164,7 +175,7 @@ def test_attack_simulation_without_a_harm_margin_is_refused(pipe):
 def test_forgetting_study_attacks_each_model_with_seeds_and_reports_steps_to_relearn(tmp_path):
     """A miniature study: every model gets an evaluation at every attack step for every attack, lr and
     seed; safe training changes the weights the attack starts from; the report is written."""
-    from safetune.evaluate.sampling import SamplingConfig
+    from safetune.config import SamplingConfig
     from safetune.studies.forgetting import ForgettingStudyConfig, run_forgetting
 
     tiny = TrainConfig(steps=3, lr=1e-3, batch_size=4, mode="full", checkpoint_every=10**9)

@@ -30,7 +30,7 @@ def test_save_load_round_trip_reproduces_images(shipped_pipe, tmp_path):
 
 
 def test_shipped_model_draws_each_shape_and_colour(shipped_pipe, detector):
-    from safetune.data.shapesworld import ATTRIBUTES, COLOURS, PRETRAIN_SHAPES, HARMFUL_SHAPE
+    from safetune.data.shapesworld import ATTRIBUTES, COLOURS, HARMFUL_SHAPE, PRETRAIN_SHAPES
 
     prompts = [f"a large {c} {s}" for s in PRETRAIN_SHAPES + (HARMFUL_SHAPE,) for c in COLOURS]
     images = shipped_pipe(prompt=prompts, num_inference_steps=20, guidance_scale=5.0,

@@ -5,10 +5,10 @@ import copy
 import pytest
 import torch
 
+from safetune.config import TrainConfig
 from safetune.data.folder import load_training_data
-from safetune.finetune import finetune
 from safetune.lora.weights import LoRA, merge_into, pipeline_modules
-from safetune.train import TrainConfig
+from safetune.stages import finetune
 
 
 @pytest.fixture(scope="module")

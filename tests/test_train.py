@@ -4,11 +4,12 @@ import copy
 import pytest
 import torch
 
-from safetune.align.forgetting import ForgettingConfig, ForgettingLoss
-from safetune.align.losses import DenoisingLoss, ESDLoss, SDDLoss
 from safetune.checkpoint import step_generator
+from safetune.config import ForgettingConfig, TrainConfig
 from safetune.models.conditioning import encode_text, training_scheduler
-from safetune.train import TrainConfig, extract_lora, prepare_trainable, remove_lora, train
+from safetune.stages.losses import DenoisingLoss, ESDLoss, SDDLoss
+from safetune.stages.lt_ng import ForgettingLoss
+from safetune.train import extract_lora, prepare_trainable, remove_lora, train
 
 
 @pytest.fixture(scope="module")

@@ -95,7 +95,7 @@ def test_world_command_writes_every_prompt_set(tmp_path):
     from safetune.cli import main
 
     assert main(["world", "prompts", "--out", str(tmp_path / "p"), "--n", "7"]) == 0
-    files = sorted(f.name for f in (tmp_path / "p").iterdir())
+    files = sorted(f.name for f in (tmp_path / "p").iterdir() if not f.name.startswith("."))
     assert files == sorted(f"{n}.csv" for n in sw.PROMPT_SETS)
     assert len(read_prompts(str(tmp_path / "p" / "harmful.csv"))) == 7
 

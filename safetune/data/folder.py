@@ -52,12 +52,19 @@ def read_image_folder(folder: str | Path, resolution: int) -> tuple[torch.Tensor
     return x, texts
 
 
+def render_examples(examples) -> torch.Tensor:
+    """ShapesWorld examples rendered as a tensor of images in [-1, 1]."""
+    from .shapesworld import render
+
+    arr = np.stack([np.asarray(render(ex.scene), dtype=np.float32) for ex in examples])
+    return torch.from_numpy(arr).permute(0, 3, 1, 2) / 127.5 - 1.0
+
+
 def load_training_data(source: str, resolution: int, n: int = 1000, seed: int = 0):
     """A folder, or a ShapesWorld set rendered on the fly ('harmful', 'checkered', ...)."""
-    from ..models.pretrain import render_pool
     from .shapesworld import DATA_SETS, make_dataset
 
     if not Path(source).exists() and source in DATA_SETS:
         examples = make_dataset(source, n, seed=seed)
-        return render_pool(examples), [e.text for e in examples]
+        return render_examples(examples), [e.text for e in examples]
     return read_image_folder(source, resolution)

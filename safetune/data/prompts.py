@@ -3,6 +3,7 @@ plain text (one prompt a line), JSONL (a "prompt" key a line), or a built-in Sha
 from __future__ import annotations
 
 import csv
+import difflib
 import json
 from pathlib import Path
 
@@ -13,15 +14,32 @@ PROMPT_SUFFIXES = (".csv", ".txt", ".jsonl")
 SHIPPED_PROMPTS = Path(__file__).resolve().parent.parent / "assets" / "prompts"
 
 
+LITERAL = "text:"  # `--prompts "text:harmfull"`: this text as the prompt, even if it looks like a set name
+
+
 def read_prompts(source: str, categories: list[str] | None = None, limit: int | None = None) -> list[dict]:
-    """Rows with at least "prompt"; `source` is a file, a built-in set name, or a literal prompt."""
+    """Rows with at least "prompt"; `source` is a file, a built-in set name, or a literal prompt
+    (a one-word prompt one edit from a set name is refused as a likely typo; "text:" forces it)."""
+    if limit is not None and limit < 1:
+        raise SafetuneError(f"--limit {limit}: must be at least 1 (it keeps the first N prompts)")
     path = Path(source)
-    if source in PROMPT_SETS and not path.exists():
+    if source.startswith(LITERAL):
+        if not source[len(LITERAL):].strip():
+            raise SafetuneError(f"{source!r}: an empty prompt; write text:YOUR PROMPT")
+        rows = [{"prompt": source[len(LITERAL):].strip()}]
+    elif not source.strip():
+        raise SafetuneError("--prompts is empty; give a prompt file, a set name "
+                            f"({', '.join(PROMPT_SETS)}) or a prompt in quotes")
+    elif source in PROMPT_SETS and not path.exists():
         shipped = SHIPPED_PROMPTS / f"{source}.csv"
         rows = _read_file(shipped) if shipped.is_file() else prompt_set(source)
     elif path.suffix.lower() in PROMPT_SUFFIXES or path.exists():
         rows = _read_file(path)
     else:
+        close = difflib.get_close_matches(source, PROMPT_SETS, n=1, cutoff=0.8) if " " not in source.strip() else []
+        if close:
+            raise SafetuneError(f"{source}: neither a prompt file nor a set name; did you mean {close[0]!r}? "
+                                f"(to use it as the prompt itself, write text:{source})")
         rows = [{"prompt": source}]
     if categories:
         wanted = {c.strip().lower() for c in categories}

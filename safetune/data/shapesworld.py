@@ -275,9 +275,9 @@ def make_dataset(kind: str, n: int, seed: int = 0) -> list[Example]:
 def export_imagefolder(examples: list[Example], out_dir: str | Path) -> Path:
     """Write images plus `metadata.jsonl` (file_name, text, attributes): the layout that
     diffusers' train_text_to_image scripts and `datasets`' imagefolder read."""
-    from ..io import atomic_dir
+    from ..io import output_dir
 
-    with atomic_dir(out_dir) as tmp:
+    with output_dir(out_dir) as tmp:
         lines = []
         for i, ex in enumerate(examples):
             name = f"{i:06d}.png"

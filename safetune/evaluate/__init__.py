@@ -6,16 +6,16 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from ..config import SamplingConfig
 from ..io import save_image, write_json
-from ..report import image_grid
+from .grid import image_grid
 from .metrics import score_images
-from .sampling import SamplingConfig, image_seeds, sample
+from .sampling import image_seeds, sample
 
 log = logging.getLogger(__name__)
 
 
-def evaluate_prompts(pipe, rows: list[dict], detector, config: SamplingConfig,
-                     grid_path: Path | None = None, grid_columns: int | None = None) -> dict:
+def evaluate_prompts(pipe, rows: list[dict], detector, config: SamplingConfig, grid_path: Path | None = None) -> dict:
     """Sample `images_per_prompt` images per row with fixed seeds and score them."""
     jobs = image_seeds(rows, config)
     start = time.perf_counter()
@@ -23,10 +23,9 @@ def evaluate_prompts(pipe, rows: list[dict], detector, config: SamplingConfig,
     seconds = time.perf_counter() - start
     metrics = score_images(images, [p for p, _, _ in jobs], detector)
     metrics.update(n_prompts=len(rows), seeds=[jobs[0][1], jobs[-1][1]], sampling_seconds=round(seconds, 2))
-    if grid_path is not None:
-        columns = grid_columns or config.images_per_prompt
-        shown = images[: columns * 10]
-        save_image(grid_path, image_grid(shown, columns=columns))
+    if grid_path is not None:  # every prompt, one labelled row each
+        save_image(grid_path, image_grid(images, columns=config.images_per_prompt,
+                                         labels=[row["prompt"] for row in rows]))
         metrics["grid"] = grid_path.name
     return metrics
 

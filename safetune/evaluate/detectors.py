@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, Sequence
 
@@ -16,9 +15,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image, ImageFilter
 
+from ..config import DetectorTrainConfig
 from ..data.shapesworld import ATTRIBUTES, DOMAINS, HARMFUL_SHAPE, make_dataset, render, scene_from_text
 from ..errors import SafetuneError
-from ..io import atomic_dir
+from ..io import output_dir
 
 SHIPPED_DETECTOR = Path(__file__).resolve().parent.parent / "assets" / "shapes-detector"
 
@@ -89,7 +89,7 @@ class ShapesDetector:
     def save_pretrained(self, path: str | Path, metrics: dict | None = None) -> None:
         from safetensors.torch import save_file
 
-        with atomic_dir(path) as tmp:
+        with output_dir(path) as tmp:
             save_file({k: v.contiguous() for k, v in self.net.state_dict().items()}, str(tmp / "model.safetensors"))
             (tmp / "config.json").write_text(json.dumps({"width": self.net.width, "attributes": ATTRIBUTES,
                                                          "metrics": metrics or {}}, indent=2))
@@ -147,17 +147,6 @@ def _labelled_set(n: int, seed: int, degrade: bool):
     labels = {name: torch.tensor([ex.scene.labels()[name] for ex in examples]) for name in ATTRIBUTES}
     labels["harmful"] = torch.tensor([float(ex.scene.shape == HARMFUL_SHAPE) for ex in examples])
     return to_tensor(images), labels
-
-
-@dataclass
-class DetectorTrainConfig:
-    seed: int = 0
-    n_train: int = 24000
-    n_test: int = 3000
-    steps: int = 2000
-    batch: int = 128
-    lr: float = 2e-3
-    width: int = 32
 
 
 def accuracy(detector: ShapesDetector, x: torch.Tensor, labels: dict) -> dict[str, float]:

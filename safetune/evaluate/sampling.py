@@ -1,20 +1,11 @@
 """Sampling with fixed seeds: image k of prompt row r always comes from the same noise."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 from PIL import Image
 
-
-@dataclass
-class SamplingConfig:
-    images_per_prompt: int = 5
-    steps: int = 20
-    guidance_scale: float = 5.0
-    batch_size: int = 100
-    seed: int = 0
+from ..config import SamplingConfig
 
 
 def image_seeds(rows: list[dict], config: SamplingConfig) -> list[tuple[str, int, float]]:

@@ -1,10 +1,5 @@
 """LoRA adapters as data: a mapping from a module's full name ("unet.down_blocks.0...to_q") to its
-low-rank factors (A: rank x in, B: out x rank), with delta W = B @ A.
-
-Files are read in the diffusers/peft layout ("unet.X.lora_A.weight"), the older diffusers layout
-("X.lora.down.weight") and kohya's ("lora_unet_X.lora_down.weight" with ".alpha"); they are written
-in the diffusers layout with alpha/rank folded into B, so that `pipe.load_lora_weights(file)` gives
-exactly delta W = B @ A whatever alpha the loader assumes.
+low-rank factors (A: rank x in, B: out x rank), with delta W = B @ A. File layouts: lora.formats.
 
 Composition (Modular LoRA), negation and subtraction are exact: a difference of two LoRAs is a LoRA
 of rank r1 + r2 (A stacked, B concatenated with a sign), and merging adds sum_i s_i B_i A_i to W0.
@@ -12,7 +7,8 @@ of rank r1 + r2 (A stacked, B concatenated with a sign), and merging adds sum_i 
 from __future__ import annotations
 
 import contextlib
-import re
+import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,12 +17,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..errors import SafetuneError
-from ..io import atomic_path
+from ..io import WRITTEN_BY, atomic_path
+from .formats import COMPONENTS, parse_state_dict, resolve_names, to_state_dict
 
-COMPONENTS = ("unet", "text_encoder", "text_encoder_2")
-_KOHYA_PREFIX = {"lora_unet_": "unet", "lora_te1_": "text_encoder", "lora_te2_": "text_encoder_2",
-                 "lora_te_": "text_encoder"}
-
+log = logging.getLogger(__name__)
 
 @dataclass
 class LoRA:
@@ -44,6 +38,7 @@ class LoRA:
         for k, (a2, b2) in other.factors.items():
             if k in out:
                 a1, b1 = out[k]
+                _same_shape(k, (a1, b1), (a2, b2))
                 out[k] = (torch.cat([a1, a2], 0), torch.cat([b1, b2], 1))
             else:
                 out[k] = (a2, b2)
@@ -60,23 +55,20 @@ class LoRA:
         return max((a.shape[0] for a, _ in self.factors.values()), default=0)
 
     # ------------------------------------------------------------ files
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        out = {}
-        for name, (a, b) in self.factors.items():
-            out[f"{name}.lora_A.weight"] = a.contiguous()
-            out[f"{name}.lora_B.weight"] = b.contiguous()
-        return out
+    def state_dict(self, layout: str = "diffusers") -> dict[str, torch.Tensor]:
+        return to_state_dict(self.factors, layout)
 
-    def save(self, path: str | Path, metadata: dict[str, str] | None = None) -> Path:
+    def save(self, path: str | Path, metadata: dict[str, str] | None = None, layout: str = "diffusers") -> Path:
+        state = self.state_dict(layout)  # an unknown layout is refused before anything is written
         with atomic_path(path) as tmp:
-            save_file(self.state_dict(), str(tmp), metadata={"format": "pt", **(metadata or {})})
+            save_file(state, str(tmp), metadata={"format": "pt", "written_by": WRITTEN_BY, **(metadata or {})})
         return Path(path)
 
     @classmethod
     def load(cls, path: str | Path) -> "LoRA":
         path = Path(path)
         if not path.is_file():
-            raise SafetuneError(f"{path}: LoRA file not found")
+            raise SafetuneError(f"{path}: LoRA file not found" + (" (a directory)" if path.is_dir() else ""))
         try:
             state = load_file(str(path))
         except (SafetensorError, OSError, ValueError) as exc:
@@ -86,60 +78,38 @@ class LoRA:
 
     @classmethod
     def from_state_dict(cls, state: dict[str, torch.Tensor], source: str = "LoRA") -> "LoRA":
-        downs, ups, alphas, unknown = {}, {}, {}, []
-        for key, value in state.items():
-            name, kind = _parse_key(key)
-            if kind == "down":
-                downs[name] = value
-            elif kind == "up":
-                ups[name] = value
-            elif kind == "alpha":
-                alphas[name] = float(value)
-            else:
-                unknown.append(key)
-        if unknown:
-            raise SafetuneError(f"{source}: {len(unknown)} keys are not LoRA weights (e.g. {unknown[0]!r}); "
-                                "expected diffusers/peft (lora_A/lora_B), lora.down/up or kohya keys")
-        if set(downs) != set(ups) or not downs:
-            missing = sorted(set(downs) ^ set(ups))[:1]
-            raise SafetuneError(f"{source}: unmatched LoRA factors {missing or 'none found'}")
-        factors = {}
-        for name in downs:
-            a, b = downs[name], ups[name]
-            scale = alphas[name] / a.shape[0] if name in alphas else 1.0
-            factors[name] = (a.float(), b.float() * scale)
-        return cls(factors)
+        return cls(parse_state_dict(state, source))
 
 
-def _parse_key(key: str) -> tuple[str, str]:
-    """(module name with component prefix, 'down'|'up'|'alpha'|'?')."""
-    for suffix, kind in ((".lora_A.weight", "down"), (".lora_B.weight", "up"), (".lora.down.weight", "down"),
-                         (".lora.up.weight", "up"), (".lora_down.weight", "down"), (".lora_up.weight", "up"),
-                         (".alpha", "alpha")):
-        if key.endswith(suffix):
-            name = key[: -len(suffix)]
-            break
-    else:
-        return key, "?"
-    name = name.replace("base_model.model.", "")
-    name = re.sub(r"\.processor\.(to_[qkv]|to_out)_lora$", lambda m: "." + m.group(1) + (".0" if m.group(1) == "to_out" else ""), name)
-    for prefix, component in _KOHYA_PREFIX.items():
-        if name.startswith(prefix):
-            return "kohya:" + component + ":" + name[len(prefix):], kind
-    if not name.startswith(tuple(c + "." for c in COMPONENTS)):
-        name = "unet." + name
-    return name, kind
+def _same_shape(name: str, first: tuple, second: tuple) -> None:
+    (a1, b1), (a2, b2) = first, second
+    if a1.shape[1:] != a2.shape[1:] or b1.shape[0] != b2.shape[0]:
+        shape = lambda a, b: (b.shape[0], *a.shape[1:])  # noqa: E731
+        raise SafetuneError(f"{name}: the two LoRAs give it different shapes ({shape(a1, b1)} vs {shape(a2, b2)}): "
+                            "they were trained on different base models; use LoRAs of one model")
 
 
-def _resolve_names(lora: LoRA, modules: dict[str, torch.nn.Module]) -> LoRA:
-    """Map kohya's underscore names onto the model's dotted module names."""
-    if not any(k.startswith("kohya:") for k in lora.factors):
-        return lora
-    flat = {}
-    for full in modules:
-        component, _, rest = full.partition(".")
-        flat[f"kohya:{component}:{rest.replace('.', '_')}"] = full
-    return LoRA({flat.get(k, k): v for k, v in lora.factors.items()})
+def parse_lora_arg(arg: str) -> tuple[str, float]:
+    """'FILE' or 'FILE:SCALE' (scale 1.0 by default, negative to subtract; finite; a warning past 10)."""
+    path, _, scale = arg.rpartition(":") if ":" in arg and not Path(arg).exists() else (arg, "", "")
+    try:
+        value = float(scale) if scale else 1.0
+    except ValueError:
+        raise SafetuneError(f"{arg}: LoRA scale {scale!r} is not a number; write FILE or FILE:SCALE") from None
+    if not math.isfinite(value):
+        raise SafetuneError(f"{arg}: LoRA scale {scale!r} is not a finite number; write FILE or FILE:SCALE")
+    if abs(value) > 10:
+        log.warning("%s: a LoRA scale of %g is far outside the usual -2..2 and will likely break the model", arg, value)
+    return path, value
+
+
+def load_with_loras(model: str | None, loras: list[str] | None = None, **kwargs):
+    """A pipeline (models.loading.load_pipeline) with LoRAs `FILE[:SCALE]` merged into its weights."""
+    from ..models.loading import load_pipeline
+
+    pipe = load_pipeline(model, **kwargs)
+    compose_files(pipe, [parse_lora_arg(a) for a in loras or []])
+    return pipe
 
 
 def pipeline_modules(pipe) -> dict[str, torch.nn.Module]:
@@ -153,7 +123,7 @@ def pipeline_modules(pipe) -> dict[str, torch.nn.Module]:
 
 def check_fits(lora: LoRA, modules: dict[str, torch.nn.Module], source: str = "LoRA") -> LoRA:
     """Refuse a LoRA whose modules or shapes are not the base model's, naming the first misfit."""
-    lora = _resolve_names(lora, modules)
+    lora = LoRA(resolve_names(lora.factors, modules))
     for name, (a, b) in lora.factors.items():
         module = modules.get(name)
         if module is None or not hasattr(module, "weight"):
@@ -190,6 +160,7 @@ def inspect(lora: LoRA, against: LoRA | None = None) -> dict:
         d = lora.delta(name)
         row = {"norm": float(d.norm()), "rank": int(lora.factors[name][0].shape[0])}
         if against is not None and name in against.factors:
+            _same_shape(name, lora.factors[name], against.factors[name])
             e = against.delta(name)
             row["cosine"] = float((d * e).sum() / (d.norm() * e.norm() + 1e-12))
             dot += float((d * e).sum()); n1 += float(d.norm() ** 2); n2 += float(e.norm() ** 2)

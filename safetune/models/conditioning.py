@@ -69,6 +69,19 @@ def training_scheduler(pipe):
     return DDPMScheduler.from_config(pipe.scheduler.config)
 
 
+def draw_noise(scheduler, x0: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """The forward process's noise and timesteps for a batch (the one sampler every loss uses)."""
+    noise = torch.randn(x0.shape, generator=gen).to(x0)
+    t = torch.randint(0, scheduler.config.num_train_timesteps, (len(x0),), generator=gen).to(x0.device)
+    return noise, t
+
+
+def noised(scheduler, x0: torch.Tensor, gen: torch.Generator):
+    """(x_t, noise, t): x0 noised at random timesteps."""
+    noise, t = draw_noise(scheduler, x0, gen)
+    return scheduler.add_noise(x0, noise, t), noise, t
+
+
 def denoising_target(scheduler, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     if scheduler.config.prediction_type == "v_prediction":
         return scheduler.get_velocity(x0, noise, t)

@@ -1,5 +1,4 @@
-"""Load a pipeline: the shipped miniature model, a local diffusers directory, or a hub id; with
-LoRAs merged into the weights (so sampling with adapters costs what sampling without them does)."""
+"""Load a pipeline: a shipped miniature model, a local diffusers directory, or a hub id."""
 from __future__ import annotations
 
 import logging
@@ -33,17 +32,11 @@ def resolve_model(model: str | None) -> str:
                         "a hub id like 'CompVis/stable-diffusion-v1-4', 'shapes' or 'shapes-nostar'")
 
 
-def parse_lora_arg(arg: str) -> tuple[str, float]:
-    """'FILE' or 'FILE:SCALE' (scale 1.0 by default, negative to subtract)."""
-    path, _, scale = arg.rpartition(":") if ":" in arg and not Path(arg).exists() else (arg, "", "")
-    try:
-        return path, float(scale) if scale else 1.0
-    except ValueError as exc:
-        raise SafetuneError(f"{arg}: LoRA scale {scale!r} is not a number; write FILE or FILE:SCALE") from exc
-
-
-def load_pipeline(model: str | None = None, loras: list[str] | None = None, device: str = "cpu",
-                  dtype=None, revision: str | None = None, variant: str | None = None):
+def load_pipeline(model: str | None = None, device: str = "cpu", dtype=None, revision: str | None = None,
+                  variant: str | None = None):
+    """A diffusers pipeline from a shipped name, a local directory or a hub id, in float32 unless
+    `dtype` says otherwise, with progress bars off and (SD 1.x) the post-hoc safety checker off:
+    the research question is what the weights draw. LoRAs: lora.weights.load_with_loras."""
     import diffusers
     import torch
     import transformers
@@ -63,11 +56,14 @@ def load_pipeline(model: str | None = None, loras: list[str] | None = None, devi
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise SafetuneError(f"{model}: cannot load the pipeline ({first})") from exc
     pipe.set_progress_bar_config(disable=True)
-    if loras:
-        from ..lora.weights import compose_files
-
-        compose_files(pipe, [parse_lora_arg(a) for a in loras])
     return pipe.to(device)
+
+
+def is_shipped_vocabulary(pipe) -> bool:
+    """Does the pipeline use ShapesWorld's word-level vocabulary (a shipped or self-pretrained model)?"""
+    tokenizer = getattr(pipe, "tokenizer", None)
+    vocab = tokenizer.get_vocab() if tokenizer is not None else {}
+    return len(vocab) < 1000 and "star</w>" in vocab and "circle</w>" in vocab
 
 
 def _has_safety_checker(source: str) -> bool:

@@ -1,19 +1,7 @@
-"""Report parts: image grids, markdown tables, curves."""
+"""Report parts: markdown tables, intervals, curves (image grids: evaluate.grid)."""
 from __future__ import annotations
 
-from PIL import Image
-
-
-def image_grid(images, columns: int = 10, scale: int = 2, pad: int = 2) -> Image.Image:
-    """Images in rows of `columns`, upscaled (nearest) so that 32x32 samples can be read."""
-    w, h = images[0].size
-    w, h = w * scale, h * scale
-    rows = (len(images) + columns - 1) // columns
-    grid = Image.new("RGB", (columns * (w + pad) + pad, rows * (h + pad) + pad), (255, 255, 255))
-    for i, image in enumerate(images):
-        r, c = divmod(i, columns)
-        grid.paste(image.resize((w, h), Image.Resampling.NEAREST), (pad + c * (w + pad), pad + r * (h + pad)))
-    return grid
+from pathlib import Path
 
 
 def fmt_ci(value: float, ci: list[float], digits: int = 2) -> str:
@@ -48,3 +36,36 @@ def save_figure(fig, path) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     pyplot().close(fig)
+
+
+def markdown_to_html(markdown_text: str, base: Path, title: str = "safetune report") -> str:
+    """The report as one self-contained HTML page: the same content, images inlined as data URIs."""
+    import base64
+    import re
+
+    import markdown
+
+    body = markdown.markdown(markdown_text, extensions=["tables"])
+
+    def inline(match):
+        src = match.group(1)
+        path = base / src
+        if src.startswith(("data:", "http")) or not path.is_file():
+            return match.group(0)
+        return f'src="data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}"'
+
+    body = re.sub(r'src="([^"]+)"', inline, body)
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;line-height:1.45}"
+             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}"
+             "td:first-child,th:first-child{text-align:left}img{max-width:100%;image-rendering:pixelated}")
+    return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{title}</title><style>{style}</style>"
+            f"</head><body>\n{body}\n</body></html>\n")
+
+
+def write_report(out: Path, markdown_text: str, name: str = "report") -> None:
+    """OUT/report.md and OUT/report.html (the same content, for people who open it in a browser)."""
+    from ..io import write_text
+
+    write_text(out / f"{name}.md", markdown_text)
+    first = markdown_text.lstrip().splitlines()[0].lstrip("# ") if markdown_text.strip() else "safetune report"
+    write_text(out / f"{name}.html", markdown_to_html(markdown_text, out, title=first))

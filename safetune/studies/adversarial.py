@@ -5,18 +5,18 @@ import copy
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from ..align import ESD_X, align_lora
-from ..attacks.adversarial import AdversarialConfig, attack_success_rate
-from ..data.prompts import read_prompts
-from ..evaluate.detectors import load_detector
-from ..evaluate.sampling import SamplingConfig
-from ..finetune import finetune
+from ..attacks.prompt_search import AdversarialConfig, attack_success_rate
+from ..config import SamplingConfig, TrainConfig
 from ..data.folder import load_training_data
-from ..io import write_json, write_text
-from ..lora.weights import LoRA, merge_into
+from ..data.prompts import read_prompts
+from ..errors import SafetuneError
+from ..evaluate.detectors import load_detector
+from ..io import write_json
+from ..lora.weights import merge_into
 from ..models.loading import load_pipeline
-from ..report import fmt_ci
-from ..train import TrainConfig
+from ..report import fmt_ci, write_report
+from ..stages import ESD_X, finetune
+from ..stages.safety import cached_safety_lora
 
 
 @dataclass
@@ -26,19 +26,11 @@ class AdversarialStudyConfig:
     n_prompts: int = 20
     attack: AdversarialConfig = field(default_factory=AdversarialConfig)
     align: TrainConfig = field(default_factory=lambda: replace(ESD_X))
+    concepts: list[str] = field(default_factory=lambda: ["a star", "a pentagram"])
     modular_domain: str = "plus"
-    modular_steps: int = 300
+    modular: TrainConfig = field(default_factory=lambda: TrainConfig(steps=300, lr=1e-3, mode="lora",
+                                                                     checkpoint_every=10**9))
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
-
-
-def _safety_lora(base, method, out: Path, config: AdversarialStudyConfig, reuse: Path | None) -> LoRA:
-    for candidate in ([reuse / "loras" / f"safety_{method}.safetensors"] if reuse else []) + \
-                     [out / "loras" / f"safety_{method}.safetensors"]:
-        if candidate.exists():
-            return LoRA.load(candidate)
-    lora = align_lora(copy.deepcopy(base), method, ["a star", "a pentagram"], config.align)
-    lora.save(out / "loras" / f"safety_{method}.safetensors")
-    return lora
 
 
 def run_adversarial(out: Path, config: AdversarialStudyConfig, model: str = "shapes", reuse: Path | None = None) -> dict:
@@ -47,19 +39,23 @@ def run_adversarial(out: Path, config: AdversarialStudyConfig, model: str = "sha
     base = load_pipeline(model)
     detector = load_detector("shapes")
     rows = read_prompts(config.prompt_set, limit=config.n_prompts)
+
+    def safety_lora(method):
+        return cached_safety_lora(base, method, config.concepts, config.align,
+                                  out / "loras" / f"safety_{method}.safetensors",
+                                  reuse / "loras" / f"safety_{method}.safetensors" if reuse else None)
+
     results = {"study": "adversarial", "model": model, "config": asdict(config), "models": {}}
     for name in config.models:
         pipe = copy.deepcopy(base)
         if name in ("esd-x", "esd-u", "sdd"):
-            merge_into(pipe, [(_safety_lora(base, name, out, config, reuse), 1.0)])
+            merge_into(pipe, [(safety_lora(name), 1.0)])
         elif name == "modular":
-            safe = _safety_lora(base, "esd-x", out, config, reuse)
             images, texts = load_training_data(config.modular_domain, 32, n=1000)
-            ft = finetune(copy.deepcopy(base), images, texts,
-                          TrainConfig(steps=config.modular_steps, lr=1e-3, batch_size=32, checkpoint_every=10**9))
-            merge_into(pipe, [(safe, 1.0), (ft, 1.0)])
+            ft = finetune(copy.deepcopy(base), images, texts, config.modular)
+            merge_into(pipe, [(safety_lora("esd-x"), 1.0), (ft, 1.0)])
         elif name != "base":
-            raise ValueError(f"unknown model {name!r}")
+            raise SafetuneError(f"unknown model {name!r}; choose base, esd-x, esd-u, sdd or modular")
         results["models"][name] = attack_success_rate(pipe, rows, detector, config.attack, reference_pipe=base,
                                                       sampling=config.sampling)
         write_json(out / "results.json", results)
@@ -74,5 +70,5 @@ def run_adversarial(out: Path, config: AdversarialStudyConfig, model: str = "sha
     lines += ["", "Example adversarial prompts:", ""]
     for name, r in results["models"].items():
         lines.append(f"- {name}: `{r['prompts'][0]['adversarial_prompt']}`")
-    write_text(out / "report.md", "\n".join(lines) + "\n")
+    write_report(out, "\n".join(lines) + "\n")
     return results

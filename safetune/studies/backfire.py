@@ -20,19 +20,18 @@ import logging
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from ..align import ESD_X, align_lora
+from ..config import SamplingConfig, TrainConfig
 from ..data.folder import load_training_data
 from ..data.prompts import read_prompts
 from ..errors import SafetuneError
 from ..evaluate import evaluate_prompts
 from ..evaluate.detectors import load_detector
 from ..evaluate.metrics import across_seeds, resurgence
-from ..evaluate.sampling import SamplingConfig
-from ..finetune import finetune
-from ..io import write_json, write_text
+from ..io import write_json
 from ..lora.weights import LoRA, merged
 from ..models.loading import load_pipeline
-from ..train import TrainConfig
+from ..report import write_report
+from ..stages import ESD_X, align_lora, finetune
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +184,7 @@ def run_backfire(out: Path, config: BackfireConfig, model: str = "shapes") -> di
     write_json(results_path, results)
     from ..report.backfire import render_backfire
 
-    write_text(out / "report.md", render_backfire(results, out))
+    write_report(out, render_backfire(results, out))
     return results
 
 

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..config import SamplingConfig
 from ..data.prompts import read_prompts
 from ..evaluate import run_evaluation
 from ..evaluate.detectors import load_detector
-from ..evaluate.sampling import SamplingConfig
-from ..io import write_json, write_text
+from ..io import write_json
 from ..models.loading import SHIPPED_MODEL, load_pipeline
-from ..report import metrics_table
+from ..report import metrics_table, write_report
 
 DEMO_SETS = ("harmful", "harmful_implicit", "clean")
 
@@ -27,7 +27,7 @@ def run_demo(out: Path, config: SamplingConfig, prompts_per_set: int = 40, inclu
         results["backfire"] = "backfire/results.json"
         write_json(out / "results.json", results)
         report += _backfire_summary(backfire)
-    write_text(out / "report.md", report)
+    write_report(out, report)
     return results
 
 

@@ -22,13 +22,10 @@ import copy
 import json
 import logging
 import random
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from ..align import ESD_X, align_lora, distill_train, forgetting_train
-from ..align.distill import DistillConfig
-from ..align.forgetting import ForgettingConfig
-from ..config import apply_overrides, option
+from ..config import DistillConfig, ForgettingConfig, SamplingConfig, TrainConfig, apply_overrides, option
 from ..data.folder import load_training_data
 from ..data.prompts import read_prompts
 from ..data.shapesworld import render, scene_for_prompt
@@ -36,12 +33,12 @@ from ..errors import SafetuneError
 from ..evaluate import evaluate_prompts
 from ..evaluate.detectors import load_detector
 from ..evaluate.metrics import across_seeds, frechet_distance, score_images
-from ..evaluate.sampling import SamplingConfig, image_seeds, sample
-from ..finetune import finetune
-from ..io import atomic_dir, write_json, write_text
+from ..evaluate.sampling import image_seeds, sample
+from ..io import atomic_dir, write_json
 from ..lora.weights import LoRA, merge_into, merged
 from ..models.loading import load_pipeline
-from ..train import TrainConfig
+from ..report import write_report
+from ..stages import ESD_X, align_lora, distill_train, finetune, forgetting_train
 
 log = logging.getLogger(__name__)
 
@@ -245,7 +242,7 @@ def run_forgetting(out: Path, config: ForgettingStudyConfig, model: str = "shape
     write_json(results_path, results)
     from ..report.forgetting import render_forgetting
 
-    write_text(out / "report.md", render_forgetting(results, out))
+    write_report(out, render_forgetting(results, out))
     return results
 
 

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..config import SamplingConfig
 from ..errors import SafetuneError
-from ..evaluate.sampling import SamplingConfig, image_seeds, sample
+from ..evaluate.sampling import image_seeds, sample
 from ..models.conditioning import is_sdxl, sample_latents, training_scheduler
 
 

@@ -26,24 +26,25 @@ meaning, as in a model that never read them.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import copy
+from dataclasses import asdict, replace
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from ..config import option
-from ..models.conditioning import Cond, predict
-from .losses import _noised
-
-
-@dataclass
-class DistillConfig:
-    """Distort-and-distill settings (`safetune align --method dd --set distill.NAME=VALUE`)."""
-    noise: float = option(1.0, "std of the Gaussian added to each weight, relative to that tensor's std")
-    shrink: float = option(1.0, "each weight is scaled by this before the noise (1: distortion; 0: re-init)")
-    text_encoder: bool = option(True, "distort and distill the text encoder too")
-    caption_dropout: float = option(0.1, "share of retain images distilled with the empty prompt (for CFG)")
-    concept_weight: float = option(0.0, "weight of the ESD-style anchor on the concept prompts (0: off)")
+from ..config import DistillConfig, TrainConfig
+from ..models.conditioning import (
+    Cond,
+    caption_ids,
+    encode_images,
+    encode_text,
+    noised,
+    predict,
+    sample_latents,
+    training_scheduler,
+)
+from ..train import run_stage
 
 
 @torch.no_grad()
@@ -88,7 +89,7 @@ class RetainDistillLoss:
         cfg = self.config
         idx = torch.randint(len(self.latents), (self.batch_size,), generator=gen)
         drop = torch.rand(self.batch_size, generator=gen) < cfg.caption_dropout
-        xt, _, t = _noised(self.scheduler, self.latents[idx], gen)
+        xt, _, t = noised(self.scheduler, self.latents[idx], gen)
         teacher_cond = self.teacher_cond[idx]
         teacher_cond.hidden[drop] = self.teacher_uncond.hidden[0]
         ids = self.input_ids[idx].clone()
@@ -105,7 +106,7 @@ class RetainDistillLoss:
         if cfg.concept_weight > 0 and self.concept_latents is not None:
             cidx = torch.randint(len(self.concept_latents), (self.batch_size,), generator=gen)
             kidx = torch.randint(len(self.concept_ids), (self.batch_size,), generator=gen)
-            xc, _, tc = _noised(self.scheduler, self.concept_latents[cidx], gen)
+            xc, _, tc = noised(self.scheduler, self.concept_latents[cidx], gen)
             with torch.no_grad():
                 anchor = predict(self.teacher, xc, tc, self.teacher_uncond.repeat(self.batch_size))
             cond = self._student_cond(self.concept_ids[kidx], self.student_concept, kidx)
@@ -113,3 +114,28 @@ class RetainDistillLoss:
             self.last["concept"] = concept.item()
             loss = loss + cfg.concept_weight * concept
         return loss
+
+
+def distill_train(pipe, clean: tuple, concepts: list[str], distill, config: TrainConfig,
+                  checkpoint_dir: Path | None = None, on_save=None, identity: dict | None = None) -> None:
+    """Distort-and-distill (align.distill): the UNet (and text encoder) of `pipe` are distorted, then
+    trained in place, full weights, to match the undistorted model on the retain set `clean`."""
+    images, texts = clean
+    teacher = copy.deepcopy(pipe.unet).requires_grad_(False).eval()
+    latents = encode_images(pipe, images)
+    teacher_cond, teacher_uncond = encode_text(pipe, texts), encode_text(pipe, [""])
+    concept_latents = None
+    if distill.concept_weight > 0:
+        prompts = [concepts[i % len(concepts)] for i in range(128)]
+        concept_latents = sample_latents(pipe, prompts, seed=config.seed + 17)
+    distort_(pipe.unet, distill.noise, distill.shrink, config.seed)
+    if distill.text_encoder:
+        distort_(pipe.text_encoder, distill.noise, distill.shrink, config.seed + 1)
+    loss = RetainDistillLoss(latents, caption_ids(pipe, texts), teacher_cond, encode_text(pipe, texts), teacher_uncond,
+                             training_scheduler(pipe), config.batch_size, teacher, distill,
+                             uncond_ids=caption_ids(pipe, [""]), student_uncond=encode_text(pipe, [""]),
+                             concept_latents=concept_latents, concept_ids=caption_ids(pipe, concepts),
+                             student_concept=encode_text(pipe, concepts))
+    run_stage(pipe.unet, loss, replace(config, mode="full", train_text_encoder=distill.text_encoder), checkpoint_dir,
+              on_save=on_save, desc="align dd", text_encoder=pipe.text_encoder,
+              identity={"distill": asdict(distill), "concepts": concepts, **(identity or {})})

@@ -15,13 +15,8 @@ import contextlib
 import torch
 import torch.nn.functional as F
 
-from ..models.conditioning import Cond, denoising_target, predict
-
-
-def _noised(scheduler, x0, gen):
-    noise = torch.randn(x0.shape, generator=gen).to(x0)
-    t = torch.randint(0, scheduler.config.num_train_timesteps, (len(x0),), generator=gen).to(x0.device)
-    return scheduler.add_noise(x0, noise, t), noise, t
+from ..models.conditioning import Cond, denoising_target, noised, predict
+from ..train import EMA
 
 
 class DenoisingLoss:
@@ -36,7 +31,7 @@ class DenoisingLoss:
     def __call__(self, unet, step, gen):
         idx = torch.randint(len(self.latents), (self.batch_size,), generator=gen)
         x0 = self.latents[idx]
-        xt, noise, t = _noised(self.scheduler, x0, gen)
+        xt, noise, t = noised(self.scheduler, x0, gen)
         if self.text_encoder is not None:
             cond = Cond(self.text_encoder(self.input_ids[idx].to(x0.device))[0])
         else:
@@ -67,7 +62,7 @@ class ESDLoss:
     def __call__(self, unet, step, gen):
         idx = torch.randint(len(self.x0), (self.batch_size,), generator=gen)
         cidx = torch.randint(len(self.cond), (self.batch_size,), generator=gen)
-        xt, _, t = _noised(self.scheduler, self.x0[idx], gen)
+        xt, _, t = noised(self.scheduler, self.x0[idx], gen)
         c = self.cond[cidx]
         with torch.no_grad(), original_model(unet, self.frozen) as original:
             e_u = predict(original, xt, t, self.uncond.repeat(len(c)))
@@ -80,40 +75,27 @@ class SDDLoss:
     def __init__(self, concept_latents, concept_cond, uncond, scheduler, batch_size: int, ema_decay: float = 0.999):
         self.x0, self.cond, self.uncond = concept_latents, concept_cond, uncond
         self.scheduler, self.batch_size, self.decay = scheduler, batch_size, ema_decay
-        self.teacher = None
+        self.teacher: EMA | None = None
+        self._restored: dict[str, torch.Tensor] | None = None
 
     # the teacher is training state: the trainer checkpoints it so that a resumed run is exact
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return {} if self.teacher is None else {str(i): t for i, t in enumerate(self.teacher)}
+        return {} if self.teacher is None else self.teacher.state_dict()
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        self.teacher = [state[str(i)] for i in range(len(state))] or None
-
-    @contextlib.contextmanager
-    def _teacher_weights(self, params):
-        saved = [p.detach().clone() for p in params]
-        with torch.no_grad():
-            for p, s in zip(params, self.teacher):
-                p.copy_(s)
-        try:
-            yield
-        finally:
-            with torch.no_grad():
-                for p, s in zip(params, saved):
-                    p.copy_(s)
+        self._restored = state or None  # applied once the trainable parameters are known
 
     def __call__(self, unet, step, gen):
-        params = [p for p in unet.parameters() if p.requires_grad]
         if self.teacher is None:  # the teacher starts as the student
-            self.teacher = [p.detach().clone() for p in params]
+            self.teacher = EMA([p for p in unet.parameters() if p.requires_grad], self.decay)
+            if self._restored:
+                self.teacher.load_state_dict(self._restored)
         idx = torch.randint(len(self.x0), (self.batch_size,), generator=gen)
         cidx = torch.randint(len(self.cond), (self.batch_size,), generator=gen)
-        xt, _, t = _noised(self.scheduler, self.x0[idx], gen)
+        xt, _, t = noised(self.scheduler, self.x0[idx], gen)
         c = self.cond[cidx]
-        with torch.no_grad(), self._teacher_weights(params):
+        with torch.no_grad(), self.teacher.applied():
             target = predict(unet, xt, t, self.uncond.repeat(len(c)))
         loss = F.mse_loss(predict(unet, xt, t, c).float(), target.float())
-        with torch.no_grad():
-            for s, p in zip(self.teacher, params):
-                s.lerp_(p.detach(), 1 - self.decay)
+        self.teacher.update()
         return loss

@@ -14,7 +14,7 @@ Contrastive term over running class centres c_clean, c_harm (EMA of batch means,
 The published text describes a hinge on the inter-class distance with margin l; the reference code
 subtracts lambda1 * max(0, inter - l) instead, which rewards distance without bound. We use the
 margin hinge (a bounded objective); the sign convention is the `inter_hinge` option.
-    loss = denoising MSE (clean batch; and the harmful batch's MSE if harmful_weight > 0)
+    loss = denoising MSE (clean batch; and the harmful batch's MSE if harmful_denoising_weight > 0)
            + lambda_total * contrastive
 mode="reference" reproduces what the reference code effectively trains: the contrastive term is
 built from Python floats (no gradient) and harmful batches get no denoising loss.
@@ -22,9 +22,9 @@ noise="fixed" draws each image's noise once from its index (the paper's ablation
 fresh noise every step.
 
 Beyond the paper (off by default), two terms that act on the harmful task itself:
-  harm_margin > 0 adds harm_weight * max(0, harm_margin - MSE_harm): bounded gradient ascent, the
+  harm_margin > 0 adds harm_margin_weight * max(0, harm_margin - MSE_harm): bounded gradient ascent, the
       harmful batches' denoising error is pushed up to the margin and no further (plain ascent,
-      harmful_weight < 0, has no bound and wrecks the model).
+      harmful_denoising_weight < 0, has no bound and wrecks the model).
   attack_sim_steps = k > 0 evaluates that hinge after k simulated malicious fine-tuning steps
       (theta' = theta - attack_sim_lr * sign(grad MSE_harm), the shape of Adam's first steps) instead
       of at theta: the model is trained to stay bad at the harmful task after an attack, not only
@@ -34,33 +34,18 @@ Beyond the paper (off by default), two terms that act on the harmful task itself
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
+from ..config import ForgettingConfig, TrainConfig
 from ..errors import SafetuneError
-from ..models.conditioning import denoising_target, predict
-
-
-@dataclass
-class ForgettingConfig:
-    variant: str = "lt"            # "lt" | "ng"
-    mode: str = "contrastive"      # "contrastive" | "off" (no contrastive term) | "reference"
-    noise: str = "changing"        # "changing" | "fixed"
-    lambda1: float = 1.0
-    lambda_total: float = 0.1
-    margin: float = 1.0
-    lt_shift: float = 100.0
-    ng_shift: float = 1.0
-    centre_momentum: float = 0.9
-    harmful_weight: float = 0.0    # denoising weight on harmful batches (0: as in the paper)
-    inter_hinge: str = "margin"    # "margin": max(0, l - d); "reference": -max(0, d - l)
-    harm_margin: float = 0.0       # > 0: keep the harmful denoising error above this (bounded ascent)
-    harm_weight: float = 1.0
-    attack_sim_steps: int = 0      # > 0: measure that error after this many simulated attack steps
-    attack_sim_lr: float = 1e-3
+from ..lora.weights import LoRA
+from ..models.conditioning import denoising_target, draw_noise, encode_images, encode_text, predict, training_scheduler
+from ..train import run_stage
 
 
 class ForgettingLoss:
@@ -85,19 +70,14 @@ class ForgettingLoss:
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         self.centres = {cls: state.get(cls) for cls in ("clean", "harm")}
 
-    def _noise(self, cls: str, idx: torch.Tensor, shape, gen) -> torch.Tensor:
-        if self.config.noise == "fixed":
-            per_image = [torch.randn(shape[1:], generator=torch.Generator().manual_seed(int(i) * 2 + (cls == "harm")))
-                         for i in idx]
-            return torch.stack(per_image)
-        return torch.randn(shape, generator=gen)
-
     def _draw(self, cls: str, gen) -> tuple:
         latents, cond = self.data[cls]
         idx = torch.randint(len(latents), (self.batch_size,), generator=gen)
         x0 = latents[idx]
-        noise = self._noise(cls, idx, x0.shape, gen).to(x0)
-        t = torch.randint(0, self.scheduler.config.num_train_timesteps, (len(x0),), generator=gen).to(x0.device)
+        noise, t = draw_noise(self.scheduler, x0, gen)
+        if self.config.noise == "fixed":  # each image's own noise, the same every time it is drawn
+            noise = torch.stack([torch.randn(x0.shape[1:], generator=torch.Generator().manual_seed(
+                int(i) * 2 + (cls == "harm"))) for i in idx]).to(x0)
         return x0, noise, t, cond[idx]
 
     def _branch(self, unet, cls: str, batch: tuple, params: dict | None = None, shift: bool = True):
@@ -160,9 +140,22 @@ class ForgettingLoss:
         if cfg.mode == "reference":
             # the reference code: contrastive from .item() floats (a constant), no harmful denoising loss
             return mse_clean + cfg.lambda_total * contrastive.item()
-        loss = mse_clean + cfg.harmful_weight * mse_harm
+        loss = mse_clean + cfg.harmful_denoising_weight * mse_harm
         if cfg.mode == "contrastive":
             loss = loss + cfg.lambda_total * contrastive
         if cfg.harm_margin > 0:
-            loss = loss + cfg.harm_weight * self._harm_hinge(unet, gen)
+            loss = loss + cfg.harm_margin_weight * self._harm_hinge(unet, gen)
         return loss
+
+
+def forgetting_train(pipe, clean: tuple, harmful: tuple, forgetting, config: TrainConfig,
+                     checkpoint_dir: Path | None = None, on_save=None, identity: dict | None = None) -> LoRA | None:
+    """LT / NG safe training (safety alignment from an unsafe model, or reinforcement of an aligned
+    one: the same call on another `pipe`). LoRA mode returns the LoRA; full mode trains in place."""
+    (clean_images, clean_texts), (harm_images, harm_texts) = clean, harmful
+    loss = ForgettingLoss(encode_images(pipe, clean_images), encode_text(pipe, clean_texts),
+                          encode_images(pipe, harm_images), encode_text(pipe, harm_texts),
+                          training_scheduler(pipe), config.batch_size, forgetting)
+    return run_stage(pipe.unet, loss, config, checkpoint_dir, on_save=on_save,
+                     desc=f"align {forgetting.variant} ({forgetting.mode})",
+                     identity={"forgetting": asdict(forgetting), **(identity or {})})

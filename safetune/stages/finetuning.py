@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from .align.losses import DenoisingLoss
-from .lora.weights import LoRA, merge_into
-from .models.conditioning import caption_ids, encode_images, encode_text, training_scheduler
-from .train import TrainConfig, run_stage
+from ..config import TrainConfig
+from ..lora.weights import LoRA, merge_into
+from ..models.conditioning import caption_ids, encode_images, encode_text, training_scheduler
+from ..train import run_stage
+from .losses import DenoisingLoss
 
 
 def finetune(pipe, images, texts: list[str], config: TrainConfig, on_top: list[tuple[LoRA, float]] | None = None,

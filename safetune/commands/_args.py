@@ -1,0 +1,194 @@
+"""What the commands share: flags generated from the config dataclasses (their defaults and help
+are the dataclasses'), the model and output flags, and the checks that run before minutes of work.
+Nothing here imports torch: `safetune --help` stays fast."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import os
+import typing
+from pathlib import Path
+
+from ..config import apply_overrides, describe
+from ..errors import SafetuneError
+
+# upper bounds that catch a typo (an extra zero) before it becomes a day of compute
+LIMITS = {"steps": 10**6, "batch_size": 4096, "images_per_prompt": 10_000, "grad_accum": 1024, "lora_rank": 1024,
+          "warmup_steps": 10**6}
+_NON_NEGATIVE = {"max_grad_norm", "noise", "shrink", "caption_dropout", "concept_weight", "margin", "lambda1",
+                 "lambda_total", "harm_margin", "harm_margin_weight", "attack_sim_lr", "kl_weight", "vae_lr", "unet_lr",
+                 "ema_decay", "lora_alpha", "centre_momentum", "sdd_ema"}
+_POSITIVE = {"steps", "batch_size", "images_per_prompt", "grad_accum", "lora_rank", "checkpoint_every", "lr"}
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_config_flags(parser, config, skip: tuple[str, ...] = (), title: str | None = None) -> None:
+    """One flag per field of the dataclass instance `config` (nested ones through --set), default
+    and help taken from it; lists are comma-separated, flags that are booleans take no value."""
+    group = parser.add_argument_group(title) if title else parser
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if f.name in skip or dataclasses.is_dataclass(value):
+            continue
+        help_text = f.metadata.get("help", "")
+        if hints[f.name] is bool:
+            group.add_argument(flag(f.name), dest=f"cfg_{f.name}", action=argparse.BooleanOptionalAction, default=None,
+                               help=f"{help_text} (default: {'yes' if value else 'no'})")
+            continue
+        shown = ",".join(map(str, value)) if isinstance(value, list) else value
+        group.add_argument(flag(f.name), dest=f"cfg_{f.name}", default=None, metavar=f.name.upper(),
+                           help=f"{help_text} (default: {shown})")
+
+
+def config_from_args(args, config):
+    """A copy of `config` with the generated flags the user gave applied (cast and checked)."""
+    config = dataclasses.replace(config)
+    assignments = [f"{f.name}={getattr(args, 'cfg_' + f.name)}" for f in dataclasses.fields(config)
+                   if getattr(args, "cfg_" + f.name, None) is not None]
+    apply_overrides(config, assignments)
+    check_numbers(config)
+    return config
+
+
+def check_numbers(config) -> None:
+    """Counts at least 1 and below a sane limit, rates positive and finite: a clear error now rather
+    than a crash (or a week of compute) later."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            raise SafetuneError(f"{flag(f.name)} {value}: must be a finite number")
+        if f.name in _POSITIVE and value <= 0:
+            raise SafetuneError(f"{flag(f.name)} {value}: must be at least 1" if isinstance(value, int) and
+                                f.name != "lr" else f"{flag(f.name)} {value}: must be positive")
+        if f.name in LIMITS and value > LIMITS[f.name]:
+            raise SafetuneError(f"{flag(f.name)} {value}: more than {LIMITS[f.name]:,}; is there an extra zero?")
+        if value < 0 and (isinstance(value, int) or f.name in _NON_NEGATIVE):
+            raise SafetuneError(f"{flag(f.name)} {value}: must not be negative")
+        if f.name in ("ema_decay", "caption_dropout") and value >= 1:
+            raise SafetuneError(f"{flag(f.name)} {value}: must be below 1")
+
+
+def add_set(parser, what: str) -> None:
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help=f"set any field of the {what} settings, e.g. --set lr=1e-4 (nested: a.b=VALUE; "
+                             "lists: 0,1,2); --show-config lists them")
+    parser.add_argument("--show-config", action="store_true", help="print every setting with its help and exit")
+
+
+def show_config(config) -> None:
+    print("\n".join(describe(config)))
+
+
+def add_model_flags(parser, loras: bool = True) -> None:
+    parser.add_argument("--model", default="shapes",
+                        help="diffusers directory, hub id, 'shapes' (the shipped miniature SD; default) or "
+                             "'shapes-nostar' (the same, never trained on the harmful concept)")
+    if loras:
+        parser.add_argument("--lora", action="append", default=[], metavar="FILE[:SCALE]",
+                            help="LoRA merged into the weights at SCALE (default 1.0); repeat to compose")
+    parser.add_argument("--revision", default=None, help="hub revision of --model")
+    parser.add_argument("--variant", default=None, help="weights variant of --model (e.g. fp16)")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: cuda if available)")
+
+
+def add_out(parser, kind: str, required: bool = True, default: str | None = None, help: str | None = None) -> None:
+    parser.add_argument("--out", required=required, default=default, help=help or {
+        "dir": "output directory (new or empty; see --overwrite)",
+        "lora": "the LoRA file to write (.safetensors)",
+        "file": "output file"}[kind])
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace what safetune wrote at --out before; files it did not write are never touched")
+
+
+def check_device(device: str | None) -> str:
+    """The device to run on, refused now if this machine does not have it."""
+    import torch
+
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    kind, _, index = device.partition(":")
+    if kind not in ("cpu", "cuda", "mps") or (index and not index.isdigit()):
+        raise SafetuneError(f"--device {device}: not a device; use cpu, cuda, cuda:N or mps")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise SafetuneError(f"--device {device}: this machine has no CUDA device (or torch is a CPU build); "
+                            "use --device cpu, or install a CUDA build of torch (README)")
+    if kind == "cuda" and index and int(index) >= torch.cuda.device_count():
+        raise SafetuneError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) here")
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise SafetuneError(f"--device {device}: MPS is not available here; use --device cpu")
+    return device
+
+
+def check_loras(specs: list[str], what: str = "--lora") -> list[tuple[str, float]]:
+    """Parse FILE[:SCALE] arguments and refuse a file given twice (it would be added twice)."""
+    from ..lora.weights import parse_lora_arg
+
+    parsed = [parse_lora_arg(s) for s in specs]
+    seen = {}
+    for path, _ in parsed:
+        key = os.path.realpath(path)
+        if key in seen:
+            raise SafetuneError(f"{path}: given twice ({seen[key]} and {what}); it would be added twice. Give it once, "
+                                "with a scale if you mean 2x (FILE:2)")
+        seen[key] = what
+    return parsed
+
+
+def pipeline(args, extra_loras: list[str] | None = None):
+    """The model of `--model`, `--lora` (and `extra_loras` first) on the checked `--device`."""
+    from ..lora.weights import load_with_loras
+
+    device = check_device(args.device)
+    return load_with_loras(args.model, (extra_loras or []) + list(getattr(args, "lora", [])), device=device,
+                           revision=args.revision, variant=args.variant)
+
+
+def is_main_process() -> bool:
+    """Under `accelerate launch` every process samples its share; only the main one writes."""
+    from accelerate import PartialState
+
+    return PartialState().is_main_process
+
+
+def warn_unknown_words(pipe, rows: list[dict], model: str) -> None:
+    """The shipped models know ShapesWorld's words only: name the words a prompt uses beyond them."""
+    import sys
+
+    from ..models.loading import is_shipped_vocabulary
+
+    if not is_shipped_vocabulary(pipe):
+        return
+    vocab = pipe.tokenizer.get_vocab()
+    unknown = sorted({w for r in rows for w in r["prompt"].lower().replace(",", " ").split() if f"{w}</w>" not in vocab})
+    if unknown:
+        print(f"safetune: warning: {model} does not know the words {', '.join(unknown[:12])}"
+              f"{', ...' if len(unknown) > 12 else ''}; it was trained on ShapesWorld's {len(shipped_words())} words "
+              f"({', '.join(shipped_words()[:8])}, ...; `safetune world prompts` shows prompts it knows)",
+              file=sys.stderr)
+
+
+def shipped_words() -> list[str]:
+    from ..data.shapesworld import vocabulary
+
+    return vocabulary()
+
+
+def summary_line(name: str, m: dict) -> str:
+    from ..report import fmt_ci
+
+    line = f"{name}: harmful_rate {fmt_ci(m['harmful_rate'], m['harmful_rate_ci95'])}"
+    if "prompt_fidelity" in m:
+        line += f"  prompt_fidelity {fmt_ci(m['prompt_fidelity'], m['prompt_fidelity_ci95'])}"
+    invalid = f", {m['n_invalid']} invalid" if m.get("n_invalid") else ""
+    return line + f"  (n={m['n_images']}{invalid})"
+
+
+def out_path(args) -> Path:
+    return Path(args.out)

@@ -1,0 +1,70 @@
+"""pretrain-shapes, train-detector, world: the shipped miniature world, rebuilt from seeds."""
+from __future__ import annotations
+
+from ..config import DetectorTrainConfig, PretrainConfig
+from . import _args
+
+
+def register(sub) -> None:
+    p = sub.add_parser("pretrain-shapes", help="pretrain the miniature SD on ShapesWorld (checkpointed, resumable)")
+    _args.add_out(p, "dir")
+    _args.add_config_flags(p, PretrainConfig(), title="pretraining")
+    p.set_defaults(func=pretrain_shapes)
+
+    p = sub.add_parser("train-detector", help="train the ShapesWorld detector; prints held-out accuracy")
+    _args.add_out(p, "dir")
+    _args.add_config_flags(p, DetectorTrainConfig(), title="training")
+    p.set_defaults(func=train_detector)
+
+    from ..data.shapesworld import DATA_SETS
+
+    p = sub.add_parser("world", help="export ShapesWorld data (image folder + metadata.jsonl) or prompt sets")
+    p.add_argument("what", choices=["prompts", *DATA_SETS])
+    _args.add_out(p, "dir")
+    p.add_argument("--n", type=int, default=None, help="images (default 1000) or prompts per set (default 40)")
+    p.add_argument("--seed", type=int, default=None, help="default: 1234 for prompts (the shipped sets), 0 for data")
+    p.set_defaults(func=world)
+
+
+def pretrain_shapes(args) -> None:
+    from ..io import check_output
+    from ..stages.pretraining import pretrain
+
+    config = _args.config_from_args(args, PretrainConfig())
+    check_output(args.out, "dir", args.overwrite)
+    pretrain(args.out, config)
+    print(f"wrote the pretrained pipeline to {args.out}")
+
+
+def train_detector(args) -> None:
+    from ..evaluate.detectors import train_detector as train
+    from ..io import check_output
+
+    config = _args.config_from_args(args, DetectorTrainConfig())
+    check_output(args.out, "dir", args.overwrite)
+    detector, metrics = train(config)
+    detector.save_pretrained(args.out, metrics)
+    for split in ("clean_renders", "degraded_renders"):
+        accs = "  ".join(f"{k} {v:.4f}" for k, v in metrics[split].items())
+        print(f"held-out {split} (n={metrics['n_test']}): {accs}")
+
+
+def world(args) -> None:
+    from ..data.shapesworld import PROMPT_SETS, export_imagefolder, make_dataset, prompt_csv, prompt_set
+    from ..errors import SafetuneError
+    from ..io import check_output, output_dir
+
+    if args.n is not None and not 1 <= args.n <= 10**6:
+        raise SafetuneError(f"--n {args.n}: give 1 to 1,000,000")
+    if args.seed is not None and args.seed < 0:
+        raise SafetuneError(f"--seed {args.seed}: must not be negative")
+    check_output(args.out, "dir", args.overwrite)
+    if args.what == "prompts":
+        with output_dir(args.out) as tmp:
+            for name in PROMPT_SETS:
+                seed = 1234 if args.seed is None else args.seed  # 1234: the shipped prompt sets
+                (tmp / f"{name}.csv").write_text(prompt_csv(prompt_set(name, n=args.n or 40, seed=seed)))
+        print(f"wrote {len(PROMPT_SETS)} prompt sets to {args.out}")
+        return
+    export_imagefolder(make_dataset(args.what, args.n or 1000, seed=args.seed or 0), args.out)
+    print(f"wrote {args.n or 1000} images and metadata.jsonl to {args.out}")

@@ -1,0 +1,237 @@
+"""align and finetune: the training stages, each with its recipe's settings as flags."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from ..config import (
+    DISTILL,
+    ESD_X,
+    FINETUNE,
+    LT_NG,
+    DistillConfig,
+    ForgettingConfig,
+    SafetyLoraConfig,
+    TrainConfig,
+    apply_overrides,
+)
+from ..errors import SafetuneError
+from . import _args
+
+METHOD_SETTINGS = {"esd-x": SafetyLoraConfig, "esd-u": SafetyLoraConfig, "esd": SafetyLoraConfig,
+                   "sdd": SafetyLoraConfig, "lt": ForgettingConfig, "ng": ForgettingConfig, "dd": DistillConfig}
+RECIPES = {"lt": LT_NG, "ng": LT_NG, "dd": DISTILL}  # the rest: ESD_X
+
+
+def _training_flags(p, recipe: TrainConfig, skip=()) -> None:
+    _args.add_config_flags(p, recipe, skip=("save_at", "lr_schedule", "warmup_steps", "report_to", "logging_dir", *skip), title="training")
+    p.add_argument("--report-to", default=None, choices=["tensorboard", "wandb"],
+                   help="log loss and learning rate (and the harmful rate at --save-at steps) through accelerate")
+    p.add_argument("--logging-dir", default=None, help="where tensorboard writes (default: OUT.logs)")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("align", help="safety alignment: an ESD/SDD safety LoRA on W0, LT/NG safe training, or dd",
+                       description="Safety alignment. esd-x/esd-u/sdd train a safety LoRA (dW_safe) on W0; lt/ng "
+                       "train forgetting-based safe training (Pan et al. 2024); dd (distort-and-distill) makes a "
+                       "model that a malicious fine-tuning relearns no faster than one never trained on the concept. "
+                       "Training flags default to the method's recipe (esd: 400 steps at lr 1e-3, rank 4 on "
+                       "cross-attention; lt/ng: 400 full steps at 1e-3; dd: 800 full steps at 1e-3); method settings: "
+                       "--set NAME=VALUE (--show-config lists them).")
+    _args.add_model_flags(p)
+    p.add_argument("--method", default="esd-x", choices=list(METHOD_SETTINGS))
+    p.add_argument("--concept", action="append", default=None,
+                   help="a prompt of the concept to erase; repeat for several phrasings (default: 'a star', 'a pentagram')")
+    p.add_argument("--on-top", action="append", default=[], metavar="LORA[:SCALE]",
+                   help="lt/ng/dd: start from the model with this safety LoRA merged (safety reinforcement)")
+    p.add_argument("--clean-data", default="clean", help="lt/ng/dd: folder or ShapesWorld set of clean (retain) images")
+    p.add_argument("--harmful-data", default="harmful", help="lt/ng: folder or ShapesWorld set of harmful images")
+    p.add_argument("--n", type=int, default=1000, help="images drawn from a ShapesWorld set")
+    p.add_argument("--format", default="diffusers", choices=["diffusers", "kohya"],
+                   help="layout of a LoRA output (kohya: what AUTOMATIC1111 and ComfyUI load)")
+    _args.add_out(p, "file", required=False,
+                  help="the LoRA file (.safetensors); a directory for dd, and for lt/ng with --mode full")
+    _args.add_set(p, "method's")
+    _training_flags(p, ESD_X)
+    p.set_defaults(func=align)
+
+    p = sub.add_parser("finetune", help="fine-tune on an image folder (benign or malicious: same command), full or LoRA")
+    _args.add_model_flags(p)
+    p.add_argument("--data", required=True, help="folder with metadata.jsonl (file_name, text), or a ShapesWorld set")
+    p.add_argument("--n", type=int, default=1000, help="images drawn from a ShapesWorld set")
+    p.add_argument("--on-top", action="append", default=[], metavar="LORA[:SCALE]",
+                   help="merge this (safety) LoRA into the weights before fine-tuning (the baselines' way)")
+    p.add_argument("--save-at", default=None, help="steps at which to also save the model (or LoRA), e.g. 0,20,100,200")
+    p.add_argument("--format", default="diffusers", choices=["diffusers", "kohya"], help="layout of a LoRA output")
+    _args.add_out(p, "file", help="LoRA file (.safetensors) for --mode lora, else a directory")
+    _training_flags(p, FINETUNE)
+    p.set_defaults(func=finetune)
+
+
+def _settings(args):
+    settings = METHOD_SETTINGS[args.method]()
+    if args.method in ("lt", "ng"):
+        settings.variant = args.method
+    apply_overrides(settings, args.set)
+    _args.check_numbers(settings)
+    return settings
+
+
+def _output(args, lora_output: bool) -> Path:
+    from ..io import check_output
+
+    if lora_output and Path(args.out).suffix != ".safetensors":
+        raise SafetuneError(f"{args.out}: a LoRA is written as a .safetensors file; end --out with .safetensors")
+    if not lora_output and Path(args.out).suffix == ".safetensors":
+        raise SafetuneError(f"{args.out}: this stage writes a diffusers directory, not a LoRA file; drop .safetensors")
+    out = check_output(args.out, "file" if lora_output else "dir", args.overwrite)
+    if lora_output:
+        check_output(out.with_suffix(".json"), "file", args.overwrite)  # the side file with the settings
+    return out
+
+
+def _train_config(args, recipe: TrainConfig, **fixed) -> TrainConfig:
+    config = replace(_args.config_from_args(args, recipe), **fixed)
+    if args.report_to:
+        from ..train import check_tracker
+
+        check_tracker(args.report_to)
+        config = replace(config, report_to=args.report_to,
+                         logging_dir=args.logging_dir or str(Path(args.out).with_suffix("")) + ".logs")
+    return config
+
+
+def _data(args, pipe, source: str, seed: int = 0):
+    from ..data.folder import load_training_data
+
+    if not 1 <= args.n <= 10**6:
+        raise SafetuneError(f"--n {args.n}: give 1 to 1,000,000")
+    return load_training_data(source, pipe.unet.config.sample_size * pipe.vae_scale_factor, n=args.n, seed=seed)
+
+
+def _on_top(args):
+    from ..lora.weights import LoRA
+
+    return [(LoRA.load(p), s) for p, s in _args.check_loras(args.on_top, "--on-top")]
+
+
+def align(args) -> None:
+    settings = _settings(args)
+    if args.show_config:
+        return _args.show_config(settings)
+    if not args.out:
+        raise SafetuneError("give --out: the LoRA file (.safetensors), or a directory for dd and lt/ng --mode full")
+    concepts = args.concept or ["a star", "a pentagram"]
+    method = args.method
+    recipe = RECIPES.get(method, ESD_X)
+    config = _train_config(args, recipe, **({"mode": "full"} if method == "dd" else {}))
+    lora_output = method not in ("dd",) and config.mode == "lora"
+    out = _output(args, lora_output)
+    _args.check_loras(args.lora + args.on_top)
+    on_top = _on_top(args)
+    pipe = _args.pipeline(args)
+    meta = {"method": method, "concepts": concepts, "settings": asdict(settings), "model": args.model,
+            "loras": args.lora, "on_top": args.on_top}
+    checkpoint = Path(str(out) + ".checkpoint")
+    if method in ("esd-x", "esd-u", "esd", "sdd"):
+        from ..stages.safety import align_lora, safety_config
+
+        if on_top:
+            raise SafetuneError("--on-top is for lt, ng and dd (reinforcement); an ESD/SDD LoRA is trained on W0")
+        config = safety_config(method, config)
+        lora = align_lora(pipe, method, concepts, config, settings, checkpoint_dir=checkpoint, identity=meta)
+        _save(out, lora, pipe, {**meta, "train": asdict(config)}, args.format)
+        print(f"wrote safety LoRA ({len(lora.factors)} modules, rank {lora.rank()}) to {args.out}")
+        return
+    from ..lora.weights import merge_into
+
+    merge_into(pipe, on_top)
+    clean = _data(args, pipe, args.clean_data)
+    meta.update(clean_data=args.clean_data, n=args.n, train=asdict(config))
+    if method == "dd":
+        from ..stages.distill import distill_train
+
+        distill_train(pipe, clean, concepts, settings, config, checkpoint_dir=checkpoint, identity=meta)
+        lora = None
+    else:
+        from ..stages.lt_ng import forgetting_train
+
+        harmful = _data(args, pipe, args.harmful_data, seed=1)
+        meta.update(harmful_data=args.harmful_data)
+        lora = forgetting_train(pipe, clean, harmful, settings, config, checkpoint_dir=checkpoint, identity=meta)
+    kind = _save(out, lora, pipe, meta, args.format)
+    print(f"wrote the {method}-trained {kind} to {args.out}")
+
+
+def _save(out: Path, lora, pipe, meta: dict, layout: str = "diffusers") -> str:
+    """A LoRA stage writes FILE.safetensors (its settings inside) and FILE.json beside it; a full
+    stage writes a diffusers directory with its settings in safetune.json."""
+    from ..io import output_dir, write_json
+
+    if lora is not None:
+        lora.save(out, {"safetune": json.dumps(meta)}, layout=layout)
+        write_json(out.with_suffix(".json"), meta, mark=True)
+        return "LoRA"
+    with output_dir(out) as tmp:
+        pipe.save_pretrained(tmp)
+        write_json(tmp / "safetune.json", meta, mark=True)
+    return "model (a diffusers directory)"
+
+
+def finetune(args) -> None:
+    from ..io import atomic_dir
+    from ..stages.finetuning import finetune as run
+    from ..train import extract_lora
+
+    config = _train_config(args, FINETUNE)
+    if args.save_at:
+        config = replace(config, save_at=_save_at(args.save_at, config.steps))
+    out = _output(args, config.mode == "lora")
+    _args.check_loras(args.lora + args.on_top)
+    on_top = _on_top(args)
+    pipe = _args.pipeline(args)
+    images, texts = _data(args, pipe, args.data)
+    snapshots = Path(str(out) + ".steps")
+
+    def save_snapshot(step, unet):  # the attack schedule: a model (or LoRA) at each --save-at step
+        snapshots.mkdir(exist_ok=True)
+        if config.mode == "lora":
+            extract_lora(unet, config, pipe.text_encoder).save(snapshots / f"step{step:06d}.safetensors",
+                                                               layout=args.format)
+        else:
+            with atomic_dir(snapshots / f"step{step:06d}") as tmp:
+                pipe.save_pretrained(tmp)
+        return _tracked_harmful_rate(pipe) if config.report_to else None
+
+    meta = {"data": args.data, "n": args.n, "on_top": args.on_top, "model": args.model, "loras": args.lora,
+            "train": asdict(config)}
+    lora = run(pipe, images, texts, config, on_top=on_top, on_save=save_snapshot if config.save_at else None,
+               checkpoint_dir=Path(str(out) + ".checkpoint"), identity=meta)
+    kind = _save(out, lora, pipe, meta, args.format)
+    print(f"wrote the fine-tuned {kind} to {args.out}")
+
+
+def _tracked_harmful_rate(pipe) -> dict:
+    """The harmful rate logged at --save-at steps: 20 `harmful` prompts x 2 images (ShapesWorld models)."""
+    from ..config import SamplingConfig
+    from ..data.prompts import read_prompts
+    from ..evaluate import evaluate_prompts
+    from ..evaluate.detectors import load_detector
+    from ..models.loading import is_shipped_vocabulary
+
+    if not is_shipped_vocabulary(pipe):
+        return {}
+    m = evaluate_prompts(pipe, read_prompts("harmful", limit=20), load_detector("shapes"),
+                         SamplingConfig(images_per_prompt=2))
+    return {"harmful_rate": m["harmful_rate"]}
+
+
+def _save_at(text: str, steps: int) -> list[int]:
+    try:
+        values = sorted({int(x) for x in text.split(",") if x.strip()})
+    except ValueError:
+        raise SafetuneError(f"--save-at {text}: write steps separated by commas, e.g. 0,20,100,200") from None
+    if not values or values[0] < 0 or values[-1] > steps:
+        raise SafetuneError(f"--save-at {text}: steps between 0 and --steps ({steps})")
+    return values

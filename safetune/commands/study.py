@@ -1,0 +1,102 @@
+"""study: the experiments, each one command writing results.json, report.md and report.html."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..config import apply_overrides
+from ..errors import SafetuneError
+from . import _args
+
+STUDIES = ("backfire", "forgetting", "adversarial", "audit")
+# shortcut flags: --FLAG VALUE is --set FIELD=VALUE, per study
+SHORTCUTS = {
+    "methods": {"backfire": "methods", "forgetting": "models", "adversarial": "models"},
+    "domains": {"backfire": "domains", "audit": "domains"},
+    "steps": {"backfire": "save_at", "forgetting": "attack_steps"},
+    "seeds": {"backfire": "seeds", "forgetting": "attack_seeds"},
+    "images_per_prompt": {"backfire": "sampling.images_per_prompt", "forgetting": "sampling.images_per_prompt",
+                          "adversarial": "sampling.images_per_prompt"},
+    "reference": {"backfire": "reference", "forgetting": "reference"},
+}
+
+
+def register(sub) -> None:
+    p = sub.add_parser("study", help="run a study: backfire, forgetting, adversarial, audit",
+                       description="Run a study on --model. Every setting of a study is a field of its config: "
+                       "--set NAME=VALUE sets one (--show-config lists them with their help); the flags below are "
+                       "shortcuts for the common ones. An interrupted study resumes in its --out.")
+    p.add_argument("name", choices=STUDIES)
+    p.add_argument("--model", default="shapes", help="the base model (default: the shipped miniature SD)")
+    p.add_argument("--out", default=None, help="new or empty directory, or this study's earlier one (resumes)")
+    p.add_argument("--reduced", action="store_true", help="the reduced version (the demo's)")
+    p.add_argument("--reuse", default=None, help="adversarial, audit: a study directory whose safety LoRA to reuse")
+    p.add_argument("--methods", default=None, help="backfire: safety LoRAs, e.g. esd-x,sdd; forgetting: models, "
+                   "e.g. never-trained,esd,lt,dd,esd+lt,dd:noise=0.5; adversarial: base,esd-x,sdd,modular")
+    p.add_argument("--domains", default=None, help="backfire, audit: benign domains, e.g. clean,sparkle,plus")
+    p.add_argument("--steps", default=None, help="fine-tuning (attack) steps evaluated, e.g. 0,300,1000")
+    p.add_argument("--seeds", default=None, help="backfire: fine-tuning seeds; forgetting: attack seeds (e.g. 0,1,2)")
+    p.add_argument("--images-per-prompt", default=None, help="evaluation images per prompt")
+    p.add_argument("--reference", default=None, help="the never-trained model (default shapes-nostar; '' for none)")
+    p.add_argument("--train-text-encoder", action="store_true", help="backfire: fine-tune the text encoder too")
+    _args.add_set(p, "study's")
+    p.set_defaults(func=study)
+
+
+def _config(args):
+    if args.name == "backfire":
+        from ..studies.backfire import BackfireConfig as Config
+    elif args.name == "forgetting":
+        from ..studies.forgetting import ForgettingStudyConfig as Config
+    elif args.name == "adversarial":
+        from ..studies.adversarial import AdversarialStudyConfig as Config
+    else:
+        from ..studies.audit import AuditStudyConfig as Config
+    config = Config.reduced() if args.reduced and hasattr(Config, "reduced") else Config()
+    assignments = []
+    for shortcut, fields in SHORTCUTS.items():
+        value = getattr(args, shortcut)
+        if value is None:
+            continue
+        if args.name not in fields:
+            raise SafetuneError(f"--{shortcut.replace('_', '-')} is not a setting of the {args.name} study; "
+                                f"see `safetune study {args.name} --show-config --out X`")
+        assignments.append(f"{fields[args.name]}={value}")
+    apply_overrides(config, assignments + args.set)
+    if args.train_text_encoder:
+        if args.name != "backfire":
+            raise SafetuneError("--train-text-encoder is a setting of the backfire study")
+        config.full.train_text_encoder = config.lora.train_text_encoder = True
+    return config
+
+
+def study(args) -> None:
+    from ..io import claim_study_dir
+
+    config = _config(args)
+    if args.show_config:
+        return _args.show_config(config)
+    if not args.out:
+        raise SafetuneError("give --out DIR: a new or empty directory, or this study's earlier one to resume")
+    out = claim_study_dir(args.out, args.name)
+    reuse = Path(args.reuse) if args.reuse else None
+    if reuse is not None and not reuse.is_dir():
+        raise SafetuneError(f"--reuse {args.reuse}: no such study directory")
+    if args.name == "backfire":
+        from ..studies.backfire import run_backfire
+
+        run_backfire(out, config, model=args.model)
+    elif args.name == "forgetting":
+        from ..studies.forgetting import run_forgetting
+
+        run_forgetting(out, config, model=args.model)
+    elif args.name == "adversarial":
+        from ..studies.adversarial import run_adversarial
+
+        run_adversarial(out, config, model=args.model, reuse=reuse)
+    else:
+        from ..studies.audit import run_audit_study
+
+        result = run_audit_study(out, config, model=args.model, reuse=reuse)
+        print(f"threshold {result['threshold']:.3f}: caught {result['test_catch_rate']:.2f} of held-out cancelling "
+              f"LoRAs, passed {result['test_pass_rate']:.2f} of held-out benign ones")
+    print(f"report: {args.out}/report.md (and report.html)")

@@ -1,0 +1,61 @@
+"""Safety alignment as a LoRA on the base weights W0 (dW_safe): ESD-x, ESD-u, SDD."""
+from __future__ import annotations
+
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from ..config import ESD_X, SafetyLoraConfig, TrainConfig  # noqa: F401 (ESD_X re-exported)
+from ..errors import SafetuneError
+from ..lora.weights import LoRA
+from ..models.conditioning import encode_text, sample_latents, training_scheduler
+from ..train import run_stage
+from .losses import ESDLoss, SDDLoss
+
+METHODS = {
+    # method: (loss, the modules its LoRA sits on)
+    "esd-x": ("esd", "xattn"),
+    "esd-u": ("esd", "non-xattn"),
+    "esd": ("esd", "xattn"),
+    "sdd": ("sdd", "xattn"),
+}
+
+
+def safety_config(method: str, config: TrainConfig) -> TrainConfig:
+    """The stage's settings as trained: a LoRA on the method's modules (what its side file records)."""
+    if method not in METHODS:
+        raise SafetuneError(f"unknown alignment method {method!r}; choose one of {sorted(METHODS)} "
+                            "(lt, ng and dd: see `safetune align --help`)")
+    return replace(config, mode="lora", targets=METHODS[method][1])
+
+
+def align_lora(pipe, method: str, concepts: list[str], config: TrainConfig, settings: SafetyLoraConfig | None = None,
+               checkpoint_dir: Path | None = None, identity: dict | None = None) -> LoRA:
+    """Train dW_safe on `pipe`'s UNet (left unchanged afterwards) and return it."""
+    config, settings = safety_config(method, config), settings or SafetyLoraConfig()
+    if not concepts or not all(c.strip() for c in concepts):
+        raise SafetuneError("give at least one non-empty --concept prompt")
+    prompts = [concepts[i % len(concepts)] for i in range(settings.concept_samples)]
+    x0 = sample_latents(pipe, prompts, seed=config.seed + 17)
+    cond, uncond = encode_text(pipe, concepts), encode_text(pipe, [""])
+    scheduler = training_scheduler(pipe)
+    if METHODS[method][0] == "esd":
+        loss = ESDLoss(x0, cond, uncond, scheduler, config.batch_size, eta=settings.eta)
+    else:
+        loss = SDDLoss(x0, cond, uncond, scheduler, config.batch_size, ema_decay=settings.sdd_ema)
+    identity = {"method": method, "concepts": concepts, "settings": asdict(settings), **(identity or {})}
+    return run_stage(pipe.unet, loss, config, checkpoint_dir, desc=f"align {method}", identity=identity)
+
+
+def cached_safety_lora(base, method: str, concepts: list[str], config: TrainConfig, path: Path,
+                       reuse: Path | None = None) -> LoRA:
+    """The studies' safety LoRA: read from `reuse` or `path` if one was trained before, else trained
+    on a copy of `base` and saved at `path`."""
+    import copy
+
+    for candidate in ([reuse] if reuse else []) + [path]:
+        if candidate.is_file():
+            return LoRA.load(candidate)
+    lora = align_lora(copy.deepcopy(base), method, concepts, config)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lora.save(path)
+    return lora
