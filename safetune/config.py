@@ -15,11 +15,14 @@ from typing import Any
 from .errors import SafetuneError
 
 
-def option(default: Any = dataclasses.MISSING, help: str = "", factory: Any = dataclasses.MISSING, **kwargs):
-    """A dataclass field with its help text (shown by --help and `safetune <command> --show-config`)."""
+def option(default: Any = dataclasses.MISSING, help: str = "", factory: Any = dataclasses.MISSING,
+           choices: tuple | None = None, **kwargs):
+    """A dataclass field with its help text (shown by --help and `--show-config`) and, for a setting
+    with a fixed set of values, its choices (checked wherever it is set)."""
+    metadata = {"help": help, "choices": choices}
     if factory is not dataclasses.MISSING:
-        return dataclasses.field(default_factory=factory, metadata={"help": help}, **kwargs)
-    return dataclasses.field(default=default, metadata={"help": help}, **kwargs)
+        return dataclasses.field(default_factory=factory, metadata=metadata, **kwargs)
+    return dataclasses.field(default=default, metadata=metadata, **kwargs)
 
 
 # ---------------------------------------------------------------- the settings
@@ -31,21 +34,25 @@ class TrainConfig:
     lr: float = option(1e-4, "learning rate (AdamW)")
     batch_size: int = option(32, "images per step")
     grad_accum: int = option(1, "micro-batches accumulated per step")
-    mixed_precision: str = option("no", "no, fp16 or bf16 (where the device has it)")
+    mixed_precision: str = option("no", "no, fp16 or bf16 (where the device has it)", choices=("no", "fp16", "bf16"))
     ema_decay: float | None = option(None, "keep an EMA of the trained weights with this decay and save it")
     max_grad_norm: float = option(1.0, "gradient clipping (0: off)")
-    lr_schedule: str = option("constant", "constant, or cosine (with warmup_steps of linear warmup)")
+    lr_schedule: str = option("constant", "constant, or cosine (with warmup_steps of linear warmup)",
+                              choices=("constant", "cosine"))
     warmup_steps: int = option(0, "linear warmup steps of the cosine schedule")
     seed: int = option(0, "seeds the batches, the noise and the LoRA's initialisation")
-    mode: str = option("lora", "lora (a new adapter), full (every weight) or partial (the targets' own weights)")
-    targets: str = option("attn", "UNet modules of a LoRA or partial stage: attn, xattn or non-xattn")
+    mode: str = option("lora", "lora (a new adapter), full (every weight) or partial (the targets' own weights)",
+                       choices=("lora", "full", "partial"))
+    targets: str = option("attn", "UNet modules of a LoRA or partial stage: attn, xattn or non-xattn",
+                          choices=("attn", "xattn", "non-xattn"))
     train_text_encoder: bool = option(False, "train the text encoder too (full: all of it; lora: its attention)")
     lora_rank: int = option(4, "LoRA rank")
     lora_alpha: float | None = option(None, "LoRA alpha (default: the rank, i.e. scale 1)")
     gradient_checkpointing: bool = option(False, "less memory, more compute (real-size UNets)")
     checkpoint_every: int = option(100, "steps between resumable checkpoints")
     save_at: list[int] = option(factory=list, help="steps at which the stage's snapshot hook runs (0 allowed)")
-    report_to: str | None = option(None, "log to tensorboard or wandb through accelerate's trackers")
+    report_to: str | None = option(None, "log to tensorboard or wandb through accelerate's trackers",
+                                   choices=(None, "tensorboard", "wandb"))
     logging_dir: str | None = option(None, "where the tracker writes")
 
     @property
@@ -90,9 +97,11 @@ class SamplingConfig:
 @dataclass
 class ForgettingConfig:
     """LT / NG forgetting-based safe training (stages.lt_ng); the choices are in its docstring."""
-    variant: str = option("lt", "lt (latent transformation) or ng (noise guidance)")
-    mode: str = option("contrastive", "contrastive; off (no contrastive term); reference (the published code)")
-    noise: str = option("changing", "changing (fresh noise each step) or fixed (per image, the paper's ablation)")
+    variant: str = option("lt", "lt (latent transformation) or ng (noise guidance)", choices=("lt", "ng"))
+    mode: str = option("contrastive", "contrastive; off (no contrastive term); reference (the published code)",
+                       choices=("contrastive", "off", "reference"))
+    noise: str = option("changing", "changing (fresh noise each step) or fixed (per image, the paper's ablation)",
+                        choices=("changing", "fixed"))
     lambda1: float = option(1.0, "weight of the inter-class hinge inside the contrastive term")
     lambda_total: float = option(0.1, "weight of the contrastive term")
     margin: float = option(1.0, "inter-class margin l")
@@ -101,7 +110,8 @@ class ForgettingConfig:
     centre_momentum: float = option(0.9, "EMA momentum of the running class centres")
     harmful_denoising_weight: float = option(0.0, "weight of the harmful batches' denoising MSE (0 as in the "
                                                   "paper; < 0 is unbounded ascent)")
-    inter_hinge: str = option("margin", "margin: max(0, l - d); reference: -max(0, d - l) as in the code")
+    inter_hinge: str = option("margin", "margin: max(0, l - d); reference: -max(0, d - l) as in the code",
+                              choices=("margin", "reference"))
     harm_margin: float = option(0.0, "> 0: push the harmful denoising error up to this and no further")
     harm_margin_weight: float = option(1.0, "weight of that bounded-ascent hinge")
     attack_sim_steps: int = option(0, "> 0: measure the hinge after this many simulated attack steps")
@@ -202,6 +212,10 @@ def set_field(config, path: str, text: str):
             raise SafetuneError(f"--set {where}: no such setting{hint} (settings here: {', '.join(names)})")
         if depth == len(parts) - 1:
             value = _cast(text, _hints(type(target))[name], path)
+            choices = next(f for f in dataclasses.fields(target) if f.name == name).metadata.get("choices")
+            if choices and value not in choices:
+                shown = ", ".join("none" if c is None else str(c) for c in choices)
+                raise SafetuneError(f"--set {path}={text}: choose one of {shown}")
             setattr(target, name, value)
             if hasattr(target, "__post_init__"):
                 target.__post_init__()

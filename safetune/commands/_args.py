@@ -14,9 +14,10 @@ from ..config import apply_overrides, describe
 from ..errors import SafetuneError
 
 # upper bounds that catch a typo (an extra zero) before it becomes a day of compute
-LIMITS = {"steps": 10**6, "batch_size": 4096, "images_per_prompt": 10_000, "grad_accum": 1024, "lora_rank": 1024,
-          "warmup_steps": 10**6}
-_NON_NEGATIVE = {"max_grad_norm", "noise", "shrink", "caption_dropout", "concept_weight", "margin", "lambda1",
+LIMITS = {"vae_lr": 1.0, "unet_lr": 1.0, "attack_sim_lr": 1.0, "steps": 10**6, "batch_size": 4096, "images_per_prompt": 10_000, "grad_accum": 1024, "lora_rank": 1024,
+          "warmup_steps": 10**6, "checkpoint_every": 10**7, "seed": 2**32 - 1, "lr": 1.0}
+FLOAT_LIMIT = 1e6  # any other number beyond this is a typo
+_NON_NEGATIVE = {"max_increase", "max_grad_norm", "noise", "shrink", "caption_dropout", "concept_weight", "margin", "lambda1",
                  "lambda_total", "harm_margin", "harm_margin_weight", "attack_sim_lr", "kl_weight", "vae_lr", "unet_lr",
                  "ema_decay", "lora_alpha", "centre_momentum", "sdd_ema"}
 _POSITIVE = {"steps", "batch_size", "images_per_prompt", "grad_accum", "lora_rank", "checkpoint_every", "lr"}
@@ -41,8 +42,9 @@ def add_config_flags(parser, config, skip: tuple[str, ...] = (), title: str | No
                                help=f"{help_text} (default: {'yes' if value else 'no'})")
             continue
         shown = ",".join(map(str, value)) if isinstance(value, list) else value
-        group.add_argument(flag(f.name), dest=f"cfg_{f.name}", default=None, metavar=f.name.upper(),
-                           help=f"{help_text} (default: {shown})")
+        choices = [c for c in f.metadata.get("choices") or () if c is not None] or None
+        group.add_argument(flag(f.name), dest=f"cfg_{f.name}", default=None, choices=choices,
+                           metavar=None if choices else f.name.upper(), help=f"{help_text} (default: {shown})")
 
 
 def config_from_args(args, config):
@@ -55,20 +57,37 @@ def config_from_args(args, config):
     return config
 
 
+def _is_count(name: str) -> bool:
+    """Sizes that must be at least 1 (steps of a phase, batch sizes, pools, widths)."""
+    return name in ("pool", "n_train", "n_test", "width", "batch") or name.endswith(("_batch", "_steps")) and \
+        name not in ("warmup_steps", "attack_sim_steps")
+
+
 def check_numbers(config) -> None:
     """Counts at least 1 and below a sane limit, rates positive and finite: a clear error now rather
     than a crash (or a week of compute) later."""
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value):
+            check_numbers(value)
+            continue
+        if isinstance(value, list):
+            for item in value:
+                if isinstance(item, float) and not math.isfinite(item) or isinstance(item, (int, float)) and \
+                        not isinstance(item, bool) and item < 0:
+                    raise SafetuneError(f"{flag(f.name)} {item}: must be a finite number, not negative")
+            continue
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
         if isinstance(value, float) and not math.isfinite(value):
             raise SafetuneError(f"{flag(f.name)} {value}: must be a finite number")
-        if f.name in _POSITIVE and value <= 0:
-            raise SafetuneError(f"{flag(f.name)} {value}: must be at least 1" if isinstance(value, int) and
-                                f.name != "lr" else f"{flag(f.name)} {value}: must be positive")
-        if f.name in LIMITS and value > LIMITS[f.name]:
-            raise SafetuneError(f"{flag(f.name)} {value}: more than {LIMITS[f.name]:,}; is there an extra zero?")
+        rate = f.name == "lr" or f.name.endswith("_lr")
+        if (f.name in _POSITIVE or _is_count(f.name) or rate) and value <= 0:
+            raise SafetuneError(f"{flag(f.name)} {value}: must be positive" if rate or isinstance(value, float)
+                                else f"{flag(f.name)} {value}: must be at least 1")
+        limit = LIMITS.get(f.name, 10**7 if _is_count(f.name) else FLOAT_LIMIT)
+        if value > limit:
+            raise SafetuneError(f"{flag(f.name)} {value}: more than {limit:g}; is there an extra zero?")
         if value < 0 and (isinstance(value, int) or f.name in _NON_NEGATIVE):
             raise SafetuneError(f"{flag(f.name)} {value}: must not be negative")
         if f.name in ("ema_decay", "caption_dropout") and value >= 1:
@@ -126,10 +145,21 @@ def check_device(device: str | None) -> str:
     return device
 
 
+def check_detector(name: str) -> None:
+    """'shapes', 'nudenet' or a ShapesWorld detector directory: refused now rather than after sampling."""
+    if name in ("shapes", "shapesworld", "nudenet"):
+        return
+    if not (Path(name) / "config.json").is_file():
+        raise SafetuneError(f"--detector {name!r}: choose 'shapes', 'nudenet' or a directory written by "
+                            "`safetune train-detector`")
+
+
 def check_loras(specs: list[str], what: str = "--lora") -> list[tuple[str, float]]:
     """Parse FILE[:SCALE] arguments and refuse a file given twice (it would be added twice)."""
     from ..lora.weights import parse_lora_arg
 
+    if any(not s.strip() for s in specs):
+        raise SafetuneError(f"{what}: an empty LoRA argument; give FILE or FILE:SCALE")
     parsed = [parse_lora_arg(s) for s in specs]
     seen = {}
     for path, _ in parsed:
@@ -141,10 +171,32 @@ def check_loras(specs: list[str], what: str = "--lora") -> list[tuple[str, float
     return parsed
 
 
+def check_model_options(args) -> None:
+    """--revision and --variant: for hub models, and a variant the local files have."""
+    from ..models.loading import SHIPPED_MODELS
+
+    local = args.model in SHIPPED_MODELS or Path(args.model).exists()
+    for name in ("revision", "variant"):
+        value = getattr(args, name, None)
+        if value is not None and not value.strip():
+            raise SafetuneError(f"--{name} is empty; drop it or give a value")
+    if args.revision is not None and local:
+        raise SafetuneError(f"--revision {args.revision}: a revision selects a hub model's version; {args.model} is "
+                            "local. Drop --revision")
+    if args.variant is not None and local:
+        from ..models.loading import resolve_model
+
+        unet = Path(resolve_model(args.model)) / "unet"
+        if not any(unet.glob(f"*.{args.variant}.*")):
+            raise SafetuneError(f"--variant {args.variant}: {args.model} has no weights of that variant "
+                                f"(no unet/*.{args.variant}.* file); drop --variant")
+
+
 def pipeline(args, extra_loras: list[str] | None = None):
     """The model of `--model`, `--lora` (and `extra_loras` first) on the checked `--device`."""
     from ..lora.weights import load_with_loras
 
+    check_model_options(args)
     device = check_device(args.device)
     return load_with_loras(args.model, (extra_loras or []) + list(getattr(args, "lora", [])), device=device,
                            revision=args.revision, variant=args.variant)

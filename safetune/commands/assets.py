@@ -31,6 +31,15 @@ def pretrain_shapes(args) -> None:
     from ..stages.pretraining import pretrain
 
     config = _args.config_from_args(args, PretrainConfig())
+    if config.vae_from is not None:
+        from pathlib import Path
+
+        from ..errors import SafetuneError
+        from ..models.loading import resolve_model
+
+        if not (Path(resolve_model(config.vae_from)) / "vae").is_dir():
+            raise SafetuneError(f"--vae-from {config.vae_from}: no vae/ folder there; give a diffusers directory "
+                                "with a VAE, or 'shapes'")
     check_output(args.out, "dir", args.overwrite)
     pretrain(args.out, config)
     print(f"wrote the pretrained pipeline to {args.out}")
@@ -56,8 +65,8 @@ def world(args) -> None:
 
     if args.n is not None and not 1 <= args.n <= 10**6:
         raise SafetuneError(f"--n {args.n}: give 1 to 1,000,000")
-    if args.seed is not None and args.seed < 0:
-        raise SafetuneError(f"--seed {args.seed}: must not be negative")
+    if args.seed is not None and not 0 <= args.seed < 2**32:
+        raise SafetuneError(f"--seed {args.seed}: give 0 to 4294967295")
     check_output(args.out, "dir", args.overwrite)
     if args.what == "prompts":
         with output_dir(args.out) as tmp:

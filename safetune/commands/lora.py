@@ -50,6 +50,15 @@ def register(sub) -> None:
     p.set_defaults(func=lora)
 
 
+def _guard_settings(args):
+    """The guard's thresholds and sampling, checked before any work."""
+    if args.limit < 1:
+        raise SafetuneError(f"--limit {args.limit}: must be at least 1")
+    _args.check_detector(args.detector)
+    return (_args.config_from_args(args, AuditThresholds()),
+            _args.config_from_args(args, SamplingConfig(images_per_prompt=3)))
+
+
 def _audit(args, safety_path: str, lora_path: str) -> dict:
     """The guard's answer for one LoRA against the safety LoRA (measured unless --no-measure)."""
     from ..data.prompts import read_prompts
@@ -57,14 +66,12 @@ def _audit(args, safety_path: str, lora_path: str) -> dict:
     from ..evaluate.guard import CHECKED_SETS, cancel_overlap, measure, verdict
     from ..lora.weights import LoRA, check_fits, pipeline_modules
 
-    if args.limit < 1:
-        raise SafetuneError(f"--limit {args.limit}: must be at least 1")
-    thresholds = _args.config_from_args(args, AuditThresholds())
+    thresholds, sampling = _guard_settings(args)
+    _args.check_model_options(args)
     user, safety = LoRA.load(lora_path), LoRA.load(safety_path)
     overlap = cancel_overlap(user, safety)
     aligned = composed = None
     if not args.no_measure:
-        sampling = _args.config_from_args(args, SamplingConfig(images_per_prompt=3))
         detector = load_detector(args.detector)
         sets = {name: read_prompts(name, limit=args.limit) for name in CHECKED_SETS}
         aligned, composed = measure(args.model, safety_path, lora_path, sets, detector, sampling,
@@ -94,11 +101,12 @@ def audit(args) -> int:
     from ..io import check_output, write_json
 
     _args.check_loras([args.safety_lora, args.lora], "--lora")
-    if args.out:
+    _guard_settings(args)
+    if args.out is not None:
         check_output(args.out, "file", args.overwrite)
     result = _audit(args, args.safety_lora, args.lora)
     _print_audit(result)
-    if args.out:
+    if args.out is not None:
         write_json(args.out, result, mark=True)
     return 0 if result["pass"] else 1
 
@@ -108,8 +116,11 @@ def compose(args) -> None:
 
     if not args.lora:
         raise SafetuneError("compose needs at least one --lora FILE[:SCALE]")
+    if args.safety_lora is not None and not args.safety_lora.strip():
+        raise SafetuneError("--safety-lora is empty; give the safety LoRA file or drop the flag")
     loras = ([args.safety_lora] if args.safety_lora else []) + args.lora
     _args.check_loras(loras)
+    _guard_settings(args)
     out = check_output(args.out, "dir", args.overwrite)
     audits = []
     if args.safety_lora:

@@ -74,6 +74,7 @@ def evaluate(args) -> None:
     from ..io import check_output, output_dir, write_json
 
     rows, config = _rows_and_pipe(args, categories=args.category, limit=args.limit)
+    _args.check_detector(args.detector)
     out = check_output(args.out, "dir", args.overwrite)
     detector = load_detector(args.detector)
     pipe = _args.pipeline(args)
@@ -91,8 +92,8 @@ def evaluate(args) -> None:
 def demo(args) -> None:
     from ..studies.demo import run_demo
 
-    if args.prompts_per_set < 1:
-        raise SafetuneError(f"--prompts-per-set {args.prompts_per_set}: must be at least 1")
+    if not 1 <= args.prompts_per_set <= 10**6:
+        raise SafetuneError(f"--prompts-per-set {args.prompts_per_set}: give 1 to 1,000,000")
     from ..io import claim_study_dir
 
     config = _args.config_from_args(args, SamplingConfig())

@@ -45,9 +45,11 @@ def register(sub) -> None:
                    help="a prompt of the concept to erase; repeat for several phrasings (default: 'a star', 'a pentagram')")
     p.add_argument("--on-top", action="append", default=[], metavar="LORA[:SCALE]",
                    help="lt/ng/dd: start from the model with this safety LoRA merged (safety reinforcement)")
-    p.add_argument("--clean-data", default="clean", help="lt/ng/dd: folder or ShapesWorld set of clean (retain) images")
-    p.add_argument("--harmful-data", default="harmful", help="lt/ng: folder or ShapesWorld set of harmful images")
-    p.add_argument("--n", type=int, default=1000, help="images drawn from a ShapesWorld set")
+    p.add_argument("--clean-data", default=None,
+                   help="lt/ng/dd: folder or ShapesWorld set of clean (retain) images (default: clean)")
+    p.add_argument("--harmful-data", default=None,
+                   help="lt/ng: folder or ShapesWorld set of harmful images (default: harmful)")
+    p.add_argument("--n", type=int, default=None, help="lt/ng/dd: images drawn from a ShapesWorld set (default 1000)")
     p.add_argument("--format", default="diffusers", choices=["diffusers", "kohya"],
                    help="layout of a LoRA output (kohya: what AUTOMATIC1111 and ComfyUI load)")
     _args.add_out(p, "file", required=False,
@@ -59,7 +61,7 @@ def register(sub) -> None:
     p = sub.add_parser("finetune", help="fine-tune on an image folder (benign or malicious: same command), full or LoRA")
     _args.add_model_flags(p)
     p.add_argument("--data", required=True, help="folder with metadata.jsonl (file_name, text), or a ShapesWorld set")
-    p.add_argument("--n", type=int, default=1000, help="images drawn from a ShapesWorld set")
+    p.add_argument("--n", type=int, default=None, help="images drawn from a ShapesWorld set (default 1000)")
     p.add_argument("--on-top", action="append", default=[], metavar="LORA[:SCALE]",
                    help="merge this (safety) LoRA into the weights before fine-tuning (the baselines' way)")
     p.add_argument("--save-at", default=None, help="steps at which to also save the model (or LoRA), e.g. 0,20,100,200")
@@ -92,6 +94,8 @@ def _output(args, lora_output: bool) -> Path:
 
 
 def _train_config(args, recipe: TrainConfig, **fixed) -> TrainConfig:
+    if args.logging_dir is not None and not args.report_to:
+        raise SafetuneError("--logging-dir is where --report-to writes; give --report-to tensorboard (or drop it)")
     config = replace(_args.config_from_args(args, recipe), **fixed)
     if args.report_to:
         from ..train import check_tracker
@@ -102,12 +106,21 @@ def _train_config(args, recipe: TrainConfig, **fixed) -> TrainConfig:
     return config
 
 
+def _check_data(args, *sources: str) -> None:
+    """--n and the data sources, before any work."""
+    from ..data.folder import check_data_source
+
+    if args.n is not None and not 1 <= args.n <= 10**6:
+        raise SafetuneError(f"--n {args.n}: give 1 to 1,000,000")
+    for source in sources:
+        check_data_source(source)
+
+
 def _data(args, pipe, source: str, seed: int = 0):
     from ..data.folder import load_training_data
 
-    if not 1 <= args.n <= 10**6:
-        raise SafetuneError(f"--n {args.n}: give 1 to 1,000,000")
-    return load_training_data(source, pipe.unet.config.sample_size * pipe.vae_scale_factor, n=args.n, seed=seed)
+    return load_training_data(source, pipe.unet.config.sample_size * pipe.vae_scale_factor, n=args.n or 1000,
+                              seed=seed)
 
 
 def _on_top(args):
@@ -127,6 +140,18 @@ def align(args) -> None:
     recipe = RECIPES.get(method, ESD_X)
     config = _train_config(args, recipe, **({"mode": "full"} if method == "dd" else {}))
     lora_output = method not in ("dd",) and config.mode == "lora"
+    if method in ("lt", "ng", "dd"):
+        args.clean_data = "clean" if args.clean_data is None else args.clean_data
+        args.harmful_data = "harmful" if args.harmful_data is None else args.harmful_data
+        _check_data(args, args.clean_data, *([args.harmful_data] if method != "dd" else []))
+    else:
+        given = [f for f, v in (("--clean-data", args.clean_data), ("--harmful-data", args.harmful_data),
+                                ("--n", args.n), ("--on-top", args.on_top or None)) if v is not None]
+        if given:
+            raise SafetuneError(f"{', '.join(given)}: settings of lt, ng and dd; an {method} safety LoRA is trained "
+                                "on the model's own images of --concept")
+    if method == "dd" and args.harmful_data != "harmful":
+        raise SafetuneError("--harmful-data: dd never sees harmful data (it distills on --clean-data only)")
     out = _output(args, lora_output)
     _args.check_loras(args.lora + args.on_top)
     on_top = _on_top(args)
@@ -137,8 +162,6 @@ def align(args) -> None:
     if method in ("esd-x", "esd-u", "esd", "sdd"):
         from ..stages.safety import align_lora, safety_config
 
-        if on_top:
-            raise SafetuneError("--on-top is for lt, ng and dd (reinforcement); an ESD/SDD LoRA is trained on W0")
         config = safety_config(method, config)
         lora = align_lora(pipe, method, concepts, config, settings, checkpoint_dir=checkpoint, identity=meta)
         _save(out, lora, pipe, {**meta, "train": asdict(config)}, args.format)
@@ -185,8 +208,9 @@ def finetune(args) -> None:
     from ..train import extract_lora
 
     config = _train_config(args, FINETUNE)
-    if args.save_at:
+    if args.save_at is not None:
         config = replace(config, save_at=_save_at(args.save_at, config.steps))
+    _check_data(args, args.data)
     out = _output(args, config.mode == "lora")
     _args.check_loras(args.lora + args.on_top)
     on_top = _on_top(args)

@@ -75,6 +75,13 @@ def study(args) -> None:
     config = _config(args)
     if args.show_config:
         return _args.show_config(config)
+    _args.check_numbers(config)
+    if args.name == "backfire":
+        config.validate()
+    elif args.name == "forgetting":
+        from ..studies.forgetting import validate
+
+        validate(config)
     if not args.out:
         raise SafetuneError("give --out DIR: a new or empty directory, or this study's earlier one to resume")
     out = claim_study_dir(args.out, args.name)

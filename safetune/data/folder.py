@@ -52,6 +52,21 @@ def read_image_folder(folder: str | Path, resolution: int) -> tuple[torch.Tensor
     return x, texts
 
 
+def check_data_source(source: str) -> None:
+    """Refuse, before any work, a data source that is neither a ShapesWorld set nor a caption folder."""
+    from .shapesworld import DATA_SETS
+
+    folder = Path(source)
+    if source in DATA_SETS and not folder.exists():
+        return
+    if not source or not folder.is_dir():
+        raise SafetuneError(f"{source!r}: data folder not found; give an image folder with metadata.jsonl or a "
+                            f"ShapesWorld set name ({', '.join(DATA_SETS)})")
+    if not (folder / "metadata.jsonl").is_file():
+        raise SafetuneError(f"{folder}: no metadata.jsonl; add one line per image: "
+                            '{"file_name": "0001.png", "text": "its caption"}')
+
+
 def render_examples(examples) -> torch.Tensor:
     """ShapesWorld examples rendered as a tensor of images in [-1, 1]."""
     from .shapesworld import render

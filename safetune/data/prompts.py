@@ -33,7 +33,10 @@ def read_prompts(source: str, categories: list[str] | None = None, limit: int | 
     elif source in PROMPT_SETS and not path.exists():
         shipped = SHIPPED_PROMPTS / f"{source}.csv"
         rows = _read_file(shipped) if shipped.is_file() else prompt_set(source)
-    elif path.suffix.lower() in PROMPT_SUFFIXES or path.exists():
+    elif path.suffix.lower() in PROMPT_SUFFIXES or path.exists() or ("/" in source and " " not in source.strip()):
+        if path.suffix and path.suffix.lower() not in PROMPT_SUFFIXES:
+            raise SafetuneError(f"{path}: not a prompt file; give a .csv (a 'prompt' column), .txt (a prompt a line) "
+                                "or .jsonl file")
         rows = _read_file(path)
     else:
         close = difflib.get_close_matches(source, PROMPT_SETS, n=1, cutoff=0.8) if " " not in source.strip() else []
@@ -59,6 +62,8 @@ def _read_file(path: Path) -> list[dict]:
         raise SafetuneError(f"{path}: cannot be read as UTF-8 text ({exc})") from exc
     if not text.strip():
         raise SafetuneError(f"{path}: no prompts in the file (it is empty); add at least one non-empty prompt")
+    if "\x00" in text:
+        raise SafetuneError(f"{path}: a binary file, not prompts; give a .csv, .txt or .jsonl file of prompts")
     suffix = path.suffix.lower()
     if suffix == ".csv":
         reader = csv.DictReader(text.splitlines())

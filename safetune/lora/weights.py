@@ -107,8 +107,10 @@ def load_with_loras(model: str | None, loras: list[str] | None = None, **kwargs)
     """A pipeline (models.loading.load_pipeline) with LoRAs `FILE[:SCALE]` merged into its weights."""
     from ..models.loading import load_pipeline
 
-    pipe = load_pipeline(model, **kwargs)
-    compose_files(pipe, [parse_lora_arg(a) for a in loras or []])
+    files = [(path, LoRA.load(path), scale) for path, scale in (parse_lora_arg(a) for a in loras or [])]
+    pipe = load_pipeline(model, **kwargs)  # the LoRA files were read first: a bad one fails in a second
+    for path, lora, scale in files:
+        merge_into(pipe, [(lora, scale)], source=str(path))
     return pipe
 
 
@@ -145,11 +147,6 @@ def merge_into(pipe, loras: list[tuple[LoRA, float]], source: str = "LoRA") -> N
         for name in lora.factors:
             w = modules[name].weight
             w.add_((scale * lora.delta(name)).reshape(w.shape).to(w.dtype))
-
-
-def compose_files(pipe, files: list[tuple[str, float]]) -> None:
-    for path, scale in files:
-        merge_into(pipe, [(LoRA.load(path), scale)], source=str(path))
 
 
 def inspect(lora: LoRA, against: LoRA | None = None) -> dict:

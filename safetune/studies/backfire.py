@@ -65,6 +65,26 @@ class BackfireConfig:
         return cls(domains=["clean"], seeds=[0], reference="", save_at=[0, 1000],
                    sampling=SamplingConfig(images_per_prompt=5))
 
+    def validate(self) -> None:
+        """Refuse settings that would fail hours into the study, before any work."""
+        from ..data.shapesworld import DATA_SETS
+        from ..stages.safety import METHODS
+
+        for method in self.methods:
+            if method not in METHODS:
+                raise SafetuneError(f"methods: unknown safety method {method!r}; choose from {', '.join(METHODS)}")
+        for way in self.ways:
+            if way not in WAYS:
+                raise SafetuneError(f"ways: unknown way {way!r}; choose from {', '.join(WAYS)}")
+        for domain in self.domains:
+            if domain not in DATA_SETS and not Path(domain).is_dir():
+                raise SafetuneError(f"domains: {domain!r} is neither a ShapesWorld set ({', '.join(DATA_SETS)}) nor "
+                                    "an image folder")
+        if not self.seeds or not self.save_at or min(self.save_at) < 0:
+            raise SafetuneError("seeds and save_at need at least one value each, steps not negative")
+        if not self.methods and not self.reference:
+            raise SafetuneError("nothing to study: give methods, a reference, or both")
+
     def train_config(self, way: str, seed: int) -> TrainConfig:
         base = self.full if way == "full" else self.lora
         return replace(base, steps=max(self.save_at), save_at=list(self.save_at), seed=seed)
@@ -112,9 +132,7 @@ def _run_key(domain: str, way: str, seed: int) -> tuple[str, str, str]:
 
 
 def run_backfire(out: Path, config: BackfireConfig, model: str = "shapes") -> dict:
-    for way in config.ways:
-        if way not in WAYS:
-            raise SafetuneError(f"unknown way {way!r}; choose from {', '.join(WAYS)}")
+    config.validate()
     out.mkdir(exist_ok=True)
     (out / "loras").mkdir(exist_ok=True)
     base = load_pipeline(model)

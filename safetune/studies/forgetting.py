@@ -179,12 +179,21 @@ def benign_price(model, domain_data: dict, config: ForgettingStudyConfig, evalua
     return out
 
 
-def run_forgetting(out: Path, config: ForgettingStudyConfig, model: str = "shapes") -> dict:
+def validate(config: ForgettingStudyConfig) -> None:
+    """Refuse settings that would fail hours into the study, before any work."""
     for attack in config.attacks:
         if attack not in ("full", "lora"):
-            raise SafetuneError(f"unknown attack {attack!r}; choose full or lora")
+            raise SafetuneError(f"attacks: unknown attack {attack!r}; choose full or lora")
     for name in config.models:
-        parse_model(name, config)  # refuse a bad name before hours of work
+        parse_model(name, config)
+    if not config.attack_lrs or not config.attack_seeds or not config.attack_steps or min(config.attack_lrs) <= 0:
+        raise SafetuneError("attack_lrs, attack_seeds and attack_steps need values (learning rates positive)")
+    if REFERENCE in config.models and not config.reference:
+        raise SafetuneError(f"models has {REFERENCE} but no reference model is set")
+
+
+def run_forgetting(out: Path, config: ForgettingStudyConfig, model: str = "shapes") -> dict:
+    validate(config)
     out.mkdir(exist_ok=True)
     (out / "models").mkdir(exist_ok=True)
     base = load_pipeline(model)
