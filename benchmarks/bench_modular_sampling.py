@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from safetune.config import SamplingConfig
-from safetune.evaluate.sampling import image_seeds, sample
+from safetune.evaluation.sampling import image_seeds, sample
 from safetune.lora.weights import LoRA, load_with_loras, pipeline_modules
 from safetune.models.loading import load_pipeline
 

@@ -9,7 +9,7 @@ import time
 import torch
 
 from safetune.config import SamplingConfig
-from safetune.evaluate.sampling import image_seeds, sample
+from safetune.evaluation.sampling import image_seeds, sample
 from safetune.models.loading import load_pipeline
 
 

@@ -19,6 +19,7 @@ from .io import atomic_dir
 
 def save_checkpoint(path: Path, step: int, modules: dict[str, torch.nn.Module],
                     optimizer: torch.optim.Optimizer | None = None, extra: dict | None = None) -> None:
+    """Write modules' state dicts (safetensors), the optimizer and `extra` as one directory, atomically."""
     with atomic_dir(path) as tmp:
         for name, module in modules.items():
             state = {k: v.detach().contiguous() for k, v in module.state_dict().items()}
@@ -51,4 +52,5 @@ def load_checkpoint(path: Path, modules: dict[str, torch.nn.Module],
 
 
 def step_generator(seed: int, step: int) -> torch.Generator:
+    """The generator of one step's random draws: a pure function of (seed, step), so resumes are exact."""
     return torch.Generator().manual_seed(seed * 1_000_003 + step)

@@ -16,11 +16,13 @@ class _Parser(argparse.ArgumentParser):
     """argparse's own refusals in the house style: one line, exit 2."""
 
     def error(self, message: str):
+        """Print argparse's refusal as one `safetune: error:` line and exit 2."""
         print(f"safetune: error: {self.prog}: {message} (see {self.prog} --help)", file=sys.stderr)
         raise SystemExit(2)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `safetune` parser: each command family in safetune.commands registers its own parsers."""
     from .commands import FAMILIES
 
     parser = _Parser(prog="safetune", description="Safety alignment of text-to-image diffusion models that survives "
@@ -46,6 +48,7 @@ def _set_threads(n: int | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a command; returns the exit code (2: a user error, one line on stderr; 1: an audit's FAIL)."""
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # --help (0) or a refused argument (2)

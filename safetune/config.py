@@ -161,6 +161,7 @@ class DetectorTrainConfig:
 # ---------------------------------------------------------------- reading and setting them
 
 def help_of(cls, name: str) -> str:
+    """The help text of a field of a config dataclass."""
     for f in dataclasses.fields(cls):
         if f.name == name:
             return f.metadata.get("help", "")

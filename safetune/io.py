@@ -202,6 +202,7 @@ def _umask() -> int:
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Text written atomically (a temporary sibling renamed onto the path)."""
     with atomic_path(path) as tmp:
         tmp.write_text(text)
     return Path(path)
@@ -215,6 +216,7 @@ def write_json(path: str | os.PathLike, obj: Any, mark: bool = False) -> Path:
 
 
 def save_image(path: str | os.PathLike, image) -> Path:
+    """A PNG written atomically."""
     with atomic_path(path) as tmp:
         image.save(tmp, format="PNG")
     return Path(path)

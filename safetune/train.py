@@ -96,11 +96,13 @@ class EMA:
 
     @torch.no_grad()
     def update(self):
+        """Move the average towards the current parameters."""
         for s, p in zip(self.shadow, self.params):
             s.lerp_(p.detach(), 1 - self.decay)
 
     @torch.no_grad()
     def copy_to_model(self):
+        """Write the average into the parameters."""
         for s, p in zip(self.shadow, self.params):
             p.copy_(s)
 
@@ -117,9 +119,11 @@ class EMA:
                     p.copy_(s)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
+        """The averaged tensors (checkpointed)."""
         return {str(i): s for i, s in enumerate(self.shadow)}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore the averaged tensors."""
         self.shadow = [state[str(i)].clone() for i in range(len(state))]
 
 

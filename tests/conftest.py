@@ -15,6 +15,6 @@ def shipped_pipe():
 
 @pytest.fixture(scope="session")
 def detector():
-    from safetune.evaluate.detectors import load_detector
+    from safetune.evaluation.detectors import load_detector
 
     return load_detector("shapes")

@@ -7,7 +7,7 @@ import torch
 from safetune.attacks.prompt_search import AdversarialConfig, attack_prompt, attack_success_rate
 from safetune.cli import main
 from safetune.config import AuditThresholds
-from safetune.evaluate.guard import cancel_overlap, verdict
+from safetune.evaluation.guard import cancel_overlap, verdict
 from safetune.lora.weights import LoRA, pipeline_modules
 from safetune.studies.audit import choose_threshold
 
@@ -73,7 +73,6 @@ def uncovered_cancel(tmp_path_factory):
     any overlap. Small budgets: the effect, not its size, is under test."""
     from safetune.config import SafetyLoraConfig, TrainConfig
     from safetune.data.folder import load_training_data
-    from safetune.lora.weights import merge_into
     from safetune.models.loading import load_pipeline
     from safetune.stages import align_lora, finetune
 

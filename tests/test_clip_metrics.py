@@ -7,7 +7,7 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from safetune.errors import SafetuneError
-from safetune.evaluate.clip import Q16, Aesthetic, ClipScorer, inception_fid
+from safetune.evaluation.clip import Q16, Aesthetic, ClipScorer, inception_fid
 
 
 @pytest.fixture(scope="module")
@@ -54,3 +54,19 @@ def test_clip_score_q16_and_aesthetic(clip_dir, tmp_path):
 def test_missing_weights_name_the_download(make, tmp_path):
     with pytest.raises(SafetuneError, match="download"):
         make(tmp_path / "nothing-here")
+
+
+def test_evaluate_command_adds_clip_score_and_runs_q16_as_a_detector(clip_dir, tmp_path):
+    """The flags the download messages name exist: --clip adds clip_score, --detector q16 scores harm."""
+    import json
+
+    from safetune.cli import main
+
+    save_file({"prompts": torch.randn(2, 16)}, str(tmp_path / "q16.safetensors"))
+    argv = ["evaluate", "--prompts", "a red star", "--images-per-prompt", "2", "--steps", "2", "--clip", str(clip_dir)]
+    assert main(argv + ["--out", str(tmp_path / "a")]) == 0
+    res = json.loads((tmp_path / "a" / "results.json").read_text())
+    assert 0 <= res["clip_score_ci95"][0] <= res["clip_score"] <= res["clip_score_ci95"][1] <= 1
+    assert main(argv + ["--detector", "q16", "--q16", str(tmp_path / "q16.safetensors"), "--out", str(tmp_path / "b")]) == 0
+    assert json.loads((tmp_path / "b" / "results.json").read_text())["detector"] == "q16"
+    assert main(argv[:-2] + ["--q16", str(tmp_path / "q16.safetensors"), "--out", str(tmp_path / "c")]) == 2

@@ -1,4 +1,4 @@
-from safetune.evaluate.detectors import _labelled_set, accuracy
+from safetune.evaluation.detectors import _labelled_set, accuracy
 
 
 def test_shipped_detector_is_98_percent_accurate_on_held_out_renders(detector):
@@ -20,7 +20,7 @@ def test_detector_tells_the_related_sparkle_from_the_star():
     import numpy as np
 
     from safetune.data.shapesworld import make_dataset, render
-    from safetune.evaluate.detectors import load_detector
+    from safetune.evaluation.detectors import load_detector
 
     detector = load_detector("shapes")
     sparkles = [render(e.scene) for e in make_dataset("sparkle", 300, seed=4243)]

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from safetune.evaluate.metrics import mean_interval, wilson_interval
+from safetune.evaluation.metrics import mean_interval, wilson_interval
 
 
 def test_wilson_interval_known_values():
@@ -39,7 +39,7 @@ def test_generate_command_writes_images_and_grid(tmp_path):
 
 
 def test_seed_aggregation_and_resurgence_intervals():
-    from safetune.evaluate.metrics import across_seeds, newcombe_interval, resurgence
+    from safetune.evaluation.metrics import across_seeds, newcombe_interval, resurgence
 
     per_seed = [{"harmful_rate": r, "n_images": 200} for r in (0.15, 0.23, 0.18)]
     agg = across_seeds(per_seed)

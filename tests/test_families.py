@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from safetune.config import SafetyLoraConfig, SamplingConfig, TrainConfig
-from safetune.evaluate import evaluate_prompts
+from safetune.evaluation import evaluate_prompts
 from safetune.lora.weights import LoRA, merge_into, pipeline_modules
 from safetune.models.conditioning import is_sdxl
 from safetune.models.tiny import tiny_random_pipeline

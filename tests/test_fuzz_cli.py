@@ -20,12 +20,13 @@ from safetune.cli import build_parser, main
 
 BAD_NUMBERS = ["", "abc", "-1", "0", "nan", "inf", "1e999", "99999999999", "1.5e12"]
 PATH_OPTIONS = {"--model", "--lora", "--safety-lora", "--data", "--prompts", "--out", "--on-top", "--detector",
-                "--reuse", "--clean-data", "--harmful-data", "--vae-from", "--logging-dir"}
+                "--reuse", "--clean-data", "--harmful-data", "--vae-from", "--logging-dir", "--clip", "--q16",
+                "--aesthetic"}
 # values that are legitimately fine for an option, so not "bad" for it
 ALLOWED = {("--guidance-scale", "0"), ("--guidance-scale", "-1"), ("--seed", "0"), ("--max-increase", "0"),
            ("--overlap", "0"), ("--overlap", "-1"), ("--max-grad-norm", "0"), ("--lora-alpha", "0"),
            ("--ema-decay", "0"), ("--kl-weight", "0"), ("--lora-alpha", ""), ("--ema-decay", ""), ("--vae-from", ""),
-           ("--save-at", "0"), ("--caption-dropout", "0"), ("--limit", "99999999999"), ("--limit", "1.5e12")}
+           ("--save-at", "0"), ("--caption-dropout", "0"), ("--methods", ""), ("--reference", ""), ("--limit", "99999999999"), ("--limit", "1.5e12")}
 
 
 @pytest.fixture(scope="module")

@@ -159,7 +159,7 @@ def test_words_the_shipped_model_does_not_know_are_named(tmp_path, capsys):
 
 
 def test_degenerate_images_are_invalid_not_harmful(detector):
-    from safetune.evaluate.metrics import score_images
+    from safetune.evaluation.metrics import score_images
 
     black = Image.new("RGB", (32, 32))
     grey = Image.new("RGB", (32, 32), (120, 120, 120))

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from safetune.data import shapesworld as sw
-from safetune.data.prompts import read_prompts
+from safetune.data.prompts import prompt_csv, prompt_set, read_prompts
 from safetune.errors import SafetuneError
 
 
@@ -51,7 +51,7 @@ def test_harmful_data_is_all_harmful():
 
 
 def test_implicit_prompts_never_name_the_concept_but_read_as_it():
-    rows = sw.prompt_set("harmful_implicit", 40)
+    rows = prompt_set("harmful_implicit", 40)
     assert len({r["prompt"] for r in rows}) == 40
     for r in rows:
         assert not set(r["prompt"].split()) & {"star", "pentagram"}
@@ -66,9 +66,9 @@ def test_scene_from_text_reads_every_attribute():
 
 
 def test_prompt_csv_round_trip(tmp_path):
-    rows = sw.prompt_set("clean", 12)
+    rows = prompt_set("clean", 12)
     path = tmp_path / "clean.csv"
-    path.write_text(sw.prompt_csv(rows))
+    path.write_text(prompt_csv(rows))
     back = read_prompts(str(path))
     assert [r["prompt"] for r in back] == [r["prompt"] for r in rows]
     assert [r["sd_seed"] for r in back] == [r["sd_seed"] for r in rows]
@@ -81,7 +81,7 @@ def test_shipped_prompt_files_match_the_generator():
     from safetune.data.prompts import SHIPPED_PROMPTS
 
     for name in sw.PROMPT_SETS:
-        assert (SHIPPED_PROMPTS / f"{name}.csv").read_text() == sw.prompt_csv(sw.prompt_set(name))
+        assert (SHIPPED_PROMPTS / f"{name}.csv").read_text() == prompt_csv(prompt_set(name))
 
 
 def test_export_imagefolder_layout(tmp_path):
@@ -120,3 +120,14 @@ def test_related_domain_is_near_the_star_but_never_one():
     assert all(e.scene.shape == "sparkle" and "sparkle" in e.text.split() for e in examples)
     assert not any(sw.scene_from_text(e.text).get("shape") == "star" for e in examples)
     assert "sparkle" in sw.RELATED_DOMAINS and sw.DOMAINS["sparkle"] == {"shape": "sparkle"}
+
+
+def test_shapesworld_training_data_comes_at_the_model_resolution():
+    """A real model (512 pixels, here 64) got 32x32 ShapesWorld images before: its VAE would see them
+    at the wrong size."""
+    from safetune.data.folder import load_training_data
+
+    images, texts = load_training_data("plus", 64, n=3)
+    assert images.shape == (3, 3, 64, 64) and len(texts) == 3
+    assert images.min() >= -1 and images.max() <= 1
+    assert load_training_data("plus", 32, n=3)[0].shape == (3, 3, 32, 32)

@@ -17,12 +17,13 @@ import torch.nn.functional as F
 
 from ..config import SamplingConfig
 from ..errors import SafetuneError
-from ..evaluate.sampling import image_seeds, sample
+from ..evaluation.sampling import image_seeds, sample
 from ..models.conditioning import is_sdxl, sample_latents, training_scheduler
 
 
 @dataclass
 class AdversarialConfig:
+    """The prompt search's budget: adversarial tokens, optimisation steps, seeds that decide success."""
     n_tokens: int = 3
     steps: int = 40
     lr: float = 0.05
@@ -113,7 +114,7 @@ def attack_success_rate(pipe, rows: list[dict], detector, config: AdversarialCon
         attacked = detector.harmful_scores(sample(pipe, adv_jobs, sampling)) > detector.threshold
         per_prompt.append({"prompt": row["prompt"], "adversarial_prompt": adversarial,
                            "flagged_plain": int(plain.sum()), "flagged_attacked": int(attacked.sum())})
-    from ..evaluate.metrics import wilson_interval
+    from ..evaluation.metrics import wilson_interval
 
     n = len(per_prompt)
     success = sum(p["flagged_attacked"] > 0 for p in per_prompt)

@@ -15,7 +15,7 @@ from ..errors import SafetuneError
 
 # upper bounds that catch a typo (an extra zero) before it becomes a day of compute
 LIMITS = {"vae_lr": 1.0, "unet_lr": 1.0, "attack_sim_lr": 1.0, "steps": 10**6, "batch_size": 4096, "images_per_prompt": 10_000, "grad_accum": 1024, "lora_rank": 1024,
-          "warmup_steps": 10**6, "checkpoint_every": 10**7, "seed": 2**32 - 1, "lr": 1.0}
+          "warmup_steps": 10**6, "checkpoint_every": 10**9, "seed": 2**32 - 1, "lr": 1.0}
 FLOAT_LIMIT = 1e6  # any other number beyond this is a typo
 _NON_NEGATIVE = {"max_increase", "max_grad_norm", "noise", "shrink", "caption_dropout", "concept_weight", "margin", "lambda1",
                  "lambda_total", "harm_margin", "harm_margin_weight", "attack_sim_lr", "kl_weight", "vae_lr", "unet_lr",
@@ -24,6 +24,7 @@ _POSITIVE = {"steps", "batch_size", "images_per_prompt", "grad_accum", "lora_ran
 
 
 def flag(name: str) -> str:
+    """The command-line flag of a config field: lora_rank -> --lora-rank."""
     return "--" + name.replace("_", "-")
 
 
@@ -95,6 +96,7 @@ def check_numbers(config) -> None:
 
 
 def add_set(parser, what: str) -> None:
+    """--set NAME=VALUE (any field, nested with dots) and --show-config."""
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help=f"set any field of the {what} settings, e.g. --set lr=1e-4 (nested: a.b=VALUE; "
                              "lists: 0,1,2); --show-config lists them")
@@ -102,10 +104,12 @@ def add_set(parser, what: str) -> None:
 
 
 def show_config(config) -> None:
+    """Print every setting of `config` with its value and help."""
     print("\n".join(describe(config)))
 
 
 def add_model_flags(parser, loras: bool = True) -> None:
+    """--model, --lora (repeatable), --revision, --variant and --device."""
     parser.add_argument("--model", default="shapes",
                         help="diffusers directory, hub id, 'shapes' (the shipped miniature SD; default) or "
                              "'shapes-nostar' (the same, never trained on the harmful concept)")
@@ -118,6 +122,7 @@ def add_model_flags(parser, loras: bool = True) -> None:
 
 
 def add_out(parser, kind: str, required: bool = True, default: str | None = None, help: str | None = None) -> None:
+    """--out (a directory, a LoRA file or a file) and --overwrite."""
     parser.add_argument("--out", required=required, default=default, help=help or {
         "dir": "output directory (new or empty; see --overwrite)",
         "lora": "the LoRA file to write (.safetensors)",
@@ -227,12 +232,14 @@ def warn_unknown_words(pipe, rows: list[dict], model: str) -> None:
 
 
 def shipped_words() -> list[str]:
+    """The words the shipped models know (ShapesWorld's vocabulary)."""
     from ..data.shapesworld import vocabulary
 
     return vocabulary()
 
 
 def summary_line(name: str, m: dict) -> str:
+    """One line of a result: harmful rate and prompt fidelity with their intervals, n."""
     from ..report import fmt_ci
 
     line = f"{name}: harmful_rate {fmt_ci(m['harmful_rate'], m['harmful_rate_ci95'])}"
@@ -243,4 +250,5 @@ def summary_line(name: str, m: dict) -> str:
 
 
 def out_path(args) -> Path:
+    """--out as a Path."""
     return Path(args.out)

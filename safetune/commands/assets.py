@@ -6,6 +6,7 @@ from . import _args
 
 
 def register(sub) -> None:
+    """pretrain-shapes, train-detector and world."""
     p = sub.add_parser("pretrain-shapes", help="pretrain the miniature SD on ShapesWorld (checkpointed, resumable)")
     _args.add_out(p, "dir")
     _args.add_config_flags(p, PretrainConfig(), title="pretraining")
@@ -27,6 +28,7 @@ def register(sub) -> None:
 
 
 def pretrain_shapes(args) -> None:
+    """`safetune pretrain-shapes`: the miniature SD from a seed."""
     from ..io import check_output
     from ..stages.pretraining import pretrain
 
@@ -46,7 +48,8 @@ def pretrain_shapes(args) -> None:
 
 
 def train_detector(args) -> None:
-    from ..evaluate.detectors import train_detector as train
+    """`safetune train-detector`: the ShapesWorld detector, with held-out accuracy."""
+    from ..evaluation.detectors import train_detector as train
     from ..io import check_output
 
     config = _args.config_from_args(args, DetectorTrainConfig())
@@ -59,7 +62,9 @@ def train_detector(args) -> None:
 
 
 def world(args) -> None:
-    from ..data.shapesworld import PROMPT_SETS, export_imagefolder, make_dataset, prompt_csv, prompt_set
+    """`safetune world`: ShapesWorld prompt sets (CSV) or an image folder with metadata.jsonl."""
+    from ..data.prompts import prompt_csv, prompt_set
+    from ..data.shapesworld import PROMPT_SETS, export_imagefolder, make_dataset
     from ..errors import SafetuneError
     from ..io import check_output, output_dir
 

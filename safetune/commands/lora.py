@@ -19,6 +19,7 @@ def _guard_flags(p, measure_help: str) -> None:
 
 
 def register(sub) -> None:
+    """compose, audit and lora."""
     p = sub.add_parser("compose", help="W0 + sum of scaled LoRAs, written as a merged diffusers directory")
     _args.add_model_flags(p)
     p.add_argument("--safety-lora", default=None,
@@ -62,8 +63,8 @@ def _guard_settings(args):
 def _audit(args, safety_path: str, lora_path: str) -> dict:
     """The guard's answer for one LoRA against the safety LoRA (measured unless --no-measure)."""
     from ..data.prompts import read_prompts
-    from ..evaluate.detectors import load_detector
-    from ..evaluate.guard import CHECKED_SETS, cancel_overlap, measure, verdict
+    from ..evaluation.detectors import load_detector
+    from ..evaluation.guard import CHECKED_SETS, cancel_overlap, measure, verdict
     from ..lora.weights import LoRA, check_fits, pipeline_modules
 
     thresholds, sampling = _guard_settings(args)
@@ -98,6 +99,7 @@ def _print_audit(result: dict) -> None:
 
 
 def audit(args) -> int:
+    """`safetune audit`: the guard's verdict; exit 0 on PASS, 1 on FAIL or CANNOT JUDGE."""
     from ..io import check_output, write_json
 
     _args.check_loras([args.safety_lora, args.lora], "--lora")
@@ -112,6 +114,7 @@ def audit(args) -> int:
 
 
 def compose(args) -> None:
+    """`safetune compose`: W0 + LoRAs as a diffusers directory; with --safety-lora each LoRA is audited first."""
     from ..io import check_output, output_dir, write_json
 
     if not args.lora:
@@ -142,6 +145,7 @@ def compose(args) -> None:
 
 
 def lora(args) -> None:
+    """`safetune lora inspect|negate|subtract|combine`."""
     from ..io import check_output
     from ..lora.weights import LoRA, inspect
 

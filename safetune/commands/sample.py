@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from pathlib import Path
 
 from ..config import SamplingConfig
 from ..errors import SafetuneError
@@ -12,6 +13,7 @@ PROMPTS_HELP = ("a .csv/.txt/.jsonl file, a built-in set (harmful, harmful_impli
 
 
 def register(sub) -> None:
+    """generate, evaluate and demo."""
     p = sub.add_parser("generate", help="sample images (and a labelled grid) for prompts")
     _args.add_model_flags(p)
     p.add_argument("--prompts", required=True, help=PROMPTS_HELP)
@@ -24,7 +26,11 @@ def register(sub) -> None:
     p.add_argument("--prompts", required=True, help=PROMPTS_HELP)
     p.add_argument("--category", action="append", help="keep only rows of this I2P category (repeatable)")
     p.add_argument("--limit", type=int, default=None, help="the first N prompts only (N >= 1)")
-    p.add_argument("--detector", default="shapes", help="'shapes', 'nudenet' or a detector directory")
+    p.add_argument("--detector", default="shapes",
+                   help="'shapes', 'nudenet', 'q16' (with --clip and --q16) or a ShapesWorld detector directory")
+    p.add_argument("--clip", default=None, help="a local CLIP model directory: adds clip_score (prompt fidelity)")
+    p.add_argument("--q16", default=None, help="the Q16 prompt embeddings (safetensors) for --detector q16")
+    p.add_argument("--aesthetic", default=None, help="the LAION aesthetic head (needs --clip): adds aesthetic")
     _args.add_out(p, "dir")
     _args.add_config_flags(p, SamplingConfig(), title="sampling")
     p.set_defaults(func=evaluate)
@@ -47,8 +53,9 @@ def _rows_and_pipe(args, **read):
 
 
 def generate(args) -> None:
-    from ..evaluate.grid import image_grid
-    from ..evaluate.sampling import image_seeds, sample
+    """`safetune generate`: images at fixed seeds, images.json and a labelled grid."""
+    from ..evaluation.grid import image_grid
+    from ..evaluation.sampling import image_seeds, sample
     from ..io import check_output, output_dir, write_json
 
     rows, config = _rows_and_pipe(args)
@@ -69,19 +76,20 @@ def generate(args) -> None:
 
 
 def evaluate(args) -> None:
-    from ..evaluate import evaluate_prompts
-    from ..evaluate.detectors import load_detector
+    """`safetune evaluate`: sample, detect, score; results.json with 95% intervals."""
+    from ..evaluation import evaluate_prompts
     from ..io import check_output, output_dir, write_json
 
     rows, config = _rows_and_pipe(args, categories=args.category, limit=args.limit)
-    _args.check_detector(args.detector)
+    if args.detector != "q16":
+        _args.check_detector(args.detector)
     out = check_output(args.out, "dir", args.overwrite)
-    detector = load_detector(args.detector)
+    detector, scorers = _detector_and_scorers(args)  # checks the weight paths before loading anything
     pipe = _args.pipeline(args)
     _args.warn_unknown_words(pipe, rows, args.model)
     is_main = _args.is_main_process()
     with output_dir(out) as tmp:
-        metrics = evaluate_prompts(pipe, rows, detector, config, tmp / "grid.png" if is_main else None)
+        metrics = evaluate_prompts(pipe, rows, detector, config, tmp / "grid.png" if is_main else None, scorers)
         results = {"model": args.model, "loras": args.lora, "prompts": args.prompts, "detector": detector.name,
                    "sampling": asdict(config), **metrics}
         write_json(tmp / "results.json", results, mark=True)
@@ -89,7 +97,38 @@ def evaluate(args) -> None:
         print(_args.summary_line(args.prompts, metrics))
 
 
+def _detector_and_scorers(args):
+    """The detector, and the CLIP-based scores the user has weights for (--clip, --aesthetic)."""
+    from ..evaluation.detectors import load_detector
+
+    for flag_name, value, kind in (("--clip", args.clip, "dir"), ("--q16", args.q16, "file"),
+                                   ("--aesthetic", args.aesthetic, "file")):
+        if value is not None and (not value.strip() or not (Path(value).is_dir() if kind == "dir" else Path(value).is_file())):
+            raise SafetuneError(f"{flag_name} {value!r}: no such {'directory' if kind == 'dir' else 'file'} "
+                                "(local weights: see docs/scale.md)")
+    if (args.q16 or args.aesthetic) and not args.clip:
+        raise SafetuneError("--q16 and --aesthetic score CLIP embeddings: give --clip DIR too")
+    if args.q16 and args.detector != "q16" or args.detector == "q16" and not args.q16:
+        raise SafetuneError("Q16 is a detector: give --detector q16 with --q16 FILE and --clip DIR")
+    scorers, clip = {}, None
+    if args.clip:
+        from ..evaluation.clip import ClipScorer
+
+        clip = ClipScorer(args.clip, device=_args.check_device(args.device))
+        scorers["clip_score"] = clip.clip_scores
+    if args.aesthetic:
+        from ..evaluation.clip import Aesthetic
+
+        scorers["aesthetic"] = lambda images, prompts, head=Aesthetic(clip, args.aesthetic): head.scores(images)
+    if args.detector == "q16":
+        from ..evaluation.clip import Q16
+
+        return Q16(clip, args.q16), scorers
+    return load_detector(args.detector), scorers
+
+
 def demo(args) -> None:
+    """`safetune demo`: the shipped model evaluated, and the reduced backfire study."""
     from ..studies.demo import run_demo
 
     if not 1 <= args.prompts_per_set <= 10**6:

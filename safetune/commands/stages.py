@@ -32,6 +32,7 @@ def _training_flags(p, recipe: TrainConfig, skip=()) -> None:
 
 
 def register(sub) -> None:
+    """align and finetune."""
     p = sub.add_parser("align", help="safety alignment: an ESD/SDD safety LoRA on W0, LT/NG safe training, or dd",
                        description="Safety alignment. esd-x/esd-u/sdd train a safety LoRA (dW_safe) on W0; lt/ng "
                        "train forgetting-based safe training (Pan et al. 2024); dd (distort-and-distill) makes a "
@@ -130,6 +131,7 @@ def _on_top(args):
 
 
 def align(args) -> None:
+    """`safetune align`: a safety LoRA (esd-x, esd-u, sdd), LT/NG safe training or distort-and-distill."""
     settings = _settings(args)
     if args.show_config:
         return _args.show_config(settings)
@@ -203,6 +205,7 @@ def _save(out: Path, lora, pipe, meta: dict, layout: str = "diffusers") -> str:
 
 
 def finetune(args) -> None:
+    """`safetune finetune`: benign or malicious fine-tuning, with snapshots at --save-at steps."""
     from ..io import atomic_dir
     from ..stages.finetuning import finetune as run
     from ..train import extract_lora
@@ -240,8 +243,8 @@ def _tracked_harmful_rate(pipe) -> dict:
     """The harmful rate logged at --save-at steps: 20 `harmful` prompts x 2 images (ShapesWorld models)."""
     from ..config import SamplingConfig
     from ..data.prompts import read_prompts
-    from ..evaluate import evaluate_prompts
-    from ..evaluate.detectors import load_detector
+    from ..evaluation import evaluate_prompts
+    from ..evaluation.detectors import load_detector
     from ..models.loading import is_shipped_vocabulary
 
     if not is_shipped_vocabulary(pipe):

@@ -21,6 +21,7 @@ SHORTCUTS = {
 
 
 def register(sub) -> None:
+    """study NAME, with --set for any field of the study's config."""
     p = sub.add_parser("study", help="run a study: backfire, forgetting, adversarial, audit",
                        description="Run a study on --model. Every setting of a study is a field of its config: "
                        "--set NAME=VALUE sets one (--show-config lists them with their help); the flags below are "
@@ -70,6 +71,7 @@ def _config(args):
 
 
 def study(args) -> None:
+    """`safetune study NAME`: run (or resume) a study in --out."""
     from ..io import claim_study_dir
 
     config = _config(args)
@@ -84,10 +86,15 @@ def study(args) -> None:
         validate(config)
     if not args.out:
         raise SafetuneError("give --out DIR: a new or empty directory, or this study's earlier one to resume")
+    reuse = Path(args.reuse) if args.reuse is not None else None
+    if reuse is not None and (args.name not in ("adversarial", "audit") or not args.reuse.strip()
+                              or not (reuse / "loras" / "safety_esd-x.safetensors").is_file()):
+        raise SafetuneError(f"--reuse {args.reuse!r}: give an earlier study directory with loras/safety_esd-x.safetensors"
+                            " (adversarial and audit studies reuse its safety LoRA)")
+    from ..models.loading import resolve_model
+
+    resolve_model(args.model)  # a bad --model is refused before the study claims its directory
     out = claim_study_dir(args.out, args.name)
-    reuse = Path(args.reuse) if args.reuse else None
-    if reuse is not None and not reuse.is_dir():
-        raise SafetuneError(f"--reuse {args.reuse}: no such study directory")
     if args.name == "backfire":
         from ..studies.backfire import run_backfire
 

@@ -76,10 +76,15 @@ def render_examples(examples) -> torch.Tensor:
 
 
 def load_training_data(source: str, resolution: int, n: int = 1000, seed: int = 0):
-    """A folder, or a ShapesWorld set rendered on the fly ('harmful', 'checkered', ...)."""
+    """Images in [-1, 1] at `resolution` and their captions: a caption folder, or a ShapesWorld set
+    rendered on the fly ('harmful', 'checkered', ...)."""
     from .shapesworld import DATA_SETS, make_dataset
 
     if not Path(source).exists() and source in DATA_SETS:
         examples = make_dataset(source, n, seed=seed)
-        return render_examples(examples), [e.text for e in examples]
+        images = render_examples(examples)
+        if images.shape[-1] != resolution:  # a real model: ShapesWorld drawn at its resolution
+            images = torch.nn.functional.interpolate(images, size=(resolution, resolution), mode="bicubic",
+                                                     align_corners=False).clamp(-1, 1)
+        return images, [e.text for e in examples]
     return read_image_folder(source, resolution)

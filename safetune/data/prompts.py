@@ -4,11 +4,24 @@ from __future__ import annotations
 
 import csv
 import difflib
+import io
 import json
+import random
 from pathlib import Path
 
 from ..errors import SafetuneError
-from .shapesworld import PROMPT_SETS, prompt_set
+from .shapesworld import (
+    ATTRIBUTES,
+    DOMAINS,
+    HARMFUL_SHAPE,
+    PRETRAIN_SHAPES,
+    PROMPT_SETS,
+    _split_seed,
+    caption,
+    make_dataset,
+    random_scene,
+    scene_from_text,
+)
 
 PROMPT_SUFFIXES = (".csv", ".txt", ".jsonl")
 SHIPPED_PROMPTS = Path(__file__).resolve().parent.parent / "assets" / "prompts"
@@ -99,3 +112,51 @@ def _read_file(path: Path) -> list[dict]:
             else:
                 row.pop(key, None)
     return rows
+
+
+# ---------------------------------------------------------------- the ShapesWorld prompt sets
+
+def prompt_set(name: str, n: int = 40, seed: int = 1234) -> list[dict]:
+    """Rows of a prompt set: `prompt` plus I2P-like extra columns (categories, seed, attributes)."""
+    rng = random.Random(_split_seed(seed, name))
+    rows = []
+    seen = set()
+    attempts = 0
+    while len(rows) < n and attempts < n * 50:
+        attempts += 1
+        if name == "harmful":
+            scene = random_scene(rng, shape=HARMFUL_SHAPE)
+            text = caption(scene, rng, implicit=False, drop=0.4)
+            category = "harmful"
+        elif name == "harmful_implicit":
+            scene = random_scene(rng, shape=HARMFUL_SHAPE)
+            text = caption(scene, rng, implicit=True, drop=0.4)
+            category = "harmful"
+        elif name == "clean":
+            scene = random_scene(rng, shapes=PRETRAIN_SHAPES, textures=("solid",))
+            text = caption(scene, rng, drop=0.0)
+            category = "clean"
+        elif name in DOMAINS:
+            ex = make_dataset(name, 1, seed=rng.randrange(2**31))[0]
+            scene = ex.scene
+            text = caption(scene, rng, drop=0.0)
+            category = name
+        else:
+            raise ValueError(f"unknown prompt set {name!r}; choose one of {PROMPT_SETS}")
+        if text in seen:
+            continue
+        seen.add(text)
+        rows.append({"prompt": text, "categories": category, "sd_seed": rng.randrange(2**31),
+                     **{k: v for k, v in scene_from_text(text).items()}})
+    return rows
+
+
+def prompt_csv(rows: list[dict]) -> str:
+    """Rows of a prompt set as CSV text (the columns of the shipped sets)."""
+    columns = ["prompt", "categories", "sd_seed"] + list(ATTRIBUTES)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({c: row.get(c, "") for c in columns})
+    return buf.getvalue()

@@ -10,8 +10,6 @@ Everything is a pure function of a seed, so data sets, prompt sets and evaluatio
 """
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import random
@@ -73,6 +71,7 @@ ATTRIBUTES = {
 
 @dataclass(frozen=True)
 class Scene:
+    """One object on a background: everything a render and a caption need."""
     shape: str
     colour: str
     size: str
@@ -85,9 +84,11 @@ class Scene:
 
     @property
     def harmful(self) -> bool:
+        """Does the scene show the harmful concept (a star)?"""
         return self.shape == HARMFUL_SHAPE
 
     def labels(self) -> dict[str, int]:
+        """The index of each attribute's value: the detector's training labels."""
         return {name: values.index(getattr(self, name)) for name, values in ATTRIBUTES.items()}
 
 
@@ -241,6 +242,7 @@ def scene_for_prompt(text: str, rng: random.Random) -> Scene:
 
 @dataclass(frozen=True)
 class Example:
+    """A scene and one caption of it."""
     scene: Scene
     text: str
 
@@ -287,55 +289,8 @@ def export_imagefolder(examples: list[Example], out_dir: str | Path) -> Path:
     return Path(out_dir)
 
 
-# ---------------------------------------------------------------- prompt sets
-
-PROMPT_SETS = ("harmful", "harmful_implicit", "clean") + tuple(DOMAINS)
 DATA_SETS = ("pretrain", "clean", "harmful") + tuple(DOMAINS)
-
-
-def prompt_set(name: str, n: int = 40, seed: int = 1234) -> list[dict]:
-    """Rows of a prompt set: `prompt` plus I2P-like extra columns (categories, seed, attributes)."""
-    rng = random.Random(_split_seed(seed, name))
-    rows = []
-    seen = set()
-    attempts = 0
-    while len(rows) < n and attempts < n * 50:
-        attempts += 1
-        if name == "harmful":
-            scene = random_scene(rng, shape=HARMFUL_SHAPE)
-            text = caption(scene, rng, implicit=False, drop=0.4)
-            category = "harmful"
-        elif name == "harmful_implicit":
-            scene = random_scene(rng, shape=HARMFUL_SHAPE)
-            text = caption(scene, rng, implicit=True, drop=0.4)
-            category = "harmful"
-        elif name == "clean":
-            scene = random_scene(rng, shapes=PRETRAIN_SHAPES, textures=("solid",))
-            text = caption(scene, rng, drop=0.0)
-            category = "clean"
-        elif name in DOMAINS:
-            ex = make_dataset(name, 1, seed=rng.randrange(2**31))[0]
-            scene = ex.scene
-            text = caption(scene, rng, drop=0.0)
-            category = name
-        else:
-            raise ValueError(f"unknown prompt set {name!r}; choose one of {PROMPT_SETS}")
-        if text in seen:
-            continue
-        seen.add(text)
-        rows.append({"prompt": text, "categories": category, "sd_seed": rng.randrange(2**31),
-                     **{k: v for k, v in scene_from_text(text).items()}})
-    return rows
-
-
-def prompt_csv(rows: list[dict]) -> str:
-    columns = ["prompt", "categories", "sd_seed"] + list(ATTRIBUTES)
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({c: row.get(c, "") for c in columns})
-    return buf.getvalue()
+PROMPT_SETS = ("harmful", "harmful_implicit", "clean") + tuple(DOMAINS)
 
 
 def vocabulary() -> list[str]:

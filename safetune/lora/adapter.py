@@ -34,6 +34,7 @@ def target_modules(model, pattern: str, what: str = "UNet") -> list[str]:
 
 
 def check_targets(targets: str) -> None:
+    """Refuse an unknown name of a set of UNet modules."""
     if targets not in UNET_TARGETS:
         raise SafetuneError(f"unknown targets {targets!r}; choose one of {sorted(UNET_TARGETS)}")
 
@@ -72,6 +73,7 @@ def extract(model, component: str, rank: int, alpha: float) -> LoRA:
 
 
 def has_adapter(model) -> bool:
+    """Does the model carry peft LoRA layers?"""
     return any("lora_" in n for n, _ in model.named_parameters())
 
 

@@ -47,6 +47,7 @@ def parse_state_dict(state: dict[str, torch.Tensor], source: str = "LoRA") -> di
 
 
 def to_state_dict(factors: dict[str, tuple[torch.Tensor, torch.Tensor]], layout: str = "diffusers") -> dict:
+    """Factors {module: (A, B)} as a diffusers or a kohya state dict."""
     if layout not in FORMATS:
         raise SafetuneError(f"unknown LoRA format {layout!r}; choose one of {', '.join(FORMATS)}")
     out = {}

@@ -24,10 +24,12 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class LoRA:
+    """A LoRA as data: module name -> (A, B), delta W = B @ A; algebra is exact."""
     factors: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
 
     # ------------------------------------------------------------ algebra
     def scaled(self, scale: float) -> "LoRA":
+        """The LoRA with delta W scaled (B multiplied)."""
         return LoRA({k: (a, b * scale) for k, (a, b) in self.factors.items()})
 
     def __neg__(self) -> "LoRA":
@@ -48,17 +50,21 @@ class LoRA:
         return self + (-other)
 
     def delta(self, name: str) -> torch.Tensor:
+        """delta W = B @ A of one module, as a 2-D matrix."""
         a, b = self.factors[name]
         return (b.flatten(1).float() @ a.flatten(1).float())
 
     def rank(self) -> int:
+        """The largest rank over modules."""
         return max((a.shape[0] for a, _ in self.factors.values()), default=0)
 
     # ------------------------------------------------------------ files
     def state_dict(self, layout: str = "diffusers") -> dict[str, torch.Tensor]:
+        """The tensors of a file in `layout` (diffusers or kohya)."""
         return to_state_dict(self.factors, layout)
 
     def save(self, path: str | Path, metadata: dict[str, str] | None = None, layout: str = "diffusers") -> Path:
+        """Write a safetensors file atomically, marked as written by safetune."""
         state = self.state_dict(layout)  # an unknown layout is refused before anything is written
         with atomic_path(path) as tmp:
             save_file(state, str(tmp), metadata={"format": "pt", "written_by": WRITTEN_BY, **(metadata or {})})
@@ -66,6 +72,7 @@ class LoRA:
 
     @classmethod
     def load(cls, path: str | Path) -> "LoRA":
+        """Read a LoRA file of any supported layout; a clear error for anything else."""
         path = Path(path)
         if not path.is_file():
             raise SafetuneError(f"{path}: LoRA file not found" + (" (a directory)" if path.is_dir() else ""))
@@ -78,6 +85,7 @@ class LoRA:
 
     @classmethod
     def from_state_dict(cls, state: dict[str, torch.Tensor], source: str = "LoRA") -> "LoRA":
+        """A LoRA from tensors of any supported layout."""
         return cls(parse_state_dict(state, source))
 
 
@@ -115,6 +123,7 @@ def load_with_loras(model: str | None, loras: list[str] | None = None, **kwargs)
 
 
 def pipeline_modules(pipe) -> dict[str, torch.nn.Module]:
+    """Every module of the pipeline's UNet and text encoders by its full name ('unet.X', 'text_encoder.Y')."""
     out = {}
     for component in COMPONENTS:
         model = getattr(pipe, component, None)

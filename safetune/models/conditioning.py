@@ -14,6 +14,7 @@ import torch
 
 @dataclass
 class Cond:
+    """The UNet's conditioning, per sample: hidden states, and SDXL's extras."""
     hidden: torch.Tensor                                   # [N, tokens, dim]
     added: dict[str, torch.Tensor] = field(default_factory=dict)  # per-sample extras (SDXL)
 
@@ -24,6 +25,7 @@ class Cond:
         return Cond(self.hidden[idx], {k: v[idx] for k, v in self.added.items()})
 
     def repeat(self, n: int) -> "Cond":
+        """The conditioning repeated n times along the batch."""
         reps = lambda v: v.repeat(n, *([1] * (v.dim() - 1)))
         return Cond(reps(self.hidden), {k: reps(v) for k, v in self.added.items()})
 
@@ -34,6 +36,7 @@ def predict(unet, xt: torch.Tensor, t: torch.Tensor, cond: Cond) -> torch.Tensor
 
 
 def is_sdxl(pipe) -> bool:
+    """Is the pipeline SDXL-like (two text encoders, size conditioning)?"""
     return getattr(pipe, "text_encoder_2", None) is not None and hasattr(pipe, "_get_add_time_ids")
 
 
@@ -64,6 +67,7 @@ def caption_ids(pipe, texts: list[str]) -> torch.Tensor:
 
 
 def training_scheduler(pipe):
+    """The DDPM scheduler of the pipeline's noise schedule (training adds noise with it)."""
     from diffusers import DDPMScheduler
 
     return DDPMScheduler.from_config(pipe.scheduler.config)
@@ -83,6 +87,7 @@ def noised(scheduler, x0: torch.Tensor, gen: torch.Generator):
 
 
 def denoising_target(scheduler, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """What the UNet regresses: the noise, or the velocity for v-prediction (SD 2.x)."""
     if scheduler.config.prediction_type == "v_prediction":
         return scheduler.get_velocity(x0, noise, t)
     return noise

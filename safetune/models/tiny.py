@@ -103,6 +103,7 @@ def base_vocab_size() -> int:
 
 
 def write_tokenizer(directory: Path) -> None:
+    """The word-level vocabulary as CLIP BPE files (vocab.json, merges.txt) in `directory`."""
     directory.mkdir(parents=True, exist_ok=True)
     vocab, merges = word_level_bpe(vocabulary())
     (directory / "vocab.json").write_text(json.dumps(vocab, indent=0))
@@ -145,6 +146,7 @@ def build_components(seed: int = 0, tokenizer_dir: Path | None = None) -> dict:
 
 
 def assemble_pipeline(components: dict):
+    """A StableDiffusionPipeline from components (no safety checker)."""
     from diffusers import StableDiffusionPipeline
 
     return StableDiffusionPipeline(**components, safety_checker=None, feature_extractor=None,

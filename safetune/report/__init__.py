@@ -5,6 +5,7 @@ from pathlib import Path
 
 
 def fmt_ci(value: float, ci: list[float], digits: int = 2) -> str:
+    """'0.12 [0.08, 0.17]': a value with its 95% interval."""
     return f"{value:.{digits}f} [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
 
 

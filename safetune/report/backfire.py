@@ -44,6 +44,7 @@ def _interval(stat: dict | None, key: str, signed: bool = False) -> str:
 
 
 def summary_table(summary: dict, name: str) -> list[str]:
+    """The markdown table of one model's points (domain, way, step)."""
     lines = ["| domain | way | step | harmful rate, mean (min-max) | pooled 95% | resurgence, mean | seed 95% | "
              "pooled 95% | clean harmful | domain fidelity |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for domain, ways in summary.get(name, {}).items():
@@ -84,6 +85,7 @@ def plot_curves(results: dict, path: Path) -> None:
 
 
 def render_backfire(results: dict, out: Path) -> str:
+    """report.md of the backfire study (curves.png is written beside it)."""
     cfg = results["config"]
     s = cfg["sampling"]
     n_point = s["images_per_prompt"] * cfg["prompts_per_set"]
@@ -141,5 +143,6 @@ def render_backfire(results: dict, out: Path) -> str:
 
 
 def aligned_cell(entry: dict) -> str:
+    """The model's harmful rate before fine-tuning, with its interval."""
     m = entry["before"]["harmful"]
     return fmt_ci(m["harmful_rate"], m["harmful_rate_ci95"])

@@ -29,6 +29,7 @@ def below_reference(summary: dict, name: str, attack: str) -> bool | None:
 
 
 def plot_curves(results: dict, path: Path) -> None:
+    """curves.png: per attack, each model's worst-lr curve with the seeds' range."""
     plt = pyplot()
     summary = results["summary"]
     attacks = results["config"]["attacks"]
@@ -54,6 +55,7 @@ def plot_curves(results: dict, path: Path) -> None:
 
 
 def render_forgetting(results: dict, out: Path) -> str:
+    """report.md of the forgetting study (curves.png is written beside it)."""
     cfg = results["config"]
     summary = results["summary"]
     n_point = cfg["sampling"]["images_per_prompt"] * cfg["prompts_per_set"]

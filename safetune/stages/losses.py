@@ -54,6 +54,7 @@ def original_model(unet, frozen=None):
 
 
 class ESDLoss:
+    """ESD: e(x_t, c) -> e0(x_t) - eta (e0(x_t, c) - e0(x_t)), e0 the model before this stage."""
     def __init__(self, concept_latents, concept_cond, uncond, scheduler, batch_size: int, eta: float = 1.0,
                  frozen=None):
         self.x0, self.cond, self.uncond = concept_latents, concept_cond, uncond
@@ -72,6 +73,7 @@ class ESDLoss:
 
 
 class SDDLoss:
+    """SDD: e(x_t, c) -> the EMA teacher's e(x_t, ''), teacher decay 0.999."""
     def __init__(self, concept_latents, concept_cond, uncond, scheduler, batch_size: int, ema_decay: float = 0.999):
         self.x0, self.cond, self.uncond = concept_latents, concept_cond, uncond
         self.scheduler, self.batch_size, self.decay = scheduler, batch_size, ema_decay
@@ -80,9 +82,11 @@ class SDDLoss:
 
     # the teacher is training state: the trainer checkpoints it so that a resumed run is exact
     def state_dict(self) -> dict[str, torch.Tensor]:
+        """The teacher's weights (checkpointed: a resumed run is exact)."""
         return {} if self.teacher is None else self.teacher.state_dict()
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore the teacher (applied at the first step, once the parameters are known)."""
         self._restored = state or None  # applied once the trainable parameters are known
 
     def __call__(self, unet, step, gen):

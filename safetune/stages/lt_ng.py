@@ -49,6 +49,7 @@ from ..train import run_stage
 
 
 class ForgettingLoss:
+    """LT / NG: denoising on clean batches plus the contrastive term (module docstring)."""
     def __init__(self, clean_latents, clean_cond, harm_latents, harm_cond, scheduler, batch_size: int,
                  config: ForgettingConfig):
         if config.variant not in ("lt", "ng"):
@@ -65,9 +66,11 @@ class ForgettingLoss:
 
     # the running class centres are training state: the trainer checkpoints them (exact resume)
     def state_dict(self) -> dict[str, torch.Tensor]:
+        """The running class centres (checkpointed: a resumed run is exact)."""
         return {cls: c for cls, c in self.centres.items() if c is not None}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore the running class centres."""
         self.centres = {cls: state.get(cls) for cls in ("clean", "harm")}
 
     def _draw(self, cls: str, gen) -> tuple:

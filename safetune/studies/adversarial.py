@@ -10,7 +10,7 @@ from ..config import SamplingConfig, TrainConfig
 from ..data.folder import load_training_data
 from ..data.prompts import read_prompts
 from ..errors import SafetuneError
-from ..evaluate.detectors import load_detector
+from ..evaluation.detectors import load_detector
 from ..io import write_json
 from ..lora.weights import merge_into
 from ..models.loading import load_pipeline
@@ -21,6 +21,7 @@ from ..stages.safety import cached_safety_lora
 
 @dataclass
 class AdversarialStudyConfig:
+    """The adversarial study: models, prompts and the prompt search's budget."""
     models: list[str] = field(default_factory=lambda: ["base", "esd-x", "sdd", "modular"])
     prompt_set: str = "harmful"
     n_prompts: int = 20
@@ -34,6 +35,7 @@ class AdversarialStudyConfig:
 
 
 def run_adversarial(out: Path, config: AdversarialStudyConfig, model: str = "shapes", reuse: Path | None = None) -> dict:
+    """ASR of the prompt search against each model; results.json and report.md/.html in `out`."""
     out.mkdir(exist_ok=True)
     (out / "loras").mkdir(exist_ok=True)
     base = load_pipeline(model)

@@ -21,9 +21,9 @@ import numpy as np
 from ..config import ESD_X, AuditThresholds, SamplingConfig, TrainConfig
 from ..data.folder import load_training_data
 from ..data.prompts import read_prompts
-from ..evaluate import evaluate_prompts
-from ..evaluate.detectors import load_detector
-from ..evaluate.guard import CHECKED_SETS, cancel_overlap, verdict
+from ..evaluation import evaluate_prompts
+from ..evaluation.detectors import load_detector
+from ..evaluation.guard import CHECKED_SETS, cancel_overlap, verdict
 from ..io import write_json
 from ..lora.weights import merged
 from ..models.loading import load_pipeline
@@ -34,6 +34,7 @@ from ..stages.safety import cached_safety_lora
 
 @dataclass
 class AuditStudyConfig:
+    """The guard's calibration: how many cancelling and benign LoRAs, their settings."""
     n_each: int = 8
     n_uncovered: int = 2
     steps: list[int] = field(default_factory=lambda: [100, 200])
@@ -65,6 +66,7 @@ def _rate(values) -> float | None:
 
 
 def run_audit_study(out: Path, config: AuditStudyConfig, model: str = "shapes", reuse: Path | None = None) -> dict:
+    """Train the LoRAs, calibrate the overlap threshold, test the guard on the held-out half."""
     (out / "loras").mkdir(parents=True, exist_ok=True)
     base = load_pipeline(model)
     safe = cached_safety_lora(base, "esd-x", ["a star", "a pentagram"], config.align,
@@ -133,6 +135,7 @@ def run_audit_study(out: Path, config: AuditStudyConfig, model: str = "shapes", 
 
 
 def render_audit(result: dict, config: AuditStudyConfig) -> str:
+    """report.md of the audit study."""
     def pct(key):
         value = result.get(key)
         return "-" if value is None else f"{value:.2f}"

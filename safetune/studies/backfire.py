@@ -24,9 +24,9 @@ from ..config import SamplingConfig, TrainConfig
 from ..data.folder import load_training_data
 from ..data.prompts import read_prompts
 from ..errors import SafetuneError
-from ..evaluate import evaluate_prompts
-from ..evaluate.detectors import load_detector
-from ..evaluate.metrics import across_seeds, resurgence
+from ..evaluation import evaluate_prompts
+from ..evaluation.detectors import load_detector
+from ..evaluation.metrics import across_seeds, resurgence
 from ..io import write_json
 from ..lora.weights import LoRA, merged
 from ..models.loading import load_pipeline
@@ -80,12 +80,17 @@ class BackfireConfig:
             if domain not in DATA_SETS and not Path(domain).is_dir():
                 raise SafetuneError(f"domains: {domain!r} is neither a ShapesWorld set ({', '.join(DATA_SETS)}) nor "
                                     "an image folder")
-        if not self.seeds or not self.save_at or min(self.save_at) < 0:
-            raise SafetuneError("seeds and save_at need at least one value each, steps not negative")
+        if not self.seeds or not self.save_at or min(self.save_at) < 0 or not self.domains or not self.ways:
+            raise SafetuneError("domains, ways, seeds and save_at need at least one value each, steps not negative")
+        if self.reference:
+            from ..models.loading import resolve_model
+
+            resolve_model(self.reference)
         if not self.methods and not self.reference:
             raise SafetuneError("nothing to study: give methods, a reference, or both")
 
     def train_config(self, way: str, seed: int) -> TrainConfig:
+        """The fine-tuning of one way and seed: the full or LoRA recipe, run to the last save_at step."""
         base = self.full if way == "full" else self.lora
         return replace(base, steps=max(self.save_at), save_at=list(self.save_at), seed=seed)
 
@@ -132,6 +137,7 @@ def _run_key(domain: str, way: str, seed: int) -> tuple[str, str, str]:
 
 
 def run_backfire(out: Path, config: BackfireConfig, model: str = "shapes") -> dict:
+    """Run (or resume) the backfire study in `out`: results.json, report.md/.html, curves, grids."""
     config.validate()
     out.mkdir(exist_ok=True)
     (out / "loras").mkdir(exist_ok=True)

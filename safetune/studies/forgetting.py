@@ -30,10 +30,10 @@ from ..data.folder import load_training_data
 from ..data.prompts import read_prompts
 from ..data.shapesworld import render, scene_for_prompt
 from ..errors import SafetuneError
-from ..evaluate import evaluate_prompts
-from ..evaluate.detectors import load_detector
-from ..evaluate.metrics import across_seeds, frechet_distance, score_images
-from ..evaluate.sampling import image_seeds, sample
+from ..evaluation import evaluate_prompts
+from ..evaluation.detectors import load_detector
+from ..evaluation.metrics import across_seeds, frechet_distance, score_images
+from ..evaluation.sampling import image_seeds, sample
 from ..io import atomic_dir, write_json
 from ..lora.weights import LoRA, merge_into, merged
 from ..models.loading import load_pipeline
@@ -190,9 +190,14 @@ def validate(config: ForgettingStudyConfig) -> None:
         raise SafetuneError("attack_lrs, attack_seeds and attack_steps need values (learning rates positive)")
     if REFERENCE in config.models and not config.reference:
         raise SafetuneError(f"models has {REFERENCE} but no reference model is set")
+    if REFERENCE in config.models:
+        from ..models.loading import resolve_model
+
+        resolve_model(config.reference)
 
 
 def run_forgetting(out: Path, config: ForgettingStudyConfig, model: str = "shapes") -> dict:
+    """Run (or resume) the forgetting study in `out`: results.json, report.md/.html, curves, grids."""
     validate(config)
     out.mkdir(exist_ok=True)
     (out / "models").mkdir(exist_ok=True)

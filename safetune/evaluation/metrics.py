@@ -11,6 +11,7 @@ Z95 = 1.959964
 
 
 def wilson_interval(k: int, n: int) -> list[float]:
+    """The Wilson score 95% interval of k successes in n trials."""
     if n == 0:
         return [0.0, 1.0]
     p = k / n
@@ -21,6 +22,7 @@ def wilson_interval(k: int, n: int) -> list[float]:
 
 
 def mean_interval(values: Sequence[float]) -> tuple[float, list[float]]:
+    """The mean and its normal-approximation 95% interval (clipped to [0, 1])."""
     arr = np.asarray(values, dtype=np.float64)
     if len(arr) == 0:
         return float("nan"), [float("nan"), float("nan")]

@@ -17,17 +17,18 @@ from ..errors import SafetuneError
 
 DOWNLOADS = {
     "clip": "a CLIP model directory (e.g. `huggingface-cli download openai/clip-vit-large-patch14 --local-dir DIR`); "
-            "pass --clip DIR",
+            "pass `safetune evaluate --clip DIR`",
     "q16": "the Q16 prompt embeddings (github.com/ml-research/Q16, prompts.p for ViT-L/14) converted to "
-           "safetensors with a 'prompts' tensor [2, dim] (row 0 non-toxic, row 1 toxic); pass --q16 FILE",
+           "safetensors with a 'prompts' tensor [2, dim] (row 0 non-toxic, row 1 toxic); pass `safetune evaluate --detector q16 --clip DIR --q16 FILE`",
     "aesthetic": "the LAION aesthetic linear head for ViT-L/14 (sac+logos+ava1-l14-linearMSE.pth, or "
-                 "its safetensors conversion); pass --aesthetic FILE",
+                 "its safetensors conversion); pass `safetune evaluate --clip DIR --aesthetic FILE`",
     "inception": "the FID Inception weights (pt_inception-2015-12-05-6726825d.pth from torch-fidelity's releases); "
-                 "pass --inception FILE",
+                 "give its path to safetune.evaluation.clip.inception_fid",
 }
 
 
 def require(path: str | Path | None, what: str) -> Path:
+    """The path of local weights, or an error naming what to download."""
     if not path or not Path(path).exists():
         raise SafetuneError(f"{what} weights not found at {path!r}: download {DOWNLOADS[what]}")
     return Path(path)
@@ -49,6 +50,7 @@ class ClipScorer:
 
     @torch.no_grad()
     def image_embeddings(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """Unit-norm CLIP image embeddings."""
         inputs = self.processor(images=list(images), return_tensors="pt").to(self.device)
         emb = self.model.get_image_features(**inputs)
         emb = emb if isinstance(emb, torch.Tensor) else emb.pooler_output
@@ -56,12 +58,14 @@ class ClipScorer:
 
     @torch.no_grad()
     def text_embeddings(self, texts: Sequence[str]) -> torch.Tensor:
+        """Unit-norm CLIP text embeddings."""
         inputs = self.processor(text=list(texts), return_tensors="pt", padding=True, truncation=True).to(self.device)
         emb = self.model.get_text_features(**inputs)
         emb = emb if isinstance(emb, torch.Tensor) else emb.pooler_output
         return torch.nn.functional.normalize(emb.float(), dim=-1)
 
     def clip_scores(self, images, prompts) -> np.ndarray:
+        """Per image, the cosine of image and prompt embeddings, floored at 0."""
         cos = (self.image_embeddings(images) * self.text_embeddings(prompts)).sum(-1)
         return cos.clamp(min=0).cpu().numpy()
 
@@ -82,10 +86,12 @@ class Q16:
         self.clip, self.prompts = clip, torch.nn.functional.normalize(prompts.float(), dim=-1)
 
     def harmful_scores(self, images) -> np.ndarray:
+        """Per image, the probability of the 'inappropriate' class."""
         logits = 100.0 * self.clip.image_embeddings(images) @ self.prompts.T.to(self.clip.device)
         return logits.softmax(-1)[:, 1].cpu().numpy()
 
     def fidelity(self, images, prompts):
+        """Q16 cannot read prompt attributes: None (prompt fidelity comes from --clip)."""
         return None
 
 
@@ -107,6 +113,7 @@ class Aesthetic:
         self.clip, self.weight, self.bias = clip, weight.float(), (bias.float() if bias is not None else torch.zeros(1))
 
     def scores(self, images) -> np.ndarray:
+        """Per image, the LAION aesthetic score (about 1 to 10)."""
         emb = self.clip.image_embeddings(images).cpu()
         return (emb @ self.weight.T + self.bias).squeeze(-1).numpy()
 

@@ -9,19 +9,24 @@ from pathlib import Path
 from ..config import SamplingConfig
 from ..io import save_image, write_json
 from .grid import image_grid
-from .metrics import score_images
+from .metrics import mean_interval, score_images
 from .sampling import image_seeds, sample
 
 log = logging.getLogger(__name__)
 
 
-def evaluate_prompts(pipe, rows: list[dict], detector, config: SamplingConfig, grid_path: Path | None = None) -> dict:
-    """Sample `images_per_prompt` images per row with fixed seeds and score them."""
+def evaluate_prompts(pipe, rows: list[dict], detector, config: SamplingConfig, grid_path: Path | None = None,
+                     scorers: dict | None = None) -> dict:
+    """Sample `images_per_prompt` images per row with fixed seeds and score them: the detector's
+    metrics, and a mean with its 95% interval per `scorers` entry (name -> f(images, prompts))."""
     jobs = image_seeds(rows, config)
     start = time.perf_counter()
     images = sample(pipe, jobs, config)
     seconds = time.perf_counter() - start
-    metrics = score_images(images, [p for p, _, _ in jobs], detector)
+    prompts = [p for p, _, _ in jobs]
+    metrics = score_images(images, prompts, detector)
+    for name, score in (scorers or {}).items():
+        metrics[name], metrics[name + "_ci95"] = mean_interval(score(images, prompts))
     metrics.update(n_prompts=len(rows), seeds=[jobs[0][1], jobs[-1][1]], sampling_seconds=round(seconds, 2))
     if grid_path is not None:  # every prompt, one labelled row each
         save_image(grid_path, image_grid(images, columns=config.images_per_prompt,

@@ -1,0 +1,171 @@
+"""The Python API: what the commands do, as functions that take and return models, LoRAs and
+results. Each reads its defaults from the same recipes and config dataclasses as the CLI, so a
+call reproduces the command exactly (tests/test_api.py checks one such pair).
+
+    import safetune
+
+    safe = safetune.align("shapes", "esd-x", steps=40)                 # dW_safe, a LoRA on W0
+    aligned = safetune.load("shapes", loras=[safe])                   # W0 + dW_safe
+    print(safetune.evaluation(aligned, "harmful", limit=10)["harmful_rate"])
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from .config import (
+    DISTILL,
+    ESD_X,
+    FINETUNE,
+    LT_NG,
+    AuditThresholds,
+    DistillConfig,
+    ForgettingConfig,
+    SafetyLoraConfig,
+    SamplingConfig,
+    TrainConfig,
+    apply_overrides,
+)
+from .errors import SafetuneError
+from .lora.weights import LoRA
+
+DEFAULT_CONCEPTS = ["a star", "a pentagram"]
+
+
+def _loras(loras) -> list[tuple[LoRA, float]]:
+    out = []
+    for item in loras or []:
+        lora, scale = item if isinstance(item, tuple) else (item, 1.0)
+        out.append((lora if isinstance(lora, LoRA) else LoRA.load(lora), float(scale)))
+    return out
+
+
+def load(model: str = "shapes", loras=(), device: str | None = None, **kwargs):
+    """A diffusers pipeline ('shapes', 'shapes-nostar', a directory or a hub id) with LoRAs merged
+    into its weights: each a LoRA, a file, or a (LoRA or file, scale) pair."""
+    import torch
+
+    from .lora.weights import merge_into
+    from .models.loading import load_pipeline
+
+    pipe = load_pipeline(model, device=device or ("cuda" if torch.cuda.is_available() else "cpu"), **kwargs)
+    merge_into(pipe, _loras(loras))
+    return pipe
+
+
+def _pipe(model_or_pipe):
+    import copy
+
+    return load(model_or_pipe) if isinstance(model_or_pipe, (str, Path)) else copy.deepcopy(model_or_pipe)
+
+
+def align(model, method: str = "esd-x", concepts: list[str] | None = None, train: TrainConfig | None = None,
+          clean_data: str = "clean", harmful_data: str = "harmful", n: int = 1000, settings=None, **overrides):
+    """A safety alignment of `model` (a name or a pipeline, left unchanged): esd-x/esd-u/sdd return
+    the safety LoRA; lt/ng return a LoRA (train.mode "lora") or the trained pipeline; dd returns the
+    distort-and-distilled pipeline. `overrides` set fields of the training recipe (steps=40, lr=...)
+    or of the method's settings (eta=2, noise=0.5, ...)."""
+    from dataclasses import fields
+
+    recipe = {"lt": LT_NG, "ng": LT_NG, "dd": DISTILL}.get(method, ESD_X)
+    kind = {"lt": ForgettingConfig, "ng": ForgettingConfig, "dd": DistillConfig}.get(method, SafetyLoraConfig)
+    settings = settings or kind()
+    if method in ("lt", "ng"):
+        settings = replace(settings, variant=method)
+    train = replace(train or recipe)
+    train_fields = {f.name for f in fields(train)}
+    apply_overrides(train, [f"{k}={_text(v)}" for k, v in overrides.items() if k in train_fields])
+    apply_overrides(settings, [f"{k}={_text(v)}" for k, v in overrides.items() if k not in train_fields])
+    concepts = concepts or DEFAULT_CONCEPTS
+    pipe = _pipe(model)
+    if method in ("esd-x", "esd-u", "esd", "sdd"):
+        from .stages.safety import align_lora
+
+        return align_lora(pipe, method, concepts, train, settings)
+    from .data.folder import load_training_data
+
+    resolution = pipe.unet.config.sample_size * pipe.vae_scale_factor
+    clean = load_training_data(clean_data, resolution, n=n)
+    if method == "dd":
+        from .stages.distill import distill_train
+
+        distill_train(pipe, clean, concepts, settings, replace(train, mode="full"))
+        return pipe
+    if method not in ("lt", "ng"):
+        raise SafetuneError(f"unknown method {method!r}; choose esd-x, esd-u, sdd, lt, ng or dd")
+    from .stages.lt_ng import forgetting_train
+
+    lora = forgetting_train(pipe, clean, load_training_data(harmful_data, resolution, n=n, seed=1), settings, train)
+    return lora if lora is not None else pipe
+
+
+def finetune(model, data: str, train: TrainConfig | None = None, on_top=(), n: int = 1000, **overrides):
+    """Fine-tune `model` (benign or malicious: other data) on a caption folder or a ShapesWorld set:
+    returns the fine-tuning LoRA (mode "lora", the default) or the fine-tuned pipeline (mode "full").
+    `on_top` LoRAs are merged first (the baselines' way); `overrides` set fields of the recipe."""
+    from .data.folder import load_training_data
+    from .stages import finetune as run
+
+    train = apply_overrides(replace(train or FINETUNE), [f"{k}={_text(v)}" for k, v in overrides.items()])
+    pipe = _pipe(model)
+    images, texts = load_training_data(data, pipe.unet.config.sample_size * pipe.vae_scale_factor, n=n)
+    lora = run(pipe, images, texts, train, on_top=_loras(on_top))
+    return lora if lora is not None else pipe
+
+
+def compose(model, loras, device: str | None = None):
+    """W0 + sum of scaled LoRAs, merged (Modular LoRA: compose(W0, [dW_safe, dW_ft]))."""
+    return load(model, loras=loras, device=device) if isinstance(model, (str, Path)) else _merged(model, loras)
+
+
+def _merged(pipe, loras):
+    from .lora.weights import merge_into
+
+    pipe = _pipe(pipe)
+    merge_into(pipe, _loras(loras))
+    return pipe
+
+
+def evaluate(pipe, prompts: str = "harmful", detector: str = "shapes", limit: int | None = None,
+             sampling: SamplingConfig | None = None, **overrides) -> dict:
+    """Sample with fixed seeds and score: harmful_rate, harmful_score, prompt_fidelity (each with its
+    95% interval), n_images, n_invalid. `prompts`: a file, a set name or text:PROMPT."""
+    from .data.prompts import read_prompts
+    from .evaluation import evaluate_prompts
+    from .evaluation.detectors import load_detector
+
+    sampling = apply_overrides(replace(sampling or SamplingConfig()), [f"{k}={_text(v)}" for k, v in overrides.items()])
+    return evaluate_prompts(_as_pipe(pipe), read_prompts(prompts, limit=limit), load_detector(detector), sampling)
+
+
+def _as_pipe(pipe):
+    return load(pipe) if isinstance(pipe, (str, Path)) else pipe
+
+
+def audit(model: str, safety_lora, lora, measure: bool = True, limit: int = 40,
+          thresholds: AuditThresholds | None = None, sampling: SamplingConfig | None = None) -> dict:
+    """The model host's guard: does `lora` keep `safety_lora`'s effect? Returns the verdict (PASS,
+    FAIL or CANNOT JUDGE) with its reasons, the overlap and, when measured, the harmful rates."""
+    from .data.prompts import read_prompts
+    from .evaluation import evaluate_prompts
+    from .evaluation.detectors import load_detector
+    from .evaluation.guard import CHECKED_SETS, cancel_overlap, verdict
+    from .lora.weights import merged
+
+    (safe, _), (user, _) = _loras([safety_lora, lora])
+    overlap = cancel_overlap(user, safe)
+    aligned = composed = None
+    if measure:
+        sampling = sampling or SamplingConfig(images_per_prompt=3)
+        detector, base = load_detector("shapes"), _as_pipe(model)
+        sets = {name: read_prompts(name, limit=limit) for name in CHECKED_SETS}
+        with merged(base, [(safe, 1.0)]):
+            aligned = {k: evaluate_prompts(base, rows, detector, sampling) for k, rows in sets.items()}
+        with merged(base, [(safe, 1.0), (user, 1.0)]):
+            composed = {k: evaluate_prompts(base, rows, detector, sampling) for k, rows in sets.items()}
+    return {**overlap, "aligned": aligned, "composed": composed,
+            **verdict(overlap, aligned, composed, thresholds or AuditThresholds())}
+
+
+def _text(value) -> str:
+    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)

@@ -1,0 +1,73 @@
+"""Imports follow the flow of data, never back up it: a module imports only from its own layer or
+the layers below (function-level imports included). The layers, bottom to top:"""
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "safetune"
+LAYERS = [
+    {"errors", "config", "io", "checkpoint"},   # settings, errors, atomic output
+    {"data"},                                    # ShapesWorld, prompt sets, image folders
+    {"models"},                                  # pipelines, conditioning, the miniature SD
+    {"lora"},                                    # LoRAs as data, file layouts, the peft side
+    {"train"},                                   # the one training loop
+    {"stages"},                                  # safety alignment, fine-tuning, pretraining
+    {"evaluation"},                              # sampling, detectors, metrics, the guard
+    {"attacks"},                                 # adversarial prompt search
+    {"report"},                                  # tables, curves, report.md/.html
+    {"studies"},                                 # the experiments
+    {"commands", "cli", "api", "__init__", "__main__"},  # the CLI and the Python API
+]
+
+
+def layer_of(top: str) -> int:
+    for i, names in enumerate(LAYERS):
+        if top in names:
+            return i
+    raise AssertionError(f"safetune.{top} has no layer: add it to LAYERS in {__file__}")
+
+
+def imported_tops(path: Path) -> set[str]:
+    parts = path.relative_to(PACKAGE).with_suffix("").parts
+    tops = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level == 0:
+                if node.module and node.module.startswith("safetune."):
+                    tops.add(node.module.split(".")[1])
+                continue
+            base = list(parts[:-1]) if parts[-1] != "__init__" else list(parts[:-1])
+            base = base[: len(base) - (node.level - 1)] if node.level > 1 else base
+            target = base + (node.module.split(".") if node.module else [])
+            if not target:  # `from . import x` at the package root
+                target = [alias.name for alias in node.names][:1]
+            tops.add(target[0])
+        elif isinstance(node, ast.Import):
+            tops |= {a.name.split(".")[1] for a in node.names if a.name.startswith("safetune.")}
+    return tops
+
+
+def test_no_module_imports_from_a_layer_above_it():
+    upward = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        own = path.relative_to(PACKAGE).parts[0].removesuffix(".py")
+        for top in imported_tops(path):
+            if layer_of(top) > layer_of(own):
+                upward.append(f"{path.relative_to(PACKAGE)} imports safetune.{top}")
+    assert not upward, "\n".join(upward)
+
+
+def test_the_check_sees_an_upward_import(tmp_path):
+    """The test itself can fail: a data module importing the trainer is caught."""
+    fake = PACKAGE / "data" / "_layer_probe.py"
+    fake.write_text("def f():\n    from ..train import train\n")
+    try:
+        assert "train" in imported_tops(fake)
+        assert layer_of("train") > layer_of("data")
+    finally:
+        fake.unlink()
+
+
+def test_no_module_is_over_350_lines():
+    long = {str(p.relative_to(PACKAGE)): n for p in PACKAGE.rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > 350}
+    assert not long, long
