@@ -105,3 +105,20 @@ def test_kohya_output_round_trips_through_our_reader_and_diffusers(tmp_path):
         torch.testing.assert_close(pipeline_modules(ours)[name].weight, expected, rtol=1e-5, atol=1e-6)
         module = pipeline_modules(theirs)[name]
         torch.testing.assert_close(getattr(module, "base_layer", module).weight, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_report_to_tensorboard_logs_loss_lr_and_the_harmful_rate(tmp_path):
+    """--report-to goes through accelerate's trackers: loss and lr every step, the harmful rate at
+    the --save-at steps."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cli("finetune", "--data", "harmful", "--n", "8", "--steps", "3", "--batch-size", "2", "--save-at", "0,3",
+        "--report-to", "tensorboard", "--out", str(tmp_path / "ft.safetensors"))
+    events = list((tmp_path / "ft.logs").rglob("events.out.tfevents.*"))
+    assert events
+    acc = EventAccumulator(str(events[0].parent))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    assert {"loss", "lr", "harmful_rate"} <= tags, tags
+    assert [e.step for e in acc.Scalars("loss")] == [1, 2, 3]
+    assert [e.step for e in acc.Scalars("harmful_rate")] == [0, 3]

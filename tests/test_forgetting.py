@@ -168,7 +168,7 @@ def test_attack_schedule_resumes_in_the_middle(pipe, tmp_path):
 def test_attack_simulation_without_a_harm_margin_is_refused(pipe):
     from safetune.errors import SafetuneError
 
-    with pytest.raises(SafetuneError, match="--harm-margin"):
+    with pytest.raises(SafetuneError, match="harm_margin=M"):
         make_loss(pipe, attack_sim_steps=2)
 
 

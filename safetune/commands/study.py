@@ -17,6 +17,7 @@ SHORTCUTS = {
     "images_per_prompt": {"backfire": "sampling.images_per_prompt", "forgetting": "sampling.images_per_prompt",
                           "adversarial": "sampling.images_per_prompt"},
     "reference": {"backfire": "reference", "forgetting": "reference"},
+    "attack": {"forgetting": "attacks"},
 }
 
 
@@ -38,6 +39,7 @@ def register(sub) -> None:
     p.add_argument("--seeds", default=None, help="backfire: fine-tuning seeds; forgetting: attack seeds (e.g. 0,1,2)")
     p.add_argument("--images-per-prompt", default=None, help="evaluation images per prompt")
     p.add_argument("--reference", default=None, help="the never-trained model (default shapes-nostar; '' for none)")
+    p.add_argument("--attack", default=None, help="forgetting: the attacks, e.g. full,lora (default both)")
     p.add_argument("--train-text-encoder", action="store_true", help="backfire: fine-tune the text encoder too")
     _args.add_set(p, "study's")
     p.set_defaults(func=study)

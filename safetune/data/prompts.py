@@ -142,7 +142,7 @@ def prompt_set(name: str, n: int = 40, seed: int = 1234) -> list[dict]:
             text = caption(scene, rng, drop=0.0)
             category = name
         else:
-            raise ValueError(f"unknown prompt set {name!r}; choose one of {PROMPT_SETS}")
+            raise SafetuneError(f"unknown prompt set {name!r}; choose one of {PROMPT_SETS}")
         if text in seen:
             continue
         seen.add(text)

@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ..errors import SafetuneError
+
 RESOLUTION = 32
 _SUPERSAMPLE = 4  # draw at 4x and downsample, so edges are anti-aliased like real photos
 
@@ -269,7 +271,7 @@ def make_dataset(kind: str, n: int, seed: int = 0) -> list[Example]:
             scene = random_scene(rng, shapes=shapes,
                                  textures=(spec["texture"],) if "texture" in spec else ("solid",))
         else:
-            raise ValueError(f"unknown data set {kind!r}; choose pretrain, clean, harmful or one of {sorted(DOMAINS)}")
+            raise SafetuneError(f"unknown data set {kind!r}; choose pretrain, clean, harmful or one of {sorted(DOMAINS)}")
         out.append(Example(scene, caption(scene, rng)))
     return out
 

@@ -53,12 +53,12 @@ class ForgettingLoss:
     def __init__(self, clean_latents, clean_cond, harm_latents, harm_cond, scheduler, batch_size: int,
                  config: ForgettingConfig):
         if config.variant not in ("lt", "ng"):
-            raise ValueError(f"unknown forgetting variant {config.variant!r}; choose lt or ng")
+            raise SafetuneError(f"unknown forgetting variant {config.variant!r}; choose lt or ng")
         if config.mode not in ("contrastive", "off", "reference"):
-            raise ValueError(f"unknown forgetting mode {config.mode!r}; choose contrastive, off or reference")
+            raise SafetuneError(f"unknown forgetting mode {config.mode!r}; choose contrastive, off or reference")
         if config.attack_sim_steps and config.harm_margin <= 0:
             raise SafetuneError(f"attack_sim_steps={config.attack_sim_steps} acts through the harm margin, which is "
-                                f"{config.harm_margin}: give --harm-margin > 0 (e.g. 0.3) or drop --attack-sim-steps")
+                                f"{config.harm_margin}: give --set harm_margin=M > 0 (e.g. 0.3) or drop attack_sim_steps")
         self.data = {"clean": (clean_latents, clean_cond), "harm": (harm_latents, harm_cond)}
         self.scheduler, self.batch_size, self.config = scheduler, batch_size, config
         self.centres: dict[str, torch.Tensor | None] = {"clean": None, "harm": None}
