@@ -102,6 +102,10 @@ def parse_model(name: str, config: ForgettingStudyConfig) -> list[tuple[str, obj
         legacy = {"off": "mode=off", "reference": "mode=reference", "contrastive": "mode=contrastive",
                   "fixed": "noise=fixed", "changing": "noise=changing"}  # lt:reference, ng:fixed
         items = [legacy.get(o, o) for o in options.split(",") if o]
+        for item in items:
+            if "=" not in item:
+                raise SafetuneError(f"model {name!r}: option {item!r} is not NAME=VALUE (e.g. {kind}:noise=0.5; "
+                                    "lt/ng also take off, reference, fixed)")
         apply_overrides(settings, items)
         stages.append((kind, settings))
     return stages

@@ -1,0 +1,57 @@
+"""Settings have one home: the config dataclasses (defaults, help, choices), read the same way by the
+CLI (generated flags, --set) and the Python API."""
+import pytest
+
+from safetune.cli import main
+from safetune.config import FINETUNE, TrainConfig, apply_overrides, describe
+from safetune.errors import SafetuneError
+
+
+def test_alpha_follows_the_rank_unless_set():
+    """`TrainConfig(lora_rank=8)` got alpha 4 (a LoRA scaled by 0.5) when alpha = rank lived in the CLI."""
+    assert TrainConfig(lora_rank=8).alpha == 8.0
+    config = apply_overrides(TrainConfig(), ["lora_rank=16"])
+    assert config.alpha == 16.0
+    assert TrainConfig(lora_rank=8, lora_alpha=4).alpha == 4.0
+
+
+def test_set_casts_checks_choices_and_suggests_names():
+    config = apply_overrides(TrainConfig(), ["lr=3e-4", "save_at=0,20,100", "train_text_encoder=true"])
+    assert config.lr == 3e-4 and config.save_at == [0, 20, 100] and config.train_text_encoder is True
+    with pytest.raises(SafetuneError, match="choose one of lora, full, partial"):
+        apply_overrides(TrainConfig(), ["mode=half"])
+    with pytest.raises(SafetuneError, match="did you mean lr"):
+        apply_overrides(TrainConfig(), ["lrr=1e-4"])
+    with pytest.raises(SafetuneError, match="not a valid float"):
+        apply_overrides(TrainConfig(), ["lr=fast"])
+    assert any(line.startswith("lr = 0.0001") and "learning rate" in line for line in describe(TrainConfig()))
+
+
+def test_generated_flags_default_to_the_recipe(capsys):
+    """finetune's flags are generated from TrainConfig with FINETUNE's defaults: --help shows them."""
+    assert main(["finetune", "--help"]) == 0
+    text = capsys.readouterr().out
+    assert f"(default: {FINETUNE.lr})" in text and "--lora-rank" in text and "--train-text-encoder" in text
+
+
+def test_audit_device_is_honoured(tmp_path, capsys):
+    """`audit --device` was ignored (it always ran on the default device)."""
+    import torch
+
+    from safetune.lora.weights import LoRA
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    name = "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k"
+    LoRA({name: (torch.zeros(2, 64), torch.zeros(32, 2))}).save(tmp_path / "a.safetensors")
+    LoRA({name: (torch.zeros(2, 64), torch.ones(32, 2))}).save(tmp_path / "b.safetensors")
+    assert main(["audit", "--safety-lora", str(tmp_path / "a.safetensors"), "--lora", str(tmp_path / "b.safetensors"),
+                 "--device", "cuda"]) == 2
+    assert "no CUDA" in capsys.readouterr().err
+
+
+def test_a_bad_model_option_in_a_study_is_one_line(tmp_path, capsys):
+    """parse_model raised ValueError (a traceback) for an unknown option."""
+    assert main(["study", "forgetting", "--methods", "lt:magic", "--out", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "lt:magic" in err and "NAME=VALUE" in err
