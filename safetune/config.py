@@ -126,6 +126,11 @@ class DistillConfig:
     text_encoder: bool = option(True, "distort and distill the text encoder too")
     caption_dropout: float = option(0.1, "share of retain images distilled with the empty prompt (for CFG)")
     concept_weight: float = option(0.0, "weight of the ESD-style anchor on the concept prompts (0: off)")
+    harm_margin: float = option(0.0, "> 0: also push the harmful images' denoising error, after attack_sim_steps "
+                                     "simulated attack steps, up to this margin (needs harmful data)")
+    harm_weight: float = option(1.0, "weight of that hinge")
+    attack_sim_steps: int = option(0, "simulated malicious fine-tuning steps before the hinge is measured")
+    attack_sim_lr: float = option(1e-3, "size of each simulated attack step (sign of the gradient)")
 
 
 @dataclass

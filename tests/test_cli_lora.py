@@ -94,7 +94,8 @@ def test_kohya_output_round_trips_through_our_reader_and_diffusers(tmp_path):
 
     keys = load_file(str(tmp_path / "k.safetensors"))
     assert any(k.startswith("lora_unet_") and k.endswith(".lora_down.weight") for k in keys)
-    assert any(k.startswith("lora_te_") for k in keys) and any(k.endswith(".alpha") for k in keys)
+    assert any(k.startswith("lora_te_text_model_encoder_layers_") for k in keys)  # kohya's (and A1111's) names
+    assert any(k.endswith(".alpha") for k in keys)
     ours = copy.deepcopy(base)
     merge_into(ours, [(LoRA.load(tmp_path / "k.safetensors"), 1.0)])
     theirs = copy.deepcopy(base)

@@ -32,8 +32,11 @@ def te_lora(pipe, data):
 
 
 def _weights(pipe, names):
+    from safetune.lora.formats import resolve_names
+
     modules = pipeline_modules(pipe)
-    return {n: getattr(modules[n], "base_layer", modules[n]).weight.detach().clone() for n in names}
+    model_name = resolve_names({n: n for n in names}, modules)  # files say text_model., transformers 5 does not
+    return {n: getattr(modules[m], "base_layer", modules[m]).weight.detach().clone() for m, n in model_name.items()}
 
 
 def test_text_encoder_lora_sits_on_clip_attention_and_is_trained(te_lora):

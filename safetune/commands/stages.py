@@ -142,18 +142,20 @@ def align(args) -> None:
     recipe = RECIPES.get(method, ESD_X)
     config = _train_config(args, recipe, **({"mode": "full"} if method == "dd" else {}))
     lora_output = method not in ("dd",) and config.mode == "lora"
+    uses_harmful = method in ("lt", "ng") or method == "dd" and settings.harm_margin > 0
     if method in ("lt", "ng", "dd"):
         args.clean_data = "clean" if args.clean_data is None else args.clean_data
+        if args.harmful_data is not None and not uses_harmful:
+            raise SafetuneError("--harmful-data: dd uses harmful images only for its tamper term; give --set "
+                                "harm_margin=M (> 0) too, or drop --harmful-data")
         args.harmful_data = "harmful" if args.harmful_data is None else args.harmful_data
-        _check_data(args, args.clean_data, *([args.harmful_data] if method != "dd" else []))
+        _check_data(args, args.clean_data, *([args.harmful_data] if uses_harmful else []))
     else:
         given = [f for f, v in (("--clean-data", args.clean_data), ("--harmful-data", args.harmful_data),
                                 ("--n", args.n), ("--on-top", args.on_top or None)) if v is not None]
         if given:
             raise SafetuneError(f"{', '.join(given)}: settings of lt, ng and dd; an {method} safety LoRA is trained "
                                 "on the model's own images of --concept")
-    if method == "dd" and args.harmful_data != "harmful":
-        raise SafetuneError("--harmful-data: dd never sees harmful data (it distills on --clean-data only)")
     out = _output(args, lora_output)
     _args.check_loras(args.lora + args.on_top)
     on_top = _on_top(args)
@@ -177,7 +179,10 @@ def align(args) -> None:
     if method == "dd":
         from ..stages.distill import distill_train
 
-        distill_train(pipe, clean, concepts, settings, config, checkpoint_dir=checkpoint, identity=meta)
+        harmful = _data(args, pipe, args.harmful_data, seed=1) if uses_harmful else None
+        meta.update(harmful_data=args.harmful_data if uses_harmful else None)
+        distill_train(pipe, clean, concepts, settings, config, checkpoint_dir=checkpoint, identity=meta,
+                      harmful=harmful)
         lora = None
     else:
         from ..stages.lt_ng import forgetting_train

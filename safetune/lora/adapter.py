@@ -12,6 +12,7 @@ import re
 import torch
 
 from ..errors import SafetuneError
+from .formats import canonical_name
 from .weights import LoRA
 
 ADAPTER = "safetune"
@@ -68,7 +69,8 @@ def extract(model, component: str, rank: int, alpha: float) -> LoRA:
         if key.endswith("lora_A.weight"):
             name = key[: -len(".lora_A.weight")]
             b = state[name + ".lora_B.weight"]
-            factors[f"{component}.{name}"] = (a.detach().float().clone(), b.detach().float().clone() * scale)
+            factors[canonical_name(f"{component}.{name}")] = (a.detach().float().clone(),
+                                                              b.detach().float().clone() * scale)
     return LoRA(factors)
 
 

@@ -42,8 +42,20 @@ def parse_state_dict(state: dict[str, torch.Tensor], source: str = "LoRA") -> di
     for name in downs:
         a, b = downs[name], ups[name]
         scale = alphas[name] / a.shape[0] if name in alphas else 1.0
-        factors[name] = (a.float(), b.float() * scale)
+        factors[canonical_name(name)] = (a.float(), b.float() * scale)
     return factors
+
+
+def canonical_name(name: str) -> str:
+    """Text-encoder modules as files name them ("text_encoder.text_model.encoder..."): transformers 5
+    dropped the "text_model." level from CLIPTextModel's own module names, files (and kohya's keys,
+    "lora_te_text_model_encoder_...") keep it."""
+    for component in ("text_encoder.", "text_encoder_2."):
+        if name.startswith(component) and not name.startswith(component + "text_model."):
+            rest = name[len(component):]
+            if rest.startswith(("encoder.", "embeddings.", "final_layer_norm")):
+                return component + "text_model." + rest
+    return name
 
 
 def to_state_dict(factors: dict[str, tuple[torch.Tensor, torch.Tensor]], layout: str = "diffusers") -> dict:
@@ -51,7 +63,7 @@ def to_state_dict(factors: dict[str, tuple[torch.Tensor, torch.Tensor]], layout:
     if layout not in FORMATS:
         raise SafetuneError(f"unknown LoRA format {layout!r}; choose one of {', '.join(FORMATS)}")
     out = {}
-    for name, (a, b) in factors.items():
+    for name, (a, b) in ((canonical_name(n), f) for n, f in factors.items()):
         if layout == "diffusers":
             out[f"{name}.lora_A.weight"] = a.contiguous()
             out[f"{name}.lora_B.weight"] = b.contiguous()
@@ -86,11 +98,13 @@ def _parse_key(key: str) -> tuple[str, str]:
 
 
 def resolve_names(factors: dict, modules: dict[str, torch.nn.Module]) -> dict:
-    """Map kohya's underscore names onto the model's dotted module names."""
-    if not any(k.startswith("kohya:") for k in factors):
-        return factors
-    flat = {}
+    """Map file names onto the model's module names: kohya's underscores, and text-encoder names with
+    or without "text_model." (whichever the installed transformers uses)."""
+    lookup = {}
     for full in modules:
+        lookup[full] = lookup[canonical_name(full)] = full
         component, _, rest = full.partition(".")
-        flat[f"kohya:{component}:{rest.replace('.', '_')}"] = full
-    return {flat.get(k, k): v for k, v in factors.items()}
+        lookup[f"kohya:{component}:{rest.replace('.', '_')}"] = full
+        canonical_rest = canonical_name(full).partition(".")[2]
+        lookup[f"kohya:{component}:{canonical_rest.replace('.', '_')}"] = full
+    return {lookup.get(k, k): v for k, v in factors.items()}

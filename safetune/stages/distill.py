@@ -18,7 +18,10 @@ on the weights, then retain-set training) approaches retraining from scratch. We
    carries the concept back: no harmful image, caption or target is seen.
 3. optionally (concept_weight > 0), an ESD-style anchor on the concept prompts: student(x_t, concept)
    -> teacher(x_t, "") on the teacher's own concept samples, so that the concept prompts land on the
-   unconditional prediction instead of whatever the distortion left there.
+   unconditional prediction instead of whatever the distortion left there;
+4. optionally (harm_margin > 0, with harmful data), a tamper term in the spirit of TAR/IMMA: the
+   harmful images' denoising error after attack_sim_steps simulated malicious steps (first-order,
+   stages.losses.attacked_error) is pushed up to harm_margin and no further.
 
 The text encoder is distorted and distilled too (`text_encoder`): a prompt's words that never occur
 in the retain captions (the concept's names and its implicit phrasings alike) then lose their learned
@@ -44,7 +47,9 @@ from ..models.conditioning import (
     sample_latents,
     training_scheduler,
 )
+from ..errors import SafetuneError
 from ..train import run_stage
+from .losses import attacked_error, with_params
 
 
 @torch.no_grad()
@@ -71,12 +76,13 @@ class RetainDistillLoss:
     def __init__(self, latents, input_ids, teacher_cond: Cond, student_cond: Cond, teacher_uncond: Cond,
                  scheduler, batch_size: int, teacher_unet, config: DistillConfig, uncond_ids=None,
                  student_uncond: Cond | None = None, concept_latents=None, concept_ids=None,
-                 student_concept: Cond | None = None):
+                 student_concept: Cond | None = None, harmful: tuple | None = None):
         self.latents, self.input_ids = latents, input_ids
         self.teacher_cond, self.student_cond, self.teacher_uncond = teacher_cond, student_cond, teacher_uncond
         self.uncond_ids, self.student_uncond = uncond_ids, student_uncond
         self.concept_latents, self.concept_ids, self.student_concept = concept_latents, concept_ids, student_concept
         self.scheduler, self.batch_size, self.teacher, self.config = scheduler, batch_size, teacher_unet, config
+        self.harmful = harmful  # (latents, token ids, cached cond) of harmful images, for the tamper term
         self.text_encoder = None
         self.last: dict[str, float] = {}
 
@@ -113,13 +119,30 @@ class RetainDistillLoss:
             concept = F.mse_loss(predict(unet, xc, tc, cond).float(), anchor.float())
             self.last["concept"] = concept.item()
             loss = loss + cfg.concept_weight * concept
+        if cfg.harm_margin > 0 and self.harmful is not None:
+            attacked = attacked_error(lambda batch, params: self._harm_error(unet, batch, params), self._draw_harm,
+                                      gen, unet, cfg.attack_sim_steps, cfg.attack_sim_lr)
+            self.last["harm_attacked"] = attacked.item()
+            loss = loss + cfg.harm_weight * F.relu(cfg.harm_margin - attacked)
         return loss
+
+    def _draw_harm(self, gen):
+        latents, ids, cond = self.harmful
+        idx = torch.randint(len(latents), (self.batch_size,), generator=gen)
+        xt, noise, t = noised(self.scheduler, latents[idx], gen)
+        return xt, noise, t, self._student_cond(ids[idx], cond, idx)
+
+    def _harm_error(self, unet, batch, params):
+        xt, noise, t, cond = batch
+        return F.mse_loss(predict(with_params(unet, params), xt, t, cond).float(), noise.float())
 
 
 def distill_train(pipe, clean: tuple, concepts: list[str], distill, config: TrainConfig,
-                  checkpoint_dir: Path | None = None, on_save=None, identity: dict | None = None) -> None:
-    """Distort-and-distill (align.distill): the UNet (and text encoder) of `pipe` are distorted, then
-    trained in place, full weights, to match the undistorted model on the retain set `clean`."""
+                  checkpoint_dir: Path | None = None, on_save=None, identity: dict | None = None,
+                  harmful: tuple | None = None) -> None:
+    """Distort-and-distill (module docstring): the UNet (and text encoder) of `pipe` are distorted, then
+    trained in place, full weights, to match the undistorted model on the retain set `clean`
+    (`harmful`: images and captions for the optional tamper term, harm_margin > 0)."""
     images, texts = clean
     teacher = copy.deepcopy(pipe.unet).requires_grad_(False).eval()
     latents = encode_images(pipe, images)
@@ -128,14 +151,21 @@ def distill_train(pipe, clean: tuple, concepts: list[str], distill, config: Trai
     if distill.concept_weight > 0:
         prompts = [concepts[i % len(concepts)] for i in range(128)]
         concept_latents = sample_latents(pipe, prompts, seed=config.seed + 17)
+    if distill.harm_margin > 0 and harmful is None:
+        raise SafetuneError("harm_margin > 0 needs harmful images (--harmful-data) for the tamper term")
+    harm = None
+    if distill.harm_margin > 0:
+        harm_latents = encode_images(pipe, harmful[0])
     distort_(pipe.unet, distill.noise, distill.shrink, config.seed)
     if distill.text_encoder:
         distort_(pipe.text_encoder, distill.noise, distill.shrink, config.seed + 1)
+    if distill.harm_margin > 0:
+        harm = (harm_latents, caption_ids(pipe, harmful[1]), encode_text(pipe, harmful[1]))
     loss = RetainDistillLoss(latents, caption_ids(pipe, texts), teacher_cond, encode_text(pipe, texts), teacher_uncond,
                              training_scheduler(pipe), config.batch_size, teacher, distill,
                              uncond_ids=caption_ids(pipe, [""]), student_uncond=encode_text(pipe, [""]),
                              concept_latents=concept_latents, concept_ids=caption_ids(pipe, concepts),
-                             student_concept=encode_text(pipe, concepts))
+                             student_concept=encode_text(pipe, concepts), harmful=harm)
     run_stage(pipe.unet, loss, replace(config, mode="full", train_text_encoder=distill.text_encoder), checkpoint_dir,
               on_save=on_save, desc="align dd", text_encoder=pipe.text_encoder,
               identity={"distill": asdict(distill), "concepts": concepts, **(identity or {})})

@@ -103,3 +103,29 @@ class SDDLoss:
         loss = F.mse_loss(predict(unet, xt, t, c).float(), target.float())
         self.teacher.update()
         return loss
+
+
+def attacked_error(error, draw, gen, unet, steps: int, lr: float) -> torch.Tensor:
+    """The denoising error on a harmful query batch after `steps` simulated malicious fine-tuning
+    steps, theta' = theta - lr * sign(grad) (the shape of Adam's first steps). First-order, as in
+    first-order MAML: theta' depends on theta through the identity only, so the error's gradient at
+    theta' is applied to theta. `error(batch, params)` is the denoising MSE with the UNet's weights
+    replaced by `params` (None: its own); `draw(gen)` draws a harmful batch (the query first, so it is
+    the same batch whatever the number of steps)."""
+    query = draw(gen)
+    params = None
+    if steps:
+        params = {n: p for n, p in unet.named_parameters() if p.requires_grad}
+        for _ in range(steps):
+            grads = torch.autograd.grad(error(draw(gen), params), list(params.values()), allow_unused=True)
+            params = {n: p if g is None else p - lr * g.sign() for (n, p), g in zip(params.items(), grads)}
+    return error(query, params)
+
+
+def with_params(unet, params: dict | None):
+    """The UNet, or a function calling it with `params` in place of its weights (torch.func)."""
+    if params is None:
+        return unet
+    from torch.func import functional_call
+
+    return lambda *args, **kwargs: functional_call(unet, params, args, kwargs)

@@ -39,13 +39,13 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch.func import functional_call
 
 from ..config import ForgettingConfig, TrainConfig
 from ..errors import SafetuneError
 from ..lora.weights import LoRA
 from ..models.conditioning import denoising_target, draw_noise, encode_images, encode_text, predict, training_scheduler
 from ..train import run_stage
+from .losses import attacked_error, with_params
 
 
 class ForgettingLoss:
@@ -86,11 +86,7 @@ class ForgettingLoss:
     def _branch(self, unet, cls: str, batch: tuple, params: dict | None = None, shift: bool = True):
         """Denoising MSE and (transformed) x0_hat on one batch; `params` overrides the UNet's weights,
         shift=False uses the plain forward noise an attacker trains with."""
-        if params is not None:
-            model = unet
-
-            def unet(*args, **kwargs):
-                return functional_call(model, params, args, kwargs)
+        unet = with_params(unet, params)
         x0, noise, t, cond = batch
         sign = 1.0 if cls == "clean" else -1.0
         forward_noise = noise + sign * self.config.ng_shift if self.config.variant == "ng" and shift else noise
@@ -106,16 +102,8 @@ class ForgettingLoss:
     def _harm_hinge(self, unet, gen) -> torch.Tensor:
         """max(0, harm_margin - harmful denoising error), after attack_sim_steps simulated attack steps."""
         cfg = self.config
-        query = self._draw("harm", gen)  # drawn first: the same query batch whatever the number of steps
-        params = None
-        if cfg.attack_sim_steps:
-            params = {n: p for n, p in unet.named_parameters() if p.requires_grad}
-            for _ in range(cfg.attack_sim_steps):
-                mse, _ = self._branch(unet, "harm", self._draw("harm", gen), params, shift=False)
-                grads = torch.autograd.grad(mse, list(params.values()), allow_unused=True)
-                params = {n: p if g is None else p - cfg.attack_sim_lr * g.sign()
-                          for (n, p), g in zip(params.items(), grads)}
-        mse, _ = self._branch(unet, "harm", query, params, shift=False)
+        mse = attacked_error(lambda batch, params: self._branch(unet, "harm", batch, params, shift=False)[0],
+                             lambda g: self._draw("harm", g), gen, unet, cfg.attack_sim_steps, cfg.attack_sim_lr)
         self.last["mse_harm_attacked"] = mse.item()
         return F.relu(cfg.harm_margin - mse)
 

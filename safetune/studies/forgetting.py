@@ -152,7 +152,8 @@ def build_model(name: str, base, reference_model: str, clean: tuple, harmful: tu
         elif kind == "esd":
             merge_into(pipe, [(esd, 1.0)])
         elif kind == "dd":
-            distill_train(pipe, clean, config.concepts, settings, replace(config.distill_train, seed=config.seed))
+            distill_train(pipe, clean, config.concepts, settings, replace(config.distill_train, seed=config.seed),
+                          harmful=harmful)
         elif kind in ("lt", "ng"):
             forgetting_train(pipe, clean, harmful, settings, replace(config.safe_train, seed=config.seed))
     return pipe

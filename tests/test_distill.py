@@ -1,0 +1,112 @@
+"""Distort-and-distill: the distortion is what it says, the distillation's gradient reaches the UNet
+and the text encoder (never the teacher), and the tamper term's inner attack steps are first-order."""
+import copy
+
+import pytest
+import torch
+
+from safetune.checkpoint import step_generator
+from safetune.config import DistillConfig, TrainConfig
+from safetune.models.conditioning import caption_ids, encode_text, training_scheduler
+from safetune.stages.distill import RetainDistillLoss, distill_train, distort_
+from safetune.stages.losses import attacked_error
+from safetune.train import prepare_trainable
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    from safetune.models.tiny import assemble_pipeline, build_components
+
+    pipe = assemble_pipeline(build_components(seed=4))
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def make_loss(pipe, unet_teacher, config, harmful=True):
+    texts = ["a red circle", "a blue square", "a small green triangle", "a large white diamond"] * 2
+    g = torch.Generator().manual_seed(0)
+    latents = torch.randn(8, 4, 8, 8, generator=g)
+    harm = (torch.randn(8, 4, 8, 8, generator=g) + 1, caption_ids(pipe, ["a star"] * 8),
+            encode_text(pipe, ["a star"] * 8)) if harmful else None
+    return RetainDistillLoss(latents, caption_ids(pipe, texts), encode_text(pipe, texts), encode_text(pipe, texts),
+                             encode_text(pipe, [""]), training_scheduler(pipe), 4, unet_teacher, config,
+                             uncond_ids=caption_ids(pipe, [""]), student_uncond=encode_text(pipe, [""]), harmful=harm)
+
+
+def test_distortion_adds_noise_scaled_to_each_tensor_and_spares_flat_ones(pipe):
+    unet = copy.deepcopy(pipe.unet)
+    before = {n: p.detach().clone() for n, p in unet.named_parameters()}
+    distort_(unet, noise=0.5, shrink=1.0, seed=0)
+    name = "down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k.weight"
+    after = dict(unet.named_parameters())
+    change = after[name].detach() - before[name]
+    assert change.std().item() == pytest.approx(0.5 * before[name].std().item(), rel=0.1)
+    norm = "down_blocks.0.attentions.0.transformer_blocks.0.norm1.weight"  # all ones: no spread, untouched
+    assert torch.equal(after[norm].detach(), before[norm])
+    again = copy.deepcopy(pipe.unet)
+    distort_(again, noise=0.5, shrink=1.0, seed=0)
+    assert torch.equal(dict(again.named_parameters())[name].detach(), after[name].detach())  # seeded
+    shrunk = copy.deepcopy(pipe.unet)
+    distort_(shrunk, noise=0.0, shrink=0.5, seed=0)
+    torch.testing.assert_close(dict(shrunk.named_parameters())[name].detach(), 0.5 * before[name])
+
+
+def test_distillation_is_zero_for_an_undistorted_student_and_reaches_unet_and_text_encoder(pipe):
+    teacher = copy.deepcopy(pipe.unet).requires_grad_(False)
+    student = copy.deepcopy(pipe.unet)
+    loss_fn = make_loss(pipe, teacher, DistillConfig(), harmful=False)
+    assert loss_fn(student, 0, step_generator(0, 0)).item() < 1e-10  # the same weights, the same prompts
+    distort_(student, noise=1.0, shrink=1.0, seed=0)
+    text_encoder = copy.deepcopy(pipe.text_encoder)
+    params = prepare_trainable(student, TrainConfig(mode="full", train_text_encoder=True), text_encoder)
+    loss_fn.text_encoder = text_encoder
+    loss = loss_fn(student, 1, step_generator(0, 1))
+    loss.backward()
+    assert loss.item() > 1e-3
+    te_grads = [p.grad for p in text_encoder.parameters() if p.grad is not None]
+    assert te_grads and sum(g.abs().sum() for g in te_grads) > 0
+    assert sum(p.grad.abs().sum() for p in student.parameters() if p.grad is not None) > 0
+    assert all(p.grad is None for p in teacher.parameters())
+    assert len(params) == len(list(student.parameters())) + len(list(text_encoder.parameters()))
+
+
+def test_tamper_term_is_first_order_and_lowers_the_harmful_error_it_sees(pipe):
+    """k sign-gradient steps lower the harmful error (the simulated attack works); the gradient at
+    theta equals the error's gradient at theta' (first-order: theta' = theta - lr sign(g), g detached)."""
+    unet = copy.deepcopy(pipe.unet)
+    prepare_trainable(unet, TrainConfig(mode="full"))
+    loss_fn = make_loss(pipe, copy.deepcopy(pipe.unet).requires_grad_(False), DistillConfig(harm_margin=100.0))
+    error = lambda batch, params: loss_fn._harm_error(unet, batch, params)  # noqa: E731
+    plain = attacked_error(error, loss_fn._draw_harm, step_generator(0, 0), unet, 0, 0.0)
+    attacked = attacked_error(error, loss_fn._draw_harm, step_generator(0, 0), unet, 3, 2e-3)
+    assert attacked.item() < plain.item() - 1e-4
+    attacked.backward()
+    grad_theta = {n: p.grad.clone() for n, p in unet.named_parameters() if p.grad is not None}
+    # rebuild theta' by hand and take the plain gradient there
+    gen = step_generator(0, 0)
+    query = loss_fn._draw_harm(gen)
+    params = {n: p.detach().clone() for n, p in unet.named_parameters()}
+    for _ in range(3):
+        batch = loss_fn._draw_harm(gen)
+        probe = {n: p.clone().requires_grad_(True) for n, p in params.items()}
+        grads = torch.autograd.grad(error(batch, probe), list(probe.values()), allow_unused=True)
+        params = {n: p if g is None else p - 2e-3 * g.sign() for (n, p), g in zip(params.items(), grads)}
+    at_prime = {n: p.requires_grad_(True) for n, p in params.items()}
+    grads = dict(zip(at_prime, torch.autograd.grad(error(query, at_prime), list(at_prime.values()), allow_unused=True)))
+    name = "down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_v.weight"
+    torch.testing.assert_close(grad_theta[name], grads[name], rtol=1e-4, atol=1e-7)
+
+
+def test_distill_train_changes_the_model_and_refuses_a_tamper_term_without_data(pipe):
+    from safetune.data.folder import load_training_data
+    from safetune.errors import SafetuneError
+
+    model = copy.deepcopy(pipe)
+    clean = load_training_data("clean", 32, n=8)
+    config = TrainConfig(steps=2, lr=1e-3, batch_size=4, mode="full", checkpoint_every=10**9)
+    with pytest.raises(SafetuneError, match="needs harmful images"):
+        distill_train(copy.deepcopy(pipe), clean, ["a star"], DistillConfig(harm_margin=1.0), config)
+    distill_train(model, clean, ["a star"], DistillConfig(noise=0.5), config)
+    name = next(n for n, _ in pipe.text_encoder.named_parameters() if n.endswith("layers.0.self_attn.q_proj.weight"))
+    assert not torch.equal(dict(model.text_encoder.named_parameters())[name], dict(pipe.text_encoder.named_parameters())[name])
+    assert not any("lora_" in n for n, _ in model.unet.named_parameters())
