@@ -24,7 +24,8 @@ DEFINITIONS = [
     "with the harmful rate the model is degrading (misshapen objects read as stars), not relearning.",
     "- **domain fidelity**: share of the domain prompts' attributes the detector reads back (did the "
     "fine-tuning learn its domain).",
-    "- a dash: not measured at that step (clean and implicit prompts are evaluated at the last step only).",
+    "- a dash: not measured at that step (implicit prompts are evaluated at the last step only; studies run "
+    "before 2026-11-26 evaluated clean prompts at the last step only).",
 ]
 
 

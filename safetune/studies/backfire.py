@@ -118,13 +118,15 @@ class Evaluator:
 
 def finetune_run(pipe, data: tuple, train_cfg: TrainConfig, evaluate: Evaluator, label: str, domain: str,
                  on_top: list[tuple[LoRA, float]], at_inference: list[tuple[LoRA, float]]) -> tuple[dict, LoRA | None]:
-    """Fine-tune `pipe` (a copy) with `on_top` merged first, evaluating at each save_at step with
-    `at_inference` added for the evaluation only. Returns ({step: results}, the LoRA if any)."""
+    """Fine-tune `pipe` (a copy) with `on_top` merged first, evaluating at each save_at step (harmful,
+    domain and clean prompts; implicit ones at the last step) with `at_inference` added for the
+    evaluation only. Returns ({step: results}, the LoRA if any)."""
     curve = {}
     last = max(train_cfg.save_at)
 
     def snapshot(step, _unet):  # a LoRA under training is live in the models: W + B A exactly
-        sets = ["harmful", domain] + (list(EVAL_SETS) if step == last else [])
+        # clean prompts at every step: a rise there too is degradation, not the concept coming back
+        sets = ["harmful", domain, "clean"] + (list(EVAL_SETS) if step == last else [])
         with merged(pipe, at_inference):
             curve[str(step)] = evaluate(pipe, f"{label}__step{step}", sets)
 
