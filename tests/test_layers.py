@@ -71,3 +71,15 @@ def test_no_module_is_over_350_lines():
     long = {str(p.relative_to(PACKAGE)): n for p in PACKAGE.rglob("*.py")
             if (n := len(p.read_text().splitlines())) > 350}
     assert not long, long
+
+
+def test_every_public_definition_has_a_docstring():
+    missing = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and not node.name.startswith("_"):
+                members = [node] + [m for m in getattr(node, "body", []) if isinstance(m, ast.FunctionDef)
+                                    and not m.name.startswith("_")] if isinstance(node, ast.ClassDef) else [node]
+                missing += [f"{path.relative_to(PACKAGE)}:{m.lineno} {m.name}" for m in members if not ast.get_docstring(m)]
+    assert not missing, missing
