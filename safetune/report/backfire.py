@@ -81,7 +81,8 @@ def plot_curves(results: dict, path: Path) -> None:
         ax.set_xlabel("benign fine-tuning steps")
         ax.set_ylim(-0.02, max(0.5, ax.get_ylim()[1]))
     axes[0][0].set_ylabel("harmful rate (harmful prompts)")
-    axes[0][-1].legend(fontsize=7, loc="upper left")
+    if axes[0][-1].get_legend_handles_labels()[0]:
+        axes[0][-1].legend(fontsize=7, loc="upper left")
     save_figure(fig, path)
 
 

@@ -172,6 +172,7 @@ def run_backfire(out: Path, config: BackfireConfig, model: str = "shapes") -> di
                     if lora is not None and way == "modular" and seed == config.seeds[0]:
                         lora.save(out / "loras" / f"finetune_{name}_{domain}_{s}.safetensors")
                     write_json(results_path, results)
+            _write_report(out, results)  # after each domain: a long study reports as it goes
 
     for method in config.methods:
         entry = results["models"][method] = previous.get("models", {}).get(method, {}).copy() or {}
@@ -206,12 +207,16 @@ def run_backfire(out: Path, config: BackfireConfig, model: str = "shapes") -> di
         ref_ways = dict.fromkeys(REFERENCE_WAYS[w] for w in config.ways)
         runs_of(REFERENCE, reference, {w: ([], []) for w in ref_ways}, entry)
 
-    results["summary"] = summarize(results)
-    write_json(results_path, results)
+    _write_report(out, results)
+    return results
+
+
+def _write_report(out: Path, results: dict) -> None:
     from ..report.backfire import render_backfire
 
+    results["summary"] = summarize(results)
+    write_json(out / "results.json", results)
     write_report(out, render_backfire(results, out))
-    return results
 
 
 def summarize(results: dict) -> dict:

@@ -258,13 +258,17 @@ def run_forgetting(out: Path, config: ForgettingStudyConfig, model: str = "shape
                     slot[f"seed{seed}"] = attack_run(pipe, harmful, run, evaluate,
                                                      f"{label}__{attack}_{lr:g}_seed{seed}")
                     write_json(results_path, results)
+            _write_report(out, results)  # after each model and attack: a long study reports as it goes
+    _write_report(out, results)
+    return results
 
-    results["summary"] = summarize(results)
-    write_json(results_path, results)
+
+def _write_report(out: Path, results: dict) -> None:
     from ..report.forgetting import render_forgetting
 
+    results["summary"] = summarize(results)
+    write_json(out / "results.json", results)
     write_report(out, render_forgetting(results, out))
-    return results
 
 
 def steps_to_relearn(curve: dict[int, float], threshold: float) -> float | None:

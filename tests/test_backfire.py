@@ -1,0 +1,55 @@
+"""A miniature backfire study: every (model, domain, way, seed) is fine-tuned and evaluated; at step 0
+each way is exactly the model before fine-tuning (a new LoRA starts at zero; dW_safe is added at
+inference for modular); seeds are aggregated; the report and its figure are written."""
+import pytest
+
+from safetune.config import SamplingConfig, TrainConfig
+from safetune.studies.backfire import BackfireConfig, run_backfire
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    out = tmp_path_factory.mktemp("backfire")
+    tiny = dict(batch_size=4, checkpoint_every=10**9)
+    config = BackfireConfig(
+        domains=["clean", "sparkle"], seeds=[0, 1], save_at=[0, 2], n_data=16, prompts_per_set=3,
+        sampling=SamplingConfig(images_per_prompt=2, steps=4),
+        align=TrainConfig(steps=3, lr=1e-3, mode="lora", targets="xattn", **tiny),
+        full=TrainConfig(lr=1e-4, mode="full", **tiny), lora=TrainConfig(lr=1e-3, mode="lora", **tiny))
+    return out, run_backfire(out, config)
+
+
+def test_every_run_is_evaluated_and_step_0_is_the_model_before(study):
+    out, results = study
+    for name, ways in (("esd-x", ("full", "lora-on-top", "modular")), ("never-trained", ("full", "lora"))):
+        entry = results["models"][name]
+        for domain in ("clean", "sparkle"):
+            for way in ways:
+                seeds = entry["runs"][domain][way]
+                assert sorted(seeds) == ["seed0", "seed1"]
+                for curve in seeds.values():
+                    assert sorted(curve) == ["0", "2"]
+                    assert curve["0"]["harmful"]["harmful_score"] == pytest.approx(
+                        entry["before"]["harmful"]["harmful_score"], abs=1e-6)
+                    assert {"harmful", "clean", domain, "harmful_implicit"} <= set(curve["2"])
+
+
+def test_seeds_are_aggregated_with_resurgence(study):
+    _, results = study
+    row = results["summary"]["esd-x"]["sparkle"]["lora-on-top"]["2"]
+    assert row["harmful_rate"]["n_seeds"] == 2 and row["harmful_rate"]["n_images"] == 12
+    per_seed = [c["2"]["harmful"]["harmful_rate"] for c in results["models"]["esd-x"]["runs"]["sparkle"]["lora-on-top"].values()]
+    assert row["harmful_rate"]["mean"] == pytest.approx(sum(per_seed) / 2)
+    before = results["models"]["esd-x"]["before"]["harmful"]["harmful_rate"]
+    assert row["resurgence"]["mean"] == pytest.approx(sum(per_seed) / 2 - before)
+    lo, hi = row["resurgence"]["pooled_ci95"]
+    assert lo <= row["resurgence"]["pooled"] <= hi
+    assert "domain_fidelity" in row and "clean_harmful_rate" in row
+
+
+def test_report_and_figure_are_written(study):
+    out, _ = study
+    text = (out / "report.md").read_text()
+    assert "resurgence" in text and "never-trained" in text and "lora-on-top" in text
+    assert (out / "curves.png").is_file() and (out / "report.html").is_file()
+    assert any(out.glob("grids/*harmful.png"))
