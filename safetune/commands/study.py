@@ -33,7 +33,7 @@ def register(sub) -> None:
     p.add_argument("--reduced", action="store_true", help="the reduced version (the demo's)")
     p.add_argument("--reuse", default=None, help="adversarial, audit: a study directory whose safety LoRA to reuse")
     p.add_argument("--methods", default=None, help="backfire: safety LoRAs, e.g. esd-x,sdd; forgetting: models, "
-                   "e.g. never-trained,esd,lt,dd,esd+lt,dd:noise=0.5; adversarial: base,esd-x,sdd,modular")
+                   "e.g. never-trained,esd,lt,dd,esd+lt,dd:noise=0.5/text_encoder=false; adversarial: base,esd-x,sdd,modular")
     p.add_argument("--domains", default=None, help="backfire, audit: benign domains, e.g. clean,sparkle,plus")
     p.add_argument("--steps", default=None, help="fine-tuning (attack) steps evaluated, e.g. 0,300,1000")
     p.add_argument("--seeds", default=None, help="backfire: fine-tuning seeds; forgetting: attack seeds (e.g. 0,1,2)")

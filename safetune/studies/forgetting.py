@@ -11,7 +11,8 @@ Models (`models`; "A+B" builds B on top of A, ":k=v,..." sets fields of B's conf
   never-trained   the reference model (`reference`), pretrained without the concept
   esd             the ESD-x safety LoRA merged (dW_safe)
   lt, ng          forgetting-based safe training (Pan et al. 2024), e.g. lt:mode=reference, ng:noise=fixed
-  dd              distort-and-distill (align.distill), e.g. dd:noise=0, dd:text_encoder=false
+  dd              distort-and-distill (stages.distill), e.g. dd:noise=0, dd:text_encoder=false,
+                  dd:harm_margin=0.15/attack_sim_steps=2 (several options joined by "/")
   esd+lt, esd+dd  reinforcement of the ESD model
 The price of a defence: clean prompt fidelity and FID before the attack, and how well a *benign*
 LoRA fine-tuning learns each of `benign_domains` on it (domain fidelity), next to the other models.
@@ -97,11 +98,11 @@ def parse_model(name: str, config: ForgettingStudyConfig) -> list[tuple[str, obj
             continue
         if kind not in SAFE_TRAININGS:
             raise SafetuneError(f"model {name!r}: unknown part {kind!r}; use base, {REFERENCE}, esd, lt, ng, dd "
-                                "joined by + (e.g. esd+lt), options after ':' (e.g. dd:noise=0.5)")
+                                "joined by + (e.g. esd+lt), options after ':' joined by '/' (e.g. dd:noise=0.5/shrink=0.9)")
         settings = copy.deepcopy(config.distill if kind == "dd" else replace(config.forgetting, variant=kind))
         legacy = {"off": "mode=off", "reference": "mode=reference", "contrastive": "mode=contrastive",
                   "fixed": "noise=fixed", "changing": "noise=changing"}  # lt:reference, ng:fixed
-        items = [legacy.get(o, o) for o in options.split(",") if o]
+        items = [legacy.get(o, o) for o in options.split("/") if o]
         for item in items:
             if "=" not in item:
                 raise SafetuneError(f"model {name!r}: option {item!r} is not NAME=VALUE (e.g. {kind}:noise=0.5; "
@@ -229,7 +230,7 @@ def run_forgetting(out: Path, config: ForgettingStudyConfig, model: str = "shape
 
     for name in config.models:
         entry = results["models"][name] = copy.deepcopy(previous.get("models", {}).get(name, {"attacks": {}}))
-        label = name.replace(":", "_").replace("+", "_").replace("=", "").replace(",", "_")
+        label = name.replace(":", "_").replace("+", "_").replace("=", "").replace("/", "_")
         saved = out / "models" / label
         if name in ("base", REFERENCE):
             pipe = build_model(name, base, config.reference, clean, harmful, config, esd)
