@@ -80,7 +80,7 @@ class AuditThresholds:
 # Named recipes: every command and study starts from these (and says so when it deviates).
 ESD_X = TrainConfig(steps=400, lr=1e-3, batch_size=32, mode="lora", targets="xattn")  # the safety LoRA
 LT_NG = TrainConfig(steps=400, lr=1e-3, batch_size=32, mode="full")    # forgetting-based safe training
-DISTILL = TrainConfig(steps=800, lr=1e-3, batch_size=32, mode="full")  # distort-and-distill
+DISTILL = TrainConfig(steps=1600, lr=1e-3, batch_size=32, mode="full")  # distort-and-distill
 FINETUNE = TrainConfig(steps=400, lr=1e-4, batch_size=32, mode="lora")  # `safetune finetune`'s default
 
 

@@ -38,7 +38,7 @@ def register(sub) -> None:
                        "train forgetting-based safe training (Pan et al. 2024); dd (distort-and-distill) makes a "
                        "model that a malicious fine-tuning relearns no faster than one never trained on the concept. "
                        "Training flags default to the method's recipe (esd: 400 steps at lr 1e-3, rank 4 on "
-                       "cross-attention; lt/ng: 400 full steps at 1e-3; dd: 800 full steps at 1e-3); method settings: "
+                       "cross-attention; lt/ng: 400 full steps at 1e-3; dd: 1,600 full steps at 1e-3); method settings: "
                        "--set NAME=VALUE (--show-config lists them).")
     _args.add_model_flags(p)
     p.add_argument("--method", default="esd-x", choices=list(METHOD_SETTINGS))

@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import DistillConfig, TrainConfig
+from ..errors import SafetuneError
 from ..models.conditioning import (
     Cond,
     caption_ids,
@@ -47,7 +48,6 @@ from ..models.conditioning import (
     sample_latents,
     training_scheduler,
 )
-from ..errors import SafetuneError
 from ..train import run_stage
 from .losses import attacked_error, with_params
 

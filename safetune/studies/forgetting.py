@@ -26,7 +26,7 @@ import random
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from ..config import DistillConfig, ForgettingConfig, SamplingConfig, TrainConfig, apply_overrides, option
+from ..config import DISTILL, DistillConfig, ForgettingConfig, SamplingConfig, TrainConfig, apply_overrides, option
 from ..data.folder import load_training_data
 from ..data.prompts import read_prompts
 from ..data.shapesworld import render, scene_for_prompt
@@ -68,8 +68,7 @@ class ForgettingStudyConfig:
     safe_train: TrainConfig = option(factory=lambda: TrainConfig(steps=400, lr=1e-3, mode="full",
                                                                  checkpoint_every=10**9), help="LT/NG training")
     forgetting: ForgettingConfig = option(factory=ForgettingConfig, help="LT/NG settings")
-    distill_train: TrainConfig = option(factory=lambda: TrainConfig(steps=800, lr=1e-3, mode="full",
-                                                                    checkpoint_every=10**9), help="dd training")
+    distill_train: TrainConfig = option(factory=lambda: replace(DISTILL, checkpoint_every=10**9), help="dd training")
     distill: DistillConfig = option(factory=DistillConfig, help="dd settings")
     benign_domains: list[str] = option(factory=lambda: ["clean", "sparkle"], help="benign LoRA price check")
     benign: TrainConfig = option(factory=lambda: TrainConfig(steps=300, lr=1e-3, mode="lora", checkpoint_every=10**9),
