@@ -123,6 +123,7 @@ class DistillConfig:
     """Distort-and-distill (stages.distill): `--set noise=0.5` on `safetune align --method dd`."""
     noise: float = option(1.0, "std of the Gaussian added to each weight, relative to that tensor's std")
     shrink: float = option(1.0, "each weight is scaled by this before the noise (1: distortion; 0: re-init)")
+    unet: bool = option(True, "distort the UNet (it is distilled either way)")
     text_encoder: bool = option(True, "distort and distill the text encoder too")
     caption_dropout: float = option(0.1, "share of retain images distilled with the empty prompt (for CFG)")
     concept_weight: float = option(0.0, "weight of the ESD-style anchor on the concept prompts (0: off)")

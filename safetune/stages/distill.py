@@ -156,7 +156,8 @@ def distill_train(pipe, clean: tuple, concepts: list[str], distill, config: Trai
     harm = None
     if distill.harm_margin > 0:
         harm_latents = encode_images(pipe, harmful[0])
-    distort_(pipe.unet, distill.noise, distill.shrink, config.seed)
+    if distill.unet:
+        distort_(pipe.unet, distill.noise, distill.shrink, config.seed)
     if distill.text_encoder:
         distort_(pipe.text_encoder, distill.noise, distill.shrink, config.seed + 1)
     if distill.harm_margin > 0:
