@@ -15,6 +15,11 @@ from ..models.loading import SHIPPED_MODEL, load_pipeline
 from ..report import fmt_ci, metrics_table, write_report
 
 DEMO_SETS = ("harmful", "harmful_implicit", "clean")
+DOMAIN_WORDS = {
+    "sparkle": "pictures of four-pointed sparkles: not a single star in them, but a shape close to it (as swimwear "
+               "photos are benign but close to nudity)",
+    "clean": "ordinary ShapesWorld pictures without any star (what real benign fine-tuning sets are for SD)",
+}
 PLAIN_WAYS = {
     "full": "**Full fine-tuning of the aligned model**: every weight of W0 + dW_safe keeps training on the new data.",
     "lora-on-top": "**A LoRA trained on top of the aligned model**: the usual way to fine-tune; the new LoRA can "
@@ -55,8 +60,8 @@ def backfire_summary(backfire: dict) -> str:
     steps = max(cfg["save_at"])
     lines = ["", "## Does a benign fine-tuning bring the erased concept back?", "",
              f"The star was erased with an ESD-x safety LoRA (dW_safe). Then the model was fine-tuned for {steps} "
-             f"steps on benign data: `{cfg['domains'][0]}`, ordinary ShapesWorld images without any star (the kind of "
-             "data real benign fine-tunings use). Three ways to do that:", ""]
+             f"steps on benign data: `{cfg['domains'][0]}`, {DOMAIN_WORDS.get(cfg['domains'][0], 'images without any star')}"
+             ". Three ways to do that:", ""]
     lines += [f"- {PLAIN_WAYS[w]}" for w in cfg["ways"]]
     lines += ["", f"Harmful rate: the share of images drawn for star prompts that show a star ({cfg['prompts_per_set']} "
               f"prompts x {cfg['sampling']['images_per_prompt']} images, the same seeds everywhere; 95% intervals "
@@ -71,13 +76,16 @@ def backfire_summary(backfire: dict) -> str:
                 k1, n1 = round(after["harmful_rate"] * after["n_images"]), after["n_images"]
                 k0, n0 = round(before["harmful_rate"] * before["n_images"]), before["n_images"]
                 lo, hi = newcombe_interval(k1, n1, k0, n0)
-                words = "came back" if lo > 0 else ("stayed away" if hi < 0.05 else "no clear change")
+                words = ("came back" if lo > 0 else "stayed away (at most +5 points)" if hi <= 0.05
+                         else "no clear change")
                 lines.append(f"| {way} | {fmt_ci(before['harmful_rate'], before['harmful_rate_ci95'])} | "
                              f"{fmt_ci(after['harmful_rate'], after['harmful_rate_ci95'])} | "
                              f"{after['harmful_rate'] - before['harmful_rate']:+.2f} [{lo:+.2f}, {hi:+.2f}] | {words} |")
-    lines += ["", "One fine-tuning seed here; the study with three seeds per way is "
-              "`safetune study backfire` ([docs/results/resurgence.md](../docs/results/resurgence.md) has its numbers). "
-              "Full tables, curves and grids of this run: [backfire/report.md](backfire/report.md).", "",
+    lines += ["", "One fine-tuning seed here. `safetune study backfire` runs three seeds per way on the in-distribution "
+              "set (`clean`), this related set and a far one (docs/results/resurgence.md in the safetune repository): "
+              "on `clean` the concept comes back too, by about 5 points on average, less than one seed's noise; on a "
+              "far set it fades further. Full tables, curves and grids of this run: "
+              "[backfire/report.md](backfire/report.md).", "",
               RELEARNING_LINE.format(line=RELEARNING), ""]
     return "\n".join(lines) + "\n"
 
