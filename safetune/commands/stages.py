@@ -139,6 +139,11 @@ def align(args) -> None:
         raise SafetuneError("give --out: the LoRA file (.safetensors), or a directory for dd and lt/ng --mode full")
     concepts = args.concept or ["a star", "a pentagram"]
     method = args.method
+    fixed = {"mode": method != "lt" and method != "ng", "targets": method in ("esd-x", "esd-u", "esd", "sdd", "dd")}
+    for name, by_method in fixed.items():
+        if by_method and getattr(args, "cfg_" + name) is not None:
+            raise SafetuneError(f"--{name}: {method} sets it itself (ESD-x/SDD: a LoRA on cross-attention, ESD-u: on "
+                                "the rest; dd: every weight); drop it")
     recipe = RECIPES.get(method, ESD_X)
     config = _train_config(args, recipe, **({"mode": "full"} if method == "dd" else {}))
     lora_output = method not in ("dd",) and config.mode == "lora"
