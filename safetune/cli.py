@@ -63,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     except (SafetuneError, FloatingPointError) as exc:
         print(f"safetune: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `safetune ... | head`: the reader left; not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("safetune: interrupted; finished outputs and checkpoints are kept (run again to resume)", file=sys.stderr)
         return 130

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..config import SamplingConfig
+from ..config import SamplingConfig, option
 from ..errors import SafetuneError
 from ..evaluation.sampling import image_seeds, sample
 from ..models.conditioning import is_sdxl, sample_latents, training_scheduler
@@ -24,12 +24,12 @@ from ..models.conditioning import is_sdxl, sample_latents, training_scheduler
 @dataclass
 class AdversarialConfig:
     """The prompt search's budget: adversarial tokens, optimisation steps, seeds that decide success."""
-    n_tokens: int = 3
-    steps: int = 40
-    lr: float = 0.05
-    timesteps_per_step: int = 8
-    seeds_per_prompt: int = 3
-    seed: int = 0
+    n_tokens: int = option(3, "adversarial tokens put before the prompt")
+    steps: int = option(40, "optimisation steps of their embeddings")
+    lr: float = option(0.05, "Adam learning rate of the embeddings")
+    timesteps_per_step: int = option(8, "diffusion timesteps averaged per step")
+    seeds_per_prompt: int = option(3, "sampling seeds tried; success: any image flagged")
+    seed: int = option(0, "seed of the search")
 
 
 @contextlib.contextmanager

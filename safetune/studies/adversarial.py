@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from ..attacks.prompt_search import AdversarialConfig, attack_success_rate
-from ..config import SamplingConfig, TrainConfig
+from ..config import SamplingConfig, TrainConfig, option
 from ..data.folder import load_training_data
 from ..data.prompts import read_prompts
 from ..errors import SafetuneError
@@ -22,16 +22,17 @@ from ..stages.safety import cached_safety_lora
 @dataclass
 class AdversarialStudyConfig:
     """The adversarial study: models, prompts and the prompt search's budget."""
-    models: list[str] = field(default_factory=lambda: ["base", "esd-x", "sdd", "modular"])
-    prompt_set: str = "harmful"
-    n_prompts: int = 20
-    attack: AdversarialConfig = field(default_factory=AdversarialConfig)
-    align: TrainConfig = field(default_factory=lambda: replace(ESD_X))
-    concepts: list[str] = field(default_factory=lambda: ["a star", "a pentagram"])
-    modular_domain: str = "plus"
-    modular: TrainConfig = field(default_factory=lambda: TrainConfig(steps=300, lr=1e-3, mode="lora",
-                                                                     checkpoint_every=10**9))
-    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    models: list[str] = option(factory=lambda: ["base", "esd-x", "sdd", "modular"],
+                               help="base, esd-x, esd-u, sdd, modular (ESD-x + a LoRA of modular_domain)")
+    prompt_set: str = option("harmful", "the prompts attacked")
+    n_prompts: int = option(20, "how many of them")
+    attack: AdversarialConfig = option(factory=AdversarialConfig, help="the prompt search")
+    align: TrainConfig = option(factory=lambda: replace(ESD_X), help="the safety LoRAs' training")
+    concepts: list[str] = option(factory=lambda: ["a star", "a pentagram"], help="prompts the safety LoRAs erase")
+    modular_domain: str = option("plus", "the modular model's fine-tuning data")
+    modular: TrainConfig = option(factory=lambda: TrainConfig(steps=300, lr=1e-3, mode="lora",
+                                                              checkpoint_every=10**9), help="its fine-tuning LoRA")
+    sampling: SamplingConfig = option(factory=SamplingConfig, help="sampling of the success check")
 
 
 def run_adversarial(out: Path, config: AdversarialStudyConfig, model: str = "shapes", reuse: Path | None = None) -> dict:

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import copy
 import itertools
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from ..config import ESD_X, AuditThresholds, SamplingConfig, TrainConfig
+from ..config import ESD_X, AuditThresholds, SamplingConfig, TrainConfig, option
 from ..data.folder import load_training_data
 from ..data.prompts import read_prompts
 from ..evaluation import evaluate_prompts
@@ -35,17 +35,17 @@ from ..stages.safety import cached_safety_lora
 @dataclass
 class AuditStudyConfig:
     """The guard's calibration: how many cancelling and benign LoRAs, their settings."""
-    n_each: int = 8
-    n_uncovered: int = 2
-    steps: list[int] = field(default_factory=lambda: [100, 200])
-    lrs: list[float] = field(default_factory=lambda: [5e-4, 1e-3, 2e-3])
-    targets: list[str] = field(default_factory=lambda: ["attn", "xattn"])
-    uncovered_targets: str = "non-xattn"
-    domains: list[str] = field(default_factory=lambda: ["checkered", "outline", "plus"])
-    align: TrainConfig = field(default_factory=lambda: replace(ESD_X))
-    measure: bool = True  # the measured check on held-out LoRAs (harmful, implicit and clean prompts)
-    prompts_per_set: int = 40
-    sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig(images_per_prompt=3))
+    n_each: int = option(8, "cancelling and benign LoRAs each (even-numbered calibrate, odd-numbered test)")
+    n_uncovered: int = option(2, "cancelling LoRAs on modules the safety LoRA does not cover (all held out)")
+    steps: list[int] = option(factory=lambda: [100, 200], help="training steps the LoRAs draw from")
+    lrs: list[float] = option(factory=lambda: [5e-4, 1e-3, 2e-3], help="learning rates they draw from")
+    targets: list[str] = option(factory=lambda: ["attn", "xattn"], help="modules they draw from")
+    uncovered_targets: str = option("non-xattn", "modules of the uncovered cancelling LoRAs")
+    domains: list[str] = option(factory=lambda: ["checkered", "outline", "plus"], help="the benign LoRAs' data")
+    align: TrainConfig = option(factory=lambda: replace(ESD_X), help="the safety LoRA's training")
+    measure: bool = option(True, "the measured check on held-out LoRAs (harmful, implicit and clean prompts)")
+    prompts_per_set: int = option(40, "prompts of each checked set")
+    sampling: SamplingConfig = option(factory=lambda: SamplingConfig(images_per_prompt=3), help="its sampling")
 
 
 def choose_threshold(benign: list[float], cancelling: list[float]) -> float:

@@ -17,10 +17,10 @@ from __future__ import annotations
 import copy
 import json
 import logging
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from ..config import SamplingConfig, TrainConfig
+from ..config import SamplingConfig, TrainConfig, option
 from ..data.folder import load_training_data
 from ..data.prompts import read_prompts
 from ..errors import SafetuneError
@@ -44,20 +44,23 @@ EVAL_SETS = ("harmful", "harmful_implicit", "clean")
 @dataclass
 class BackfireConfig:
     """The backfire study; `safetune study backfire --set FIELD=VALUE` sets any field."""
-    methods: list[str] = field(default_factory=lambda: ["esd-x"])  # safety LoRAs: esd-x, esd-u, sdd
-    domains: list[str] = field(default_factory=lambda: ["clean", "sparkle", "plus"])  # retain, related, far
-    ways: list[str] = field(default_factory=lambda: list(WAYS))
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # fine-tuning seeds per (method, domain, way)
-    reference: str = "shapes-nostar"  # never-trained model fine-tuned the same ways; "" for none
-    concepts: list[str] = field(default_factory=lambda: ["a star", "a pentagram"])
-    align: TrainConfig = field(default_factory=lambda: replace(ESD_X))
-    full: TrainConfig = field(default_factory=lambda: TrainConfig(lr=1e-4, mode="full", checkpoint_every=10**9))
-    lora: TrainConfig = field(default_factory=lambda: TrainConfig(lr=1e-3, mode="lora", checkpoint_every=10**9))
-    save_at: list[int] = field(default_factory=lambda: [0, 300, 1000])
-    n_data: int = 1000
-    data_seed: int = 0
-    prompts_per_set: int = 40
-    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    methods: list[str] = option(factory=lambda: ["esd-x"], help="safety LoRAs: esd-x, esd-u, sdd")
+    domains: list[str] = option(factory=lambda: ["clean", "sparkle", "plus"],
+                                help="benign data: retain (clean), related (sparkle), far (plus, ...) or folders")
+    ways: list[str] = option(factory=lambda: list(WAYS), help="full, lora-on-top, modular")
+    seeds: list[int] = option(factory=lambda: [0, 1, 2], help="fine-tuning seeds per (method, domain, way)")
+    reference: str = option("shapes-nostar", "the never-trained model, fine-tuned the same ways ('' for none)")
+    concepts: list[str] = option(factory=lambda: ["a star", "a pentagram"], help="prompts the safety LoRA erases")
+    align: TrainConfig = option(factory=lambda: replace(ESD_X), help="the safety LoRA's training")
+    full: TrainConfig = option(factory=lambda: TrainConfig(lr=1e-4, mode="full", checkpoint_every=10**9),
+                               help="the full fine-tuning (its steps come from save_at)")
+    lora: TrainConfig = option(factory=lambda: TrainConfig(lr=1e-3, mode="lora", checkpoint_every=10**9),
+                               help="the fine-tuning LoRA of lora-on-top and modular")
+    save_at: list[int] = option(factory=lambda: [0, 300, 1000], help="fine-tuning steps evaluated")
+    n_data: int = option(1000, "images of each domain")
+    data_seed: int = option(0, "seed of the domains' images")
+    prompts_per_set: int = option(40, "prompts of each evaluation set")
+    sampling: SamplingConfig = option(factory=SamplingConfig, help="evaluation sampling")
 
     @classmethod
     def reduced(cls) -> "BackfireConfig":
