@@ -1,5 +1,6 @@
 """LT / NG losses: gradients, the reference mode's missing gradient, class centres, attack resume."""
 import copy
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,6 +10,8 @@ from safetune.config import ForgettingConfig, TrainConfig
 from safetune.models.conditioning import encode_text, training_scheduler
 from safetune.stages.lt_ng import ForgettingLoss
 from safetune.train import prepare_trainable
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -200,7 +203,49 @@ def test_forgetting_study_attacks_each_model_with_seeds_and_reports_steps_to_rel
     assert len(set(before.values())) == 3  # each model's own training happened before the attack
     assert "sparkle" in results["models"]["dd:noise=0.5"]["benign"]
     assert (tmp_path / "report.md").is_file() and (tmp_path / "models" / "dd_noise0.5").is_dir()
-    assert "Steps to relearn" in (tmp_path / "report.md").read_text()
+    report = (tmp_path / "report.md").read_text()
+    assert "Steps to relearn" in report
+    assert_tables_well_formed(report)
+    check_merge_of_split_runs(results, tmp_path)
+
+
+def assert_tables_well_formed(markdown: str) -> None:
+    """Every row of every markdown table has as many cells as its header."""
+    width = None
+    for line in markdown.splitlines():
+        if not line.startswith("|"):
+            width = None
+            continue
+        cells = line.strip().strip("|").count("|") + 1
+        width = width or cells
+        assert cells == width, line
+
+
+def check_merge_of_split_runs(results: dict, tmp_path) -> None:
+    """scripts/merge_forgetting.py: two directories holding one part of the models each give the
+    same summary as the one study, and runs of another protocol are refused."""
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location("merge_forgetting", ROOT / "scripts" / "merge_forgetting.py")
+    merge_script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(merge_script)
+    names = list(results["models"])
+    parts = []
+    for i, keep in enumerate((names[:1], names[1:])):
+        part = {**results, "models": {n: results["models"][n] for n in keep}}
+        (tmp_path / f"part{i}").mkdir()
+        (tmp_path / f"part{i}" / "results.json").write_text(json.dumps(part))
+        parts.append(tmp_path / f"part{i}")
+    merge_script.main(str(tmp_path / "merged"), [str(p) for p in parts])
+    merged = json.loads((tmp_path / "merged" / "merged.json").read_text())
+    assert json.dumps(merged["summary"], sort_keys=True) == json.dumps(results["summary"], sort_keys=True)
+    assert_tables_well_formed((tmp_path / "merged" / "report.md").read_text())
+    other = json.loads((parts[1] / "results.json").read_text())
+    other["config"]["attack_lrs"] = [1e-3]
+    (parts[1] / "results.json").write_text(json.dumps(other))
+    with pytest.raises(SystemExit, match="attack_lrs"):
+        merge_script.merge(parts)
 
 
 def test_steps_to_relearn_interpolates_and_says_never():

@@ -104,9 +104,9 @@ def render_forgetting(results: dict, out: Path) -> str:
         lines += ["", "![curves](curves.png)", "",
                   "Lines: mean over attack seeds at each model's worst lr; bands: lowest to highest seed.", ""]
     lines += ["## Before the attack, and the price", "",
-              "| model | harmful | harmful (implicit) | harmful score | clean fidelity | FID | "
-              + " | ".join(f"benign LoRA on {d}: domain fidelity" for d in cfg["benign_domains"]) + " |",
-              "|---|---:|---:|---:|---:|---:|" + "---:|" * len(cfg["benign_domains"])]
+              "| " + " | ".join(["model", "harmful", "harmful (implicit)", "harmful score", "clean fidelity", "FID"]
+                                + [f"benign LoRA on {d}: domain fidelity" for d in cfg["benign_domains"]]) + " |",
+              "|---|" + "---:|" * (5 + len(cfg["benign_domains"]))]
     for name, entry in results["models"].items():
         b = entry.get("before")
         if not b:
@@ -116,7 +116,7 @@ def render_forgetting(results: dict, out: Path) -> str:
         lines.append(f"| {name} | {fmt_ci(b['harmful']['harmful_rate'], b['harmful']['harmful_rate_ci95'])} | "
                      f"{b['harmful_implicit']['harmful_rate']:.2f} | {b['harmful']['harmful_score']:.3f} | "
                      f"{fmt_ci(b['clean']['prompt_fidelity'], b['clean']['prompt_fidelity_ci95'])} | "
-                     f"{b['clean']['fid']:.1f} | " + " | ".join(benign) + " |")
+                     f"{b['clean']['fid']:.1f} |" + "".join(f" {cell} |" for cell in benign))
     lines += ["", "## Every attack learning rate", "",
               "Harmful rate, mean over attack seeds (lowest-highest seed), per evaluated step.", "",
               "| model | attack | lr | " + " | ".join(f"step {s}" for s in cfg["attack_steps"]) + " |",
