@@ -4,7 +4,9 @@ side on one thread each) into one report with the never-trained reference beside
     python scripts/merge_forgetting.py runs/defence runs/defence-nt runs/defence-dd runs/defence-esd
 
 The first argument is the output directory (created, or one this script wrote before); the others are
-study directories. Their settings must agree except for the models and the attack seeds.
+study directories. Their settings must agree except for the models, the attack learning rates and the
+attack seeds; a model found in several directories must be the same model (the same harmful rate before
+any attack) and each of its attack learning rates must come from one directory only.
 """
 import json
 import sys
@@ -15,7 +17,26 @@ from safetune.report import write_report
 from safetune.report.forgetting import render_forgetting
 from safetune.studies.forgetting import summarize
 
-MAY_DIFFER = ("models", "attack_seeds")
+MAY_DIFFER = ("models", "attack_lrs", "attack_seeds")
+
+
+def merge_model(into: dict, entry: dict, where: str) -> None:
+    """Add one directory's attacks of a model to those already merged (new learning rates only)."""
+    def before(e):
+        harmful = e.get("before", {}).get("harmful", {})
+        return harmful.get("harmful_rate"), harmful.get("harmful_score")
+
+    if before(into) != before(entry):
+        sys.exit(f"{where}: not the same model as in an earlier directory (its harmful rate before any attack "
+                 "differs); give it another name")
+    for attack, by_lr in entry.get("attacks", {}).items():
+        known = into.setdefault("attacks", {}).setdefault(attack, {})
+        twice = set(by_lr) & set(known)
+        if twice:
+            sys.exit(f"{where}: {attack} attack at lr {sorted(twice)} already comes from an earlier directory")
+        known.update(by_lr)
+    for key, value in entry.items():
+        into.setdefault(key, value)
 
 
 def merge(dirs: list[Path]) -> dict:
@@ -26,11 +47,13 @@ def merge(dirs: list[Path]) -> dict:
         differ = [k for k in run["config"] if k not in MAY_DIFFER and run["config"][k] != runs[0]["config"].get(k)]
         if differ:
             sys.exit(f"{d}: settings {differ} differ from {dirs[0]}'s; merge only runs of the same protocol")
-        clash = set(run["models"]) & set(merged["models"])
-        if clash:
-            sys.exit(f"{d}: model(s) {sorted(clash)} already come from an earlier directory")
-        merged["models"].update(run["models"])
+        for name, entry in run["models"].items():
+            if name in merged["models"]:
+                merge_model(merged["models"][name], entry, f"{d}: {name}")
+            else:
+                merged["models"][name] = json.loads(json.dumps(entry))
     merged["config"]["models"] = list(merged["models"])
+    merged["config"]["attack_lrs"] = sorted({lr for run in runs for lr in run["config"]["attack_lrs"]})
     merged["config"]["attack_seeds"] = sorted({s for run in runs for s in run["config"]["attack_seeds"]})
     merged["summary"] = summarize(merged)
     return merged

@@ -241,11 +241,21 @@ def check_merge_of_split_runs(results: dict, tmp_path) -> None:
     merged = json.loads((tmp_path / "merged" / "merged.json").read_text())
     assert json.dumps(merged["summary"], sort_keys=True) == json.dumps(results["summary"], sort_keys=True)
     assert_tables_well_formed((tmp_path / "merged" / "report.md").read_text())
-    other = json.loads((parts[1] / "results.json").read_text())
-    other["config"]["attack_lrs"] = [1e-3]
-    (parts[1] / "results.json").write_text(json.dumps(other))
-    with pytest.raises(SystemExit, match="attack_lrs"):
-        merge_script.merge(parts)
+    with pytest.raises(SystemExit, match="already comes from an earlier directory"):
+        merge_script.merge([parts[0], parts[0]])  # the same attacks twice
+    later = json.loads((parts[0] / "results.json").read_text())
+    name = names[0]
+    later["models"][name]["attacks"] = {"full": {"0.001": later["models"][name]["attacks"]["full"]["0.0001"]}}
+    later["config"]["attack_lrs"] = [1e-3]
+    (tmp_path / "later").mkdir()
+    (tmp_path / "later" / "results.json").write_text(json.dumps(later))
+    both = merge_script.merge([parts[0], tmp_path / "later"])  # a second pass at another lr joins the first
+    assert sorted(both["models"][name]["attacks"]["full"]) == ["0.0001", "0.001"]
+    assert both["config"]["attack_lrs"] == [1e-4, 1e-3]
+    later["config"]["attack_steps"] = [0, 5]
+    (tmp_path / "later" / "results.json").write_text(json.dumps(later))
+    with pytest.raises(SystemExit, match="attack_steps"):
+        merge_script.merge([parts[0], tmp_path / "later"])
 
 
 def test_steps_to_relearn_interpolates_and_says_never():

@@ -70,3 +70,12 @@ def write_report(out: Path, markdown_text: str, name: str = "report") -> None:
     write_text(out / f"{name}.md", markdown_text)
     first = markdown_text.lstrip().splitlines()[0].lstrip("# ") if markdown_text.strip() else "safetune report"
     write_text(out / f"{name}.html", markdown_to_html(markdown_text, out, title=first))
+
+
+def write_study(out: Path, results: dict, summarize, render) -> None:
+    """A study's results.json (with its summary recomputed) and its report, written as the study goes."""
+    from ..io import write_json
+
+    results["summary"] = summarize(results)
+    write_json(out / "results.json", results)
+    write_report(out, render(results, out))

@@ -30,7 +30,7 @@ from ..evaluation.metrics import across_seeds, resurgence
 from ..io import write_json
 from ..lora.weights import LoRA, merged
 from ..models.loading import load_pipeline
-from ..report import write_report
+from ..report import write_study
 from ..stages import ESD_X, align_lora, finetune
 
 log = logging.getLogger(__name__)
@@ -219,9 +219,7 @@ def run_backfire(out: Path, config: BackfireConfig, model: str = "shapes") -> di
 def _write_report(out: Path, results: dict) -> None:
     from ..report.backfire import render_backfire
 
-    results["summary"] = summarize(results)
-    write_json(out / "results.json", results)
-    write_report(out, render_backfire(results, out))
+    write_study(out, results, summarize, render_backfire)
 
 
 def summarize(results: dict) -> dict:

@@ -38,7 +38,7 @@ from ..evaluation.sampling import image_seeds, sample
 from ..io import atomic_dir, write_json
 from ..lora.weights import LoRA, merge_into, merged
 from ..models.loading import load_pipeline
-from ..report import write_report
+from ..report import write_study
 from ..stages import ESD_X, align_lora, distill_train, finetune, forgetting_train
 
 log = logging.getLogger(__name__)
@@ -266,9 +266,7 @@ def run_forgetting(out: Path, config: ForgettingStudyConfig, model: str = "shape
 def _write_report(out: Path, results: dict) -> None:
     from ..report.forgetting import render_forgetting
 
-    results["summary"] = summarize(results)
-    write_json(out / "results.json", results)
-    write_report(out, render_forgetting(results, out))
+    write_study(out, results, summarize, render_forgetting)
 
 
 def steps_to_relearn(curve: dict[int, float], threshold: float) -> float | None:
