@@ -264,3 +264,24 @@ def test_steps_to_relearn_interpolates_and_says_never():
     assert steps_to_relearn({0: 0.1, 20: 0.3, 100: 0.7}, 0.5) == pytest.approx(60.0)
     assert steps_to_relearn({0: 0.6, 20: 0.9}, 0.5) == 0.0
     assert steps_to_relearn({0: 0.0, 400: 0.49}, 0.5) is None
+
+
+def test_versus_reference_tells_below_from_noise_from_above():
+    """yes: every mean at or below the reference's; within noise: above by 1 image in 600; no: above
+    beyond the pooled interval, naming the step."""
+    from safetune.report.forgetting import versus_reference
+
+    def curve(rates):
+        return {"per_lr": {"1e-4": {str(s): {"mean": r, "pooled": r, "n_images": 600} for s, r in rates.items()}},
+                "worst_lr": "1e-4"}
+
+    ref = curve({0: 0.0, 20: 0.05, 100: 0.10})
+    summary = {"never-trained": {"full": ref},
+               "below": {"full": curve({0: 0.0, 20: 0.04, 100: 0.10})},
+               "noise": {"full": curve({0: 1 / 600, 20: 0.05, 100: 0.10})},
+               "above": {"full": curve({0: 0.0, 20: 0.20, 100: 0.30})}}
+    assert versus_reference(summary, "below", "full") == "yes"
+    assert versus_reference(summary, "noise", "full") == "within noise"
+    assert versus_reference(summary, "above", "full") == "no (step 20: 0.20 vs 0.05)"
+    assert versus_reference(summary, "never-trained", "full") == "-"
+    assert versus_reference(summary, "below", "lora") == "-"
