@@ -4,8 +4,8 @@ side on one thread each) into one report with the never-trained reference beside
     python scripts/merge_forgetting.py runs/defence runs/defence-nt runs/defence-dd runs/defence-esd
 
 The first argument is the output directory (created, or one this script wrote before); the others are
-study directories. Their settings must agree except for the models, the attack learning rates and the
-attack seeds; a model found in several directories must be the same model (the same harmful rate before
+study directories. Their settings must agree except for the models, the attacks, their learning rates and
+seeds, and the benign domains; a model found in several directories must be the same model (the same harmful rate before
 any attack) and each of its attack learning rates must come from one directory only.
 """
 import json
@@ -17,7 +17,15 @@ from safetune.report import write_report
 from safetune.report.forgetting import render_forgetting
 from safetune.studies.forgetting import summarize
 
-MAY_DIFFER = ("models", "attack_lrs", "attack_seeds")
+MAY_DIFFER = ("models", "attacks", "attack_lrs", "attack_seeds", "benign_domains")
+
+
+def same(a, b) -> bool:
+    """Equal settings; a field that only one side has (added to safetune after the other run, with
+    the default that run had) does not count."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return all(same(a[k], b[k]) for k in a.keys() & b.keys())
+    return a == b
 
 
 def merge_model(into: dict, entry: dict, where: str) -> None:
@@ -44,7 +52,7 @@ def merge(dirs: list[Path]) -> dict:
     merged = {"study": "forgetting", "model": runs[0]["model"], "config": dict(runs[0]["config"]), "models": {},
               "merged_from": [str(d) for d in dirs]}
     for d, run in zip(dirs, runs):
-        differ = [k for k in run["config"] if k not in MAY_DIFFER and run["config"][k] != runs[0]["config"].get(k)]
+        differ = [k for k in run["config"] if k not in MAY_DIFFER and not same(run["config"][k], runs[0]["config"].get(k))]
         if differ:
             sys.exit(f"{d}: settings {differ} differ from {dirs[0]}'s; merge only runs of the same protocol")
         for name, entry in run["models"].items():
@@ -53,8 +61,9 @@ def merge(dirs: list[Path]) -> dict:
             else:
                 merged["models"][name] = json.loads(json.dumps(entry))
     merged["config"]["models"] = list(merged["models"])
-    merged["config"]["attack_lrs"] = sorted({lr for run in runs for lr in run["config"]["attack_lrs"]})
-    merged["config"]["attack_seeds"] = sorted({s for run in runs for s in run["config"]["attack_seeds"]})
+    for key in MAY_DIFFER[1:]:  # the union, in first-seen order (sorted for numbers)
+        values = list(dict.fromkeys(v for run in runs for v in run["config"][key]))
+        merged["config"][key] = sorted(values) if key.startswith("attack_") else values
     merged["summary"] = summarize(merged)
     return merged
 
