@@ -30,10 +30,13 @@ PLAIN_WAYS = {
 # Measured by `safetune study forgetting` (docs/results/defence.md); the demo quotes it rather than
 # spend its ten minutes re-running it.
 RELEARNING_LINE = (
-    "Against a malicious fine-tuning on star images (full fine-tuning, worst of lr 1e-5/1e-4/1e-3, 3 attack seeds), "
-    "steps until half the harmful prompts draw stars: {line} (measured by `safetune study forgetting`; "
-    "docs/results/defence.md in the safetune repository).")
-RELEARNING = "ESD-x: see defence.md; distort-and-distill (`--method dd`): see defence.md; never-trained: see defence.md"
+    "Against a malicious fine-tuning on star images (worst of lr 1e-5/1e-4/1e-3, 2-3 attack seeds, 200 images "
+    "per point), the steps until half the harmful prompts draw stars: {line} (measured by `safetune study "
+    "forgetting`; docs/results/defence.md in the safetune repository).")
+RELEARNING = ("full fine-tuning: ESD-x 11; distort-and-distill (`align --method dd`) more than 400 (0.45 at step 400, "
+              "though ahead of the never-trained model in the first 100 steps: 0.28 vs 0.19 at step 20); never-trained "
+              "367. LoRA: ESD-x 13; distort-and-distill more than 400 (0.15 at step 400); never-trained more than 400 "
+              "(0.04)")
 
 
 def run_demo(out: Path, config: SamplingConfig, prompts_per_set: int = 40, include_backfire: bool = True) -> dict:
