@@ -87,7 +87,8 @@ def backfire_summary(backfire: dict) -> str:
     lines += ["", "One fine-tuning seed here. `safetune study backfire` runs three seeds per way on the in-distribution "
               "set (`clean`), this related set and a far one (docs/results/resurgence.md in the safetune repository): "
               "on `clean` the concept comes back too, by 5 to 8 points on average, less than the seed-to-seed spread; "
-              "on a far set it fades further; Modular LoRA stays at or below the aligned model on all three. Full tables, curves and grids of this run: "
+              "on a far set it fades further; Modular LoRA stays at or below the aligned model on all three. "
+              "Full tables, curves and grids of this run: "
               "[backfire/report.md](backfire/report.md).", "",
               RELEARNING_LINE.format(line=RELEARNING), ""]
     return "\n".join(lines) + "\n"
