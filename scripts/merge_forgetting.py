@@ -4,8 +4,8 @@ side on one thread each) into one report with the never-trained reference beside
     python scripts/merge_forgetting.py runs/defence runs/defence-nt runs/defence-dd runs/defence-esd
 
 The first argument is the output directory (created, or one this script wrote before); the others are
-study directories. Their settings must agree except for the models, the attacks, their learning rates and
-seeds, and the benign domains; a model found in several directories must be the same model (the same harmful rate before
+study directories. Their settings must agree except for the models (and how each was built), the attacks, their
+learning rates and seeds, and the benign domains; a model found in several directories must be the same model (the same harmful rate before
 any attack) and each of its attack learning rates must come from one directory only.
 """
 import json
@@ -18,6 +18,9 @@ from safetune.report.forgetting import render_forgetting
 from safetune.studies.forgetting import summarize
 
 MAY_DIFFER = ("models", "attacks", "attack_lrs", "attack_seeds", "benign_domains")
+# How each directory built its own models (not how they were attacked or measured): may differ, and
+# the merged config keeps each model's under "model_settings".
+MODEL_SETTINGS = ("esd", "concepts", "safe_train", "forgetting", "distill_train", "distill")
 
 
 def same(a, b) -> bool:
@@ -52,10 +55,13 @@ def merge(dirs: list[Path]) -> dict:
     merged = {"study": "forgetting", "model": runs[0]["model"], "config": dict(runs[0]["config"]), "models": {},
               "merged_from": [str(d) for d in dirs]}
     for d, run in zip(dirs, runs):
-        differ = [k for k in run["config"] if k not in MAY_DIFFER and not same(run["config"][k], runs[0]["config"].get(k))]
+        differ = [k for k in run["config"] if k not in MAY_DIFFER + MODEL_SETTINGS
+                  and not same(run["config"][k], runs[0]["config"].get(k))]
         if differ:
             sys.exit(f"{d}: settings {differ} differ from {dirs[0]}'s; merge only runs of the same protocol")
         for name, entry in run["models"].items():
+            merged.setdefault("model_settings", {}).setdefault(
+                name, {k: run["config"].get(k) for k in MODEL_SETTINGS})
             if name in merged["models"]:
                 merge_model(merged["models"][name], entry, f"{d}: {name}")
             else:

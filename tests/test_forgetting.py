@@ -252,6 +252,7 @@ def check_merge_of_split_runs(results: dict, tmp_path) -> None:
     both = merge_script.merge([parts[0], tmp_path / "later"])  # a second pass at another lr joins the first
     assert sorted(both["models"][name]["attacks"]["full"]) == ["0.0001", "0.001"]
     assert both["config"]["attack_lrs"] == [1e-4, 1e-3]
+    assert both["model_settings"][name]["distill_train"] == later["config"]["distill_train"]
     later["config"]["attack_steps"] = [0, 5]
     (tmp_path / "later" / "results.json").write_text(json.dumps(later))
     with pytest.raises(SystemExit, match="attack_steps"):
