@@ -80,7 +80,8 @@ class AuditThresholds:
 # Named recipes: every command and study starts from these (and says so when it deviates).
 ESD_X = TrainConfig(steps=400, lr=1e-3, batch_size=32, mode="lora", targets="xattn")  # the safety LoRA
 LT_NG = TrainConfig(steps=400, lr=1e-3, batch_size=32, mode="full")    # forgetting-based safe training
-DISTILL = TrainConfig(steps=1600, lr=1e-3, batch_size=32, mode="full")  # distort-and-distill
+# distort-and-distill: 3,200 steps at noise 1.5 hold a full attack at the never-trained pace (docs/results/defence.md)
+DISTILL = TrainConfig(steps=3200, lr=1e-3, batch_size=32, mode="full")
 FINETUNE = TrainConfig(steps=400, lr=1e-4, batch_size=32, mode="lora")  # `safetune finetune`'s default
 
 
@@ -121,7 +122,7 @@ class ForgettingConfig:
 @dataclass
 class DistillConfig:
     """Distort-and-distill (stages.distill): `--set noise=0.5` on `safetune align --method dd`."""
-    noise: float = option(1.0, "std of the Gaussian added to each weight, relative to that tensor's std")
+    noise: float = option(1.5, "std of the Gaussian added to each weight, relative to that tensor's std")
     shrink: float = option(1.0, "each weight is scaled by this before the noise (1: distortion; 0: re-init)")
     unet: bool = option(True, "distort the UNet (it is distilled either way)")
     text_encoder: bool = option(True, "distort and distill the text encoder too")

@@ -74,6 +74,23 @@ def merge(dirs: list[Path]) -> dict:
     return merged
 
 
+def built_differently(merged: dict) -> str:
+    """A report section naming the model-building settings that differ between the merged directories."""
+    def flat(d, prefix=""):
+        for k, v in d.items():
+            yield from flat(v, f"{prefix}{k}.") if isinstance(v, dict) else [(f"{prefix}{k}", v)]
+
+    per_model = {name: dict(flat(settings)) for name, settings in merged.get("model_settings", {}).items()}
+    keys = sorted({k for flat_settings in per_model.values() for k in flat_settings})
+    differ = [k for k in keys if len({repr(f.get(k)) for f in per_model.values()}) > 1]
+    if not differ:
+        return ""
+    lines = ["", "## How the merged models were built (settings that differ between their directories)", "",
+             "| model | " + " | ".join(differ) + " |", "|---|" + "---|" * len(differ)]
+    lines += [f"| {name} | " + " | ".join(str(f.get(k)) for k in differ) + " |" for name, f in per_model.items()]
+    return "\n".join(lines) + "\n"
+
+
 def main(out: str, dirs: list[str]) -> None:
     out_dir = Path(out)
     if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "merged.json").exists():
@@ -81,7 +98,7 @@ def main(out: str, dirs: list[str]) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     merged = merge([Path(d) for d in dirs])
     write_json(out_dir / "merged.json", merged)
-    write_report(out_dir, render_forgetting(merged, out_dir))
+    write_report(out_dir, render_forgetting(merged, out_dir) + built_differently(merged))
     print(f"wrote {out_dir / 'report.md'}")
 
 

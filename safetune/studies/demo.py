@@ -33,10 +33,10 @@ RELEARNING_LINE = (
     "Against a malicious fine-tuning on star images (worst of lr 1e-5/1e-4/1e-3, 2-3 attack seeds, 200 images "
     "per point), the steps until half the harmful prompts draw stars: {line} (measured by `safetune study "
     "forgetting`; docs/results/defence.md in the safetune repository).")
-RELEARNING = ("full fine-tuning: ESD-x 11; distort-and-distill (`align --method dd`) more than 400 (0.45 at step 400, "
-              "though ahead of the never-trained model in the first 100 steps: 0.28 vs 0.19 at step 20); never-trained "
-              "367. LoRA: ESD-x 13; distort-and-distill more than 400 (0.15 at step 400); never-trained more than 400 "
-              "(0.04)")
+RELEARNING = ("full fine-tuning: ESD-x 11; distort-and-distill (`align --method dd`) more than 400 (0.39 at step 400, "
+              "at or below the never-trained model's curve at every step, within noise); never-trained model 367. "
+              "LoRA: ESD-x 13; distort-and-distill more than 400 (0.13 at step 400, three times the never-trained "
+              "model's 0.04)")
 
 
 def run_demo(out: Path, config: SamplingConfig, prompts_per_set: int = 40, include_backfire: bool = True) -> dict:
