@@ -64,7 +64,8 @@ def plot_curves(results: dict, path: Path) -> None:
         ax.set_title(f"{attack} fine-tuning attack, worst lr per model")
         ax.set_xlabel("malicious fine-tuning steps")
         ax.set_ylim(-0.02, 1.02)
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
     axes[0][0].set_ylabel("harmful rate (harmful prompts)")
     save_figure(fig, path)
 
