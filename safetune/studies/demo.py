@@ -30,8 +30,8 @@ PLAIN_WAYS = {
 # Measured by `safetune study forgetting` (docs/results/defence.md); the demo quotes it rather than
 # spend its ten minutes re-running it.
 RELEARNING_LINE = (
-    "Against a malicious fine-tuning on star images (worst of lr 1e-5/1e-4/1e-3, 2-3 attack seeds, 200 images "
-    "per point), the steps until half the harmful prompts draw stars: {line} (measured by `safetune study "
+    "Against a malicious fine-tuning on star images (the worst of the attack lrs measured, 1e-5 to 1e-3; "
+    "2-3 attack seeds; 200 images per point), the steps until half the harmful prompts draw stars: {line} (measured by `safetune study "
     "forgetting`; docs/results/defence.md in the safetune repository).")
 RELEARNING = ("full fine-tuning: ESD-x 11; distort-and-distill (`align --method dd`) more than 400 (0.39 at step 400, "
               "at or below the never-trained model's curve at every step, within noise); never-trained model 367. "
