@@ -4,9 +4,10 @@ side on one thread each) into one report with the never-trained reference beside
     python scripts/merge_forgetting.py runs/defence runs/defence-nt runs/defence-dd runs/defence-esd
 
 The first argument is the output directory (created, or one this script wrote before); the others are
-study directories. Their settings must agree except for the models (and how each was built), the attacks, their
-learning rates and seeds, and the benign domains; a model found in several directories must be the same model (the same harmful rate before
-any attack) and each of its attack learning rates must come from one directory only.
+study directories. Their settings must agree except for the models (and how each was built), the
+attacks, their learning rates and seeds, and the benign domains; a model found in several directories
+must be the same model (the same harmful rate before any attack) and each of its attack learning rates
+must come from one directory only.
 """
 import json
 import sys

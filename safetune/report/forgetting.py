@@ -57,7 +57,8 @@ def plot_curves(results: dict, path: Path) -> None:
             x = sorted(curve)
             style = dict(color="black", ls="--", lw=2) if name == REFERENCE else {}
             lr = summary[name][attack]["worst_lr"]
-            (line,) = ax.plot(x, [curve[s]["mean"] for s in x], marker="o", ms=3, label=f"{name} (lr {lr})", **style)
+            (line,) = ax.plot(x, [curve[s]["mean"] for s in x], marker="o", ms=3, label=f"{name} (lr {lr})",
+                              **style)
             ax.fill_between(x, [curve[s]["min"] for s in x], [curve[s]["max"] for s in x], alpha=0.12,
                             color=line.get_color())
         ax.axhline(results["config"]["relearn_at"], color="gray", lw=0.7, ls=":")

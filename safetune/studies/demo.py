@@ -31,8 +31,8 @@ PLAIN_WAYS = {
 # spend its ten minutes re-running it.
 RELEARNING_LINE = (
     "Against a malicious fine-tuning on star images (the worst of the attack lrs measured, 1e-5 to 1e-3; "
-    "2-3 attack seeds; 200 images per point), the steps until half the harmful prompts draw stars: {line} (measured by `safetune study "
-    "forgetting`; docs/results/defence.md in the safetune repository).")
+    "2-3 attack seeds; 200 images per point), the steps until half the harmful prompts draw stars: {line} "
+    "(measured by `safetune study forgetting`; docs/results/defence.md in the safetune repository).")
 RELEARNING = ("full fine-tuning: ESD-x 11; distort-and-distill (`align --method dd`) more than 400 (0.39 at step 400, "
               "at or below the never-trained model's curve at every step, within noise); never-trained model 367. "
               "LoRA: ESD-x 13; distort-and-distill more than 400 (0.13 at step 400, three times the never-trained "
