@@ -83,3 +83,17 @@ def test_every_public_definition_has_a_docstring():
                                     and not m.name.startswith("_")] if isinstance(node, ast.ClassDef) else [node]
                 missing += [f"{path.relative_to(PACKAGE)}:{m.lineno} {m.name}" for m in members if not ast.get_docstring(m)]
     assert not missing, missing
+
+
+def test_help_imports_neither_torch_nor_diffusers():
+    """`safetune --help` (and each command's) answers without loading torch: a fresh process, so that no
+    other test's imports count."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom safetune.cli import main\n"
+            "for argv in (['--help'], ['study', '--help'], ['align', '--help'], ['lora', '--help']):\n"
+            "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
+            "print('LOADED', 'torch' in sys.modules, 'diffusers' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "LOADED False False"
