@@ -143,6 +143,8 @@ def distill_train(pipe, clean: tuple, concepts: list[str], distill, config: Trai
     """Distort-and-distill (module docstring): the UNet (and text encoder) of `pipe` are distorted, then
     trained in place, full weights, to match the undistorted model on the retain set `clean`
     (`harmful`: images and captions for the optional tamper term, harm_margin > 0)."""
+    if distill.harm_margin > 0 and harmful is None:
+        raise SafetuneError("harm_margin > 0 needs harmful images (--harmful-data) for the tamper term")
     images, texts = clean
     teacher = copy.deepcopy(pipe.unet).requires_grad_(False).eval()
     latents = encode_images(pipe, images)
@@ -151,17 +153,13 @@ def distill_train(pipe, clean: tuple, concepts: list[str], distill, config: Trai
     if distill.concept_weight > 0:
         prompts = [concepts[i % len(concepts)] for i in range(128)]
         concept_latents = sample_latents(pipe, prompts, seed=config.seed + 17)
-    if distill.harm_margin > 0 and harmful is None:
-        raise SafetuneError("harm_margin > 0 needs harmful images (--harmful-data) for the tamper term")
-    harm = None
-    if distill.harm_margin > 0:
-        harm_latents = encode_images(pipe, harmful[0])
     if distill.unet:
         distort_(pipe.unet, distill.noise, distill.shrink, config.seed)
     if distill.text_encoder:
         distort_(pipe.text_encoder, distill.noise, distill.shrink, config.seed + 1)
+    harm = None  # the VAE is never distorted; the captions are encoded by the (distorted) student
     if distill.harm_margin > 0:
-        harm = (harm_latents, caption_ids(pipe, harmful[1]), encode_text(pipe, harmful[1]))
+        harm = (encode_images(pipe, harmful[0]), caption_ids(pipe, harmful[1]), encode_text(pipe, harmful[1]))
     loss = RetainDistillLoss(latents, caption_ids(pipe, texts), teacher_cond, encode_text(pipe, texts), teacher_uncond,
                              training_scheduler(pipe), config.batch_size, teacher, distill,
                              uncond_ids=caption_ids(pipe, [""]), student_uncond=encode_text(pipe, [""]),
