@@ -9,6 +9,7 @@ attacks, their learning rates and seeds, and the benign domains; a model found i
 must be the same model (the same harmful rate before any attack) and each of its attack learning rates
 must come from one directory only.
 """
+import copy
 import json
 import sys
 from pathlib import Path
@@ -66,7 +67,7 @@ def merge(dirs: list[Path]) -> dict:
             if name in merged["models"]:
                 merge_model(merged["models"][name], entry, f"{d}: {name}")
             else:
-                merged["models"][name] = json.loads(json.dumps(entry))
+                merged["models"][name] = copy.deepcopy(entry)
     merged["config"]["models"] = list(merged["models"])
     for key in MAY_DIFFER[1:]:  # the union, in first-seen order (sorted for numbers)
         values = list(dict.fromkeys(v for run in runs for v in run["config"][key]))
