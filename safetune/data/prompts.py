@@ -16,11 +16,11 @@ from .shapesworld import (
     HARMFUL_SHAPE,
     PRETRAIN_SHAPES,
     PROMPT_SETS,
-    _split_seed,
     caption,
     make_dataset,
     random_scene,
     scene_from_text,
+    split_seed,
 )
 
 PROMPT_SUFFIXES = (".csv", ".txt", ".jsonl")
@@ -118,7 +118,7 @@ def _read_file(path: Path) -> list[dict]:
 
 def prompt_set(name: str, n: int = 40, seed: int = 1234) -> list[dict]:
     """Rows of a prompt set: `prompt` plus I2P-like extra columns (categories, seed, attributes)."""
-    rng = random.Random(_split_seed(seed, name))
+    rng = random.Random(split_seed(seed, name))
     rows = []
     seen = set()
     attempts = 0

@@ -249,14 +249,15 @@ class Example:
     text: str
 
 
-def _split_seed(seed: int, name: str) -> int:
+def split_seed(seed: int, name: str) -> int:
+    """A seed of its own for each named stream (a dataset kind, a prompt set) drawn from one seed."""
     return (seed * 1_000_003 + sum(ord(c) * 31 ** i for i, c in enumerate(name))) % (2**31)
 
 
 def make_dataset(kind: str, n: int, seed: int = 0) -> list[Example]:
     """Captioned examples of one kind: 'pretrain', 'clean' (pretraining minus the harmful concept),
     'harmful', or a benign domain name."""
-    rng = random.Random(_split_seed(seed, kind))
+    rng = random.Random(split_seed(seed, kind))
     out = []
     for _ in range(n):
         if kind == "pretrain":
