@@ -20,18 +20,25 @@ FORMATS = ("diffusers", "kohya")
 
 
 def parse_state_dict(state: dict[str, torch.Tensor], source: str = "LoRA") -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Factors {module: (A, B)} with any alpha folded into B, from any layout above."""
-    downs, ups, alphas, unknown = {}, {}, {}, []
+    """Factors {module: (A, B)} with any alpha folded into B, from any layout above, every module under
+    its one canonical name (diffusers' module path). Two entries naming one module (e.g. the same module
+    in two layouts) and non-finite weights are refused: a merge would silently drop one, or poison the model."""
+    downs, ups, alphas, unknown, origin = {}, {}, {}, [], {}
     for key, value in state.items():
         name, kind = _parse_key(key)
-        if kind == "down":
-            downs[name] = value
-        elif kind == "up":
-            ups[name] = value
-        elif kind == "alpha":
-            alphas[name] = float(value)
-        else:
+        if kind == "?":
             unknown.append(key)
+            continue
+        if not torch.isfinite(value.float()).all():
+            raise SafetuneError(f"{source}: {key} holds non-finite values (NaN or inf); the file is broken, "
+                                "write it again or ask its author for a good copy")
+        name = canonical_name(name)
+        first = origin.setdefault((name, kind), key)
+        if first != key:
+            raise SafetuneError(f"{source}: module {name} is given twice ({first!r} and {key!r}), e.g. in two "
+                                "layouts; a LoRA file names each module once. Split it into two files and pass "
+                                "both (--lora A --lora B), which adds them")
+        {"down": downs, "up": ups, "alpha": alphas}[kind][name] = value if kind != "alpha" else float(value)
     if unknown:
         raise SafetuneError(f"{source}: {len(unknown)} keys are not LoRA weights (e.g. {unknown[0]!r}); "
                             "expected diffusers/peft (lora_A/lora_B), lora.down/up or kohya keys")
@@ -42,8 +49,37 @@ def parse_state_dict(state: dict[str, torch.Tensor], source: str = "LoRA") -> di
     for name in downs:
         a, b = downs[name], ups[name]
         scale = alphas[name] / a.shape[0] if name in alphas else 1.0
-        factors[canonical_name(name)] = (a.float(), b.float() * scale)
+        factors[name] = (a.float(), b.float() * scale)
     return factors
+
+
+# The segments of diffusers' and transformers' module paths that hold an underscore: kohya's keys
+# write the path with "_" for ".", and these tell the two apart. A name made of other segments stays
+# "kohya:<component>:<rest>" and is resolved against a model (resolve_names).
+_SEGMENTS = frozenset("""
+conv_in conv_out conv_norm_out time_proj time_embedding linear_1 linear_2 down_blocks up_blocks mid_block
+attentions resnets downsamplers upsamplers conv norm proj_in proj_out transformer_blocks norm1 norm2 norm3
+attn1 attn2 to_q to_k to_v to_out ff net proj conv1 conv2 time_emb_proj conv_shortcut add_embedding
+add_time_proj class_embedding encoder_hid_proj text_model embeddings token_embedding position_embedding
+encoder layers self_attn q_proj k_proj v_proj out_proj layer_norm1 layer_norm2 mlp fc1 fc2 final_layer_norm
+text_projection add_k_proj add_v_proj add_q_proj to_add_out
+""".split())
+
+
+def _kohya_path(rest: str) -> str | None:
+    """'down_blocks_0_attentions_0_proj_in' -> 'down_blocks.0.attentions.0.proj_in' (None if a segment is
+    not a known one)."""
+    tokens, parts, i = rest.split("_"), [], 0
+    while i < len(tokens):
+        for j in range(min(len(tokens), i + 4), i, -1):
+            candidate = "_".join(tokens[i:j])
+            if candidate in _SEGMENTS or (j == i + 1 and candidate.isdigit()):
+                parts.append(candidate)
+                i = j
+                break
+        else:
+            return None
+    return ".".join(parts)
 
 
 def canonical_name(name: str) -> str:
@@ -64,6 +100,12 @@ def to_state_dict(factors: dict[str, tuple[torch.Tensor, torch.Tensor]], layout:
         raise SafetuneError(f"unknown LoRA format {layout!r}; choose one of {', '.join(FORMATS)}")
     out = {}
     for name, (a, b) in ((canonical_name(n), f) for n, f in factors.items()):
+        if name.startswith("kohya:"):
+            component, _, rest = name[len("kohya:"):].partition(":")
+            if layout == "diffusers":
+                raise SafetuneError(f"kohya key {rest!r} ({component}) names no module path safetune knows; "
+                                    "compose it with a model (`safetune compose --model ...`), which resolves it")
+            name = f"{component}.{rest}"
         if layout == "diffusers":
             out[f"{name}.lora_A.weight"] = a.contiguous()
             out[f"{name}.lora_B.weight"] = b.contiguous()
@@ -81,6 +123,7 @@ def _parse_key(key: str) -> tuple[str, str]:
     """(module name with component prefix, 'down'|'up'|'alpha'|'?')."""
     for suffix, kind in ((".lora_A.weight", "down"), (".lora_B.weight", "up"), (".lora.down.weight", "down"),
                          (".lora.up.weight", "up"), (".lora_down.weight", "down"), (".lora_up.weight", "up"),
+                         (".lora_linear_layer.down.weight", "down"), (".lora_linear_layer.up.weight", "up"),
                          (".alpha", "alpha")):
         if key.endswith(suffix):
             name = key[: -len(suffix)]
@@ -91,7 +134,8 @@ def _parse_key(key: str) -> tuple[str, str]:
     name = re.sub(r"\.processor\.(to_[qkv]|to_out)_lora$", lambda m: "." + m.group(1) + (".0" if m.group(1) == "to_out" else ""), name)
     for prefix, component in _KOHYA_PREFIX.items():
         if name.startswith(prefix):
-            return "kohya:" + component + ":" + name[len(prefix):], kind
+            path = _kohya_path(name[len(prefix):])
+            return (f"{component}.{path}" if path else f"kohya:{component}:{name[len(prefix):]}"), kind
     if not name.startswith(tuple(c + "." for c in COMPONENTS)):
         name = "unet." + name
     return name, kind
