@@ -11,10 +11,10 @@ import pickle
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from .errors import SafetuneError
-from .io import atomic_dir
+from .io import atomic_dir, read_safetensors
 
 
 def save_checkpoint(path: Path, step: int, modules: dict[str, torch.nn.Module],
@@ -43,7 +43,9 @@ def load_checkpoint(path: Path, modules: dict[str, torch.nn.Module],
     try:
         state = json.loads((path / "state.json").read_text())
         for name, module in modules.items():
-            module.load_state_dict(load_file(str(path / f"{name}.safetensors")))
+            weights = read_safetensors(path / f"{name}.safetensors", "checkpoint cannot be read",
+                                       f"delete {path} to start over")
+            module.load_state_dict(weights)
         if optimizer is not None:
             optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
     except (OSError, ValueError, RuntimeError, KeyError, pickle.UnpicklingError) as exc:

@@ -57,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     if not args.verbose:  # library notices (e.g. "torchvision not installed") are not our output
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    from .io import release_claims
+
     try:
         _set_threads(args.threads)
         code = args.func(args)
@@ -69,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("safetune: interrupted; finished outputs and checkpoints are kept (run again to resume)", file=sys.stderr)
         return 130
+    finally:
+        release_claims()
     return code or 0
 
 

@@ -101,11 +101,69 @@ def _manifest(directory: Path) -> list[str]:
         return []
 
 
+_CLAIMS: set[Path] = set()
+
+
+def claim(path: Path, given: str | os.PathLike) -> None:
+    """Claim an output path for this process, before any work: a lock file beside it, created
+    exclusively. A second run on the same --out is refused while the first lives (it would otherwise
+    find its own files as "stale" and delete another run's output); a dead run's lock is taken over.
+    Released when the command ends (release_claims) or the process exits."""
+    lock = path.parent / f".{path.name}.safetune-lock"
+    if lock in _CLAIMS:
+        return
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                owner = int(lock.read_text().strip() or 0)
+            except (OSError, ValueError):
+                owner = 0
+            if owner and owner != os.getpid() and _alive(owner):
+                raise SafetuneError(f"{given}: another safetune run (pid {owner}) is writing there; wait for it to "
+                                    "finish or choose another --out") from None
+            lock.unlink(missing_ok=True)  # a finished or killed run's lock
+            continue
+        except OSError:
+            return  # a read-only parent is refused by the writability check with its own message
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        if not _CLAIMS:
+            import atexit
+
+            atexit.register(release_claims)
+        _CLAIMS.add(lock)
+        return
+
+
+def release_claims() -> None:
+    """Remove this process's output locks (the command is over)."""
+    while _CLAIMS:
+        lock = _CLAIMS.pop()
+        try:
+            if lock.read_text().strip() == str(os.getpid()):
+                lock.unlink()
+        except OSError:
+            pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def check_output(path: str | os.PathLike, kind: str = "dir", overwrite: bool = False) -> Path:
-    """Before any work: `path` (a directory or a file) can be written, and writing it destroys
-    nothing this tool did not write. Returns the path, resolved."""
+    """Before any work: `path` (a directory or a file) can be written, writing it destroys nothing
+    this tool did not write, and no other live run is writing it (claim). Returns the path, resolved."""
     given = Path(path)
     resolved = ensure_parent(given.resolve())
+    claim(resolved, given)
     where = str(given)
     if kind == "dir":
         if resolved.exists() and not resolved.is_dir():
@@ -176,6 +234,7 @@ def claim_study_dir(path: str | os.PathLike, study: str) -> Path:
     many files as it goes and would mix with, or replace, someone else's."""
     given = Path(path)
     resolved = ensure_parent(given.resolve())
+    claim(resolved, given)
     if resolved.exists() and not resolved.is_dir():
         raise SafetuneError(f"{given}: exists and is not a directory; choose another --out")
     marker = resolved / STUDY_MARKER
@@ -220,3 +279,15 @@ def save_image(path: str | os.PathLike, image) -> Path:
     with atomic_path(path) as tmp:
         image.save(tmp, format="PNG")
     return Path(path)
+
+
+def read_safetensors(path: str | os.PathLike, what: str, fix: str) -> dict:
+    """A safetensors file's tensors; a missing, truncated or foreign file is one clear line naming
+    `what` it should have been and the `fix`, never a traceback."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise SafetuneError(f"{path}: {what} ({exc}); {fix}") from exc

@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 
 from safetune.cli import main
+from safetune.errors import SafetuneError
 from safetune.lora.weights import LoRA, pipeline_modules
 
 
@@ -122,12 +123,13 @@ def two_loras(tmp_path, shipped_pipe):
 
 def test_a_lora_of_another_model_is_refused_everywhere(tmp_path, capsys, two_loras):
     good, foreign = map(str, two_loras)
-    err(capsys, ["audit", "--safety-lora", good, "--lora", foreign, "--no-measure"], "different base models")
-    err(capsys, ["audit", "--safety-lora", foreign, "--lora", good], "different base models")
+    # the guard checks each file against the model before composing: the message names the file
+    err(capsys, ["audit", "--safety-lora", good, "--lora", foreign, "--no-measure"], foreign, "another base model")
+    err(capsys, ["audit", "--safety-lora", foreign, "--lora", good], foreign, "another base model")
     err(capsys, ["lora", "inspect", good, foreign], "different base models")
     err(capsys, ["lora", "subtract", good, foreign, "--out", str(tmp_path / "d.safetensors")], "different base models")
     err(capsys, ["compose", "--safety-lora", good, "--lora", foreign, "--out", str(tmp_path / "c")],
-        "different base models")
+        foreign, "another base model")
     assert not (tmp_path / "d.safetensors").exists() and not (tmp_path / "c").exists()
 
 
@@ -189,3 +191,35 @@ def test_study_refuses_a_folder_it_did_not_write_and_bad_settings_before_work(tm
     err(capsys, ["study", "forgetting", "--methods", "esd+magic", "--out", str(tmp_path / "t")], "unknown part")
     err(capsys, ["study", "backfire", "--set", "seedz=1", "--out", str(tmp_path / "t")], "did you mean seeds")
     assert not (tmp_path / "t").exists()
+
+
+def test_a_second_run_on_the_same_out_is_refused_while_the_first_lives(tmp_path, capsys):
+    """Two `generate` runs on one --out both reported success while the second deleted the first's
+    images as "stale": the first now holds a lock beside --out; a dead run's lock is taken over."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "g"
+    lock = tmp_path / ".g.safetune-lock"
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock.write_text(str(holder.pid))
+        assert main(["generate", "--prompts", "text:a red circle", "--images-per-prompt", "1", "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert f"another safetune run (pid {holder.pid})" in err and not out.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert main(["generate", "--prompts", "text:a red circle", "--images-per-prompt", "1", "--steps", "2",
+                 "--out", str(out)]) == 0  # the dead run's lock is taken over
+    assert (out / "images.json").is_file() and not lock.exists()  # and released when the command ends
+
+
+def test_a_truncated_checkpoint_weights_file_is_one_line(tmp_path):
+    from safetune.checkpoint import load_checkpoint
+
+    (tmp_path / "ck").mkdir()
+    (tmp_path / "ck" / "state.json").write_text('{"step": 3}')
+    (tmp_path / "ck" / "trainable.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{trunc")
+    with pytest.raises(SafetuneError, match="checkpoint cannot be read .* to start over"):
+        load_checkpoint(tmp_path / "ck", {"trainable": torch.nn.Linear(2, 2)})

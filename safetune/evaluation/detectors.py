@@ -78,13 +78,14 @@ class ShapesDetector:
     @classmethod
     def from_pretrained(cls, path: str | Path = SHIPPED_DETECTOR) -> "ShapesDetector":
         """A detector written by save_pretrained (the shipped one by default)."""
-        from safetensors.torch import load_file
+        from ..io import read_safetensors
 
         path = Path(path)
+        fix = "train one with `safetune train-detector --out DIR`"
         try:
             config = json.loads((path / "config.json").read_text())
             net = ShapesNet(width=config["width"])
-            net.load_state_dict(load_file(str(path / "model.safetensors")))
+            net.load_state_dict(read_safetensors(path / "model.safetensors", "unreadable detector weights", fix))
         except (OSError, KeyError, ValueError, RuntimeError) as exc:
             raise SafetuneError(f"{path}: not a ShapesWorld detector ({exc}); "
                                 "train one with `safetune train-detector --out DIR`") from exc

@@ -13,11 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from ..errors import SafetuneError
-from ..io import WRITTEN_BY, atomic_path
+from ..io import WRITTEN_BY, atomic_path, read_safetensors
 from .formats import COMPONENTS, parse_state_dict, resolve_names, to_state_dict
 
 log = logging.getLogger(__name__)
@@ -76,11 +75,7 @@ class LoRA:
         path = Path(path)
         if not path.is_file():
             raise SafetuneError(f"{path}: LoRA file not found" + (" (a directory)" if path.is_dir() else ""))
-        try:
-            state = load_file(str(path))
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise SafetuneError(f"{path}: not a readable safetensors file ({exc}); the file is corrupt "
-                                "or truncated, write it again") from exc
+        state = read_safetensors(path, "not a readable LoRA file", "the file is corrupt or truncated, write it again")
         return cls.from_state_dict(state, source=str(path))
 
     @classmethod
