@@ -18,9 +18,9 @@ from .config import (
     ESD_X,
     FINETUNE,
     LT_NG,
-    AuditThresholds,
     DistillConfig,
     ForgettingConfig,
+    GuardConfig,
     SafetyLoraConfig,
     SamplingConfig,
     TrainConfig,
@@ -33,9 +33,12 @@ DEFAULT_CONCEPTS = ["a star", "a pentagram"]
 
 
 def _loras(loras) -> list[tuple[LoRA, float]]:
+    from .lora.weights import parse_lora_arg
+
     out = []
-    for item in loras or []:
-        lora, scale = item if isinstance(item, tuple) else (item, 1.0)
+    pair = isinstance(loras, tuple) and len(loras) == 2 and isinstance(loras[1], (int, float))
+    for item in [loras] if pair or isinstance(loras, (str, Path, LoRA)) else loras or []:
+        lora, scale = item if isinstance(item, tuple) else parse_lora_arg(item) if isinstance(item, str) else (item, 1.0)
         out.append((lora if isinstance(lora, LoRA) else LoRA.load(lora), float(scale)))
     return out
 
@@ -142,29 +145,20 @@ def _as_pipe(pipe):
     return load(pipe) if isinstance(pipe, (str, Path)) else pipe
 
 
-def audit(model: str, safety_lora, lora, measure: bool = True, limit: int = 40,
-          thresholds: AuditThresholds | None = None, sampling: SamplingConfig | None = None) -> dict:
-    """The model host's guard: does `lora` keep `safety_lora`'s effect? Returns the verdict (PASS,
-    FAIL or CANNOT JUDGE) with its reasons, the overlap and, when measured, the harmful rates."""
-    from .data.prompts import read_prompts
-    from .evaluation import evaluate_prompts
+def audit(model, safety_lora, loras, measure: bool = True, config: GuardConfig | None = None,
+          sampling: SamplingConfig | None = None, detector: str = "shapes", **overrides) -> dict:
+    """The model host's guard on W0 + dW_safe + sum_i s_i L_i, exactly as `compose` merges it: `loras`
+    is one LoRA or a list (each a LoRA, a file, "FILE:SCALE" or a (LoRA or file, scale) pair). Returns
+    the verdict (PASS, FAIL or CANNOT JUDGE) with its reasons, what was and was not checked, and the
+    measured rises; `overrides` set fields of GuardConfig (e.g. max_increase=0.05)."""
     from .evaluation.detectors import load_detector
-    from .evaluation.guard import CHECKED_SETS, cancel_overlap, verdict
-    from .lora.weights import merged
+    from .evaluation.guard import audit_composition
 
-    (safe, _), (user, _) = _loras([safety_lora, lora])
-    overlap = cancel_overlap(user, safe)
-    aligned = composed = None
-    if measure:
-        sampling = sampling or SamplingConfig(images_per_prompt=3)
-        detector, base = load_detector("shapes"), _as_pipe(model)
-        sets = {name: read_prompts(name, limit=limit) for name in CHECKED_SETS}
-        with merged(base, [(safe, 1.0)]):
-            aligned = {k: evaluate_prompts(base, rows, detector, sampling) for k, rows in sets.items()}
-        with merged(base, [(safe, 1.0), (user, 1.0)]):
-            composed = {k: evaluate_prompts(base, rows, detector, sampling) for k, rows in sets.items()}
-    return {**overlap, "aligned": aligned, "composed": composed,
-            **verdict(overlap, aligned, composed, thresholds or AuditThresholds())}
+    config = apply_overrides(replace(config or GuardConfig()), [f"{k}={_text(v)}" for k, v in overrides.items()])
+    (safe, _), = _loras([(safety_lora, 1.0)])
+    base = load(model) if isinstance(model, (str, Path)) else model
+    return audit_composition(base, safe, _loras(loras), config, sampling or SamplingConfig(),
+                             detector=load_detector(detector) if measure else None, measure=measure)
 
 
 def _text(value) -> str:

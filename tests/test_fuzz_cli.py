@@ -26,7 +26,9 @@ PATH_OPTIONS = {"--model", "--lora", "--safety-lora", "--data", "--prompts", "--
 ALLOWED = {("--guidance-scale", "0"), ("--guidance-scale", "-1"), ("--seed", "0"), ("--max-increase", "0"),
            ("--overlap", "0"), ("--overlap", "-1"), ("--max-grad-norm", "0"), ("--lora-alpha", "0"),
            ("--ema-decay", "0"), ("--kl-weight", "0"), ("--lora-alpha", ""), ("--ema-decay", ""), ("--vae-from", ""),
-           ("--save-at", "0"), ("--caption-dropout", "0"), ("--methods", ""), ("--reference", ""), ("--limit", "99999999999"), ("--limit", "1.5e12")}
+           ("--save-at", "0"), ("--caption-dropout", "0"), ("--methods", ""), ("--reference", ""), ("--limit", "99999999999"), ("--limit", "1.5e12"),
+           # the guard's searches may be switched off
+           ("--probe-prompts", "0"), ("--search-prompts", "0"), ("--search-candidates", "0"), ("--search-rounds", "0")}
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +101,7 @@ def cases_for(command: str, root: Path) -> list[list[str]]:
             values = [v for v in values if not v.endswith("empty_dir")]  # an empty directory is a fine output
         if opt == "--set":
             values = ["nosuch=1", "lr=abc", "=", "lr", "steps=-5", "seeds=a,b"]
-        if opt in ("--concept",):
+        if opt in ("--concept", "--concepts"):
             values = [""]
         if opt in ("--category",):
             values = ["no-such-category"]

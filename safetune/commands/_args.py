@@ -48,11 +48,12 @@ def add_config_flags(parser, config, skip: tuple[str, ...] = (), title: str | No
                            metavar=None if choices else f.name.upper(), help=f"{help_text} (default: {shown})")
 
 
-def config_from_args(args, config):
-    """A copy of `config` with the generated flags the user gave applied (cast and checked)."""
+def config_from_args(args, config, skip: tuple[str, ...] = ()):
+    """A copy of `config` with the generated flags the user gave applied (cast and checked); `skip`:
+    the fields whose flags belong to another config of the same command."""
     config = dataclasses.replace(config)
     assignments = [f"{f.name}={getattr(args, 'cfg_' + f.name)}" for f in dataclasses.fields(config)
-                   if getattr(args, "cfg_" + f.name, None) is not None]
+                   if f.name not in skip and getattr(args, "cfg_" + f.name, None) is not None]
     apply_overrides(config, assignments)
     check_numbers(config)
     return config
@@ -159,21 +160,35 @@ def check_detector(name: str) -> None:
                             "`safetune train-detector`")
 
 
-def check_loras(specs: list[str], what: str = "--lora") -> list[tuple[str, float]]:
-    """Parse FILE[:SCALE] arguments and refuse a file given twice (it would be added twice)."""
+def check_loras(specs: list[str], what: str = "--lora", flags: list[str] | None = None) -> list[tuple[str, float]]:
+    """Parse FILE[:SCALE] arguments and refuse a file given twice (it would be added twice); `flags`
+    names the flag each spec came from, for the message."""
     from ..lora.weights import parse_lora_arg
 
     if any(not s.strip() for s in specs):
         raise SafetuneError(f"{what}: an empty LoRA argument; give FILE or FILE:SCALE")
     parsed = [parse_lora_arg(s) for s in specs]
     seen = {}
-    for path, _ in parsed:
+    for (path, _), flag in zip(parsed, flags or [what] * len(parsed)):
         key = os.path.realpath(path)
         if key in seen:
-            raise SafetuneError(f"{path}: given twice ({seen[key]} and {what}); it would be added twice. Give it once, "
+            raise SafetuneError(f"{path}: given twice ({seen[key]} and {flag}); it would be added twice. Give it once, "
                                 "with a scale if you mean 2x (FILE:2)")
-        seen[key] = what
+        seen[key] = flag
     return parsed
+
+
+def check_prompt_sets(names: list[str], what: str) -> None:
+    """Each a built-in prompt set or a prompt file (not a literal prompt), "did you mean" for a typo."""
+    import difflib
+
+    from ..data.shapesworld import PROMPT_SETS
+
+    for name in names:
+        if name not in PROMPT_SETS and not Path(name).is_file():
+            close = difflib.get_close_matches(name, PROMPT_SETS, n=1, cutoff=0.6)
+            raise SafetuneError(f"{what} {name!r}: neither a prompt set nor a file; "
+                                + (f"did you mean {close[0]!r}?" if close else f"choose from {', '.join(PROMPT_SETS)}"))
 
 
 def check_model_options(args) -> None:

@@ -2,43 +2,44 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
-
-from ..config import AuditThresholds, SamplingConfig
+from ..config import GuardConfig, SamplingConfig
 from ..errors import SafetuneError
 from . import _args
 
 
+_GUARD_OWNS = ("seed", "images_per_prompt")  # GuardConfig's flags of these names, not the sampling's
+
+
 def _guard_flags(p, measure_help: str) -> None:
-    g = p.add_argument_group("guard")
-    _args.add_config_flags(g, AuditThresholds())
+    g = p.add_argument_group("guard (the composition W0 + dW_safe + sum of scaled LoRAs is audited as merged)")
+    _args.add_config_flags(g, GuardConfig())
     g.add_argument("--no-measure", action="store_true", help=measure_help)
-    g.add_argument("--limit", type=int, default=40, help="prompts of each checked set (N >= 1)")
     g.add_argument("--detector", default="shapes", help="'shapes', 'nudenet' or a detector directory")
-    _args.add_config_flags(g, SamplingConfig(images_per_prompt=3), skip=("seed",))
+    _args.add_config_flags(g, SamplingConfig(), skip=_GUARD_OWNS)
 
 
 def register(sub) -> None:
     """compose, audit and lora."""
     p = sub.add_parser("compose", help="W0 + sum of scaled LoRAs, written as a merged diffusers directory")
     _args.add_model_flags(p)
-    p.add_argument("--safety-lora", default=None,
-                   help="added first; each --lora is audited against it and refused unless it passes")
+    p.add_argument("--safety-lora", default=None, metavar="FILE",
+                   help="added first, at scale 1; the composition of every --lora (at its scale) is audited against "
+                        "it and refused unless it passes")
     p.add_argument("--force", action="store_true", help="compose even what the guard refuses")
     _args.add_out(p, "dir")
-    _guard_flags(p, "skip the measured check (the output's safetune_compose.json says it was skipped); a LoRA "
-                    "the weights alone cannot judge is then refused")
+    _guard_flags(p, "skip the measured check; the guard then never passes (weights can show a LoRA harmful, not "
+                    "safe), so the composition needs --force")
     p.set_defaults(func=compose)
 
-    p = sub.add_parser("audit", help="does a LoRA keep the safety LoRA's effect? PASS (exit 0), FAIL or CANNOT "
-                                     "JUDGE (exit 1)")
+    p = sub.add_parser("audit", help="does a composition keep the safety LoRA's effect? PASS (exit 0), FAIL or "
+                                     "CANNOT JUDGE (exit 1)")
     _args.add_model_flags(p, loras=False)
-    p.add_argument("--safety-lora", required=True)
-    p.add_argument("--lora", required=True, help="the user's LoRA")
+    p.add_argument("--safety-lora", required=True, metavar="FILE", help="the host's safety LoRA (dW_safe), at scale 1")
+    p.add_argument("--lora", required=True, action="append", metavar="FILE[:SCALE]",
+                   help="a user's LoRA at SCALE (default 1.0); repeat: their sum is audited, as compose merges it")
     p.add_argument("--out", default=None, help="write the audit as JSON to this file")
     p.add_argument("--overwrite", action="store_true", help="replace an audit JSON safetune wrote before")
-    _guard_flags(p, "weights check only, no sampling (a LoRA on modules the safety LoRA does not cover then "
-                    "gets CANNOT JUDGE)")
+    _guard_flags(p, "weights check only, no sampling: FAIL or CANNOT JUDGE, never PASS")
     p.set_defaults(func=audit)
 
     p = sub.add_parser("lora", help="LoRA tools: inspect (norms, cosine), negate, subtract, combine")
@@ -52,61 +53,89 @@ def register(sub) -> None:
 
 
 def _guard_settings(args):
-    """The guard's thresholds and sampling, checked before any work."""
-    if args.limit < 1:
-        raise SafetuneError(f"--limit {args.limit}: must be at least 1")
+    """The guard's settings and sampling, checked before any work."""
     _args.check_detector(args.detector)
-    return (_args.config_from_args(args, AuditThresholds()),
-            _args.config_from_args(args, SamplingConfig(images_per_prompt=3)))
+    config = _args.config_from_args(args, GuardConfig())
+    config.validate()
+    _args.check_prompt_sets(config.sets, "--sets")
+    return config, _args.config_from_args(args, SamplingConfig(), skip=_GUARD_OWNS)
 
 
-def _audit(args, safety_path: str, lora_path: str) -> dict:
-    """The guard's answer for one LoRA against the safety LoRA (measured unless --no-measure)."""
-    from ..data.prompts import read_prompts
+def _safety_path(arg: str) -> str:
+    """--safety-lora is merged at scale 1, as the host trained it: a scale there would bypass the audit."""
+    from pathlib import Path
+
+    if not arg.strip():
+        raise SafetuneError("--safety-lora is empty; give the safety LoRA file or drop the flag")
+    if not Path(arg).exists() and ":" in arg:
+        raise SafetuneError(f"--safety-lora {arg}: the safety LoRA is merged at scale 1 and takes no :SCALE; give "
+                            "the file alone")
+    return arg
+
+
+def _audit(args, pipe, safety_path: str, specs: list[tuple[str, float]], loras: list) -> dict:
+    """The guard's answer for W0 + dW_safe + sum of the scaled LoRAs (measured unless --no-measure):
+    `loras` are the files read, the safety LoRA first; `pipe` holds W0 and is left as it was."""
     from ..evaluation.detectors import load_detector
-    from ..evaluation.guard import CHECKED_SETS, cancel_overlap, measure, verdict
-    from ..lora.weights import LoRA, check_fits, pipeline_modules
+    from ..evaluation.guard import audit_composition
 
-    thresholds, sampling = _guard_settings(args)
-    _args.check_model_options(args)
-    user, safety = LoRA.load(lora_path), LoRA.load(safety_path)
-    overlap = cancel_overlap(user, safety)
-    aligned = composed = None
+    config, sampling = _guard_settings(args)
+    safety, terms = loras[0], [(lora, scale) for lora, (_, scale) in zip(loras[1:], specs)]
+    prompt_sets = None
     if not args.no_measure:
-        detector = load_detector(args.detector)
-        sets = {name: read_prompts(name, limit=args.limit) for name in CHECKED_SETS}
-        aligned, composed = measure(args.model, safety_path, lora_path, sets, detector, sampling,
-                                    device=_args.check_device(args.device))
-    else:
-        from ..models.loading import load_pipeline
+        from ..data.prompts import read_prompts
 
-        modules = pipeline_modules(load_pipeline(args.model))  # both must fit the model, even unmeasured
-        check_fits(safety, modules, safety_path)
-        check_fits(user, modules, lora_path)
-    return {"lora": lora_path, "safety_lora": safety_path, "model": args.model, "thresholds": asdict(thresholds),
-            "measured": not args.no_measure, **overlap, "aligned": aligned, "composed": composed,
-            **verdict(overlap, aligned, composed, thresholds)}
+        prompt_sets = {name: read_prompts(name, limit=config.prompts_per_set) for name in config.sets}
+    result = audit_composition(pipe, safety, terms, config, sampling,
+                               detector=None if args.no_measure else load_detector(args.detector),
+                               prompt_sets=prompt_sets, measure=not args.no_measure,
+                               sources=[safety_path] + [path for path, _ in specs])
+    return {"loras": [f"{p}:{s:g}" for p, s in specs], "safety_lora": safety_path, "model": args.model, **result}
+
+
+def _base(args):
+    """W0 of --model on the checked --device (no LoRA merged: the guard merges what it audits)."""
+    from ..models.loading import load_pipeline
+
+    _args.check_model_options(args)
+    return load_pipeline(args.model, device=_args.check_device(args.device), revision=args.revision,
+                         variant=args.variant)
 
 
 def _print_audit(result: dict) -> None:
-    print(f"overlap of dW_ft with -dW_safe: {result['overlap']:+.3f} over {result['shared_modules']} shared modules "
-          f"(threshold {result['thresholds']['overlap']}); {result['uncovered_modules']} modules outside dW_safe "
-          f"({result['uncovered_share']:.0%} of the LoRA)")
-    for name in result["aligned"] or {}:
-        print(_args.summary_line(f"{name:<17} aligned ", result["aligned"][name]))
-        print(_args.summary_line(f"{name:<17} composed", result["composed"][name]))
-    print(f"verdict: {result['verdict']}" + (": " + "; ".join(result["reasons"]) if result["reasons"] else ""))
+    w = result["weights"]
+    print(f"audited: W0 + dW_safe + {' + '.join(result['loras'])}")
+    print(f"weights: overlap of the composed LoRAs with -dW_safe {w['overlap']:+.3f} over {w['shared_modules']} shared "
+          f"modules (threshold {result['config']['overlap']}); {w['uncovered_modules']} modules outside dW_safe "
+          f"({w['uncovered_share']:.0%} of the LoRAs)")
+    for name, d in (result.get("sets") or {}).items():
+        print(f"{name:<17} harmful rate {d['before']:.3f} -> {d['after']:.3f} ({d['difference']:+.3f}; one-sided bounds "
+              f"[{d['lower']:+.3f}, {d['upper']:+.3f}]; {d['n_images']} pairs, {d['images_per_prompt']} a prompt)")
+    if result.get("fidelity"):
+        f = result["fidelity"]
+        print(f"prompt fidelity   {f['before']:.3f} -> {f['after']:.3f} (drop {f['difference']:+.3f}, bounds "
+              f"[{f['lower']:+.3f}, {f['upper']:+.3f}])")
+    for f in result.get("search") or []:
+        print(f"searched prompt   {f['prompt']!r}: concept affinity rise {f['rise']:+.4f}")
+    print(f"verdict: {result['verdict']}")
+    for reason in result["reasons"]:
+        print(f"  because {reason}")
+    print("  checked: " + "; ".join(result["checked"]))
+    print("  not checked: " + "; ".join(result["not_checked"]))
 
 
 def audit(args) -> int:
     """`safetune audit`: the guard's verdict; exit 0 on PASS, 1 on FAIL or CANNOT JUDGE."""
     from ..io import check_output, write_json
+    from ..lora.weights import LoRA
 
-    _args.check_loras([args.safety_lora, args.lora], "--lora")
+    safety = _safety_path(args.safety_lora)
+    specs = _args.check_loras([safety] + args.lora, "--lora", flags=["--safety-lora"] + ["--lora"] * len(args.lora))[1:]
     _guard_settings(args)
     if args.out is not None:
         check_output(args.out, "file", args.overwrite)
-    result = _audit(args, args.safety_lora, args.lora)
+    loras = [LoRA.load(path) for path, _ in [(safety, 1.0)] + specs]  # every file read before the model loads
+    result = _audit(args, _base(args), safety, specs, loras)
     _print_audit(result)
     if args.out is not None:
         write_json(args.out, result, mark=True)
@@ -114,34 +143,35 @@ def audit(args) -> int:
 
 
 def compose(args) -> None:
-    """`safetune compose`: W0 + LoRAs as a diffusers directory; with --safety-lora each LoRA is audited first."""
+    """`safetune compose`: W0 + LoRAs as a diffusers directory; with --safety-lora the composition is
+    audited first, as it will be merged."""
     from ..io import check_output, output_dir, write_json
+    from ..lora.weights import LoRA, merge_into
 
     if not args.lora:
         raise SafetuneError("compose needs at least one --lora FILE[:SCALE]")
-    if args.safety_lora is not None and not args.safety_lora.strip():
-        raise SafetuneError("--safety-lora is empty; give the safety LoRA file or drop the flag")
-    loras = ([args.safety_lora] if args.safety_lora else []) + args.lora
-    _args.check_loras(loras)
+    safety = _safety_path(args.safety_lora) if args.safety_lora is not None else None
+    flags = (["--safety-lora"] if safety else []) + ["--lora"] * len(args.lora)
+    specs = _args.check_loras(([safety] if safety else []) + args.lora, "--lora", flags=flags)
     _guard_settings(args)
     out = check_output(args.out, "dir", args.overwrite)
-    audits = []
-    if args.safety_lora:
-        for path, _ in _args.check_loras(args.lora):
-            result = _audit(args, args.safety_lora, path)
-            _print_audit(result)
-            audits.append(result)
-            if not result["pass"] and not args.force:
-                raise SafetuneError(f"{path}: the guard says {result['verdict']} ({'; '.join(result['reasons'])}); "
-                                    "nothing was written. Run `safetune audit` for details, or --force to compose anyway")
-    pipe = _args.pipeline(args, extra_loras=[args.safety_lora] if args.safety_lora else [])
+    loras = [LoRA.load(path) for path, _ in specs]  # every file read before the model loads
+    pipe, guard = _base(args), None
+    if safety:
+        guard = _audit(args, pipe, safety, specs[1:], loras)
+        _print_audit(guard)
+        if not guard["pass"] and not args.force:
+            raise SafetuneError(f"the guard says {guard['verdict']} ({'; '.join(guard['reasons'])}); nothing was "
+                                "written. Run `safetune audit` for details, or --force to compose anyway")
+    merge_into(pipe, [(lora, scale) for lora, (_, scale) in zip(loras, specs)])
     with output_dir(out) as tmp:
         pipe.save_pretrained(tmp)
         write_json(tmp / "safetune_compose.json", {
-            "model": args.model, "loras": loras, "safety_lora": args.safety_lora, "forced": args.force,
-            "guard": [{k: a[k] for k in ("lora", "verdict", "reasons", "overlap", "measured")} for a in audits],
-            "measured_check": "skipped (--no-measure)" if args.no_measure else "done"}, mark=True)
-    print(f"wrote W0 + {' + '.join(loras)} as a diffusers directory to {args.out}")
+            "model": args.model, "loras": args.lora, "safety_lora": safety, "forced": args.force,
+            "guard": None if guard is None else {k: guard.get(k) for k in (
+                "verdict", "reasons", "checked", "not_checked", "weights", "sets", "fidelity", "seed", "measured")}},
+            mark=True)
+    print(f"wrote W0 + {' + '.join(([safety] if safety else []) + args.lora)} as a diffusers directory to {args.out}")
 
 
 def lora(args) -> None:
