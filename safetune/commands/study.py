@@ -113,6 +113,8 @@ def study(args) -> None:
         from ..studies.audit import run_audit_study
 
         result = run_audit_study(out, config, model=args.model, reuse=reuse)
-        print(f"threshold {result['threshold']:.3f}: caught {result['test_catch_rate']:.2f} of held-out cancelling "
-              f"LoRAs, passed {result['test_pass_rate']:.2f} of held-out benign ones")
+        fam = result["families"]
+        print(f"threshold {result['threshold']:.3f}: refused {fam['all malicious']['refused']} of "
+              f"{fam['all malicious']['n']} held-out malicious LoRAs, passed "
+              f"{fam['benign']['n'] - fam['benign']['refused']} of {fam['benign']['n']} benign ones")
     print(f"report: {args.out}/report.md (and report.html)")
