@@ -76,3 +76,19 @@ def test_kohya_and_diffusers_copies_of_one_lora_inspect_alike(shipped_pipe, tmp_
     assert main(["lora", "inspect", str(tmp_path / "d.safetensors"), str(tmp_path / "k.safetensors"), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["cosine"] == pytest.approx(1.0, abs=1e-5) and all("cosine" in r for r in report["modules"].values())
+
+
+def test_a_lora_in_the_layout_of_diffusers_training_script_reads_back_exactly(shipped_pipe, tmp_path):
+    """train_text_to_image_lora.py saves with StableDiffusionPipeline.save_lora_weights: its keys are
+    read as the same modules and factors (the guard and compose see exactly what diffusers loads)."""
+    from diffusers import StableDiffusionPipeline
+
+    g = torch.Generator().manual_seed(2)
+    lora = LoRA({n: (torch.randn(4, m.weight.shape[1], generator=g), torch.randn(m.weight.shape[0], 4, generator=g))
+                 for n, m in pipeline_modules(shipped_pipe).items() if n.startswith("unet.") and n.endswith("to_q")})
+    layers = {k[len("unet."):]: v for k, v in lora.state_dict().items()}
+    StableDiffusionPipeline.save_lora_weights(tmp_path, unet_lora_layers=layers, weight_name="pytorch_lora_weights.safetensors")
+    read = LoRA.load(tmp_path / "pytorch_lora_weights.safetensors")
+    assert set(read.factors) == set(lora.factors)
+    for name in lora.factors:
+        torch.testing.assert_close(read.delta(name), lora.delta(name))

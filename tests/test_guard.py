@@ -181,3 +181,15 @@ def test_a_lora_that_changes_nothing_passes(attacks, shipped_pipe, detector):
     assert result["verdict"] == "PASS", result["reasons"]
     assert all(s["difference"] == 0 and s["upper"] < SMALL.max_increase for s in result["sets"].values())
     assert result["checked"] and result["not_checked"] and result["seed"] == 0
+
+
+def test_the_api_audits_the_composition_as_the_cli_does(shipped_pipe, tmp_path):
+    import safetune
+
+    safe = lora_on(shipped_pipe, "attn2.to_k", 1)
+    safe.scaled(0.5).save(tmp_path / "half.safetensors")
+    for loras in (f"{tmp_path / 'half.safetensors'}:-2", [(safe.scaled(0.5), -2.0)]):
+        result = safetune.audit(shipped_pipe, safe, loras, measure=False)
+        assert result["verdict"] == "FAIL" and result["scales"] == [-2.0]
+    with pytest.raises(Exception, match="confidence"):
+        safetune.audit(shipped_pipe, safe, [(safe, 1.0)], measure=False, confidence=2.0)
