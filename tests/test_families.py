@@ -2,7 +2,6 @@
 end on tiny random pipelines built in memory (no download), through the same code as ShapesWorld."""
 import copy
 
-import numpy as np
 import pytest
 import torch
 
@@ -24,7 +23,7 @@ def test_family_end_to_end(family, detector, tmp_path):
     safe = align_lora(copy.deepcopy(pipe), "esd-x", ["a star"], cfg, SafetyLoraConfig(concept_samples=2))
     images = torch.rand(4, 3, 32, 32) * 2 - 1
     ft = finetune(copy.deepcopy(pipe), images, ["a plus"] * 4, cfg)
-    assert safe.factors and ft.factors and all(np.isfinite(safe.delta(n)).all() for n in safe.factors)
+    assert safe.factors and ft.factors and all(torch.isfinite(safe.delta(n)).all() for n in safe.factors)
 
     path = ft.save(tmp_path / "ft.safetensors")
     composed = copy.deepcopy(pipe)

@@ -60,7 +60,11 @@ def check_data_source(source: str) -> None:
     if source in DATA_SETS and not folder.exists():
         return
     if not source or not folder.is_dir():
-        raise SafetuneError(f"{source!r}: data folder not found; give an image folder with metadata.jsonl or a "
+        import difflib
+
+        close = difflib.get_close_matches(source, DATA_SETS, n=1, cutoff=0.7)
+        hint = f"did you mean {close[0]!r}? or give" if close else "give"
+        raise SafetuneError(f"{source!r}: data folder not found; {hint} an image folder with metadata.jsonl or a "
                             f"ShapesWorld set name ({', '.join(DATA_SETS)})")
     if not (folder / "metadata.jsonl").is_file():
         raise SafetuneError(f"{folder}: no metadata.jsonl; add one line per image: "
