@@ -92,3 +92,32 @@ def test_a_lora_in_the_layout_of_diffusers_training_script_reads_back_exactly(sh
     assert set(read.factors) == set(lora.factors)
     for name in lora.factors:
         torch.testing.assert_close(read.delta(name), lora.delta(name))
+
+
+def test_lora_convert_changes_the_layout_only_and_inspect_labels_both_files(shipped_pipe, tmp_path, capsys):
+    g = torch.Generator().manual_seed(3)
+    mods = pipeline_modules(shipped_pipe)
+    a = LoRA({n: (torch.randn(2, m.weight.shape[1], generator=g), torch.randn(m.weight.shape[0], 2, generator=g))
+              for n, m in mods.items() if n.endswith("attn2.to_k")})
+    b = LoRA({n: (torch.randn(2, m.weight.shape[1], generator=g), torch.randn(m.weight.shape[0], 2, generator=g))
+              for n, m in mods.items() if n.endswith(("attn2.to_k", "attn1.to_q"))})
+    a.save(tmp_path / "a.safetensors")
+    b.save(tmp_path / "b.safetensors")
+    assert main(["lora", "convert", str(tmp_path / "a.safetensors"), "--format", "kohya",
+                 "--out", str(tmp_path / "a-kohya.safetensors")]) == 0
+    from safetensors.torch import load_file
+
+    keys = load_file(str(tmp_path / "a-kohya.safetensors"))
+    assert all(k.startswith("lora_unet_") for k in keys)
+    converted = LoRA.load(tmp_path / "a-kohya.safetensors")
+    for name in a.factors:
+        assert torch.equal(converted.factors[name][0], a.factors[name][0])  # the same factors, no arithmetic
+    assert main(["lora", "convert", str(tmp_path / "a.safetensors"), str(tmp_path / "b.safetensors"),
+                 "--out", str(tmp_path / "x.safetensors")]) == 2
+    capsys.readouterr()
+    assert main(["lora", "inspect", str(tmp_path / "a.safetensors"), str(tmp_path / "b.safetensors")]) == 0
+    out = capsys.readouterr().out
+    only_b = [line for line in out.splitlines() if "attn1.to_q" in line]
+    assert only_b and all("A: -" in line and "B: rank 2" in line for line in only_b)
+    assert "A = " in out and "B = " in out and "total norm A" in out and " B " in out
+    assert main(["lora", "subtract", "--help"]) == 0 and "A - B" in capsys.readouterr().out

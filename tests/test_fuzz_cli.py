@@ -80,6 +80,8 @@ def valid_base(command: str, root: Path) -> list[str]:
 
 def options_of(command: str) -> list:
     parser = build_parser()._subparsers._group_actions[0].choices[command]
+    if command == "lora":  # its own subcommands: fuzz combine's options (negate, subtract, convert share them)
+        parser = parser._subparsers._group_actions[0].choices["combine"]
     return [a for a in parser._actions if a.option_strings and a.option_strings[0] not in ("-h",)]
 
 

@@ -42,14 +42,24 @@ def register(sub) -> None:
     _guard_flags(p, "weights check only, no sampling: FAIL or CANNOT JUDGE, never PASS")
     p.set_defaults(func=audit)
 
-    p = sub.add_parser("lora", help="LoRA tools: inspect (norms, cosine), negate, subtract, combine")
-    p.add_argument("op", choices=["inspect", "negate", "subtract", "combine"])
-    p.add_argument("files", nargs="+", metavar="FILE[:SCALE]")
-    p.add_argument("--out", help="result file for negate/subtract/combine (.safetensors)")
-    p.add_argument("--overwrite", action="store_true", help="replace a LoRA file safetune wrote before")
-    p.add_argument("--format", default="diffusers", choices=["diffusers", "kohya"], help="layout of the result")
-    p.add_argument("--json", action="store_true", help="inspect: print JSON")
-    p.set_defaults(func=lora)
+    p = sub.add_parser("lora", help="LoRA tools: inspect, negate, subtract, combine, convert (any layout in, "
+                                    "diffusers or kohya out)")
+    ops = p.add_subparsers(dest="op", required=True, metavar="op", parser_class=type(p))
+    q = ops.add_parser("inspect", help="per-module rank and norm of A; with B, each file's norm and their cosine")
+    q.add_argument("files", nargs="+", metavar="FILE[:SCALE]", help="A, or A B to compare")
+    q.add_argument("--json", action="store_true", help="print JSON")
+    q.set_defaults(func=lora)
+    for op, files, text in (("negate", "A", "writes -A"), ("subtract", "A B", "writes A - B (rank rA + rB)"),
+                            ("combine", "A[:s] B[:s] ...", "writes s_A A + s_B B + ... (exact: ranks add up)"),
+                            ("convert", "A", "writes A in --format's layout, no arithmetic")):
+        q = ops.add_parser(op, help=text, description=f"{files}: {text}")
+        q.add_argument("files", nargs="+", metavar="FILE[:SCALE]", help=files)
+        q.add_argument("--out", help="the result file (.safetensors)")
+        q.add_argument("--overwrite", action="store_true", help="replace a LoRA file safetune wrote before")
+        q.add_argument("--format", default="diffusers", choices=["diffusers", "kohya"],
+                       help="layout of the result: diffusers (plain load_lora_weights) or kohya (AUTOMATIC1111, "
+                            "ComfyUI) (default: diffusers)")
+        q.set_defaults(func=lora)
 
 
 def _guard_settings(args):
@@ -175,39 +185,62 @@ def compose(args) -> None:
 
 
 def lora(args) -> None:
-    """`safetune lora inspect|negate|subtract|combine`."""
+    """`safetune lora inspect|negate|subtract|combine|convert`."""
     from ..io import check_output
-    from ..lora.weights import LoRA, inspect
+    from ..lora.weights import LoRA
 
     specs = _args.check_loras(args.files, "the files")
     if args.op == "inspect":
         if len(args.files) > 2:
             raise SafetuneError("lora inspect takes one file, or two to compare: A [B]")
-        report = inspect(LoRA.load(specs[0][0]), LoRA.load(specs[1][0]) if len(specs) > 1 else None)
-        if args.json:
-            print(json.dumps(report, indent=2))
-            return
-        for name, row in report["modules"].items():
-            cos = f"  cosine {row['cosine']:+.3f}" if "cosine" in row else ""
-            print(f"{name}  rank {row['rank']}  norm {row['norm']:.4f}{cos}")
-        print(f"total norm {report['total_norm']:.4f}" + (f"  overall cosine {report['cosine']:+.4f}"
-                                                         if len(specs) > 1 else ""))
-        return
+        return _inspect(specs, args.json)
+    counts = {"negate": "one file: A", "convert": "one file: A", "subtract": "two files: A B (writes A - B)"}
+    if args.op in counts and len(specs) != (2 if args.op == "subtract" else 1):
+        raise SafetuneError(f"lora {args.op} takes {counts[args.op]}")
     if not args.out:
         raise SafetuneError(f"lora {args.op} writes a file: give --out RESULT.safetensors")
     if not args.out.endswith(".safetensors"):
-        raise SafetuneError(f"{args.out}: a LoRA is written as a .safetensors file; end --out with .safetensors")
-    if args.op == "negate" and len(specs) != 1 or args.op == "subtract" and len(specs) != 2:
-        raise SafetuneError(f"lora {args.op} takes {'one file: A' if args.op == 'negate' else 'two files: A B (writes A - B)'}")
+        raise SafetuneError(f"lora {args.op}: {args.out}: a LoRA is written as a .safetensors file; end --out with "
+                            ".safetensors")
     check_output(args.out, "file", args.overwrite)
     terms = [LoRA.load(path).scaled(scale) for path, scale in specs]
     if args.op == "negate":
         result = -terms[0]
     elif args.op == "subtract":
         result = terms[0] - terms[1]
-    else:
+    else:  # combine, convert (one term at its scale)
         result = terms[0]
         for term in terms[1:]:
             result = result + term
     result.save(args.out, layout=args.format)
-    print(f"wrote {args.op} of {', '.join(args.files)} (rank {result.rank()}) to {args.out}")
+    print(f"wrote {args.op} of {', '.join(args.files)} (rank {result.rank()}, {args.format} layout) to {args.out}")
+
+
+def _inspect(specs, as_json: bool) -> None:
+    """Per module: rank and norm in each file, their cosine where both have it; modules only one has
+    are listed with a dash for the other."""
+    from ..lora.weights import LoRA, inspect
+
+    a = LoRA.load(specs[0][0]).scaled(specs[0][1])
+    b = LoRA.load(specs[1][0]).scaled(specs[1][1]) if len(specs) > 1 else None
+    report = inspect(a, b)
+    if b is not None:
+        report["b"] = inspect(b)
+        report["files"] = [specs[0][0], specs[1][0]]
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return
+    names = [specs[0][0]] + ([specs[1][0]] if b is not None else [])
+    print("files: " + "; ".join(f"{'AB'[i]} = {n}" for i, n in enumerate(names)))
+    other = report.get("b", {"modules": {}})["modules"]
+    for name in sorted(set(report["modules"]) | set(other)):
+        row, row_b = report["modules"].get(name), other.get(name)
+        line = f"{name}  A: " + (f"rank {row['rank']} norm {row['norm']:.4f}" if row else "-")
+        if b is not None:
+            line += "  B: " + (f"rank {row_b['rank']} norm {row_b['norm']:.4f}" if row_b else "-")
+            line += f"  cosine {row['cosine']:+.3f}" if row and "cosine" in row else ""
+        print(line)
+    line = f"total norm A {report['total_norm']:.4f}"
+    if b is not None:
+        line += f"  B {report['b']['total_norm']:.4f}  overall cosine over shared modules {report['cosine']:+.4f}"
+    print(line)
