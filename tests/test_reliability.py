@@ -223,3 +223,14 @@ def test_a_truncated_checkpoint_weights_file_is_one_line(tmp_path):
     (tmp_path / "ck" / "trainable.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{trunc")
     with pytest.raises(SafetuneError, match="checkpoint cannot be read .* to start over"):
         load_checkpoint(tmp_path / "ck", {"trainable": torch.nn.Linear(2, 2)})
+
+
+def test_generate_makes_the_images_per_prompt_its_help_states_and_takes_limit(tmp_path, capsys):
+    from safetune.commands.sample import GENERATE
+
+    assert main(["generate", "--help"]) == 0
+    assert f"(default: {GENERATE.images_per_prompt})" in capsys.readouterr().out
+    assert main(["generate", "--prompts", "clean", "--limit", "2", "--steps", "2", "--out", str(tmp_path / "g")]) == 0
+    images = json.loads((tmp_path / "g" / "images.json").read_text())
+    rows = images["images"] if isinstance(images, dict) else images
+    assert len(rows) == 2 * GENERATE.images_per_prompt

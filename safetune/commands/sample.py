@@ -8,6 +8,7 @@ from ..config import SamplingConfig
 from ..errors import SafetuneError
 from . import _args
 
+GENERATE = SamplingConfig(images_per_prompt=4)  # generate's own default (a grid four images wide), its help's too
 PROMPTS_HELP = ("a .csv/.txt/.jsonl file, a built-in set (harmful, harmful_implicit, clean, checkered, outline, "
                 "plus, sparkle) or a prompt in quotes; text:PROMPT always means the prompt itself")
 
@@ -17,9 +18,10 @@ def register(sub) -> None:
     p = sub.add_parser("generate", help="sample images (and a labelled grid) for prompts")
     _args.add_model_flags(p)
     p.add_argument("--prompts", required=True, help=PROMPTS_HELP)
+    p.add_argument("--limit", type=int, default=None, help="the first N prompts only (N >= 1)")
     _args.add_out(p, "dir")
-    _args.add_config_flags(p, SamplingConfig(images_per_prompt=4), title="sampling")
-    p.set_defaults(func=generate)
+    _args.add_config_flags(p, GENERATE, title="sampling")
+    p.set_defaults(func=generate, sampling=GENERATE)
 
     p = sub.add_parser("evaluate", help="sample with fixed seeds, detect, write results.json")
     _args.add_model_flags(p)
@@ -48,7 +50,7 @@ def _rows_and_pipe(args, **read):
     from ..data.prompts import read_prompts
 
     rows = read_prompts(args.prompts, **read)
-    config = _args.config_from_args(args, SamplingConfig())
+    config = _args.config_from_args(args, getattr(args, "sampling", SamplingConfig()))
     return rows, config
 
 
@@ -58,7 +60,7 @@ def generate(args) -> None:
     from ..evaluation.sampling import image_seeds, sample
     from ..io import check_output, output_dir, write_json
 
-    rows, config = _rows_and_pipe(args)
+    rows, config = _rows_and_pipe(args, limit=args.limit)
     out = check_output(args.out, "dir", args.overwrite)
     pipe = _args.pipeline(args)
     _args.warn_unknown_words(pipe, rows, args.model)
