@@ -37,11 +37,13 @@ def register(sub) -> None:
                        description="Safety alignment. esd-x/esd-u/sdd train a safety LoRA (dW_safe) on W0; lt/ng "
                        "train forgetting-based safe training (Pan et al. 2024); dd (distort-and-distill) makes a "
                        "model that a malicious fine-tuning relearns no faster than one never trained on the concept. "
-                       "Training flags default to the method's recipe (esd: 400 steps at lr 1e-3, rank 4 on "
-                       "cross-attention; lt/ng: 400 full steps at 1e-3; dd: 1,600 full steps at 1e-3); method settings: "
-                       "--set NAME=VALUE (--show-config lists them).")
+                       "Training flags default to the method's recipe (esd/sdd: "
+                       f"{ESD_X.steps:,} steps at lr {ESD_X.lr:g}, rank {ESD_X.lora_rank} on cross-attention; lt/ng: "
+                       f"{LT_NG.steps:,} {LT_NG.mode} steps at {LT_NG.lr:g}; dd: {DISTILL.steps:,} {DISTILL.mode} steps "
+                       f"at {DISTILL.lr:g}); method settings: --set NAME=VALUE (--show-config lists them).")
     _args.add_model_flags(p)
-    p.add_argument("--method", default="esd-x", choices=list(METHOD_SETTINGS))
+    p.add_argument("--method", default="esd-x", choices=list(METHOD_SETTINGS),
+                   help="esd-x (default), esd-u, esd (the same as esd-x), sdd, lt, ng or dd")
     p.add_argument("--concept", action="append", default=None,
                    help="a prompt of the concept to erase; repeat for several phrasings (default: 'a star', 'a pentagram')")
     p.add_argument("--on-top", action="append", default=[], metavar="LORA[:SCALE]",
