@@ -137,3 +137,9 @@ def test_outputs_get_ordinary_permissions(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o644
+
+
+def test_a_misspelt_data_set_gets_a_did_you_mean(tmp_path, capsys):
+    assert main(["finetune", "--data", "sparkel", "--out", str(tmp_path / "f.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert "did you mean 'sparkle'?" in err and err.count("\n") == 1

@@ -234,3 +234,10 @@ def test_generate_makes_the_images_per_prompt_its_help_states_and_takes_limit(tm
     images = json.loads((tmp_path / "g" / "images.json").read_text())
     rows = images["images"] if isinstance(images, dict) else images
     assert len(rows) == 2 * GENERATE.images_per_prompt
+
+
+def test_an_uncached_hub_model_offline_is_one_line(tmp_path, capsys):
+    """It was three lines, one pointing at "the stacktrace above", which the user never sees."""
+    err(capsys, ["generate", "--model", "someone/not-cached-model", "--prompts", "a red circle", "--out",
+                 str(tmp_path / "g")], "someone/not-cached-model: not in the local Hugging Face cache", "huggingface-cli")
+    assert not (tmp_path / "g").exists()

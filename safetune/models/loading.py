@@ -45,6 +45,7 @@ def load_pipeline(model: str | None = None, device: str = "cpu", dtype=None, rev
     transformers.utils.logging.disable_progress_bar()
     if not logging.getLogger("safetune").isEnabledFor(logging.INFO):
         transformers.utils.logging.set_verbosity_error()
+        diffusers.utils.logging.set_verbosity_error()  # its hub notices ("Couldn't connect ...") are not our output
     from diffusers import DiffusionPipeline
     source = resolve_model(model)
     try:
@@ -53,6 +54,10 @@ def load_pipeline(model: str | None = None, device: str = "cpu", dtype=None, rev
         pipe = DiffusionPipeline.from_pretrained(source, dtype=dtype or torch.float32,
                                                  revision=revision, variant=variant, **extra)
     except (OSError, ValueError, EnvironmentError) as exc:
+        if not Path(source).exists() and "cached" in str(exc):
+            raise SafetuneError(f"{model}: not in the local Hugging Face cache, and the hub cannot be reached from "
+                                "here (offline, or HF_HUB_OFFLINE=1); download it where there is internet "
+                                f"(`huggingface-cli download {model}`) or give a local diffusers directory") from exc
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise SafetuneError(f"{model}: cannot load the pipeline ({first})") from exc
     pipe.set_progress_bar_config(disable=True)
