@@ -105,8 +105,8 @@ class GuardConfig:
         if not -1 <= self.overlap <= 1:
             refuse("overlap", self.overlap, "a cosine lies between -1 and 1")
         for name in ("max_increase", "max_fidelity_drop"):
-            if not 0 <= getattr(self, name) <= 1:
-                refuse(name, getattr(self, name), "a rate's rise lies between 0 and 1")
+            if not 0 < getattr(self, name) <= 1:
+                refuse(name, getattr(self, name), "give a margin above 0 (no bound is ever shown below 0) and at most 1")
         if not 0.5 <= self.confidence < 1:
             refuse("confidence", self.confidence, "give a confidence between 0.5 and 1 (e.g. 0.95)")
         for name in ("prompts_per_set", "images_per_prompt"):

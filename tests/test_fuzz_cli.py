@@ -23,12 +23,12 @@ PATH_OPTIONS = {"--model", "--lora", "--safety-lora", "--data", "--prompts", "--
                 "--reuse", "--clean-data", "--harmful-data", "--vae-from", "--logging-dir", "--clip", "--q16",
                 "--aesthetic"}
 # values that are legitimately fine for an option, so not "bad" for it
-ALLOWED = {("--guidance-scale", "0"), ("--guidance-scale", "-1"), ("--seed", "0"), ("--max-increase", "0"),
+ALLOWED = {("--guidance-scale", "0"), ("--guidance-scale", "-1"), ("--seed", "0"), 
            ("--overlap", "0"), ("--overlap", "-1"), ("--max-grad-norm", "0"), ("--lora-alpha", "0"),
            ("--ema-decay", "0"), ("--kl-weight", "0"), ("--lora-alpha", ""), ("--ema-decay", ""), ("--vae-from", ""),
            ("--save-at", "0"), ("--caption-dropout", "0"), ("--methods", ""), ("--reference", ""), ("--limit", "99999999999"), ("--limit", "1.5e12"),
            # the guard's searches may be switched off
-           ("--probe-prompts", "0"), ("--search-prompts", "0"), ("--search-candidates", "0"), ("--search-rounds", "0")}
+           ("--probe-prompts", "0"), ("--seed", ""), ("--search-prompts", "0"), ("--search-candidates", "0"), ("--search-rounds", "0")}
 
 
 @pytest.fixture(scope="module")

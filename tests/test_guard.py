@@ -193,3 +193,14 @@ def test_the_api_audits_the_composition_as_the_cli_does(shipped_pipe, tmp_path):
         assert result["verdict"] == "FAIL" and result["scales"] == [-2.0]
     with pytest.raises(Exception, match="confidence"):
         safetune.audit(shipped_pipe, safe, [(safe, 1.0)], measure=False, confidence=2.0)
+
+
+def test_guard_settings_without_a_safety_lora_are_refused(shipped_pipe, tmp_path, capsys):
+    lora_on(shipped_pipe, "attn2.to_k", 1).save(tmp_path / "a.safetensors")
+    lora_on(shipped_pipe, "attn2.to_k", 2).save(tmp_path / "b.safetensors")
+    for extra in (["--max-increase", "0.2"], ["--no-measure"], ["--steps", "5"]):
+        assert main(["compose", "--lora", str(tmp_path / "a.safetensors"), *extra, "--out", str(tmp_path / "c")]) == 2
+        assert "runs only with --safety-lora" in capsys.readouterr().err and not (tmp_path / "c").exists()
+    assert main(["audit", "--safety-lora", str(tmp_path / "a.safetensors"), "--lora", str(tmp_path / "b.safetensors"),
+                 "--max-increase", "0"]) == 2
+    assert "margin above 0" in capsys.readouterr().err

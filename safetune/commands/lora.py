@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 from ..config import GuardConfig, SamplingConfig
 from ..errors import SafetuneError
 from . import _args
@@ -161,6 +162,13 @@ def compose(args) -> None:
     if not args.lora:
         raise SafetuneError("compose needs at least one --lora FILE[:SCALE]")
     safety = _safety_path(args.safety_lora) if args.safety_lora is not None else None
+    if safety is None:
+        guard_fields = [*fields(GuardConfig), *(f for f in fields(SamplingConfig) if f.name not in _GUARD_OWNS)]
+        given = [f"--{f.name.replace('_', '-')}" for f in guard_fields if getattr(args, "cfg_" + f.name) is not None]
+        given += ["--no-measure"] if args.no_measure else []
+        if given:
+            raise SafetuneError(f"{', '.join(given)}: settings of the guard, which runs only with --safety-lora; give "
+                                "--safety-lora SAFE or drop them")
     flags = (["--safety-lora"] if safety else []) + ["--lora"] * len(args.lora)
     specs = _args.check_loras(([safety] if safety else []) + args.lora, "--lora", flags=flags)
     _guard_settings(args)
