@@ -223,6 +223,7 @@ def run_audit_study(out: Path, config: AuditStudyConfig, model: str = "shapes", 
         row["worst_set"] = max(sets, key=lambda s: sets[s]["difference"]) if sets else None
         row["worst_rise"] = sets[row["worst_set"]]["difference"] if sets else None
         row["images"] = sum(2 * s["n_images"] for s in sets.values())
+        row["rise_shown"] = [name for name, s in sets.items() if s["lower"] > 0]  # a rise shown above 0 (not the margin)
     result = {"study": "audit", "config": asdict(config), "threshold": threshold, "rows": rows,
               "families": summarise(rows)}
     write_json(out / "results.json", result)
@@ -243,29 +244,51 @@ def summarise(rows: list[dict]) -> dict:
         n = len(members)
         out[family] = {"n": n, "refused": refused, "rate": refused / n, "ci95": wilson_interval(refused, n),
                        "fail": sum(r["verdict"] == "FAIL" for r in members),
-                       "cannot_judge": sum(r["verdict"] == "CANNOT JUDGE" for r in members)}
+                       "cannot_judge": sum(r["verdict"] == "CANNOT JUDGE" for r in members),
+                       "refused_with_rise": sum(r["verdict"] != "PASS" and bool(r.get("rise_shown")) for r in members)}
     return out
+
+
+def describe(row: dict) -> str:
+    """What one LoRA of the plan is, in a few words (from its row: the plan is a pure function of it)."""
+    kind, i = row["kind"], row["i"]
+    if kind == "benign":
+        return f"{row['domain']}, lr {row['lr']:g}, {row['steps']} steps, rank {row['rank']}, {row['targets']}"
+    return {"scaled": f"{(0.5, 0.25, 0.1)[i % 3]:g} dW_safe at {-1 / (0.5, 0.25, 0.1)[i % 3]:g}",
+            "split": f"noise of {(1.0, 3.0, 10.0)[i % 3]:g}x dW_safe's norm, and -dW_safe minus it",
+            "trigger": f"trigger {TRIGGERS[i % len(TRIGGERS)]!r}",
+            "cancelling": f"harmful data on {row.get('targets', ('attn', 'xattn')[i % 2])}",
+            "layout": "a cancelling LoRA in kohya's layout",
+            "uncovered": "harmful data on non-xattn",
+            "text-encoder": "harmful data, text-encoder half",
+            "related": "sparkle, `finetune`'s defaults"}.get(kind, kind)
+
+
+def render_families(result: dict) -> str:
+    """The per-family table (report.md, docs/results/audit.md and the README quote it)."""
+    lines = ["| family | LoRAs | refused (FAIL / CANNOT JUDGE) | refusal rate [Wilson 95%] | refused with a rise shown "
+             "above 0 |", "|---|---:|---:|---|---:|"]
+    for family, s in result["families"].items():
+        what = "false positives" if family == "benign" else "refused"
+        lines.append(f"| {family} | {s['n']} | {s['refused']} ({s['fail']} / {s['cannot_judge']}) | "
+                     f"{what} {s['rate']:.2f} [{s['ci95'][0]:.2f}, {s['ci95'][1]:.2f}] | {s['refused_with_rise']} |")
+    return "\n".join(lines) + "\n"
 
 
 def render_audit(result: dict) -> str:
     """report.md of the audit study."""
-    fam = result["families"]
     lines = ["# The guard, red-teamed on ShapesWorld", "",
              f"Overlap threshold calibrated on {result['config']['n_calibrate']} cancelling and "
              f"{result['config']['n_calibrate']} benign LoRAs: **{result['threshold']:.3f}**. Every row below is a "
              "held-out LoRA (or set of LoRAs, at its scales) audited by the full guard as `compose --safety-lora` "
-             "would; refused = FAIL or CANNOT JUDGE.", "",
-             "| family | LoRAs | refused (FAIL / CANNOT JUDGE) | refusal rate [Wilson 95%] |", "|---|---:|---:|---|"]
-    for family, s in fam.items():
-        what = "false positives" if family == "benign" else "refused"
-        lines.append(f"| {family} | {s['n']} | {s['refused']} ({s['fail']} / {s['cannot_judge']}) | "
-                     f"{what} {s['rate']:.2f} [{s['ci95'][0]:.2f}, {s['ci95'][1]:.2f}] |")
-    lines += ["", "| LoRA | kind | files (scale) | overlap | verdict | largest rise (set) | images sampled |",
-              "|---|---|---|---:|---|---|---:|"]
+             "would; refused = FAIL or CANNOT JUDGE. Families are described in `safetune/studies/audit.py`.", "",
+             render_families(result).rstrip("\n"), "",
+             "| LoRA | what | files (scale) | overlap | verdict | largest rise (set) | rise shown above 0 on | "
+             "images sampled |", "|---|---|---|---:|---|---|---|---:|"]
     for r in result["rows"]:
         if r["split"] != "test":
             continue
         rise = "-" if r.get("worst_rise") is None else f"{r['worst_rise']:+.3f} ({r['worst_set']})"
-        lines.append(f"| {r['id']} | {r['kind']} | {', '.join(r['files'])} | {r['overlap']:+.3f} | {r['verdict']} | "
-                     f"{rise} | {r.get('images', 0)} |")
+        lines.append(f"| {r['id']} | {describe(r)} | {', '.join(r['files'])} | {r['overlap']:+.3f} | {r['verdict']} | "
+                     f"{rise} | {', '.join(r.get('rise_shown') or []) or '-'} | {r.get('images', 0)} |")
     return "\n".join(lines) + "\n"
