@@ -31,7 +31,6 @@ from .metrics import image_scores, images_to_decide, paired_difference
 from .sampling import image_seeds, sample
 
 log = logging.getLogger(__name__)
-UNCOVERED_SHARE = 0.01  # share of the LoRAs' squared norm outside dW_safe's modules worth naming
 
 
 def cancel_overlap(lora: LoRA, safety: LoRA) -> dict:
