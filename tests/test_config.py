@@ -1,5 +1,6 @@
 """Settings have one home: the config dataclasses (defaults, help, choices), read the same way by the
 CLI (generated flags, --set) and the Python API."""
+import json
 import pytest
 
 from safetune.cli import main
@@ -55,3 +56,36 @@ def test_a_bad_model_option_in_a_study_is_one_line(tmp_path, capsys):
     assert main(["study", "forgetting", "--methods", "lt:magic", "--out", str(tmp_path / "s")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "lt:magic" in err and "NAME=VALUE" in err
+
+
+def test_finetune_and_align_show_and_set_every_training_setting(tmp_path, capsys):
+    """`finetune` had neither --show-config nor --set; `align --show-config` listed 3 method settings."""
+    import dataclasses
+
+    from safetune.config import TrainConfig
+
+    assert main(["finetune", "--show-config", "--set", "lr=3e-4", "--set", "lr_schedule=cosine"]) == 0
+    shown = capsys.readouterr().out
+    assert all(f"{f.name} = " in shown for f in dataclasses.fields(TrainConfig))
+    assert "lr = 0.0003" in shown and "lr_schedule = 'cosine'" in shown
+    assert main(["align", "--method", "dd", "--show-config", "--set", "noise=0.5", "--set", "train.steps=7"]) == 0
+    shown = capsys.readouterr().out
+    assert "noise = 0.5" in shown and "train.steps = 7" in shown
+    assert all(f"train.{f.name} = " in shown for f in dataclasses.fields(TrainConfig))
+    out = tmp_path / "s.safetensors"
+    assert main(["align", "--method", "esd-x", "--set", "train.steps=1", "--batch-size", "2", "--set",
+                 "concept_samples=2", "--out", str(out)]) == 0
+    assert json.loads(out.with_suffix(".json").read_text())["train"]["steps"] == 1
+    assert main(["finetune", "--data", "plus"]) == 2 and "needs --out" in capsys.readouterr().err
+
+
+def test_pretraining_and_detector_training_show_and_set_their_settings(capsys):
+    import dataclasses
+
+    from safetune.config import DetectorTrainConfig, PretrainConfig
+
+    for command, config in (("pretrain-shapes", PretrainConfig), ("train-detector", DetectorTrainConfig)):
+        assert main([command, "--show-config", "--set", "seed=3"]) == 0
+        shown = capsys.readouterr().out
+        assert "seed = 3" in shown and all(f"{f.name} = " in shown for f in dataclasses.fields(config))
+        assert main([command]) == 2 and "give --out" in capsys.readouterr().err

@@ -104,6 +104,20 @@ def add_set(parser, what: str) -> None:
     parser.add_argument("--show-config", action="store_true", help="print every setting with its help and exit")
 
 
+def settings_or_show(args, default):
+    """A command's config from its flags and --set (checked); with --show-config it is printed and
+    None returned; otherwise --out is required."""
+    config = config_from_args(args, default)
+    apply_overrides(config, args.set)
+    check_numbers(config)
+    if args.show_config:
+        show_config(config)
+        return None
+    if not args.out:
+        raise SafetuneError(f"give --out DIR (see safetune {args.command} --help)")
+    return config
+
+
 def show_config(config) -> None:
     """Print every setting of `config` with its value and help."""
     print("\n".join(describe(config)))

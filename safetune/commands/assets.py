@@ -8,12 +8,14 @@ from . import _args
 def register(sub) -> None:
     """pretrain-shapes, train-detector and world."""
     p = sub.add_parser("pretrain-shapes", help="pretrain the miniature SD on ShapesWorld (checkpointed, resumable)")
-    _args.add_out(p, "dir")
+    _args.add_out(p, "dir", required=False, help="output directory (required; new or empty, see --overwrite)")
+    _args.add_set(p, "pretraining")
     _args.add_config_flags(p, PretrainConfig(), title="pretraining")
     p.set_defaults(func=pretrain_shapes)
 
     p = sub.add_parser("train-detector", help="train the ShapesWorld detector; prints held-out accuracy")
-    _args.add_out(p, "dir")
+    _args.add_out(p, "dir", required=False, help="output directory (required; new or empty, see --overwrite)")
+    _args.add_set(p, "detector training")
     _args.add_config_flags(p, DetectorTrainConfig(), title="training")
     p.set_defaults(func=train_detector)
 
@@ -32,7 +34,9 @@ def pretrain_shapes(args) -> None:
     from ..io import check_output
     from ..stages.pretraining import pretrain
 
-    config = _args.config_from_args(args, PretrainConfig())
+    config = _args.settings_or_show(args, PretrainConfig())
+    if config is None:
+        return
     if config.vae_from is not None:
         from pathlib import Path
 
@@ -52,7 +56,9 @@ def train_detector(args) -> None:
     from ..evaluation.detectors import train_detector as train
     from ..io import check_output
 
-    config = _args.config_from_args(args, DetectorTrainConfig())
+    config = _args.settings_or_show(args, DetectorTrainConfig())
+    if config is None:
+        return
     check_output(args.out, "dir", args.overwrite)
     detector, metrics = train(config)
     detector.save_pretrained(args.out, metrics)

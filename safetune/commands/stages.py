@@ -15,6 +15,7 @@ from ..config import (
     SafetyLoraConfig,
     TrainConfig,
     apply_overrides,
+    describe,
 )
 from ..errors import SafetuneError
 from . import _args
@@ -40,7 +41,8 @@ def register(sub) -> None:
                        "Training flags default to the method's recipe (esd/sdd: "
                        f"{ESD_X.steps:,} steps at lr {ESD_X.lr:g}, rank {ESD_X.lora_rank} on cross-attention; lt/ng: "
                        f"{LT_NG.steps:,} {LT_NG.mode} steps at {LT_NG.lr:g}; dd: {DISTILL.steps:,} {DISTILL.mode} steps "
-                       f"at {DISTILL.lr:g}); method settings: --set NAME=VALUE (--show-config lists them).")
+                       f"at {DISTILL.lr:g}); method settings: --set NAME=VALUE, the recipe: --set train.NAME=VALUE "
+                       "(--show-config lists both).")
     _args.add_model_flags(p)
     p.add_argument("--method", default="esd-x", choices=list(METHOD_SETTINGS),
                    help="esd-x (default), esd-u, esd (the same as esd-x), sdd, lt, ng or dd")
@@ -63,22 +65,27 @@ def register(sub) -> None:
 
     p = sub.add_parser("finetune", help="fine-tune on an image folder (benign or malicious: same command), full or LoRA")
     _args.add_model_flags(p)
-    p.add_argument("--data", required=True, help="folder with metadata.jsonl (file_name, text), or a ShapesWorld set")
+    p.add_argument("--data", default=None, help="folder with metadata.jsonl (file_name, text), or a ShapesWorld set "
+                                                "(required)")
     p.add_argument("--n", type=int, default=None, help="images drawn from a ShapesWorld set (default 1000)")
     p.add_argument("--on-top", action="append", default=[], metavar="LORA[:SCALE]",
                    help="merge this (safety) LoRA into the weights before fine-tuning (the baselines' way)")
     p.add_argument("--save-at", default=None, help="steps at which to also save the model (or LoRA), e.g. 0,20,100,200")
     p.add_argument("--format", default="diffusers", choices=["diffusers", "kohya"], help="layout of a LoRA output")
-    _args.add_out(p, "file", help="LoRA file (.safetensors) for --mode lora, else a directory")
+    _args.add_out(p, "file", required=False, help="LoRA file (.safetensors) for --mode lora, else a directory (required)")
+    _args.add_set(p, "training")
     _training_flags(p, FINETUNE)
     p.set_defaults(func=finetune)
+
+
+TRAIN_PREFIX = "train."  # align's --set train.NAME=VALUE sets its training recipe; bare names its method's settings
 
 
 def _settings(args):
     settings = METHOD_SETTINGS[args.method]()
     if args.method in ("lt", "ng"):
         settings.variant = args.method
-    apply_overrides(settings, args.set)
+    apply_overrides(settings, [a for a in args.set if not a.startswith(TRAIN_PREFIX)])
     _args.check_numbers(settings)
     return settings
 
@@ -99,13 +106,18 @@ def _output(args, lora_output: bool) -> Path:
 def _train_config(args, recipe: TrainConfig, **fixed) -> TrainConfig:
     if args.logging_dir is not None and not args.report_to:
         raise SafetuneError("--logging-dir is where --report-to writes; give --report-to tensorboard (or drop it)")
-    config = replace(_args.config_from_args(args, recipe), **fixed)
+    config = _args.config_from_args(args, recipe)
+    given = [a[len(TRAIN_PREFIX):] if a.startswith(TRAIN_PREFIX) else a for a in args.set
+             if args.func is finetune or a.startswith(TRAIN_PREFIX)]
+    apply_overrides(config, given)
+    _args.check_numbers(config)
+    config = replace(config, **fixed)
     if args.report_to:
         from ..train import check_tracker
 
         check_tracker(args.report_to)
         config = replace(config, report_to=args.report_to,
-                         logging_dir=args.logging_dir or str(Path(args.out).with_suffix("")) + ".logs")
+                         logging_dir=args.logging_dir or str(Path(args.out or "out").with_suffix("")) + ".logs")
     return config
 
 
@@ -136,7 +148,9 @@ def align(args) -> None:
     """`safetune align`: a safety LoRA (esd-x, esd-u, sdd), LT/NG safe training or distort-and-distill."""
     settings = _settings(args)
     if args.show_config:
-        return _args.show_config(settings)
+        _args.show_config(settings)
+        print("\n".join(TRAIN_PREFIX + line for line in describe(_train_config(args, RECIPES.get(args.method, ESD_X)))))
+        return
     if not args.out:
         raise SafetuneError("give --out: the LoRA file (.safetensors), or a directory for dd and lt/ng --mode full")
     concepts = args.concept or ["a star", "a pentagram"]
@@ -225,6 +239,11 @@ def finetune(args) -> None:
     config = _train_config(args, FINETUNE)
     if args.save_at is not None:
         config = replace(config, save_at=_save_at(args.save_at, config.steps))
+    if args.show_config:
+        return _args.show_config(config)
+    for flag, value in (("--data", args.data), ("--out", args.out)):
+        if not value:
+            raise SafetuneError(f"finetune needs {flag} (see safetune finetune --help)")
     _check_data(args, args.data)
     out = _output(args, config.mode == "lora")
     _args.check_loras(args.lora + args.on_top)
