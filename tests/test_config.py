@@ -89,3 +89,25 @@ def test_pretraining_and_detector_training_show_and_set_their_settings(capsys):
         shown = capsys.readouterr().out
         assert "seed = 3" in shown and all(f"{f.name} = " in shown for f in dataclasses.fields(config))
         assert main([command]) == 2 and "give --out" in capsys.readouterr().err
+
+
+def test_a_study_run_redone_by_hand_with_its_recipe_gives_the_same_weights(tmp_path):
+    """`finetune --recipe backfire-lora` is the backfire study's LoRA recipe: a study's modular run (a
+    LoRA trained on W0) redone by hand with the same data, steps and seed gives the same LoRA bit for bit."""
+    import torch
+
+    from safetune.lora.weights import LoRA
+
+    small = ["--set", "lora.batch_size=4", "--set", "n_data=8", "--set", "align.steps=2", "--set", "align.batch_size=2",
+             "--set", "prompts_per_set=1", "--set", "sampling.images_per_prompt=1", "--set", "sampling.steps=2",
+             "--set", "ways=modular", "--set", "concepts=a star"]
+    assert main(["study", "backfire", "--out", str(tmp_path / "s"), "--methods", "esd-x", "--domains", "plus",
+                 "--seeds", "1", "--reference", "", "--steps", "0,3", *small]) == 0
+    assert main(["finetune", "--recipe", "backfire-lora", "--data", "plus", "--n", "8", "--set", "steps=3",
+                 "--set", "save_at=0,3", "--set", "batch_size=4", "--set", "seed=1",
+                 "--out", str(tmp_path / "hand.safetensors")]) == 0
+    study = LoRA.load(tmp_path / "s" / "loras" / "finetune_esd-x_plus_seed1.safetensors")
+    hand = LoRA.load(tmp_path / "hand.safetensors")
+    assert set(study.factors) == set(hand.factors)
+    for name, (a, b) in study.factors.items():
+        assert torch.equal(a, hand.factors[name][0]) and torch.equal(b, hand.factors[name][1])

@@ -23,6 +23,28 @@ from . import _args
 METHOD_SETTINGS = {"esd-x": SafetyLoraConfig, "esd-u": SafetyLoraConfig, "esd": SafetyLoraConfig,
                    "sdd": SafetyLoraConfig, "lt": ForgettingConfig, "ng": ForgettingConfig, "dd": DistillConfig}
 RECIPES = {"lt": LT_NG, "ng": LT_NG, "dd": DISTILL}  # the rest: ESD_X
+# finetune --recipe NAME: the studies' own fine-tuning recipes, so a study's run can be redone by hand
+RECIPE_NAMES = ("finetune", "backfire-full", "backfire-lora", "forgetting-full", "forgetting-lora", "forgetting-benign")
+
+
+def named_recipes() -> dict[str, tuple[TrainConfig, str]]:
+    """Each named fine-tuning recipe and what it is (read from the studies' configs: one home)."""
+    from ..studies.backfire import BackfireConfig
+    from ..studies.forgetting import ForgettingStudyConfig
+
+    b, f = BackfireConfig(), ForgettingStudyConfig()
+    steps = max(f.attack_steps)
+    return {
+        "finetune": (FINETUNE, "`safetune finetune`'s own default"),
+        "backfire-full": (b.train_config("full", 0), "the backfire study's full fine-tuning (its seeds: --set seed=N)"),
+        "backfire-lora": (b.train_config("lora", 0), "the backfire study's fine-tuning LoRA: lora-on-top with "
+                                                      "--on-top SAFE, modular without"),
+        "forgetting-full": (replace(f.full_attack, steps=steps, save_at=list(f.attack_steps)),
+                            "the forgetting study's full attack (its lr per run: --set lr=...)"),
+        "forgetting-lora": (replace(f.lora_attack, steps=steps, save_at=list(f.attack_steps)),
+                            "the forgetting study's LoRA attack (its lr per run: --set lr=...)"),
+        "forgetting-benign": (f.benign, "the forgetting study's benign learnability LoRA"),
+    }
 
 
 def _training_flags(p, recipe: TrainConfig, skip=()) -> None:
@@ -73,6 +95,9 @@ def register(sub) -> None:
     p.add_argument("--save-at", default=None, help="steps at which to also save the model (or LoRA), e.g. 0,20,100,200")
     p.add_argument("--format", default="diffusers", choices=["diffusers", "kohya"], help="layout of a LoRA output")
     _args.add_out(p, "file", required=False, help="LoRA file (.safetensors) for --mode lora, else a directory (required)")
+    p.add_argument("--recipe", default="finetune", choices=RECIPE_NAMES,
+                   help="start from a named recipe, e.g. backfire-lora (the backfire study's LoRA), forgetting-full; "
+                        "flags and --set change it from there; --show-config shows it (default: finetune)")
     _args.add_set(p, "training")
     _training_flags(p, FINETUNE)
     p.set_defaults(func=finetune)
@@ -236,7 +261,7 @@ def finetune(args) -> None:
     from ..stages.finetuning import finetune as run
     from ..train import extract_lora
 
-    config = _train_config(args, FINETUNE)
+    config = _train_config(args, named_recipes()[args.recipe][0])
     if args.save_at is not None:
         config = replace(config, save_at=_save_at(args.save_at, config.steps))
     if args.show_config:
