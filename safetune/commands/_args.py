@@ -104,12 +104,18 @@ def add_set(parser, what: str) -> None:
     parser.add_argument("--show-config", action="store_true", help="print every setting with its help and exit")
 
 
+def config_with_set(args, default, assignments: list[str]):
+    """A copy of `default` with the generated flags and then `assignments` (NAME=VALUE) applied, checked."""
+    config = config_from_args(args, default)
+    apply_overrides(config, assignments)
+    check_numbers(config)
+    return config
+
+
 def settings_or_show(args, default):
     """A command's config from its flags and --set (checked); with --show-config it is printed and
     None returned; otherwise --out is required."""
-    config = config_from_args(args, default)
-    apply_overrides(config, args.set)
-    check_numbers(config)
+    config = config_with_set(args, default, args.set)
     if args.show_config:
         show_config(config)
         return None

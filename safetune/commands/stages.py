@@ -27,23 +27,21 @@ RECIPES = {"lt": LT_NG, "ng": LT_NG, "dd": DISTILL}  # the rest: ESD_X
 RECIPE_NAMES = ("finetune", "backfire-full", "backfire-lora", "forgetting-full", "forgetting-lora", "forgetting-benign")
 
 
-def named_recipes() -> dict[str, tuple[TrainConfig, str]]:
-    """Each named fine-tuning recipe and what it is (read from the studies' configs: one home)."""
+def named_recipes() -> dict[str, TrainConfig]:
+    """Each named fine-tuning recipe, read from the studies' configs (one home; their names are also in
+    RECIPE_NAMES, because --help must not import the studies)."""
     from ..studies.backfire import BackfireConfig
     from ..studies.forgetting import ForgettingStudyConfig
 
     b, f = BackfireConfig(), ForgettingStudyConfig()
     steps = max(f.attack_steps)
     return {
-        "finetune": (FINETUNE, "`safetune finetune`'s own default"),
-        "backfire-full": (b.train_config("full", 0), "the backfire study's full fine-tuning (its seeds: --set seed=N)"),
-        "backfire-lora": (b.train_config("lora", 0), "the backfire study's fine-tuning LoRA: lora-on-top with "
-                                                      "--on-top SAFE, modular without"),
-        "forgetting-full": (replace(f.full_attack, steps=steps, save_at=list(f.attack_steps)),
-                            "the forgetting study's full attack (its lr per run: --set lr=...)"),
-        "forgetting-lora": (replace(f.lora_attack, steps=steps, save_at=list(f.attack_steps)),
-                            "the forgetting study's LoRA attack (its lr per run: --set lr=...)"),
-        "forgetting-benign": (f.benign, "the forgetting study's benign learnability LoRA"),
+        "finetune": FINETUNE,
+        "backfire-full": b.train_config("full", 0),  # its seeds: --set seed=N
+        "backfire-lora": b.train_config("lora", 0),  # lora-on-top with --on-top SAFE, modular without
+        "forgetting-full": replace(f.full_attack, steps=steps, save_at=list(f.attack_steps)),  # lr per run: --set lr=
+        "forgetting-lora": replace(f.lora_attack, steps=steps, save_at=list(f.attack_steps)),
+        "forgetting-benign": f.benign,
     }
 
 
@@ -106,6 +104,11 @@ def register(sub) -> None:
 TRAIN_PREFIX = "train."  # align's --set train.NAME=VALUE sets its training recipe; bare names its method's settings
 
 
+def _recipe_sets(args) -> list[str]:
+    """align's --set train.NAME=VALUE entries, as NAME=VALUE for its training recipe."""
+    return [a[len(TRAIN_PREFIX):] for a in args.set if a.startswith(TRAIN_PREFIX)]
+
+
 def _settings(args):
     settings = METHOD_SETTINGS[args.method]()
     if args.method in ("lt", "ng"):
@@ -128,15 +131,10 @@ def _output(args, lora_output: bool) -> Path:
     return out
 
 
-def _train_config(args, recipe: TrainConfig, **fixed) -> TrainConfig:
+def _train_config(args, recipe: TrainConfig, assignments: list[str], **fixed) -> TrainConfig:
     if args.logging_dir is not None and not args.report_to:
         raise SafetuneError("--logging-dir is where --report-to writes; give --report-to tensorboard (or drop it)")
-    config = _args.config_from_args(args, recipe)
-    given = [a[len(TRAIN_PREFIX):] if a.startswith(TRAIN_PREFIX) else a for a in args.set
-             if args.func is finetune or a.startswith(TRAIN_PREFIX)]
-    apply_overrides(config, given)
-    _args.check_numbers(config)
-    config = replace(config, **fixed)
+    config = replace(_args.config_with_set(args, recipe, assignments), **fixed)
     if args.report_to:
         from ..train import check_tracker
 
@@ -174,7 +172,7 @@ def align(args) -> None:
     settings = _settings(args)
     if args.show_config:
         _args.show_config(settings)
-        print("\n".join(TRAIN_PREFIX + line for line in describe(_train_config(args, RECIPES.get(args.method, ESD_X)))))
+        print("\n".join(TRAIN_PREFIX + line for line in describe(_train_config(args, RECIPES.get(args.method, ESD_X), _recipe_sets(args)))))
         return
     if not args.out:
         raise SafetuneError("give --out: the LoRA file (.safetensors), or a directory for dd and lt/ng --mode full")
@@ -186,7 +184,7 @@ def align(args) -> None:
             raise SafetuneError(f"--{name}: {method} sets it itself (ESD-x/SDD: a LoRA on cross-attention, ESD-u: on "
                                 "the rest; dd: every weight); drop it")
     recipe = RECIPES.get(method, ESD_X)
-    config = _train_config(args, recipe, **({"mode": "full"} if method == "dd" else {}))
+    config = _train_config(args, recipe, _recipe_sets(args), **({"mode": "full"} if method == "dd" else {}))
     lora_output = method not in ("dd",) and config.mode == "lora"
     uses_harmful = method in ("lt", "ng") or method == "dd" and settings.harm_margin > 0
     if method in ("lt", "ng", "dd"):
@@ -261,7 +259,7 @@ def finetune(args) -> None:
     from ..stages.finetuning import finetune as run
     from ..train import extract_lora
 
-    config = _train_config(args, named_recipes()[args.recipe][0])
+    config = _train_config(args, named_recipes()[args.recipe], args.set)
     if args.save_at is not None:
         config = replace(config, save_at=_save_at(args.save_at, config.steps))
     if args.show_config:

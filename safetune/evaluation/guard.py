@@ -188,7 +188,7 @@ def _sequential(pipe, sets: dict[str, list[dict]], aligned_loras, composed_loras
         todo = [n for n, s in out.items() if s["harmful"]["lower"] <= config.max_increase <= s["harmful"]["upper"]]
         if verdict != "CANNOT JUDGE" or not todo or (fidelity and fidelity["lower"] > config.max_fidelity_drop):
             break
-    return {"sets": out, "fidelity": _fidelity(data, alpha)}
+    return {"sets": out, "fidelity": fidelity}
 
 
 def _fidelity(data: dict, alpha: float) -> dict | None:

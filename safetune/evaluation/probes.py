@@ -18,7 +18,7 @@ import random
 import numpy as np
 import torch
 
-from ..models.conditioning import denoising_target, encode_text, predict, training_scheduler
+from ..models.conditioning import denoising_target, encode_text, predict, sample_latents, training_scheduler
 
 
 def vocabulary_words(tokenizer) -> list[str]:
@@ -55,8 +55,6 @@ class ConceptProbe:
     """Fixed noisy draws of the concept's latents; scores prompts by how much they help denoise them."""
 
     def __init__(self, pipe, concepts: list[str], n_latents: int = 8, seed: int = 0):
-        from ..models.conditioning import sample_latents
-
         prompts = [concepts[i % len(concepts)] for i in range(n_latents)]
         x0 = sample_latents(pipe, prompts, seed=seed)  # W0's own concept images: no image data needed
         scheduler = training_scheduler(pipe)
