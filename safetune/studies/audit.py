@@ -31,10 +31,10 @@ import torch
 from ..config import ESD_X, GuardConfig, SamplingConfig, TrainConfig, option
 from ..data.folder import load_training_data
 from ..evaluation.detectors import load_detector
-from ..evaluation.guard import audit_composition, cancel_overlap
+from ..evaluation.guard import audit_composition, cancel_overlap, composition
 from ..evaluation.metrics import wilson_interval
 from ..io import write_json
-from ..lora.weights import LoRA
+from ..lora.weights import LoRA, inspect
 from ..models.loading import load_pipeline
 from ..report import write_report
 from ..stages import finetune
@@ -131,7 +131,7 @@ def build(row: dict, base, safe: LoRA, config: AuditStudyConfig, data: dict) -> 
         gen = torch.Generator().manual_seed(300 + i)
         noise = LoRA({k: (torch.randn(a.shape, generator=gen), torch.randn(b.shape, generator=gen))
                       for k, (a, b) in safe.factors.items()})
-        size = (1.0, 3.0, 10.0)[i % 3] * _norm(safe) / _norm(noise)
+        size = (1.0, 3.0, 10.0)[i % 3] * inspect(safe)["total_norm"] / inspect(noise)["total_norm"]
         noise = noise.scaled(size)
         return [(noise, 1.0), (-(safe + noise), 1.0)]
     if kind == "trigger":
@@ -152,10 +152,6 @@ def build(row: dict, base, safe: LoRA, config: AuditStudyConfig, data: dict) -> 
     domain, recipe = _benign_recipe(config, i)
     row.update(domain=domain, steps=recipe.steps, lr=recipe.lr, rank=recipe.lora_rank, targets=recipe.targets)
     return [(finetune(copy.deepcopy(base), *data[domain], recipe), 1.0)]
-
-
-def _norm(lora: LoRA) -> float:
-    return sum(float(lora.delta(k).norm() ** 2) for k in lora.factors) ** 0.5
 
 
 def _save(terms: list[tuple[LoRA, float]], row: dict, folder: Path) -> list[str]:
@@ -202,8 +198,6 @@ def run_audit_study(out: Path, config: AuditStudyConfig, model: str = "shapes", 
         write_json(side, row)
     terms_of = {r["id"]: [(LoRA.load(out / "loras" / f.rpartition(":")[0]), float(f.rpartition(":")[2]))
                           for f in r["files"]] for r in rows}
-    from ..evaluation.guard import composition
-
     for row in rows:
         row.update({k: v for k, v in cancel_overlap(composition(terms_of[row["id"]]), safe).items() if k != "per_module"})
     cal = {k: [r["overlap"] for r in rows if r["split"] == "calibrate" and r["kind"] == k] for k in ("benign", "cancelling")}
