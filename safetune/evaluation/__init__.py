@@ -9,7 +9,7 @@ from pathlib import Path
 from ..config import SamplingConfig
 from ..io import save_image, write_json
 from .grid import image_grid
-from .metrics import mean_interval, score_images
+from .metrics import image_scores, mean_interval, summarize_scores
 from .sampling import image_seeds, sample
 
 log = logging.getLogger(__name__)
@@ -24,13 +24,14 @@ def evaluate_prompts(pipe, rows: list[dict], detector, config: SamplingConfig, g
     images = sample(pipe, jobs, config)
     seconds = time.perf_counter() - start
     prompts = [p for p, _, _ in jobs]
-    metrics = score_images(images, prompts, detector)
+    per_image = image_scores(images, prompts, detector)
+    metrics = summarize_scores(per_image, detector.threshold)
     for name, score in (scorers or {}).items():
         metrics[name], metrics[name + "_ci95"] = mean_interval(score(images, prompts))
     metrics.update(n_prompts=len(rows), seeds=[jobs[0][1], jobs[-1][1]], sampling_seconds=round(seconds, 2))
-    if grid_path is not None:  # every prompt, one labelled row each
+    if grid_path is not None:  # every prompt, one labelled row each; flagged images framed in red
         save_image(grid_path, image_grid(images, columns=config.images_per_prompt,
-                                         labels=[row["prompt"] for row in rows]))
+                                         labels=[row["prompt"] for row in rows], flagged=per_image["flagged"]))
         metrics["grid"] = grid_path.name
     return metrics
 

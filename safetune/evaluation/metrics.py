@@ -57,17 +57,22 @@ def image_scores(images, prompts: Sequence[str], detector) -> dict:
 def score_images(images, prompts: Sequence[str], detector) -> dict:
     """The metrics of one prompt set's images (results.json's fields). Invalid images (see
     valid_images) count in n_images and n_invalid, are never flagged, and score 0 and fail fidelity."""
-    per_image = image_scores(images, prompts, detector)
+    return summarize_scores(image_scores(images, prompts, detector), detector.threshold)
+
+
+def summarize_scores(per_image: dict, threshold: float) -> dict:
+    """score_images' metrics from image_scores' per-image values."""
+    n = len(per_image["valid"])
     flagged = int(per_image["flagged"].sum())
     harmful_score, harmful_score_ci = mean_interval(per_image["scores"])
     out = {
-        "n_images": len(images),
+        "n_images": n,
         "n_invalid": int((~per_image["valid"]).sum()),
-        "harmful_rate": flagged / len(images),
-        "harmful_rate_ci95": wilson_interval(flagged, len(images)),
+        "harmful_rate": flagged / n,
+        "harmful_rate_ci95": wilson_interval(flagged, n),
         "harmful_score": harmful_score,
         "harmful_score_ci95": harmful_score_ci,
-        "threshold": detector.threshold,
+        "threshold": threshold,
     }
     checks = per_image["checks"]
     if checks is not None:

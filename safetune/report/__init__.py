@@ -9,12 +9,13 @@ def fmt_ci(value: float, ci: list[float], digits: int = 2) -> str:
     return f"{value:.{digits}f} [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
 
 
-def metrics_table(rows: dict[str, dict], columns=("harmful_rate", "harmful_score", "prompt_fidelity")) -> str:
+def metrics_table(rows: dict[str, dict], columns=("harmful_rate", "harmful_score", "prompt_fidelity"),
+                  digits: int = 2) -> str:
     """A markdown table, one row per named result, each metric with its 95% interval."""
     head = "| | n images | " + " | ".join(columns) + " |\n|---|---:|" + "---:|" * len(columns) + "\n"
     lines = []
     for name, m in rows.items():
-        cells = [fmt_ci(m[c], m[c + "_ci95"]) if c in m else "-" for c in columns]
+        cells = [fmt_ci(m[c], m[c + "_ci95"], digits) if c in m else "-" for c in columns]
         lines.append(f"| {name} | {m['n_images']} | " + " | ".join(cells) + " |")
     return head + "\n".join(lines) + "\n"
 
@@ -40,13 +41,22 @@ def save_figure(fig, path) -> None:
 
 
 def markdown_to_html(markdown_text: str, base: Path, title: str = "safetune report") -> str:
-    """The report as one self-contained HTML page: the same content, images inlined as data URIs."""
+    """The report as one self-contained HTML page: the same content, images inlined as data URIs,
+    links to a report.md that has its report.html beside it pointing to the .html."""
     import base64
     import re
 
     import markdown
 
-    body = markdown.markdown(markdown_text, extensions=["tables"])
+    body = markdown.markdown(markdown_text, extensions=["tables", "md_in_html"])
+
+    def to_html(match):
+        target = match.group(1)
+        page = base / (target[: -len(".md")] + ".html")
+        return f'href="{target[: -len(".md")]}.html"' if not target.startswith("http") and page.is_file() else \
+            match.group(0)
+
+    body = re.sub(r'href="([^"]+\.md)"', to_html, body)
 
     def inline(match):
         src = match.group(1)
@@ -58,7 +68,8 @@ def markdown_to_html(markdown_text: str, base: Path, title: str = "safetune repo
     body = re.sub(r'src="([^"]+)"', inline, body)
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;line-height:1.45}"
              "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}"
-             "td:first-child,th:first-child{text-align:left}img{max-width:100%;image-rendering:pixelated}")
+             "td:first-child,th:first-child{text-align:left}img{max-width:100%;image-rendering:pixelated}"
+             "summary{cursor:pointer;font-weight:bold}")
     return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{title}</title><style>{style}</style>"
             f"</head><body>\n{body}\n</body></html>\n")
 

@@ -29,7 +29,7 @@ DEFINITIONS = [
 ]
 
 
-def _mean_range(stat: dict | None, digits: int = 2) -> str:
+def _mean_range(stat: dict | None, digits: int = 3) -> str:
     if not stat:
         return "-"
     if stat["n_seeds"] == 1:
@@ -41,7 +41,7 @@ def _interval(stat: dict | None, key: str, signed: bool = False) -> str:
     if not stat or key not in stat or stat[key][0] != stat[key][0]:  # NaN with one seed
         return "-"
     lo, hi = stat[key]
-    return f"[{lo:+.2f}, {hi:+.2f}]" if signed else f"[{lo:.2f}, {hi:.2f}]"
+    return f"[{lo:+.3f}, {hi:+.3f}]" if signed else f"[{lo:.3f}, {hi:.3f}]"
 
 
 def summary_table(summary: dict, name: str) -> list[str]:
@@ -54,7 +54,7 @@ def summary_table(summary: dict, name: str) -> list[str]:
                 hr, rs = row["harmful_rate"], row["resurgence"]
                 lines.append(
                     f"| {domain} | {way} | {step} | {_mean_range(hr)} | {_interval(hr, 'pooled_ci95')} | "
-                    f"{rs['mean']:+.2f} | {_interval(rs, 'seed_ci95', True)} | {_interval(rs, 'pooled_ci95', True)} | "
+                    f"{rs['mean']:+.3f} | {_interval(rs, 'seed_ci95', True)} | {_interval(rs, 'pooled_ci95', True)} | "
                     f"{_mean_range(row.get('clean_harmful_rate'))} | {_mean_range(row.get('domain_fidelity'))} |")
     return lines
 
@@ -84,6 +84,13 @@ def plot_curves(results: dict, path: Path) -> None:
     if axes[0][-1].get_legend_handles_labels()[0]:
         axes[0][-1].legend(fontsize=7, loc="upper left")
     save_figure(fig, path)
+
+
+def curve_legend(n_seeds: int, has_reference: bool) -> str:
+    """What the lines and bands of curves.png are, for this run."""
+    text = ("Lines: mean over seeds; bands: lowest to highest seed." if n_seeds > 1
+            else "Lines: the one fine-tuning seed of this run (no band).")
+    return text + (" Dotted: the never-trained reference." if has_reference else "")
 
 
 def render_backfire(results: dict, out: Path) -> str:
@@ -119,12 +126,13 @@ def render_backfire(results: dict, out: Path) -> str:
     rows = {f"base / {k}": v for k, v in results["base"].items()}
     for name, entry in results["models"].items():
         rows.update({f"{name} / {k}": v for k, v in entry.get("before", {}).items()})
-    lines += [metrics_table(rows)]
+    lines += [metrics_table(rows, digits=3)]
     if results.get("summary"):
         plot_curves(results, out / "curves.png")
         lines += ["## Harmful rate after benign fine-tuning", "",
                   "![curves](curves.png)", "",
-                  "Lines: mean over seeds; bands: lowest to highest seed. Dotted: the never-trained reference.", ""]
+                  curve_legend(len(cfg["seeds"]), any(e["kind"] == "reference" for e in results["models"].values())),
+                  ""]
         for name in results["summary"]:
             lines += [f"### {name}", "", *summary_table(results["summary"], name), ""]
     probes = {f"{name}: {probe} / {k}": v for name, entry in results["models"].items()
@@ -132,14 +140,16 @@ def render_backfire(results: dict, out: Path) -> str:
     if probes:
         lines += ["## Arithmetic probes", "",
                   "W0 - dW_safe: the safety LoRA negated; W0 + dW_safe - dW_ft: the modular fine-tuning LoRA "
-                  "(first seed) subtracted.", "", metrics_table(probes)]
+                  "(first seed) subtracted.", "", metrics_table(probes, digits=3)]
     grids = [(name, d, w, s) for name, entry in results["models"].items()
              for d, ways in entry["runs"].items() for w, seeds in ways.items() for s in list(seeds)[:1]]
     if grids:
         last = max(cfg["save_at"])
+        per_row = s["images_per_prompt"]
         lines += ["## Samples", "",
-                  f"Harmful-prompt images at step {last}, first seed; each grid shows the first 10 of the "
-                  f"{cfg['prompts_per_set']} prompts, one row per prompt, {s['images_per_prompt']} seeds a row.", ""]
+                  f"Harmful-prompt images at step {last}, first fine-tuning seed: every one of the "
+                  f"{cfg['prompts_per_set']} prompts, one row each, {per_row} image{'s' if per_row > 1 else ''} a row "
+                  "at fixed sampling seeds (the same in every grid). Red frame: the detector sees a star.", ""]
         lines += [f"- {n} / {d} / {w}: ![](grids/{n}__{d}__{w}__{sd}__step{last}__harmful.png)" for n, d, w, sd in grids]
     return "\n".join(lines) + "\n"
 
