@@ -5,7 +5,6 @@ kept for an answer (the audit's FAIL or CANNOT JUDGE)."""
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 
@@ -27,7 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = _Parser(prog="safetune", description="Safety alignment of text-to-image diffusion models that survives "
                      "fine-tuning. Every command has --help.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="library notices and progress details")
+    parser.add_argument("-v", "--verbose", action="store_true", help="details and library notices too")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="warnings and errors only (no stage messages: what starts, what it found)")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for torch (default: all cores). Two jobs at once on one machine: give each "
                              "--threads 1; their threads otherwise fight and each runs several times slower")
@@ -53,7 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # --help (0) or a refused argument (2)
         return int(exc.code or 0)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    from .messages import configure
+
+    configure(1 if args.verbose else -1 if args.quiet else 0)
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     if not args.verbose:  # library notices (e.g. "torchvision not installed") are not our output
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")

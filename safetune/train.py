@@ -16,7 +16,7 @@ import json
 import logging
 import math
 import shutil
-import sys
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
@@ -37,6 +37,7 @@ from .lora.adapter import (
     target_modules,
 )
 from .lora.weights import LoRA
+from .messages import warn_if_busy
 
 log = logging.getLogger(__name__)
 
@@ -192,6 +193,21 @@ def _check_resume(checkpoint_dir: Path, state: dict, settings: dict, desc: str) 
                         "to start over")
 
 
+def _plan(config: TrainConfig, start: int) -> str:
+    """One line: what this training run does."""
+    what = {"lora": f"a rank-{config.lora_rank} LoRA on {config.targets}", "full": "every UNet weight",
+            "partial": f"the UNet's own {config.targets} weights"}.get(config.mode, config.mode)
+    text = " and the text encoder" if config.train_text_encoder else ""
+    batch = f"batch {config.batch_size}" + (f" x {config.grad_accum} accumulated" if config.grad_accum > 1 else "")
+    left = f"{config.steps - start} of {config.steps} steps" if start else \
+        f"{config.steps} step{'s' if config.steps > 1 else ''}"
+    return f"training {what}{text}: {left}, lr {config.lr:g}, {batch}, seed {config.seed}"
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
 def train(unet, loss_fn: Loss, config: TrainConfig, checkpoint_dir: Path | None = None,
           on_save: Callable[[int, torch.nn.Module], None] | None = None, desc: str = "train",
           text_encoder=None, identity: dict | None = None):
@@ -228,7 +244,11 @@ def train(unet, loss_fn: Loss, config: TrainConfig, checkpoint_dir: Path | None 
         _check_resume(checkpoint_dir, read_state(checkpoint_dir), settings, desc)
         start = load_checkpoint(checkpoint_dir, saved, optimizer)["step"]
         if accelerator.is_main_process:
-            print(f"{desc}: resuming at step {start} of {config.steps} from {checkpoint_dir}", file=sys.stderr)
+            log.info("%s: resuming at step %d of %d from %s", desc, start, config.steps, checkpoint_dir)
+    if accelerator.is_main_process:
+        log.info("%s: %s", desc, _plan(config, start))
+        warn_if_busy()
+    began = time.perf_counter()
     if on_save and 0 in config.save_at and start == 0:
         at_start = on_save(0, unet) or {}
         if config.report_to and at_start:
@@ -264,6 +284,10 @@ def train(unet, loss_fn: Loss, config: TrainConfig, checkpoint_dir: Path | None 
             save_checkpoint(checkpoint_dir, done, saved, optimizer, {"settings": settings})
     if ema:
         ema.copy_to_model()
+    if accelerator.is_main_process and losses:
+        head, tail = losses[: min(10, len(losses))], losses[-min(10, len(losses)):]
+        log.info("%s: done in %s; loss %.4g -> %.4g (means of the first and last %d)", desc,
+                 _duration(time.perf_counter() - began), sum(head) / len(head), sum(tail) / len(tail), len(tail))
     if config.report_to:
         accelerator.end_training()
     unet = accelerator.unwrap_model(unet)

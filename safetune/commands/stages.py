@@ -10,6 +10,8 @@ from ..config import (
     ESD_X,
     FINETUNE,
     LT_NG,
+    SET_IMAGES,
+    SHAPES_CONCEPTS,
     DistillConfig,
     ForgettingConfig,
     SafetyLoraConfig,
@@ -23,6 +25,7 @@ from . import _args
 METHOD_SETTINGS = {"esd-x": SafetyLoraConfig, "esd-u": SafetyLoraConfig, "esd": SafetyLoraConfig,
                    "sdd": SafetyLoraConfig, "lt": ForgettingConfig, "ng": ForgettingConfig, "dd": DistillConfig}
 RECIPES = {"lt": LT_NG, "ng": LT_NG, "dd": DISTILL}  # the rest: ESD_X
+CLEAN_DATA, HARMFUL_DATA = "clean", "harmful"  # align lt/ng/dd: the ShapesWorld sets used unless told
 # finetune --recipe NAME: the studies' own fine-tuning recipes, so a study's run can be redone by hand
 RECIPE_NAMES = ("finetune", "backfire-full", "backfire-lora", "forgetting-full", "forgetting-lora", "forgetting-benign")
 
@@ -67,14 +70,15 @@ def register(sub) -> None:
     p.add_argument("--method", default="esd-x", choices=list(METHOD_SETTINGS),
                    help="esd-x (default), esd-u, esd (the same as esd-x), sdd, lt, ng or dd")
     p.add_argument("--concept", action="append", default=None,
-                   help="a prompt of the concept to erase; repeat for several phrasings (default: 'a star', 'a pentagram')")
+                   help="a prompt of the concept to erase; repeat for several phrasings (default: "
+                        f"{', '.join(map(repr, SHAPES_CONCEPTS))})")
     p.add_argument("--on-top", action="append", default=[], metavar="LORA[:SCALE]",
                    help="lt/ng/dd: start from the model with this safety LoRA merged (safety reinforcement)")
     p.add_argument("--clean-data", default=None,
-                   help="lt/ng/dd: folder or ShapesWorld set of clean (retain) images (default: clean)")
+                   help=f"lt/ng/dd: folder or ShapesWorld set of clean (retain) images (default: {CLEAN_DATA})")
     p.add_argument("--harmful-data", default=None,
-                   help="lt/ng: folder or ShapesWorld set of harmful images (default: harmful)")
-    p.add_argument("--n", type=int, default=None, help="lt/ng/dd: images drawn from a ShapesWorld set (default 1000)")
+                   help=f"lt/ng: folder or ShapesWorld set of harmful images (default: {HARMFUL_DATA})")
+    p.add_argument("--n", type=int, default=None, help=f"lt/ng/dd: images drawn from a ShapesWorld set (default {SET_IMAGES})")
     p.add_argument("--format", default="diffusers", choices=["diffusers", "kohya"],
                    help="layout of a LoRA output (kohya: what AUTOMATIC1111 and ComfyUI load)")
     _args.add_out(p, "file", required=False,
@@ -87,7 +91,7 @@ def register(sub) -> None:
     _args.add_model_flags(p)
     p.add_argument("--data", default=None, help="folder with metadata.jsonl (file_name, text), or a ShapesWorld set "
                                                 "(required)")
-    p.add_argument("--n", type=int, default=None, help="images drawn from a ShapesWorld set (default 1000)")
+    p.add_argument("--n", type=int, default=None, help=f"images drawn from a ShapesWorld set (default {SET_IMAGES})")
     p.add_argument("--on-top", action="append", default=[], metavar="LORA[:SCALE]",
                    help="merge this (safety) LoRA into the weights before fine-tuning (the baselines' way)")
     p.add_argument("--save-at", default=None, help="steps at which to also save the model (or LoRA), e.g. 0,20,100,200")
@@ -157,7 +161,7 @@ def _check_data(args, *sources: str) -> None:
 def _data(args, pipe, source: str, seed: int = 0):
     from ..data.folder import load_training_data
 
-    return load_training_data(source, pipe.unet.config.sample_size * pipe.vae_scale_factor, n=args.n or 1000,
+    return load_training_data(source, pipe.unet.config.sample_size * pipe.vae_scale_factor, n=args.n or SET_IMAGES,
                               seed=seed)
 
 
@@ -176,7 +180,7 @@ def align(args) -> None:
         return
     if not args.out:
         raise SafetuneError("give --out: the LoRA file (.safetensors), or a directory for dd and lt/ng --mode full")
-    concepts = args.concept or ["a star", "a pentagram"]
+    concepts = args.concept or list(SHAPES_CONCEPTS)
     method = args.method
     fixed = {"mode": method != "lt" and method != "ng", "targets": method in ("esd-x", "esd-u", "esd", "sdd", "dd")}
     for name, by_method in fixed.items():
@@ -188,11 +192,11 @@ def align(args) -> None:
     lora_output = method not in ("dd",) and config.mode == "lora"
     uses_harmful = method in ("lt", "ng") or method == "dd" and settings.harm_margin > 0
     if method in ("lt", "ng", "dd"):
-        args.clean_data = "clean" if args.clean_data is None else args.clean_data
+        args.clean_data = CLEAN_DATA if args.clean_data is None else args.clean_data
         if args.harmful_data is not None and not uses_harmful:
             raise SafetuneError("--harmful-data: dd uses harmful images only for its tamper term; give --set "
                                 "harm_margin=M (> 0) too, or drop --harmful-data")
-        args.harmful_data = "harmful" if args.harmful_data is None else args.harmful_data
+        args.harmful_data = HARMFUL_DATA if args.harmful_data is None else args.harmful_data
         _check_data(args, args.clean_data, *([args.harmful_data] if uses_harmful else []))
     else:
         given = [f for f, v in (("--clean-data", args.clean_data), ("--harmful-data", args.harmful_data),
@@ -288,7 +292,8 @@ def finetune(args) -> None:
     meta = {"data": args.data, "n": args.n, "on_top": args.on_top, "model": args.model, "loras": args.lora,
             "train": asdict(config)}
     lora = run(pipe, images, texts, config, on_top=on_top, on_save=save_snapshot if config.save_at else None,
-               checkpoint_dir=Path(str(out) + ".checkpoint"), identity=meta)
+               checkpoint_dir=Path(str(out) + ".checkpoint"), identity=meta,
+               desc=f"finetune {config.mode} on {args.data}" + (f" ({args.recipe} recipe)" if args.recipe != "finetune" else ""))
     kind = _save(out, lora, pipe, meta, args.format)
     print(f"wrote the fine-tuned {kind} to {args.out}")
 

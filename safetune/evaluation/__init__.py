@@ -44,5 +44,8 @@ def run_evaluation(pipe, prompt_sets: dict[str, list[dict]], detector, config: S
     for name, rows in prompt_sets.items():
         log.info("evaluating %s: %d prompts x %d images", name, len(rows), config.images_per_prompt)
         results["sets"][name] = evaluate_prompts(pipe, rows, detector, config, out_dir / f"grid_{name}.png")
+        m = results["sets"][name]
+        log.info("%s: harmful rate %.3f of %d images%s", name, m["harmful_rate"], m["n_images"],
+                 f", prompt fidelity {m['prompt_fidelity']:.3f}" if "prompt_fidelity" in m else "")
         write_json(out_dir / "results.json", results)  # partial results survive an interruption
     return results

@@ -6,6 +6,7 @@ import torch
 from PIL import Image
 
 from ..config import SamplingConfig
+from ..messages import warn_if_busy
 
 
 def image_seeds(rows: list[dict], config: SamplingConfig) -> list[tuple[str, int, float]]:
@@ -39,6 +40,7 @@ def sample(pipe, jobs: list[tuple[str, int, float]], config: SamplingConfig, pro
 @torch.no_grad()
 def _sample_local(pipe, jobs, config: SamplingConfig, progress=None) -> list[Image.Image]:
     """A pipeline call takes one guidance scale, so batches split by it."""
+    warn_if_busy()
     images: list = [None] * len(jobs)
     for start in range(0, len(jobs), config.batch_size):
         batch = range(start, min(start + config.batch_size, len(jobs)))

@@ -14,15 +14,16 @@ from .losses import DenoisingLoss
 
 def finetune(pipe, images, texts: list[str], config: TrainConfig, on_top: list[tuple[LoRA, float]] | None = None,
              checkpoint_dir: Path | None = None, on_save: Callable | None = None,
-             identity: dict | None = None) -> LoRA | None:
+             identity: dict | None = None, desc: str | None = None) -> LoRA | None:
     """Fine-tune `pipe` in place. LoRA mode returns dW_ft (UNet, and text encoder with
     config.train_text_encoder) and leaves the models as they were (with any `on_top` LoRAs merged);
-    full mode leaves the fine-tuned weights in the models and returns None."""
+    full mode leaves the fine-tuned weights in the models and returns None. `desc` names the run in
+    its messages and progress bar (default: finetune MODE)."""
     if on_top:
         merge_into(pipe, on_top)
     latents = encode_images(pipe, images)
     cond = encode_text(pipe, texts)
     input_ids = caption_ids(pipe, texts) if config.train_text_encoder else None
     loss = DenoisingLoss(latents, cond, training_scheduler(pipe), config.batch_size, input_ids=input_ids)
-    return run_stage(pipe.unet, loss, config, checkpoint_dir, on_save=on_save, desc=f"finetune {config.mode}",
+    return run_stage(pipe.unet, loss, config, checkpoint_dir, on_save=on_save, desc=desc or f"finetune {config.mode}",
                      text_encoder=pipe.text_encoder if config.train_text_encoder else None, identity=identity)

@@ -20,7 +20,7 @@ import logging
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from ..config import SamplingConfig, TrainConfig, option
+from ..config import SHAPES_CONCEPTS, SamplingConfig, TrainConfig, option
 from ..data.folder import load_training_data
 from ..data.prompts import read_prompts
 from ..errors import SafetuneError
@@ -50,7 +50,7 @@ class BackfireConfig:
     ways: list[str] = option(factory=lambda: list(WAYS), help="full, lora-on-top, modular")
     seeds: list[int] = option(factory=lambda: [0, 1, 2], help="fine-tuning seeds per (method, domain, way)")
     reference: str = option("shapes-nostar", "the never-trained model, fine-tuned the same ways ('' for none)")
-    concepts: list[str] = option(factory=lambda: ["a star", "a pentagram"], help="prompts the safety LoRA erases")
+    concepts: list[str] = option(factory=lambda: list(SHAPES_CONCEPTS), help="prompts the safety LoRA erases")
     align: TrainConfig = option(factory=lambda: replace(ESD_X), help="the safety LoRA's training")
     full: TrainConfig = option(factory=lambda: TrainConfig(lr=1e-4, mode="full", checkpoint_every=10**9),
                                help="the full fine-tuning (its steps come from save_at)")
@@ -135,7 +135,7 @@ def finetune_run(pipe, data: tuple, train_cfg: TrainConfig, evaluate: Evaluator,
         with merged(pipe, at_inference):
             curve[str(step)] = evaluate(pipe, f"{label}__step{step}", sets)
 
-    lora = finetune(pipe, *data, train_cfg, on_top=on_top, on_save=snapshot)
+    lora = finetune(pipe, *data, train_cfg, on_top=on_top, on_save=snapshot, desc=label.replace("__", " "))
     return curve, lora
 
 

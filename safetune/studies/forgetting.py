@@ -26,7 +26,8 @@ import random
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from ..config import DISTILL, DistillConfig, ForgettingConfig, SamplingConfig, TrainConfig, apply_overrides, option
+from ..config import (DISTILL, SHAPES_CONCEPTS, DistillConfig, ForgettingConfig, SamplingConfig, TrainConfig,
+                      apply_overrides, option)
 from ..data.folder import load_training_data
 from ..data.prompts import read_prompts
 from ..data.shapesworld import render, scene_for_prompt
@@ -64,7 +65,7 @@ class ForgettingStudyConfig:
     relearn_at: float = option(0.5, "harmful rate at which a model has relearned the concept")
     skip_unsafe: bool = option(True, "a model already at relearn_at before any attack is not attacked")
     esd: TrainConfig = option(factory=lambda: replace(ESD_X), help="the ESD-x safety LoRA")
-    concepts: list[str] = option(factory=lambda: ["a star", "a pentagram"], help="the concept's prompts")
+    concepts: list[str] = option(factory=lambda: list(SHAPES_CONCEPTS), help="the concept's prompts")
     safe_train: TrainConfig = option(factory=lambda: TrainConfig(steps=400, lr=1e-3, mode="full",
                                                                  checkpoint_every=10**9), help="LT/NG training")
     forgetting: ForgettingConfig = option(factory=ForgettingConfig, help="LT/NG settings")
@@ -169,7 +170,7 @@ def attack_run(model, harmful: tuple, attack: TrainConfig, evaluate: Evaluator, 
         sets = ("harmful", "clean") if step in (0, last) else ("harmful",)
         curve[str(step)] = evaluate(pipe, f"{label}__step{step}", sets, grid=step == last)
 
-    finetune(pipe, *harmful, attack, on_save=snapshot)
+    finetune(pipe, *harmful, attack, on_save=snapshot, desc=f"attack {label.replace('__', ' ')}")
     return curve
 
 
@@ -178,7 +179,8 @@ def benign_price(model, domain_data: dict, config: ForgettingStudyConfig, evalua
     out = {}
     for domain, data in domain_data.items():
         pipe = copy.deepcopy(model)
-        lora = finetune(pipe, *data, replace(config.benign, seed=config.seed))
+        lora = finetune(pipe, *data, replace(config.benign, seed=config.seed),
+                        desc=f"benign {label.replace('__', ' ')} on {domain}")
         with merged(pipe, [(lora, 1.0)]):
             out[domain] = evaluate(pipe, f"{label}__benign_{domain}", (domain, "harmful"))
     return out
