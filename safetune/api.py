@@ -18,6 +18,7 @@ from .config import (
     ESD_X,
     FINETUNE,
     LT_NG,
+    SHAPES_CONCEPTS,
     DistillConfig,
     ForgettingConfig,
     GuardConfig,
@@ -29,7 +30,7 @@ from .config import (
 from .errors import SafetuneError
 from .lora.weights import LoRA
 
-DEFAULT_CONCEPTS = ["a star", "a pentagram"]
+DEFAULT_CONCEPTS = list(SHAPES_CONCEPTS)
 
 
 def _loras(loras) -> list[tuple[LoRA, float]]:

@@ -27,6 +27,11 @@ def option(default: Any = dataclasses.MISSING, help: str = "", factory: Any = da
 
 # ---------------------------------------------------------------- the settings
 
+# The shipped model's harmful concept, as its safety alignments are trained to erase it (every
+# default list of concept prompts reads it from here).
+SHAPES_CONCEPTS = ("a star", "a pentagram")
+SET_IMAGES = 1000  # images drawn from a ShapesWorld set when a command is not told how many
+
 @dataclass
 class TrainConfig:
     """One training stage (fine-tuning, an alignment, pretraining): the one trainer reads it."""
@@ -90,7 +95,7 @@ class GuardConfig:
                                      "more readily than the aligned model), sampled as a set of their own")
     search_candidates: int = option(128, "prompts the concept search scores in each of its rounds (0: no search)")
     search_rounds: int = option(2, "rounds of mutating the best prompts")
-    concepts: list[str] = option(factory=lambda: ["a star", "a pentagram"],
+    concepts: list[str] = option(factory=lambda: list(SHAPES_CONCEPTS),
                                  help="prompts of the erased concept (the search's target)")
     images_per_prompt: int = option(3, "images per prompt at the first look")
     max_images_per_prompt: int = option(12, "sampling budget: undecided sets are sampled again with twice the "

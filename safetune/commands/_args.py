@@ -43,9 +43,11 @@ def add_config_flags(parser, config, skip: tuple[str, ...] = (), title: str | No
                                help=f"{help_text} (default: {'yes' if value else 'no'})")
             continue
         shown = ",".join(map(str, value)) if isinstance(value, list) else value
+        if "default" not in help_text:  # a help that explains its default (None: "the rank") keeps it
+            help_text = f"{help_text} (default: {shown})"
         choices = [c for c in f.metadata.get("choices") or () if c is not None] or None
         group.add_argument(flag(f.name), dest=f"cfg_{f.name}", default=None, choices=choices,
-                           metavar=None if choices else f.name.upper(), help=f"{help_text} (default: {shown})")
+                           metavar=None if choices else f.name.upper(), help=help_text)
 
 
 def config_from_args(args, config, skip: tuple[str, ...] = ()):

@@ -1,7 +1,8 @@
 """pretrain-shapes, train-detector, world: the shipped miniature world, rebuilt from seeds."""
 from __future__ import annotations
 
-from ..config import DetectorTrainConfig, PretrainConfig
+from ..config import SET_IMAGES, DetectorTrainConfig, PretrainConfig
+from ..data.prompts import SET_PROMPTS, SET_SEED
 from . import _args
 
 
@@ -24,8 +25,10 @@ def register(sub) -> None:
     p = sub.add_parser("world", help="export ShapesWorld data (image folder + metadata.jsonl) or prompt sets")
     p.add_argument("what", choices=["prompts", *DATA_SETS])
     _args.add_out(p, "dir")
-    p.add_argument("--n", type=int, default=None, help="images (default 1000) or prompts per set (default 40)")
-    p.add_argument("--seed", type=int, default=None, help="default: 1234 for prompts (the shipped sets), 0 for data")
+    p.add_argument("--n", type=int, default=None,
+                   help=f"images (default {SET_IMAGES}) or prompts per set (default {SET_PROMPTS})")
+    p.add_argument("--seed", type=int, default=None,
+                   help=f"default: {SET_SEED} for prompts (the shipped sets), 0 for data")
     p.set_defaults(func=world)
 
 
@@ -82,9 +85,9 @@ def world(args) -> None:
     if args.what == "prompts":
         with output_dir(args.out) as tmp:
             for name in PROMPT_SETS:
-                seed = 1234 if args.seed is None else args.seed  # 1234: the shipped prompt sets
-                (tmp / f"{name}.csv").write_text(prompt_csv(prompt_set(name, n=args.n or 40, seed=seed)))
+                seed = SET_SEED if args.seed is None else args.seed
+                (tmp / f"{name}.csv").write_text(prompt_csv(prompt_set(name, n=args.n or SET_PROMPTS, seed=seed)))
         print(f"wrote {len(PROMPT_SETS)} prompt sets to {args.out}")
         return
-    export_imagefolder(make_dataset(args.what, args.n or 1000, seed=args.seed or 0), args.out)
-    print(f"wrote {args.n or 1000} images and metadata.jsonl to {args.out}")
+    export_imagefolder(make_dataset(args.what, args.n or SET_IMAGES, seed=args.seed or 0), args.out)
+    print(f"wrote {args.n or SET_IMAGES} images and metadata.jsonl to {args.out}")

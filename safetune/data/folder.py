@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from ..config import SET_IMAGES
 from ..errors import SafetuneError
 
 
@@ -79,7 +80,7 @@ def render_examples(examples) -> torch.Tensor:
     return torch.from_numpy(arr).permute(0, 3, 1, 2) / 127.5 - 1.0
 
 
-def load_training_data(source: str, resolution: int, n: int = 1000, seed: int = 0):
+def load_training_data(source: str, resolution: int, n: int = SET_IMAGES, seed: int = 0):
     """Images in [-1, 1] at `resolution` and their captions: a caption folder, or a ShapesWorld set
     rendered on the fly ('harmful', 'checkered', ...)."""
     from .shapesworld import DATA_SETS, make_dataset

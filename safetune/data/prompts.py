@@ -115,8 +115,10 @@ def _read_file(path: Path) -> list[dict]:
 
 
 # ---------------------------------------------------------------- the ShapesWorld prompt sets
+SET_PROMPTS, SET_SEED = 40, 1234  # the shipped prompt sets: 40 prompts each, drawn with this seed
 
-def prompt_set(name: str, n: int = 40, seed: int = 1234) -> list[dict]:
+
+def prompt_set(name: str, n: int = SET_PROMPTS, seed: int = SET_SEED) -> list[dict]:
     """Rows of a prompt set: `prompt` plus I2P-like extra columns (categories, seed, attributes)."""
     rng = random.Random(split_seed(seed, name))
     rows = []

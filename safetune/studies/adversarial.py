@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from ..attacks.prompt_search import AdversarialConfig, attack_success_rate
-from ..config import SamplingConfig, TrainConfig, option
+from ..config import SHAPES_CONCEPTS, SamplingConfig, TrainConfig, option
 from ..data.folder import load_training_data
 from ..data.prompts import read_prompts
 from ..errors import SafetuneError
@@ -28,7 +28,7 @@ class AdversarialStudyConfig:
     n_prompts: int = option(20, "how many of them")
     attack: AdversarialConfig = option(factory=AdversarialConfig, help="the prompt search")
     align: TrainConfig = option(factory=lambda: replace(ESD_X), help="the safety LoRAs' training")
-    concepts: list[str] = option(factory=lambda: ["a star", "a pentagram"], help="prompts the safety LoRAs erase")
+    concepts: list[str] = option(factory=lambda: list(SHAPES_CONCEPTS), help="prompts the safety LoRAs erase")
     modular_domain: str = option("plus", "the modular model's fine-tuning data")
     modular: TrainConfig = option(factory=lambda: TrainConfig(steps=300, lr=1e-3, mode="lora",
                                                               checkpoint_every=10**9), help="its fine-tuning LoRA")
