@@ -1,7 +1,9 @@
 """Numbers in the docs are rendered from result files stored in the repository: a table that differs
-from what its stored data renders fails here (scripts/render_audit_docs.py renders them)."""
+from what its stored data renders fails here (scripts/render_audit_docs.py and render_demo_docs.py
+render them)."""
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 from safetune.studies.audit import render_audit
@@ -9,8 +11,8 @@ from safetune.studies.audit import render_audit
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _renderer():
-    spec = importlib.util.spec_from_file_location("render_audit_docs", ROOT / "scripts" / "render_audit_docs.py")
+def _renderer(name: str = "render_audit_docs"):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -22,3 +24,13 @@ def test_audit_report_and_readme_table_are_what_the_stored_results_render():
     assert _renderer().readme_block(stored) in (ROOT / "README.md").read_text()
     families = stored["families"]
     assert families["all malicious"]["n"] >= 20 and families["benign"]["n"] >= 20
+
+
+def test_demo_pages_are_what_the_stored_demo_renders():
+    stored = json.loads((ROOT / "docs" / "results" / "demo.json").read_text())
+    pages = _renderer("render_demo_docs").render(stored)
+    for page, text in pages.items():
+        assert (ROOT / "docs" / "results" / page).read_text() == text, page
+    for link in re.findall(r"\]\((demo-[^)]+)\)", pages["demo.md"] + pages["demo-backfire.md"]):
+        assert (ROOT / "docs" / "results" / link).is_file(), link
+    assert stored["backfire"]["config"]["prompts_per_set"] == 40 and stored["demo"]["comparison"] == "comparison.png"

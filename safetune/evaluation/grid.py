@@ -35,6 +35,7 @@ class GridLayout:
 
     @property
     def size(self) -> tuple[int, int]:
+        """(width, height) of the whole grid."""
         return (self.left + self.columns * (self.image_size + self.pad) + self.pad,
                 self.rows * (self.row_height + self.pad) + self.pad)
 
