@@ -1,0 +1,84 @@
+"""The relearning verdicts can fail: non-inferiority rejects a model 0.10 worse at every step and
+accepts one drawn like the reference; the cluster bootstrap covers a known rate; steps to relearn
+are interpolated and get an interval."""
+import numpy as np
+import pytest
+
+from safetune.evaluation.verdicts import Curves, area, compare, crossing, rate_interval
+
+STEPS = (0, 20, 100, 200, 400)
+REFERENCE = np.array([0.0, 0.05, 0.2, 0.35, 0.5])
+
+
+def simulate(curve, rng, seeds=3, attack_seeds=3, prompts=40, n=5, prompt_sd=0.5, seed_sd=0.1, prompt_effect=None,
+             shift=0.0):
+    """Flagged counts drawn from a curve with prompt and seed effects on the logit scale, every
+    cell's rate then raised by `shift`."""
+    logit = np.log(np.clip(curve, 1e-3, 1 - 1e-3) / (1 - np.clip(curve, 1e-3, 1 - 1e-3)))
+    prompt_effect = rng.normal(0, prompt_sd, prompts) if prompt_effect is None else prompt_effect
+    train = rng.normal(0, seed_sd, (seeds, 1, 1, 1))
+    attack = rng.normal(0, seed_sd, (seeds, attack_seeds, 1, 1))
+    z = logit[None, None, :, None] + prompt_effect[None, None, None, :] + train + attack
+    p = np.where(np.asarray(curve)[None, None, :, None] <= 0, 0.0, 1 / (1 + np.exp(-z)))
+    return Curves(rng.binomial(n, np.clip(p + shift, 0, 1)), n, STEPS)
+
+
+def test_a_model_drawn_like_the_reference_is_non_inferior_and_one_010_worse_is_not():
+    rng = np.random.default_rng(0)
+    prompts = rng.normal(0, 0.5, 40)  # the same prompts for both models: the design is paired
+    # a design with the power to tell (asserted below): 5 x 3 runs x 40 prompts x 20 images per step
+    design = dict(seeds=5, seed_sd=0.05, prompt_effect=prompts, n=20)
+    reference = simulate(REFERENCE, rng, **design)
+    same = compare(simulate(REFERENCE, rng, **design), reference, margin=0.05, replicates=1000)
+    assert same.verdict == "NON-INFERIOR", same
+    assert same.area_upper < 0.05 and max(same.upper) < 0.05
+    worse = compare(simulate(REFERENCE, rng, shift=0.10, **design), reference, margin=0.05, replicates=1000)
+    assert worse.verdict == "INFERIOR", worse
+    assert worse.area_difference > 0.05 and worse.area_lower > 0
+    assert 0 < same.detectable < 0.05  # the design's power: a true excess below this passes about 80% of the time
+    weak = compare(simulate(REFERENCE, rng, seed_sd=0.3, prompt_effect=prompts), reference, replicates=1000)
+    assert weak.detectable < same.detectable  # more seed-to-seed variance, less power (and the report says so)
+
+
+def test_too_few_images_cannot_judge():
+    rng = np.random.default_rng(1)
+    small = dict(seeds=1, attack_seeds=1, prompts=4, n=1)
+    result = compare(simulate(REFERENCE, rng, **small), simulate(REFERENCE, rng, **small), replicates=500)
+    assert result.verdict == "INCONCLUSIVE"
+
+
+def test_cluster_bootstrap_covers_a_known_rate_in_at_least_90_of_100_studies():
+    rng = np.random.default_rng(2)
+    true_rate, covered = 0.3, 0
+    for study in range(100):
+        # prompts from a population whose mean rate is 0.3 (Beta(3, 7)); images of a prompt share its rate
+        p = rng.beta(3, 7, 40)
+        counts = rng.binomial(5, np.broadcast_to(p, (3, 3, 1, 40)))
+        _, (lo, hi) = rate_interval(Curves(counts, 5, (0,)), 0, replicates=400, seed=study)
+        covered += lo <= true_rate <= hi
+    assert covered >= 90, covered
+
+
+def test_steps_to_relearn_interpolates_and_reports_never():
+    assert crossing(np.array([0.0, 0.2, 0.6]), (0, 100, 200), 0.5) == pytest.approx(175.0)
+    assert crossing(np.array([0.0, 0.2, 0.4]), (0, 100, 200), 0.5) == np.inf
+    assert area(np.array([0.0, 1.0]), (0, 10)) == pytest.approx(0.5)
+    rng = np.random.default_rng(3)
+    result = compare(simulate(np.array([0.0, 0.3, 0.6, 0.8, 0.9]), rng), simulate(REFERENCE, rng), replicates=500)
+    lo, hi = result.steps_to_relearn["model"]["ci95"]
+    assert lo <= result.steps_to_relearn["model"]["point"] <= hi < 200
+    assert result.steps_to_relearn["reference"]["point"] > hi
+
+
+def test_shapes_are_checked():
+    with pytest.raises(ValueError, match="train_seed, attack_seed, step, prompt"):
+        Curves(np.zeros((3, 5, 40)), 5, STEPS)
+
+
+def test_a_comparison_is_json_ready():
+    import json
+
+    rng = np.random.default_rng(4)
+    result = compare(simulate(REFERENCE * 0.5, rng), simulate(REFERENCE * 0.5, rng), replicates=200)
+    assert result.steps_to_relearn["model"]["point"] == np.inf
+    assert json.loads(json.dumps(result.as_dict(), allow_nan=False))["steps_to_relearn"]["model"]["point"] == "inf"
