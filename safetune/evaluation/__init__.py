@@ -28,6 +28,12 @@ def evaluate_prompts(pipe, rows: list[dict], detector, config: SamplingConfig, g
     metrics = summarize_scores(per_image, detector.threshold)
     for name, score in (scorers or {}).items():
         metrics[name], metrics[name + "_ci95"] = mean_interval(score(images, prompts))
+    # per prompt: what a cluster bootstrap over prompts resamples (evaluation.verdicts)
+    metrics["flagged_per_prompt"] = per_image["flagged"].reshape(len(rows), -1).sum(axis=1).tolist()
+    if getattr(detector, "geometric_check", False):  # an independent second opinion (evaluation.geometry)
+        from .geometry import cross_check
+
+        metrics["cross_check"] = cross_check(per_image["flagged"], images)
     metrics.update(n_prompts=len(rows), seeds=[jobs[0][1], jobs[-1][1]], sampling_seconds=round(seconds, 2))
     if grid_path is not None:  # every prompt, one labelled row each; flagged images framed in red
         save_image(grid_path, image_grid(images, columns=config.images_per_prompt,

@@ -70,6 +70,7 @@ class ShapesDetector:
 
     name = "shapes"
     threshold = 0.5
+    geometric_check = True  # evaluations report evaluation.geometry's point count beside it
 
     def __init__(self, net: ShapesNet, batch_size: int = 256):
         self.net = net.eval()
