@@ -196,6 +196,7 @@ def _check_resume(checkpoint_dir: Path, state: dict, settings: dict, desc: str) 
 def _plan(config: TrainConfig, start: int) -> str:
     """One line: what this training run does."""
     what = {"lora": f"a rank-{config.lora_rank} LoRA on {config.targets}", "full": "every UNet weight",
+            "token": "one new token's embedding (every weight frozen)",
             "partial": f"the UNet's own {config.targets} weights"}.get(config.mode, config.mode)
     text = " and the text encoder" if config.train_text_encoder else ""
     batch = f"batch {config.batch_size}" + (f" x {config.grad_accum} accumulated" if config.grad_accum > 1 else "")
@@ -211,7 +212,8 @@ def _duration(seconds: float) -> str:
 def train(unet, loss_fn: Loss, config: TrainConfig, checkpoint_dir: Path | None = None,
           on_save: Callable[[int, torch.nn.Module], None] | None = None, desc: str = "train",
           text_encoder=None, identity: dict | None = None):
-    """Train `unet` (and `text_encoder` with config.train_text_encoder) in place on `loss_fn`;
+    """Train `unet` (and `text_encoder` with config.train_text_encoder) in place on `loss_fn` (with
+    mode "token", only the parameters the loss holds: concept inversion's new token);
     returns (unet, per-step losses). A checkpoint in `checkpoint_dir` is resumed only if it was
     written with the same settings (`run_settings(config, identity)`)."""
     from accelerate import Accelerator
@@ -225,7 +227,11 @@ def train(unet, loss_fn: Loss, config: TrainConfig, checkpoint_dir: Path | None 
                               log_with=config.report_to, project_dir=config.logging_dir)
     if config.report_to:
         _init_trackers(accelerator, config, desc)
-    params = prepare_trainable(unet, config, text_encoder)
+    if config.mode == "token":  # concept inversion (stages.inversion): the loss holds the one trainable vector
+        unet.requires_grad_(False)
+        params = loss_fn.parameters()
+    else:
+        params = prepare_trainable(unet, config, text_encoder)
     if config.gradient_checkpointing:
         unet.enable_gradient_checkpointing()
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
