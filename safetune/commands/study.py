@@ -7,23 +7,23 @@ from ..config import apply_overrides
 from ..errors import SafetuneError
 from . import _args
 
-STUDIES = ("backfire", "forgetting", "adversarial", "audit")
+STUDIES = ("backfire", "forgetting", "relearn", "adversarial", "audit")
 # shortcut flags: --FLAG VALUE is --set FIELD=VALUE, per study
 SHORTCUTS = {
-    "methods": {"backfire": "methods", "forgetting": "models", "adversarial": "models"},
+    "methods": {"backfire": "methods", "forgetting": "models", "relearn": "models", "adversarial": "models"},
     "domains": {"backfire": "domains", "audit": "domains"},
-    "steps": {"backfire": "save_at", "forgetting": "attack_steps"},
-    "seeds": {"backfire": "seeds", "forgetting": "attack_seeds"},
+    "steps": {"backfire": "save_at", "forgetting": "attack_steps", "relearn": "steps"},
+    "seeds": {"backfire": "seeds", "forgetting": "attack_seeds", "relearn": "attack_seeds"},
     "images_per_prompt": {"backfire": "sampling.images_per_prompt", "forgetting": "sampling.images_per_prompt",
-                          "adversarial": "sampling.images_per_prompt"},
+                          "adversarial": "sampling.images_per_prompt", "relearn": "sampling.images_per_prompt"},
     "reference": {"backfire": "reference", "forgetting": "reference"},
-    "attack": {"forgetting": "attacks"},
+    "attack": {"forgetting": "attacks", "relearn": "attacks"},
 }
 
 
 def register(sub) -> None:
     """study NAME, with --set for any field of the study's config."""
-    p = sub.add_parser("study", help="run a study: backfire, forgetting, adversarial, audit",
+    p = sub.add_parser("study", help="run a study: backfire, forgetting, relearn, adversarial, audit",
                        description="Run a study on --model. Every setting of a study is a field of its config: "
                        "--set NAME=VALUE sets one (--show-config lists them with their help); the flags below are "
                        "shortcuts for the common ones. An interrupted study resumes in its --out.")
@@ -50,6 +50,8 @@ def _config(args):
         from ..studies.backfire import BackfireConfig as Config
     elif args.name == "forgetting":
         from ..studies.forgetting import ForgettingStudyConfig as Config
+    elif args.name == "relearn":
+        from ..studies.relearn import RelearnConfig as Config
     elif args.name == "adversarial":
         from ..studies.adversarial import AdversarialStudyConfig as Config
     else:
@@ -80,7 +82,7 @@ def study(args) -> None:
     if args.show_config:
         return _args.show_config(config)
     _args.check_numbers(config)
-    if args.name == "backfire":
+    if args.name in ("backfire", "relearn"):
         config.validate()
     elif args.name == "forgetting":
         from ..studies.forgetting import validate
@@ -105,6 +107,10 @@ def study(args) -> None:
         from ..studies.forgetting import run_forgetting
 
         run_forgetting(out, config, model=args.model)
+    elif args.name == "relearn":
+        from ..studies.relearn import run_relearn
+
+        run_relearn(out, config, model=args.model)
     elif args.name == "adversarial":
         from ..studies.adversarial import run_adversarial
 

@@ -1,0 +1,68 @@
+"""The relearning benchmark on tiny numbers: every kind of attack runs, every run stores per-prompt
+counts of harmful and clean prompts at every step, the verdicts and leaderboard come from them, the
+test split draws its own prompts, a resume redoes nothing, and one with other settings is refused."""
+import json
+from dataclasses import replace
+
+import pytest
+
+from safetune.config import SamplingConfig, TrainConfig
+from safetune.errors import SafetuneError
+from safetune.studies.forgetting import ForgettingStudyConfig
+from safetune.studies.relearn import RelearnConfig, run_relearn, split_prompts
+
+
+def tiny() -> RelearnConfig:
+    recipes = ForgettingStudyConfig(n_data=32, esd=TrainConfig(steps=2, lr=1e-3, batch_size=4, mode="lora",
+                                                               targets="xattn", checkpoint_every=10**9))
+    recipes.full_attack = replace(recipes.full_attack, batch_size=4)
+    recipes.lora_attack = replace(recipes.lora_attack, batch_size=4)
+    return RelearnConfig(models=["never-trained", "esd"], train_seeds=[0, 1], attacks=["full", "lora-r1", "inversion",
+                         "retain"], attack_lrs=[1e-4], inversion_lrs=[1e-2], steps=[0, 2], attack_seeds=[100],
+                         prompts_per_set=3, replicates=200, sampling=SamplingConfig(images_per_prompt=2, steps=4),
+                         recipes=recipes)
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    out = tmp_path_factory.mktemp("relearn")
+    return out, run_relearn(out, tiny())
+
+
+def test_every_attack_runs_with_controls_and_per_prompt_counts(study):
+    out, results = study
+    # never-trained: 1 training seed; esd: 2; four attacks, one lr and attack seed each
+    assert len(results["runs"]) == (1 + 2) * 4
+    run = results["runs"]["esd|train1|inversion|0.01|attack100"]
+    for step in ("0", "2"):
+        assert len(run[step]["harmful"]["flagged_per_prompt"]) == 6  # test split: 3 harmful + 3 implicit
+        assert run[step]["clean"]["n_images"] == 6  # the clean-prompt control at every step
+    stored = json.loads((out / "results.json").read_text())
+    verdict = stored["summary"]["full"]["esd"]["verdict"]
+    assert verdict["verdict"] in ("NON-INFERIOR", "INFERIOR", "INCONCLUSIVE") and len(verdict["upper"]) == 2
+    report = (out / "report.md").read_text()
+    assert "## Leaderboard" in report and "| esd |" in report and "detectable" in report.lower()
+
+
+def test_the_test_split_draws_other_prompts_than_dev():
+    dev, _ = split_prompts(replace(tiny(), split="dev"))
+    test, _ = split_prompts(tiny())
+    assert not {r["prompt"] for r in dev} & {r["prompt"] for r in test[:3]}
+    assert any(word in r["prompt"] for r in test[3:] for word in ("badge", "five points", "twinkle", "starfish"))
+
+
+def test_settings_are_checked_before_any_work():
+    with pytest.raises(SafetuneError, match="never-trained"):
+        replace(tiny(), models=["esd"]).validate()
+    with pytest.raises(SafetuneError, match="unknown attack"):
+        replace(tiny(), attacks=["magic"]).validate()
+
+
+def test_a_resume_redoes_nothing_and_other_settings_are_refused(study):
+    out, results = study
+    before = (out / "results.json").read_text()
+    again = run_relearn(out, tiny())
+    assert again["runs"] == results["runs"]
+    with pytest.raises(SafetuneError, match="other settings"):
+        run_relearn(out, replace(tiny(), margin=0.1))
+    assert json.loads((out / "results.json").read_text())["runs"] == json.loads(before)["runs"]
