@@ -9,7 +9,7 @@ import pytest
 from safetune.config import SamplingConfig, TrainConfig
 from safetune.errors import SafetuneError
 from safetune.studies.forgetting import ForgettingStudyConfig
-from safetune.studies.relearn import RelearnConfig, run_relearn, split_prompts
+from safetune.studies.relearn import RelearnConfig, next_lr, run_key, run_relearn, split_prompts
 
 
 def tiny() -> RelearnConfig:
@@ -19,7 +19,7 @@ def tiny() -> RelearnConfig:
     recipes.lora_attack = replace(recipes.lora_attack, batch_size=4)
     return RelearnConfig(models=["never-trained", "esd"], train_seeds=[0, 1], attacks=["full", "lora-r1", "inversion",
                          "retain"], attack_lrs=[1e-4], inversion_lrs=[1e-2], steps=[0, 2], attack_seeds=[100],
-                         prompts_per_set=3, replicates=200, sampling=SamplingConfig(images_per_prompt=2, steps=4),
+                         bracket=0, prompts_per_set=3, replicates=200, sampling=SamplingConfig(images_per_prompt=2, steps=4),
                          recipes=recipes)
 
 
@@ -66,3 +66,29 @@ def test_a_resume_redoes_nothing_and_other_settings_are_refused(study):
     with pytest.raises(SafetuneError, match="other settings"):
         run_relearn(out, replace(tiny(), margin=0.1))
     assert json.loads((out / "results.json").read_text())["runs"] == json.loads(before)["runs"]
+
+
+def _fake_runs(rates_by_lr: dict[float, float], diverged: float | None = None) -> dict:
+    """results.json of one model, one attack, one training and attack seed: a flat curve per lr."""
+    config = replace(tiny(), models=["never-trained"], attacks=["full"], train_seeds=[0], attack_lrs=[1e-4, 1e-3],
+                     bracket=2)
+    runs = {}
+    for lr, rate in rates_by_lr.items():
+        k = round(rate * 2)
+        point = {"harmful": {"flagged_per_prompt": [k] * 6}, "clean": {"flagged_per_prompt": [0] * 6}}
+        run = {"0": point, "2": point}
+        runs[run_key("never-trained", 0, "full", lr, 100)] = {"diverged": "loss nan", **run} if lr == diverged else run
+    from dataclasses import asdict
+
+    return {"config": asdict(config), "runs": runs}, config
+
+
+def test_the_lr_grid_grows_until_the_worst_lr_is_bracketed():
+    results, config = _fake_runs({1e-4: 0.0, 1e-3: 0.5})
+    assert next_lr(results, "never-trained", "full", [1e-4, 1e-3], config) == pytest.approx(3e-3)  # top is worst
+    results, _ = _fake_runs({1e-4: 0.0, 1e-3: 0.5, 3e-3: 0.0})
+    assert next_lr(results, "never-trained", "full", [1e-4, 1e-3, 3e-3], config) is None  # interior maximum
+    results, _ = _fake_runs({1e-4: 0.0, 1e-3: 0.5, 3e-3: 1.0}, diverged=3e-3)
+    assert next_lr(results, "never-trained", "full", [1e-4, 1e-3, 3e-3], config) is None  # divergence recorded
+    results, _ = _fake_runs({1e-4: 0.0, 1e-3: 0.5, 3e-3: 1.0, 9e-3: 1.0})
+    assert next_lr(results, "never-trained", "full", [1e-4, 1e-3, 3e-3, 9e-3], config) is None  # extensions spent

@@ -49,8 +49,9 @@ def render_relearn(results: dict, out: Path | None = None) -> str:
         "",
         f"Model `{results['model']}`; split **{cfg['split']}**; models {', '.join(cfg['models'])} (training seeds "
         f"{cfg['train_seeds']}; base and never-trained: their one pretraining); attacks {', '.join(cfg['attacks'])} "
-        f"(weight attacks at lr {cfg['attack_lrs']}, concept inversion at {cfg['inversion_lrs']}; each model's "
-        f"worst lr is reported); attack seeds {cfg['attack_seeds'] or 'the split default'}; steps {cfg['steps']}. "
+        f"(weight attacks at lr {cfg['attack_lrs']}, concept inversion at {cfg['inversion_lrs']}, each grid grown x3 "
+        f"past its top up to {cfg.get('bracket', 0)} times while the top lr is the worst; each model's worst lr is "
+        "reported, marked when it is still the top of its grid); attack seeds {cfg['attack_seeds'] or 'the split default'}; steps {cfg['steps']}. "
         f"Each point: {len(results['prompts'])} harmful prompts x {s['images_per_prompt']} images per run, clean "
         "prompts the same at every step.",
         "",
@@ -79,7 +80,9 @@ def render_relearn(results: dict, out: Path | None = None) -> str:
             cc = row.get("cross_check")
             check = f"{cc['agreement']:.3f} ({cc['n_checkable']})" if cc else "-"
             power = f"{row['verdict']['detectable']:+.3f}" if name != REFERENCE and "verdict" in row else "-"
-            lines.append(f"| {attack} | {name} | {row['worst_lr']} | {curve} | {clean} | {check} | {power} |")
+            worst = row["worst_lr"] + ("" if row.get("bracketed") else " (top of the grid)") + \
+                (f"; diverged at {', '.join(row['diverged_lrs'])}" if row.get("diverged_lrs") else "")
+            lines.append(f"| {attack} | {name} | {worst} | {curve} | {clean} | {check} | {power} |")
     lines += ["", "Detectable excess: the largest true difference from the reference that this design still "
               "declares non-inferior about 80% of the time; negative means even a model identical to the reference "
               "would rarely pass: the design needs more seeds or images, not a better model.", ""]

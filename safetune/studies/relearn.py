@@ -76,6 +76,8 @@ class RelearnConfig:
     attacks: list[str] = option(factory=lambda: list(ATTACKS), help=f"attacks: {', '.join(ATTACKS)}")
     attack_lrs: list[float] = option(factory=lambda: [1e-5, 1e-4, 1e-3], help="lr grid of the weight attacks")
     inversion_lrs: list[float] = option(factory=lambda: [3e-3, 1e-2, 3e-2], help="lr grid of concept inversion")
+    bracket: int = option(3, "times the grid may grow by x3 past its top while the worst lr is the top one (the "
+                             "worst case bracketed: an interior maximum, or divergence recorded); 0: the grid as given")
     steps: list[int] = option(factory=lambda: [0, 20, 100, 200, 400], help="attack steps evaluated")
     split: str = option("test", "dev (tuning) or test (reporting): prompts, sampling and attack seeds",
                         choices=tuple(SPLITS))
@@ -93,7 +95,7 @@ class RelearnConfig:
     def reduced(cls) -> "RelearnConfig":
         """Every kind of attack and verdict on small numbers (minutes on 2 cores)."""
         return cls(models=[REFERENCE, "esd"], train_seeds=[0, 1], attacks=["full", "lora-r4", "inversion", "retain"],
-                   attack_lrs=[1e-4], inversion_lrs=[1e-2], steps=[0, 50, 100], attack_seeds=[100],
+                   attack_lrs=[1e-4], inversion_lrs=[1e-2], bracket=0, steps=[0, 50, 100], attack_seeds=[100],
                    prompts_per_set=10, sampling=SamplingConfig(images_per_prompt=2))
 
     def validate(self) -> None:
@@ -108,6 +110,8 @@ class RelearnConfig:
         if not (self.train_seeds and self.attacks and self.attack_lrs and self.inversion_lrs and self.steps) \
                 or min(self.attack_lrs + self.inversion_lrs) <= 0 or min(self.steps) < 0:
             raise SafetuneError("train_seeds, attacks, attack_lrs, inversion_lrs and steps need values (lrs positive)")
+        if not 0 <= self.bracket <= 10:
+            raise SafetuneError(f"bracket {self.bracket}: give 0 to 10 extensions of the lr grid")
         if not 0 < self.margin < 1 or not 0 < self.alpha < 0.5:
             raise SafetuneError(f"margin {self.margin} and alpha {self.alpha}: give 0 < margin < 1, 0 < alpha < 0.5")
 
@@ -152,10 +156,14 @@ def attack_run(model, attack: str, recipe: TrainConfig, data: dict, prompts: tup
         curve[str(step)] = {"harmful": evaluate(pipe, harmful), "clean": evaluate(pipe, clean)}
 
     images, texts = data[ATTACKS[attack][0]]
-    if attack == "inversion":
-        invert(pipe, images, texts, CONCEPT_WORDS, recipe, on_save=snapshot, desc=f"attack {label}")
-    else:
-        finetune(pipe, images, texts, recipe, on_save=snapshot, desc=f"attack {label}")
+    try:
+        if attack == "inversion":
+            invert(pipe, images, texts, CONCEPT_WORDS, recipe, on_save=snapshot, desc=f"attack {label}")
+        else:
+            finetune(pipe, images, texts, recipe, on_save=snapshot, desc=f"attack {label}")
+    except FloatingPointError as exc:  # the lr is past what training survives: the top of the bracket
+        log.warning("%s", exc)
+        return {"diverged": str(exc), **curve}
     log.info("%s: harmful rate %s", label, {s: round(p["harmful"]["harmful_rate"], 3) for s, p in curve.items()})
     return curve
 
@@ -185,25 +193,57 @@ def run_relearn(out: Path, config: RelearnConfig, model: str = "shapes") -> dict
     results = {"study": "relearn", "model": model, "config": asdict(config), "prompts": [r["prompt"] for r in prompts[0]],
                "runs": previous.get("runs", {})}
     for name in config.models:
-        for train_seed in config.train_seeds_of(name):
-            pipe = None
-            for attack in config.attacks:
-                lrs = config.inversion_lrs if attack == "inversion" else config.attack_lrs
+        pipes = {}  # one model per training seed, built when first needed
+
+        def pipe_of(train_seed, name=name, pipes=pipes):
+            if train_seed not in pipes:
+                pipes[train_seed] = _model(name, train_seed, base, data, config, out)
+            return pipes[train_seed]
+
+        for attack in config.attacks:
+            lrs = list(config.inversion_lrs if attack == "inversion" else config.attack_lrs)
+            while True:
                 for lr in lrs:
-                    for seed in config.seeds():
-                        key = f"{name}|train{train_seed}|{attack}|{lr:g}|attack{seed}"
-                        if key in results["runs"]:
-                            continue
-                        if pipe is None:
-                            pipe = _model(name, train_seed, base, data, config, out)
-                        label = f"{name} train{train_seed} {attack} {lr:g} attack{seed}"
-                        curve = attack_run(pipe, attack, attack_recipe(config, attack, lr, seed), data, prompts,
-                                           evaluate, label)
-                        results["runs"][key] = curve
-                        write_json(results_path, results)
+                    for train_seed in config.train_seeds_of(name):
+                        for seed in config.seeds():
+                            key = run_key(name, train_seed, attack, lr, seed)
+                            if key in results["runs"]:
+                                continue
+                            label = f"{name} train{train_seed} {attack} {lr:g} attack{seed}"
+                            results["runs"][key] = attack_run(pipe_of(train_seed), attack,
+                                                              attack_recipe(config, attack, lr, seed), data, prompts,
+                                                              evaluate, label)
+                            write_json(results_path, results)
+                more = next_lr(results, name, attack, lrs, config)
+                if more is None:
+                    break
+                log.info("%s %s: the worst lr is the grid's top (%g); bracketing with %g", name, attack, lrs[-1], more)
+                lrs.append(more)
         _write_report(out, results)
     _write_report(out, results)
     return results
+
+
+def run_key(name: str, train_seed: int, attack: str, lr: float, seed: int) -> str:
+    """A run's key in results.json."""
+    return f"{name}|train{train_seed}|{attack}|{lr:g}|attack{seed}"
+
+
+def next_lr(results: dict, name: str, attack: str, lrs: list[float], config: RelearnConfig) -> float | None:
+    """The lr to add when the worst lr so far is the top of the grid (none diverged, extensions
+    left); None when the worst case is bracketed."""
+    grown = len(lrs) - len(config.inversion_lrs if attack == "inversion" else config.attack_lrs)
+    if grown >= config.bracket:
+        return None
+    top = max(lrs)
+    runs = [r for k, r in results["runs"].items() if k.startswith(f"{name}|") and k.split("|")[2] == attack]
+    if any("diverged" in r for r in runs):
+        return None
+    by_lr = {lr: curves_of(results, name, attack, f"{lr:g}") for lr in lrs}
+    areas = {lr: float(c.mean_curve().mean()) for lr, c in by_lr.items() if c is not None}
+    if top not in areas or areas[top] < max(areas.values()):  # ties go to the top: it may still rise above
+        return None
+    return top * 3
 
 
 def _model(name: str, train_seed: int, base, data: dict, config: RelearnConfig, out: Path):
@@ -229,7 +269,7 @@ def curves_of(results: dict, name: str, attack: str, lr: str, part: str = "harmf
         row = []
         for a in attack_seeds:
             run = results["runs"].get(f"{name}|train{t}|{attack}|{lr}|attack{a}")
-            if run is None:
+            if run is None or "diverged" in run:
                 return None
             row.append([run[str(s)][part]["flagged_per_prompt"] for s in steps])
         grid.append(row)
@@ -243,15 +283,18 @@ def summarize(results: dict) -> dict:
     cfg = results["config"]
     summary = {}
     for attack in cfg["attacks"]:
-        lrs = [f"{lr:g}" for lr in (cfg["inversion_lrs"] if attack == "inversion" else cfg["attack_lrs"])]
+        lrs = sorted({key.split("|")[3] for key in results["runs"] if key.split("|")[2] == attack}, key=float)
         per_model = {}
         for name in cfg["models"]:
             by_lr = {lr: c for lr in lrs if (c := curves_of(results, name, attack, lr)) is not None}
             if not by_lr:
                 continue
-            worst = max(by_lr, key=lambda lr: float(by_lr[lr].mean_curve().mean()))
+            worst = max(reversed(list(by_lr)), key=lambda lr: float(by_lr[lr].mean_curve().mean()))  # ties: higher lr
             clean = curves_of(results, name, attack, worst, "clean")
+            diverged = sorted({key.split("|")[3] for key, run in results["runs"].items()
+                               if key.startswith(f"{name}|") and key.split("|")[2] == attack and "diverged" in run})
             per_model[name] = {"worst_lr": worst, "curves": {lr: c.mean_curve().tolist() for lr, c in by_lr.items()},
+                               "bracketed": worst != list(by_lr)[-1] or bool(diverged), "diverged_lrs": diverged,
                                "clean_curve": clean.mean_curve().tolist(), "worst": by_lr[worst],
                                "cross_check": _cross_check(results, name, attack, worst)}
         reference = per_model.get(REFERENCE, {}).get("worst")
