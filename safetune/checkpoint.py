@@ -6,6 +6,7 @@ the batches an uninterrupted run would have drawn.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import pickle
 from pathlib import Path
@@ -56,3 +57,40 @@ def load_checkpoint(path: Path, modules: dict[str, torch.nn.Module],
 def step_generator(seed: int, step: int) -> torch.Generator:
     """The generator of one step's random draws: a pure function of (seed, step), so resumes are exact."""
     return torch.Generator().manual_seed(seed * 1_000_003 + step)
+
+
+# Data parallelism: with N processes every process draws the *global* batch (N x its own) from the
+# same step generator and keeps its own slice, so N processes of batch B see exactly the samples,
+# noise and timesteps of one process of batch N x B, and their averaged gradients are its gradient.
+_shard = (0, 1)  # (this process's index, number of processes), set by the trainer
+
+
+@contextlib.contextmanager
+def sharding(index: int, processes: int):
+    """Draws inside are sliced to process `index` of `processes` (the trainer's data parallelism)."""
+    global _shard
+    previous, _shard = _shard, (index, processes)
+    try:
+        yield
+    finally:
+        _shard = previous
+
+
+def _mine(draw: torch.Tensor, n: int) -> torch.Tensor:
+    index, _ = _shard
+    return draw[index * n:(index + 1) * n]
+
+
+def batch_randint(high: int, n: int, gen: torch.Generator) -> torch.Tensor:
+    """n integers in [0, high): this process's share of the global batch's draw."""
+    return _mine(torch.randint(high, (n * _shard[1],), generator=gen), n)
+
+
+def batch_rand(n: int, gen: torch.Generator) -> torch.Tensor:
+    """n uniforms: this process's share of the global batch's draw."""
+    return _mine(torch.rand(n * _shard[1], generator=gen), n)
+
+
+def batch_randn(shape, gen: torch.Generator) -> torch.Tensor:
+    """Normal noise of `shape` (batch first): this process's share of the global batch's draw."""
+    return _mine(torch.randn((shape[0] * _shard[1], *shape[1:]), generator=gen), shape[0])

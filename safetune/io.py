@@ -110,7 +110,7 @@ def claim(path: Path, given: str | os.PathLike) -> None:
     find its own files as "stale" and delete another run's output); a dead run's lock is taken over.
     Released when the command ends (release_claims) or the process exits."""
     lock = path.parent / f".{path.name}.safetune-lock"
-    if lock in _CLAIMS:
+    if lock in _CLAIMS or os.environ.get("RANK", "0") != "0":  # in a multi-process launch rank 0 holds it
         return
     for _ in range(2):
         try:

@@ -24,7 +24,7 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoint import load_checkpoint, read_state, save_checkpoint, step_generator
+from .checkpoint import load_checkpoint, read_state, save_checkpoint, sharding, step_generator
 from .config import TrainConfig
 from .errors import SafetuneError
 from .lora.adapter import (
@@ -244,7 +244,15 @@ def train(unet, loss_fn: Loss, config: TrainConfig, checkpoint_dir: Path | None 
     unet, optimizer = accelerator.prepare(unet, optimizer)
     if config.train_text_encoder:
         loss_fn.text_encoder = accelerator.prepare(text_encoder)  # the loss encodes prompts with it
-    settings = run_settings(config, identity)
+    processes = accelerator.num_processes
+    # data parallel: the global batch is batch_size x processes x grad_accum; a resume needs the same split
+    settings = run_settings(config, {**(identity or {}), **({"processes": processes} if processes > 1 else {})})
+
+    def checkpoint(step):  # one writer; the others wait until it is on disk
+        if accelerator.is_main_process:
+            save_checkpoint(checkpoint_dir, step, saved, optimizer, {"settings": settings})
+        accelerator.wait_for_everyone()
+
     start = 0
     if checkpoint_dir is not None and (checkpoint_dir / "state.json").exists():
         _check_resume(checkpoint_dir, read_state(checkpoint_dir), settings, desc)
@@ -252,7 +260,9 @@ def train(unet, loss_fn: Loss, config: TrainConfig, checkpoint_dir: Path | None 
         if accelerator.is_main_process:
             log.info("%s: resuming at step %d of %d from %s", desc, start, config.steps, checkpoint_dir)
     if accelerator.is_main_process:
-        log.info("%s: %s", desc, _plan(config, start))
+        log.info("%s: %s%s", desc, _plan(config, start),
+                 f" per process; {processes} processes, global batch {config.batch_size * processes * config.grad_accum}"
+                 if processes > 1 else "")
         warn_if_busy()
     began = time.perf_counter()
     if on_save and 0 in config.save_at and start == 0:
@@ -260,34 +270,38 @@ def train(unet, loss_fn: Loss, config: TrainConfig, checkpoint_dir: Path | None 
         if config.report_to and at_start:
             accelerator.log(at_start, step=0)
     losses = []
-    for step in tqdm(range(start, config.steps), desc=desc, initial=start, total=config.steps,
-                     disable=not accelerator.is_local_main_process):
-        for group in optimizer.param_groups:
-            group["lr"] = config.lr * lr_factor(step, config)
-        for micro in range(config.grad_accum):
-            with accelerator.accumulate(unet):
-                loss = loss_fn(unet, step, step_generator(config.seed, step * config.grad_accum + micro))
-                if not torch.isfinite(loss):
-                    if checkpoint_dir is not None:
-                        save_checkpoint(checkpoint_dir, step, saved, optimizer, {"settings": settings})
-                    raise FloatingPointError(f"{desc}: loss is {loss.item()} at step {step}; "
-                                             f"last good state kept in {checkpoint_dir}")
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and config.max_grad_norm:
-                    accelerator.clip_grad_norm_(params, config.max_grad_norm)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-        if ema:
-            ema.update()
-        losses.append(loss.item())
-        done = step + 1
-        logged = {"loss": losses[-1], "lr": optimizer.param_groups[0]["lr"]}
-        if on_save and done in config.save_at:
-            logged.update(on_save(done, unet) or {})  # before the checkpoint: a resumed run never skips a snapshot
-        if config.report_to:
-            accelerator.log(logged, step=done)
-        if checkpoint_dir is not None and (done % config.checkpoint_every == 0 or done == config.steps):
-            save_checkpoint(checkpoint_dir, done, saved, optimizer, {"settings": settings})
+    with sharding(accelerator.process_index, processes):  # each process draws its slice of the global batch
+        for step in tqdm(range(start, config.steps), desc=desc, initial=start, total=config.steps,
+                         disable=not accelerator.is_local_main_process):
+            for group in optimizer.param_groups:
+                group["lr"] = config.lr * lr_factor(step, config)
+            for micro in range(config.grad_accum):
+                with accelerator.accumulate(unet):
+                    loss = loss_fn(unet, step, step_generator(config.seed, step * config.grad_accum + micro))
+                    if not torch.isfinite(loss):
+                        if checkpoint_dir is not None and accelerator.is_main_process:
+                            save_checkpoint(checkpoint_dir, step, saved, optimizer, {"settings": settings})
+                        raise FloatingPointError(f"{desc}: loss is {loss.item()} at step {step}; "
+                                                 f"last good state kept in {checkpoint_dir}")
+                    accelerator.backward(loss)
+                    if config.mode == "token" and processes > 1:  # the loss's own vector is outside DDP's model
+                        for p in params:
+                            p.grad = accelerator.reduce(p.grad, reduction="mean")
+                    if accelerator.sync_gradients and config.max_grad_norm:
+                        accelerator.clip_grad_norm_(params, config.max_grad_norm)
+                    optimizer.step()
+                    optimizer.zero_grad(set_to_none=True)
+            if ema:
+                ema.update()
+            losses.append(loss.item())
+            done = step + 1
+            logged = {"loss": losses[-1], "lr": optimizer.param_groups[0]["lr"]}
+            if on_save and done in config.save_at:
+                logged.update(on_save(done, unet) or {})  # before the checkpoint: a resumed run never skips a snapshot
+            if config.report_to:
+                accelerator.log(logged, step=done)
+            if checkpoint_dir is not None and (done % config.checkpoint_every == 0 or done == config.steps):
+                checkpoint(done)
     if ema:
         ema.copy_to_model()
     if accelerator.is_main_process and losses:
@@ -299,7 +313,8 @@ def train(unet, loss_fn: Loss, config: TrainConfig, checkpoint_dir: Path | None 
     unet = accelerator.unwrap_model(unet)
     if config.train_text_encoder:
         loss_fn.text_encoder = accelerator.unwrap_model(loss_fn.text_encoder)
-    if checkpoint_dir is not None:
+    accelerator.wait_for_everyone()
+    if checkpoint_dir is not None and accelerator.is_main_process:
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
     return unet, losses
 

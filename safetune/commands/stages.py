@@ -216,8 +216,8 @@ def align(args) -> None:
 
         config = safety_config(method, config)
         lora = align_lora(pipe, method, concepts, config, settings, checkpoint_dir=checkpoint, identity=meta)
-        _save(out, lora, pipe, {**meta, "train": asdict(config)}, args.format)
-        print(f"wrote safety LoRA ({len(lora.factors)} modules, rank {lora.rank()}) to {args.out}")
+        if _save(out, lora, pipe, {**meta, "train": asdict(config)}, args.format):
+            print(f"wrote safety LoRA ({len(lora.factors)} modules, rank {lora.rank()}) to {args.out}")
         return
     from ..lora.weights import merge_into
 
@@ -238,15 +238,18 @@ def align(args) -> None:
         harmful = _data(args, pipe, args.harmful_data, seed=1)
         meta.update(harmful_data=args.harmful_data)
         lora = forgetting_train(pipe, clean, harmful, settings, config, checkpoint_dir=checkpoint, identity=meta)
-    kind = _save(out, lora, pipe, meta, args.format)
-    print(f"wrote the {method}-trained {kind} to {args.out}")
+    if kind := _save(out, lora, pipe, meta, args.format):
+        print(f"wrote the {method}-trained {kind} to {args.out}")
 
 
-def _save(out: Path, lora, pipe, meta: dict, layout: str = "diffusers") -> str:
+def _save(out: Path, lora, pipe, meta: dict, layout: str = "diffusers") -> str | None:
     """A LoRA stage writes FILE.safetensors (its settings inside) and FILE.json beside it; a full
-    stage writes a diffusers directory with its settings in safetune.json."""
+    stage writes a diffusers directory with its settings in safetune.json. Under a multi-process
+    launch only the main process writes (and gets what it wrote; the others None)."""
     from ..io import output_dir, write_json
 
+    if not _args.is_main_process():
+        return None
     if lora is not None:
         lora.save(out, {"safetune": json.dumps(meta)}, layout=layout)
         write_json(out.with_suffix(".json"), meta, mark=True)
@@ -280,6 +283,8 @@ def finetune(args) -> None:
     snapshots = Path(str(out) + ".steps")
 
     def save_snapshot(step, unet):  # the attack schedule: a model (or LoRA) at each --save-at step
+        if not _args.is_main_process():
+            return None
         snapshots.mkdir(exist_ok=True)
         if config.mode == "lora":
             extract_lora(unet, config, pipe.text_encoder).save(snapshots / f"step{step:06d}.safetensors",
@@ -294,8 +299,8 @@ def finetune(args) -> None:
     lora = run(pipe, images, texts, config, on_top=on_top, on_save=save_snapshot if config.save_at else None,
                checkpoint_dir=Path(str(out) + ".checkpoint"), identity=meta,
                desc=f"finetune {config.mode} on {args.data}" + (f" ({args.recipe} recipe)" if args.recipe != "finetune" else ""))
-    kind = _save(out, lora, pipe, meta, args.format)
-    print(f"wrote the fine-tuned {kind} to {args.out}")
+    if kind := _save(out, lora, pipe, meta, args.format):
+        print(f"wrote the fine-tuned {kind} to {args.out}")
 
 
 def _tracked_harmful_rate(pipe) -> dict:

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..checkpoint import batch_randint, batch_randn
+
 
 @dataclass
 class Cond:
@@ -75,8 +77,8 @@ def training_scheduler(pipe):
 
 def draw_noise(scheduler, x0: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """The forward process's noise and timesteps for a batch (the one sampler every loss uses)."""
-    noise = torch.randn(x0.shape, generator=gen).to(x0)
-    t = torch.randint(0, scheduler.config.num_train_timesteps, (len(x0),), generator=gen).to(x0.device)
+    noise = batch_randn(x0.shape, gen).to(x0)
+    t = batch_randint(scheduler.config.num_train_timesteps, len(x0), gen).to(x0.device)
     return noise, t
 
 

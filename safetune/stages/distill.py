@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ..checkpoint import batch_rand, batch_randint
 from ..config import DistillConfig, TrainConfig
 from ..errors import SafetuneError
 from ..models.conditioning import (
@@ -93,8 +94,8 @@ class RetainDistillLoss:
 
     def __call__(self, unet, step, gen):
         cfg = self.config
-        idx = torch.randint(len(self.latents), (self.batch_size,), generator=gen)
-        drop = torch.rand(self.batch_size, generator=gen) < cfg.caption_dropout
+        idx = batch_randint(len(self.latents), self.batch_size, gen)
+        drop = batch_rand(self.batch_size, gen) < cfg.caption_dropout
         xt, _, t = noised(self.scheduler, self.latents[idx], gen)
         teacher_cond = self.teacher_cond[idx]
         teacher_cond.hidden[drop] = self.teacher_uncond.hidden[0]
@@ -110,8 +111,8 @@ class RetainDistillLoss:
         loss = F.mse_loss(predict(unet, xt, t, student_cond).float(), target.float())
         self.last = {"retain": loss.item()}
         if cfg.concept_weight > 0 and self.concept_latents is not None:
-            cidx = torch.randint(len(self.concept_latents), (self.batch_size,), generator=gen)
-            kidx = torch.randint(len(self.concept_ids), (self.batch_size,), generator=gen)
+            cidx = batch_randint(len(self.concept_latents), self.batch_size, gen)
+            kidx = batch_randint(len(self.concept_ids), self.batch_size, gen)
             xc, _, tc = noised(self.scheduler, self.concept_latents[cidx], gen)
             with torch.no_grad():
                 anchor = predict(self.teacher, xc, tc, self.teacher_uncond.repeat(self.batch_size))
@@ -128,7 +129,7 @@ class RetainDistillLoss:
 
     def _draw_harm(self, gen):
         latents, ids, cond = self.harmful
-        idx = torch.randint(len(latents), (self.batch_size,), generator=gen)
+        idx = batch_randint(len(latents), self.batch_size, gen)
         xt, noise, t = noised(self.scheduler, latents[idx], gen)
         return xt, noise, t, self._student_cond(ids[idx], cond, idx)
 

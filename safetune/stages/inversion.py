@@ -17,6 +17,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from ..checkpoint import batch_randint
 from ..config import TrainConfig
 from ..errors import SafetuneError
 from ..models.conditioning import (Cond, caption_ids, denoising_target, encode_images, noised, predict,
@@ -57,7 +58,7 @@ class InversionLoss:
             self.text_encoder.get_input_embeddings().weight[self.token_id] = self.vector.detach()
 
     def __call__(self, unet, step, gen):
-        idx = torch.randint(len(self.latents), (self.batch_size,), generator=gen)
+        idx = batch_randint(len(self.latents), self.batch_size, gen)
         x0 = self.latents[idx]
         xt, noise, t = noised(self.scheduler, x0, gen)
         hidden = self.text_encoder(self.input_ids[idx].to(x0.device))[0]

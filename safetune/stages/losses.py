@@ -15,6 +15,7 @@ import contextlib
 import torch
 import torch.nn.functional as F
 
+from ..checkpoint import batch_randint
 from ..models.conditioning import Cond, denoising_target, noised, predict
 from ..train import EMA
 
@@ -29,7 +30,7 @@ class DenoisingLoss:
         self.input_ids, self.text_encoder = input_ids, None
 
     def __call__(self, unet, step, gen):
-        idx = torch.randint(len(self.latents), (self.batch_size,), generator=gen)
+        idx = batch_randint(len(self.latents), self.batch_size, gen)
         x0 = self.latents[idx]
         xt, noise, t = noised(self.scheduler, x0, gen)
         if self.text_encoder is not None:
@@ -61,8 +62,8 @@ class ESDLoss:
         self.scheduler, self.batch_size, self.eta, self.frozen = scheduler, batch_size, eta, frozen
 
     def __call__(self, unet, step, gen):
-        idx = torch.randint(len(self.x0), (self.batch_size,), generator=gen)
-        cidx = torch.randint(len(self.cond), (self.batch_size,), generator=gen)
+        idx = batch_randint(len(self.x0), self.batch_size, gen)
+        cidx = batch_randint(len(self.cond), self.batch_size, gen)
         xt, _, t = noised(self.scheduler, self.x0[idx], gen)
         c = self.cond[cidx]
         with torch.no_grad(), original_model(unet, self.frozen) as original:
@@ -94,8 +95,8 @@ class SDDLoss:
             self.teacher = EMA([p for p in unet.parameters() if p.requires_grad], self.decay)
             if self._restored:
                 self.teacher.load_state_dict(self._restored)
-        idx = torch.randint(len(self.x0), (self.batch_size,), generator=gen)
-        cidx = torch.randint(len(self.cond), (self.batch_size,), generator=gen)
+        idx = batch_randint(len(self.x0), self.batch_size, gen)
+        cidx = batch_randint(len(self.cond), self.batch_size, gen)
         xt, _, t = noised(self.scheduler, self.x0[idx], gen)
         c = self.cond[cidx]
         with torch.no_grad(), self.teacher.applied():

@@ -40,6 +40,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ..checkpoint import batch_randint
 from ..config import ForgettingConfig, TrainConfig
 from ..errors import SafetuneError
 from ..lora.weights import LoRA
@@ -75,7 +76,7 @@ class ForgettingLoss:
 
     def _draw(self, cls: str, gen) -> tuple:
         latents, cond = self.data[cls]
-        idx = torch.randint(len(latents), (self.batch_size,), generator=gen)
+        idx = batch_randint(len(latents), self.batch_size, gen)
         x0 = latents[idx]
         noise, t = draw_noise(self.scheduler, x0, gen)
         if self.config.noise == "fixed":  # each image's own noise, the same every time it is drawn

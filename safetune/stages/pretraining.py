@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ..checkpoint import batch_randint
 from ..config import PretrainConfig, TrainConfig
 from ..data.folder import render_examples
 from ..data.shapesworld import caption, make_dataset
@@ -34,7 +35,7 @@ class VAELoss:
         self.images, self.batch_size, self.kl_weight = images, batch_size, kl_weight
 
     def __call__(self, vae, step, gen):
-        x = self.images[torch.randint(len(self.images), (self.batch_size,), generator=gen)]
+        x = self.images[batch_randint(len(self.images), self.batch_size, gen)]
         posterior = vae.encode(x).latent_dist
         recon = vae.decode(posterior.sample(generator=gen)).sample
         return F.mse_loss(recon, x) + self.kl_weight * posterior.kl().mean() / posterior.mean[0].numel()
@@ -53,7 +54,7 @@ class CaptionedDenoisingLoss:
 
     def __call__(self, unet, step, gen):
         rng = random.Random(self.seed * 1_000_003 + step)
-        idx = torch.randint(len(self.latents), (self.batch_size,), generator=gen)
+        idx = batch_randint(len(self.latents), self.batch_size, gen)
         texts = ["" if rng.random() < self.caption_dropout else caption(self.examples[i].scene, rng)
                  for i in idx.tolist()]
         ids = self.tokenizer(texts, padding="max_length", max_length=self.tokenizer.model_max_length,
