@@ -34,3 +34,13 @@ def test_demo_pages_are_what_the_stored_demo_renders():
     for link in re.findall(r"\]\((demo-[^)]+)\)", pages["demo.md"] + pages["demo-backfire.md"]):
         assert (ROOT / "docs" / "results" / link).is_file(), link
     assert stored["backfire"]["config"]["prompts_per_set"] == 40 and stored["demo"]["comparison"] == "comparison.png"
+
+
+def test_benchmark_page_and_readme_leaderboard_are_what_the_stored_runs_render():
+    from safetune.report.relearn import render_relearn
+
+    renderer = _renderer("render_benchmark_docs")
+    results = renderer.with_summary(json.loads((ROOT / "docs" / "results" / "benchmark.json").read_text()))
+    assert (ROOT / "docs" / "results" / "benchmark.md").read_text() == render_relearn(results)
+    assert renderer.readme_block(results) in (ROOT / "README.md").read_text()
+    assert "summary" not in json.loads((ROOT / "docs" / "results" / "benchmark.json").read_text())
