@@ -298,6 +298,18 @@ def apply_overrides(config, assignments: list[str] | None):
     return config
 
 
+def from_dict(cls, data: dict):
+    """A config dataclass (nested ones too) from its asdict() form, e.g. a run's stored spec."""
+    hints = _hints(cls)
+    values = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            continue
+        kind, value = hints[f.name], data[f.name]
+        values[f.name] = from_dict(kind, value) if dataclasses.is_dataclass(kind) and isinstance(value, dict) else value
+    return cls(**values)
+
+
 def describe(config, prefix: str = "") -> list[str]:
     """Every setting of `config` as "name = value  help", nested groups flattened with dots."""
     lines = []

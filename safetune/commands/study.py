@@ -41,6 +41,9 @@ def register(sub) -> None:
     p.add_argument("--reference", default=None, help="the never-trained model ('' for none; the default: --show-config)")
     p.add_argument("--attack", default=None, help="forgetting: the attacks, e.g. full,lora (the default: --show-config)")
     p.add_argument("--train-text-encoder", action="store_true", help="backfire: fine-tune the text encoder too")
+    from ..studies.executor import ExecutorConfig
+
+    _args.add_config_flags(p, ExecutorConfig(), title="relearn: where its runs execute")
     _args.add_set(p, "study's")
     p.set_defaults(func=study)
 
@@ -74,11 +77,23 @@ def _config(args):
     return config
 
 
+def _executor(args):
+    from ..studies.executor import ExecutorConfig
+
+    executor = _args.config_from_args(args, ExecutorConfig())
+    if executor.executor == "ray" and not 0 <= executor.gpus <= 64:
+        raise SafetuneError(f"--gpus {executor.gpus}: give 0 (CPU) to 64; a fraction packs runs on one GPU")
+    return executor
+
+
 def study(args) -> None:
     """`safetune study NAME`: run (or resume) a study in --out."""
     from ..io import claim_study_dir
 
     config = _config(args)
+    executor = _executor(args)
+    if executor.executor != "local" and args.name != "relearn":
+        raise SafetuneError(f"--executor {executor.executor}: the relearn study runs as tasks; {args.name} runs in this process")
     if args.show_config:
         return _args.show_config(config)
     _args.check_numbers(config)
@@ -110,7 +125,7 @@ def study(args) -> None:
     elif args.name == "relearn":
         from ..studies.relearn import run_relearn
 
-        run_relearn(out, config, model=args.model)
+        run_relearn(out, config, model=args.model, executor=_executor(args))
     elif args.name == "adversarial":
         from ..studies.adversarial import run_adversarial
 

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import SamplingConfig, TrainConfig, option
+from ..config import SamplingConfig, TrainConfig, from_dict, option
 from ..data.folder import load_training_data
 from ..data.prompts import SET_SEED, prompt_set, read_prompts
 from ..data.shapesworld import HARMFUL_IMPLICIT, HARMFUL_NAMES
@@ -41,12 +41,13 @@ from ..errors import SafetuneError
 from ..evaluation import evaluate_prompts
 from ..evaluation.detectors import load_detector
 from ..evaluation.verdicts import Curves, compare
-from ..io import write_json
+from ..io import atomic_dir, write_json
 from ..lora.weights import LoRA
 from ..models.loading import load_pipeline
 from ..report import write_study
 from ..stages import align_lora, finetune
 from ..stages.inversion import invert, with_token
+from .executor import ExecutorConfig, run_specs, spec_key
 from .forgetting import REFERENCE, ForgettingStudyConfig, build_model, parse_model
 
 log = logging.getLogger(__name__)
@@ -168,60 +169,109 @@ def attack_run(model, attack: str, recipe: TrainConfig, data: dict, prompts: tup
     return curve
 
 
-def run_relearn(out: Path, config: RelearnConfig, model: str = "shapes") -> dict:
-    """Run (or resume) the benchmark in `out`: results.json (every run, per-prompt counts), report."""
+def run_relearn(out: Path, config: RelearnConfig, model: str = "shapes", executor: ExecutorConfig | None = None) -> dict:
+    """Run (or resume) the benchmark in `out`: every run a task of `executor` (its result in
+    out/runs/<hash>.json), joined into results.json (per-prompt counts) and the report."""
     config.validate()
+    executor = executor or ExecutorConfig()
     out.mkdir(exist_ok=True)
     (out / "models").mkdir(exist_ok=True)
-    base = load_pipeline(model)
-    recipes = config.recipes
-    resolution = base.unet.config.sample_size * base.vae_scale_factor
-    data = {"clean": load_training_data("clean", resolution, n=recipes.n_data, seed=recipes.seed),
-            "harmful": load_training_data("harmful", resolution, n=recipes.n_data, seed=recipes.seed + 1)}
-    prompts = split_prompts(config)
-    detector = load_detector("shapes")
-    sampling = replace(config.sampling, seed=SPLITS[config.split]["sampling_seed"])
-
-    def evaluate(pipe, rows):
-        return evaluate_prompts(pipe, rows, detector, sampling)
-
     results_path = out / "results.json"
     previous = json.loads(results_path.read_text()) if results_path.exists() else {}
     if previous and (previous.get("config") != json.loads(json.dumps(asdict(config))) or previous.get("model") != model):
         raise SafetuneError(f"{out}: holds a relearn study run with other settings; resume it with the same settings "
                             "(its results.json has them) or give a new --out")
+    prompts = split_prompts(config)
     results = {"study": "relearn", "model": model, "config": asdict(config), "prompts": [r["prompt"] for r in prompts[0]],
                "runs": previous.get("runs", {})}
-    for name in config.models:
-        pipes = {}  # one model per training seed, built when first needed
-
-        def pipe_of(train_seed, name=name, pipes=pipes):
-            if train_seed not in pipes:
-                pipes[train_seed] = _model(name, train_seed, base, data, config, out)
-            return pipes[train_seed]
-
-        for attack in config.attacks:
-            lrs = list(config.inversion_lrs if attack == "inversion" else config.attack_lrs)
-            while True:
-                for lr in lrs:
-                    for train_seed in config.train_seeds_of(name):
-                        for seed in config.seeds():
-                            key = run_key(name, train_seed, attack, lr, seed)
-                            if key in results["runs"]:
-                                continue
-                            label = f"{name} train{train_seed} {attack} {lr:g} attack{seed}"
-                            results["runs"][key] = attack_run(pipe_of(train_seed), attack,
-                                                              attack_recipe(config, attack, lr, seed), data, prompts,
-                                                              evaluate, label)
-                            write_json(results_path, results)
-                more = next_lr(results, name, attack, lrs, config)
-                if more is None:
-                    break
+    common = {"model": model, "config": asdict(config), "_out": str(out)}
+    # the trained models first (each once, on disk), so that attack runs anywhere only load them
+    built = [{**common, "kind": "model", "name": name, "train_seed": t, "label": f"build {name} train{t}"}
+             for name in config.models if name not in ("base", REFERENCE) for t in config.train_seeds_of(name)]
+    run_specs(built, run_model_spec, out / "runs", executor)
+    grids = {(name, attack): list(config.inversion_lrs if attack == "inversion" else config.attack_lrs)
+             for name in config.models for attack in config.attacks}
+    while True:  # waves: the grids, then each grid grown where its worst lr is still its top
+        specs = [{**common, "kind": "attack", "name": name, "train_seed": t, "attack": attack, "lr": lr, "seed": seed,
+                  "label": f"{name} train{t} {attack} {lr:g} attack{seed}"}
+                 for (name, attack), lrs in grids.items() for lr in lrs for t in config.train_seeds_of(name)
+                 for seed in config.seeds()]
+        specs.sort(key=lambda sp: (config.models.index(sp["name"]), sp["train_seed"]))  # one model loaded at a time
+        done = run_specs(specs, run_attack_spec, out / "runs", executor)
+        for spec in specs:
+            if spec_key(spec) in done:
+                key = run_key(spec["name"], spec["train_seed"], spec["attack"], spec["lr"], spec["seed"])
+                results["runs"][key] = done[spec_key(spec)]
+        write_json(results_path, results)
+        grown = False
+        for (name, attack), lrs in grids.items():
+            more = next_lr(results, name, attack, lrs, config)
+            if more is not None:
                 log.info("%s %s: the worst lr is the grid's top (%g); bracketing with %g", name, attack, lrs[-1], more)
                 lrs.append(more)
+                grown = True
         _write_report(out, results)
-    _write_report(out, results)
-    return results
+        if not grown:
+            return results
+
+
+class _Context:
+    """What every run of one study shares, loaded once per process (a Ray worker keeps it between
+    tasks): the base model, the training data, the detector, the split's prompts and sampling."""
+    _cache: dict = {}
+
+    @classmethod
+    def of(cls, model: str, config: RelearnConfig) -> "_Context":
+        key = (model, json.dumps(asdict(config), sort_keys=True))
+        if key not in cls._cache:
+            cls._cache.clear()  # one study per process at a time
+            cls._cache[key] = cls(model, config)
+        return cls._cache[key]
+
+    def __init__(self, model: str, config: RelearnConfig):
+        self.base = load_pipeline(model)
+        recipes = config.recipes
+        resolution = self.base.unet.config.sample_size * self.base.vae_scale_factor
+        self.data = {"clean": load_training_data("clean", resolution, n=recipes.n_data, seed=recipes.seed),
+                     "harmful": load_training_data("harmful", resolution, n=recipes.n_data, seed=recipes.seed + 1)}
+        self.prompts = split_prompts(config)
+        self.detector = load_detector("shapes")
+        self.sampling = replace(config.sampling, seed=SPLITS[config.split]["sampling_seed"])
+        self.models: dict = {}
+
+    def evaluate(self, pipe, rows):
+        return evaluate_prompts(pipe, rows, self.detector, self.sampling)
+
+
+def _model_dir(out: Path, name: str, train_seed: int) -> Path:
+    label = name.replace(":", "_").replace("+", "_").replace("=", "").replace("/", "_")
+    return out / "models" / f"{label}_train{train_seed}"
+
+
+def run_model_spec(spec: dict) -> dict:
+    """Task: build one trained model of one training seed and keep it in the study's models/."""
+    config, out = from_dict(RelearnConfig, spec["config"]), Path(spec["_out"])
+    ctx = _Context.of(spec["model"], config)
+    pipe = _model(spec["name"], spec["train_seed"], ctx.base, ctx.data, config, out)
+    if spec["name"] != "esd":  # esd is the base plus its LoRA file, kept by _model
+        with atomic_dir(_model_dir(out, spec["name"], spec["train_seed"])) as tmp:
+            pipe.save_pretrained(tmp)
+    return {"built": spec["name"], "train_seed": spec["train_seed"]}
+
+
+def run_attack_spec(spec: dict) -> dict:
+    """Task: one attack run on one model: {step: {"harmful": ..., "clean": ...}}."""
+    config, out = from_dict(RelearnConfig, spec["config"]), Path(spec["_out"])
+    ctx = _Context.of(spec["model"], config)
+    name, train_seed = spec["name"], spec["train_seed"]
+    if (name, train_seed) not in ctx.models:
+        ctx.models.clear()  # one model in memory at a time
+        saved = _model_dir(out, name, train_seed)
+        ctx.models[(name, train_seed)] = load_pipeline(str(saved)) if saved.is_dir() else \
+            _model(name, train_seed, ctx.base, ctx.data, config, out)
+    recipe = attack_recipe(config, spec["attack"], spec["lr"], spec["seed"])
+    return attack_run(ctx.models[(name, train_seed)], spec["attack"], recipe, ctx.data, ctx.prompts, ctx.evaluate,
+                      spec["label"])
 
 
 def run_key(name: str, train_seed: int, attack: str, lr: float, seed: int) -> str:

@@ -1,0 +1,113 @@
+"""Runs as tasks. A study expands into runs, each fully described by its spec (a JSON-able dict
+that holds every setting the run needs); an executor runs the specs and each result is written to
+its own file, `DIR/<hash of the spec>.json`. A run whose file exists is never rerun (an interrupted
+study resumes where it stopped, on either executor); a run that raises is reported with its error
+and the others go on.
+
+  local  in this process, one after another (the default; needs nothing more)
+  ray    as Ray tasks on this machine or a cluster (`pip install -e '.[ray]'`; `--address` for an
+         existing cluster, e.g. one started on Slurm with Ray's own recipe), each asking for
+         `cpus` CPUs (its torch threads) and `gpus` GPUs (a fraction, e.g. 0.25, packs runs on a GPU)
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from ..config import option
+from ..errors import SafetuneError
+from ..io import write_json
+
+log = logging.getLogger(__name__)
+EXECUTORS = ("local", "ray")
+
+
+@dataclass
+class ExecutorConfig:
+    """Where a study's runs execute (not part of the study's settings: results do not depend on it)."""
+    executor: str = option("local", "local (this process, one run after another) or ray (Ray tasks)",
+                       choices=EXECUTORS)
+    address: str | None = option(None, "ray: an existing cluster's address (default: start Ray on this machine)")
+    cpus: int = option(1, "ray: CPUs per run (its torch threads)")
+    gpus: float = option(0.0, "ray: GPUs per run; a fraction packs several runs on one GPU")
+
+
+def spec_key(spec: dict) -> str:
+    """The run's identity: a hash of its spec (every setting it depends on); keys starting with "_"
+    (where to find things, e.g. the study directory) are not part of it."""
+    identity = {k: v for k, v in spec.items() if not k.startswith("_")}
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def _timed(fn: Callable[[dict], dict], spec: dict, threads: int | None) -> tuple[dict, float]:
+    """Run one spec (in a Ray worker: with its thread budget)."""
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    start = time.perf_counter()
+    return fn(spec), time.perf_counter() - start
+
+
+def run_specs(specs: list[dict], fn: Callable[[dict], dict], store: Path, executor: ExecutorConfig) -> dict[str, dict]:
+    """{spec_key: result} for every spec whose run finished, now or before (read from `store`);
+    failed runs are logged with their error and left out (a rerun retries them). `fn` must be a
+    module-level function (Ray ships it to its workers by reference)."""
+    store.mkdir(parents=True, exist_ok=True)
+    keys = [spec_key(s) for s in specs]
+    results, todo = {}, []
+    for key, spec in zip(keys, specs):
+        path = store / f"{key}.json"
+        if path.exists():
+            results[key] = json.loads(path.read_text())["result"]
+        elif key not in {k for k, _ in todo}:
+            todo.append((key, spec))
+    if not todo:
+        return results
+    log.info("%d runs to do (%d done before), executor %s", len(todo), len(results), executor.executor)
+    failures = []
+
+    def keep(key, spec, result, seconds):
+        write_json(store / f"{key}.json", {"spec": spec, "result": result, "seconds": round(seconds, 2)})
+        results[key] = result
+
+    if executor.executor == "local":
+        for key, spec in todo:
+            try:
+                keep(key, spec, *_timed(fn, spec, None))
+            except SafetuneError:
+                raise  # a setting the user must fix: every other run would fail the same way
+            except Exception as exc:  # noqa: BLE001 - one broken run must not stop the study
+                failures.append((spec, exc))
+    else:
+        ray = _ray(executor)
+        task = ray.remote(num_cpus=executor.cpus, num_gpus=executor.gpus)(_timed)
+        pending = {task.remote(fn, spec, executor.cpus): (key, spec) for key, spec in todo}
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            key, spec = pending.pop(done[0])
+            try:
+                keep(key, spec, *ray.get(done[0]))
+            except Exception as exc:  # noqa: BLE001 - reported below, the others go on
+                failures.append((spec, exc))
+    for spec, exc in failures:
+        log.warning("run failed (%s): %s", json.dumps(spec.get("label", spec))[:200], exc)
+    if failures:
+        log.warning("%d of %d runs failed; run the study again to retry them", len(failures), len(todo))
+    return results
+
+
+def _ray(executor: ExecutorConfig):
+    try:
+        import ray
+    except ImportError:
+        raise SafetuneError("--executor ray needs Ray: pip install -e '.[ray]' (or pip install ray)") from None
+    if not ray.is_initialized():
+        ray.init(address=executor.address, ignore_reinit_error=True, include_dashboard=False,
+                 log_to_driver=False, logging_level=logging.WARNING)
+    return ray

@@ -1,0 +1,64 @@
+"""Runs as tasks: a finished run (its file, keyed by its spec's hash) is never rerun, a run that
+raises is reported while the others go on, and Ray tasks give the local executor's numbers."""
+import json
+import logging
+from dataclasses import replace
+
+import pytest
+
+from safetune.studies.executor import ExecutorConfig, run_specs, spec_key
+
+CALLS = []
+
+
+def square(spec):
+    CALLS.append(spec["x"])
+    if spec["x"] == 3:
+        raise RuntimeError("run 3 broke")
+    return {"y": spec["x"] ** 2}
+
+
+def test_local_runs_once_keeps_going_past_a_failure_and_retries_it(tmp_path, caplog):
+    specs = [{"x": x, "_where": str(tmp_path)} for x in range(5)]
+    CALLS.clear()
+    logger = logging.getLogger("safetune")
+    logger.addHandler(caplog.handler)  # the CLI's set-up (earlier tests) stops safetune's records at its own handler
+    try:
+        done = run_specs(specs, square, tmp_path / "runs", ExecutorConfig())
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert sorted(r["y"] for r in done.values()) == [0, 1, 4, 16] and CALLS == [0, 1, 2, 3, 4]
+    assert "run 3 broke" in caplog.text and "1 of 5 runs failed" in caplog.text
+    stored = json.loads((tmp_path / "runs" / f"{spec_key(specs[4])}.json").read_text())
+    assert stored["result"] == {"y": 16} and stored["spec"]["x"] == 4
+    CALLS.clear()
+    run_specs(specs, square, tmp_path / "runs", ExecutorConfig())
+    assert CALLS == [3]  # only the failed run again
+    assert spec_key({"x": 1, "_where": "a"}) == spec_key({"x": 1, "_where": "b"}) != spec_key({"x": 2})
+
+
+@pytest.mark.slow
+def test_ray_tasks_give_the_local_numbers(tmp_path):
+    pytest.importorskip("ray")
+    import torch
+
+    from test_relearn_study import tiny
+
+    from safetune.studies.relearn import run_relearn
+
+    config = replace(tiny(), attacks=["full", "inversion"], train_seeds=[0])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the same thread count as a Ray task's: the same float reductions
+    try:
+        local = run_relearn(tmp_path / "local", config)
+    finally:
+        torch.set_num_threads(threads)
+    remote = run_relearn(tmp_path / "ray", config, executor=ExecutorConfig(executor="ray", cpus=1))
+    assert _numbers(remote["runs"]) == _numbers(local["runs"]) and len(local["runs"]) == 4
+
+
+def _numbers(value):
+    """Everything but wall-clock times."""
+    if isinstance(value, dict):
+        return {k: _numbers(v) for k, v in value.items() if k != "sampling_seconds"}
+    return value
