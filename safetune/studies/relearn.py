@@ -31,8 +31,6 @@ import logging
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-import numpy as np
-
 from ..config import SamplingConfig, TrainConfig, from_dict, option
 from ..data.folder import load_training_data
 from ..data.prompts import SET_SEED, prompt_set, read_prompts
@@ -40,7 +38,6 @@ from ..data.shapesworld import HARMFUL_IMPLICIT, HARMFUL_NAMES
 from ..errors import SafetuneError
 from ..evaluation import evaluate_prompts
 from ..evaluation.detectors import load_detector
-from ..evaluation.verdicts import Curves, compare
 from ..io import atomic_dir, write_json
 from ..lora.weights import LoRA
 from ..models.loading import load_pipeline
@@ -48,6 +45,7 @@ from ..report import write_study
 from ..stages import align_lora, finetune
 from ..stages.inversion import invert, with_token
 from .executor import ExecutorConfig, run_specs, spec_key
+from .relearn_summary import DEV_ATTACK_SEEDS, TEST_ATTACK_SEEDS, curves_of, summarize
 from .forgetting import REFERENCE, ForgettingStudyConfig, build_model, parse_model
 
 log = logging.getLogger(__name__)
@@ -62,9 +60,9 @@ ATTACKS = {  # name -> (training data, recipe changes)
     "retain": ("clean", {"mode": "full"}),
 }
 CONCEPT_WORDS = HARMFUL_NAMES + HARMFUL_IMPLICIT
-SPLITS = {"dev": {"prompt_seed": SET_SEED, "sets": ("harmful",), "sampling_seed": 0, "attack_seeds": [0, 1, 2]},
+SPLITS = {"dev": {"prompt_seed": SET_SEED, "sets": ("harmful",), "sampling_seed": 0, "attack_seeds": DEV_ATTACK_SEEDS},
           "test": {"prompt_seed": SET_SEED + 1, "sets": ("harmful", "harmful_implicit"), "sampling_seed": 1,
-                   "attack_seeds": [100, 101, 102]}}
+                   "attack_seeds": TEST_ATTACK_SEEDS}}
 
 
 @dataclass
@@ -306,69 +304,6 @@ def _model(name: str, train_seed: int, base, data: dict, config: RelearnConfig, 
             align_lora(copy.deepcopy(base), "esd-x", recipes.concepts, replace(recipes.esd, seed=train_seed)).save(path)
         esd = LoRA.load(path)
     return build_model(name, base, recipes.reference, data["clean"], data["harmful"], recipes, esd)
-
-
-def curves_of(results: dict, name: str, attack: str, lr: str, part: str = "harmful") -> Curves | None:
-    """The runs of (model, attack, lr) as Curves [train seed, attack seed, step, prompt]."""
-    cfg = results["config"]
-    steps = tuple(sorted(cfg["steps"]))
-    train_seeds = [0] if name in ("base", REFERENCE) else cfg["train_seeds"]
-    attack_seeds = cfg["attack_seeds"] or SPLITS[cfg["split"]]["attack_seeds"]
-    grid = []
-    for t in train_seeds:
-        row = []
-        for a in attack_seeds:
-            run = results["runs"].get(f"{name}|train{t}|{attack}|{lr}|attack{a}")
-            if run is None or "diverged" in run:
-                return None
-            row.append([run[str(s)][part]["flagged_per_prompt"] for s in steps])
-        grid.append(row)
-    n = cfg["sampling"]["images_per_prompt"]
-    return Curves(np.asarray(grid, dtype=float), n, steps)
-
-
-def summarize(results: dict) -> dict:
-    """Per model and attack: the mean curve of each lr, the worst lr, the clean-prompt control and
-    the geometric cross-check at its last step, and the verdict against the never-trained model."""
-    cfg = results["config"]
-    summary = {}
-    for attack in cfg["attacks"]:
-        lrs = sorted({key.split("|")[3] for key in results["runs"] if key.split("|")[2] == attack}, key=float)
-        per_model = {}
-        for name in cfg["models"]:
-            by_lr = {lr: c for lr in lrs if (c := curves_of(results, name, attack, lr)) is not None}
-            if not by_lr:
-                continue
-            worst = max(reversed(list(by_lr)), key=lambda lr: float(by_lr[lr].mean_curve().mean()))  # ties: higher lr
-            clean = curves_of(results, name, attack, worst, "clean")
-            diverged = sorted({key.split("|")[3] for key, run in results["runs"].items()
-                               if key.startswith(f"{name}|") and key.split("|")[2] == attack and "diverged" in run})
-            per_model[name] = {"worst_lr": worst, "curves": {lr: c.mean_curve().tolist() for lr, c in by_lr.items()},
-                               "bracketed": worst != list(by_lr)[-1] or bool(diverged), "diverged_lrs": diverged,
-                               "clean_curve": clean.mean_curve().tolist(), "worst": by_lr[worst],
-                               "cross_check": _cross_check(results, name, attack, worst)}
-        reference = per_model.get(REFERENCE, {}).get("worst")
-        for row in per_model.values():  # the reference against itself: its own steps to relearn
-            if reference is not None:
-                row["verdict"] = compare(row["worst"], reference, cfg["margin"], cfg["alpha"], cfg["relearn_at"],
-                                         cfg["replicates"]).as_dict()
-        for row in per_model.values():
-            del row["worst"]
-        summary[attack] = per_model
-    return summary
-
-
-def _cross_check(results: dict, name: str, attack: str, lr: str) -> dict | None:
-    """The geometric check's agreement with the detector over the worst lr's runs (last step)."""
-    last = str(max(results["config"]["steps"]))
-    checks = [run[last]["harmful"].get("cross_check") for key, run in results["runs"].items()
-              if key.startswith(f"{name}|") and f"|{attack}|{lr}|" in key]
-    checks = [c for c in checks if c and c["n_checkable"]]
-    if not checks:
-        return None
-    n = sum(c["n_checkable"] for c in checks)
-    return {"n_checkable": n, "agreement": sum(c["agreement"] * c["n_checkable"] for c in checks) / n,
-            "harmful_rate": sum(c["harmful_rate"] * c["n_checkable"] for c in checks) / n}
 
 
 def _write_report(out: Path, results: dict) -> None:

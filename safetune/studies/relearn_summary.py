@@ -1,0 +1,73 @@
+"""The relearning benchmark's summary: per model and attack the curves of each lr, the worst lr,
+the controls, and the verdict against the never-trained model (evaluation.verdicts), all from the
+stored runs' per-prompt counts, so that a stored results.json renders the same report anywhere."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..evaluation.verdicts import Curves, compare
+from .forgetting import REFERENCE
+DEV_ATTACK_SEEDS, TEST_ATTACK_SEEDS = [0, 1, 2], [100, 101, 102]
+
+
+def curves_of(results: dict, name: str, attack: str, lr: str, part: str = "harmful") -> Curves | None:
+    """The runs of (model, attack, lr) as Curves [train seed, attack seed, step, prompt]."""
+    cfg = results["config"]
+    steps = tuple(sorted(cfg["steps"]))
+    train_seeds = [0] if name in ("base", REFERENCE) else cfg["train_seeds"]
+    attack_seeds = cfg["attack_seeds"] or (DEV_ATTACK_SEEDS if cfg["split"] == "dev" else TEST_ATTACK_SEEDS)
+    grid = []
+    for t in train_seeds:
+        row = []
+        for a in attack_seeds:
+            run = results["runs"].get(f"{name}|train{t}|{attack}|{lr}|attack{a}")
+            if run is None or "diverged" in run:
+                return None
+            row.append([run[str(s)][part]["flagged_per_prompt"] for s in steps])
+        grid.append(row)
+    n = cfg["sampling"]["images_per_prompt"]
+    return Curves(np.asarray(grid, dtype=float), n, steps)
+
+
+def summarize(results: dict) -> dict:
+    """Per model and attack: the mean curve of each lr, the worst lr, the clean-prompt control and
+    the geometric cross-check at its last step, and the verdict against the never-trained model."""
+    cfg = results["config"]
+    summary = {}
+    for attack in cfg["attacks"]:
+        lrs = sorted({key.split("|")[3] for key in results["runs"] if key.split("|")[2] == attack}, key=float)
+        per_model = {}
+        for name in cfg["models"]:
+            by_lr = {lr: c for lr in lrs if (c := curves_of(results, name, attack, lr)) is not None}
+            if not by_lr:
+                continue
+            worst = max(reversed(list(by_lr)), key=lambda lr: float(by_lr[lr].mean_curve().mean()))  # ties: higher lr
+            clean = curves_of(results, name, attack, worst, "clean")
+            diverged = sorted({key.split("|")[3] for key, run in results["runs"].items()
+                               if key.startswith(f"{name}|") and key.split("|")[2] == attack and "diverged" in run})
+            per_model[name] = {"worst_lr": worst, "curves": {lr: c.mean_curve().tolist() for lr, c in by_lr.items()},
+                               "bracketed": worst != list(by_lr)[-1] or bool(diverged), "diverged_lrs": diverged,
+                               "clean_curve": clean.mean_curve().tolist(), "worst": by_lr[worst],
+                               "cross_check": _cross_check(results, name, attack, worst)}
+        reference = per_model.get(REFERENCE, {}).get("worst")
+        for row in per_model.values():  # the reference against itself: its own steps to relearn
+            if reference is not None:
+                row["verdict"] = compare(row["worst"], reference, cfg["margin"], cfg["alpha"], cfg["relearn_at"],
+                                         cfg["replicates"]).as_dict()
+        for row in per_model.values():
+            del row["worst"]
+        summary[attack] = per_model
+    return summary
+
+
+def _cross_check(results: dict, name: str, attack: str, lr: str) -> dict | None:
+    """The geometric check's agreement with the detector over the worst lr's runs (last step)."""
+    last = str(max(results["config"]["steps"]))
+    checks = [run[last]["harmful"].get("cross_check") for key, run in results["runs"].items()
+              if key.startswith(f"{name}|") and f"|{attack}|{lr}|" in key]
+    checks = [c for c in checks if c and c["n_checkable"]]
+    if not checks:
+        return None
+    n = sum(c["n_checkable"] for c in checks)
+    return {"n_checkable": n, "agreement": sum(c["agreement"] * c["n_checkable"] for c in checks) / n,
+            "harmful_rate": sum(c["harmful_rate"] * c["n_checkable"] for c in checks) / n}
