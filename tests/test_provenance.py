@@ -44,3 +44,38 @@ def test_benchmark_page_and_readme_leaderboard_are_what_the_stored_runs_render()
     assert (ROOT / "docs" / "results" / "benchmark.md").read_text() == render_relearn(results)
     assert renderer.readme_block(results) in (ROOT / "README.md").read_text()
     assert "summary" not in json.loads((ROOT / "docs" / "results" / "benchmark.json").read_text())
+
+
+def test_readme_sentences_on_the_benchmark_quote_the_stored_numbers():
+    """The prose beside the rendered table: each number it quotes, recomputed from the stored runs."""
+    renderer = _renderer("render_benchmark_docs")
+    summary = renderer.with_summary(json.loads((ROOT / "docs" / "results" / "benchmark.json").read_text()))["summary"]
+    text = " ".join((ROOT / "README.md").read_text().split())
+
+    def steps(attack, model):
+        return f"{float(summary[attack][model]['verdict']['steps_to_relearn']['model']['point']):.0f}"
+
+    def last(attack, model, curve="curves"):
+        row = summary[attack][model]
+        values = row["curves"][row["worst_lr"]] if curve == "curves" else row[curve]
+        return values
+
+    quoted = {
+        f"in {steps('full', 'esd')} steps (never-trained: {steps('full', 'never-trained')})": True,
+        f"a rank-4 LoRA in {steps('lora-r4', 'esd')} (never-trained: not within 400)":
+            summary["lora-r4"]["never-trained"]["verdict"]["steps_to_relearn"]["model"]["point"] == "inf",
+        f"brings it to {last('inversion', 'esd')[-1]:.2f} through one new token (never-trained: "
+        f"{last('inversion', 'never-trained')[-1]:.2f})": True,
+        f"it fades from {last('retain', 'esd')[0]:.2f} to {last('retain', 'esd')[-1]:.2f}": True,
+        f"(0.{round(100 * last('full', 'never-trained', 'clean_curve')[-1]):02d} at step 400)": True,
+        f"(69%: its learned stars": round(100 * summary["full"]["never-trained"]["cross_check"]["agreement"]) == 69,
+    }
+    for sentence, holds in quoted.items():
+        assert holds and sentence in text, sentence
+    verdicts = {summary[a]["esd"]["verdict"]["verdict"] for a in summary}
+    assert verdicts == {"INFERIOR"}  # "each verdict INFERIOR"
+    detectable = [summary[a]["esd"]["verdict"]["detectable"] for a in summary]
+    assert f"(detectable excess {max(detectable):.2f} to {min(detectable):.2f}" in text
+    agreements = [r["cross_check"]["agreement"] for a in summary for m, r in summary[a].items()
+                  if (a, m) != ("full", "never-trained")]
+    assert f"on {100 * min(agreements):.0f}-{100 * max(agreements):.0f}% of checkable images" in text
