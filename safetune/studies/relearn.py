@@ -172,7 +172,7 @@ def run_relearn(out: Path, config: RelearnConfig, model: str = "shapes", executo
     out/runs/<hash>.json), joined into results.json (per-prompt counts) and the report."""
     config.validate()
     executor = executor or ExecutorConfig()
-    out.mkdir(exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     (out / "models").mkdir(exist_ok=True)
     results_path = out / "results.json"
     previous = json.loads(results_path.read_text()) if results_path.exists() else {}
