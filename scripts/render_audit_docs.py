@@ -5,9 +5,9 @@ audit study's results.json, stored). tests/test_provenance.py fails when they di
 """
 import argparse
 import json
-import re
 from pathlib import Path
 
+from safetune.report import replace_block
 from safetune.studies.audit import render_audit, render_families
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,11 +27,7 @@ def main():
         STORED.write_text(json.dumps(json.loads(Path(args.source).read_text()), indent=1) + "\n")
     result = json.loads(STORED.read_text())
     (ROOT / "docs" / "results" / "audit.md").write_text(render_audit(result))
-    readme = (ROOT / "README.md").read_text()
-    pattern = re.escape(BEGIN) + ".*?" + re.escape(END)
-    if not re.search(pattern, readme, flags=re.S):
-        raise SystemExit(f"README.md has no {BEGIN} block")
-    (ROOT / "README.md").write_text(re.sub(pattern, lambda _: readme_block(result), readme, flags=re.S))
+    replace_block(ROOT / "README.md", BEGIN, END, readme_block(result))
 
 
 if __name__ == "__main__":

@@ -83,6 +83,18 @@ def write_report(out: Path, markdown_text: str, name: str = "report") -> None:
     write_text(out / f"{name}.html", markdown_to_html(markdown_text, out, title=first))
 
 
+def replace_block(path: Path, begin: str, end: str, block: str) -> None:
+    """Replace the text from the `begin` marker to the `end` marker in `path` with `block` (which
+    carries both markers): a README table rendered from stored results."""
+    import re
+
+    text = path.read_text()
+    pattern = re.escape(begin) + ".*?" + re.escape(end)
+    if not re.search(pattern, text, flags=re.S):
+        raise SystemExit(f"{path} has no {begin} block")
+    path.write_text(re.sub(pattern, lambda _: block, text, flags=re.S))
+
+
 def write_study(out: Path, results: dict, summarize, render) -> None:
     """A study's results.json (with its summary recomputed) and its report, written as the study goes."""
     from ..io import write_json
