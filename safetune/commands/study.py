@@ -81,8 +81,18 @@ def _executor(args):
     from ..studies.executor import ExecutorConfig
 
     executor = _args.config_from_args(args, ExecutorConfig())
-    if executor.executor == "ray" and not 0 <= executor.gpus <= 64:
+    given = [f"--{name}" for name in ("address", "cpus", "gpus") if getattr(args, f"cfg_{name}") is not None]
+    if args.name != "relearn" and (given or executor.executor != "local"):
+        raise SafetuneError(f"{', '.join(given) or '--executor ' + executor.executor}: the relearn study runs as tasks; "
+                            f"{args.name} runs in this process")
+    if executor.executor == "local" and given:
+        raise SafetuneError(f"{', '.join(given)}: settings of --executor ray; add it or drop them")
+    if not 1 <= executor.cpus <= 1024:
+        raise SafetuneError(f"--cpus {executor.cpus}: give 1 to 1024 CPUs per run")
+    if not 0 <= executor.gpus <= 64:  # NaN fails too
         raise SafetuneError(f"--gpus {executor.gpus}: give 0 (CPU) to 64; a fraction packs runs on one GPU")
+    if executor.address is not None and not executor.address.strip():
+        raise SafetuneError("--address '': give a Ray cluster's address (e.g. auto, or HEAD_IP:6379)")
     return executor
 
 
@@ -92,8 +102,6 @@ def study(args) -> None:
 
     config = _config(args)
     executor = _executor(args)
-    if executor.executor != "local" and args.name != "relearn":
-        raise SafetuneError(f"--executor {executor.executor}: the relearn study runs as tasks; {args.name} runs in this process")
     if args.show_config:
         return _args.show_config(config)
     _args.check_numbers(config)
@@ -125,7 +133,7 @@ def study(args) -> None:
     elif args.name == "relearn":
         from ..studies.relearn import run_relearn
 
-        run_relearn(out, config, model=args.model, executor=_executor(args))
+        run_relearn(out, config, model=args.model, executor=executor)
     elif args.name == "adversarial":
         from ..studies.adversarial import run_adversarial
 
