@@ -143,6 +143,11 @@ class Evaluator:
         return res
 
 
+def model_label(name: str) -> str:
+    """A model name of the grammar as a file name: esd+dd:noise=0.5 -> esd_dd_noise0.5."""
+    return name.replace(":", "_").replace("+", "_").replace("=", "").replace("/", "_")
+
+
 def build_model(name: str, base, reference_model: str, clean: tuple, harmful: tuple, config: ForgettingStudyConfig,
                 esd: LoRA | None):
     """The model `name` as a pipeline (its safe training run here, deterministic from config.seed)."""
@@ -231,7 +236,7 @@ def run_forgetting(out: Path, config: ForgettingStudyConfig, model: str = "shape
 
     for name in config.models:
         entry = results["models"][name] = copy.deepcopy(previous.get("models", {}).get(name, {"attacks": {}}))
-        label = name.replace(":", "_").replace("+", "_").replace("=", "").replace("/", "_")
+        label = model_label(name)
         saved = out / "models" / label
         if name in ("base", REFERENCE):
             pipe = build_model(name, base, config.reference, clean, harmful, config, esd)

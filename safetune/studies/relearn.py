@@ -46,7 +46,7 @@ from ..stages import align_lora, finetune
 from ..stages.inversion import invert, with_token
 from .executor import ExecutorConfig, run_specs, spec_key
 from .relearn_summary import DEV_ATTACK_SEEDS, TEST_ATTACK_SEEDS, curves_of, summarize
-from .forgetting import REFERENCE, ForgettingStudyConfig, build_model, parse_model
+from .forgetting import REFERENCE, ForgettingStudyConfig, build_model, model_label, parse_model
 
 log = logging.getLogger(__name__)
 
@@ -242,8 +242,7 @@ class _Context:
 
 
 def _model_dir(out: Path, name: str, train_seed: int) -> Path:
-    label = name.replace(":", "_").replace("+", "_").replace("=", "").replace("/", "_")
-    return out / "models" / f"{label}_train{train_seed}"
+    return out / "models" / f"{model_label(name)}_train{train_seed}"
 
 
 def run_model_spec(spec: dict) -> dict:
