@@ -59,14 +59,15 @@ def run_specs(specs: list[dict], fn: Callable[[dict], dict], store: Path, execut
     failed runs are logged with their error and left out (a rerun retries them). `fn` must be a
     module-level function (Ray ships it to its workers by reference)."""
     store.mkdir(parents=True, exist_ok=True)
-    keys = [spec_key(s) for s in specs]
-    results, todo = {}, []
-    for key, spec in zip(keys, specs):
+    results, todo = {}, {}
+    for spec in specs:
+        key = spec_key(spec)
         path = store / f"{key}.json"
         if path.exists():
             results[key] = json.loads(path.read_text())["result"]
-        elif key not in {k for k, _ in todo}:
-            todo.append((key, spec))
+        else:
+            todo.setdefault(key, spec)  # the same run asked for twice runs once
+    todo = list(todo.items())
     if not todo:
         return results
     log.info("%d runs to do (%d done before), executor %s", len(todo), len(results), executor.executor)
