@@ -66,3 +66,9 @@ def warn_if_busy() -> None:
         log.warning("the machine is busy (load %.1f on %d cores): torch's threads will fight the other jobs' and "
                     "everything runs several times slower; give each job --threads 1 (or OMP_NUM_THREADS=1)",
                     load, cores)
+
+
+def progress_interval() -> float:
+    """Seconds between progress-bar updates: live on a terminal; once a minute into a log file,
+    where every update is a line kept forever (a study's log grew by 0.5 MB an hour of bars)."""
+    return 0.1 if sys.stderr.isatty() else 60.0

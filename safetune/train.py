@@ -37,7 +37,7 @@ from .lora.adapter import (
     target_modules,
 )
 from .lora.weights import LoRA
-from .messages import warn_if_busy
+from .messages import progress_interval, warn_if_busy
 
 log = logging.getLogger(__name__)
 
@@ -272,7 +272,7 @@ def train(unet, loss_fn: Loss, config: TrainConfig, checkpoint_dir: Path | None 
     losses = []
     with sharding(accelerator.process_index, processes):  # each process draws its slice of the global batch
         for step in tqdm(range(start, config.steps), desc=desc, initial=start, total=config.steps,
-                         disable=not accelerator.is_local_main_process):
+                         disable=not accelerator.is_local_main_process, mininterval=progress_interval()):
             for group in optimizer.param_groups:
                 group["lr"] = config.lr * lr_factor(step, config)
             for micro in range(config.grad_accum):

@@ -2,6 +2,7 @@
 counts of harmful and clean prompts at every step, the verdicts and leaderboard come from them, the
 test split draws its own prompts, a resume redoes nothing, and one with other settings is refused."""
 import json
+import shutil
 from dataclasses import replace
 
 import pytest
@@ -63,9 +64,20 @@ def test_a_resume_redoes_nothing_and_other_settings_are_refused(study):
     before = (out / "results.json").read_text()
     again = run_relearn(out, tiny())
     assert again["runs"] == results["runs"]
-    with pytest.raises(SafetuneError, match="other settings"):
-        run_relearn(out, replace(tiny(), margin=0.1))
-    assert json.loads((out / "results.json").read_text())["runs"] == json.loads(before)["runs"]
+    with pytest.raises(SafetuneError, match=r"other settings \(steps \(\[0, 2\] -> \[0, 3\]\)\)"):
+        run_relearn(out, replace(tiny(), steps=[0, 3]))  # every run would differ: refused, naming the setting
+    assert (out / "results.json").read_text() == before
+
+
+def test_more_seeds_extend_a_study_keeping_its_runs(study, tmp_path):
+    out, results = study
+    shutil.copytree(out, tmp_path / "study")
+    grown = run_relearn(tmp_path / "study", replace(tiny(), attacks=["full"], attack_seeds=[100, 101], margin=0.1))
+    new = set(grown["runs"]) - set(results["runs"])
+    # one more attack seed of "full" for never-trained (1 training seed) and esd (2): three runs, no other
+    assert new == {run_key(m, t, "full", 1e-4, 101) for m, t in [("never-trained", 0), ("esd", 0), ("esd", 1)]}
+    assert all(grown["runs"][key] == run for key, run in results["runs"].items())
+    assert set(grown["summary"]) == {"full"} and grown["config"]["margin"] == 0.1
 
 
 def _fake_runs(rates_by_lr: dict[float, float], diverged: float | None = None) -> dict:

@@ -39,6 +39,7 @@ from ..models.loading import load_pipeline
 from ..report import write_report
 from ..stages import finetune
 from ..stages.safety import cached_safety_lora
+from .resume import resume_or_refuse
 
 MALICIOUS = ("cancelling", "uncovered", "scaled", "split", "trigger", "layout", "text-encoder")
 TRIGGERS = ("the on purple a", "gray the white on", "left a background the", "on yellow the a")
@@ -173,13 +174,8 @@ def _save(terms: list[tuple[LoRA, float]], row: dict, folder: Path) -> list[str]
 def run_audit_study(out: Path, config: AuditStudyConfig, model: str = "shapes", reuse: Path | None = None) -> dict:
     """Build every LoRA, calibrate the overlap threshold, audit the held-out ones; resumable (each
     LoRA's files and audit are kept, and a finished one is not redone)."""
-    settings = json.loads(json.dumps({"model": model, "config": asdict(config)}))
-    if (out / "settings.json").is_file() and json.loads((out / "settings.json").read_text()) != settings:
-        from ..errors import SafetuneError
-
-        raise SafetuneError(f"{out}: holds an audit study with other settings (settings.json); resume it with the "
-                            "same settings, or choose a new --out")
-    write_json(out / "settings.json", settings)
+    resume_or_refuse(out / "settings.json", "audit", model, asdict(config))
+    write_json(out / "settings.json", {"model": model, "config": asdict(config)})
     for sub in ("loras", "audits"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     base = load_pipeline(model)

@@ -15,7 +15,6 @@ fine-tuning minus the model's own before it. Probes: W0 - dW_safe and W0 + dW_sa
 from __future__ import annotations
 
 import copy
-import json
 import logging
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -32,6 +31,7 @@ from ..lora.weights import LoRA, merged
 from ..models.loading import load_pipeline
 from ..report import write_study
 from ..stages import ESD_X, align_lora, finetune
+from .resume import resume_or_refuse
 
 log = logging.getLogger(__name__)
 
@@ -151,9 +151,7 @@ def run_backfire(out: Path, config: BackfireConfig, model: str = "shapes") -> di
     base = load_pipeline(model)
     evaluate = Evaluator(config, out)
     results_path = out / "results.json"
-    previous = json.loads(results_path.read_text()) if results_path.exists() else {}
-    if previous.get("config") != json.loads(json.dumps(asdict(config))) or previous.get("model") != model:
-        previous = {}  # resume only the same study: other settings start over
+    previous = resume_or_refuse(results_path, "backfire", model, asdict(config))
     results = {"study": "backfire", "model": model, "config": asdict(config), "models": {}}
     results["base"] = previous.get("base") or evaluate(base, "base", EVAL_SETS)
     write_json(results_path, results)

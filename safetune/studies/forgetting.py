@@ -20,7 +20,6 @@ LoRA fine-tuning learns each of `benign_domains` on it (domain fidelity), next t
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import random
 from dataclasses import asdict, dataclass, replace
@@ -41,6 +40,7 @@ from ..lora.weights import LoRA, merge_into, merged
 from ..models.loading import load_pipeline
 from ..report import write_study
 from ..stages import ESD_X, align_lora, distill_train, finetune, forgetting_train
+from .resume import resume_or_refuse
 
 log = logging.getLogger(__name__)
 
@@ -223,9 +223,7 @@ def run_forgetting(out: Path, config: ForgettingStudyConfig, model: str = "shape
     domain_data = {d: load_training_data(d, resolution, n=config.n_data, seed=config.seed)
                    for d in config.benign_domains}
     results_path = out / "results.json"
-    previous = json.loads(results_path.read_text()) if results_path.exists() else {}
-    if previous.get("config") != json.loads(json.dumps(asdict(config))) or previous.get("model") != model:
-        previous = {}
+    previous = resume_or_refuse(results_path, "forgetting", model, asdict(config))
     results = {"study": "forgetting", "model": model, "config": asdict(config), "models": {}}
     esd = None
     if any("esd" in m for m in config.models):

@@ -45,6 +45,7 @@ from ..report import write_study
 from ..stages import align_lora, finetune
 from ..stages.inversion import invert, with_token
 from .executor import ExecutorConfig, run_specs, spec_key
+from .resume import resume_or_refuse
 from .relearn_summary import DEV_ATTACK_SEEDS, TEST_ATTACK_SEEDS, curves_of, summarize
 from .forgetting import REFERENCE, ForgettingStudyConfig, build_model, model_label, parse_model
 
@@ -60,6 +61,10 @@ ATTACKS = {  # name -> (training data, recipe changes)
     "retain": ("clean", {"mode": "full"}),
 }
 CONCEPT_WORDS = HARMFUL_NAMES + HARMFUL_IMPLICIT
+# settings that say which runs the study makes or how it judges them: an earlier run of the same
+# study with other values of these is extended (its runs kept), not refused
+GROWABLE = ("models", "train_seeds", "attacks", "attack_lrs", "inversion_lrs", "bracket", "attack_seeds", "relearn_at",
+            "margin", "alpha", "replicates")
 SPLITS = {"dev": {"prompt_seed": SET_SEED, "sets": ("harmful",), "sampling_seed": 0, "attack_seeds": DEV_ATTACK_SEEDS},
           "test": {"prompt_seed": SET_SEED + 1, "sets": ("harmful", "harmful_implicit"), "sampling_seed": 1,
                    "attack_seeds": TEST_ATTACK_SEEDS}}
@@ -175,14 +180,15 @@ def run_relearn(out: Path, config: RelearnConfig, model: str = "shapes", executo
     out.mkdir(parents=True, exist_ok=True)
     (out / "models").mkdir(exist_ok=True)
     results_path = out / "results.json"
-    previous = json.loads(results_path.read_text()) if results_path.exists() else {}
-    if previous and (previous.get("config") != json.loads(json.dumps(asdict(config))) or previous.get("model") != model):
-        raise SafetuneError(f"{out}: holds a relearn study run with other settings; resume it with the same settings "
-                            "(its results.json has them) or give a new --out")
+    previous = resume_or_refuse(results_path, "relearn", model, asdict(config), growable=GROWABLE)
+    if previous and previous["config"] != json.loads(json.dumps(asdict(config))):
+        log.info("%s: extending the study (%d runs of its earlier settings kept)", out, len(previous["runs"]))
     prompts = split_prompts(config)
     results = {"study": "relearn", "model": model, "config": asdict(config), "prompts": [r["prompt"] for r in prompts[0]],
                "runs": previous.get("runs", {})}
-    common = {"model": model, "config": asdict(config), "_out": str(out)}
+    # a run's identity is what determines it: not the lists of other runs, nor the verdicts' settings
+    common = {"model": model, "config": {k: v for k, v in asdict(config).items() if k not in GROWABLE},
+              "_out": str(out)}
     # the trained models first (each once, on disk), so that attack runs anywhere only load them
     built = [{**common, "kind": "model", "name": name, "train_seed": t, "label": f"build {name} train{t}"}
              for name in config.models if name not in ("base", REFERENCE) for t in config.train_seeds_of(name)]
@@ -195,11 +201,11 @@ def run_relearn(out: Path, config: RelearnConfig, model: str = "shapes", executo
                  for (name, attack), lrs in grids.items() for lr in lrs for t in config.train_seeds_of(name)
                  for seed in config.seeds()]
         specs.sort(key=lambda sp: (config.models.index(sp["name"]), sp["train_seed"]))  # one model loaded at a time
+        specs = [sp for sp in specs if _run_key(sp) not in results["runs"]]  # kept from an earlier run
         done = run_specs(specs, run_attack_spec, out / "runs", executor)
         for spec in specs:
             if spec_key(spec) in done:
-                key = run_key(spec["name"], spec["train_seed"], spec["attack"], spec["lr"], spec["seed"])
-                results["runs"][key] = done[spec_key(spec)]
+                results["runs"][_run_key(spec)] = done[spec_key(spec)]
         write_json(results_path, results)
         grown = False
         for (name, attack), lrs in grids.items():
@@ -274,6 +280,10 @@ def run_attack_spec(spec: dict) -> dict:
 def run_key(name: str, train_seed: int, attack: str, lr: float, seed: int) -> str:
     """A run's key in results.json."""
     return f"{name}|train{train_seed}|{attack}|{lr:g}|attack{seed}"
+
+
+def _run_key(spec: dict) -> str:
+    return run_key(spec["name"], spec["train_seed"], spec["attack"], spec["lr"], spec["seed"])
 
 
 def next_lr(results: dict, name: str, attack: str, lrs: list[float], config: RelearnConfig) -> float | None:
