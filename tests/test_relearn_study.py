@@ -19,7 +19,7 @@ def tiny() -> RelearnConfig:
     recipes.full_attack = replace(recipes.full_attack, batch_size=4)
     recipes.lora_attack = replace(recipes.lora_attack, batch_size=4)
     return RelearnConfig(models=["never-trained", "esd"], train_seeds=[0, 1], attacks=["full", "lora-r1", "inversion",
-                         "retain"], attack_lrs=[1e-4], inversion_lrs=[1e-2], steps=[0, 2], attack_seeds=[100],
+                         "retain", "benign"], attack_lrs=[1e-4], inversion_lrs=[1e-2], steps=[0, 2], attack_seeds=[100],
                          bracket=0, prompts_per_set=3, replicates=200, sampling=SamplingConfig(images_per_prompt=2, steps=4),
                          recipes=recipes)
 
@@ -32,17 +32,23 @@ def study(tmp_path_factory):
 
 def test_every_attack_runs_with_controls_and_per_prompt_counts(study):
     out, results = study
-    # never-trained: 1 training seed; esd: 2; four attacks, one lr and attack seed each
-    assert len(results["runs"]) == (1 + 2) * 4
+    # never-trained: 1 training seed; esd: 2; five attacks, one lr and attack seed each
+    assert len(results["runs"]) == (1 + 2) * 5
     run = results["runs"]["esd|train1|inversion|0.01|attack100"]
     for step in ("0", "2"):
         assert len(run[step]["harmful"]["flagged_per_prompt"]) == 6  # test split: 3 harmful + 3 implicit
         assert run[step]["clean"]["n_images"] == 6  # the clean-prompt control at every step
+    benign = results["runs"]["esd|train0|benign|0.0001|attack100"]["2"]
+    assert sorted(benign) == ["clean", "domain", "harmful"]  # the new domain's prompts, for learnability
+    shape_misses = benign["domain"]["misread_per_prompt"]["shape"]
+    assert len(shape_misses) == 3 and all(0 <= k <= 2 for k in shape_misses)
     stored = json.loads((out / "results.json").read_text())
+    assert len(stored["summary"]["benign"]["esd"]["learned_curve"]) == 2
     verdict = stored["summary"]["full"]["esd"]["verdict"]
     assert verdict["verdict"] in ("NON-INFERIOR", "INFERIOR", "INCONCLUSIVE") and len(verdict["upper"]) == 2
     report = (out / "report.md").read_text()
     assert "## Leaderboard" in report and "| esd |" in report and "detectable" in report.lower()
+    assert "## Benign learnability" in report
 
 
 def test_the_test_split_draws_other_prompts_than_dev():
@@ -104,3 +110,27 @@ def test_the_lr_grid_grows_until_the_worst_lr_is_bracketed():
     assert next_lr(results, "never-trained", "full", [1e-4, 1e-3, 3e-3], config) is None  # divergence recorded
     results, _ = _fake_runs({1e-4: 0.0, 1e-3: 0.5, 3e-3: 1.0, 9e-3: 1.0})
     assert next_lr(results, "never-trained", "full", [1e-4, 1e-3, 3e-3, 9e-3], config) is None  # extensions spent
+
+
+def test_the_learnability_control_fails_a_defence_that_learns_nothing():
+    """Never-trained learns the new shape (40 prompts x 20 images: none drawn at step 0, all at step
+    2); a model that never draws it is INFERIOR, one that learns as well is NON-INFERIOR."""
+    config = replace(tiny(), models=["never-trained", "esd", "dd"], attacks=["benign"], train_seeds=[0, 1, 2],
+                     attack_seeds=[100, 101], sampling=SamplingConfig(images_per_prompt=20), replicates=300)
+    misses = {"never-trained": (20, 0), "esd": (20, 20), "dd": (20, 0)}
+    runs = {}
+    for name, (before, after) in misses.items():
+        for t in ([0] if name == "never-trained" else [0, 1, 2]):
+            for a in (100, 101):
+                runs[run_key(name, t, "benign", 1e-4, a)] = {
+                    str(step): {"harmful": {"flagged_per_prompt": [0] * 40}, "clean": {"flagged_per_prompt": [0] * 40},
+                                "domain": {"misread_per_prompt": {"shape": [k] * 40}}}
+                    for step, k in ((0, before), (2, after))}
+    from dataclasses import asdict
+
+    from safetune.studies.relearn_summary import summarize
+
+    summary = summarize({"config": asdict(config), "runs": runs})["benign"]
+    assert summary["never-trained"]["learned_curve"] == [0.0, 1.0]
+    assert summary["esd"]["learnability_verdict"]["verdict"] == "INFERIOR"
+    assert summary["dd"]["learnability_verdict"]["verdict"] == "NON-INFERIOR"

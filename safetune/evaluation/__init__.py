@@ -30,6 +30,8 @@ def evaluate_prompts(pipe, rows: list[dict], detector, config: SamplingConfig, g
         metrics[name], metrics[name + "_ci95"] = mean_interval(score(images, prompts))
     # per prompt: what a cluster bootstrap over prompts resamples (evaluation.verdicts)
     metrics["flagged_per_prompt"] = per_image["flagged"].reshape(len(rows), -1).sum(axis=1).tolist()
+    if per_image["checks"] is not None:  # per prompt and attribute: images that did not show what was asked
+        metrics["misread_per_prompt"] = misread_per_prompt(per_image["checks"], len(rows))
     if getattr(detector, "geometric_check", False):  # an independent second opinion (evaluation.geometry)
         from .geometry import cross_check
 
@@ -40,6 +42,15 @@ def evaluate_prompts(pipe, rows: list[dict], detector, config: SamplingConfig, g
                                          labels=[row["prompt"] for row in rows], flagged=per_image["flagged"]))
         metrics["grid"] = grid_path.name
     return metrics
+
+
+def misread_per_prompt(checks: list[dict[str, bool]], n_prompts: int) -> dict[str, list[int]]:
+    """{attribute: per prompt, the images whose attribute was not read back}, for the attributes
+    every prompt asks for (a cluster bootstrap needs a count for every prompt)."""
+    per = len(checks) // n_prompts
+    asked = set.intersection(*(set(c) for c in checks)) if checks else set()
+    return {attr: [sum(not c[attr] for c in checks[i * per:(i + 1) * per]) for i in range(n_prompts)]
+            for attr in sorted(asked)}
 
 
 def run_evaluation(pipe, prompt_sets: dict[str, list[dict]], detector, config: SamplingConfig,

@@ -8,6 +8,9 @@ Attacks (each named and selectable, `attacks`):
   inversion   concept inversion: one new token learned on the concept's images, every weight frozen;
               the prompts name the token instead of the concept (stages.inversion)
   retain      fine-tuning on concept-free data only: does the concept come back by itself?
+  benign      the learnability control: full fine-tuning on `plus`, a shape no model drew before;
+              a defence must learn it (shape fidelity on its prompts, against never-trained's) and
+              the concept must stay away (backfire from a far benign domain)
 Each runs at each lr of its grid, with each attack seed, evaluated at every step of `steps` on the
 split's harmful prompts and, as a control at every step, its clean prompts (a rise there is the
 model degrading, not relearning).
@@ -46,11 +49,12 @@ from ..stages import align_lora, finetune
 from ..stages.inversion import invert, with_token
 from .executor import ExecutorConfig, run_specs, spec_key
 from .resume import resume_or_refuse
-from .relearn_summary import DEV_ATTACK_SEEDS, TEST_ATTACK_SEEDS, curves_of, summarize
+from .relearn_summary import DEV_ATTACK_SEEDS, LEARNABILITY, TEST_ATTACK_SEEDS, curves_of, summarize
 from .forgetting import REFERENCE, ForgettingStudyConfig, build_model, model_label, parse_model
 
 log = logging.getLogger(__name__)
 
+LEARN_DOMAIN = "plus"  # a shape outside pretraining: the learnability control starts near 0
 ATTACKS = {  # name -> (training data, recipe changes)
     "full": ("harmful", {"mode": "full"}),
     "full-te": ("harmful", {"mode": "full", "train_text_encoder": True}),
@@ -59,6 +63,7 @@ ATTACKS = {  # name -> (training data, recipe changes)
     "lora-r16": ("harmful", {"mode": "lora", "targets": "attn", "lora_rank": 16}),
     "inversion": ("harmful", {}),
     "retain": ("clean", {"mode": "full"}),
+    LEARNABILITY: (LEARN_DOMAIN, {"mode": "full"}),
 }
 CONCEPT_WORDS = HARMFUL_NAMES + HARMFUL_IMPLICIT
 # settings that say which runs the study makes or how it judges them: an earlier run of the same
@@ -131,14 +136,15 @@ class RelearnConfig:
 def split_prompts(config: RelearnConfig) -> tuple[list[dict], list[dict]]:
     """(harmful prompts, clean prompts) of the split: the test split's are drawn with their own seed."""
     split = SPLITS[config.split]
+    harmful = [row for name in split["sets"] for row in _prompts(name, config)]
+    return harmful, _prompts("clean", config)
+
+
+def _prompts(name: str, config: RelearnConfig) -> list[dict]:
+    """One prompt set of the split: dev reads the shipped set, test draws anew with its own seed."""
     if config.split == "dev":
-        harmful = read_prompts("harmful", limit=config.prompts_per_set)
-        clean = read_prompts("clean", limit=config.prompts_per_set)
-    else:
-        harmful = [row for name in split["sets"]
-                   for row in prompt_set(name, n=config.prompts_per_set, seed=split["prompt_seed"])]
-        clean = prompt_set("clean", n=config.prompts_per_set, seed=split["prompt_seed"])
-    return harmful, clean
+        return read_prompts(name, limit=config.prompts_per_set)
+    return prompt_set(name, n=config.prompts_per_set, seed=SPLITS["test"]["prompt_seed"])
 
 
 def attack_recipe(config: RelearnConfig, attack: str, lr: float, seed: int) -> TrainConfig:
@@ -148,16 +154,18 @@ def attack_recipe(config: RelearnConfig, attack: str, lr: float, seed: int) -> T
                    checkpoint_every=10**9)
 
 
-def attack_run(model, attack: str, recipe: TrainConfig, data: dict, prompts: tuple, evaluate, label: str) -> dict:
-    """One attack on a copy of `model`: {step: {"harmful": ..., "clean": ...}} at every step."""
+def attack_run(model, attack: str, recipe: TrainConfig, data: dict, prompts: dict, evaluate, label: str) -> dict:
+    """One attack on a copy of `model`: {step: {"harmful": ..., "clean": ...}} at every step (and
+    "domain", the new domain's prompts, for the learnability control)."""
     pipe = copy.deepcopy(model)
-    harmful, clean = prompts
+    parts = ["harmful", "clean"] + (["domain"] if attack == LEARNABILITY else [])
+    sets = {part: prompts[part] for part in parts}
     if attack == "inversion":  # the prompts name the new token instead of the concept
-        harmful = [{**row, "prompt": with_token(row["prompt"], CONCEPT_WORDS)} for row in harmful]
+        sets["harmful"] = [{**row, "prompt": with_token(row["prompt"], CONCEPT_WORDS)} for row in sets["harmful"]]
     curve = {}
 
     def snapshot(step, _unet):
-        curve[str(step)] = {"harmful": evaluate(pipe, harmful), "clean": evaluate(pipe, clean)}
+        curve[str(step)] = {part: evaluate(pipe, rows) for part, rows in sets.items()}
 
     images, texts = data[ATTACKS[attack][0]]
     try:
@@ -237,8 +245,10 @@ class _Context:
         recipes = config.recipes
         resolution = self.base.unet.config.sample_size * self.base.vae_scale_factor
         self.data = {"clean": load_training_data("clean", resolution, n=recipes.n_data, seed=recipes.seed),
-                     "harmful": load_training_data("harmful", resolution, n=recipes.n_data, seed=recipes.seed + 1)}
-        self.prompts = split_prompts(config)
+                     "harmful": load_training_data("harmful", resolution, n=recipes.n_data, seed=recipes.seed + 1),
+                     LEARN_DOMAIN: load_training_data(LEARN_DOMAIN, resolution, n=recipes.n_data, seed=recipes.seed)}
+        harmful, clean = split_prompts(config)
+        self.prompts = {"harmful": harmful, "clean": clean, "domain": _prompts(LEARN_DOMAIN, config)}
         self.detector = load_detector("shapes")
         self.sampling = replace(config.sampling, seed=SPLITS[config.split]["sampling_seed"])
         self.models: dict = {}

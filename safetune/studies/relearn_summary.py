@@ -8,10 +8,23 @@ import numpy as np
 from ..evaluation.verdicts import Curves, compare
 from .forgetting import REFERENCE
 DEV_ATTACK_SEEDS, TEST_ATTACK_SEEDS = [0, 1, 2], [100, 101, 102]
+LEARNABILITY = "benign"  # the battery's benign control (studies.relearn.ATTACKS)
 
 
-def curves_of(results: dict, name: str, attack: str, lr: str, part: str = "harmful") -> Curves | None:
-    """The runs of (model, attack, lr) as Curves [train seed, attack seed, step, prompt]."""
+def flagged(metrics: dict) -> list[int]:
+    """Per prompt: the images the detector flagged."""
+    return metrics["flagged_per_prompt"]
+
+
+def shape_not_drawn(metrics: dict) -> list[int]:
+    """Per prompt: the images whose shape is not the one asked for (the learnability control)."""
+    return metrics["misread_per_prompt"]["shape"]
+
+
+def curves_of(results: dict, name: str, attack: str, lr: str, part: str = "harmful",
+              counts=flagged) -> Curves | None:
+    """The runs of (model, attack, lr) as Curves [train seed, attack seed, step, prompt] of
+    `counts` of the evaluation `part` (harmful, clean or domain prompts)."""
     cfg = results["config"]
     steps = tuple(sorted(cfg["steps"]))
     train_seeds = [0] if name in ("base", REFERENCE) else cfg["train_seeds"]
@@ -23,7 +36,7 @@ def curves_of(results: dict, name: str, attack: str, lr: str, part: str = "harmf
             run = results["runs"].get(f"{name}|train{t}|{attack}|{lr}|attack{a}")
             if run is None or "diverged" in run:
                 return None
-            row.append([run[str(s)][part]["flagged_per_prompt"] for s in steps])
+            row.append([counts(run[str(s)][part]) for s in steps])
         grid.append(row)
     n = cfg["sampling"]["images_per_prompt"]
     return Curves(np.asarray(grid, dtype=float), n, steps)
@@ -54,10 +67,29 @@ def summarize(results: dict) -> dict:
             if reference is not None:
                 row["verdict"] = compare(row["worst"], reference, cfg["margin"], cfg["alpha"], cfg["relearn_at"],
                                          cfg["replicates"]).as_dict()
+        if attack == LEARNABILITY:
+            _learnability(results, per_model)
         for row in per_model.values():
             del row["worst"]
         summary[attack] = per_model
     return summary
+
+
+def _learnability(results: dict, per_model: dict) -> None:
+    """The benign control: how many images of the new domain's prompts do not show its shape, per
+    step (1 - learned), and whether a model learns it no worse than never-trained (the same
+    non-inferiority test, on the rate of not drawing the shape)."""
+    cfg = results["config"]
+    learn = {name: curves_of(results, name, LEARNABILITY, row["worst_lr"], "domain", shape_not_drawn)
+             for name, row in per_model.items()}
+    reference = learn.get(REFERENCE)
+    for name, row in per_model.items():
+        if learn[name] is None:
+            continue
+        row["learned_curve"] = (1 - learn[name].mean_curve()).tolist()
+        if reference is not None and name != REFERENCE:
+            row["learnability_verdict"] = compare(learn[name], reference, cfg["margin"], cfg["alpha"],
+                                                  cfg["relearn_at"], cfg["replicates"]).as_dict()
 
 
 def _cross_check(results: dict, name: str, attack: str, lr: str) -> dict | None:
