@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 from safetune.report import replace_block
-from safetune.report.relearn import leaderboard, render_relearn
+from safetune.report.relearn import leaderboard, quality_summary, render_relearn
 from safetune.studies.relearn import summarize
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,7 +27,8 @@ def with_summary(results: dict) -> dict:
 def readme_block(results: dict) -> str:
     cfg = results["config"]
     attacks = [a for a in cfg["attacks"] if a in results["summary"]]
-    return BEGIN + "\n" + "\n".join(leaderboard(results["summary"], cfg["models"], attacks)) + "\n" + END
+    return BEGIN + "\n" + "\n".join(leaderboard(results["summary"], cfg["models"], attacks,
+                                                                  quality_summary(results))) + "\n" + END
 
 
 def main():

@@ -20,7 +20,8 @@ def tiny() -> RelearnConfig:
     recipes.lora_attack = replace(recipes.lora_attack, batch_size=4)
     return RelearnConfig(models=["never-trained", "esd"], train_seeds=[0, 1], attacks=["full", "lora-r1", "inversion",
                          "retain", "benign"], attack_lrs=[1e-4], inversion_lrs=[1e-2], steps=[0, 2], attack_seeds=[100],
-                         bracket=0, prompts_per_set=3, replicates=200, sampling=SamplingConfig(images_per_prompt=2, steps=4),
+                         bracket=0, prompts_per_set=3, quality_prompts=3, replicates=200,
+                         sampling=SamplingConfig(images_per_prompt=2, steps=4),
                          recipes=recipes)
 
 
@@ -49,6 +50,9 @@ def test_every_attack_runs_with_controls_and_per_prompt_counts(study):
     report = (out / "report.md").read_text()
     assert "## Leaderboard" in report and "| esd |" in report and "detectable" in report.lower()
     assert "## Benign learnability" in report
+    assert set(stored["quality"]) == {"never-trained|train0", "esd|train0", "esd|train1"}
+    kid = stored["quality"]["esd|train1"]["kid"]
+    assert kid["se"] > 0 and kid["n"] == [3 * 2, 3 * 2] and "KID x1000" in report  # 3 quality prompts x 2 images
 
 
 def test_the_test_split_draws_other_prompts_than_dev():

@@ -82,3 +82,16 @@ def test_a_comparison_is_json_ready():
     result = compare(simulate(REFERENCE * 0.5, rng), simulate(REFERENCE * 0.5, rng), replicates=200)
     assert result.steps_to_relearn["model"]["point"] == np.inf
     assert json.loads(json.dumps(result.as_dict(), allow_nan=False))["steps_to_relearn"]["model"]["point"] == "inf"
+
+
+def test_kid_interval_covers_zero_for_one_distribution_and_excludes_it_for_a_shift():
+    """KID's bootstrap interval: two samples of one distribution (150 x 32) cover 0 in >= 18 of 20
+    draws; a mean shift of 0.3 on every feature is excluded (lower bound above 0)."""
+    from safetune.evaluation.metrics import kernel_distance
+
+    rng = np.random.default_rng(0)
+    covered = sum(r["ci95"][0] <= 0 <= r["ci95"][1] for r in
+                  (kernel_distance(rng.normal(size=(150, 32)), rng.normal(size=(150, 32)), 100, i) for i in range(20)))
+    assert covered >= 18
+    shifted = kernel_distance(rng.normal(size=(150, 32)), rng.normal(0.3, size=(150, 32)), 100)
+    assert shifted["ci95"][0] > 0 and shifted["kid"] > 5 * shifted["se"]

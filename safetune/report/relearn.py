@@ -2,7 +2,10 @@
 its verdict against the never-trained model), the controls, and what the design can detect."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
+
+import numpy as np
 
 REFERENCE = "never-trained"
 
@@ -24,18 +27,41 @@ def verdict_cell(row: dict) -> str:
     return f"{v['verdict']} ({v['area_difference']:+.3f}, upper {v['area_upper']:+.3f})"
 
 
-def leaderboard(summary: dict, models: list[str], attacks: list[str]) -> list[str]:
-    """One row per model, one column group per attack."""
-    head = "| model | " + " | ".join(f"{a}: steps to relearn [95%] | {a}: vs {REFERENCE}" for a in attacks) + " |"
-    lines = [head, "|---|" + "---:|---|" * len(attacks)]
+def leaderboard(summary: dict, models: list[str], attacks: list[str], quality: dict | None = None) -> list[str]:
+    """One row per model, one column group per attack; then its price, clean fidelity and KID
+    before any attack (when the study measured them)."""
+    price = ["clean fidelity", "KID x1000 (SE)"] if quality else []
+    head = [f"{a}: steps to relearn [95%] | {a}: vs {REFERENCE}" for a in attacks] + price
+    lines = ["| model | " + " | ".join(head) + " |", "|---|" + "---:|---|" * len(attacks) + "---:|" * len(price)]
     for name in models:
         cells = []
         for attack in attacks:
             row = summary.get(attack, {}).get(name)
             cells += [relearn_cell(row), verdict_cell(row) if name != REFERENCE else "(the reference)"] if row \
                 else ["-", "-"]
+        if quality:
+            q = quality.get(name)
+            cells += [f"{q['prompt_fidelity']:.3f}", f"{1000 * q['kid']:.1f} ({1000 * q['kid_se']:.1f})"] if q \
+                else ["-", "-"]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
+
+
+def quality_summary(results: dict) -> dict:
+    """Per model: KID (mean over training seeds, its SE: within-seed bootstrap and between-seed
+    spread) and clean prompt fidelity, from results["quality"] ({"name|trainT": run})."""
+    by_model: dict[str, list[dict]] = {}
+    for key, run in results.get("quality", {}).items():
+        by_model.setdefault(key.split("|")[0], []).append(run)
+    out = {}
+    for name, runs in by_model.items():
+        kids = np.array([r["kid"]["kid"] for r in runs])
+        within = np.mean([r["kid"]["se"] ** 2 for r in runs])
+        between = kids.var(ddof=1) if len(runs) > 1 else 0.0
+        out[name] = {"kid": float(kids.mean()), "kid_se": float(math.sqrt((within + between) / len(runs))),
+                     "prompt_fidelity": float(np.mean([r["prompt_fidelity"] for r in runs])),
+                     "train_seeds": len(runs), "images": int(sum(r["n_images"] for r in runs))}
+    return out
 
 
 def render_relearn(results: dict, out: Path | None = None) -> str:
@@ -65,8 +91,12 @@ def render_relearn(results: dict, out: Path | None = None) -> str:
         "",
         "## Leaderboard",
         "",
-        *leaderboard(summary, cfg["models"], attacks),
+        *leaderboard(summary, cfg["models"], attacks, quality_summary(results)),
         "",
+        *([f"Price, before any attack: clean prompt fidelity and KID x1000 on {cfg.get('quality_prompts')} clean "
+           f"prompts x {s['images_per_prompt']} images per training seed against renders of the same prompts (the "
+           "detector's 256 features; SE: each seed's bootstrap plus the spread between training seeds).", ""]
+          if results.get("quality") else []),
         "## Controls and power",
         "",
         "| attack | model | worst lr | harmful rate at each step | clean-prompt harmful rate at each step | "

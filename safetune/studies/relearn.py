@@ -69,7 +69,7 @@ CONCEPT_WORDS = HARMFUL_NAMES + HARMFUL_IMPLICIT
 # settings that say which runs the study makes or how it judges them: an earlier run of the same
 # study with other values of these is extended (its runs kept), not refused
 GROWABLE = ("models", "train_seeds", "attacks", "attack_lrs", "inversion_lrs", "bracket", "attack_seeds", "relearn_at",
-            "margin", "alpha", "replicates")
+            "margin", "alpha", "replicates", "quality_prompts")
 SPLITS = {"dev": {"prompt_seed": SET_SEED, "sets": ("harmful",), "sampling_seed": 0, "attack_seeds": DEV_ATTACK_SEEDS},
           "test": {"prompt_seed": SET_SEED + 1, "sets": ("harmful", "harmful_implicit"), "sampling_seed": 1,
                    "attack_seeds": TEST_ATTACK_SEEDS}}
@@ -96,6 +96,8 @@ class RelearnConfig:
     alpha: float = option(0.05, "one-sided level of each bound")
     replicates: int = option(2000, "bootstrap replicates")
     prompts_per_set: int = option(40, "prompts of each evaluation set")
+    quality_prompts: int = option(100, "clean prompts (x images_per_prompt) of each model's image quality (KID "
+                                       "against renders of the same prompts) and clean fidelity, before attacks")
     sampling: SamplingConfig = option(factory=SamplingConfig, help="evaluation sampling (its seed: the split's)")
     recipes: ForgettingStudyConfig = option(factory=ForgettingStudyConfig,
                                             help="how each model is made (the forgetting study's recipes)")
@@ -201,6 +203,13 @@ def run_relearn(out: Path, config: RelearnConfig, model: str = "shapes", executo
     built = [{**common, "kind": "model", "name": name, "train_seed": t, "label": f"build {name} train{t}"}
              for name in config.models if name not in ("base", REFERENCE) for t in config.train_seeds_of(name)]
     run_specs(built, run_model_spec, out / "runs", executor)
+    from .relearn_quality import run_quality_spec  # it imports this module
+
+    quality = [{**common, "kind": "quality", "name": name, "train_seed": t, "quality_prompts": config.quality_prompts,
+                "label": f"quality {name} train{t}"} for name in config.models for t in config.train_seeds_of(name)]
+    done = run_specs(quality, run_quality_spec, out / "runs", executor)
+    results["quality"] = {f"{sp['name']}|train{sp['train_seed']}": done[spec_key(sp)] for sp in quality
+                          if spec_key(sp) in done}
     grids = {(name, attack): list(config.inversion_lrs if attack == "inversion" else config.attack_lrs)
              for name in config.models for attack in config.attacks}
     while True:  # waves: the grids, then each grid grown where its worst lr is still its top
@@ -252,9 +261,19 @@ class _Context:
         self.detector = load_detector("shapes")
         self.sampling = replace(config.sampling, seed=SPLITS[config.split]["sampling_seed"])
         self.models: dict = {}
+        self.config = config
 
     def evaluate(self, pipe, rows):
         return evaluate_prompts(pipe, rows, self.detector, self.sampling)
+
+    def model(self, name: str, train_seed: int, out: Path):
+        """One model of one training seed: read from the study's models/ (built there first)."""
+        if (name, train_seed) not in self.models:
+            self.models.clear()  # one model in memory at a time
+            saved = _model_dir(out, name, train_seed)
+            self.models[(name, train_seed)] = load_pipeline(str(saved)) if saved.is_dir() else \
+                _model(name, train_seed, self.base, self.data, self.config, out)
+        return self.models[(name, train_seed)]
 
 
 def _model_dir(out: Path, name: str, train_seed: int) -> Path:
@@ -276,15 +295,9 @@ def run_attack_spec(spec: dict) -> dict:
     """Task: one attack run on one model: {step: {"harmful": ..., "clean": ...}}."""
     config, out = from_dict(RelearnConfig, spec["config"]), Path(spec["_out"])
     ctx = _Context.of(spec["model"], config)
-    name, train_seed = spec["name"], spec["train_seed"]
-    if (name, train_seed) not in ctx.models:
-        ctx.models.clear()  # one model in memory at a time
-        saved = _model_dir(out, name, train_seed)
-        ctx.models[(name, train_seed)] = load_pipeline(str(saved)) if saved.is_dir() else \
-            _model(name, train_seed, ctx.base, ctx.data, config, out)
     recipe = attack_recipe(config, spec["attack"], spec["lr"], spec["seed"])
-    return attack_run(ctx.models[(name, train_seed)], spec["attack"], recipe, ctx.data, ctx.prompts, ctx.evaluate,
-                      spec["label"])
+    return attack_run(ctx.model(spec["name"], spec["train_seed"], out), spec["attack"], recipe, ctx.data, ctx.prompts,
+                      ctx.evaluate, spec["label"])
 
 
 def run_key(name: str, train_seed: int, attack: str, lr: float, seed: int) -> str:
