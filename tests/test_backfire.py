@@ -53,3 +53,26 @@ def test_report_and_figure_are_written(study):
     assert "resurgence" in text and "never-trained" in text and "lora-on-top" in text
     assert (out / "curves.png").is_file() and (out / "report.html").is_file()
     assert any(out.glob("grids/*harmful.png"))
+
+
+def test_a_way_carries_its_own_recipe(tmp_path):
+    """'modular:lr=1e-4/lora_rank=16' trains with those settings (steps still from save_at); what a
+    way cannot set, and unknown settings, are refused before any work; the run is keyed by the name."""
+    from safetune.errors import SafetuneError
+
+    config = BackfireConfig(save_at=[0, 5])
+    recipe = config.train_config("modular:lr=1e-4/lora_rank=16", seed=2)
+    assert (recipe.lr, recipe.lora_rank, recipe.steps, recipe.seed, recipe.mode) == (1e-4, 16, 5, 2, "lora")
+    assert config.train_config("full:lr=3e-4", 0).lr == 3e-4 and config.train_config("full", 0).mode == "full"
+    for way, message in (("modular:steps=9", "steps come from save_at"), ("modular:rnak=4", "rnak"),
+                         ("moduler", "unknown way")):
+        with pytest.raises(SafetuneError, match=message):
+            BackfireConfig(ways=[way], reference="").validate()
+    tiny = dict(batch_size=4, checkpoint_every=10**9)
+    small = BackfireConfig(domains=["sparkle"], ways=["modular:lr=1e-4/lora_rank=2"], seeds=[0], save_at=[0, 1],
+                           reference="", n_data=8, prompts_per_set=2, sampling=SamplingConfig(images_per_prompt=1, steps=2),
+                           align=TrainConfig(steps=1, lr=1e-3, mode="lora", targets="xattn", **tiny),
+                           lora=TrainConfig(lr=1e-3, mode="lora", **tiny))
+    results = run_backfire(tmp_path, small)
+    assert list(results["models"]["esd-x"]["runs"]["sparkle"]) == ["modular:lr=1e-4/lora_rank=2"]
+    assert "its recipe here: lr=1e-4, lora_rank=2" in (tmp_path / "report.md").read_text()

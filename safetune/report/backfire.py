@@ -29,6 +29,12 @@ DEFINITIONS = [
 ]
 
 
+
+def way_words(way: str) -> str:
+    """What a way is, with its own recipe when it has one ('modular:lr=1e-4/lora_rank=16')."""
+    kind, _, recipe = way.partition(":")
+    return WAY_WORDS[kind] + (f"; its recipe here: {recipe.replace('/', ', ')} (`{way}`)" if recipe else "")
+
 def _mean_range(stat: dict | None, digits: int = 3) -> str:
     if not stat:
         return "-"
@@ -73,7 +79,7 @@ def plot_curves(results: dict, path: Path) -> None:
                 xs = sorted(steps, key=int)
                 x = [int(s) for s in xs]
                 mean = [steps[s]["harmful_rate"]["mean"] for s in xs]
-                colour = WAY_COLOURS.get(way, "gray")
+                colour = WAY_COLOURS.get(way.partition(":")[0], "gray")
                 ax.plot(x, mean, styles.get(kind, "-"), color=colour, marker="o", ms=3, label=f"{name}: {way}")
                 ax.fill_between(x, [steps[s]["harmful_rate"]["min"] for s in xs],
                                 [steps[s]["harmful_rate"]["max"] for s in xs], color=colour, alpha=0.12)
@@ -112,7 +118,7 @@ def render_backfire(results: dict, out: Path) -> str:
         "",
         "Ways:",
         "",
-        *[f"- {WAY_WORDS[w]}" for w in dict.fromkeys(cfg["ways"] + (["lora"] if cfg.get("reference") else []))],
+        *[f"- {way_words(w)}" for w in dict.fromkeys(cfg["ways"] + (["lora"] if cfg.get("reference") else []))],
         "",
         "Domains: `clean` is the retain set (pretraining without stars: in-distribution benign data, like "
         "real benign fine-tuning sets for SD); `sparkle` (four-pointed stars) is related to the concept; "

@@ -19,7 +19,7 @@ import logging
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from ..config import SHAPES_CONCEPTS, SamplingConfig, TrainConfig, option
+from ..config import SHAPES_CONCEPTS, SamplingConfig, TrainConfig, apply_overrides, option
 from ..data.folder import load_training_data
 from ..data.prompts import read_prompts
 from ..errors import SafetuneError
@@ -47,7 +47,9 @@ class BackfireConfig:
     methods: list[str] = option(factory=lambda: ["esd-x"], help="safety LoRAs: esd-x, esd-u, sdd")
     domains: list[str] = option(factory=lambda: ["clean", "sparkle", "plus"],
                                 help="benign data: retain (clean), related (sparkle), far (plus, ...) or folders")
-    ways: list[str] = option(factory=lambda: list(WAYS), help="full, lora-on-top, modular")
+    ways: list[str] = option(factory=lambda: list(WAYS),
+                             help="full, lora-on-top, modular; a recipe of its own after ':', settings of its "
+                                  "training joined by '/' (e.g. modular:lr=1e-4/lora_rank=16)")
     seeds: list[int] = option(factory=lambda: [0, 1, 2], help="fine-tuning seeds per (method, domain, way)")
     reference: str = option("shapes-nostar", "the never-trained model, fine-tuned the same ways ('' for none)")
     concepts: list[str] = option(factory=lambda: list(SHAPES_CONCEPTS), help="prompts the safety LoRA erases")
@@ -79,8 +81,7 @@ class BackfireConfig:
             if method not in METHODS:
                 raise SafetuneError(f"methods: unknown safety method {method!r}; choose from {', '.join(METHODS)}")
         for way in self.ways:
-            if way not in WAYS:
-                raise SafetuneError(f"ways: unknown way {way!r}; choose from {', '.join(WAYS)}")
+            self.train_config(way, 0)  # an unknown way or recipe setting is refused here
         for domain in self.domains:
             if domain not in DATA_SETS and not Path(domain).is_dir():
                 raise SafetuneError(f"domains: {domain!r} is neither a ShapesWorld set ({', '.join(DATA_SETS)}) nor "
@@ -95,9 +96,26 @@ class BackfireConfig:
             raise SafetuneError("nothing to study: give methods, a reference, or both")
 
     def train_config(self, way: str, seed: int) -> TrainConfig:
-        """The fine-tuning of one way and seed: the full or LoRA recipe, run to the last save_at step."""
-        base = self.full if way == "full" else self.lora
-        return replace(base, steps=max(self.save_at), save_at=list(self.save_at), seed=seed)
+        """The fine-tuning of one way and seed: the full or LoRA recipe with the way's own settings
+        ('modular:lr=1e-4/lora_rank=16'), run to the last save_at step."""
+        kind, _, options = way.partition(":")
+        if kind not in WAYS + ("lora",):
+            raise SafetuneError(f"ways: unknown way {way!r}; choose from {', '.join(WAYS)} (a recipe after ':', e.g. "
+                                "modular:lr=1e-4/lora_rank=16)")
+        recipe = copy.deepcopy(self.full if kind == "full" else self.lora)
+        items = [o for o in options.split("/") if o]
+        if any(item.partition("=")[0].strip() in ("steps", "save_at", "seed", "mode") for item in items):
+            raise SafetuneError(f"ways: {way!r}: steps come from save_at, seeds from seeds, the mode from the way")
+        try:
+            apply_overrides(recipe, items)
+        except SafetuneError as exc:
+            raise SafetuneError(f"ways: {way!r}: {exc}") from None
+        return replace(recipe, steps=max(self.save_at), save_at=list(self.save_at), seed=seed)
+
+
+def way_kind(way: str) -> str:
+    """'modular:lr=1e-4' -> 'modular'."""
+    return way.partition(":")[0]
 
 
 class Evaluator:
@@ -113,7 +131,8 @@ class Evaluator:
         (self.out / "grids").mkdir(exist_ok=True)
         results = {}
         for name in dict.fromkeys(sets):
-            grid = self.out / "grids" / f"{label}__{name}.png" if name.startswith("harmful") else None
+            safe = label.replace(":", "@").replace("/", "+")  # a way's recipe ('modular:lr=1e-4/...') in a file name
+            grid = self.out / "grids" / f"{safe}__{name}.png" if name.startswith("harmful") else None
             results[name] = evaluate_prompts(pipe, self.sets[name], self.detector, self.config.sampling, grid)
             if grid is not None:
                 results[name]["grid"] = f"grids/{grid.name}"
@@ -168,11 +187,11 @@ def run_backfire(out: Path, config: BackfireConfig, model: str = "shapes") -> di
                     if s in done.get(d, {}).get(w, {}):
                         slot[s] = done[d][w][s]
                         continue
-                    train_cfg = config.train_config("full" if way == "full" else "lora", seed)
+                    train_cfg = config.train_config(way, seed)
                     curve, lora = finetune_run(copy.deepcopy(start_pipe), data[domain], train_cfg, evaluate,
                                                f"{name}__{domain}__{way}__{s}", domain, on_top, at_inference)
                     slot[s] = curve
-                    if lora is not None and way == "modular" and seed == config.seeds[0]:
+                    if lora is not None and way == "modular" and seed == config.seeds[0]:  # the default recipe
                         lora.save(out / "loras" / f"finetune_{name}_{domain}_{s}.safetensors")
                     write_json(results_path, results)
             _write_report(out, results)  # after each domain: a long study reports as it goes
@@ -193,7 +212,7 @@ def run_backfire(out: Path, config: BackfireConfig, model: str = "shapes") -> di
         write_json(results_path, results)
         # (merged into the model before training, added for evaluation only)
         ways = {"full": ([(safe, 1.0)], []), "lora-on-top": ([(safe, 1.0)], []), "modular": ([], [(safe, 1.0)])}
-        runs_of(method, base, {w: ways[w] for w in config.ways}, entry)
+        runs_of(method, base, {w: ways[way_kind(w)] for w in config.ways}, entry)
         for domain in config.domains:
             ft = out / "loras" / f"finetune_{method}_{domain}_seed{config.seeds[0]}.safetensors"
             probe = f"W0 + dW_safe - dW_ft({domain})"
@@ -207,7 +226,7 @@ def run_backfire(out: Path, config: BackfireConfig, model: str = "shapes") -> di
         entry = results["models"][REFERENCE] = {"kind": "reference", "model": config.reference, "runs": {}}
         entry["before"] = previous.get("models", {}).get(REFERENCE, {}).get("before") or \
             evaluate(reference, REFERENCE, EVAL_SETS)
-        ref_ways = dict.fromkeys(REFERENCE_WAYS[w] for w in config.ways)
+        ref_ways = dict.fromkeys(REFERENCE_WAYS[way_kind(w)] + w[len(way_kind(w)):] for w in config.ways)
         runs_of(REFERENCE, reference, {w: ([], []) for w in ref_ways}, entry)
 
     _write_report(out, results)
