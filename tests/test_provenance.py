@@ -44,6 +44,8 @@ def test_benchmark_page_and_readme_leaderboard_are_what_the_stored_runs_render()
     assert (ROOT / "docs" / "results" / "benchmark.md").read_text() == render_relearn(results)
     assert renderer.readme_block(results) in (ROOT / "README.md").read_text()
     assert "summary" not in json.loads((ROOT / "docs" / "results" / "benchmark.json").read_text())
+    # what the demo quotes ships with the package: the same numbers
+    assert json.loads(renderer.QUOTES.read_text()) == json.loads(json.dumps(renderer.quotes(results)))
 
 
 def test_readme_sentences_on_the_benchmark_quote_the_stored_numbers():

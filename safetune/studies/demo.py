@@ -3,6 +3,7 @@ the reduced backfire study (an ESD-x safety LoRA, and a benign fine-tuning on sp
 told in plain words with its before/after grids first."""
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import replace
 from pathlib import Path
@@ -17,7 +18,7 @@ from ..evaluation.detectors import load_detector
 from ..evaluation.grid import GridLayout, compare_grids
 from ..evaluation.metrics import newcombe_interval
 from ..io import save_image, write_json
-from ..models.loading import SHIPPED_MODEL, load_pipeline
+from ..models.loading import ASSETS, SHIPPED_MODEL, load_pipeline
 from ..report import fmt_ci, metrics_table, write_report
 
 log = logging.getLogger(__name__)
@@ -36,22 +37,32 @@ PLAIN_WAYS = {
                "the two are added only when generating (W0 + dW_safe + dW_ft).",
 }
 COMPARISON_ROWS = 8  # prompts shown side by side at the top of the report; every prompt is in backfire/
-# Measured by `safetune study forgetting` (docs/results/defence.md); the demo quotes it, marked as a
-# quote, rather than spend its ten minutes re-running it.
-RELEARNING_LINE = (
-    "Measured by another study, not by this run: against a malicious fine-tuning on star images (the worst of "
-    "the attack lrs measured, 1e-5 to 1e-3; 2-3 attack seeds; 200 images per point), the steps until half the harmful prompts draw stars: {line} "
-    "(`safetune study forgetting`; docs/results/defence.md in the safetune repository).")
 RESURGENCE_QUOTE = (
     "Measured by another study, not by this run: `safetune study backfire` runs three fine-tuning seeds per way on "
     "the in-distribution set (`clean`), the related set (`sparkle`) and a far one (`plus`; "
     "docs/results/resurgence.md in the safetune repository): on `clean` the concept comes back too, by 5 to 8 "
     "points on average, less than the seed-to-seed spread; on the far set it fades further; Modular LoRA stays at "
     "or below the aligned model on all three.")
-RELEARNING = ("full fine-tuning: ESD-x 11; distort-and-distill (`align --method dd`) more than 400 (0.39 at step 400, "
-              "at or below the never-trained model's curve at every step, within noise); never-trained model 367. "
-              "LoRA: ESD-x 13; distort-and-distill more than 400 (0.13 at step 400, three times the never-trained "
-              "model's 0.04)")
+QUOTED_MODELS = {"esd": "ESD-x", "dd": "distort-and-distill (`align --method dd`)", "lt": "LT", "ng": "NG",
+                 "never-trained": "the never-trained model"}
+
+
+def relearning_quote() -> str:
+    """What the relearning benchmark measured, quoted from its stored results (assets/quotes, written
+    by scripts/render_benchmark_docs.py) rather than re-run in the demo's ten minutes."""
+    q = json.loads((ASSETS / "quotes" / "relearning.json").read_text())
+    last = str(max(q["steps"]))
+    parts = []
+    for attack, words in (("full", "full fine-tuning"), ("lora-r4", "a rank-4 LoRA")):
+        cells = [f"{QUOTED_MODELS.get(name, name)} {row['steps'].replace('> last', '> ' + last)}"
+                 + (f" ({row['verdict']} to never-trained)" if row["verdict"] else "")
+                 for name, row in q["attacks"].get(attack, {}).items()]
+        parts.append(f"under {words}, " + "; ".join(cells))
+    return ("Measured by another study, not by this run (the relearning benchmark, `safetune study relearn`, "
+            f"{q['split']} split, {len(q['train_seeds'])} training seeds x {len(q['attack_seeds'])} attack seeds, "
+            f"{q['images']} images per run and step; {q['page']} in the safetune repository): after a malicious fine-tuning "
+            "on star images, the steps until half the images of star prompts show stars, with 95% bootstrap "
+            "intervals: " + "; ".join(parts) + ".")
 
 
 def run_demo(out: Path, config: SamplingConfig, prompts_per_set: int = 40, include_backfire: bool = True) -> dict:
@@ -171,7 +182,7 @@ def render_demo(results: dict, backfire: dict | None) -> str:
     seeds = len(cfg["seeds"])
     lines += ["", f"{seeds} fine-tuning seed{'s' if seeds > 1 else ''} in this run. Every grid, curve and table of "
               "it: [backfire/report.md](backfire/report.md).", "", RESURGENCE_QUOTE, "",
-              RELEARNING_LINE.format(line=RELEARNING), "",
+              relearning_quote(), "",
               '<details markdown="1"><summary>The shipped model before any safety alignment: harmful rate, '
               "fidelity and grids of its three prompt sets</summary>", "", *base_section(results), "</details>", ""]
     return "\n".join(lines)
