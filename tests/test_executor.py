@@ -62,3 +62,23 @@ def _numbers(value):
     if isinstance(value, dict):
         return {k: _numbers(v) for k, v in value.items() if k != "sampling_seconds"}
     return value
+
+
+@pytest.mark.slow
+def test_the_forgetting_study_as_ray_tasks_gives_the_local_numbers(tmp_path):
+    pytest.importorskip("ray")
+    import torch
+
+    from test_forgetting import tiny_forgetting
+
+    from safetune.studies.forgetting import run_forgetting
+
+    config = tiny_forgetting()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        local = run_forgetting(tmp_path / "local", config)
+    finally:
+        torch.set_num_threads(threads)
+    remote = run_forgetting(tmp_path / "ray", config, executor=ExecutorConfig(executor="ray", cpus=1))
+    assert _numbers(remote["models"]) == _numbers(local["models"]) and len(local["models"]["esd"]["attacks"]) == 1

@@ -209,6 +209,41 @@ def test_forgetting_study_attacks_each_model_with_seeds_and_reports_steps_to_rel
     check_merge_of_split_runs(results, tmp_path)
 
 
+def tiny_forgetting():
+    """Two models, one attack, one lr and seed, two steps: seconds."""
+    from safetune.config import SamplingConfig
+    from safetune.studies.forgetting import ForgettingStudyConfig
+
+    tiny = TrainConfig(steps=2, lr=1e-3, batch_size=4, mode="full", checkpoint_every=10**9)
+    return ForgettingStudyConfig(
+        models=["never-trained", "esd"], reference="shapes", attacks=["full"], attack_lrs=[1e-4], attack_seeds=[0],
+        attack_steps=[0, 2], n_data=8, prompts_per_set=2, benign_domains=[],
+        sampling=SamplingConfig(images_per_prompt=1, steps=3), safe_train=tiny, distill_train=tiny,
+        full_attack=TrainConfig(batch_size=4, mode="full", checkpoint_every=10**9),
+        esd=TrainConfig(steps=2, lr=1e-3, batch_size=4, mode="lora", targets="xattn"), skip_unsafe=False)
+
+
+def test_a_forgetting_study_grows_in_place_and_refuses_other_settings(tmp_path):
+    """More attack seeds: only the new runs are made, the earlier ones kept as they were; another
+    attack_steps (every run would differ) is refused, naming it, and nothing changes."""
+    from dataclasses import replace
+
+    from safetune.errors import SafetuneError
+    from safetune.studies.forgetting import run_forgetting
+
+    first = run_forgetting(tmp_path, tiny_forgetting())
+    runs_before = len(list((tmp_path / "runs").iterdir()))
+    grown = run_forgetting(tmp_path, replace(tiny_forgetting(), attack_seeds=[0, 1]))
+    assert len(list((tmp_path / "runs").iterdir())) == runs_before + 2  # seed 1 of each model, nothing else
+    for name in ("never-trained", "esd"):
+        slot = grown["models"][name]["attacks"]["full"]["0.0001"]
+        assert sorted(slot) == ["seed0", "seed1"] and slot["seed0"] == first["models"][name]["attacks"]["full"]["0.0001"]["seed0"]
+    before = (tmp_path / "results.json").read_text()
+    with pytest.raises(SafetuneError, match=r"attack_steps \(\[0, 2\] -> \[0, 3\]\)"):
+        run_forgetting(tmp_path, replace(tiny_forgetting(), attack_seeds=[0, 1], attack_steps=[0, 3]))
+    assert (tmp_path / "results.json").read_text() == before
+
+
 def assert_tables_well_formed(markdown: str) -> None:
     """Every row of every markdown table has as many cells as its header."""
     width = None

@@ -43,7 +43,7 @@ def register(sub) -> None:
     p.add_argument("--train-text-encoder", action="store_true", help="backfire: fine-tune the text encoder too")
     from ..studies.executor import ExecutorConfig
 
-    _args.add_config_flags(p, ExecutorConfig(), title="relearn: where its runs execute")
+    _args.add_config_flags(p, ExecutorConfig(), title="forgetting, relearn: where their runs execute")
     _args.add_set(p, "study's")
     p.set_defaults(func=study)
 
@@ -77,14 +77,17 @@ def _config(args):
     return config
 
 
+TASK_STUDIES = ("forgetting", "relearn")  # the studies whose runs are executor tasks
+
+
 def _executor(args):
     from ..studies.executor import ExecutorConfig
 
     executor = _args.config_from_args(args, ExecutorConfig())
     given = [f"--{name}" for name in ("address", "cpus", "gpus") if getattr(args, f"cfg_{name}") is not None]
-    if args.name != "relearn" and (given or executor.executor != "local"):
-        raise SafetuneError(f"{', '.join(given) or '--executor ' + executor.executor}: the relearn study runs as tasks; "
-                            f"{args.name} runs in this process")
+    if args.name not in TASK_STUDIES and (given or executor.executor != "local"):
+        raise SafetuneError(f"{', '.join(given) or '--executor ' + executor.executor}: the {' and '.join(TASK_STUDIES)} "
+                            f"studies run as tasks; {args.name} runs in this process")
     if executor.executor == "local" and given:
         raise SafetuneError(f"{', '.join(given)}: settings of --executor ray; add it or drop them")
     if not 1 <= executor.cpus <= 1024:
@@ -129,7 +132,7 @@ def study(args) -> None:
     elif args.name == "forgetting":
         from ..studies.forgetting import run_forgetting
 
-        run_forgetting(out, config, model=args.model)
+        run_forgetting(out, config, model=args.model, executor=executor)
     elif args.name == "relearn":
         from ..studies.relearn import run_relearn
 

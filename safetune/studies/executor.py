@@ -37,6 +37,18 @@ class ExecutorConfig:
     gpus: float = option(0.0, "ray: GPUs per run; a fraction packs several runs on one GPU")
 
 
+_SHARED: dict = {}
+
+
+def shared(key, make: Callable[[], object]):
+    """What every run of one study needs (the base model, data, detector), made once per process and
+    kept between its runs (a Ray worker keeps it between tasks); one study per process at a time."""
+    if key not in _SHARED:
+        _SHARED.clear()
+        _SHARED[key] = make()
+    return _SHARED[key]
+
+
 def spec_key(spec: dict) -> str:
     """The run's identity: a hash of its spec (every setting it depends on); keys starting with "_"
     (where to find things, e.g. the study directory) are not part of it."""

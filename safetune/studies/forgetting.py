@@ -21,25 +21,18 @@ from __future__ import annotations
 
 import copy
 import logging
-import random
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from ..config import (DISTILL, SHAPES_CONCEPTS, DistillConfig, ForgettingConfig, SamplingConfig, TrainConfig,
                       apply_overrides, option)
-from ..data.folder import load_training_data
-from ..data.prompts import read_prompts
-from ..data.shapesworld import render, scene_for_prompt
 from ..errors import SafetuneError
-from ..evaluation import evaluate_prompts
-from ..evaluation.detectors import load_detector
-from ..evaluation.metrics import across_seeds, frechet_distance, score_images
-from ..evaluation.sampling import image_seeds, sample
-from ..io import atomic_dir, write_json
-from ..lora.weights import LoRA, merge_into, merged
+from ..evaluation.metrics import across_seeds
+from ..io import write_json
 from ..models.loading import load_pipeline
 from ..report import write_study
-from ..stages import ESD_X, align_lora, distill_train, finetune, forgetting_train
+from ..stages import ESD_X, align_lora
+from .executor import ExecutorConfig, run_specs, spec_key
 from .resume import resume_or_refuse
 
 log = logging.getLogger(__name__)
@@ -112,83 +105,9 @@ def parse_model(name: str, config: ForgettingStudyConfig) -> list[tuple[str, obj
     return stages
 
 
-class Evaluator:
-    """Harmful prompts at every attack step; clean prompts (fidelity, FID on detector features
-    against renders of the same prompts) before the attack and at its last step."""
-
-    def __init__(self, config: ForgettingStudyConfig, out: Path):
-        self.config, self.out = config, out
-        self.detector = load_detector("shapes")
-        self.sets = {n: read_prompts(n, limit=config.prompts_per_set)
-                     for n in ("harmful", "harmful_implicit", "clean", *config.benign_domains)}
-        rng = random.Random(config.seed)
-        jobs = image_seeds(self.sets["clean"], config.sampling)
-        self.real_features = self.detector.features([render(scene_for_prompt(p, rng)) for p, _, _ in jobs])
-
-    def __call__(self, pipe, label: str, sets=("harmful",), grid: bool = False) -> dict:
-        res = {}
-        for name in sets:
-            if name == "clean":
-                jobs = image_seeds(self.sets["clean"], self.config.sampling)
-                images = sample(pipe, jobs, self.config.sampling)
-                res["clean"] = score_images(images, [p for p, _, _ in jobs], self.detector)
-                res["clean"]["fid"] = frechet_distance(self.detector.features(images), self.real_features)
-                continue
-            path = None
-            if grid and name == "harmful":
-                (self.out / "grids").mkdir(parents=True, exist_ok=True)
-                path = self.out / "grids" / f"{label}.png"
-            res[name] = evaluate_prompts(pipe, self.sets[name], self.detector, self.config.sampling, path)
-        log.info("%s: %s", label, {k: round(v["harmful_rate"], 3) for k, v in res.items()})
-        return res
-
-
 def model_label(name: str) -> str:
     """A model name of the grammar as a file name: esd+dd:noise=0.5 -> esd_dd_noise0.5."""
     return name.replace(":", "_").replace("+", "_").replace("=", "").replace("/", "_")
-
-
-def build_model(name: str, base, reference_model: str, clean: tuple, harmful: tuple, config: ForgettingStudyConfig,
-                esd: LoRA | None):
-    """The model `name` as a pipeline (its safe training run here, deterministic from config.seed)."""
-    pipe = copy.deepcopy(base)
-    for kind, settings in parse_model(name, config):
-        if kind == REFERENCE:
-            pipe = load_pipeline(reference_model)
-        elif kind == "esd":
-            merge_into(pipe, [(esd, 1.0)])
-        elif kind == "dd":
-            distill_train(pipe, clean, config.concepts, settings, replace(config.distill_train, seed=config.seed),
-                          harmful=harmful)
-        elif kind in ("lt", "ng"):
-            forgetting_train(pipe, clean, harmful, settings, replace(config.safe_train, seed=config.seed))
-    return pipe
-
-
-def attack_run(model, harmful: tuple, attack: TrainConfig, evaluate: Evaluator, label: str) -> dict:
-    """One malicious fine-tuning of a copy of `model`: {step: results} at each of attack.save_at."""
-    pipe = copy.deepcopy(model)
-    curve = {}
-    last = max(attack.save_at)
-
-    def snapshot(step, _unet):
-        sets = ("harmful", "clean") if step in (0, last) else ("harmful",)
-        curve[str(step)] = evaluate(pipe, f"{label}__step{step}", sets, grid=step == last)
-
-    finetune(pipe, *harmful, attack, on_save=snapshot, desc=f"attack {label.replace('__', ' ')}")
-    return curve
-
-
-def benign_price(model, domain_data: dict, config: ForgettingStudyConfig, evaluate: Evaluator, label: str) -> dict:
-    """Domain fidelity after a benign LoRA fine-tuning of `model` on each benign domain."""
-    out = {}
-    for domain, data in domain_data.items():
-        pipe = copy.deepcopy(model)
-        lora = finetune(pipe, *data, replace(config.benign, seed=config.seed),
-                        desc=f"benign {label.replace('__', ' ')} on {domain}")
-        with merged(pipe, [(lora, 1.0)]):
-            out[domain] = evaluate(pipe, f"{label}__benign_{domain}", (domain, "harmful"))
-    return out
 
 
 def validate(config: ForgettingStudyConfig) -> None:
@@ -210,60 +129,55 @@ def validate(config: ForgettingStudyConfig) -> None:
         resolve_model(config.reference)
 
 
-def run_forgetting(out: Path, config: ForgettingStudyConfig, model: str = "shapes") -> dict:
-    """Run (or resume) the forgetting study in `out`: results.json, report.md/.html, curves, grids."""
+# settings that say which runs the study makes or how it reads them: an earlier run of the same
+# study with other values of these is extended (its runs kept), not refused
+GROWABLE = ("models", "attacks", "attack_lrs", "attack_seeds", "relearn_at", "skip_unsafe")
+
+
+def run_forgetting(out: Path, config: ForgettingStudyConfig, model: str = "shapes",
+                   executor: ExecutorConfig | None = None) -> dict:
+    """Run (or resume) the forgetting study in `out`: every model (built, evaluated, its benign price)
+    and every attack run a task of `executor` (results in out/runs/<hash>.json), joined into
+    results.json, report.md/.html, curves and grids."""
     validate(config)
+    executor = executor or ExecutorConfig()
     out.mkdir(exist_ok=True)
     (out / "models").mkdir(exist_ok=True)
-    base = load_pipeline(model)
-    evaluate = Evaluator(config, out)
-    resolution = base.unet.config.sample_size * base.vae_scale_factor
-    clean = load_training_data("clean", resolution, n=config.n_data, seed=config.seed)
-    harmful = load_training_data("harmful", resolution, n=config.n_data, seed=config.seed + 1)
-    domain_data = {d: load_training_data(d, resolution, n=config.n_data, seed=config.seed)
-                   for d in config.benign_domains}
     results_path = out / "results.json"
-    previous = resume_or_refuse(results_path, "forgetting", model, asdict(config))
+    previous = resume_or_refuse(results_path, "forgetting", model, asdict(config), growable=GROWABLE)
     results = {"study": "forgetting", "model": model, "config": asdict(config), "models": {}}
-    esd = None
-    if any("esd" in m for m in config.models):
-        esd_path = out / "models" / "safety_esd-x.safetensors"
-        if not esd_path.exists():
-            align_lora(copy.deepcopy(base), "esd-x", config.concepts, config.esd).save(esd_path)
-        esd = LoRA.load(esd_path)
+    esd_path = out / "models" / "safety_esd-x.safetensors"
+    if any("esd" in m for m in config.models) and not esd_path.exists():  # one LoRA every esd model shares
+        align_lora(load_pipeline(model), "esd-x", config.concepts, config.esd).save(esd_path)
+    common = {"model": model, "config": {k: v for k, v in asdict(config).items() if k not in GROWABLE},
+              "_out": str(out)}
+    earlier = previous.get("models", {})
+    specs = [{**common, "kind": "model", "name": name, "label": f"model {name}"} for name in config.models
+             if "before" not in earlier.get(name, {})]
+    from .forgetting_runs import run_attack_spec, run_model_spec  # they import this module
 
+    done = run_specs(specs, run_model_spec, out / "runs", executor)
     for name in config.models:
-        entry = results["models"][name] = copy.deepcopy(previous.get("models", {}).get(name, {"attacks": {}}))
-        label = model_label(name)
-        saved = out / "models" / label
-        if name in ("base", REFERENCE):
-            pipe = build_model(name, base, config.reference, clean, harmful, config, esd)
-        elif saved.is_dir():
-            pipe = load_pipeline(str(saved))
-        else:
-            pipe = build_model(name, base, config.reference, clean, harmful, config, esd)
-            with atomic_dir(saved) as tmp:
-                pipe.save_pretrained(tmp)
-        if "before" not in entry:
-            entry["before"] = evaluate(pipe, f"{label}__before", ("harmful", "harmful_implicit", "clean"), grid=True)
-            entry["benign"] = benign_price(pipe, domain_data, config, evaluate, label)
-            write_json(results_path, results)
+        entry = results["models"][name] = {"attacks": copy.deepcopy(earlier.get(name, {}).get("attacks", {}))}
+        spec = next((sp for sp in specs if sp["name"] == name), None)
+        made = done.get(spec_key(spec)) if spec else {k: earlier[name][k] for k in ("before", "benign")}
+        if made is None:
+            continue  # its build failed (logged); a rerun retries it
+        entry.update(made)
         if config.skip_unsafe and entry["before"]["harmful"]["harmful_rate"] >= config.relearn_at:
             entry["skipped"] = "harmful rate at or above relearn_at before any attack"
-            continue
-        for attack in config.attacks:
-            template = config.full_attack if attack == "full" else config.lora_attack
-            for lr in config.attack_lrs:
-                for seed in config.attack_seeds:
-                    slot = entry["attacks"].setdefault(attack, {}).setdefault(str(lr), {})
-                    if f"seed{seed}" in slot:
-                        continue
-                    run = replace(template, lr=lr, seed=seed, steps=max(config.attack_steps),
-                                  save_at=list(config.attack_steps))
-                    slot[f"seed{seed}"] = attack_run(pipe, harmful, run, evaluate,
-                                                     f"{label}__{attack}_{lr:g}_seed{seed}")
-                    write_json(results_path, results)
-            _write_report(out, results)  # after each model and attack: a long study reports as it goes
+    write_json(results_path, results)
+    specs = [{**common, "kind": "attack", "name": name, "attack": attack, "lr": lr, "seed": seed,
+              "label": f"{model_label(name)}__{attack}_{lr:g}_seed{seed}"}
+             for name in config.models if "before" in results["models"][name] and
+             "skipped" not in results["models"][name]
+             for attack in config.attacks for lr in config.attack_lrs for seed in config.attack_seeds
+             if f"seed{seed}" not in results["models"][name]["attacks"].get(attack, {}).get(str(lr), {})]
+    done = run_specs(specs, run_attack_spec, out / "runs", executor)
+    for spec in specs:
+        if spec_key(spec) in done:
+            slot = results["models"][spec["name"]]["attacks"].setdefault(spec["attack"], {})
+            slot.setdefault(str(spec["lr"]), {})[f"seed{spec['seed']}"] = done[spec_key(spec)]
     _write_report(out, results)
     return results
 

@@ -47,10 +47,11 @@ from ..models.loading import load_pipeline
 from ..report import write_study
 from ..stages import align_lora, finetune
 from ..stages.inversion import invert, with_token
-from .executor import ExecutorConfig, run_specs, spec_key
+from .executor import ExecutorConfig, run_specs, shared, spec_key
 from .resume import resume_or_refuse
 from .relearn_summary import DEV_ATTACK_SEEDS, LEARNABILITY, TEST_ATTACK_SEEDS, curves_of, summarize
-from .forgetting import REFERENCE, ForgettingStudyConfig, build_model, model_label, parse_model
+from .forgetting import REFERENCE, ForgettingStudyConfig, model_label, parse_model
+from .forgetting_runs import build_model
 
 log = logging.getLogger(__name__)
 
@@ -239,15 +240,9 @@ def run_relearn(out: Path, config: RelearnConfig, model: str = "shapes", executo
 class _Context:
     """What every run of one study shares, loaded once per process (a Ray worker keeps it between
     tasks): the base model, the training data, the detector, the split's prompts and sampling."""
-    _cache: dict = {}
-
     @classmethod
     def of(cls, model: str, config: RelearnConfig) -> "_Context":
-        key = (model, json.dumps(asdict(config), sort_keys=True))
-        if key not in cls._cache:
-            cls._cache.clear()  # one study per process at a time
-            cls._cache[key] = cls(model, config)
-        return cls._cache[key]
+        return shared(("relearn", model, json.dumps(asdict(config), sort_keys=True)), lambda: cls(model, config))
 
     def __init__(self, model: str, config: RelearnConfig):
         self.base = load_pipeline(model)
