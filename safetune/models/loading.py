@@ -43,7 +43,7 @@ def load_pipeline(model: str | None = None, device: str = "cpu", dtype=None, rev
 
     diffusers.utils.logging.disable_progress_bar()  # loading bars are noise; training keeps its own
     transformers.utils.logging.disable_progress_bar()
-    if not logging.getLogger("safetune").isEnabledFor(logging.INFO):
+    if not logging.getLogger("safetune").isEnabledFor(logging.DEBUG):
         transformers.utils.logging.set_verbosity_error()
         diffusers.utils.logging.set_verbosity_error()  # its hub notices ("Couldn't connect ...") are not our output
     from diffusers import DiffusionPipeline
