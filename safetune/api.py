@@ -14,20 +14,13 @@ from dataclasses import replace
 from pathlib import Path
 
 from .config import (
-    DISTILL,
-    ESD_X,
     FINETUNE,
-    LT_NG,
     SHAPES_CONCEPTS,
-    DistillConfig,
-    ForgettingConfig,
     GuardConfig,
-    SafetyLoraConfig,
     SamplingConfig,
     TrainConfig,
     apply_overrides,
 )
-from .errors import SafetuneError
 from .lora.weights import LoRA
 
 DEFAULT_CONCEPTS = list(SHAPES_CONCEPTS)
@@ -65,41 +58,30 @@ def _pipe(model_or_pipe):
 
 def align(model, method: str = "esd-x", concepts: list[str] | None = None, train: TrainConfig | None = None,
           clean_data: str = "clean", harmful_data: str = "harmful", n: int = 1000, settings=None, **overrides):
-    """A safety alignment of `model` (a name or a pipeline, left unchanged): esd-x/esd-u/sdd return
-    the safety LoRA; lt/ng return a LoRA (train.mode "lora") or the trained pipeline; dd returns the
-    distort-and-distilled pipeline. `overrides` set fields of the training recipe (steps=40, lr=...)
-    or of the method's settings (eta=2, noise=0.5, ...)."""
+    """A safety alignment of `model` (a name or a pipeline, left unchanged) by a registered method
+    (stages.methods: esd-x, esd-u, sdd, lt, ng, dd, ...): returns its safety LoRA, or the trained
+    pipeline for methods that train the model itself. `overrides` set fields of the training recipe
+    (steps=40, lr=...) or of the method's settings (eta=2, noise=0.5, ...)."""
     from dataclasses import fields
 
-    recipe = {"lt": LT_NG, "ng": LT_NG, "dd": DISTILL}.get(method, ESD_X)
-    kind = {"lt": ForgettingConfig, "ng": ForgettingConfig, "dd": DistillConfig}.get(method, SafetyLoraConfig)
-    settings = settings or kind()
-    if method in ("lt", "ng"):
-        settings = replace(settings, variant=method)
-    train = replace(train or recipe)
+    from .stages.methods import Inputs, get_method
+
+    spec = get_method(method)
+    settings = settings or spec.make_settings()
+    train = replace(train or spec.recipe)
     train_fields = {f.name for f in fields(train)}
     apply_overrides(train, [f"{k}={_text(v)}" for k, v in overrides.items() if k in train_fields])
     apply_overrides(settings, [f"{k}={_text(v)}" for k, v in overrides.items() if k not in train_fields])
-    concepts = concepts or DEFAULT_CONCEPTS
     pipe = _pipe(model)
-    if method in ("esd-x", "esd-u", "esd", "sdd"):
-        from .stages.safety import align_lora
+    inputs = Inputs(concepts or DEFAULT_CONCEPTS, settings, spec.prepare(train))
+    needs = spec.data(settings)
+    if needs:
+        from .data.folder import load_training_data
 
-        return align_lora(pipe, method, concepts, train, settings)
-    from .data.folder import load_training_data
-
-    resolution = pipe.unet.config.sample_size * pipe.vae_scale_factor
-    clean = load_training_data(clean_data, resolution, n=n)
-    if method == "dd":
-        from .stages.distill import distill_train
-
-        distill_train(pipe, clean, concepts, settings, replace(train, mode="full"))
-        return pipe
-    if method not in ("lt", "ng"):
-        raise SafetuneError(f"unknown method {method!r}; choose esd-x, esd-u, sdd, lt, ng or dd")
-    from .stages.lt_ng import forgetting_train
-
-    lora = forgetting_train(pipe, clean, load_training_data(harmful_data, resolution, n=n, seed=1), settings, train)
+        resolution = pipe.unet.config.sample_size * pipe.vae_scale_factor
+        inputs.clean = load_training_data(clean_data, resolution, n=n) if "clean" in needs else None
+        inputs.harmful = load_training_data(harmful_data, resolution, n=n, seed=1) if "harmful" in needs else None
+    lora = spec.run(pipe, inputs)
     return lora if lora is not None else pipe
 
 

@@ -6,25 +6,18 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from ..config import (
-    DISTILL,
     ESD_X,
     FINETUNE,
-    LT_NG,
     SET_IMAGES,
     SHAPES_CONCEPTS,
-    DistillConfig,
-    ForgettingConfig,
-    SafetyLoraConfig,
     TrainConfig,
     apply_overrides,
     describe,
 )
 from ..errors import SafetuneError
+from ..stages.methods import METHODS
 from . import _args
 
-METHOD_SETTINGS = {"esd-x": SafetyLoraConfig, "esd-u": SafetyLoraConfig, "esd": SafetyLoraConfig,
-                   "sdd": SafetyLoraConfig, "lt": ForgettingConfig, "ng": ForgettingConfig, "dd": DistillConfig}
-RECIPES = {"lt": LT_NG, "ng": LT_NG, "dd": DISTILL}  # the rest: ESD_X
 CLEAN_DATA, HARMFUL_DATA = "clean", "harmful"  # align lt/ng/dd: the ShapesWorld sets used unless told
 # finetune --recipe NAME: the studies' own fine-tuning recipes, so a study's run can be redone by hand
 RECIPE_NAMES = ("finetune", "backfire-full", "backfire-lora", "forgetting-full", "forgetting-lora", "forgetting-benign")
@@ -57,18 +50,13 @@ def _training_flags(p, recipe: TrainConfig, skip=()) -> None:
 
 def register(sub) -> None:
     """align and finetune."""
-    p = sub.add_parser("align", help="safety alignment: an ESD/SDD safety LoRA on W0, LT/NG safe training, or dd",
-                       description="Safety alignment. esd-x/esd-u/sdd train a safety LoRA (dW_safe) on W0; lt/ng "
-                       "train forgetting-based safe training (Pan et al. 2024); dd (distort-and-distill) makes a "
-                       "model that a malicious fine-tuning relearns no faster than one never trained on the concept. "
-                       "Training flags default to the method's recipe (esd/sdd: "
-                       f"{ESD_X.steps:,} steps at lr {ESD_X.lr:g}, rank {ESD_X.lora_rank} on cross-attention; lt/ng: "
-                       f"{LT_NG.steps:,} {LT_NG.mode} steps at {LT_NG.lr:g}; dd: {DISTILL.steps:,} {DISTILL.mode} steps "
-                       f"at {DISTILL.lr:g}); method settings: --set NAME=VALUE, the recipe: --set train.NAME=VALUE "
-                       "(--show-config lists both).")
+    p = sub.add_parser("align", help="safety alignment: a safety LoRA on W0 (ESD, SDD, ...), LT/NG, or dd",
+                       description="Safety alignment by one of the registered methods (safetune/stages/methods.py). "
+                       "Training flags default to the method's recipe; its settings: --set NAME=VALUE, its recipe: "
+                       "--set train.NAME=VALUE (--show-config lists both). Methods: " + "; ".join(
+                           f"{m.name}: {m.summary} ({_recipe_words(m)}; {m.paper})" for m in METHODS.values()) + ".")
     _args.add_model_flags(p)
-    p.add_argument("--method", default="esd-x", choices=list(METHOD_SETTINGS),
-                   help="esd-x (default), esd-u, esd (the same as esd-x), sdd, lt, ng or dd")
+    p.add_argument("--method", default="esd-x", choices=list(METHODS), help="the method (default esd-x); see above")
     p.add_argument("--concept", action="append", default=None,
                    help="a prompt of the concept to erase; repeat for several phrasings (default: "
                         f"{', '.join(map(repr, SHAPES_CONCEPTS))})")
@@ -105,6 +93,13 @@ def register(sub) -> None:
     p.set_defaults(func=finetune)
 
 
+def _recipe_words(method) -> str:
+    """'3,200 full steps at lr 0.001': a method's default training, as the help says it."""
+    train = method.prepare(method.recipe)
+    where = f", rank {train.lora_rank} on {train.targets}" if train.mode == "lora" else ""
+    return f"{train.steps:,} {train.mode} steps at lr {train.lr:g}{where}"
+
+
 TRAIN_PREFIX = "train."  # align's --set train.NAME=VALUE sets its training recipe; bare names its method's settings
 
 
@@ -114,9 +109,7 @@ def _recipe_sets(args) -> list[str]:
 
 
 def _settings(args):
-    settings = METHOD_SETTINGS[args.method]()
-    if args.method in ("lt", "ng"):
-        settings.variant = args.method
+    settings = METHODS[args.method].make_settings()
     apply_overrides(settings, [a for a in args.set if not a.startswith(TRAIN_PREFIX)])
     _args.check_numbers(settings)
     return settings
@@ -172,74 +165,58 @@ def _on_top(args):
 
 
 def align(args) -> None:
-    """`safetune align`: a safety LoRA (esd-x, esd-u, sdd), LT/NG safe training or distort-and-distill."""
+    """`safetune align`: the registered method's safety alignment (a LoRA or the trained model)."""
+    method = METHODS[args.method]
     settings = _settings(args)
     if args.show_config:
         _args.show_config(settings)
-        print("\n".join(TRAIN_PREFIX + line for line in describe(_train_config(args, RECIPES.get(args.method, ESD_X), _recipe_sets(args)))))
+        print("\n".join(TRAIN_PREFIX + line for line in describe(method.prepare(
+            _train_config(args, method.recipe, _recipe_sets(args))))))
         return
     if not args.out:
-        raise SafetuneError("give --out: the LoRA file (.safetensors), or a directory for dd and lt/ng --mode full")
-    concepts = args.concept or list(SHAPES_CONCEPTS)
-    method = args.method
-    fixed = {"mode": method != "lt" and method != "ng", "targets": method in ("esd-x", "esd-u", "esd", "sdd", "dd")}
-    for name, by_method in fixed.items():
-        if by_method and getattr(args, "cfg_" + name) is not None:
-            raise SafetuneError(f"--{name}: {method} sets it itself (ESD-x/SDD: a LoRA on cross-attention, ESD-u: on "
-                                "the rest; dd: every weight); drop it")
-    recipe = RECIPES.get(method, ESD_X)
-    config = _train_config(args, recipe, _recipe_sets(args), **({"mode": "full"} if method == "dd" else {}))
-    lora_output = method not in ("dd",) and config.mode == "lora"
-    uses_harmful = method in ("lt", "ng") or method == "dd" and settings.harm_margin > 0
-    if method in ("lt", "ng", "dd"):
+        raise SafetuneError("give --out: the LoRA file (.safetensors), or a directory for a method that trains the "
+                        "model itself (dd; lt/ng with --mode full)")
+    for name in method.fixed:
+        if getattr(args, "cfg_" + name) is not None:
+            raise SafetuneError(f"--{name}: {method.name} sets it itself (ESD-x/SDD: a LoRA on cross-attention, "
+                                "ESD-u: on the rest; dd: every weight); drop it")
+    config = method.prepare(_train_config(args, method.recipe, _recipe_sets(args)))
+    needs = method.data(settings)
+    if "clean" in needs:
         args.clean_data = CLEAN_DATA if args.clean_data is None else args.clean_data
-        if args.harmful_data is not None and not uses_harmful:
-            raise SafetuneError("--harmful-data: dd uses harmful images only for its tamper term; give --set "
-                                "harm_margin=M (> 0) too, or drop --harmful-data")
+    if args.harmful_data is not None and "harmful" not in needs and "clean" in needs:
+        raise SafetuneError("--harmful-data: dd uses harmful images only for its tamper term; give --set "
+                            "harm_margin=M (> 0) too, or drop --harmful-data")
+    if "harmful" in needs:
         args.harmful_data = HARMFUL_DATA if args.harmful_data is None else args.harmful_data
-        _check_data(args, args.clean_data, *([args.harmful_data] if uses_harmful else []))
-    else:
-        given = [f for f, v in (("--clean-data", args.clean_data), ("--harmful-data", args.harmful_data),
-                                ("--n", args.n), ("--on-top", args.on_top or None)) if v is not None]
-        if given:
-            raise SafetuneError(f"{', '.join(given)}: settings of lt, ng and dd; an {method} safety LoRA is trained "
-                                "on the model's own images of --concept")
-    out = _output(args, lora_output)
+    if needs:
+        _check_data(args, *(getattr(args, f"{kind}_data") for kind in needs))
+    given = [f for f, v in (("--clean-data", args.clean_data), ("--harmful-data", args.harmful_data),
+                            ("--n", args.n), ("--on-top", args.on_top or None)) if v is not None]
+    if given and not needs:
+        raise SafetuneError(f"{', '.join(given)}: settings of methods trained on images (lt, ng, dd); an "
+                            f"{method.name} safety LoRA is trained on the model's own images of --concept")
+    out = _output(args, method.returns_lora(config))
     _args.check_loras(args.lora + args.on_top)
     on_top = _on_top(args)
     pipe = _args.pipeline(args)
-    meta = {"method": method, "concepts": concepts, "settings": asdict(settings), "model": args.model,
+    concepts = args.concept or list(SHAPES_CONCEPTS)
+    meta = {"method": method.name, "concepts": concepts, "settings": asdict(settings), "model": args.model,
             "loras": args.lora, "on_top": args.on_top}
-    checkpoint = Path(str(out) + ".checkpoint")
-    if method in ("esd-x", "esd-u", "esd", "sdd"):
-        from ..stages.safety import align_lora, safety_config
-
-        config = safety_config(method, config)
-        lora = align_lora(pipe, method, concepts, config, settings, checkpoint_dir=checkpoint, identity=meta)
-        if _save(out, lora, pipe, {**meta, "train": asdict(config)}, args.format):
-            print(f"wrote safety LoRA ({len(lora.factors)} modules, rank {lora.rank()}) to {args.out}")
-        return
     from ..lora.weights import merge_into
+    from ..stages.methods import Inputs
 
     merge_into(pipe, on_top)
-    clean = _data(args, pipe, args.clean_data)
-    meta.update(clean_data=args.clean_data, n=args.n, train=asdict(config))
-    if method == "dd":
-        from ..stages.distill import distill_train
-
-        harmful = _data(args, pipe, args.harmful_data, seed=1) if uses_harmful else None
-        meta.update(harmful_data=args.harmful_data if uses_harmful else None)
-        distill_train(pipe, clean, concepts, settings, config, checkpoint_dir=checkpoint, identity=meta,
-                      harmful=harmful)
-        lora = None
-    else:
-        from ..stages.lt_ng import forgetting_train
-
-        harmful = _data(args, pipe, args.harmful_data, seed=1)
-        meta.update(harmful_data=args.harmful_data)
-        lora = forgetting_train(pipe, clean, harmful, settings, config, checkpoint_dir=checkpoint, identity=meta)
-    if kind := _save(out, lora, pipe, meta, args.format):
-        print(f"wrote the {method}-trained {kind} to {args.out}")
+    inputs = Inputs(concepts, settings, config, checkpoint_dir=Path(str(out) + ".checkpoint"), identity=meta)
+    for kind in needs:
+        setattr(inputs, kind, _data(args, pipe, getattr(args, f"{kind}_data"), seed=int(kind == "harmful")))
+        meta.update({f"{kind}_data": getattr(args, f"{kind}_data")})
+    if needs:
+        meta.update(n=args.n, train=asdict(config))
+    lora = method.run(pipe, inputs)
+    if kind := _save(out, lora, pipe, {**meta, "train": asdict(config)}, args.format):
+        print(f"wrote safety LoRA ({len(lora.factors)} modules, rank {lora.rank()}) to {args.out}"
+              if lora is not None and not needs else f"wrote the {method.name}-trained {kind} to {args.out}")
 
 
 def _save(out: Path, lora, pipe, meta: dict, layout: str = "diffusers") -> str | None:

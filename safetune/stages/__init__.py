@@ -7,11 +7,21 @@
     finetuning.finetune      benign or malicious fine-tuning, full or LoRA, text encoder optional
     pretraining.pretrain     the miniature Stable Diffusion on ShapesWorld (VAE, then text encoder + UNet)
 """
-from ..config import DistillConfig, ForgettingConfig
-from .distill import distill_train
-from .finetuning import finetune
-from .lt_ng import forgetting_train
-from .safety import ESD_X, METHODS, align_lora
+import importlib
 
+_HOMES = {"ESD_X": "safety", "align_lora": "safety", "METHODS": "methods", "distill_train": "distill",
+          "finetune": "finetuning", "forgetting_train": "lt_ng"}
 __all__ = ["ESD_X", "METHODS", "DistillConfig", "ForgettingConfig", "align_lora", "distill_train", "finetune",
            "forgetting_train"]
+
+
+def __getattr__(name: str):
+    """The stages are imported when first used: the CLI's --help reads the method registry
+    (stages.methods) without importing torch."""
+    if name in ("DistillConfig", "ForgettingConfig"):
+        from .. import config
+
+        return getattr(config, name)
+    if name in _HOMES:
+        return getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

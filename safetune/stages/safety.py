@@ -1,7 +1,7 @@
 """Safety alignment as a LoRA on the base weights W0 (dW_safe): ESD-x, ESD-u, SDD."""
 from __future__ import annotations
 
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 from ..config import ESD_X, SafetyLoraConfig, TrainConfig  # noqa: F401 (ESD_X re-exported)
@@ -11,21 +11,17 @@ from ..models.conditioning import encode_text, sample_latents, training_schedule
 from ..train import run_stage
 from .losses import ESDLoss, SDDLoss
 
-METHODS = {
-    # method: (loss, the modules its LoRA sits on)
-    "esd-x": ("esd", "xattn"),
-    "esd-u": ("esd", "non-xattn"),
-    "esd": ("esd", "xattn"),
-    "sdd": ("sdd", "xattn"),
-}
+LOSSES = {"esd-x": "esd", "esd-u": "esd", "esd": "esd", "sdd": "sdd"}  # method: its loss
 
 
 def safety_config(method: str, config: TrainConfig) -> TrainConfig:
     """The stage's settings as trained: a LoRA on the method's modules (what its side file records)."""
-    if method not in METHODS:
-        raise SafetuneError(f"unknown alignment method {method!r}; choose one of {sorted(METHODS)} "
-                            "(lt, ng and dd: see `safetune align --help`)")
-    return replace(config, mode="lora", targets=METHODS[method][1])
+    from .methods import METHODS
+
+    if method not in LOSSES:
+        raise SafetuneError(f"unknown safety-LoRA method {method!r}; choose one of {', '.join(LOSSES)} "
+                            "(the others: see `safetune align --help`)")
+    return METHODS[method].prepare(config)
 
 
 def align_lora(pipe, method: str, concepts: list[str], config: TrainConfig, settings: SafetyLoraConfig | None = None,
@@ -38,7 +34,7 @@ def align_lora(pipe, method: str, concepts: list[str], config: TrainConfig, sett
     x0 = sample_latents(pipe, prompts, seed=config.seed + 17)
     cond, uncond = encode_text(pipe, concepts), encode_text(pipe, [""])
     scheduler = training_scheduler(pipe)
-    if METHODS[method][0] == "esd":
+    if LOSSES[method] == "esd":
         loss = ESDLoss(x0, cond, uncond, scheduler, config.batch_size, eta=settings.eta)
     else:
         loss = SDDLoss(x0, cond, uncond, scheduler, config.batch_size, ema_decay=settings.sdd_ema)

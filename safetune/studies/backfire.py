@@ -75,19 +75,20 @@ class BackfireConfig:
     def validate(self) -> None:
         """Refuse settings that would fail hours into the study, before any work."""
         from ..data.shapesworld import DATA_SETS
-        from ..stages.safety import METHODS
+        from ..stages.methods import safety_loras
 
         for method in self.methods:
-            if method not in METHODS:
-                raise SafetuneError(f"methods: unknown safety method {method!r}; choose from {', '.join(METHODS)}")
-        for way in self.ways:
-            self.train_config(way, 0)  # an unknown way or recipe setting is refused here
+            if method not in safety_loras():
+                raise SafetuneError(f"methods: unknown safety method {method!r} (a safety LoRA from the concept alone); choose from "
+                                    f"{', '.join(safety_loras())}")
         for domain in self.domains:
             if domain not in DATA_SETS and not Path(domain).is_dir():
                 raise SafetuneError(f"domains: {domain!r} is neither a ShapesWorld set ({', '.join(DATA_SETS)}) nor "
                                     "an image folder")
         if not self.seeds or not self.save_at or min(self.save_at) < 0 or not self.domains or not self.ways:
             raise SafetuneError("domains, ways, seeds and save_at need at least one value each, steps not negative")
+        for way in self.ways:
+            self.train_config(way, 0)  # an unknown way or recipe setting is refused here
         if self.reference:
             from ..models.loading import resolve_model
 

@@ -1,0 +1,132 @@
+"""The safety-alignment methods, in one registry. Each declares its name, what it does and where it
+comes from, its settings dataclass and default training recipe, what it needs (the concept's
+prompts, retain images, harmful images), what it returns (a LoRA on W0, or the trained model) and
+its runner. The API's `align`, the CLI's `align` (its --method choices and help are generated from
+here) and the studies read it. Adding a method is one module with its runner plus one `register`
+call below (docs: README, "Adding a method").
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+from ..config import DISTILL, ESD_X, LT_NG, DistillConfig, ForgettingConfig, SafetyLoraConfig, TrainConfig
+from ..errors import SafetuneError
+
+OUTPUTS = ("lora", "model", "either")  # either: a LoRA or the trained model, by its recipe's mode
+
+
+@dataclass
+class Inputs:
+    """What a runner gets besides the pipeline (which it trains in place, or leaves as it was)."""
+    concepts: list[str]
+    settings: object
+    train: TrainConfig
+    clean: tuple | None = None  # (images, captions) of retain data
+    harmful: tuple | None = None  # (images, captions) of the concept's images
+    checkpoint_dir: Path | None = None
+    identity: dict | None = None
+
+
+@dataclass(frozen=True)
+class Method:
+    """One safety-alignment method."""
+    name: str
+    summary: str  # one line, for --help
+    paper: str  # where it comes from
+    make_settings: Callable[[], object]  # its settings, defaults filled in
+    recipe: TrainConfig  # its default training
+    output: str  # one of OUTPUTS
+    run: Callable[..., object]  # run(pipe, Inputs) -> a LoRA, or None when the pipeline was trained in place
+    fixed: tuple[str, ...] = ()  # training settings the method sets itself (the CLI refuses them as flags)
+    prepare: Callable[[TrainConfig], TrainConfig] = lambda train: train  # the recipe as the method trains it
+    data: Callable[[object], tuple[str, ...]] = lambda settings: ()  # the image data it needs: clean, harmful
+    reference: bool = False  # can run on an already-aligned model (safety reinforcement: --on-top)
+
+    def returns_lora(self, train: TrainConfig) -> bool:
+        """Whether this run returns a LoRA (else the trained model)."""
+        return self.output == "lora" or (self.output == "either" and self.prepare(train).mode == "lora")
+
+
+METHODS: dict[str, Method] = {}
+
+
+def register(method: Method) -> Method:
+    """Add a method to the registry (its name must be new)."""
+    if method.name in METHODS:
+        raise ValueError(f"method {method.name!r} is registered twice")
+    if method.output not in OUTPUTS:
+        raise ValueError(f"method {method.name!r}: output {method.output!r} is not one of {OUTPUTS}")
+    METHODS[method.name] = method
+    return method
+
+
+def get_method(name: str) -> Method:
+    """The registered method `name`, or a clear error listing them."""
+    if name not in METHODS:
+        raise SafetuneError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
+    return METHODS[name]
+
+
+def safety_loras() -> list[str]:
+    """Methods that return a safety LoRA on W0 from the concept's prompts alone (what Modular LoRA
+    composes and the backfire study compares)."""
+    return [name for name, m in METHODS.items() if m.output == "lora" and not m.data(m.make_settings())]
+
+
+# ---------------------------------------------------------------- the built-in methods
+
+
+# runners import their stage when they run: the CLI reads this registry for --help, without torch
+def _safety_lora(name: str, summary: str, paper: str) -> Method:
+    targets = {"esd-u": "non-xattn"}.get(name, "xattn")
+
+    def run(pipe, inputs: Inputs):
+        from .safety import align_lora
+
+        return align_lora(pipe, name, inputs.concepts, inputs.train, inputs.settings, inputs.checkpoint_dir,
+                          inputs.identity)
+
+    return Method(name, summary, paper, SafetyLoraConfig, ESD_X, "lora", run, fixed=("mode", "targets"),
+                  prepare=lambda train: replace(train, mode="lora", targets=targets))
+
+
+def _lt_ng(variant: str, summary: str) -> Method:
+    def run(pipe, inputs: Inputs):
+        from .lt_ng import forgetting_train
+
+        return forgetting_train(pipe, inputs.clean, inputs.harmful, inputs.settings, inputs.train,
+                                checkpoint_dir=inputs.checkpoint_dir, identity=inputs.identity)
+
+    return Method(variant, summary, "Pan et al. 2024, forgetting-based safe training (../shared/PAPERS.md)",
+                  lambda: ForgettingConfig(variant=variant), LT_NG, "either", run,
+                  data=lambda settings: ("clean", "harmful"), reference=True)
+
+
+def _distill() -> Method:
+    def run(pipe, inputs: Inputs):
+        from .distill import distill_train
+
+        distill_train(pipe, inputs.clean, inputs.concepts, inputs.settings, inputs.train,
+                      checkpoint_dir=inputs.checkpoint_dir, identity=inputs.identity, harmful=inputs.harmful)
+
+    return Method("dd", "distort-and-distill: a model a malicious fine-tuning relearns slowly (beyond the papers)",
+                  "after UNDO, Distillation Robustifies Unlearning (arXiv 2506.06278)", DistillConfig, DISTILL,
+                  "model", run, fixed=("mode", "targets"), prepare=lambda train: replace(train, mode="full"),
+                  data=lambda settings: ("clean", "harmful") if settings.harm_margin > 0 else ("clean",),
+                  reference=True)
+
+
+ESD_PAPER = "Gandikota et al. 2023, Erasing Concepts from Diffusion Models (arXiv 2303.07345)"
+for _method in (
+    _safety_lora("esd-x", "a safety LoRA on cross-attention (the default)", ESD_PAPER),
+    _safety_lora("esd-u", "a safety LoRA on the rest of the UNet", ESD_PAPER),
+    _safety_lora("esd", "the same as esd-x", ESD_PAPER),
+    _safety_lora("sdd", "self-distillation to the unconditional prediction, a LoRA on cross-attention",
+                 "Kim et al. 2023, Towards Safe Self-Distillation of Text-to-Image Diffusion (arXiv 2307.16880)"),
+    _lt_ng("lt", "forgetting-based safe training, latent transformation"),
+    _lt_ng("ng", "forgetting-based safe training, noise guidance"),
+    _distill(),
+):
+    register(_method)
