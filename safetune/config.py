@@ -174,6 +174,21 @@ class ForgettingConfig:
 
 
 @dataclass
+class UCEConfig:
+    """Unified Concept Editing (stages.uce): `--set guide='a shape'` on `safetune align --method uce`."""
+    guide: str = option("", "the prompt each erased concept is mapped to (the empty prompt: what the model draws "
+                            "unconditioned)")
+    preserve: list[str] = option(factory=list, help="prompts whose cross-attention keys and values must not change")
+    preserve_weight: float = option(1.0, "weight of the preserved prompts in the least-squares edit")
+    keep_weight: float = option(0.1, "weight of keeping every key and value projection as it was (the ridge term)")
+    tokens: str = option("all", "token positions edited: all (every position the UNet sees, padding included: in a "
+                                "causal text encoder it carries the concept too) or words (up to the end token)",
+                         choices=("all", "words"))
+    rank: int = option(16, "rank of the LoRA the edit is written as (truncated SVD; exact when the edit's rank is "
+                           "at most this)")
+
+
+@dataclass
 class DistillConfig:
     """Distort-and-distill (stages.distill): `--set noise=0.5` on `safetune align --method dd`."""
     noise: float = option(1.5, "std of the Gaussian added to each weight, relative to that tensor's std")

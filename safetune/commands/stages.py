@@ -95,6 +95,8 @@ def register(sub) -> None:
 
 def _recipe_words(method) -> str:
     """'3,200 full steps at lr 0.001': a method's default training, as the help says it."""
+    if not method.trains:
+        return "closed form, no training"
     train = method.prepare(method.recipe)
     where = f", rank {train.lora_rank} on {train.targets}" if train.mode == "lora" else ""
     return f"{train.steps:,} {train.mode} steps at lr {train.lr:g}{where}"
@@ -176,6 +178,10 @@ def align(args) -> None:
     if not args.out:
         raise SafetuneError("give --out: the LoRA file (.safetensors), or a directory for a method that trains the "
                         "model itself (dd; lt/ng with --mode full)")
+    given = [name for name in vars(method.recipe) if getattr(args, "cfg_" + name, None) is not None]
+    if not method.trains and (given or _recipe_sets(args)):
+        raise SafetuneError(f"{', '.join('--' + g.replace('_', '-') for g in given) or '--set train.*'}: {method.name} "
+                            "is a closed-form edit, with no training to set; drop them (its settings: --show-config)")
     for name in method.fixed:
         if getattr(args, "cfg_" + name) is not None:
             raise SafetuneError(f"--{name}: {method.name} sets it itself (ESD-x/SDD: a LoRA on cross-attention, "
@@ -214,7 +220,7 @@ def align(args) -> None:
     if needs:
         meta.update(n=args.n, train=asdict(config))
     lora = method.run(pipe, inputs)
-    if kind := _save(out, lora, pipe, {**meta, "train": asdict(config)}, args.format):
+    if kind := _save(out, lora, pipe, {**meta, "train": asdict(config)} if method.trains else meta, args.format):
         print(f"wrote safety LoRA ({len(lora.factors)} modules, rank {lora.rank()}) to {args.out}"
               if lora is not None and not needs else f"wrote the {method.name}-trained {kind} to {args.out}")
 

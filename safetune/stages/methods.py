@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
-from ..config import DISTILL, ESD_X, LT_NG, DistillConfig, ForgettingConfig, SafetyLoraConfig, TrainConfig
+from ..config import DISTILL, ESD_X, LT_NG, DistillConfig, ForgettingConfig, SafetyLoraConfig, TrainConfig, UCEConfig
 from ..errors import SafetuneError
 
 OUTPUTS = ("lora", "model", "either")  # either: a LoRA or the trained model, by its recipe's mode
@@ -43,6 +43,7 @@ class Method:
     prepare: Callable[[TrainConfig], TrainConfig] = lambda train: train  # the recipe as the method trains it
     data: Callable[[object], tuple[str, ...]] = lambda settings: ()  # the image data it needs: clean, harmful
     reference: bool = False  # can run on an already-aligned model (safety reinforcement: --on-top)
+    trains: bool = True  # False: a closed-form edit; training flags do not apply
 
     def returns_lora(self, train: TrainConfig) -> bool:
         """Whether this run returns a LoRA (else the trained model)."""
@@ -104,6 +105,18 @@ def _lt_ng(variant: str, summary: str) -> Method:
                   data=lambda settings: ("clean", "harmful"), reference=True)
 
 
+def _uce() -> Method:
+    def run(pipe, inputs: Inputs):
+        from .uce import uce_lora
+
+        return uce_lora(pipe, inputs.concepts, inputs.settings)
+
+    return Method("uce", "Unified Concept Editing: a closed-form edit of cross-attention keys and values, no "
+                  "training (as a LoRA on W0)", "Gandikota et al. 2024, Unified Concept Editing in Diffusion Models "
+                  "(arXiv 2308.14761)", UCEConfig, ESD_X, "lora", run, fixed=("mode", "targets"),
+                  prepare=lambda train: replace(train, mode="lora", targets="xattn"), trains=False)
+
+
 def _distill() -> Method:
     def run(pipe, inputs: Inputs):
         from .distill import distill_train
@@ -125,6 +138,7 @@ for _method in (
     _safety_lora("esd", "the same as esd-x", ESD_PAPER),
     _safety_lora("sdd", "self-distillation to the unconditional prediction, a LoRA on cross-attention",
                  "Kim et al. 2023, Towards Safe Self-Distillation of Text-to-Image Diffusion (arXiv 2307.16880)"),
+    _uce(),
     _lt_ng("lt", "forgetting-based safe training, latent transformation"),
     _lt_ng("ng", "forgetting-based safe training, noise guidance"),
     _distill(),

@@ -30,7 +30,8 @@ from ..io import write_json
 from ..lora.weights import LoRA, merged
 from ..models.loading import load_pipeline
 from ..report import write_study
-from ..stages import ESD_X, align_lora, finetune
+from ..stages import ESD_X, finetune
+from ..stages.methods import METHODS, Inputs
 from .resume import resume_or_refuse
 
 log = logging.getLogger(__name__)
@@ -202,7 +203,9 @@ def run_backfire(out: Path, config: BackfireConfig, model: str = "shapes") -> di
         entry.update(kind="aligned", runs={})
         safe_path = out / "loras" / f"safety_{method}.safetensors"
         if not safe_path.exists():
-            align_lora(copy.deepcopy(base), method, config.concepts, config.align).save(safe_path)
+            spec = METHODS[method]
+            spec.run(copy.deepcopy(base), Inputs(config.concepts, spec.make_settings(), spec.prepare(config.align))
+                     ).save(safe_path)
         safe = LoRA.load(safe_path)
         entry["lora"] = str(safe_path.relative_to(out))
         if "before" not in entry:
