@@ -123,3 +123,11 @@ def test_uce_erases_two_concepts_at_once(shipped):
     assert after["harmful"]["harmful_rate"] <= 0.3 < before["harmful"]["harmful_rate"]
     assert shape["circle"][0] >= 0.8 and shape["circle"][1] <= 0.3, shape
     assert shape["square"][1] >= shape["square"][0] - 0.2, shape
+
+
+def test_uce_refuses_training_flags(capsys, tmp_path):
+    for flags in (["--steps", "3"], ["--set", "train.lr=1e-4"]):
+        assert main(["align", "--method", "uce", *flags, "--out", str(tmp_path / "u.safetensors")]) == 2
+        err = capsys.readouterr().err
+        assert "uce is a closed-form edit" in err and err.count("\n") == 1
+    assert not (tmp_path / "u.safetensors").exists()
