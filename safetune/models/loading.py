@@ -25,11 +25,30 @@ def resolve_model(model: str | None) -> str:
         if not path.is_dir() or not (path / "model_index.json").is_file():
             raise SafetuneError(f"{model}: not a diffusers model directory (no model_index.json); "
                                 "give a directory written by save_pretrained, a hub id, or 'shapes'")
+        import json
+
+        try:
+            check_family(model, json.loads((path / "model_index.json").read_text()).get("_class_name", ""))
+        except ValueError:
+            raise SafetuneError(f"{model}/model_index.json: not valid JSON; give a directory written by "
+                                "save_pretrained") from None
         return str(path)
     if model.count("/") == 1 and not model.startswith((".", "/")):
         return model  # a hub id: from_pretrained downloads it (or reads the local HF cache)
     raise SafetuneError(f"{model}: no such model directory; give a diffusers directory, "
                         "a hub id like 'CompVis/stable-diffusion-v1-4', 'shapes' or 'shapes-nostar'")
+
+
+SUPPORTED_PIPELINES = {"StableDiffusionPipeline": "SD 1.x and 2.x", "StableDiffusionXLPipeline": "SDXL"}
+
+
+def check_family(model: str, pipeline_class: str) -> None:
+    """Refuse, in one line, a pipeline of a family safetune does not train (its UNet-based
+    conditioning and LoRA targets would fail deep inside with a TypeError)."""
+    if pipeline_class not in SUPPORTED_PIPELINES:
+        families = ", ".join(f"{v} ({k})" for k, v in SUPPORTED_PIPELINES.items())
+        raise SafetuneError(f"{model}: a {pipeline_class or 'pipeline without a _class_name'}; safetune supports "
+                            f"{families}; transformer families (SD3, Flux) are not supported yet")
 
 
 def load_pipeline(model: str | None = None, device: str = "cpu", dtype=None, revision: str | None = None,
@@ -60,6 +79,7 @@ def load_pipeline(model: str | None = None, device: str = "cpu", dtype=None, rev
                                 f"(`huggingface-cli download {model}`) or give a local diffusers directory") from exc
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise SafetuneError(f"{model}: cannot load the pipeline ({first})") from exc
+    check_family(model or "shapes", type(pipe).__name__)  # a hub id: known only once loaded
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
 
