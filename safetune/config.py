@@ -174,6 +174,15 @@ class ForgettingConfig:
 
 
 @dataclass
+class AblationConfig:
+    """Concept ablation (stages.ablation): `--set anchor='a circle'` on `safetune align --method ca`."""
+    anchor: str = option("a circle", "the anchor prompt the concept's prompts are made to draw like: a neutral "
+                                     "neighbour of the concept (ShapesWorld's default; for another concept give its "
+                                     "own, e.g. 'a person wearing clothes'; the empty prompt erases weakly)")
+    anchor_samples: int = option(128, "the model's own images of the anchor, drawn once, that the loss re-noises")
+
+
+@dataclass
 class UCEConfig:
     """Unified Concept Editing (stages.uce): `--set guide='a shape'` on `safetune align --method uce`."""
     guide: str = option("", "the prompt each erased concept is mapped to (the empty prompt: what the model draws "

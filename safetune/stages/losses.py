@@ -3,6 +3,7 @@
 DenoisingLoss  fine-tuning on captioned images (benign or malicious: same loss, other data)
 ESDLoss        Erased Stable Diffusion (Gandikota et al. 2023): e(x_t, c) -> e0(x_t) - eta (e0(x_t, c) - e0(x_t))
 SDDLoss        Safe self-distillation (Kim et al. 2023): e(x_t, c) -> EMA teacher's e(x_t, "")
+AblationLoss   Concept ablation (Kumari et al. 2023): e(x_t, c) -> e0(x_t, c_anchor), x_t from anchor images
 
 x_t for ESD and SDD comes from the model's own samples of the concept, drawn once before training
 and re-noised at a random timestep every step (the papers sample x_t along a fresh DDIM trajectory
@@ -71,6 +72,22 @@ class ESDLoss:
             e_c = predict(original, xt, t, c)
         target = e_u - self.eta * (e_c - e_u)
         return F.mse_loss(predict(unet, xt, t, c).float(), target.float())
+
+
+class AblationLoss:
+    """Concept ablation, model-based (Kumari et al. 2023): on x_t noised from the model's own images
+    of the anchor, e(x_t, c) -> e0(x_t, c_anchor): the concept's prompt draws what the anchor draws."""
+    def __init__(self, anchor_latents, concept_cond, anchor_cond, scheduler, batch_size: int):
+        self.x0, self.cond, self.anchor = anchor_latents, concept_cond, anchor_cond
+        self.scheduler, self.batch_size = scheduler, batch_size
+
+    def __call__(self, unet, step, gen):
+        idx = batch_randint(len(self.x0), self.batch_size, gen)
+        cidx = batch_randint(len(self.cond), self.batch_size, gen)
+        xt, _, t = noised(self.scheduler, self.x0[idx], gen)
+        with torch.no_grad(), original_model(unet) as original:
+            target = predict(original, xt, t, self.anchor[cidx % len(self.anchor)])
+        return F.mse_loss(predict(unet, xt, t, self.cond[cidx]).float(), target.float())
 
 
 class SDDLoss:

@@ -11,7 +11,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
-from ..config import DISTILL, ESD_X, LT_NG, DistillConfig, ForgettingConfig, SafetyLoraConfig, TrainConfig, UCEConfig
+from ..config import (DISTILL, ESD_X, LT_NG, AblationConfig, DistillConfig, ForgettingConfig, SafetyLoraConfig,
+                      TrainConfig, UCEConfig)
 from ..errors import SafetuneError
 
 OUTPUTS = ("lora", "model", "either")  # either: a LoRA or the trained model, by its recipe's mode
@@ -117,6 +118,19 @@ def _uce() -> Method:
                   prepare=lambda train: replace(train, mode="lora", targets="xattn"), trains=False)
 
 
+def _ablation() -> Method:
+    def run(pipe, inputs: Inputs):
+        from .ablation import ablate_lora
+
+        return ablate_lora(pipe, inputs.concepts, inputs.train, inputs.settings, inputs.checkpoint_dir,
+                           inputs.identity)
+
+    return Method("ca", "concept ablation: the concept's prompts draw what an anchor prompt draws (a LoRA on "
+                  "cross-attention)", "Kumari et al. 2023, Ablating Concepts in Text-to-Image Diffusion Models "
+                  "(arXiv 2303.13516)", AblationConfig, ESD_X, "lora", run, fixed=("mode",),
+                  prepare=lambda train: replace(train, mode="lora"))
+
+
 def _distill() -> Method:
     def run(pipe, inputs: Inputs):
         from .distill import distill_train
@@ -139,6 +153,7 @@ for _method in (
     _safety_lora("sdd", "self-distillation to the unconditional prediction, a LoRA on cross-attention",
                  "Kim et al. 2023, Towards Safe Self-Distillation of Text-to-Image Diffusion (arXiv 2307.16880)"),
     _uce(),
+    _ablation(),
     _lt_ng("lt", "forgetting-based safe training, latent transformation"),
     _lt_ng("ng", "forgetting-based safe training, noise guidance"),
     _distill(),
