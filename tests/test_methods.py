@@ -18,8 +18,8 @@ def test_the_cli_and_the_studies_read_the_registry(capsys):
     for method in METHODS.values():
         assert "".join(f"{method.name}: {method.summary}".split()) in help_text
     assert "3,200fullstepsatlr0.001" in help_text  # dd's recipe, read from it (it once said 1,600)
-    assert safety_loras() == ["esd-x", "esd-u", "esd", "sdd"]
-    with pytest.raises(SafetuneError, match="choose from esd-x, esd-u, esd, sdd, lt, ng, dd"):
+    assert safety_loras() == ["esd-x", "esd-u", "esd", "sdd", "uce", "ca"]
+    with pytest.raises(SafetuneError, match="choose from esd-x, esd-u, esd, sdd, uce, ca, lt, ng, dd"):
         get_method("magic")
     with pytest.raises(ValueError, match="registered twice"):
         register(METHODS["esd-x"])

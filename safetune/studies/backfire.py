@@ -45,7 +45,9 @@ EVAL_SETS = ("harmful", "harmful_implicit", "clean")
 @dataclass
 class BackfireConfig:
     """The backfire study; `safetune study backfire --set FIELD=VALUE` sets any field."""
-    methods: list[str] = option(factory=lambda: ["esd-x"], help="safety LoRAs: the registered methods that make one from the concept alone (esd-x, esd-u, sdd, uce, ca)")
+    methods: list[str] = option(factory=lambda: ["esd-x"],
+                                help="safety LoRAs: registered methods that make one from the concept alone (esd-x, "
+                                     "esd-u, sdd, uce, ca)")
     domains: list[str] = option(factory=lambda: ["clean", "sparkle", "plus"],
                                 help="benign data: retain (clean), related (sparkle), far (plus, ...) or folders")
     ways: list[str] = option(factory=lambda: list(WAYS),
