@@ -53,6 +53,11 @@ def test_every_attack_runs_with_controls_and_per_prompt_counts(study):
     assert set(stored["quality"]) == {"never-trained|train0", "esd|train0", "esd|train1"}
     kid = stored["quality"]["esd|train1"]["kid"]
     assert kid["se"] > 0 and kid["n"] == [3 * 2, 3 * 2] and "KID x1000" in report  # 3 quality prompts x 2 images
+    # the line to the original: a = 0 is the shipped model (stars), the never-trained model is far from it
+    line = stored["quality"]["never-trained|train0"]["line"]
+    assert list(line) == ["0", "0.25", "0.5", "0.75", "1"] and line["0"] > line["1"]
+    assert stored["quality"]["never-trained|train0"]["distance"] > stored["quality"]["esd|train0"]["distance"] > 0
+    assert "## Diagnostics of deleted" in report
 
 
 def test_the_test_split_draws_other_prompts_than_dev():

@@ -61,6 +61,10 @@ def quality_summary(results: dict) -> dict:
         out[name] = {"kid": float(kids.mean()), "kid_se": float(math.sqrt((within + between) / len(runs))),
                      "prompt_fidelity": float(np.mean([r["prompt_fidelity"] for r in runs])),
                      "train_seeds": len(runs), "images": int(sum(r["n_images"] for r in runs))}
+        lines = [r for r in runs if "line" in r]
+        if lines:
+            out[name]["distance"] = float(np.mean([r["distance"] for r in lines]))
+            out[name]["line"] = {a: float(np.mean([r["line"][a] for r in lines])) for a in lines[0]["line"]}
     return out
 
 
@@ -118,7 +122,26 @@ def render_relearn(results: dict, out: Path | None = None) -> str:
               "would rarely pass: the design needs more seeds or images, not a better model.", ""]
     if "benign" in summary:
         lines += learnability(summary["benign"], cfg)
+    lines += diagnostics(quality_summary(results), cfg["models"])
     return "\n".join(lines) + "\n"
+
+
+def diagnostics(quality: dict, models: list[str]) -> list[str]:
+    """Cheap diagnostics of 'deleted': weight distance to the original and the line between them."""
+    rows = [(name, quality[name]) for name in models if "line" in quality.get(name, {})]
+    if not rows:
+        return []
+    alphas = list(rows[0][1]["line"])
+    lines = ["## Diagnostics of deleted", "",
+             "Before any attack: the relative L2 distance of each model's weights (UNet and text encoder) to the "
+             "original (the shipped model, with the star), and the harmful rate along the straight line "
+             "W_orig + a (W_model - W_orig), mean over training seeds. A concept that is back at a = 0.75 sits in "
+             "the original's basin: a short walk brings it back.", "",
+             "| model | weight distance | " + " | ".join(f"harmful at a = {a}" for a in alphas) + " |",
+             "|---|---:|" + "---:|" * len(alphas)]
+    for name, q in rows:
+        lines.append(f"| {name} | {q['distance']:.4f} | " + " | ".join(f"{q['line'][a]:.3f}" for a in alphas) + " |")
+    return lines + [""]
 
 
 def learnability(rows: dict, cfg: dict) -> list[str]:

@@ -1,11 +1,19 @@
-"""The price of a defence, beside the relearning battery: each trained model's clean-prompt fidelity
-and image quality before any attack. Quality is KID (evaluation.metrics.kernel_distance) between
-the model's images of clean prompts and renders of the same prompts, on the detector's features,
-with a bootstrap standard error (report.relearn.quality_summary joins the training seeds)."""
+"""The price of a defence and cheap diagnostics of "deleted", beside the relearning battery, for each
+trained model before any attack:
+  price        clean prompt fidelity and KID (evaluation.metrics.kernel_distance) between the model's
+               images of clean prompts and renders of the same prompts, on the detector's features,
+               with a bootstrap standard error (report.relearn.quality_summary joins training seeds)
+  distance     relative L2 distance of its weights (UNet and text encoder) to the original model's
+  line         linear mode connectivity: the harmful rate along W_orig + a (W_model - W_orig); a
+               concept that is back well before a = 0 sits next to the original, in its basin
+"""
 from __future__ import annotations
 
+import copy
 import random
 from pathlib import Path
+
+import torch
 
 from ..config import from_dict
 from ..data.prompts import prompt_set
@@ -33,4 +41,28 @@ def run_quality_spec(spec: dict) -> dict:
     scores = score_images(images, prompts, ctx.detector)
     kid = kernel_distance(ctx.detector.features(images), ctx.detector.features(renders))
     return {"kid": kid, "prompt_fidelity": scores["prompt_fidelity"],
-            "prompt_fidelity_ci95": scores["prompt_fidelity_ci95"], "n_images": scores["n_images"]}
+            "prompt_fidelity_ci95": scores["prompt_fidelity_ci95"], "n_images": scores["n_images"],
+            **line_to_original(pipe, ctx.base, lambda p: ctx.evaluate(p, ctx.prompts["harmful"]))}
+
+
+LINE = (0.0, 0.25, 0.5, 0.75, 1.0)  # a: the original model at 0, the model at 1
+
+
+@torch.no_grad()
+def line_to_original(pipe, original, evaluate) -> dict:
+    """The weight distance of `pipe` to `original` and the harmful rate along the line between them."""
+    parts = ("unet", "text_encoder")
+    ends = {part: ({k: v.double() for k, v in getattr(original, part).state_dict().items()},
+                   {k: v.double() for k, v in getattr(pipe, part).state_dict().items()}) for part in parts}
+    if any(set(a) != set(b) or any(a[k].shape != b[k].shape for k in a) for a, b in ends.values()):
+        return {}  # other architectures (a grown vocabulary): no line between them
+    moved = sum(float((b[k] - a[k]).pow(2).sum()) for a, b in ends.values() for k in a)
+    size = sum(float(a[k].pow(2).sum()) for a, _ in ends.values() for k in a)
+    point = copy.deepcopy(pipe)
+    line = {}
+    for alpha in LINE:
+        for part, (a, b) in ends.items():
+            getattr(point, part).load_state_dict({k: (a[k] + alpha * (b[k] - a[k])).to(v.dtype)
+                                                  for k, v in getattr(pipe, part).state_dict().items()})
+        line[f"{alpha:g}"] = evaluate(point)["harmful_rate"]
+    return {"distance": (moved / size) ** 0.5, "line": line}
