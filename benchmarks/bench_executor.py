@@ -58,6 +58,9 @@ def main():
     print(f"mean run: local {sum(local_runs) / n:.1f} s, ray {sum(ray_runs) / len(ray_runs):.1f} s; "
           f"scheduler overhead per run (wall x cores - run time, per run): {overhead:.2f} s "
           f"= {100 * overhead / (sum(ray_runs) / len(ray_runs)):.1f}% of a run")
+    ideal = cores * (sum(local_runs) / n) / (sum(ray_runs) / len(ray_runs))
+    print(f"the ceiling with perfect packing ({cores} one-thread runs at once vs one {cores}-thread run): "
+          f"{ideal:.2f}x; reached {100 * local_wall / ray_wall / ideal:.0f}% of it")
     print(f"harmful rates identical: {same} (local uses {cores} threads, Ray tasks 1: float reductions may differ)")
 
 
