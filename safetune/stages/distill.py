@@ -5,8 +5,10 @@ Why: erasure methods (ESD, SDD, LT/NG) move a model a short way from the origina
 knew in its weights: a few fine-tuning steps on harmful data bring it back (dormant, not deleted).
 A model retrained without the concept relearns it slowly. In vision classifiers, resistance to
 relearning tracks the distance from the original weights and the absence of a low-loss straight
-path back to them ("From Dormant to Deleted", arXiv 2505.22310), and their Weight Distortion (noise
-on the weights, then retain-set training) approaches retraining from scratch. We adapt it:
+path back to them ("From Dormant to Deleted", arXiv 2505.22310: the question, and a weight distortion
+for classifiers). The closest recipe is UNDO ("Distillation Robustifies Unlearning", arXiv 2506.06278:
+unlearn, add noise to the weights, distil from the unlearned teacher; for language models it matches
+retraining from scratch at 60-80% of its compute). We adapt both to diffusion models:
 
 1. distort: every weight of the UNet (and the text encoder) becomes
        w <- shrink * w + noise * std(w) * N(0, 1)
