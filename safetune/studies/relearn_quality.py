@@ -39,7 +39,10 @@ def run_quality_spec(spec: dict) -> dict:
     rng = random.Random(0)  # the same renders for every model
     renders = [render(scene_for_prompt(p, rng)) for p in prompts]
     scores = score_images(images, prompts, ctx.detector)
-    kid = kernel_distance(ctx.detector.features(images), ctx.detector.features(renders))
+    real = ctx.detector.features(renders)
+    centre, spread = real.mean(0), real.std(0) + 1e-6  # the renders' scale, the same for every model: the
+    # cubic kernel of raw detector features runs to thousands; standardised, KID reads like Inception's
+    kid = kernel_distance((ctx.detector.features(images) - centre) / spread, (real - centre) / spread)
     return {"kid": kid, "prompt_fidelity": scores["prompt_fidelity"],
             "prompt_fidelity_ci95": scores["prompt_fidelity_ci95"], "n_images": scores["n_images"],
             **line_to_original(pipe, ctx.base, lambda p: ctx.evaluate(p, ctx.prompts["harmful"]))}
