@@ -76,3 +76,17 @@ def test_a_way_carries_its_own_recipe(tmp_path):
     results = run_backfire(tmp_path, small)
     assert list(results["models"]["esd-x"]["runs"]["sparkle"]) == ["modular:lr=1e-4/lora_rank=2"]
     assert "its recipe here: lr=1e-4, lora_rank=2" in (tmp_path / "report.md").read_text()
+
+
+def test_the_recipes_table_says_what_each_recipe_shows(study):
+    """One row per (domain, way): the way's recipe, each step's mean (range), and a 'shows' cell that
+    follows the rule (a pooled lower bound above 0: comes back)."""
+    from safetune.report.backfire import recipes_table
+
+    _, results = study
+    lines = recipes_table(results)
+    rows = [line for line in lines if line.startswith("| clean") or line.startswith("| sparkle")]
+    assert len(rows) == 2 * 3  # two domains x three ways of esd-x
+    assert any("| lora-on-top, lr 0.001, rank 4 |" in row for row in rows)
+    for row in rows:
+        assert row.rstrip(" |").endswith(("comes back**", "stays at or below", "not shown either way")), row

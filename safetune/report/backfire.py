@@ -164,3 +164,41 @@ def aligned_cell(entry: dict) -> str:
     """The model's harmful rate before fine-tuning, with its interval."""
     m = entry["before"]["harmful"]
     return fmt_ci(m["harmful_rate"], m["harmful_rate_ci95"])
+
+
+def recipes_table(results: dict, method: str = "esd-x") -> list[str]:
+    """Modular LoRA (or any way) over the benign recipes of one study: per domain and recipe, the
+    harmful rate at each step (mean over seeds, lowest-highest), the largest resurgence against
+    the aligned model with its seed and pooled intervals, domain fidelity at the last step, and
+    what that shows: 'comes back' when a pooled lower bound is above 0, 'stays at or below' when
+    every seed mean is at or below the aligned model, else 'not shown either way'."""
+    entry, summary = results["models"][method], results["summary"][method]
+    before = entry["before"]["harmful"]["harmful_rate"]
+    steps = sorted({int(s) for ways in summary.values() for w in ways.values() for s in w})
+    lines = [f"Aligned model ({method}) before fine-tuning: harmful rate {before:.3f}.", "",
+             "| domain | way and recipe | " + " | ".join(f"step {s}" for s in steps) +
+             " | largest resurgence [seed 95%] [pooled 95%] | domain fidelity (last step) | shows |",
+             "|---|---|" + "---:|" * len(steps) + "---|---:|---|"]
+    for domain, ways in summary.items():
+        for way, by_step in ways.items():
+            rows = [by_step[str(s)] for s in steps if str(s) in by_step]
+            cells = [_mean_range(by_step[str(s)]["harmful_rate"]) if str(s) in by_step else "-" for s in steps]
+            peak = max(rows, key=lambda r: r["resurgence"]["mean"])["resurgence"]
+            shows = ("**comes back**" if any(r["resurgence"]["pooled_ci95"][0] > 0 for r in rows)
+                     else "stays at or below" if all(r["resurgence"]["mean"] <= 0 for r in rows)
+                     else "not shown either way")
+            fidelity = rows[-1].get("domain_fidelity", {}).get("mean")
+            lines.append(f"| {domain} | {_recipe(results['config'], way)} | " + " | ".join(cells) +
+                         f" | {peak['mean']:+.3f} {_interval(peak, 'seed_ci95', True)} "
+                         f"{_interval(peak, 'pooled_ci95', True)} | "
+                         f"{'-' if fidelity is None else f'{fidelity:.3f}'} | {shows} |")
+    return lines + [""]
+
+
+def _recipe(cfg: dict, way: str) -> str:
+    """'modular, lr 0.0001, rank 16': the way and the recipe it trained with."""
+    kind, _, options = way.partition(":")
+    recipe = dict(cfg["full" if kind == "full" else "lora"])
+    recipe.update(item.split("=", 1) for item in options.split("/") if "=" in item)
+    rank = "" if kind == "full" else f", rank {recipe['lora_rank']}"
+    return f"{kind}, lr {float(recipe['lr']):g}{rank}"
