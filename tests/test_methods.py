@@ -21,6 +21,9 @@ def test_the_cli_and_the_studies_read_the_registry(capsys):
     assert safety_loras() == ["esd-x", "esd-u", "esd", "sdd", "uce", "ca"]
     with pytest.raises(SafetuneError, match="choose from esd-x, esd-u, esd, sdd, uce, ca, lt, ng, dd"):
         get_method("magic")
+    from safetune.studies.forgetting import SAFE_TRAININGS
+
+    assert set(SAFE_TRAININGS) == {n for n, m in METHODS.items() if m.data(m.make_settings())}  # the study's grammar
     with pytest.raises(ValueError, match="registered twice"):
         register(METHODS["esd-x"])
 

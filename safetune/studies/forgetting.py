@@ -38,7 +38,7 @@ from .resume import resume_or_refuse
 log = logging.getLogger(__name__)
 
 REFERENCE = "never-trained"
-SAFE_TRAININGS = ("lt", "ng", "dd")
+SAFE_TRAININGS = ("lt", "ng", "dd")  # the registered methods trained on images (stages.methods)
 
 
 @dataclass

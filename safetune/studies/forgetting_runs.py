@@ -20,7 +20,8 @@ from ..evaluation.sampling import image_seeds, sample
 from ..io import atomic_dir
 from ..lora.weights import LoRA, merge_into, merged
 from ..models.loading import load_pipeline
-from ..stages import distill_train, finetune, forgetting_train
+from ..stages import finetune
+from ..stages.methods import METHODS, Inputs
 from .executor import shared
 from .forgetting import REFERENCE, ForgettingStudyConfig, model_label, parse_model
 
@@ -67,11 +68,13 @@ def build_model(name: str, base, reference_model: str, clean: tuple, harmful: tu
             pipe = load_pipeline(reference_model)
         elif kind == "esd":
             merge_into(pipe, [(esd, 1.0)])
-        elif kind == "dd":
-            distill_train(pipe, clean, config.concepts, settings, replace(config.distill_train, seed=config.seed),
-                          harmful=harmful)
-        elif kind in ("lt", "ng"):
-            forgetting_train(pipe, clean, harmful, settings, replace(config.safe_train, seed=config.seed))
+        else:  # a registered method trained on images (lt, ng, dd), with the study's recipe for it
+            method = METHODS[kind]
+            recipe = method.prepare(replace(config.distill_train if kind == "dd" else config.safe_train,
+                                            seed=config.seed))
+            lora = method.run(pipe, Inputs(config.concepts, settings, recipe, clean, harmful))
+            if lora is not None:  # lt/ng with a LoRA recipe: merged, so the model is what was trained
+                merge_into(pipe, [(lora, 1.0)])
     return pipe
 
 
