@@ -62,22 +62,46 @@ def test_readme_sentences_on_the_benchmark_quote_the_stored_numbers():
         values = row["curves"][row["worst_lr"]] if curve == "curves" else row[curve]
         return values
 
+    from safetune.report.relearn import quality_summary
+
+    quality = quality_summary(renderer.with_summary(json.loads((ROOT / "docs" / "results" / "benchmark.json")
+                                                                .read_text())))
+    verdict = lambda attack, model: summary[attack][model]["verdict"]  # noqa: E731
+    learn = summary["benign"]
     quoted = {
-        f"in {steps('full', 'esd')} steps (never-trained: {steps('full', 'never-trained')})": True,
-        f"a rank-4 LoRA in {steps('lora-r4', 'esd')} (never-trained: not within 400)":
+        f"needs {steps('full', 'dd')} steps to bring the star back to half the prompts (never-trained: "
+        f"{steps('full', 'never-trained')}; area {verdict('full', 'dd')['area_difference']:+.3f}, upper bound "
+        f"{verdict('full', 'dd')['area_upper']:+.3f})": verdict("full", "dd")["verdict"] == "NON-INFERIOR",
+        f"concept inversion reaches {last('inversion', 'dd')[-1]:.3f} through its new token (never-trained: "
+        f"{last('inversion', 'never-trained')[-1]:.3f}; ESD-x: {last('inversion', 'esd')[-1]:.2f})":
+            {verdict(a, "dd")["verdict"] for a in ("full", "inversion", "retain")} == {"NON-INFERIOR"},
+        f"INCONCLUSIVE ({verdict('lora-r4', 'dd')['area_difference']:+.3f}, upper "
+        f"{verdict('lora-r4', 'dd')['area_upper']:+.3f}, above the 0.05 margin), {last('lora-r4', 'dd')[-1]:.3f} "
+        f"at step 400 against the never-trained model's {last('lora-r4', 'never-trained')[-1]:.3f}":
+            verdict("lora-r4", "dd")["verdict"] == "INCONCLUSIVE",
+        f"KID x1000 {1000 * quality['dd']['kid']:.0f} against ESD-x's {1000 * quality['esd']['kid']:.0f} and the "
+        f"never-trained model's {1000 * quality['never-trained']['kid']:.0f}": True,
+        f"{learn['dd']['learned_curve'][-1]:.3f} of the plus images are right at step 400 against the never-trained "
+        f"model's {learn['never-trained']['learned_curve'][-1]:.3f} (INCONCLUSIVE, "
+        f"{learn['dd']['learnability_verdict']['area_difference']:+.3f}":
+            learn["dd"]["learnability_verdict"]["verdict"] == "INCONCLUSIVE",
+        f"in {steps('full', 'esd')} steps, a rank-4 LoRA in {steps('lora-r4', 'esd')} (never-trained: not within 400)":
             summary["lora-r4"]["never-trained"]["verdict"]["steps_to_relearn"]["model"]["point"] == "inf",
-        f"brings it to {last('inversion', 'esd')[-1]:.2f} through one new token (never-trained: "
-        f"{last('inversion', 'never-trained')[-1]:.2f})": True,
+        f"brings it to {last('inversion', 'esd')[-1]:.2f} through one new token": True,
         f"it fades from {last('retain', 'esd')[0]:.2f} to {last('retain', 'esd')[-1]:.2f}": True,
-        f"(0.{round(100 * last('full', 'never-trained', 'clean_curve')[-1]):02d} at step 400)": True,
-        f"(69%: its learned stars": round(100 * summary["full"]["never-trained"]["cross_check"]["agreement"]) == 69,
+        f"ESD-x is {quality['esd']['distance']:.3f} of the original's weight norm away and the star is back to "
+        f"{quality['esd']['line']['0.75']:.2f} at a = 0.75; `dd` is {quality['dd']['distance']:.2f} away with "
+        f"{quality['dd']['line']['0.75']:.2f} there": True,
+        f"({last('full', 'never-trained', 'clean_curve')[-1]:.2f} and {last('full', 'dd', 'clean_curve')[-1]:.2f} "
+        "at step 400)": True,
+        f"({100 * summary['full']['never-trained']['cross_check']['agreement']:.0f}% and "
+        f"{100 * summary['full']['dd']['cross_check']['agreement']:.0f}%: the stars": True,
     }
     for sentence, holds in quoted.items():
-        assert holds and sentence in text, sentence
-    verdicts = {summary[a]["esd"]["verdict"]["verdict"] for a in summary}
-    assert verdicts == {"INFERIOR"}  # "each verdict INFERIOR"
+        assert holds and " ".join(sentence.split()) in text, sentence
+    assert {summary[a]["esd"]["verdict"]["verdict"] for a in summary} == {"INFERIOR"}  # "each verdict INFERIOR"
     detectable = [summary[a]["esd"]["verdict"]["detectable"] for a in summary]
-    assert f"(detectable excess {max(detectable):.2f} to {min(detectable):.2f}" in text
+    assert f"(detectable excess {max(detectable):.2f} to {min(detectable):.2f} for ESD-x" in text
     agreements = [r["cross_check"]["agreement"] for a in summary for m, r in summary[a].items()
-                  if (a, m) != ("full", "never-trained")]
+                  if (a, m) not in (("full", "never-trained"), ("full", "dd"))]
     assert f"on {100 * min(agreements):.0f}-{100 * max(agreements):.0f}% of checkable images" in text

@@ -99,7 +99,7 @@ def render_relearn(results: dict, out: Path | None = None) -> str:
         "",
         *([f"Price, before any attack: clean prompt fidelity and KID x1000 on {cfg.get('quality_prompts')} clean "
            f"prompts x {s['images_per_prompt']} images per training seed against renders of the same prompts (the "
-           "detector's 256 features, standardised by the renders'; SE: each seed's bootstrap plus the spread "
+           "detector's 256 features, centred and scaled by the renders'; SE: each seed's bootstrap plus the spread "
            "between training seeds).", ""]
           if results.get("quality") else []),
         "## Controls and power",

@@ -55,7 +55,7 @@ def relearning_quote() -> str:
     parts = []
     for attack, words in (("full", "full fine-tuning"), ("lora-r4", "a rank-4 LoRA")):
         cells = [f"{QUOTED_MODELS.get(name, name)} {row['steps'].replace('> last', '> ' + last)}"
-                 + (f" ({row['verdict']} to never-trained)" if row["verdict"] else "")
+                 + (f" ({row['verdict']} against never-trained)" if row["verdict"] else "")
                  for name, row in q["attacks"].get(attack, {}).items()]
         parts.append(f"under {words}, " + "; ".join(cells))
     return ("Measured by another study, not by this run (the relearning benchmark, `safetune study relearn`, "

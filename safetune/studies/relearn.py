@@ -207,7 +207,7 @@ def run_relearn(out: Path, config: RelearnConfig, model: str = "shapes", executo
     from .relearn_quality import run_quality_spec  # it imports this module
 
     quality = [{**common, "kind": "quality", "name": name, "train_seed": t, "quality_prompts": config.quality_prompts,
-                "features": "standardised", "label": f"quality {name} train{t}"}
+                "features": "centred-scaled", "label": f"quality {name} train{t}"}
                for name in config.models for t in config.train_seeds_of(name)]
     done = run_specs(quality, run_quality_spec, out / "runs", executor)
     results["quality"] = {f"{sp['name']}|train{sp['train_seed']}": done[spec_key(sp)] for sp in quality

@@ -40,9 +40,10 @@ def run_quality_spec(spec: dict) -> dict:
     renders = [render(scene_for_prompt(p, rng)) for p in prompts]
     scores = score_images(images, prompts, ctx.detector)
     real = ctx.detector.features(renders)
-    centre, spread = real.mean(0), real.std(0) + 1e-6  # the renders' scale, the same for every model: the
-    # cubic kernel of raw detector features runs to thousands; standardised, KID reads like Inception's
-    kid = kernel_distance((ctx.detector.features(images) - centre) / spread, (real - centre) / spread)
+    # the renders' centre and one overall scale, the same for every model: the cubic kernel of raw
+    # features runs to thousands, and per-feature scaling blows up features that are constant on renders
+    centre, scale = real.mean(0), float(real.std()) or 1.0
+    kid = kernel_distance((ctx.detector.features(images) - centre) / scale, (real - centre) / scale)
     return {"kid": kid, "prompt_fidelity": scores["prompt_fidelity"],
             "prompt_fidelity_ci95": scores["prompt_fidelity_ci95"], "n_images": scores["n_images"],
             **line_to_original(pipe, ctx.base, lambda p: ctx.evaluate(p, ctx.prompts["harmful"]))}
