@@ -40,6 +40,8 @@ WAYS = ("full", "lora-on-top", "modular")
 REFERENCE_WAYS = {"full": "full", "lora-on-top": "lora", "modular": "lora"}  # without dW_safe they coincide
 REFERENCE = "never-trained"
 EVAL_SETS = ("harmful", "harmful_implicit", "clean")
+# what the study runs, not how: another value extends the study (each earlier run kept as it was)
+GROWABLE = ("methods", "domains", "ways", "seeds")
 
 
 @dataclass
@@ -174,7 +176,7 @@ def run_backfire(out: Path, config: BackfireConfig, model: str = "shapes") -> di
     base = load_pipeline(model)
     evaluate = Evaluator(config, out)
     results_path = out / "results.json"
-    previous = resume_or_refuse(results_path, "backfire", model, asdict(config))
+    previous = resume_or_refuse(results_path, "backfire", model, asdict(config), growable=GROWABLE)
     results = {"study": "backfire", "model": model, "config": asdict(config), "models": {}}
     results["base"] = previous.get("base") or evaluate(base, "base", EVAL_SETS)
     write_json(results_path, results)
