@@ -1,6 +1,8 @@
 """A miniature backfire study: every (model, domain, way, seed) is fine-tuned and evaluated; at step 0
 each way is exactly the model before fine-tuning (a new LoRA starts at zero; dW_safe is added at
 inference for modular); seeds are aggregated; the report and its figure are written."""
+from dataclasses import replace
+
 import pytest
 
 from safetune.config import SamplingConfig, TrainConfig
@@ -76,6 +78,14 @@ def test_a_way_carries_its_own_recipe(tmp_path):
     results = run_backfire(tmp_path, small)
     assert list(results["models"]["esd-x"]["runs"]["sparkle"]) == ["modular:lr=1e-4/lora_rank=2"]
     assert "its recipe here: lr=1e-4, lora_rank=2" in (tmp_path / "report.md").read_text()
+    # another recipe grows the study: the first run is kept as it was, only the new one is made
+    grown = run_backfire(tmp_path, replace(small, ways=small.ways + ["modular:lr=3e-4/lora_rank=2"]))
+    runs = grown["models"]["esd-x"]["runs"]["sparkle"]
+    assert list(runs) == ["modular:lr=1e-4/lora_rank=2", "modular:lr=3e-4/lora_rank=2"]
+    assert runs["modular:lr=1e-4/lora_rank=2"] == results["models"]["esd-x"]["runs"]["sparkle"][
+        "modular:lr=1e-4/lora_rank=2"]
+    with pytest.raises(SafetuneError, match=r"save_at \(\[0, 1\] -> \[0, 2\]\)"):
+        run_backfire(tmp_path, replace(small, save_at=[0, 2]))  # every run would differ: refused
 
 
 def test_the_recipes_table_says_what_each_recipe_shows(study):
