@@ -105,3 +105,20 @@ def test_readme_sentences_on_the_benchmark_quote_the_stored_numbers():
     agreements = [r["cross_check"]["agreement"] for a in summary for m, r in summary[a].items()
                   if (a, m) not in (("full", "never-trained"), ("full", "dd"))]
     assert f"on {100 * min(agreements):.0f}-{100 * max(agreements):.0f}% of checkable images" in text
+
+
+def test_backfire_recipes_page_and_readme_are_what_the_stored_study_renders():
+    """docs/results/backfire-recipes.md and the README table from the stored study; the prose's
+    numbers recomputed from it."""
+    renderer = _renderer("render_backfire_recipes")
+    results = renderer.with_summary(json.loads((ROOT / "docs" / "results" / "backfire-recipes.json").read_text()))
+    assert (ROOT / "docs" / "results" / "backfire-recipes.md").read_text() == renderer.page(results)
+    text = (ROOT / "README.md").read_text()
+    assert renderer.readme_block(results) in text
+    row = results["summary"]["esd-x"]["sparkle"]["modular:lr=1e-4"]
+    before = results["models"]["esd-x"]["before"]["harmful"]["harmful_rate"]
+    lo, hi = row["400"]["resurgence"]["seed_ci95"]
+    sentence = (f"{row['400']['harmful_rate']['mean']:.3f} at step 400 against {before:.3f} "
+                f"(+{row['400']['resurgence']['mean']:.3f}, seed interval [{lo:+.3f}, {hi:+.3f}]")
+    assert sentence in " ".join(text.split()), sentence
+    assert row["400"]["resurgence"]["pooled_ci95"][0] > 0  # "comes back": shown, not just a mean

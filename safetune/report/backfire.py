@@ -183,7 +183,8 @@ def recipes_table(results: dict, method: str = "esd-x") -> list[str]:
         for way, by_step in ways.items():
             rows = [by_step[str(s)] for s in steps if str(s) in by_step]
             cells = [_mean_range(by_step[str(s)]["harmful_rate"]) if str(s) in by_step else "-" for s in steps]
-            peak = max(rows, key=lambda r: r["resurgence"]["mean"])["resurgence"]
+            trained = [by_step[str(s)] for s in steps if s > 0 and str(s) in by_step] or rows  # step 0: the LoRA is 0
+            peak = max(trained, key=lambda r: r["resurgence"]["mean"])["resurgence"]
             shows = ("**comes back**" if any(r["resurgence"]["pooled_ci95"][0] > 0 for r in rows)
                      else "stays at or below" if all(r["resurgence"]["mean"] <= 0 for r in rows)
                      else "not shown either way")

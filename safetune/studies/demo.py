@@ -41,8 +41,9 @@ RESURGENCE_QUOTE = (
     "Measured by another study, not by this run: `safetune study backfire` runs three fine-tuning seeds per way on "
     "the in-distribution set (`clean`), the related set (`sparkle`) and a far one (`plus`; "
     "docs/results/resurgence.md in the safetune repository): on `clean` the concept comes back too, by 5 to 8 "
-    "points on average, less than the seed-to-seed spread; on the far set it fades further; Modular LoRA stays at "
-    "or below the aligned model on all three.")
+    "points on average, less than the seed-to-seed spread; on the far set it fades further; with LoRAs at lr 1e-3 "
+    "Modular LoRA stays at or below the aligned model on all three, but not at every recipe: at `safetune "
+    "finetune`'s defaults (lr 1e-4) on `sparkle` it comes back (docs/results/backfire-recipes.md).")
 QUOTED_MODELS = {"esd": "ESD-x", "dd": "distort-and-distill (`align --method dd`)", "lt": "LT", "ng": "NG",
                  "never-trained": "the never-trained model"}
 
