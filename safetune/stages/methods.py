@@ -43,7 +43,6 @@ class Method:
     fixed: tuple[str, ...] = ()  # training settings the method sets itself (the CLI refuses them as flags)
     prepare: Callable[[TrainConfig], TrainConfig] = lambda train: train  # the recipe as the method trains it
     data: Callable[[object], tuple[str, ...]] = lambda settings: ()  # the image data it needs: clean, harmful
-    reference: bool = False  # can run on an already-aligned model (safety reinforcement: --on-top)
     trains: bool = True  # False: a closed-form edit; training flags do not apply
 
     def returns_lora(self, train: TrainConfig) -> bool:
@@ -103,7 +102,7 @@ def _lt_ng(variant: str, summary: str) -> Method:
 
     return Method(variant, summary, "Pan et al. 2024, forgetting-based safe training (../shared/PAPERS.md)",
                   lambda: ForgettingConfig(variant=variant), LT_NG, "either", run,
-                  data=lambda settings: ("clean", "harmful"), reference=True)
+                  data=lambda settings: ("clean", "harmful"))
 
 
 def _uce() -> Method:
@@ -141,8 +140,7 @@ def _distill() -> Method:
     return Method("dd", "distort-and-distill: a model a malicious fine-tuning relearns slowly (beyond the papers)",
                   "after UNDO, Distillation Robustifies Unlearning (arXiv 2506.06278)", DistillConfig, DISTILL,
                   "model", run, fixed=("mode", "targets"), prepare=lambda train: replace(train, mode="full"),
-                  data=lambda settings: ("clean", "harmful") if settings.harm_margin > 0 else ("clean",),
-                  reference=True)
+                  data=lambda settings: ("clean", "harmful") if settings.harm_margin > 0 else ("clean",))
 
 
 ESD_PAPER = "Gandikota et al. 2023, Erasing Concepts from Diffusion Models (arXiv 2303.07345)"
