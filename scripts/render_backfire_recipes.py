@@ -4,11 +4,9 @@ summary. tests/test_provenance.py fails when they differ.
 
     python scripts/render_backfire_recipes.py [--from runs/backfire-recipes/results.json]
 """
-import argparse
-import json
 from pathlib import Path
 
-from safetune.report import replace_block
+from safetune.report import replace_block, stored_study
 from safetune.report.backfire import recipes_table
 from safetune.studies.backfire import summarize
 
@@ -43,14 +41,7 @@ def readme_block(results: dict) -> str:
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--from", dest="source", default=None, help="a backfire study's results.json to store first")
-    args = ap.parse_args()
-    if args.source:
-        stored = json.loads(Path(args.source).read_text())
-        stored.pop("summary", None)  # derived: recomputed on every render
-        STORED.write_text(json.dumps(stored, indent=1) + "\n")
-    results = with_summary(json.loads(STORED.read_text()))
+    results = with_summary(stored_study(STORED, __doc__))
     (ROOT / "docs" / "results" / "backfire-recipes.md").write_text(page(results))
     replace_block(ROOT / "README.md", BEGIN, END, readme_block(results))
 

@@ -4,11 +4,10 @@ tests/test_provenance.py fails when they differ.
 
     python scripts/render_benchmark_docs.py [--from runs/relearn/results.json]   # --from: store a run first
 """
-import argparse
 import json
 from pathlib import Path
 
-from safetune.report import replace_block
+from safetune.report import replace_block, stored_study
 from safetune.report.relearn import leaderboard, quality_summary, relearn_cell, render_relearn
 from safetune.studies.relearn import summarize
 
@@ -46,14 +45,7 @@ def quotes(results: dict) -> dict:
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--from", dest="source", default=None, help="a relearn study's results.json to store first")
-    args = ap.parse_args()
-    if args.source:
-        stored = json.loads(Path(args.source).read_text())
-        stored.pop("summary", None)  # derived: recomputed on every render
-        STORED.write_text(json.dumps(stored, indent=1) + "\n")
-    results = with_summary(json.loads(STORED.read_text()))
+    results = with_summary(stored_study(STORED, __doc__))
     (ROOT / "docs" / "results" / "benchmark.md").write_text(render_relearn(results))
     replace_block(ROOT / "README.md", BEGIN, END, readme_block(results))
     QUOTES.parent.mkdir(exist_ok=True)

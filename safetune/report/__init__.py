@@ -102,3 +102,19 @@ def write_study(out: Path, results: dict, summarize, render) -> None:
     results["summary"] = summarize(results)
     write_json(out / "results.json", results)
     write_report(out, render(results, out))
+
+
+def stored_study(stored: Path, description: str) -> dict:
+    """A render script's input: `--from RESULTS` first stores a study's results.json at `stored`
+    (its summary dropped: derived, recomputed on every render), then the stored file is read."""
+    import argparse
+    import json
+
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--from", dest="source", default=None, help="a study's results.json to store first")
+    args = ap.parse_args()
+    if args.source:
+        results = json.loads(Path(args.source).read_text())
+        results.pop("summary", None)
+        stored.write_text(json.dumps(results, indent=1) + "\n")
+    return json.loads(stored.read_text())
