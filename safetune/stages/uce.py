@@ -22,28 +22,30 @@ from ..models.conditioning import encode_text
 EDITED = ("attn2.to_k", "attn2.to_v")  # the projections of the text states in cross-attention
 
 
-def _states(pipe, prompts: list[str], tokens: str) -> torch.Tensor:
-    """[d, n] text states of `prompts` at the edited positions (float64)."""
-    hidden = encode_text(pipe, prompts).hidden.double()  # [N, T, d]
+def _ends(pipe, prompts: list[str], length: int, tokens: str) -> list[int]:
+    """Per prompt, the end of its edited positions (from position 1): every position, or its words
+    and end token."""
     if tokens == "all":
-        return hidden[:, 1:].reshape(-1, hidden.shape[-1]).T
-    ids = pipe.tokenizer(prompts, padding="max_length", max_length=hidden.shape[1], truncation=True,
+        return [length] * len(prompts)
+    ids = pipe.tokenizer(prompts, padding="max_length", max_length=length, truncation=True,
                          return_tensors="pt").input_ids
     eos = pipe.tokenizer.eos_token_id
-    rows = [hidden[i, 1:int((ids[i] == eos).nonzero()[0]) + 1] for i in range(len(prompts))]  # words + end token
-    return torch.cat(rows).T
+    return [int((row == eos).nonzero()[0]) + 1 for row in ids]
+
+
+def _states(pipe, prompts: list[str], tokens: str, ends: list[int] | None = None) -> torch.Tensor:
+    """[d, n] text states of `prompts` at the edited positions (float64); `ends` as _ends gives."""
+    hidden = encode_text(pipe, prompts).hidden.double()  # [N, T, d]
+    ends = ends or _ends(pipe, prompts, hidden.shape[1], tokens)
+    return torch.cat([hidden[i, 1:end] for i, end in enumerate(ends)]).T
 
 
 def _paired_states(pipe, concepts: list[str], guide: str, tokens: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """The concepts' states and the guide's at the same positions."""
-    if tokens == "all":
-        return _states(pipe, concepts, "all"), _states(pipe, [guide] * len(concepts), "all")
-    hidden_c = encode_text(pipe, concepts).hidden.double()
-    hidden_g = encode_text(pipe, [guide] * len(concepts)).hidden.double()
-    n_words = [_states(pipe, [c], "words").shape[1] for c in concepts]
-    c = torch.cat([hidden_c[i, 1:1 + n] for i, n in enumerate(n_words)]).T
-    g = torch.cat([hidden_g[i, 1:1 + n] for i, n in enumerate(n_words)]).T
-    return c, g
+    """The concepts' states and the guide's at the same positions (the concepts')."""
+    c = encode_text(pipe, concepts).hidden.double()
+    ends = _ends(pipe, concepts, c.shape[1], tokens)
+    concept = torch.cat([c[i, 1:end] for i, end in enumerate(ends)]).T
+    return concept, _states(pipe, [guide] * len(concepts), tokens, ends)
 
 
 @torch.no_grad()

@@ -84,8 +84,8 @@ class BackfireConfig:
 
         for method in self.methods:
             if method not in safety_loras():
-                raise SafetuneError(f"methods: unknown safety method {method!r} (a safety LoRA from the concept alone); choose from "
-                                    f"{', '.join(safety_loras())}")
+                raise SafetuneError(f"methods: unknown safety method {method!r} (a safety LoRA from the concept "
+                                    f"alone); choose from {', '.join(safety_loras())}")
         for domain in self.domains:
             if domain not in DATA_SETS and not Path(domain).is_dir():
                 raise SafetuneError(f"domains: {domain!r} is neither a ShapesWorld set ({', '.join(DATA_SETS)}) nor "
