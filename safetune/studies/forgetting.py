@@ -14,6 +14,8 @@ Models (`models`; "A+B" builds B on top of A, ":k=v,..." sets fields of B's conf
   dd              distort-and-distill (stages.distill), e.g. dd:noise=0, dd:text_encoder=false,
                   dd:harm_margin=0.15/attack_sim_steps=2 (several options joined by "/")
   esd+lt, esd+dd  reinforcement of the ESD model
+  uce, ca, sdd,   any other registered method (stages.methods), made with its own default recipe
+  esd-u, ...      and settings, e.g. ca:anchor=a square; a closed-form edit (uce) has one training seed
 The price of a defence: clean prompt fidelity and FID before the attack, and how well a *benign*
 LoRA fine-tuning learns each of `benign_domains` on it (domain fidelity), next to the other models.
 """
@@ -32,13 +34,14 @@ from ..io import write_json
 from ..models.loading import load_pipeline
 from ..report import write_study
 from ..stages import ESD_X, align_lora
+from ..stages.methods import METHODS
 from .executor import ExecutorConfig, run_specs, spec_key
 from .resume import resume_or_refuse
 
 log = logging.getLogger(__name__)
 
 REFERENCE = "never-trained"
-SAFE_TRAININGS = ("lt", "ng", "dd")  # the registered methods trained on images (stages.methods)
+SAFE_TRAININGS = ("lt", "ng", "dd")  # the registered methods trained on images, with this study's recipes
 
 
 @dataclass
@@ -89,10 +92,12 @@ def parse_model(name: str, config: ForgettingStudyConfig) -> list[tuple[str, obj
                 raise SafetuneError(f"model {name!r}: {kind} takes no options")
             stages.append((kind, None))
             continue
-        if kind not in SAFE_TRAININGS:
-            raise SafetuneError(f"model {name!r}: unknown part {kind!r}; use base, {REFERENCE}, esd, lt, ng, dd "
+        if kind not in METHODS or kind in ("esd", "esd-x"):
+            raise SafetuneError(f"model {name!r}: unknown part {kind!r}; use base, {REFERENCE}, esd (the study's "
+                                f"ESD-x LoRA) or a method ({', '.join(m for m in METHODS if m not in ('esd', 'esd-x'))}) "
                                 "joined by + (e.g. esd+lt), options after ':' joined by '/' (e.g. dd:noise=0.5/shrink=0.9)")
-        settings = copy.deepcopy(config.distill if kind == "dd" else replace(config.forgetting, variant=kind))
+        settings = copy.deepcopy(config.distill) if kind == "dd" else replace(config.forgetting, variant=kind) \
+            if kind in SAFE_TRAININGS else METHODS[kind].make_settings()
         legacy = {"off": "mode=off", "reference": "mode=reference", "contrastive": "mode=contrastive",
                   "fixed": "noise=fixed", "changing": "noise=changing"}  # lt:reference, ng:fixed
         items = [legacy.get(o, o) for o in options.split("/") if o]
@@ -103,6 +108,19 @@ def parse_model(name: str, config: ForgettingStudyConfig) -> list[tuple[str, obj
         apply_overrides(settings, items)
         stages.append((kind, settings))
     return stages
+
+
+def recipe_of(kind: str, config: ForgettingStudyConfig) -> TrainConfig:
+    """How this study trains the method `kind` (seed: the study's): its own recipes for LT/NG and
+    dd, the registered default for every other method."""
+    recipe = config.distill_train if kind == "dd" else config.safe_train if kind in SAFE_TRAININGS \
+        else replace(METHODS[kind].recipe, checkpoint_every=10**9)
+    return METHODS[kind].prepare(replace(recipe, seed=config.seed))
+
+
+def trains(name: str, config: ForgettingStudyConfig) -> bool:
+    """Whether making the model `name` involves training (else it is the same for every seed)."""
+    return any(kind == "esd" or kind in METHODS and METHODS[kind].trains for kind, _ in parse_model(name, config))
 
 
 def model_label(name: str) -> str:

@@ -23,7 +23,7 @@ from ..models.loading import load_pipeline
 from ..stages import finetune
 from ..stages.methods import METHODS, Inputs
 from .executor import shared
-from .forgetting import REFERENCE, ForgettingStudyConfig, model_label, parse_model
+from .forgetting import REFERENCE, ForgettingStudyConfig, model_label, parse_model, recipe_of
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +68,9 @@ def build_model(name: str, base, reference_model: str, clean: tuple, harmful: tu
             pipe = load_pipeline(reference_model)
         elif kind == "esd":
             merge_into(pipe, [(esd, 1.0)])
-        else:  # a registered method trained on images (lt, ng, dd), with the study's recipe for it
-            method = METHODS[kind]
-            recipe = method.prepare(replace(config.distill_train if kind == "dd" else config.safe_train,
-                                            seed=config.seed))
-            lora = method.run(pipe, Inputs(config.concepts, settings, recipe, clean, harmful))
-            if lora is not None:  # lt/ng with a LoRA recipe: merged, so the model is what was trained
+        else:  # a registered method, trained with the study's recipe for it
+            lora = METHODS[kind].run(pipe, Inputs(config.concepts, settings, recipe_of(kind, config), clean, harmful))
+            if lora is not None:  # a LoRA (or lt/ng with a LoRA recipe): merged, so the model is what was trained
                 merge_into(pipe, [(lora, 1.0)])
     return pipe
 

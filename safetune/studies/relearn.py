@@ -50,7 +50,7 @@ from ..stages.inversion import invert, with_token
 from .executor import ExecutorConfig, run_specs, shared, spec_key
 from .resume import resume_or_refuse
 from .relearn_summary import DEV_ATTACK_SEEDS, LEARNABILITY, TEST_ATTACK_SEEDS, curves_of, summarize
-from .forgetting import REFERENCE, ForgettingStudyConfig, model_label, parse_model
+from .forgetting import REFERENCE, ForgettingStudyConfig, model_label, parse_model, trains
 from .forgetting_runs import build_model
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ SPLITS = {"dev": {"prompt_seed": SET_SEED, "sets": ("harmful",), "sampling_seed"
 class RelearnConfig:
     """The relearning benchmark; `safetune study relearn --set FIELD=VALUE` sets any field."""
     models: list[str] = option(factory=lambda: ["base", REFERENCE, "esd", "lt", "ng", "dd"],
-                               help="models (the forgetting study's grammar: esd, lt, ng, dd, esd+lt, dd:noise=0.5)")
+                               help="models (the forgetting study's grammar: esd, lt, ng, dd, uce, ca, esd+lt, dd:noise=0.5)")
     train_seeds: list[int] = option(factory=lambda: [0, 1, 2],
                                     help="training seeds of every trained model (base and never-trained: one)")
     attacks: list[str] = option(factory=lambda: list(ATTACKS), help=f"attacks: {', '.join(ATTACKS)}")
@@ -132,8 +132,8 @@ class RelearnConfig:
         return list(self.attack_seeds) or SPLITS[self.split]["attack_seeds"]
 
     def train_seeds_of(self, name: str) -> list[int]:
-        """Pretrained models have one training seed; trained ones have `train_seeds`."""
-        return [0] if name in ("base", REFERENCE) else list(self.train_seeds)
+        """Pretrained models and closed-form edits have one training seed; trained ones `train_seeds`."""
+        return list(self.train_seeds) if trains(name, self.recipes) else [0]
 
 
 def split_prompts(config: RelearnConfig) -> tuple[list[dict], list[dict]]:
