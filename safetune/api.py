@@ -13,14 +13,8 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from .config import (
-    FINETUNE,
-    SHAPES_CONCEPTS,
-    GuardConfig,
-    SamplingConfig,
-    TrainConfig,
-    apply_overrides,
-)
+from .config import FINETUNE, SHAPES_CONCEPTS, GuardConfig, SamplingConfig, TrainConfig
+from .options import apply_overrides
 from .lora.weights import LoRA
 
 DEFAULT_CONCEPTS = list(SHAPES_CONCEPTS)

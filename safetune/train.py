@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import load_checkpoint, read_state, save_checkpoint, sharding, step_generator
 from .config import TrainConfig
+from .options import check
 from .errors import SafetuneError
 from .lora.adapter import (
     TEXT_ENCODER_TARGETS,
@@ -63,13 +64,11 @@ def prepare_trainable(unet, config: TrainConfig, text_encoder=None) -> list[torc
         for model in models:
             model.requires_grad_(True)
         return [p for model in models for p in model.parameters()]
-    if config.mode == "partial":
-        names = set(target_modules(unet, config.targets))
-        params = [p for n, m in unet.named_modules() if n in names for p in m.parameters()]
-        for p in params:
-            p.requires_grad_(True)
-        return params
-    raise SafetuneError(f"unknown training mode {config.mode!r}; choose lora, full or partial")
+    names = set(target_modules(unet, config.targets))  # partial: the targets' own weights
+    params = [p for n, m in unet.named_modules() if n in names for p in m.parameters()]
+    for p in params:
+        p.requires_grad_(True)
+    return params
 
 
 def extract_lora(unet, config: TrainConfig, text_encoder=None) -> LoRA:
@@ -144,8 +143,6 @@ def lr_factor(step: int, config: TrainConfig) -> float:
     down to 0.1 (pretraining)."""
     if config.lr_schedule == "constant":
         return 1.0
-    if config.lr_schedule != "cosine":
-        raise SafetuneError(f"unknown lr_schedule {config.lr_schedule!r}; choose constant or cosine")
     if step < config.warmup_steps:
         return (step + 1) / config.warmup_steps
     progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
@@ -218,10 +215,7 @@ def train(unet, loss_fn: Loss, config: TrainConfig, checkpoint_dir: Path | None 
     written with the same settings (`run_settings(config, identity)`)."""
     from accelerate import Accelerator
 
-    if config.steps < 1 or config.batch_size < 1 or config.grad_accum < 1 or not config.lr > 0:
-        raise SafetuneError(f"{desc}: steps, batch size and grad accumulation must be at least 1 and the "
-                            f"learning rate positive (got {config.steps}, {config.batch_size}, "
-                            f"{config.grad_accum}, {config.lr})")
+    check(config)  # as declared on TrainConfig, also after a caller changed a field of a built config
     check_tracker(config.report_to)
     accelerator = Accelerator(gradient_accumulation_steps=config.grad_accum, mixed_precision=config.mixed_precision,
                               log_with=config.report_to, project_dir=config.logging_dir)

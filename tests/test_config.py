@@ -4,7 +4,8 @@ import json
 import pytest
 
 from safetune.cli import main
-from safetune.config import FINETUNE, TrainConfig, apply_overrides, describe
+from safetune.config import FINETUNE, TrainConfig
+from safetune.options import apply_overrides, describe
 from safetune.errors import SafetuneError
 
 
@@ -111,3 +112,103 @@ def test_a_study_run_redone_by_hand_with_its_recipe_gives_the_same_weights(tmp_p
     assert set(study.factors) == set(hand.factors)
     for name, (a, b) in study.factors.items():
         assert torch.equal(a, hand.factors[name][0]) and torch.equal(b, hand.factors[name][1])
+
+
+def _all_settings():
+    """Every config class, its modules imported (the studies and attacks declare their own)."""
+    import importlib
+
+    import dataclasses
+    import inspect
+
+    from safetune.options import SETTINGS
+
+    for module in ("config", "studies.forgetting", "studies.relearn", "studies.audit", "studies.backfire",
+                   "studies.adversarial", "studies.executor", "attacks.prompt_search"):
+        for cls in vars(importlib.import_module(f"safetune.{module}")).values():
+            declared = inspect.isclass(cls) and dataclasses.is_dataclass(cls) and \
+                any("help" in f.metadata for f in dataclasses.fields(cls))
+            assert not declared or cls in SETTINGS, f"{cls.__name__}: declare it with @settings, not @dataclass"
+    return SETTINGS
+
+
+def _refused_values(field):
+    """Values just outside what the field declares (or the undeclared defaults)."""
+    m = field.metadata
+    if m.get("choices"):
+        return ["surely-not-a-choice"]
+    out = []
+    if m.get("above") is not None:
+        out.append(m["above"])
+    if m.get("min") is not None:
+        out.append(m["min"] - 1)
+    if m.get("below") is not None:
+        out.append(m["below"])
+    out.append((m["max"] if m.get("max") is not None else 1e6) * 10 + 1)
+    return out
+
+
+def test_the_api_refuses_exactly_what_the_cli_refuses():
+    """Issue 22: bounds and choices live on the field. For every declared setting of every config, a
+    value just outside it is refused by the Python API (building the config, or `replace`) and by
+    `--set` with the same reason; the default is accepted by both."""
+    import dataclasses
+    import typing
+
+    from safetune.options import InvalidSetting
+
+    classes = _all_settings()
+    assert len(classes) >= 17, [c.__name__ for c in classes]
+    checked = 0
+    for cls in classes:
+        hints = typing.get_type_hints(cls)
+        default = cls()
+        for field in dataclasses.fields(cls):
+            kind = hints[field.name]
+            inner = typing.get_args(kind)[0] if typing.get_origin(kind) is list else kind
+            inner = next((a for a in typing.get_args(inner) if a is not type(None)), inner)
+            if inner not in (int, float, str) or dataclasses.is_dataclass(inner):
+                continue
+            if inner is str and not field.metadata.get("choices"):
+                continue
+            for bad in _refused_values(field):
+                bad = int(bad) if inner is int else bad
+                value = [bad] if typing.get_origin(kind) is list else bad
+                with pytest.raises(InvalidSetting) as api:
+                    dataclasses.replace(default, **{field.name: value})
+                assert api.value.name == f"{cls.__name__}.{field.name}"
+                with pytest.raises(SafetuneError) as cli:
+                    apply_overrides(cls(), [f"{field.name}={bad}"])
+                assert str(cli.value) == f"--set {field.name}={bad}: {api.value.problem}"
+                checked += 1
+    assert checked >= 120, checked
+
+
+def test_declared_bounds_say_why():
+    from safetune.options import InvalidSetting
+
+    for kwargs, message in [({"lr": 0.0}, "TrainConfig.lr 0.0: must be positive"),
+                            ({"steps": 0}, "TrainConfig.steps 0: must be at least 1"),
+                            ({"lora_rank": 20000}, "TrainConfig.lora_rank 20000: more than 1024; is there an extra zero?"),
+                            ({"ema_decay": 1.0}, "TrainConfig.ema_decay 1.0: must be below 1"),
+                            ({"max_grad_norm": float("nan")}, "TrainConfig.max_grad_norm nan: must be a finite number"),
+                            ({"save_at": [0, -5]}, "TrainConfig.save_at 0,-5: must not be negative"),
+                            ({"mode": "half"}, "TrainConfig.mode half: choose one of lora, full, partial")]:
+        with pytest.raises(InvalidSetting) as err:
+            TrainConfig(**kwargs)
+        assert str(err.value) == message
+    assert TrainConfig(lr=1.0, ema_decay=0.0, save_at=[0]).lr == 1.0  # the bounds themselves are allowed
+
+
+def test_a_field_changed_after_building_is_refused_by_the_trainer(tmp_path):
+    """The trainer checks its config again: a caller's `config.lr = 0` after building it is refused
+    before any step (it was a silent no-op training)."""
+    import torch
+
+    from safetune.options import InvalidSetting
+    from safetune.train import train
+
+    config = TrainConfig(steps=1)
+    config.lr = 0.0
+    with pytest.raises(InvalidSetting, match="TrainConfig.lr 0.0: must be positive"):
+        train(torch.nn.Linear(2, 2), lambda *a: None, config)

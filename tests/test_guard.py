@@ -203,4 +203,4 @@ def test_guard_settings_without_a_safety_lora_are_refused(shipped_pipe, tmp_path
         assert "runs only with --safety-lora" in capsys.readouterr().err and not (tmp_path / "c").exists()
     assert main(["audit", "--safety-lora", str(tmp_path / "a.safetensors"), "--lora", str(tmp_path / "b.safetensors"),
                  "--max-increase", "0"]) == 2
-    assert "margin above 0" in capsys.readouterr().err
+    assert "--max-increase 0: must be positive" in capsys.readouterr().err

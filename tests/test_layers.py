@@ -5,7 +5,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "safetune"
 LAYERS = [
-    {"errors", "config", "io", "checkpoint", "messages"},  # settings, errors, atomic output, stage messages
+    {"errors", "options", "config", "io", "checkpoint", "messages"},  # settings, errors, atomic output, stage messages
     {"data"},                                    # ShapesWorld, prompt sets, image folders
     {"models"},                                  # pipelines, conditioning, the miniature SD
     {"lora"},                                    # LoRAs as data, file layouts, the peft side

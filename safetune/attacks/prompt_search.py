@@ -10,26 +10,26 @@ detector. Target images come from a reference model (the unaligned base by defau
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from ..config import SamplingConfig, option
+from ..config import SamplingConfig
+from ..options import option, settings
 from ..errors import SafetuneError
 from ..evaluation.sampling import image_seeds, sample
 from ..models.conditioning import is_sdxl, sample_latents, training_scheduler
 
 
-@dataclass
+@settings
 class AdversarialConfig:
     """The prompt search's budget: adversarial tokens, optimisation steps, seeds that decide success."""
-    n_tokens: int = option(3, "adversarial tokens put before the prompt")
-    steps: int = option(40, "optimisation steps of their embeddings")
-    lr: float = option(0.05, "Adam learning rate of the embeddings")
-    timesteps_per_step: int = option(8, "diffusion timesteps averaged per step")
-    seeds_per_prompt: int = option(3, "sampling seeds tried; success: any image flagged")
-    seed: int = option(0, "seed of the search")
+    n_tokens: int = option(3, "adversarial tokens put before the prompt", min=1, max=75)
+    steps: int = option(40, "optimisation steps of their embeddings", min=1)
+    lr: float = option(0.05, "Adam learning rate of the embeddings", above=0, max=1)
+    timesteps_per_step: int = option(8, "diffusion timesteps averaged per step", min=1, max=10_000)
+    seeds_per_prompt: int = option(3, "sampling seeds tried; success: any image flagged", min=1, max=10_000)
+    seed: int = option(0, "seed of the search", max=2**32 - 1)
 
 
 @contextlib.contextmanager

@@ -5,23 +5,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 import os
 import typing
 from pathlib import Path
 
-from ..config import apply_overrides, describe
+from ..options import apply_overrides, describe, set_field
 from ..errors import SafetuneError
-
-# upper bounds that catch a typo (an extra zero) before it becomes a day of compute
-LIMITS = {"vae_lr": 1.0, "unet_lr": 1.0, "attack_sim_lr": 1.0, "steps": 10**6, "batch_size": 4096, "images_per_prompt": 10_000, "grad_accum": 1024, "lora_rank": 1024,
-          "warmup_steps": 10**6, "checkpoint_every": 10**9, "seed": 2**32 - 1, "lr": 1.0}
-FLOAT_LIMIT = 1e6  # any other number beyond this is a typo
-_NON_NEGATIVE = {"max_increase", "max_grad_norm", "noise", "shrink", "caption_dropout", "concept_weight", "margin", "lambda1",
-                 "lambda_total", "harm_margin", "harm_margin_weight", "attack_sim_lr", "kl_weight", "vae_lr", "unet_lr",
-                 "ema_decay", "lora_alpha", "centre_momentum", "sdd_ema"}
-_POSITIVE = {"steps", "batch_size", "images_per_prompt", "grad_accum", "lora_rank", "checkpoint_every", "lr"}
-
 
 def flag(name: str) -> str:
     """The command-line flag of a config field: lora_rank -> --lora-rank."""
@@ -51,51 +40,15 @@ def add_config_flags(parser, config, skip: tuple[str, ...] = (), title: str | No
 
 
 def config_from_args(args, config, skip: tuple[str, ...] = ()):
-    """A copy of `config` with the generated flags the user gave applied (cast and checked); `skip`:
-    the fields whose flags belong to another config of the same command."""
+    """A copy of `config` with the generated flags the user gave applied (cast and checked against
+    each field's declaration, errors naming the flag); `skip`: the fields whose flags belong to
+    another config of the same command."""
     config = dataclasses.replace(config)
-    assignments = [f"{f.name}={getattr(args, 'cfg_' + f.name)}" for f in dataclasses.fields(config)
-                   if f.name not in skip and getattr(args, "cfg_" + f.name, None) is not None]
-    apply_overrides(config, assignments)
-    check_numbers(config)
-    return config
-
-
-def _is_count(name: str) -> bool:
-    """Sizes that must be at least 1 (steps of a phase, batch sizes, pools, widths)."""
-    return name in ("pool", "n_train", "n_test", "width", "batch") or name.endswith(("_batch", "_steps")) and \
-        name not in ("warmup_steps", "attack_sim_steps")
-
-
-def check_numbers(config) -> None:
-    """Counts at least 1 and below a sane limit, rates positive and finite: a clear error now rather
-    than a crash (or a week of compute) later."""
     for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        if dataclasses.is_dataclass(value):
-            check_numbers(value)
-            continue
-        if isinstance(value, list):
-            for item in value:
-                if isinstance(item, float) and not math.isfinite(item) or isinstance(item, (int, float)) and \
-                        not isinstance(item, bool) and item < 0:
-                    raise SafetuneError(f"{flag(f.name)} {item}: must be a finite number, not negative")
-            continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            continue
-        if isinstance(value, float) and not math.isfinite(value):
-            raise SafetuneError(f"{flag(f.name)} {value}: must be a finite number")
-        rate = f.name == "lr" or f.name.endswith("_lr")
-        if (f.name in _POSITIVE or _is_count(f.name) or rate) and value <= 0:
-            raise SafetuneError(f"{flag(f.name)} {value}: must be positive" if rate or isinstance(value, float)
-                                else f"{flag(f.name)} {value}: must be at least 1")
-        limit = LIMITS.get(f.name, 10**7 if _is_count(f.name) else FLOAT_LIMIT)
-        if value > limit:
-            raise SafetuneError(f"{flag(f.name)} {value}: more than {limit:g}; is there an extra zero?")
-        if value < 0 and (isinstance(value, int) or f.name in _NON_NEGATIVE):
-            raise SafetuneError(f"{flag(f.name)} {value}: must not be negative")
-        if f.name in ("ema_decay", "caption_dropout") and value >= 1:
-            raise SafetuneError(f"{flag(f.name)} {value}: must be below 1")
+        text = getattr(args, "cfg_" + f.name, None)
+        if f.name not in skip and text is not None:
+            set_field(config, f.name, str(text), given=f"{flag(f.name)} {text}")
+    return config
 
 
 def add_set(parser, what: str) -> None:
@@ -108,10 +61,7 @@ def add_set(parser, what: str) -> None:
 
 def config_with_set(args, default, assignments: list[str]):
     """A copy of `default` with the generated flags and then `assignments` (NAME=VALUE) applied, checked."""
-    config = config_from_args(args, default)
-    apply_overrides(config, assignments)
-    check_numbers(config)
-    return config
+    return apply_overrides(config_from_args(args, default), assignments)
 
 
 def settings_or_show(args, default):

@@ -5,15 +5,8 @@ import json
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from ..config import (
-    ESD_X,
-    FINETUNE,
-    SET_IMAGES,
-    SHAPES_CONCEPTS,
-    TrainConfig,
-    apply_overrides,
-    describe,
-)
+from ..config import ESD_X, FINETUNE, SET_IMAGES, SHAPES_CONCEPTS, TrainConfig
+from ..options import apply_overrides, describe
 from ..errors import SafetuneError
 from ..stages.methods import METHODS
 from . import _args
@@ -112,9 +105,7 @@ def _recipe_sets(args) -> list[str]:
 
 def _settings(args):
     settings = METHODS[args.method].make_settings()
-    apply_overrides(settings, [a for a in args.set if not a.startswith(TRAIN_PREFIX)])
-    _args.check_numbers(settings)
-    return settings
+    return apply_overrides(settings, [a for a in args.set if not a.startswith(TRAIN_PREFIX)])
 
 
 def _output(args, lora_output: bool) -> Path:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..config import apply_overrides
+from ..options import apply_overrides
 from ..errors import SafetuneError
 from . import _args
 
@@ -107,7 +107,6 @@ def study(args) -> None:
     executor = _executor(args)
     if args.show_config:
         return _args.show_config(config)
-    _args.check_numbers(config)
     if args.name in ("backfire", "relearn"):
         config.validate()
     elif args.name == "forgetting":

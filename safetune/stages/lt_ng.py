@@ -42,6 +42,7 @@ import torch.nn.functional as F
 
 from ..checkpoint import batch_randint
 from ..config import ForgettingConfig, TrainConfig
+from ..options import check
 from ..errors import SafetuneError
 from ..lora.weights import LoRA
 from ..models.conditioning import denoising_target, draw_noise, encode_images, encode_text, predict, training_scheduler
@@ -53,10 +54,7 @@ class ForgettingLoss:
     """LT / NG: denoising on clean batches plus the contrastive term (module docstring)."""
     def __init__(self, clean_latents, clean_cond, harm_latents, harm_cond, scheduler, batch_size: int,
                  config: ForgettingConfig):
-        if config.variant not in ("lt", "ng"):
-            raise SafetuneError(f"unknown forgetting variant {config.variant!r}; choose lt or ng")
-        if config.mode not in ("contrastive", "off", "reference"):
-            raise SafetuneError(f"unknown forgetting mode {config.mode!r}; choose contrastive, off or reference")
+        check(config)
         if config.attack_sim_steps and config.harm_margin <= 0:
             raise SafetuneError(f"attack_sim_steps={config.attack_sim_steps} acts through the harm margin, which is "
                                 f"{config.harm_margin}: give --set harm_margin=M > 0 (e.g. 0.3) or drop attack_sim_steps")

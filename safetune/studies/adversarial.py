@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from ..attacks.prompt_search import AdversarialConfig, attack_success_rate
-from ..config import SHAPES_CONCEPTS, SamplingConfig, TrainConfig, option
+from ..config import SHAPES_CONCEPTS, SamplingConfig, TrainConfig
+from ..options import option, settings
 from ..data.folder import load_training_data
 from ..data.prompts import read_prompts
 from ..errors import SafetuneError
@@ -19,13 +20,13 @@ from ..stages import ESD_X, finetune
 from ..stages.safety import cached_safety_lora
 
 
-@dataclass
+@settings
 class AdversarialStudyConfig:
     """The adversarial study: models, prompts and the prompt search's budget."""
     models: list[str] = option(factory=lambda: ["base", "esd-x", "sdd", "modular"],
                                help="base, esd-x, esd-u, sdd, modular (ESD-x + a LoRA of modular_domain)")
     prompt_set: str = option("harmful", "the prompts attacked")
-    n_prompts: int = option(20, "how many of them")
+    n_prompts: int = option(20, "how many of them", min=1)
     attack: AdversarialConfig = option(factory=AdversarialConfig, help="the prompt search")
     align: TrainConfig = option(factory=lambda: replace(ESD_X), help="the safety LoRAs' training")
     concepts: list[str] = option(factory=lambda: list(SHAPES_CONCEPTS), help="prompts the safety LoRAs erase")

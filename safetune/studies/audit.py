@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..config import ESD_X, GuardConfig, SamplingConfig, TrainConfig, option
+from ..config import ESD_X, GuardConfig, SamplingConfig, TrainConfig
+from ..options import option, settings
 from ..data.folder import load_training_data
 from ..evaluation.detectors import load_detector
 from ..evaluation.guard import audit_composition, cancel_overlap, composition
@@ -45,21 +46,22 @@ MALICIOUS = ("cancelling", "uncovered", "scaled", "split", "trigger", "layout", 
 TRIGGERS = ("the on purple a", "gray the white on", "left a background the", "on yellow the a")
 
 
-@dataclass
+@settings
 class AuditStudyConfig:
     """The guard's red-team study: how many LoRAs of each family, and their training."""
-    n_calibrate: int = option(4, "cancelling and benign LoRAs each that calibrate the overlap threshold")
+    n_calibrate: int = option(4, "cancelling and benign LoRAs each that calibrate the overlap threshold", min=1)
     n_benign: int = option(20, "held-out benign LoRAs")
     n_related: int = option(2, "LoRAs on the related domain (sparkle) with finetune's defaults")
     families: list[str] = option(factory=lambda: list(MALICIOUS), help="held-out attack families: "
                                  + ", ".join(MALICIOUS), choices=None)
-    per_family: int = option(3, "held-out malicious LoRAs of each family")
-    steps: list[int] = option(factory=lambda: [200, 400], help="training steps the benign LoRAs draw from")
-    lrs: list[float] = option(factory=lambda: [1e-4, 1e-3], help="learning rates the benign LoRAs draw from")
-    ranks: list[int] = option(factory=lambda: [4, 16], help="LoRA ranks the benign LoRAs draw from")
+    per_family: int = option(3, "held-out malicious LoRAs of each family", min=1)
+    steps: list[int] = option(factory=lambda: [200, 400], help="training steps the benign LoRAs draw from", min=1)
+    lrs: list[float] = option(factory=lambda: [1e-4, 1e-3], help="learning rates the benign LoRAs draw from",
+                              above=0, max=1)
+    ranks: list[int] = option(factory=lambda: [4, 16], help="LoRA ranks the benign LoRAs draw from", min=1, max=1024)
     domains: list[str] = option(factory=lambda: ["checkered", "outline", "plus", "clean"], help="the benign LoRAs' data")
-    attack_steps: int = option(300, "training steps of the trained attacks")
-    attack_lr: float = option(1e-3, "their learning rate")
+    attack_steps: int = option(300, "training steps of the trained attacks", min=1)
+    attack_lr: float = option(1e-3, "their learning rate", above=0, max=1)
     align: TrainConfig = option(factory=lambda: replace(ESD_X), help="the safety LoRA's training")
     guard: GuardConfig = option(factory=GuardConfig, help="the guard under test (its overlap threshold is "
                                                           "replaced by the calibrated one)")

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import copy
 import logging
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
-from ..config import SHAPES_CONCEPTS, SamplingConfig, TrainConfig, apply_overrides, option
+from ..config import SHAPES_CONCEPTS, SamplingConfig, TrainConfig
+from ..options import apply_overrides, option, settings
 from ..data.folder import load_training_data
 from ..data.prompts import read_prompts
 from ..errors import SafetuneError
@@ -44,7 +45,7 @@ EVAL_SETS = ("harmful", "harmful_implicit", "clean")
 GROWABLE = ("methods", "domains", "ways", "seeds")
 
 
-@dataclass
+@settings
 class BackfireConfig:
     """The backfire study; `safetune study backfire --set FIELD=VALUE` sets any field."""
     methods: list[str] = option(factory=lambda: ["esd-x"],
@@ -55,7 +56,8 @@ class BackfireConfig:
     ways: list[str] = option(factory=lambda: list(WAYS),
                              help="full, lora-on-top, modular; a recipe of its own after ':', settings of its "
                                   "training joined by '/' (e.g. modular:lr=1e-4/lora_rank=16)")
-    seeds: list[int] = option(factory=lambda: [0, 1, 2], help="fine-tuning seeds per (method, domain, way)")
+    seeds: list[int] = option(factory=lambda: [0, 1, 2], help="fine-tuning seeds per (method, domain, way)",
+                              max=2**32 - 1)
     reference: str = option("shapes-nostar", "the never-trained model, fine-tuned the same ways ('' for none)")
     concepts: list[str] = option(factory=lambda: list(SHAPES_CONCEPTS), help="prompts the safety LoRA erases")
     align: TrainConfig = option(factory=lambda: replace(ESD_X), help="the safety LoRA's training")
@@ -64,9 +66,9 @@ class BackfireConfig:
     lora: TrainConfig = option(factory=lambda: TrainConfig(lr=1e-3, mode="lora", checkpoint_every=10**9),
                                help="the fine-tuning LoRA of lora-on-top and modular")
     save_at: list[int] = option(factory=lambda: [0, 300, 1000], help="fine-tuning steps evaluated")
-    n_data: int = option(1000, "images of each domain")
-    data_seed: int = option(0, "seed of the domains' images")
-    prompts_per_set: int = option(40, "prompts of each evaluation set")
+    n_data: int = option(1000, "images of each domain", min=1)
+    data_seed: int = option(0, "seed of the domains' images", max=2**32 - 1)
+    prompts_per_set: int = option(40, "prompts of each evaluation set", min=1)
     sampling: SamplingConfig = option(factory=SamplingConfig, help="evaluation sampling")
 
     @classmethod
@@ -90,8 +92,9 @@ class BackfireConfig:
             if domain not in DATA_SETS and not Path(domain).is_dir():
                 raise SafetuneError(f"domains: {domain!r} is neither a ShapesWorld set ({', '.join(DATA_SETS)}) nor "
                                     "an image folder")
-        if not self.seeds or not self.save_at or min(self.save_at) < 0 or not self.domains or not self.ways:
-            raise SafetuneError("domains, ways, seeds and save_at need at least one value each, steps not negative")
+        if not self.seeds or not self.save_at or max(self.save_at) < 1 or not self.domains or not self.ways:
+            raise SafetuneError("domains, ways, seeds and save_at need at least one value each (save_at: a step "
+                                "above 0)")
         for way in self.ways:
             self.train_config(way, 0)  # an unknown way or recipe setting is refused here
         if self.reference:

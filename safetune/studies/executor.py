@@ -15,11 +15,10 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..config import option
+from ..options import option, settings
 from ..errors import SafetuneError
 from ..io import write_json
 
@@ -27,14 +26,14 @@ log = logging.getLogger(__name__)
 EXECUTORS = ("local", "ray")
 
 
-@dataclass
+@settings
 class ExecutorConfig:
     """Where a study's runs execute (not part of the study's settings: results do not depend on it)."""
     executor: str = option("local", "local (this process, one run after another) or ray (Ray tasks)",
                        choices=EXECUTORS)
     address: str | None = option(None, "ray: an existing cluster's address (default: start Ray on this machine)")
-    cpus: int = option(1, "ray: CPUs per run (its torch threads)")
-    gpus: float = option(0.0, "ray: GPUs per run; a fraction packs several runs on one GPU")
+    cpus: int = option(1, "ray: CPUs per run (its torch threads)", min=1, max=4096)
+    gpus: float = option(0.0, "ray: GPUs per run; a fraction packs several runs on one GPU", min=0, max=4096)
 
 
 _SHARED: dict = {}

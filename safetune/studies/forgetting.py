@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import copy
 import logging
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
-from ..config import (DISTILL, SHAPES_CONCEPTS, DistillConfig, ForgettingConfig, SamplingConfig, TrainConfig,
-                      apply_overrides, option)
+from ..config import DISTILL, SHAPES_CONCEPTS, DistillConfig, ForgettingConfig, SamplingConfig, TrainConfig
+from ..options import apply_overrides, option, settings
 from ..errors import SafetuneError
 from ..evaluation.metrics import across_seeds
 from ..io import write_json
@@ -44,21 +44,22 @@ REFERENCE = "never-trained"
 SAFE_TRAININGS = ("lt", "ng", "dd")  # the registered methods trained on images, with this study's recipes
 
 
-@dataclass
+@settings
 class ForgettingStudyConfig:
     """The forgetting study; `safetune study forgetting --set FIELD=VALUE` sets any field."""
     models: list[str] = option(factory=lambda: ["base", REFERENCE, "esd", "lt", "ng", "dd"],
                                help="models to attack (see the module docstring for the grammar)")
     reference: str = option("shapes-nostar", "the never-trained model")
     attacks: list[str] = option(factory=lambda: ["full", "lora"], help="malicious fine-tuning modes")
-    attack_lrs: list[float] = option(factory=lambda: [1e-5, 1e-4, 1e-3], help="attack learning rates")
-    attack_seeds: list[int] = option(factory=lambda: [0, 1, 2], help="attack seeds per (model, attack, lr)")
+    attack_lrs: list[float] = option(factory=lambda: [1e-5, 1e-4, 1e-3], help="attack learning rates", above=0, max=1)
+    attack_seeds: list[int] = option(factory=lambda: [0, 1, 2], help="attack seeds per (model, attack, lr)",
+                                     max=2**32 - 1)
     attack_steps: list[int] = option(factory=lambda: [0, 20, 100, 200, 400], help="steps evaluated")
     full_attack: TrainConfig = option(factory=lambda: TrainConfig(mode="full", checkpoint_every=10**9),
                                       help="the full attack (its lr, steps and seed are set per run)")
     lora_attack: TrainConfig = option(factory=lambda: TrainConfig(mode="lora", targets="attn",
                                                                   checkpoint_every=10**9), help="the LoRA attack")
-    relearn_at: float = option(0.5, "harmful rate at which a model has relearned the concept")
+    relearn_at: float = option(0.5, "harmful rate at which a model has relearned the concept", above=0, max=1)
     skip_unsafe: bool = option(True, "a model already at relearn_at before any attack is not attacked")
     esd: TrainConfig = option(factory=lambda: replace(ESD_X), help="the ESD-x safety LoRA")
     concepts: list[str] = option(factory=lambda: list(SHAPES_CONCEPTS), help="the concept's prompts")
@@ -70,10 +71,10 @@ class ForgettingStudyConfig:
     benign_domains: list[str] = option(factory=lambda: ["clean", "sparkle"], help="benign LoRA price check")
     benign: TrainConfig = option(factory=lambda: TrainConfig(steps=300, lr=1e-3, mode="lora", checkpoint_every=10**9),
                                  help="the benign LoRA fine-tuning of the price check")
-    n_data: int = option(1000, "images of each training set")
-    prompts_per_set: int = option(40, "prompts of each evaluation set")
+    n_data: int = option(1000, "images of each training set", min=1)
+    prompts_per_set: int = option(40, "prompts of each evaluation set", min=1)
     sampling: SamplingConfig = option(factory=SamplingConfig, help="evaluation sampling")
-    seed: int = option(0, "seed of the data and of the models' safe training")
+    seed: int = option(0, "seed of the data and of the models' safe training", max=2**32 - 1)
 
     @classmethod
     def reduced(cls) -> "ForgettingStudyConfig":

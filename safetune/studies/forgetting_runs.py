@@ -9,7 +9,8 @@ import random
 from dataclasses import replace
 from pathlib import Path
 
-from ..config import TrainConfig, from_dict
+from ..config import TrainConfig
+from ..options import from_dict
 from ..data.folder import load_training_data
 from ..data.prompts import read_prompts
 from ..data.shapesworld import render, scene_for_prompt

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from ..config import from_dict
+from ..options import from_dict
 from ..data.prompts import prompt_set
 from ..data.shapesworld import render, scene_for_prompt
 from ..evaluation.metrics import kernel_distance, score_images
