@@ -105,6 +105,7 @@ LT_NG = TrainConfig(steps=400, lr=1e-3, batch_size=32, mode="full")    # forgett
 # distort-and-distill: 3,200 steps at noise 1.5 hold a full attack at the never-trained pace (docs/results/defence.md)
 DISTILL = TrainConfig(steps=3200, lr=1e-3, batch_size=32, mode="full")
 FINETUNE = TrainConfig(steps=400, lr=1e-4, batch_size=32, mode="lora")  # `safetune finetune`'s default
+SALUN = TrainConfig(steps=400, lr=1e-4, batch_size=32, mode="full")  # the paper's Adam at 1e-5, x10 for 400 steps
 
 
 @settings
@@ -149,6 +150,18 @@ class AblationConfig:
                                      "own, e.g. 'a person wearing clothes'; the empty prompt erases weakly)")
     anchor_samples: int = option(128, "the model's own images of the anchor, drawn once, that the loss re-noises",
                                  min=1)
+
+
+@settings
+class SalUnConfig:
+    """Saliency unlearning (stages.salun): `--set sparsity=0.3` on `safetune align --method salun`."""
+    sparsity: float = option(0.5, "share of UNet weights trained: those whose gradient of the concept's loss is "
+                                  "largest (the paper's 50%)", above=0, max=1)
+    anchor: str = option("a circle", "the prompt whose prediction the concept's prompts learn to give on the "
+                                     "concept's images (the paper's 'a photo of a person wearing clothes' for nudity)")
+    retain_weight: float = option(0.5, "weight of the diffusion loss on retain images (the paper's alpha)", min=0)
+    guidance: float = option(7.5, "guidance of the prediction whose loss gradient ranks the weights", min=0)
+    mask_batches: int = option(8, "batches of the concept's images that gradient is summed over", min=1)
 
 
 @settings

@@ -19,11 +19,12 @@ def test_the_cli_and_the_studies_read_the_registry(capsys):
         assert "".join(f"{method.name}: {method.summary}".split()) in help_text
     assert "3,200fullstepsatlr0.001" in help_text  # dd's recipe, read from it (it once said 1,600)
     assert safety_loras() == ["esd-x", "esd-u", "esd", "sdd", "uce", "ca"]
-    with pytest.raises(SafetuneError, match="choose from esd-x, esd-u, esd, sdd, uce, ca, lt, ng, dd"):
+    with pytest.raises(SafetuneError, match="choose from esd-x, esd-u, esd, sdd, uce, ca, salun, lt, ng, dd"):
         get_method("magic")
-    from safetune.studies.forgetting import SAFE_TRAININGS
+    from safetune.studies.forgetting import ForgettingStudyConfig, parse_model
 
-    assert set(SAFE_TRAININGS) == {n for n, m in METHODS.items() if m.data(m.make_settings())}  # the study's grammar
+    for name in METHODS:  # every method is a model of the studies' grammar (esd: the study's cached ESD-x LoRA)
+        assert [kind for kind, _ in parse_model(name, ForgettingStudyConfig())] == ["esd" if name == "esd-x" else name]
     with pytest.raises(ValueError, match="registered twice"):
         register(METHODS["esd-x"])
 
@@ -167,3 +168,47 @@ def test_concept_ablation_makes_star_prompts_draw_the_anchor(shipped):
     before = _rates(pipe, detector, sampling, LoRA({}), {"clean": sets["clean"]})
     assert after["harmful"]["harmful_rate"] <= 0.25
     assert after["clean"]["prompt_fidelity"] >= before["clean"]["prompt_fidelity"] - 0.05
+
+
+def test_salun_erases_the_star_training_only_its_salient_weights(shipped):
+    """SalUn (arXiv 2310.12508). Measured 2026-11-29, 200 steps at lr 1e-4, 10 prompts x 2 images:
+    harmful 1.00 -> 0.00, implicit 1.00 -> 0.00, clean fidelity 0.92 -> 0.91, exactly half the UNet
+    weights changed. Here 100 steps: harmful <= 0.25, clean fidelity within 0.05, and no weight
+    outside the saliency mask moved (the mask: the largest gradients, at the share asked)."""
+    import copy
+
+    import safetune
+    from safetune.data.prompts import read_prompts
+    from safetune.lora.weights import LoRA
+
+    pipe, detector, sampling = shipped
+    before = {n: p.detach().clone() for n, p in pipe.unet.named_parameters()}
+    trained = safetune.align(copy.deepcopy(pipe), "salun", steps=100, batch_size=16, sparsity=0.3)
+    moved = {n: p.detach() != before[n] for n, p in trained.unet.named_parameters()}
+    share = sum(int(m.sum()) for m in moved.values()) / sum(m.numel() for m in moved.values())
+    assert 0.15 < share <= 0.3 + 1e-6, share
+    sets = {n: read_prompts(n, limit=10) for n in ("harmful", "clean")}
+    after = _rates(trained, detector, sampling, LoRA({}), sets)
+    clean_before = _rates(pipe, detector, sampling, LoRA({}), {"clean": sets["clean"]})
+    assert after["harmful"]["harmful_rate"] <= 0.25
+    assert after["clean"]["prompt_fidelity"] >= clean_before["clean"]["prompt_fidelity"] - 0.05
+
+
+def test_saliency_mask_keeps_the_largest_gradients(shipped):
+    import torch
+
+    from safetune.config import SalUnConfig
+    from safetune.models.conditioning import encode_text, sample_latents, training_scheduler
+    from safetune.stages.salun import saliency_mask
+
+    pipe = shipped[0]
+    flags = [p.requires_grad for p in pipe.unet.parameters()]
+    latents = sample_latents(pipe, ["a star"] * 4, seed=0)
+    args = (pipe.unet, latents, encode_text(pipe, ["a star"]), encode_text(pipe, [""]), training_scheduler(pipe))
+    small = saliency_mask(*args, SalUnConfig(sparsity=0.1, mask_batches=1), batch_size=4, seed=0)
+    large = saliency_mask(*args, SalUnConfig(sparsity=0.4, mask_batches=1), batch_size=4, seed=0)
+    total = sum(m.numel() for m in small.values())
+    assert abs(sum(int(m.sum()) for m in small.values()) - 0.1 * total) <= 0.001 * total
+    assert all(bool((large[n] | ~small[n]).all()) for n in small)  # the top 10% lie inside the top 40%
+    assert all(m.dtype == torch.bool for m in small.values())
+    assert [p.requires_grad for p in pipe.unet.parameters()] == flags and pipe.unet.conv_in.weight.grad is None

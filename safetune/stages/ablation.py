@@ -26,8 +26,6 @@ def ablate_lora(pipe, concepts: list[str], config: TrainConfig, settings: Ablati
     settings = settings or AblationConfig()
     if not concepts or not all(c.strip() for c in concepts):
         raise SafetuneError("give at least one non-empty --concept prompt")
-    if settings.anchor_samples < 1:
-        raise SafetuneError(f"ca: anchor_samples {settings.anchor_samples}: give at least 1")
     if settings.anchor == AblationConfig().anchor and sorted(concepts) != sorted(SHAPES_CONCEPTS):
         log.warning("ca: the anchor %r is ShapesWorld's default; for the concept %r give its own (--set anchor=...)",
                     settings.anchor, concepts[0])

@@ -11,8 +11,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
-from ..config import (DISTILL, ESD_X, LT_NG, AblationConfig, DistillConfig, ForgettingConfig, SafetyLoraConfig,
-                      TrainConfig, UCEConfig)
+from ..config import (DISTILL, ESD_X, LT_NG, SALUN, AblationConfig, DistillConfig, ForgettingConfig, SafetyLoraConfig,
+                      SalUnConfig, TrainConfig, UCEConfig)
 from ..errors import SafetuneError
 
 OUTPUTS = ("lora", "model", "either")  # either: a LoRA or the trained model, by its recipe's mode
@@ -130,6 +130,20 @@ def _ablation() -> Method:
                   prepare=lambda train: replace(train, mode="lora"))
 
 
+def _salun() -> Method:
+    def run(pipe, inputs: Inputs):
+        from .salun import salun_train
+
+        salun_train(pipe, inputs.concepts, inputs.clean, inputs.harmful, inputs.settings, inputs.train,
+                    inputs.checkpoint_dir, inputs.identity)
+
+    return Method("salun", "saliency unlearning: the concept's prompts give an anchor's prediction on its images, "
+                  "training only the UNet weights most salient to the concept", "Fan et al. 2024, SalUn: Empowering "
+                  "Machine Unlearning via Gradient-based Weight Saliency (arXiv 2310.12508)", SalUnConfig, SALUN,
+                  "model", run, fixed=("mode", "targets", "train_text_encoder"),
+                  prepare=lambda train: replace(train, mode="full"), data=lambda settings: ("clean", "harmful"))
+
+
 def _distill() -> Method:
     def run(pipe, inputs: Inputs):
         from .distill import distill_train
@@ -152,6 +166,7 @@ for _method in (
                  "Kim et al. 2023, Towards Safe Self-Distillation of Text-to-Image Diffusion (arXiv 2307.16880)"),
     _uce(),
     _ablation(),
+    _salun(),
     _lt_ng("lt", "forgetting-based safe training, latent transformation"),
     _lt_ng("ng", "forgetting-based safe training, noise guidance"),
     _distill(),

@@ -54,8 +54,6 @@ def uce_lora(pipe, concepts: list[str], settings: UCEConfig | None = None) -> Lo
     settings = settings or UCEConfig()
     if not concepts or not all(c.strip() for c in concepts):
         raise SafetuneError("give at least one non-empty --concept prompt")
-    if settings.keep_weight <= 0 or settings.preserve_weight < 0 or settings.rank < 1:
-        raise SafetuneError(f"uce: keep_weight {settings.keep_weight} must be > 0, preserve_weight >= 0, rank >= 1")
     c_edit, c_guide = _paired_states(pipe, concepts, settings.guide, settings.tokens)
     d = c_edit.shape[0]
     m = c_edit @ c_edit.T + settings.keep_weight * torch.eye(d, dtype=torch.float64)

@@ -88,15 +88,16 @@ def parse_model(name: str, config: ForgettingStudyConfig) -> list[tuple[str, obj
     stages = []
     for part in name.split("+"):
         kind, _, options = part.partition(":")
+        kind = "esd" if kind == "esd-x" else kind  # the study's ESD-x LoRA, trained once per seed and cached
         if kind in ("base", REFERENCE, "esd"):
             if options:
                 raise SafetuneError(f"model {name!r}: {kind} takes no options")
             stages.append((kind, None))
             continue
-        if kind not in METHODS or kind in ("esd", "esd-x"):
-            raise SafetuneError(f"model {name!r}: unknown part {kind!r}; use base, {REFERENCE}, esd (the study's "
-                                f"ESD-x LoRA) or a method ({', '.join(m for m in METHODS if m not in ('esd', 'esd-x'))}) "
-                                "joined by + (e.g. esd+lt), options after ':' joined by '/' (e.g. dd:noise=0.5/shrink=0.9)")
+        if kind not in METHODS:
+            raise SafetuneError(f"model {name!r}: unknown part {kind!r}; use base, {REFERENCE} or a method "
+                                f"({', '.join(METHODS)}) joined by + (e.g. esd+lt), options after ':' joined by '/' "
+                                "(e.g. dd:noise=0.5/shrink=0.9)")
         settings = copy.deepcopy(config.distill) if kind == "dd" else replace(config.forgetting, variant=kind) \
             if kind in SAFE_TRAININGS else METHODS[kind].make_settings()
         legacy = {"off": "mode=off", "reference": "mode=reference", "contrastive": "mode=contrastive",
