@@ -165,6 +165,13 @@ class SalUnConfig:
 
 
 @settings
+class InferenceSafetyConfig:
+    """The inference-time baselines (stages.inference): `--set sld_level=max` on `safetune align --method sld`."""
+    sld_level: str = option("medium", "Safe Latent Diffusion's configuration from its paper (sld only)",
+                            choices=("weak", "medium", "strong", "max"))
+
+
+@settings
 class UCEConfig:
     """Unified Concept Editing (stages.uce): `--set guide='a shape'` on `safetune align --method uce`."""
     guide: str = option("", "the prompt each erased concept is mapped to (the empty prompt: what the model draws "

@@ -122,3 +122,18 @@ def test_backfire_recipes_page_and_readme_are_what_the_stored_study_renders():
                 f"(+{row['400']['resurgence']['mean']:.3f}, seed interval [{lo:+.3f}, {hi:+.3f}]")
     assert sentence in " ".join(text.split()), sentence
     assert row["400"]["resurgence"]["pooled_ci95"][0] > 0  # "comes back": shown, not just a mean
+
+
+def test_method_table_is_what_the_stored_measurements_render():
+    """docs/results/methods.md and the README's method table from docs/results/methods.json; every
+    registered method has its row (a method added without measuring it fails here)."""
+    from safetune.stages.methods import METHODS
+
+    renderer = _renderer("measure_methods")
+    stored = json.loads((ROOT / "docs" / "results" / "methods.json").read_text())
+    assert (ROOT / "docs" / "results" / "methods.md").read_text() == renderer.page(stored) + "\n"
+    block = renderer.BEGIN + "\n" + "\n".join(renderer.table(stored)) + "\n" + renderer.END
+    assert block in (ROOT / "README.md").read_text()
+    assert set(stored["rows"]) == {"base", "never-trained"} | set(METHODS) - {"esd"}
+    base = stored["rows"]["base"]["harmful"]
+    assert renderer.interval(base["flagged_per_prompt"], 3)[0] == base["harmful_rate"]  # the rate it stored

@@ -157,6 +157,7 @@ def compose(args) -> None:
     """`safetune compose`: W0 + LoRAs as a diffusers directory; with --safety-lora the composition is
     audited first, as it will be merged."""
     from ..io import check_output, output_dir, write_json
+    from ..models.inference import save_inference
     from ..lora.weights import LoRA, merge_into
 
     if not args.lora:
@@ -184,6 +185,7 @@ def compose(args) -> None:
     merge_into(pipe, [(lora, scale) for lora, (_, scale) in zip(loras, specs)])
     with output_dir(out) as tmp:
         pipe.save_pretrained(tmp)
+        save_inference(pipe, tmp)  # a negative prompt or SLD travels with the weights
         write_json(tmp / "safetune_compose.json", {
             "model": args.model, "loras": args.lora, "safety_lora": safety, "forced": args.force,
             "guard": None if guard is None else {k: guard.get(k) for k in (

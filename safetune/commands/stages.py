@@ -6,6 +6,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from ..config import ESD_X, FINETUNE, SET_IMAGES, SHAPES_CONCEPTS, TrainConfig
+from ..models.inference import save_inference
 from ..options import apply_overrides, describe
 from ..errors import SafetuneError
 from ..stages.methods import METHODS
@@ -214,7 +215,9 @@ def align(args) -> None:
     lora = method.run(pipe, inputs)
     if kind := _save(out, lora, pipe, {**meta, "train": asdict(config)} if method.trains else meta, args.format):
         print(f"wrote safety LoRA ({len(lora.factors)} modules, rank {lora.rank()}) to {args.out}"
-              if lora is not None and not needs else f"wrote the {method.name}-trained {kind} to {args.out}")
+              if lora is not None and not needs else f"wrote the model, sampling with {method.name} (weights "
+              f"unchanged), to {args.out}" if method.output == "inference" else
+              f"wrote the {method.name}-trained {kind} to {args.out}")
 
 
 def _save(out: Path, lora, pipe, meta: dict, layout: str = "diffusers") -> str | None:
@@ -231,6 +234,7 @@ def _save(out: Path, lora, pipe, meta: dict, layout: str = "diffusers") -> str |
         return "LoRA"
     with output_dir(out) as tmp:
         pipe.save_pretrained(tmp)
+        save_inference(pipe, tmp)  # a negative prompt or SLD travels with the weights
         write_json(tmp / "safetune.json", meta, mark=True)
     return "model (a diffusers directory)"
 
@@ -267,6 +271,7 @@ def finetune(args) -> None:
         else:
             with atomic_dir(snapshots / f"step{step:06d}") as tmp:
                 pipe.save_pretrained(tmp)
+                save_inference(pipe, tmp)  # a negative prompt or SLD travels with the weights
         return _tracked_harmful_rate(pipe) if config.report_to else None
 
     meta = {"data": args.data, "n": args.n, "on_top": args.on_top, "model": args.model, "loras": args.lora,

@@ -7,6 +7,7 @@ from PIL import Image
 
 from ..config import SamplingConfig
 from ..messages import warn_if_busy
+from ..models.inference import sampler
 
 
 def image_seeds(rows: list[dict], config: SamplingConfig) -> list[tuple[str, int, float]]:
@@ -46,9 +47,10 @@ def _sample_local(pipe, jobs, config: SamplingConfig, progress=None) -> list[Ima
         batch = range(start, min(start + config.batch_size, len(jobs)))
         for guidance in sorted({jobs[i][2] for i in batch}):
             part = [i for i in batch if jobs[i][2] == guidance]
-            out = pipe(prompt=[jobs[i][0] for i in part],
+            draw, extra = sampler(pipe, len(part), config.steps)  # the weights' own, or an inference-time safety
+            out = draw(prompt=[jobs[i][0] for i in part],
                        generator=[torch.Generator().manual_seed(jobs[i][1]) for i in part],
-                       num_inference_steps=config.steps, guidance_scale=guidance, output_type="pil")
+                       num_inference_steps=config.steps, guidance_scale=guidance, output_type="pil", **extra)
             for i, image in zip(part, out.images):
                 images[i] = image
         if progress:

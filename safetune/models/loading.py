@@ -81,6 +81,10 @@ def load_pipeline(model: str | None = None, device: str = "cpu", dtype=None, rev
         raise SafetuneError(f"{model}: cannot load the pipeline ({first})") from exc
     check_family(model or "shapes", type(pipe).__name__)  # a hub id: known only once loaded
     pipe.set_progress_bar_config(disable=True)
+    if Path(source).is_dir():  # a negative prompt or SLD saved with it (models.inference)
+        from .inference import restore_inference
+
+        restore_inference(pipe, Path(source))
     return pipe.to(device)
 
 

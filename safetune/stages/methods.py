@@ -11,11 +11,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
-from ..config import (DISTILL, ESD_X, LT_NG, SALUN, AblationConfig, DistillConfig, ForgettingConfig, SafetyLoraConfig,
-                      SalUnConfig, TrainConfig, UCEConfig)
+from ..config import (DISTILL, ESD_X, LT_NG, SALUN, AblationConfig, DistillConfig, ForgettingConfig,
+                      InferenceSafetyConfig, SafetyLoraConfig, SalUnConfig, TrainConfig, UCEConfig)
 from ..errors import SafetuneError
 
-OUTPUTS = ("lora", "model", "either")  # either: a LoRA or the trained model, by its recipe's mode
+OUTPUTS = ("lora", "model", "either", "inference")  # either: a LoRA or the trained model, by its recipe's mode;
+# inference: the pipeline, unchanged in its weights, marked to sample differently (models.inference)
 
 
 @dataclass
@@ -144,6 +145,15 @@ def _salun() -> Method:
                   prepare=lambda train: replace(train, mode="full"), data=lambda settings: ("clean", "harmful"))
 
 
+def _inference(name: str, kind: str, summary: str, paper: str) -> Method:
+    def run(pipe, inputs: Inputs):
+        from .inference import inference_safety
+
+        inference_safety(pipe, kind, inputs.concepts, inputs.settings)
+
+    return Method(name, summary, paper, InferenceSafetyConfig, ESD_X, "inference", run, trains=False)
+
+
 def _distill() -> Method:
     def run(pipe, inputs: Inputs):
         from .distill import distill_train
@@ -167,6 +177,10 @@ for _method in (
     _uce(),
     _ablation(),
     _salun(),
+    _inference("np", "negative", "no training: the concept as the negative prompt at inference (SD-NP)",
+               "the negative-prompt baseline of the NSFW benchmarks (e.g. arXiv 2502.12527)"),
+    _inference("sld", "sld", "no training: Safe Latent Diffusion at inference (diffusers' StableDiffusionPipelineSafe, "
+               "SD 1.x/2.x)", "Schramowski et al. 2023, Safe Latent Diffusion (arXiv 2211.05105)"),
     _lt_ng("lt", "forgetting-based safe training, latent transformation"),
     _lt_ng("ng", "forgetting-based safe training, noise guidance"),
     _distill(),

@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..config import TrainConfig
+from ..models.inference import save_inference
 from ..options import from_dict
 from ..data.folder import load_training_data
 from ..data.prompts import read_prompts
@@ -138,6 +139,7 @@ class _Context:
                 if name not in ("base", REFERENCE):
                     with atomic_dir(saved) as tmp:
                         pipe.save_pretrained(tmp)
+                        save_inference(pipe, tmp)  # a negative prompt or SLD travels with the weights
                 self.models[name] = pipe
         return self.models[name]
 

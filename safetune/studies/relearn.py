@@ -44,6 +44,7 @@ from ..evaluation import evaluate_prompts
 from ..evaluation.detectors import load_detector
 from ..io import atomic_dir, write_json
 from ..lora.weights import LoRA
+from ..models.inference import save_inference
 from ..models.loading import load_pipeline
 from ..report import write_study
 from ..stages import align_lora, finetune
@@ -289,6 +290,7 @@ def run_model_spec(spec: dict) -> dict:
     if spec["name"] != "esd":  # esd is the base plus its LoRA file, kept by _model
         with atomic_dir(_model_dir(out, spec["name"], spec["train_seed"])) as tmp:
             pipe.save_pretrained(tmp)
+            save_inference(pipe, tmp)  # a negative prompt or SLD travels with the weights
     return {"built": spec["name"], "train_seed": spec["train_seed"]}
 
 
