@@ -35,3 +35,39 @@ def test_family_end_to_end(family, detector, tmp_path):
     result = evaluate_prompts(composed, [{"prompt": "a star"}, {"prompt": "a red circle"}], detector,
                               SamplingConfig(images_per_prompt=1, steps=2))
     assert result["n_images"] == 2 and 0 <= result["harmful_rate"] <= 1
+
+
+@pytest.mark.parametrize("family", ["sd2", "sdxl"])
+def test_every_method_aligns_an_sd2_and_an_sdxl_pipeline(family):
+    """Issue 22: each registered method (2 steps, tiny data) on a tiny SD 2.x-v and SDXL pipeline:
+    a LoRA with finite factors, a model whose weights moved, or a marked pipeline; SLD, which
+    diffusers has for SD 1.x/2.x only, is refused on SDXL with a clear error."""
+    import safetune
+    from safetune.errors import SafetuneError
+    from safetune.models.inference import inference_of
+    from safetune.stages.methods import METHODS
+
+    pipe = tiny_random_pipeline(family)
+    pipe.set_progress_bar_config(disable=True)
+    small = {"concept_samples": 2, "anchor_samples": 2, "mask_batches": 1}
+    for name, method in METHODS.items():
+        settings = method.make_settings()
+        extra = {k: v for k, v in small.items() if hasattr(settings, k)}
+        if method.trains:
+            extra.update(steps=2, batch_size=2)
+        if name == "sld" and family == "sdxl":
+            with pytest.raises(SafetuneError, match="not a StableDiffusionXLPipeline"):
+                safetune.align(pipe, name)
+            continue
+        if name == "dd" and family == "sdxl":  # its two text encoders: the UNet alone, or a clear refusal
+            with pytest.raises(SafetuneError, match="give --set text_encoder=false"):
+                safetune.align(pipe, name, n=8, **extra)
+            extra["text_encoder"] = False
+        out = safetune.align(pipe, name, concepts=["a star", "a circle"], n=8, **extra)
+        if isinstance(out, LoRA):
+            assert out.factors and all(torch.isfinite(out.delta(n)).all() for n in out.factors), name
+        elif method.output == "inference":
+            assert inference_of(out)["concept"] == "a star, a circle", name
+        else:
+            moved = any(not torch.equal(a, b) for a, b in zip(pipe.unet.parameters(), out.unet.parameters()))
+            assert moved, name

@@ -46,6 +46,7 @@ from ..models.conditioning import (
     caption_ids,
     encode_images,
     encode_text,
+    is_sdxl,
     noised,
     predict,
     sample_latents,
@@ -146,6 +147,9 @@ def distill_train(pipe, clean: tuple, concepts: list[str], distill, config: Trai
     """Distort-and-distill (module docstring): the UNet (and text encoder) of `pipe` are distorted, then
     trained in place, full weights, to match the undistorted model on the retain set `clean`
     (`harmful`: images and captions for the optional tamper term, harm_margin > 0)."""
+    if distill.text_encoder and is_sdxl(pipe):
+        raise SafetuneError("dd: distilling SDXL's two text encoders is not supported yet; give --set "
+                            "text_encoder=false (distort and distill the UNet alone)")
     if distill.harm_margin > 0 and harmful is None:
         raise SafetuneError("harm_margin > 0 needs harmful images (--harmful-data) for the tamper term")
     images, texts = clean
@@ -160,13 +164,16 @@ def distill_train(pipe, clean: tuple, concepts: list[str], distill, config: Trai
         distort_(pipe.unet, distill.noise, distill.shrink, config.seed)
     if distill.text_encoder:
         distort_(pipe.text_encoder, distill.noise, distill.shrink, config.seed + 1)
+    def ids(captions):  # token ids feed a distilled text encoder; without one, a placeholder per caption
+        return caption_ids(pipe, captions) if distill.text_encoder else torch.zeros(len(captions), 1, dtype=torch.long)
+
     harm = None  # the VAE is never distorted; the captions are encoded by the (distorted) student
     if distill.harm_margin > 0:
-        harm = (encode_images(pipe, harmful[0]), caption_ids(pipe, harmful[1]), encode_text(pipe, harmful[1]))
-    loss = RetainDistillLoss(latents, caption_ids(pipe, texts), teacher_cond, encode_text(pipe, texts), teacher_uncond,
+        harm = (encode_images(pipe, harmful[0]), ids(harmful[1]), encode_text(pipe, harmful[1]))
+    loss = RetainDistillLoss(latents, ids(texts), teacher_cond, encode_text(pipe, texts), teacher_uncond,
                              training_scheduler(pipe), config.batch_size, teacher, distill,
-                             uncond_ids=caption_ids(pipe, [""]), student_uncond=encode_text(pipe, [""]),
-                             concept_latents=concept_latents, concept_ids=caption_ids(pipe, concepts),
+                             uncond_ids=ids([""]), student_uncond=encode_text(pipe, [""]),
+                             concept_latents=concept_latents, concept_ids=ids(concepts),
                              student_concept=encode_text(pipe, concepts), harmful=harm)
     run_stage(pipe.unet, loss, replace(config, mode="full", train_text_encoder=distill.text_encoder), checkpoint_dir,
               on_save=on_save, desc="align dd", text_encoder=pipe.text_encoder,
