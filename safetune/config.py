@@ -185,6 +185,9 @@ class UCEConfig:
                          choices=("all", "words"))
     rank: int = option(16, "rank of the LoRA the edit is written as (truncated SVD; exact when the edit's rank is "
                            "at most this)", min=1, max=1024)
+    rece_rounds: int = option(0, "RECE: rounds of also erasing the text states that regenerate the concept through "
+                                 "the edit so far (0: plain UCE)", max=100)
+    rece_ridge: float = option(1.0, "RECE: weight of those states' norm in their least-squares fit", above=0)
 
 
 @settings

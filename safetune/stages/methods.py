@@ -106,15 +106,13 @@ def _lt_ng(variant: str, summary: str) -> Method:
                   data=lambda settings: ("clean", "harmful"))
 
 
-def _uce() -> Method:
+def _uce(name: str, summary: str, paper: str, settings: Callable[[], UCEConfig]) -> Method:
     def run(pipe, inputs: Inputs):
         from .uce import uce_lora
 
         return uce_lora(pipe, inputs.concepts, inputs.settings)
 
-    return Method("uce", "Unified Concept Editing: a closed-form edit of cross-attention keys and values, no "
-                  "training (as a LoRA on W0)", "Gandikota et al. 2024, Unified Concept Editing in Diffusion Models "
-                  "(arXiv 2308.14761)", UCEConfig, ESD_X, "lora", run, fixed=("mode", "targets"),
+    return Method(name, summary, paper, settings, ESD_X, "lora", run, fixed=("mode", "targets"),
                   prepare=lambda train: replace(train, mode="lora", targets="xattn"), trains=False)
 
 
@@ -174,7 +172,13 @@ for _method in (
     _safety_lora("esd", "the same as esd-x", ESD_PAPER),
     _safety_lora("sdd", "self-distillation to the unconditional prediction, a LoRA on cross-attention",
                  "Kim et al. 2023, Towards Safe Self-Distillation of Text-to-Image Diffusion (arXiv 2307.16880)"),
-    _uce(),
+    _uce("uce", "Unified Concept Editing: a closed-form edit of cross-attention keys and values, no training (as a "
+         "LoRA on W0)", "Gandikota et al. 2024, Unified Concept Editing in Diffusion Models (arXiv 2308.14761)",
+         UCEConfig),
+    # one round: chosen on the dev split (rounds 0-3, ridge 0.1-10; more rounds cost clean fidelity)
+    _uce("rece", "UCE that also erases the text states regenerating the concept through its edit, in closed form "
+         "(a LoRA on W0)", "Gong et al. 2024, Reliable and Efficient Concept Erasure (arXiv 2407.12383)",
+         lambda: UCEConfig(rece_rounds=1)),
     _ablation(),
     _salun(),
     _inference("np", "negative", "no training: the concept as the negative prompt at inference (SD-NP)",

@@ -6,6 +6,8 @@ ridge term that keeps W itself:
     W' = argmin sum_e |W' c_e - v_e|^2 + lp sum_p |W' c_p - W c_p|^2 + lk |W' - W|_F^2
     W' - W = sum_e (v_e - W c_e) c_e^T M^-1,   M = sum_e c_e c_e^T + lp sum_p c_p c_p^T + lk I
 
+RECE (Gong et al. 2024, arXiv 2407.12383; `rece_rounds`) then finds, in closed form, the text states
+that regenerate the concept through the edited projections, and erases them too, round by round.
 The difference has rank at most the number of edited states, so it is written as a LoRA on W0
 (exact up to `rank`, else its truncated SVD): Modular composition, `lora` algebra and the guard
 work on it as on any safety LoRA.
@@ -50,25 +52,46 @@ def _paired_states(pipe, concepts: list[str], guide: str, tokens: str) -> tuple[
 
 @torch.no_grad()
 def uce_lora(pipe, concepts: list[str], settings: UCEConfig | None = None) -> LoRA:
-    """The UCE edit of `pipe` (left unchanged) erasing `concepts`, as a LoRA on W0."""
+    """The UCE edit of `pipe` (left unchanged) erasing `concepts`, as a LoRA on W0; with
+    `rece_rounds`, RECE: each round also erases the states that regenerate the concept through the
+    edit so far (`regenerating_states`), mapped to the guide like the concept's own."""
     settings = settings or UCEConfig()
     if not concepts or not all(c.strip() for c in concepts):
         raise SafetuneError("give at least one non-empty --concept prompt")
-    c_edit, c_guide = _paired_states(pipe, concepts, settings.guide, settings.tokens)
-    d = c_edit.shape[0]
-    m = c_edit @ c_edit.T + settings.keep_weight * torch.eye(d, dtype=torch.float64)
-    if settings.preserve:
-        c_keep = _states(pipe, settings.preserve, settings.tokens)
-        m += settings.preserve_weight * (c_keep @ c_keep.T)
-    right = torch.linalg.solve(m, c_edit).T  # [E, d] = c_e^T M^-1 (M symmetric)
-    factors = {}
-    for name, module in pipe.unet.named_modules():
-        if name.endswith(EDITED):
-            w = module.weight.double()
-            delta = (w @ c_guide - w @ c_edit) @ right  # [d_out, d]
-            u, s, vh = torch.linalg.svd(delta, full_matrices=False)
-            r = min(settings.rank, int((s > s[0] * 1e-7).sum()) if s[0] > 0 else 1)
-            factors[f"unet.{name}"] = (vh[:r].float().contiguous(), (u[:, :r] * s[:r]).float().contiguous())
-    if not factors:
+    weights = {name: m.weight.double() for name, m in pipe.unet.named_modules() if name.endswith(EDITED)}
+    if not weights:
         raise SafetuneError("uce: this UNet has no cross-attention key/value projections (attn2.to_k/to_v)")
+    concept, guide = _paired_states(pipe, concepts, settings.guide, settings.tokens)
+    keep = _states(pipe, settings.preserve, settings.tokens) if settings.preserve else None
+    edit, target = concept, guide
+    deltas = _edit(weights, edit, target, keep, settings)
+    for _ in range(settings.rece_rounds):
+        edit = torch.cat([edit, regenerating_states(weights, deltas, concept, settings.rece_ridge)], dim=1)
+        target = torch.cat([target, guide], dim=1)
+        deltas = _edit(weights, edit, target, keep, settings)
+    factors = {}
+    for name, delta in deltas.items():
+        u, s, vh = torch.linalg.svd(delta, full_matrices=False)
+        r = min(settings.rank, int((s > s[0] * 1e-7).sum()) if s[0] > 0 else 1)
+        factors[f"unet.{name}"] = (vh[:r].float().contiguous(), (u[:, :r] * s[:r]).float().contiguous())
     return LoRA(factors)
+
+
+def _edit(weights: dict, edit: torch.Tensor, target: torch.Tensor, keep: torch.Tensor | None,
+          settings: UCEConfig) -> dict[str, torch.Tensor]:
+    """The closed form (module docstring): per projection W, the difference W' - W."""
+    m = edit @ edit.T + settings.keep_weight * torch.eye(edit.shape[0], dtype=torch.float64)
+    if keep is not None:
+        m += settings.preserve_weight * (keep @ keep.T)
+    right = torch.linalg.solve(m, edit).T  # [E, d] = c_e^T M^-1 (M symmetric)
+    return {name: (w @ target - w @ edit) @ right for name, w in weights.items()}
+
+
+def regenerating_states(weights: dict, deltas: dict, concept: torch.Tensor, ridge: float) -> torch.Tensor:
+    """RECE's closed form (Gong et al. 2024, arXiv 2407.12383): the text states e that, through every
+    edited projection W + dW, give what the original W gives for the concept's states c:
+    argmin_e sum |(W + dW) e - W c|^2 + ridge |e|^2, one column per column of c."""
+    edited = {name: w + deltas[name] for name, w in weights.items()}
+    a = sum(e.T @ e for e in edited.values()) + ridge * torch.eye(concept.shape[0], dtype=torch.float64)
+    b = sum(edited[name].T @ w @ concept for name, w in weights.items())
+    return torch.linalg.solve(a, b)
