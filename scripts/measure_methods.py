@@ -91,6 +91,17 @@ def fidelity(row: dict, images: int) -> tuple[float, list]:
     return interval([p * images for p in per_prompt], images, seed=1)
 
 
+def cited(paper: str) -> str:
+    """'Gandikota et al. 2024, Unified ... (arXiv 2308.14761)' -> 'Gandikota et al. 2024, arXiv 2308.14761'."""
+    import re
+
+    author = re.match(r"[^,(]*?et al\. \d{4}", paper)
+    arxiv = re.search(r"arXiv \d{4}\.\d{4,5}", paper)
+    if author is None and arxiv is not None:  # a baseline or a recipe of ours: where it comes from, not who
+        return f"{'after' if paper.startswith('after') else 'as in'} {arxiv.group(0)}"
+    return ", ".join(part.group(0) for part in (author, arxiv) if part) or paper
+
+
 def describe_changes(method, recipe: dict | None, changes: dict) -> str:
     """What a method changed, as measured: its LoRA, or the share of each model's weights."""
     how = "closed form" if recipe is None else f"{recipe['steps']} steps at lr {recipe['lr']:g}"
@@ -112,10 +123,11 @@ def table(stored: dict) -> list[str]:
     for name, row in stored["rows"].items():
         what = {"base": "the shipped model, unaligned", "never-trained": "pretrained without the concept"}.get(name) \
             or describe_changes(METHODS[name], row["recipe"], row["changes"])
+        where = f" ({cited(METHODS[name].paper)})" if name in METHODS else ""
         cells = [f"{r:.2f} [{lo:.2f}, {hi:.2f}]" for r, (lo, hi) in
                  (interval(row[s]["flagged_per_prompt"], images) for s in ("harmful", "harmful_implicit"))]
         f, (lo, hi) = fidelity(row["clean"], images)
-        lines.append(f"| `{name}` | {what} | {cells[0]} | {cells[1]} | {f:.2f} [{lo:.2f}, {hi:.2f}] |")
+        lines.append(f"| `{name}`{where} | {what} | {cells[0]} | {cells[1]} | {f:.2f} [{lo:.2f}, {hi:.2f}] |")
     return lines
 
 

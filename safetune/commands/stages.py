@@ -172,9 +172,9 @@ def align(args) -> None:
                             "model itself (dd; lt/ng with --mode full)")
     training_flags = [name for name in vars(method.recipe) if getattr(args, "cfg_" + name, None) is not None]
     if not method.trains and (training_flags or _recipe_sets(args)):
+        kind = "an inference-time method" if method.output == "inference" else "a closed-form edit"
         raise SafetuneError(f"{', '.join('--' + g.replace('_', '-') for g in training_flags) or '--set train.*'}: "
-                            f"{method.name} is a closed-form edit, with no training to set; drop them (its settings: "
-                            "--show-config)")
+                            f"{method.name} is {kind}, with no training to set; drop them (its settings: --show-config)")
     for name in method.fixed:
         if getattr(args, "cfg_" + name) is not None:
             raise SafetuneError(f"--{name}: {method.name} sets it itself (ESD-x/SDD: a LoRA on cross-attention, "
