@@ -64,8 +64,8 @@ def align(model, method: str = "esd-x", concepts: list[str] | None = None, train
     settings = settings or spec.make_settings()
     train = replace(train or spec.recipe)
     train_fields = {f.name for f in fields(train)}
-    apply_overrides(train, [f"{k}={_text(v)}" for k, v in overrides.items() if k in train_fields])
-    apply_overrides(settings, [f"{k}={_text(v)}" for k, v in overrides.items() if k not in train_fields])
+    apply_overrides(train, _assignments({k: v for k, v in overrides.items() if k in train_fields}), given="")
+    apply_overrides(settings, _assignments({k: v for k, v in overrides.items() if k not in train_fields}), given="")
     pipe = _pipe(model)
     inputs = Inputs(concepts or DEFAULT_CONCEPTS, settings, spec.prepare(train))
     needs = spec.data(settings)
@@ -86,7 +86,7 @@ def finetune(model, data: str, train: TrainConfig | None = None, on_top=(), n: i
     from .data.folder import load_training_data
     from .stages import finetune as run
 
-    train = apply_overrides(replace(train or FINETUNE), [f"{k}={_text(v)}" for k, v in overrides.items()])
+    train = apply_overrides(replace(train or FINETUNE), _assignments(overrides), given="")
     pipe = _pipe(model)
     images, texts = load_training_data(data, pipe.unet.config.sample_size * pipe.vae_scale_factor, n=n)
     lora = run(pipe, images, texts, train, on_top=_loras(on_top))
@@ -114,7 +114,7 @@ def evaluate(pipe, prompts: str = "harmful", detector: str = "shapes", limit: in
     from .evaluation import evaluate_prompts
     from .evaluation.detectors import load_detector
 
-    sampling = apply_overrides(replace(sampling or SamplingConfig()), [f"{k}={_text(v)}" for k, v in overrides.items()])
+    sampling = apply_overrides(replace(sampling or SamplingConfig()), _assignments(overrides), given="")
     return evaluate_prompts(_as_pipe(pipe), read_prompts(prompts, limit=limit), load_detector(detector), sampling)
 
 
@@ -131,11 +131,16 @@ def audit(model, safety_lora, loras, measure: bool = True, config: GuardConfig |
     from .evaluation.detectors import load_detector
     from .evaluation.guard import audit_composition
 
-    config = apply_overrides(replace(config or GuardConfig()), [f"{k}={_text(v)}" for k, v in overrides.items()])
+    config = apply_overrides(replace(config or GuardConfig()), _assignments(overrides), given="")
     (safe, _), = _loras([(safety_lora, 1.0)])
     base = load(model) if isinstance(model, (str, Path)) else model
     return audit_composition(base, safe, _loras(loras), config, sampling or SamplingConfig(),
                              detector=load_detector(detector) if measure else None, measure=measure)
+
+
+def _assignments(overrides: dict) -> list[str]:
+    """Keyword overrides as `name=value` assignments (how every config takes a setting)."""
+    return [f"{k}={_text(v)}" for k, v in overrides.items()]
 
 
 def _text(value) -> str:

@@ -172,13 +172,14 @@ def set_field(config, path: str, text: str, given: str | None = None):
     return config
 
 
-def apply_overrides(config, assignments: list[str] | None):
-    """Apply `--set a.b=VALUE` assignments in order; returns the config."""
+def apply_overrides(config, assignments: list[str] | None, given: str = "--set "):
+    """Apply `--set a.b=VALUE` assignments in order; returns the config. `given`: how errors show
+    an assignment (the Python API: "" for `name=value`)."""
     for item in assignments or []:
         path, sep, text = item.partition("=")
         if not sep or not path.strip():
             raise SafetuneError(f"--set {item!r}: write --set NAME=VALUE, e.g. --set seeds=0,1,2")
-        set_field(config, path.strip(), text.strip())
+        set_field(config, path.strip(), text.strip(), given=f"{given}{path.strip()}={text.strip()}")
     return config
 
 

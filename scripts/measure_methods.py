@@ -21,12 +21,15 @@ from safetune.report import replace_block
 
 ROOT = Path(__file__).resolve().parent.parent
 STORED = ROOT / "docs" / "results" / "methods.json"
+PARTIAL = ROOT / "runs" / "methods.partial.json"  # an interrupted --measure resumes from it
 BEGIN, END = "<!-- methods: rendered by scripts/measure_methods.py -->", "<!-- /methods -->"
 SETS = ("harmful", "harmful_implicit", "clean")
 PROMPTS, IMAGES = 40, 3
 
 
-def measure(train_seed: int, only: list[str] | None = None) -> dict:
+def measure(train_seed: int, only: list[str] | None = None, done: dict | None = None) -> dict:
+    """Every method's row (or those in `only`); rows in `done` (an interrupted run's) are kept, and
+    each new row is stored as soon as it is measured."""
     import safetune
     from safetune.config import SamplingConfig
     from safetune.data.prompts import prompt_set
@@ -41,7 +44,10 @@ def measure(train_seed: int, only: list[str] | None = None) -> dict:
     sets = {name: prompt_set(name, n=PROMPTS, seed=split["prompt_seed"]) for name in SETS}
     sampling = SamplingConfig(images_per_prompt=IMAGES, seed=split["sampling_seed"])
     detector, base = load_detector("shapes"), load_pipeline("shapes")
-    rows = {}
+    rows = dict(done or {})
+    result = {"command": f"python scripts/measure_methods.py --measure --train-seed {train_seed}",
+              "date": time.strftime("%Y-%m-%d"), "train_seed": train_seed, "prompts_per_set": PROMPTS,
+              "sampling": asdict(sampling), "split": "test", "rows": rows}
 
     def evaluate(name, pipe, seconds, recipe, changes=None):
         res = {s: evaluate_prompts(pipe, r, detector, sampling) for s, r in sets.items()}
@@ -50,12 +56,15 @@ def measure(train_seed: int, only: list[str] | None = None) -> dict:
                                                      "misread_per_prompt") if k in res[s]} for s in SETS}}
         print(name, {s: round(res[s]["harmful_rate"], 3) for s in SETS},
               round(res["clean"]["prompt_fidelity"], 3), flush=True)
+        PARTIAL.parent.mkdir(exist_ok=True)
+        PARTIAL.write_text(json.dumps(result, indent=1) + "\n")
 
-    if not only:
+    if not only and "base" not in rows:
         evaluate("base", base, 0, None)
+    if not only and "never-trained" not in rows:
         evaluate("never-trained", load_pipeline("shapes-nostar"), 0, None)
     for name, method in METHODS.items():
-        if name == "esd" or only and name not in only:  # esd: the same as esd-x
+        if name == "esd" or only and name not in only or not only and name in rows:  # esd: the same as esd-x
             continue
         pipe, start = copy.deepcopy(base), time.time()
         recipe = method.prepare(replace(method.recipe, seed=train_seed))
@@ -65,9 +74,7 @@ def measure(train_seed: int, only: list[str] | None = None) -> dict:
         with merged(pipe, [(out, 1.0)] if isinstance(out, LoRA) else []):
             evaluate(name, pipe if isinstance(out, LoRA) else out, time.time() - start,
                      asdict(recipe) if method.trains else None, changes)
-    return {"command": f"python scripts/measure_methods.py --measure --train-seed {train_seed}",
-            "date": time.strftime("%Y-%m-%d"), "train_seed": train_seed, "prompts_per_set": PROMPTS,
-            "sampling": asdict(sampling), "split": "test", "rows": rows}
+    return result
 
 
 def changed_share(before, after) -> float:
@@ -152,7 +159,9 @@ def main():
     args = ap.parse_args()
     if args.measure:
         only = [m for m in args.only.split(",") if m]
-        result = measure(args.train_seed, only)
+        partial = json.loads(PARTIAL.read_text()) if PARTIAL.is_file() else {}
+        done = partial["rows"] if partial.get("train_seed") == args.train_seed and not only else {}
+        result = measure(args.train_seed, only, done)
         if only:  # the stored rows of the other methods stay; the order follows the registry
             stored = json.loads(STORED.read_text())
             if stored["train_seed"] != args.train_seed:
@@ -165,6 +174,7 @@ def main():
             result = {**stored, "rows": {k: rows[k] for k in sorted(rows, key=order.index)},
                       "added": stored.get("added", []) + [f"{result['command']} --only {args.only} ({result['date']})"]}
         STORED.write_text(json.dumps(result, indent=1) + "\n")
+        PARTIAL.unlink(missing_ok=True)
     stored = json.loads(STORED.read_text())
     (ROOT / "docs" / "results" / "methods.md").write_text(page(stored) + "\n")
     replace_block(ROOT / "README.md", BEGIN, END, BEGIN + "\n" + "\n".join(table(stored)) + "\n" + END)

@@ -212,3 +212,13 @@ def test_a_field_changed_after_building_is_refused_by_the_trainer(tmp_path):
     config.lr = 0.0
     with pytest.raises(InvalidSetting, match="TrainConfig.lr 0.0: must be positive"):
         train(torch.nn.Linear(2, 2), lambda *a: None, config)
+
+
+def test_the_api_names_a_keyword_as_the_caller_wrote_it():
+    """`safetune.align(..., sparsity=1.5)` is refused before any model is loaded, in the caller's
+    words (not the CLI's `--set`)."""
+    import safetune
+
+    with pytest.raises(SafetuneError) as err:
+        safetune.align("no-such-model-is-loaded", "salun", sparsity=1.5)
+    assert str(err.value) == "sparsity=1.5: must be at most 1"
