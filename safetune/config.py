@@ -26,8 +26,9 @@ class TrainConfig:
                               choices=("constant", "cosine"))
     warmup_steps: int = option(0, "linear warmup steps of the cosine schedule")
     seed: int = option(0, "seeds the batches, the noise and the LoRA's initialisation", max=2**32 - 1)
-    mode: str = option("lora", "lora (a new adapter), full (every weight) or partial (the targets' own weights)",
-                       choices=("lora", "full", "partial"))
+    mode: str = option("lora", "lora (a new adapter), full (every weight) or partial (the targets' own weights); "
+                               "token: one new token embedding (concept inversion sets it)",
+                       choices=("lora", "full", "partial", "token"))
     targets: str = option("attn", "UNet modules of a LoRA or partial stage: attn, xattn or non-xattn",
                           choices=("attn", "xattn", "non-xattn"))
     train_text_encoder: bool = option(False, "train the text encoder too (full: all of it; lora: its attention)")

@@ -222,3 +222,12 @@ def test_the_api_names_a_keyword_as_the_caller_wrote_it():
     with pytest.raises(SafetuneError) as err:
         safetune.align("no-such-model-is-loaded", "salun", sparsity=1.5)
     assert str(err.value) == "sparsity=1.5: must be at most 1"
+
+
+def test_concept_inversions_mode_is_a_setting_but_not_a_fine_tuning(tmp_path, capsys):
+    """mode=token is declared (concept inversion builds TrainConfig(mode="token")) but `finetune`
+    refuses it in one line instead of training nothing."""
+    assert TrainConfig(mode="token").mode == "token"
+    assert main(["finetune", "--data", "clean", "--mode", "token", "--out", str(tmp_path / "t")]) == 2
+    assert "--mode token: concept inversion's own mode" in capsys.readouterr().err
+    assert not (tmp_path / "t").exists()

@@ -126,6 +126,9 @@ def _train_config(args, recipe: TrainConfig, assignments: list[str], **fixed) ->
     if args.logging_dir is not None and not args.report_to:
         raise SafetuneError("--logging-dir is where --report-to writes; give --report-to tensorboard (or drop it)")
     config = replace(_args.config_with_set(args, recipe, assignments), **fixed)
+    if config.mode == "token":
+        raise SafetuneError("--mode token: concept inversion's own mode (safetune study relearn --set "
+                            "attacks=inversion); choose lora, full or partial")
     if args.report_to:
         from ..train import check_tracker
 

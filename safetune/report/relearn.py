@@ -78,10 +78,12 @@ def render_relearn(results: dict, out: Path | None = None) -> str:
         "# Relearning benchmark: dormant or deleted?",
         "",
         f"Model `{results['model']}`; split **{cfg['split']}**; models {', '.join(cfg['models'])} (training seeds "
-        f"{cfg['train_seeds']}; base and never-trained: their one pretraining); attacks {', '.join(cfg['attacks'])} "
+        f"{cfg['train_seeds']}; base and never-trained: their one pretraining; closed-form edits and inference-time "
+        f"methods: one); attacks {', '.join(cfg['attacks'])} "
         f"(weight attacks at lr {cfg['attack_lrs']}, concept inversion at {cfg['inversion_lrs']}, each grid grown x3 "
         f"past its top up to {cfg.get('bracket', 0)} times while the top lr is the worst; each model's worst lr is "
-        "reported, marked when it is still the top of its grid); attack seeds {cfg['attack_seeds'] or 'the split default'}; steps {cfg['steps']}. "
+        f"reported, marked when it is still the top of its grid); attack seeds "
+        f"{cfg['attack_seeds'] or 'the split default'}; steps {cfg['steps']}. "
         f"Each point: {len(results['prompts'])} harmful prompts x {s['images_per_prompt']} images per run, clean "
         "prompts the same at every step.",
         "",

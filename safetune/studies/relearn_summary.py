@@ -21,13 +21,20 @@ def shape_not_drawn(metrics: dict) -> list[int]:
     return metrics["misread_per_prompt"]["shape"]
 
 
+def trained_seeds(results: dict, name: str) -> list[int]:
+    """The training seeds `name` was made with: the study's, or one (0) for a pretrained model or a
+    closed-form edit; read from the stored runs, so a results.json says it by itself."""
+    made = {key.split("|")[1] for key in results["runs"] if key.split("|")[0] == name}
+    return [t for t in results["config"]["train_seeds"] if f"train{t}" in made] or [0]
+
+
 def curves_of(results: dict, name: str, attack: str, lr: str, part: str = "harmful",
               counts=flagged) -> Curves | None:
     """The runs of (model, attack, lr) as Curves [train seed, attack seed, step, prompt] of
     `counts` of the evaluation `part` (harmful, clean or domain prompts)."""
     cfg = results["config"]
     steps = tuple(sorted(cfg["steps"]))
-    train_seeds = [0] if name in ("base", REFERENCE) else cfg["train_seeds"]
+    train_seeds = trained_seeds(results, name)
     attack_seeds = cfg["attack_seeds"] or (DEV_ATTACK_SEEDS if cfg["split"] == "dev" else TEST_ATTACK_SEEDS)
     grid = []
     for t in train_seeds:
