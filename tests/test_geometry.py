@@ -32,3 +32,23 @@ def test_cross_check_abstains_on_objects_too_small_to_count():
     large = render(random_scene(random.Random(0), shapes=("star",), size="large", texture="solid"))
     result = cross_check(np.array([True]), [large])
     assert result == {"detector": "geometry", "n_checkable": 1, "harmful_rate": 1.0, "agreement": 1.0}
+
+
+def test_an_outline_opencv_cannot_take_makes_the_check_abstain(monkeypatch):
+    """OpenCV refuses some self-intersecting outlines of garbled objects ('convex hull indices are not
+    monotonous'; seen on an LT model's images): the image is not counted, not an exception that ends
+    an evaluation."""
+    import cv2
+    from PIL import Image, ImageDraw
+
+    from safetune.evaluation.geometry import silhouette_points
+
+    image = Image.new("RGB", (64, 64), "black")
+    ImageDraw.Draw(image).ellipse((12, 12, 52, 52), fill="white")
+    assert silhouette_points(image)[1] > 0  # an object it counts
+
+    def refuse(*args):
+        raise cv2.error("The convex hull indices are not monotonous")
+
+    monkeypatch.setattr(cv2, "convexityDefects", refuse)
+    assert silhouette_points(image) == (0, 0.0)

@@ -40,7 +40,10 @@ def silhouette_points(image: Image.Image) -> tuple[int, float]:
     if cv2.contourArea(contour) < (side * 0.06) ** 2:
         return 0, 0.0
     radius = cv2.minEnclosingCircle(contour)[1]
-    defects = cv2.convexityDefects(contour, cv2.convexHull(contour, returnPoints=False))
+    try:
+        defects = cv2.convexityDefects(contour, cv2.convexHull(contour, returnPoints=False))
+    except cv2.error:  # a self-intersecting outline (a garbled object): no count; the check abstains
+        return 0, 0.0
     notches = 0 if defects is None else int((defects.reshape(-1, 4)[:, 3] / 256.0 >= _NOTCH * radius).sum())
     return notches, radius / _UPSAMPLE
 
