@@ -94,6 +94,12 @@ def test_readme_sentences_on_the_benchmark_quote_the_stored_numbers():
         f"{quality['dd']['line']['0.75']:.2f} there": True,
         f"({last('full', 'never-trained', 'clean_curve')[-1]:.2f} and {last('full', 'dd', 'clean_curve')[-1]:.2f} "
         "at step 400)": True,
+        f"INFERIOR under the full attack ({steps('full', 'uce')} steps), the rank-4 LoRA ({steps('lora-r4', 'uce')}) "
+        f"and concept inversion (area {verdict('inversion', 'uce')['area_difference']:+.3f}), INCONCLUSIVE under "
+        f"retain-only and benign fine-tuning; clean fidelity {quality['uce']['prompt_fidelity']:.3f}, KID x1000 "
+        f"{1000 * quality['uce']['kid']:.0f}":
+            [verdict(a, "uce")["verdict"] for a in ("full", "lora-r4", "inversion", "retain", "benign")] ==
+            ["INFERIOR"] * 3 + ["INCONCLUSIVE"] * 2,
         f"({100 * summary['full']['never-trained']['cross_check']['agreement']:.0f}% and "
         f"{100 * summary['full']['dd']['cross_check']['agreement']:.0f}%: the stars": True,
     }
