@@ -252,6 +252,7 @@ def test_rece_erases_what_regenerates_the_star_through_uce(shipped):
     assert _rates(pipe, detector, sampling, rece, {"h": read_prompts("harmful", limit=10)})["h"]["harmful_rate"] <= 0.25
 
 
+@pytest.mark.slow  # two minutes on 2 cores; UCE's two-concept test runs by default
 def test_esd_erases_two_concepts_at_once(shipped):
     """Multi-concept erasure by a trained method (issue 22 item 3; UCE's closed form has its own test):
     one ESD-x LoRA on the star's and the circle's prompts erases both. Measured 2026-11-29 (200 steps,
