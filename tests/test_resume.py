@@ -35,3 +35,29 @@ def test_growable_settings_extend_and_nothing_is_a_fresh_start(tmp_path):
     path.write_text("{not json")
     with pytest.raises(SafetuneError, match="cannot be read to resume"):
         resume_or_refuse(path, "relearn", "shapes", config)
+
+
+def test_a_setting_added_later_at_its_default_keeps_earlier_runs(tmp_path):
+    """A study made before a setting existed is the same study as one with that setting at its
+    default (the default does what the code did before): it resumes, and its stored runs are found
+    under their old identity; the setting at another value is another study, named in the refusal."""
+    from safetune.studies.executor import ExecutorConfig, run_specs, spec_key
+
+    defaults = {"steps": [0, 20], "recipe": {"lr": 0.001, "new_field": 0.0}}
+    before = {"steps": [0, 20], "recipe": {"lr": 0.001}}  # made before recipe.new_field existed
+    path = _earlier(tmp_path, before)
+    now = {"steps": [0, 20], "recipe": {"lr": 0.001, "new_field": 0.0}}
+    assert resume_or_refuse(path, "relearn", "shapes", now, defaults=defaults)["runs"] == {"a": 1}
+    with pytest.raises(SafetuneError, match=r"recipe.new_field \(0.0 -> 0.5\)"):
+        resume_or_refuse(path, "relearn", "shapes", {**now, "recipe": {"lr": 0.001, "new_field": 0.5}},
+                         defaults=defaults)
+
+    old_spec, new_spec = {"config": before, "name": "x"}, {"config": now, "name": "x", "_defaults": defaults}
+    assert spec_key(old_spec, defaults) == spec_key(new_spec) != spec_key({**new_spec, "config": {
+        "steps": [0, 20], "recipe": {"lr": 0.001, "new_field": 0.5}}})
+    store = tmp_path / "runs"
+    store.mkdir()
+    (store / f"{spec_key(old_spec)}.json").write_text(json.dumps({"spec": old_spec, "result": {"kept": 1}}))
+    calls = []
+    done = run_specs([new_spec], lambda spec: calls.append(spec) or {"kept": 0}, store, ExecutorConfig())
+    assert done == {spec_key(new_spec): {"kept": 1}} and calls == []  # found, not run again

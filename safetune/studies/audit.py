@@ -176,7 +176,7 @@ def _save(terms: list[tuple[LoRA, float]], row: dict, folder: Path) -> list[str]
 def run_audit_study(out: Path, config: AuditStudyConfig, model: str = "shapes", reuse: Path | None = None) -> dict:
     """Build every LoRA, calibrate the overlap threshold, audit the held-out ones; resumable (each
     LoRA's files and audit are kept, and a finished one is not redone)."""
-    resume_or_refuse(out / "settings.json", "audit", model, asdict(config))
+    resume_or_refuse(out / "settings.json", "audit", model, asdict(config), defaults=asdict(AuditStudyConfig()))
     write_json(out / "settings.json", {"model": model, "config": asdict(config)})
     for sub in ("loras", "audits"):
         (out / sub).mkdir(parents=True, exist_ok=True)

@@ -179,7 +179,8 @@ def run_backfire(out: Path, config: BackfireConfig, model: str = "shapes") -> di
     base = load_pipeline(model)
     evaluate = Evaluator(config, out)
     results_path = out / "results.json"
-    previous = resume_or_refuse(results_path, "backfire", model, asdict(config), growable=GROWABLE)
+    previous = resume_or_refuse(results_path, "backfire", model, asdict(config), growable=GROWABLE,
+                                defaults=asdict(BackfireConfig()))
     results = {"study": "backfire", "model": model, "config": asdict(config), "models": {}}
     results["base"] = previous.get("base") or evaluate(base, "base", EVAL_SETS)
     write_json(results_path, results)

@@ -21,6 +21,7 @@ from typing import Callable
 from ..options import option, settings
 from ..errors import SafetuneError
 from ..io import write_json
+from .resume import with_defaults
 
 log = logging.getLogger(__name__)
 EXECUTORS = ("local", "ray")
@@ -48,11 +49,25 @@ def shared(key, make: Callable[[], object]):
     return _SHARED[key]
 
 
-def spec_key(spec: dict) -> str:
+def spec_key(spec: dict, defaults: dict | None = None) -> str:
     """The run's identity: a hash of its spec (every setting it depends on); keys starting with "_"
-    (where to find things, e.g. the study directory) are not part of it."""
+    (where to find things, e.g. the study directory) are not part of it. With the study's default
+    settings (`spec["_defaults"]`, or `defaults`), a setting the spec lacks counts as its default, so
+    a setting added to the code later, at a default that does what the code did before, keeps the
+    identity of every run made before it existed."""
+    defaults = spec.get("_defaults", defaults)
     identity = {k: v for k, v in spec.items() if not k.startswith("_")}
+    if defaults is not None and isinstance(identity.get("config"), dict):
+        identity["config"] = with_defaults(identity["config"], defaults)
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def _stored_runs(store: Path, defaults: dict | None) -> dict[str, Path]:
+    """{identity: file} of the runs kept in `store`, each identity recomputed from the spec it holds
+    (its file name is the identity it had when it was written)."""
+    if defaults is None:
+        return {path.stem: path for path in store.glob("*.json")}
+    return {spec_key(json.loads(path.read_text())["spec"], defaults): path for path in store.glob("*.json")}
 
 
 def _timed(fn: Callable[[dict], dict], spec: dict, threads: int | None) -> tuple[dict, float]:
@@ -71,11 +86,11 @@ def run_specs(specs: list[dict], fn: Callable[[dict], dict], store: Path, execut
     module-level function (Ray ships it to its workers by reference)."""
     store.mkdir(parents=True, exist_ok=True)
     results, todo = {}, {}
+    stored = _stored_runs(store, specs[0].get("_defaults") if specs else None)
     for spec in specs:
         key = spec_key(spec)
-        path = store / f"{key}.json"
-        if path.exists():
-            results[key] = json.loads(path.read_text())["result"]
+        if key in stored:
+            results[key] = json.loads(stored[key].read_text())["result"]
         else:
             todo.setdefault(key, spec)  # the same run asked for twice runs once
     todo = list(todo.items())

@@ -164,13 +164,15 @@ def run_forgetting(out: Path, config: ForgettingStudyConfig, model: str = "shape
     out.mkdir(exist_ok=True)
     (out / "models").mkdir(exist_ok=True)
     results_path = out / "results.json"
-    previous = resume_or_refuse(results_path, "forgetting", model, asdict(config), growable=GROWABLE)
+    defaults = {k: v for k, v in asdict(ForgettingStudyConfig()).items() if k not in GROWABLE}
+    previous = resume_or_refuse(results_path, "forgetting", model, asdict(config), growable=GROWABLE,
+                                defaults=defaults)
     results = {"study": "forgetting", "model": model, "config": asdict(config), "models": {}}
     esd_path = out / "models" / "safety_esd-x.safetensors"
     if any("esd" in m for m in config.models) and not esd_path.exists():  # one LoRA every esd model shares
         align_lora(load_pipeline(model), "esd-x", config.concepts, config.esd).save(esd_path)
     common = {"model": model, "config": {k: v for k, v in asdict(config).items() if k not in GROWABLE},
-              "_out": str(out)}
+              "_out": str(out), "_defaults": defaults}
     earlier = previous.get("models", {})
     specs = [{**common, "kind": "model", "name": name, "label": f"model {name}"} for name in config.models
              if "before" not in earlier.get(name, {})]

@@ -197,7 +197,8 @@ def run_relearn(out: Path, config: RelearnConfig, model: str = "shapes", executo
     out.mkdir(parents=True, exist_ok=True)
     (out / "models").mkdir(exist_ok=True)
     results_path = out / "results.json"
-    previous = resume_or_refuse(results_path, "relearn", model, asdict(config), growable=GROWABLE)
+    previous = resume_or_refuse(results_path, "relearn", model, asdict(config), growable=GROWABLE,
+                                defaults=asdict(RelearnConfig()))
     if previous and previous["config"] != json.loads(json.dumps(asdict(config))):
         log.info("%s: extending the study (%d runs of its earlier settings kept)", out, len(previous["runs"]))
     prompts = split_prompts(config)
@@ -205,7 +206,7 @@ def run_relearn(out: Path, config: RelearnConfig, model: str = "shapes", executo
                "runs": previous.get("runs", {})}
     # a run's identity is what determines it: not the lists of other runs, nor the verdicts' settings
     common = {"model": model, "config": {k: v for k, v in asdict(config).items() if k not in GROWABLE},
-              "_out": str(out)}
+              "_out": str(out), "_defaults": {k: v for k, v in asdict(RelearnConfig()).items() if k not in GROWABLE}}
     # the trained models first (each once, on disk), so that attack runs anywhere only load them
     built = [{**common, "kind": "model", "name": name, "train_seed": t, "label": f"build {name} train{t}"}
              for name in config.models if name not in ("base", REFERENCE) for t in config.train_seeds_of(name)]
