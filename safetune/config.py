@@ -207,6 +207,10 @@ class DistillConfig:
     attack_sim_steps: int = option(0, "simulated malicious fine-tuning steps before the hinge is measured")
     attack_sim_lr: float = option(1e-3, "size of each simulated attack step (sign of the gradient; 0: none)",
                                   min=0, max=1)
+    attack_sim: str = option("full", "the simulated attack: full (every trained weight moves), lora (a new LoRA "
+                                     "on attention, IMMA's inner adaptation) or mixed (per step, full or a LoRA of "
+                                     "rank 1, 4 or 16: the battery's attacks)", choices=("full", "lora", "mixed"))
+    attack_sim_rank: int = option(4, "rank of the simulated LoRA attack (lora)", min=1, max=1024)
 
 
 @settings

@@ -110,3 +110,41 @@ def test_distill_train_changes_the_model_and_refuses_a_tamper_term_without_data(
     name = next(n for n, _ in pipe.text_encoder.named_parameters() if n.endswith("layers.0.self_attn.q_proj.weight"))
     assert not torch.equal(dict(model.text_encoder.named_parameters())[name], dict(pipe.text_encoder.named_parameters())[name])
     assert not any("lora_" in n for n, _ in model.unet.named_parameters())
+
+
+def test_a_simulated_lora_attack_moves_only_its_factors_and_its_gradient_reaches_the_weights(pipe):
+    """Issue 21: the inner attack as the battery's LoRA attacks make it (IMMA's inner adaptation). Its
+    steps change no weight of the defended UNet (only a new LoRA's factors), they lower the harmful
+    error they see (it is an attack), and the post-attack error's gradient reaches the defended
+    attention weights, at another point than the unattacked error's."""
+    from safetune.lora.adapter import target_modules
+    from safetune.stages.losses import lora_attacked_error
+
+    unet = copy.deepcopy(pipe.unet)
+    prepare_trainable(unet, TrainConfig(mode="full"))
+    loss_fn = make_loss(pipe, copy.deepcopy(pipe.unet).requires_grad_(False), DistillConfig(harm_margin=100.0))
+    error = lambda batch, params: loss_fn._harm_error(unet, batch, params)  # noqa: E731
+    modules = target_modules(unet, "attn")
+    before = {n: p.detach().clone() for n, p in unet.named_parameters()}
+    plain = lora_attacked_error(error, loss_fn._draw_harm, step_generator(0, 0), unet, 0, 1e-2, 4, modules)
+    attacked = lora_attacked_error(error, loss_fn._draw_harm, step_generator(0, 0), unet, 3, 1e-2, 4, modules)
+    assert all(torch.equal(p, before[n]) for n, p in unet.named_parameters())  # the weights did not move
+    assert attacked.item() < plain.item() - 1e-4, (attacked.item(), plain.item())
+    name = "down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_v.weight"
+    grad_attacked = torch.autograd.grad(attacked, dict(unet.named_parameters())[name])[0]
+    grad_plain = torch.autograd.grad(plain, dict(unet.named_parameters())[name])[0]
+    assert grad_attacked.abs().sum() > 0 and not torch.allclose(grad_attacked, grad_plain)
+
+
+@pytest.mark.parametrize("kind", ["lora", "mixed"])
+def test_distillation_runs_with_each_simulated_attack(pipe, kind):
+    """One dd step with the tamper term under a LoRA or a mixed simulated attack: finite, and the
+    post-attack harmful error it reports is below the margin it pushes toward."""
+    unet = copy.deepcopy(pipe.unet)
+    prepare_trainable(unet, TrainConfig(mode="full"))
+    config = DistillConfig(harm_margin=100.0, attack_sim=kind, attack_sim_steps=2, attack_sim_rank=2)
+    loss_fn = make_loss(pipe, copy.deepcopy(pipe.unet).requires_grad_(False), config)
+    loss = loss_fn(unet, 0, step_generator(0, 0))
+    assert torch.isfinite(loss) and 0 < loss_fn.last["harm_attacked"] < 100.0
+    loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for n, p in unet.named_parameters() if "attn2" in n)

@@ -23,7 +23,9 @@ retraining from scratch at 60-80% of its compute). We adapt both to diffusion mo
    unconditional prediction instead of whatever the distortion left there;
 4. optionally (harm_margin > 0, with harmful data), a tamper term in the spirit of TAR/IMMA: the
    harmful images' denoising error after attack_sim_steps simulated malicious steps (first-order,
-   stages.losses.attacked_error) is pushed up to harm_margin and no further.
+   stages.losses.attacked_error; with attack_sim=lora the steps train a new LoRA on attention, as
+   IMMA's inner adaptation and the battery's LoRA attacks do: lora_attacked_error) is pushed up to
+   harm_margin and no further.
 
 The text encoder is distorted and distilled too (`text_encoder`): a prompt's words that never occur
 in the retain captions (the concept's names and its implicit phrasings alike) then lose their learned
@@ -52,8 +54,9 @@ from ..models.conditioning import (
     sample_latents,
     training_scheduler,
 )
+from ..lora.adapter import target_modules
 from ..train import run_stage
-from .losses import attacked_error, with_params
+from .losses import attacked_error, lora_attacked_error, with_params
 
 
 @torch.no_grad()
@@ -87,6 +90,7 @@ class RetainDistillLoss:
         self.concept_latents, self.concept_ids, self.student_concept = concept_latents, concept_ids, student_concept
         self.scheduler, self.batch_size, self.teacher, self.config = scheduler, batch_size, teacher_unet, config
         self.harmful = harmful  # (latents, token ids, cached cond) of harmful images, for the tamper term
+        self._attention: list[str] | None = None  # the UNet's attention projections (a simulated LoRA attack's)
         self.text_encoder = None
         self.last: dict[str, float] = {}
 
@@ -124,11 +128,24 @@ class RetainDistillLoss:
             self.last["concept"] = concept.item()
             loss = loss + cfg.concept_weight * concept
         if cfg.harm_margin > 0 and self.harmful is not None:
-            attacked = attacked_error(lambda batch, params: self._harm_error(unet, batch, params), self._draw_harm,
-                                      gen, unet, cfg.attack_sim_steps, cfg.attack_sim_lr)
+            attacked = self._attacked(unet, gen)
             self.last["harm_attacked"] = attacked.item()
             loss = loss + cfg.harm_weight * F.relu(cfg.harm_margin - attacked)
         return loss
+
+    def _attacked(self, unet, gen) -> torch.Tensor:
+        """The harmful error after the simulated attack of `attack_sim` (mixed: drawn per step)."""
+        cfg = self.config
+        kind, rank = cfg.attack_sim, cfg.attack_sim_rank
+        if kind == "mixed":
+            kind, rank = [("full", 0), ("lora", 1), ("lora", 4), ("lora", 16)][int(batch_randint(4, 1, gen)[0])]
+        error = lambda batch, params: self._harm_error(unet, batch, params)  # noqa: E731
+        if kind == "full" or not cfg.attack_sim_steps:
+            return attacked_error(error, self._draw_harm, gen, unet, cfg.attack_sim_steps, cfg.attack_sim_lr)
+        if self._attention is None:
+            self._attention = target_modules(unet, "attn")
+        return lora_attacked_error(error, self._draw_harm, gen, unet, cfg.attack_sim_steps, cfg.attack_sim_lr, rank,
+                                   self._attention)
 
     def _draw_harm(self, gen):
         latents, ids, cond = self.harmful

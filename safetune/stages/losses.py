@@ -140,6 +140,29 @@ def attacked_error(error, draw, gen, unet, steps: int, lr: float) -> torch.Tenso
     return error(query, params)
 
 
+def lora_attacked_error(error, draw, gen, unet, steps: int, lr: float, rank: int, modules: list[str]) -> torch.Tensor:
+    """The denoising error on a harmful query batch after `steps` simulated steps of a *new* rank-
+    `rank` LoRA on `modules` (IMMA's inner adaptation, arXiv 2311.18815; the battery's lora-r*
+    attacks): only the LoRA's factors move (sign-gradient steps, B from zero as a LoRA starts), the
+    defended weights W enter as W + B A, so the error's gradient reaches them, first-order in the
+    factors (they are held fixed when it is taken). `error` and `draw` as in attacked_error."""
+    query = draw(gen)
+    weights = {f"{name}.weight": module.weight for name, module in unet.named_modules() if name in set(modules)}
+    factors = {n: (torch.randn(rank, w.shape[1], generator=gen).to(w) / w.shape[1] ** 0.5,
+                   torch.zeros(w.shape[0], rank, dtype=w.dtype, device=w.device)) for n, w in weights.items()}
+
+    def attacked(factors):
+        return {n: w + b @ a for n, w in weights.items() for a, b in [factors[n]]}
+
+    for _ in range(steps):
+        factors = {n: (a.detach().requires_grad_(), b.detach().requires_grad_()) for n, (a, b) in factors.items()}
+        flat = [t for pair in factors.values() for t in pair]
+        grads = iter(torch.autograd.grad(error(draw(gen), attacked(factors)), flat))
+        factors = {n: (a - lr * next(grads).sign(), b - lr * next(grads).sign()) for n, (a, b) in factors.items()}
+    factors = {n: (a.detach(), b.detach()) for n, (a, b) in factors.items()}
+    return error(query, attacked(factors))
+
+
 def with_params(unet, params: dict | None):
     """The UNet, or a function calling it with `params` in place of its weights (torch.func)."""
     if params is None:
