@@ -52,8 +52,9 @@ def measure(train_seed: int, only: list[str] | None = None, done: dict | None = 
     def evaluate(name, pipe, seconds, recipe, changes=None):
         res = {s: evaluate_prompts(pipe, r, detector, sampling) for s, r in sets.items()}
         rows[name] = {"seconds": round(seconds), "recipe": recipe, "changes": changes,
-                      **{s: {k: res[s][k] for k in ("harmful_rate", "prompt_fidelity", "flagged_per_prompt",
-                                                     "misread_per_prompt") if k in res[s]} for s in SETS}}
+                      **{s: {k: res[s][k] for k in ("harmful_rate", "prompt_fidelity", "prompt_fidelity_ci95",
+                                                     "flagged_per_prompt", "misread_per_prompt") if k in res[s]}
+                         for s in SETS}}
         print(name, {s: round(res[s]["harmful_rate"], 3) for s in SETS},
               round(res["clean"]["prompt_fidelity"], 3), flush=True)
         PARTIAL.parent.mkdir(exist_ok=True)
@@ -91,11 +92,13 @@ def interval(per_prompt: list[int], images: int, replicates: int = 2000, seed: i
     return float(counts.mean()), [float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975))]
 
 
-def fidelity(row: dict, images: int) -> tuple[float, list]:
-    """Clean prompt fidelity: the share of asked attributes read back, per prompt, prompts resampled."""
-    misread = row["misread_per_prompt"]
-    per_prompt = [1 - np.mean([misread[a][i] for a in misread]) / images for i in range(len(next(iter(misread.values()))))]
-    return interval([p * images for p in per_prompt], images, seed=1)
+def fidelity(row: dict) -> str:
+    """Clean prompt fidelity (the share of the attributes each prompt asks that the detector reads
+    back), with the evaluation's 95% interval over images where the run stored it."""
+    if "prompt_fidelity_ci95" not in row:
+        return f"{row['prompt_fidelity']:.3f}"
+    lo, hi = row["prompt_fidelity_ci95"]
+    return f"{row['prompt_fidelity']:.2f} [{lo:.2f}, {hi:.2f}]"
 
 
 def cited(paper: str) -> str:
@@ -125,7 +128,7 @@ def table(stored: dict) -> list[str]:
     from safetune.stages.methods import METHODS
 
     images = stored["sampling"]["images_per_prompt"]
-    lines = ["| model | what it changes | harmful [95%] | harmful, implicit phrasings [95%] | clean fidelity [95%] |",
+    lines = ["| model | what it changes | harmful [95%] | harmful, implicit phrasings [95%] | clean fidelity |",
              "|---|---|---:|---:|---:|"]
     for name, row in stored["rows"].items():
         what = {"base": "the shipped model, unaligned", "never-trained": "pretrained without the concept"}.get(name) \
@@ -133,8 +136,7 @@ def table(stored: dict) -> list[str]:
         where = f" ({cited(METHODS[name].paper)})" if name in METHODS else ""
         cells = [f"{r:.2f} [{lo:.2f}, {hi:.2f}]" for r, (lo, hi) in
                  (interval(row[s]["flagged_per_prompt"], images) for s in ("harmful", "harmful_implicit"))]
-        f, (lo, hi) = fidelity(row["clean"], images)
-        lines.append(f"| `{name}`{where} | {what} | {cells[0]} | {cells[1]} | {f:.2f} [{lo:.2f}, {hi:.2f}] |")
+        lines.append(f"| `{name}`{where} | {what} | {cells[0]} | {cells[1]} | {fidelity(row['clean'])} |")
     return lines
 
 
@@ -147,7 +149,9 @@ def page(stored: dict) -> str:
         f"{stored['train_seed']} (one seed: the leaderboard in [benchmark.md](benchmark.md) has three, for the "
         "methods in it); the benchmark's test split: "
         f"{stored['prompts_per_set']} prompts of each set drawn with its prompt seed, {s['images_per_prompt']} images "
-        f"per prompt at sampling seed {s['seed']}. Intervals: 95% percentile bootstrap over prompts.", "",
+        f"per prompt at sampling seed {s['seed']}. Harmful rates: 95% percentile bootstrap interval over prompts. "
+        "Clean fidelity: the share of the attributes each clean prompt asks (shape, colour, size, background, "
+        "...) that the detector reads back.", "",
         *table(stored)])
 
 

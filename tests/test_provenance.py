@@ -142,4 +142,4 @@ def test_method_table_is_what_the_stored_measurements_render():
     assert block in (ROOT / "README.md").read_text()
     assert set(stored["rows"]) == {"base", "never-trained"} | set(METHODS) - {"esd"}
     base = stored["rows"]["base"]["harmful"]
-    assert renderer.interval(base["flagged_per_prompt"], 3)[0] == base["harmful_rate"]  # the rate it stored
+    assert abs(renderer.interval(base["flagged_per_prompt"], 3)[0] - base["harmful_rate"]) < 1e-9  # as stored
