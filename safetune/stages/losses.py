@@ -147,7 +147,8 @@ def lora_attacked_error(error, draw, gen, unet, steps: int, lr: float, rank: int
     defended weights W enter as W + B A, so the error's gradient reaches them, first-order in the
     factors (they are held fixed when it is taken). `error` and `draw` as in attacked_error."""
     query = draw(gen)
-    weights = {f"{name}.weight": module.weight for name, module in unet.named_modules() if name in set(modules)}
+    targets = set(modules)
+    weights = {f"{name}.weight": module.weight for name, module in unet.named_modules() if name in targets}
     factors = {n: (torch.randn(rank, w.shape[1], generator=gen).to(w) / w.shape[1] ** 0.5,
                    torch.zeros(w.shape[0], rank, dtype=w.dtype, device=w.device)) for n, w in weights.items()}
 
