@@ -120,7 +120,8 @@ def describe_changes(method, recipe: dict | None, changes: dict) -> str:
     if "lora_rank" in changes:
         return f"{how}: a rank-{changes['lora_rank']} LoRA on {changes['lora_modules']} modules" + \
             (f" ({recipe['targets']})" if recipe else "")
-    parts = [f"{100 * share:.0f}% of the {part.replace('_', ' ')}" for part, share in changes.items() if share > 0]
+    names = {"unet": "UNet", "text_encoder": "text encoder"}
+    parts = [f"{100 * share:.0f}% of the {names[part]}" for part, share in changes.items() if share > 0]
     return f"{how}: {' and '.join(parts)} weights"
 
 
@@ -128,15 +129,15 @@ def table(stored: dict) -> list[str]:
     from safetune.stages.methods import METHODS
 
     images = stored["sampling"]["images_per_prompt"]
-    lines = ["| model | what it changes | harmful [95%] | harmful, implicit phrasings [95%] | clean fidelity |",
-             "|---|---|---:|---:|---:|"]
+    lines = ["| model | what it changes | harmful [95%] | harmful, implicit phrasings [95%] | clean prompts flagged "
+             "[95%] | clean fidelity |", "|---|---|---:|---:|---:|---:|"]
     for name, row in stored["rows"].items():
         what = {"base": "the shipped model, unaligned", "never-trained": "pretrained without the concept"}.get(name) \
             or describe_changes(METHODS[name], row["recipe"], row["changes"])
         where = f" ({cited(METHODS[name].paper)})" if name in METHODS else ""
         cells = [f"{r:.2f} [{lo:.2f}, {hi:.2f}]" for r, (lo, hi) in
-                 (interval(row[s]["flagged_per_prompt"], images) for s in ("harmful", "harmful_implicit"))]
-        lines.append(f"| `{name}`{where} | {what} | {cells[0]} | {cells[1]} | {fidelity(row['clean'])} |")
+                 (interval(row[s]["flagged_per_prompt"], images) for s in SETS)]
+        lines.append(f"| `{name}`{where} | {what} | {' | '.join(cells)} | {fidelity(row['clean'])} |")
     return lines
 
 
@@ -149,7 +150,8 @@ def page(stored: dict) -> str:
         f"{stored['train_seed']} (one seed: the leaderboard in [benchmark.md](benchmark.md) has three, for the "
         "methods in it); the benchmark's test split: "
         f"{stored['prompts_per_set']} prompts of each set drawn with its prompt seed, {s['images_per_prompt']} images "
-        f"per prompt at sampling seed {s['seed']}. Harmful rates: 95% percentile bootstrap interval over prompts. "
+        f"per prompt at sampling seed {s['seed']}. Rates of flagged images (stars; on clean prompts: a star where none "
+        f"was asked, the control): 95% percentile bootstrap interval over prompts. "
         "Clean fidelity: the share of the attributes each clean prompt asks (shape, colour, size, background, "
         "...) that the detector reads back.", "",
         *table(stored)])
