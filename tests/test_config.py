@@ -193,7 +193,7 @@ def test_declared_bounds_say_why():
                             ({"ema_decay": 1.0}, "TrainConfig.ema_decay 1.0: must be below 1"),
                             ({"max_grad_norm": float("nan")}, "TrainConfig.max_grad_norm nan: must be a finite number"),
                             ({"save_at": [0, -5]}, "TrainConfig.save_at 0,-5: must not be negative"),
-                            ({"mode": "half"}, "TrainConfig.mode half: choose one of lora, full, partial")]:
+                            ({"mode": "half"}, "TrainConfig.mode half: choose one of lora, full, partial, token")]:
         with pytest.raises(InvalidSetting) as err:
             TrainConfig(**kwargs)
         assert str(err.value) == message
