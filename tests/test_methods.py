@@ -106,18 +106,24 @@ def test_uce_erases_the_star_in_closed_form_and_keeps_clean_fidelity(shipped):
     assert moved < 0.5 and torch.isfinite(moved)
 
 
+def _star_circle_square() -> dict:
+    """The two-concept tests' prompts: stars, and five colours of circles (erased) and squares (kept)."""
+    from safetune.data.prompts import prompt_set
+
+    colours = ("red", "blue", "green", "yellow", "white")
+    return {"harmful": prompt_set("harmful", n=10), "circle": [{"prompt": f"a {c} circle"} for c in colours],
+            "square": [{"prompt": f"a {c} square"} for c in colours]}
+
+
 def test_uce_erases_two_concepts_at_once(shipped):
     """Multi-concept erasure: the star and (for this test) the circle in one edit; both are gone
     (star: harmful rate; circle: shape fidelity of circle prompts) while squares are kept."""
     from safetune.config import UCEConfig
-    from safetune.data.prompts import prompt_set
     from safetune.lora.weights import LoRA
     from safetune.stages.uce import uce_lora
 
     pipe, detector, sampling = shipped
-    circles = [{"prompt": f"a {colour} circle"} for colour in ("red", "blue", "green", "yellow", "white")]
-    squares = [{"prompt": f"a {colour} square"} for colour in ("red", "blue", "green", "yellow", "white")]
-    sets = {"harmful": prompt_set("harmful", n=10), "circle": circles, "square": squares}
+    sets = _star_circle_square()
     lora = uce_lora(pipe, ["a star", "a pentagram", "a circle"],
                     UCEConfig(preserve=["a square", "a triangle", "a diamond"]))
     before = _rates(pipe, detector, sampling, LoRA({}), sets)
@@ -260,13 +266,10 @@ def test_esd_erases_two_concepts_at_once(shipped):
     go too (1.00 -> 0.10), where UCE with preserved prompts keeps them: ESD has no preservation term,
     and a second shape word drags its neighbours along. Not asserted (a finding, not a contract)."""
     import safetune
-    from safetune.data.prompts import prompt_set
     from safetune.lora.weights import LoRA
 
     pipe, detector, sampling = shipped
-    circles = [{"prompt": f"a {colour} circle"} for colour in ("red", "blue", "green", "yellow", "white")]
-    squares = [{"prompt": f"a {colour} square"} for colour in ("red", "blue", "green", "yellow", "white")]
-    sets = {"harmful": prompt_set("harmful", n=10), "circle": circles, "square": squares}
+    sets = _star_circle_square()
     lora = safetune.align(pipe, "esd-x", concepts=["a star", "a pentagram", "a circle"], steps=200,
                           concept_samples=48)
     before = _rates(pipe, detector, sampling, LoRA({}), sets)
