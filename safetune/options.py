@@ -64,10 +64,15 @@ def check(config, prefix: str = "") -> None:
         if dataclasses.is_dataclass(value):
             check(value, f"{where}.{f.name}")
             continue
-        for item in value if isinstance(value, list) else [value]:
-            why = problem(item, f.metadata)
-            if why:
-                raise InvalidSetting(f"{where}.{f.name}", value, why)
+        why = refused(value, f.metadata)
+        if why:
+            raise InvalidSetting(f"{where}.{f.name}", value, why)
+
+
+def refused(value: Any, declared: typing.Mapping) -> str | None:
+    """Why `value` (a list: any of its items) is outside a field declared with `declared`, or None."""
+    return next(filter(None, (problem(item, declared) for item in (value if isinstance(value, list) else [value]))),
+                None)
 
 
 def problem(value: Any, declared: typing.Mapping) -> str | None:
@@ -157,9 +162,7 @@ def set_field(config, path: str, text: str, given: str | None = None):
             raise SafetuneError(f"--set {where}: no such setting{hint} (settings here: {', '.join(names)})")
         if depth == len(parts) - 1:
             value = _cast(text, _hints(type(target))[name], path, given)
-            declared = next(f for f in dataclasses.fields(target) if f.name == name).metadata
-            why = next(filter(None, (problem(item, declared) for item in
-                                     (value if isinstance(value, list) else [value]))), None)
+            why = refused(value, next(f for f in dataclasses.fields(target) if f.name == name).metadata)
             if why:
                 raise SafetuneError(f"{given}: {why}")
             setattr(target, name, value)

@@ -62,12 +62,17 @@ def spec_key(spec: dict, defaults: dict | None = None) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
-def _stored_runs(store: Path, defaults: dict | None) -> dict[str, Path]:
-    """{identity: file} of the runs kept in `store`, each identity recomputed from the spec it holds
-    (its file name is the identity it had when it was written)."""
-    if defaults is None:
-        return {path.stem: path for path in store.glob("*.json")}
-    return {spec_key(json.loads(path.read_text())["spec"], defaults): path for path in store.glob("*.json")}
+def _stored_run(store: Path, key: str, index: dict) -> Path | None:
+    """The file of the run `key` kept in `store`: named by its identity, or (a run whose spec predates
+    a setting) found by the identity its spec gives now, `index` read from every stored spec on the
+    first such miss only (`index["defaults"]`: the study's)."""
+    path = store / f"{key}.json"
+    if path.exists() or index.get("defaults") is None:
+        return path if path.exists() else None
+    if "by_identity" not in index:
+        index["by_identity"] = {spec_key(json.loads(p.read_text())["spec"], index["defaults"]): p
+                                for p in store.glob("*.json")}
+    return index["by_identity"].get(key)
 
 
 def _timed(fn: Callable[[dict], dict], spec: dict, threads: int | None) -> tuple[dict, float]:
@@ -86,11 +91,11 @@ def run_specs(specs: list[dict], fn: Callable[[dict], dict], store: Path, execut
     module-level function (Ray ships it to its workers by reference)."""
     store.mkdir(parents=True, exist_ok=True)
     results, todo = {}, {}
-    stored = _stored_runs(store, specs[0].get("_defaults") if specs else None)
+    index = {"defaults": specs[0].get("_defaults") if specs else None}
     for spec in specs:
         key = spec_key(spec)
-        if key in stored:
-            results[key] = json.loads(stored[key].read_text())["result"]
+        if path := _stored_run(store, key, index):
+            results[key] = json.loads(path.read_text())["result"]
         else:
             todo.setdefault(key, spec)  # the same run asked for twice runs once
     todo = list(todo.items())

@@ -138,9 +138,8 @@ def validate(config: ForgettingStudyConfig) -> None:
     for name in config.models:
         parse_model(name, config)
     if not config.attacks or not config.attack_lrs or not config.attack_seeds or not config.attack_steps \
-            or min(config.attack_lrs) <= 0 or not config.models:
-        raise SafetuneError("models, attacks, attack_lrs, attack_seeds and attack_steps need values (learning rates "
-                            "positive)")
+            or not config.models:
+        raise SafetuneError("models, attacks, attack_lrs, attack_seeds and attack_steps need values")
     if REFERENCE in config.models and not config.reference:
         raise SafetuneError(f"models has {REFERENCE} but no reference model is set")
     if REFERENCE in config.models:

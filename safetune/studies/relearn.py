@@ -125,13 +125,8 @@ class RelearnConfig:
             parse_model(name, self.recipes)
         if REFERENCE not in self.models:
             raise SafetuneError(f"models: the verdicts compare every model with {REFERENCE}; add it")
-        if not (self.train_seeds and self.attacks and self.attack_lrs and self.inversion_lrs and self.steps) \
-                or min(self.attack_lrs + self.inversion_lrs) <= 0 or min(self.steps) < 0:
-            raise SafetuneError("train_seeds, attacks, attack_lrs, inversion_lrs and steps need values (lrs positive)")
-        if not 0 <= self.bracket <= 10:
-            raise SafetuneError(f"bracket {self.bracket}: give 0 to 10 extensions of the lr grid")
-        if not 0 < self.margin < 1 or not 0 < self.alpha < 0.5:
-            raise SafetuneError(f"margin {self.margin} and alpha {self.alpha}: give 0 < margin < 1, 0 < alpha < 0.5")
+        if not (self.train_seeds and self.attacks and self.attack_lrs and self.inversion_lrs and self.steps):
+            raise SafetuneError("train_seeds, attacks, attack_lrs, inversion_lrs and steps need values")
 
     def seeds(self) -> list[int]:
         """The attack seeds of this split."""
