@@ -71,8 +71,9 @@ def align(model, method: str = "esd-x", concepts: list[str] | None = None, train
     needs = spec.data(settings)
     if needs:
         from .data.folder import load_training_data
+        from .models.conditioning import image_size
 
-        resolution = pipe.unet.config.sample_size * pipe.vae_scale_factor
+        resolution = image_size(pipe)
         inputs.clean = load_training_data(clean_data, resolution, n=n) if "clean" in needs else None
         inputs.harmful = load_training_data(harmful_data, resolution, n=n, seed=1) if "harmful" in needs else None
     lora = spec.run(pipe, inputs)
@@ -84,11 +85,12 @@ def finetune(model, data: str, train: TrainConfig | None = None, on_top=(), n: i
     returns the fine-tuning LoRA (mode "lora", the default) or the fine-tuned pipeline (mode "full").
     `on_top` LoRAs are merged first (the baselines' way); `overrides` set fields of the recipe."""
     from .data.folder import load_training_data
+    from .models.conditioning import image_size
     from .stages import finetune as run
 
     train = apply_overrides(replace(train or FINETUNE), _assignments(overrides), given="")
     pipe = _pipe(model)
-    images, texts = load_training_data(data, pipe.unet.config.sample_size * pipe.vae_scale_factor, n=n)
+    images, texts = load_training_data(data, image_size(pipe), n=n)
     lora = run(pipe, images, texts, train, on_top=_loras(on_top))
     return lora if lora is not None else pipe
 

@@ -34,6 +34,7 @@ from .lora.adapter import (
     check_targets,
     extract,
     has_adapter,
+    is_transformer,
     remove_adapter,
     target_modules,
 )
@@ -72,8 +73,8 @@ def prepare_trainable(unet, config: TrainConfig, text_encoder=None) -> list[torc
 
 
 def extract_lora(unet, config: TrainConfig, text_encoder=None) -> LoRA:
-    """The trained adapter(s) as one LoRA ("unet." and "text_encoder." modules)."""
-    lora = extract(unet, "unet", config.lora_rank, config.alpha)
+    """The trained adapter(s) as one LoRA ("unet." or "transformer.", and "text_encoder." modules)."""
+    lora = extract(unet, "transformer" if is_transformer(unet) else "unet", config.lora_rank, config.alpha)
     if text_encoder is not None and has_adapter(text_encoder):
         lora = lora + extract(text_encoder, "text_encoder", config.lora_rank, config.alpha)
     return lora
@@ -190,9 +191,9 @@ def _check_resume(checkpoint_dir: Path, state: dict, settings: dict, desc: str) 
                         "to start over")
 
 
-def _plan(config: TrainConfig, start: int) -> str:
+def _plan(config: TrainConfig, start: int, denoiser: str = "UNet") -> str:
     """One line: what this training run does."""
-    what = {"lora": f"a rank-{config.lora_rank} LoRA on {config.targets}", "full": "every UNet weight",
+    what = {"lora": f"a rank-{config.lora_rank} LoRA on {config.targets}", "full": f"every {denoiser} weight",
             "token": "one new token's embedding (every weight frozen)",
             "partial": f"the UNet's own {config.targets} weights"}.get(config.mode, config.mode)
     text = " and the text encoder" if config.train_text_encoder else ""
@@ -254,7 +255,7 @@ def train(unet, loss_fn: Loss, config: TrainConfig, checkpoint_dir: Path | None 
         if accelerator.is_main_process:
             log.info("%s: resuming at step %d of %d from %s", desc, start, config.steps, checkpoint_dir)
     if accelerator.is_main_process:
-        log.info("%s: %s%s", desc, _plan(config, start),
+        log.info("%s: %s%s", desc, _plan(config, start, "transformer" if is_transformer(accelerator.unwrap_model(unet)) else "UNet"),
                  f" per process; {processes} processes, global batch {config.batch_size * processes * config.grad_accum}"
                  if processes > 1 else "")
         warn_if_busy()

@@ -8,7 +8,7 @@ import torch
 from safetune.config import SafetyLoraConfig, SamplingConfig, TrainConfig
 from safetune.evaluation import evaluate_prompts
 from safetune.lora.weights import LoRA, merge_into, pipeline_modules
-from safetune.models.conditioning import is_sdxl
+from safetune.models.conditioning import denoiser, is_sdxl
 from safetune.models.tiny import tiny_random_pipeline
 from safetune.stages import align_lora, finetune
 
@@ -37,11 +37,12 @@ def test_family_end_to_end(family, detector, tmp_path):
     assert result["n_images"] == 2 and 0 <= result["harmful_rate"] <= 1
 
 
-@pytest.mark.parametrize("family", ["sd2", "sdxl"])
-def test_every_method_aligns_an_sd2_and_an_sdxl_pipeline(family):
-    """Issue 22: each registered method (2 steps, tiny data) on a tiny SD 2.x-v and SDXL pipeline:
-    a LoRA with finite factors, a model whose weights moved, or a marked pipeline; SLD, which
-    diffusers has for SD 1.x/2.x only, is refused on SDXL with a clear error."""
+@pytest.mark.parametrize("family", ["sd2", "sdxl", "sd3", "flux"])
+def test_every_method_aligns_an_sd2_an_sdxl_an_sd3_and_a_flux_pipeline(family):
+    """Issues 22 and 23: each registered method (2 steps, tiny data) on a tiny SD 2.x-v, SDXL, SD3 and
+    Flux pipeline: a LoRA with finite factors, a model whose weights moved, or a marked pipeline; SLD,
+    which diffusers has for SD 1.x/2.x only, and UCE/RECE, whose closed form needs cross-attention,
+    are refused on the families without them with a clear error."""
     import safetune
     from safetune.errors import SafetuneError
     from safetune.models.inference import inference_of
@@ -55,11 +56,15 @@ def test_every_method_aligns_an_sd2_and_an_sdxl_pipeline(family):
         extra = {k: v for k, v in small.items() if hasattr(settings, k)}
         if method.trains:
             extra.update(steps=2, batch_size=2)
-        if name == "sld" and family == "sdxl":
-            with pytest.raises(SafetuneError, match="not a StableDiffusionXLPipeline"):
+        if name == "sld" and family != "sd2":
+            with pytest.raises(SafetuneError, match=f"not a {type(pipe).__name__}"):
                 safetune.align(pipe, name)
             continue
-        if name == "dd" and family == "sdxl":  # its two text encoders: the UNet alone, or a clear refusal
+        if name in ("uce", "rece") and family in ("sd3", "flux"):
+            with pytest.raises(SafetuneError, match="closed form edits cross-attention"):
+                safetune.align(pipe, name)
+            continue
+        if name == "dd" and family != "sd2":  # several text encoders: the denoiser alone, or a clear refusal
             with pytest.raises(SafetuneError, match="give --set text_encoder=false"):
                 safetune.align(pipe, name, n=8, **extra)
             extra["text_encoder"] = False
@@ -69,5 +74,5 @@ def test_every_method_aligns_an_sd2_and_an_sdxl_pipeline(family):
         elif method.output == "inference":
             assert inference_of(out)["concept"] == "a star, a circle", name
         else:
-            moved = any(not torch.equal(a, b) for a, b in zip(pipe.unet.parameters(), out.unet.parameters()))
+            moved = any(not torch.equal(a, b) for a, b in zip(denoiser(pipe).parameters(), denoiser(out).parameters()))
             assert moved, name

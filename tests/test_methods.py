@@ -147,19 +147,20 @@ def test_uce_refuses_training_flags(capsys, tmp_path):
 
 
 def test_a_family_safetune_does_not_train_is_one_line(tmp_path, capsys):
-    """A Flux (or SD3) pipeline directory: exit 2, one line naming the supported families, before any
-    work (it was a TypeError traceback from encode_prompt)."""
+    """A pipeline directory of a family safetune does not train (here PixArt): exit 2, one line naming
+    the supported families, before any work (it was a TypeError traceback from encode_prompt)."""
     import json
 
-    flux = tmp_path / "flux"
-    flux.mkdir()
-    (flux / "model_index.json").write_text(json.dumps({"_class_name": "FluxPipeline", "transformer": ["diffusers",
-                                                       "FluxTransformer2DModel"]}))
-    for argv in (["align", "--model", str(flux), "--out", str(tmp_path / "s.safetensors")],
-                 ["evaluate", "--model", str(flux), "--prompts", "harmful", "--out", str(tmp_path / "e")]):
+    pixart = tmp_path / "pixart"
+    pixart.mkdir()
+    (pixart / "model_index.json").write_text(json.dumps({"_class_name": "PixArtAlphaPipeline", "transformer": [
+        "diffusers", "PixArtTransformer2DModel"]}))
+    for argv in (["align", "--model", str(pixart), "--out", str(tmp_path / "s.safetensors")],
+                 ["evaluate", "--model", str(pixart), "--prompts", "harmful", "--out", str(tmp_path / "e")]):
         assert main(argv) == 2
         err = capsys.readouterr().err
-        assert err.count("\n") == 1 and "a FluxPipeline; safetune supports SD 1.x and 2.x" in err and "SDXL" in err
+        assert err.count("\n") == 1 and "a PixArtAlphaPipeline; safetune supports SD 1.x and 2.x" in err
+        assert all(family in err for family in ("SDXL", "SD3", "Flux"))
 
 
 def test_concept_ablation_makes_star_prompts_draw_the_anchor(shipped):

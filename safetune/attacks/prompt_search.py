@@ -16,9 +16,8 @@ import torch.nn.functional as F
 
 from ..config import SamplingConfig
 from ..options import option, settings
-from ..errors import SafetuneError
 from ..evaluation.sampling import image_seeds, sample
-from ..models.conditioning import is_sdxl, sample_latents, training_scheduler
+from ..models.conditioning import require_family, sample_latents, training_scheduler
 
 
 @settings
@@ -51,8 +50,7 @@ def _embedding_override(text_encoder, positions: slice, values: torch.Tensor):
 
 def attack_prompt(pipe, prompt: str, target_latents: torch.Tensor, config: AdversarialConfig) -> str:
     """The adversarial text prompt for `prompt` against `pipe` (whose weights stay unchanged)."""
-    if is_sdxl(pipe):
-        raise SafetuneError("the adversarial prompt attack supports SD 1.x / 2.x pipelines (one text encoder)")
+    require_family(pipe, ("sd",), "the adversarial prompt attack", "it optimises tokens of one CLIP text encoder")
     tokenizer, text_encoder, unet = pipe.tokenizer, pipe.text_encoder, pipe.unet
     scheduler = training_scheduler(pipe)
     # the prompt's tail gives way to the adversarial tokens, so the text we return is what the model saw

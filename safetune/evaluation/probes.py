@@ -18,7 +18,8 @@ import random
 import numpy as np
 import torch
 
-from ..models.conditioning import denoising_target, encode_text, predict, sample_latents, training_scheduler
+from ..models.conditioning import (denoiser, denoising_target, encode_text, model_timesteps, predict, sample_latents,
+                                   training_scheduler)
 
 
 def vocabulary_words(tokenizer) -> list[str]:
@@ -62,7 +63,7 @@ class ConceptProbe:
         noise = torch.randn(x0.shape, generator=gen).to(x0)
         # mid-range timesteps: where the prompt decides the shape (early steps are noise, late ones detail)
         steps = scheduler.config.num_train_timesteps
-        t = torch.randint(steps // 4, 3 * steps // 4, (len(x0),), generator=gen).to(x0.device)
+        t = model_timesteps(scheduler, torch.randint(steps // 4, 3 * steps // 4, (len(x0),), generator=gen).to(x0.device))
         self.xt = scheduler.add_noise(x0, noise, t)
         self.t = t
         self.target = denoising_target(scheduler, x0, noise, t)
@@ -77,7 +78,7 @@ class ConceptProbe:
             cond = encode_text(pipe, part)
             idx = torch.arange(len(part)).repeat_interleave(n)
             xt, t, target = self.xt.repeat(len(part), 1, 1, 1), self.t.repeat(len(part)), self.target.repeat(len(part), 1, 1, 1)
-            pred = predict(pipe.unet, xt, t, cond[idx])
+            pred = predict(denoiser(pipe), xt, t, cond[idx])
             err = ((pred.float() - target.float()) ** 2).flatten(1).mean(1).view(len(part), n).mean(1)
             out.append(err.cpu().numpy())
         return np.concatenate(out)

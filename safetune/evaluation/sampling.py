@@ -7,6 +7,7 @@ from PIL import Image
 
 from ..config import SamplingConfig
 from ..messages import warn_if_busy
+from ..models.conditioning import call_kwargs
 from ..models.inference import sampler
 
 
@@ -48,6 +49,7 @@ def _sample_local(pipe, jobs, config: SamplingConfig, progress=None) -> list[Ima
         for guidance in sorted({jobs[i][2] for i in batch}):
             part = [i for i in batch if jobs[i][2] == guidance]
             draw, extra = sampler(pipe, len(part), config.steps)  # the weights' own, or an inference-time safety
+            extra = {**call_kwargs(pipe), **extra}  # SD3/Flux: the model's size and T5 length
             out = draw(prompt=[jobs[i][0] for i in part],
                        generator=[torch.Generator().manual_seed(jobs[i][1]) for i in part],
                        num_inference_steps=config.steps, guidance_scale=guidance, output_type="pil", **extra)

@@ -2,8 +2,17 @@
 factors back as a `LoRA`, and removing it so the model is a plain diffusers/transformers model again.
 
 UNet targets follow the Stable Diffusion recipes (attention projections; ESD-x: cross-attention only;
-ESD-u: everything but cross-attention). Text-encoder targets are CLIP's attention projections
-(q/k/v/out_proj), as diffusers' and kohya's text-encoder LoRA recipes use.
+ESD-u: everything but cross-attention). Transformer targets (SD3's MMDiT, Flux) mean the same on
+joint attention, where text and image tokens attend together and each stream has its own projections:
+
+    attn       every attention projection of both streams (diffusers' DreamBooth-LoRA targets for SD3 and
+               Flux: to_q/k/v/out.0 and add_q/k/v_proj/to_add_out; Flux's single blocks: to_q/k/v)
+    xattn      the text stream's projections (add_q/k/v_proj, to_add_out): the way the prompt enters the
+               image, as cross-attention's are in a UNet (UCE on MMDiT edits add_k/v_proj for this reason)
+    non-xattn  the image stream's attention and feed-forward (and Flux's single-stream blocks)
+
+Text-encoder targets are CLIP's attention projections (q/k/v/out_proj), as diffusers' and kohya's
+text-encoder LoRA recipes use.
 """
 from __future__ import annotations
 
@@ -21,13 +30,24 @@ UNET_TARGETS = {
     "xattn": r"attn2\.(to_q|to_k|to_v|to_out\.0)$",
     "non-xattn": r"(attn1\.(to_q|to_k|to_v|to_out\.0)|ff\.net\.0\.proj|ff\.net\.2)$",
 }
+TRANSFORMER_TARGETS = {
+    "attn": r"blocks\.\d+\.attn\.(to_q|to_k|to_v|to_out\.0|add_q_proj|add_k_proj|add_v_proj|to_add_out)$",
+    "xattn": r"blocks\.\d+\.attn\.(add_q_proj|add_k_proj|add_v_proj|to_add_out)$",
+    "non-xattn": r"blocks\.\d+\.(attn\.(to_q|to_k|to_v|to_out\.0)|ff\.net\.0\.proj|ff\.net\.2|proj_mlp|proj_out)$",
+}
 TEXT_ENCODER_TARGETS = r"self_attn\.(q_proj|k_proj|v_proj|out_proj)$"
 
 
+def is_transformer(model) -> bool:
+    """Is the denoiser a diffusion transformer (SD3, Flux) rather than a UNet?"""
+    return hasattr(model, "transformer_blocks")
+
+
 def target_modules(model, pattern: str, what: str = "UNet") -> list[str]:
-    """Names of `model`'s modules matching `pattern` (a regex, or a key of UNET_TARGETS)."""
+    """Names of `model`'s modules matching `pattern` (a regex, or a key of UNET_TARGETS, which means
+    TRANSFORMER_TARGETS' pattern of that name on a transformer)."""
     if pattern in UNET_TARGETS:
-        pattern = UNET_TARGETS[pattern]
+        pattern = (TRANSFORMER_TARGETS if is_transformer(model) else UNET_TARGETS)[pattern]
     names = [n for n, _ in model.named_modules() if re.search(pattern, n)]
     if not names:
         raise SafetuneError(f"no {what} module matches targets {pattern!r}; choose one of {sorted(UNET_TARGETS)}")

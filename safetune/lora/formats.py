@@ -1,8 +1,10 @@
 """LoRA file layouts, kept apart from applying them (as diffusers keeps its conversions).
 
-Read: diffusers/peft ("unet.X.lora_A.weight"), older diffusers ("X.lora.down.weight", attention
-processor names) and kohya ("lora_unet_X.lora_down.weight" with ".alpha", as AUTOMATIC1111 and
-ComfyUI use). Written: diffusers (alpha/rank folded into B, so `pipe.load_lora_weights(file)` gives
+Read: diffusers/peft ("unet.X.lora_A.weight", "transformer.X..." for SD3 and Flux), older diffusers
+("X.lora.down.weight", attention processor names), kohya ("lora_unet_X.lora_down.weight" with
+".alpha", as AUTOMATIC1111 and ComfyUI use) and, for Flux, the layouts named after Black Forest
+Labs' modules ("double_blocks", "single_blocks": kohya, ComfyUI, XLabs), through diffusers' own
+conversion (`FluxPipeline.lora_state_dict`). Written: diffusers (alpha/rank folded into B, so `pipe.load_lora_weights(file)` gives
 exactly delta W = B @ A whatever alpha the loader assumes) or kohya (".alpha" = rank: scale 1).
 """
 from __future__ import annotations
@@ -13,7 +15,7 @@ import torch
 
 from ..errors import SafetuneError
 
-COMPONENTS = ("unet", "text_encoder", "text_encoder_2")
+COMPONENTS = ("unet", "transformer", "text_encoder", "text_encoder_2", "text_encoder_3")
 _KOHYA_PREFIX = {"lora_unet_": "unet", "lora_te1_": "text_encoder", "lora_te2_": "text_encoder_2",
                  "lora_te_": "text_encoder"}
 FORMATS = ("diffusers", "kohya")
@@ -23,6 +25,8 @@ def parse_state_dict(state: dict[str, torch.Tensor], source: str = "LoRA") -> di
     """Factors {module: (A, B)} with any alpha folded into B, from any layout above, every module under
     its one canonical name (diffusers' module path). Two entries naming one module (e.g. the same module
     in two layouts) and non-finite weights are refused: a merge would silently drop one, or poison the model."""
+    if any(re.search(r"(^|[._])(double|single)_blocks[._]", k) for k in state):
+        state = _flux_to_diffusers(state, source)
     downs, ups, alphas, unknown, origin = {}, {}, {}, [], {}
     for key, value in state.items():
         name, kind = _parse_key(key)
@@ -51,6 +55,19 @@ def parse_state_dict(state: dict[str, torch.Tensor], source: str = "LoRA") -> di
         scale = alphas[name] / a.shape[0] if name in alphas else 1.0
         factors[name] = (a.float(), b.float() * scale)
     return factors
+
+
+def _flux_to_diffusers(state: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
+    """A Flux LoRA in Black Forest Labs' module names (kohya, ComfyUI, XLabs) in diffusers' names, as
+    `FluxPipeline.load_lora_weights` converts it (fused qkv split, alpha folded in)."""
+    from diffusers import FluxPipeline
+
+    try:
+        converted = FluxPipeline.lora_state_dict({k: v.clone() for k, v in state.items()})
+    except (ValueError, KeyError, AssertionError, RuntimeError) as exc:
+        raise SafetuneError(f"{source}: a Flux LoRA in a layout diffusers cannot convert ({exc}); "
+                            "save it in diffusers' layout (transformer.X.lora_A.weight)") from None
+    return converted[0] if isinstance(converted, tuple) else converted
 
 
 # The segments of diffusers' and transformers' module paths that hold an underscore: kohya's keys
@@ -111,7 +128,10 @@ def to_state_dict(factors: dict[str, tuple[torch.Tensor, torch.Tensor]], layout:
             out[f"{name}.lora_B.weight"] = b.contiguous()
             continue
         component, _, module = name.partition(".")
-        prefix = {"unet": "lora_unet_", "text_encoder": "lora_te_", "text_encoder_2": "lora_te2_"}[component]
+        prefix = {"unet": "lora_unet_", "text_encoder": "lora_te_", "text_encoder_2": "lora_te2_"}.get(component)
+        if prefix is None:
+            raise SafetuneError(f"the kohya layout names UNet-family modules; {name} is a {component}'s "
+                                "(SD3/Flux): write it in the diffusers layout, which their loaders read")
         key = prefix + module.replace(".", "_")
         out[f"{key}.lora_down.weight"] = a.contiguous()
         out[f"{key}.lora_up.weight"] = b.contiguous()

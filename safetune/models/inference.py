@@ -18,6 +18,7 @@ from ..errors import SafetuneError
 
 ATTRIBUTE, FILE = "safetune_inference", "safetune_inference.json"
 PAPER_STEPS = 50
+FLUX_TRUE_CFG = 4.0  # true classifier-free guidance for the negative prompt on Flux (our choice; Flux-dev has no CFG of its own)
 # the paper's hyper-parameter sets (also diffusers' SafetyConfig): warmup, guidance, threshold, momentum, beta
 SLD_LEVELS = {"weak": (15, 20, 0.0, 0.0, 0.0), "medium": (10, 1000, 0.01, 0.3, 0.4),
               "strong": (7, 2000, 0.025, 0.5, 0.7), "max": (0, 5000, 1.0, 0.5, 0.7)}
@@ -55,6 +56,8 @@ def sampler(pipe, n_prompts: int, steps: int) -> tuple[object, dict]:
     if not how:
         return pipe, {}
     if how["kind"] == "negative":
+        if type(pipe).__name__ == "FluxPipeline":  # guidance-distilled: a negative prompt acts only through true CFG
+            return pipe, {"negative_prompt": [how["concept"]] * n_prompts, "true_cfg_scale": FLUX_TRUE_CFG}
         return pipe, {"negative_prompt": [how["concept"]] * n_prompts}
     from diffusers import StableDiffusionPipelineSafe
 

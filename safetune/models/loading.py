@@ -39,16 +39,17 @@ def resolve_model(model: str | None) -> str:
                         "a hub id like 'CompVis/stable-diffusion-v1-4', 'shapes' or 'shapes-nostar'")
 
 
-SUPPORTED_PIPELINES = {"StableDiffusionPipeline": "SD 1.x and 2.x", "StableDiffusionXLPipeline": "SDXL"}
+SUPPORTED_PIPELINES = {"StableDiffusionPipeline": "SD 1.x and 2.x", "StableDiffusionXLPipeline": "SDXL",
+                       "StableDiffusion3Pipeline": "SD3", "FluxPipeline": "Flux"}
 
 
 def check_family(model: str, pipeline_class: str) -> None:
-    """Refuse, in one line, a pipeline of a family safetune does not train (its UNet-based
-    conditioning and LoRA targets would fail deep inside with a TypeError)."""
+    """Refuse, in one line, a pipeline of a family safetune does not train (its conditioning and LoRA
+    targets would fail deep inside with a TypeError)."""
     if pipeline_class not in SUPPORTED_PIPELINES:
         families = ", ".join(f"{v} ({k})" for k, v in SUPPORTED_PIPELINES.items())
         raise SafetuneError(f"{model}: a {pipeline_class or 'pipeline without a _class_name'}; safetune supports "
-                            f"{families}; transformer families (SD3, Flux) are not supported yet")
+                            f"{families}")
 
 
 def load_pipeline(model: str | None = None, device: str = "cpu", dtype=None, revision: str | None = None,

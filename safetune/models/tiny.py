@@ -156,7 +156,10 @@ def assemble_pipeline(components: dict):
 def tiny_random_pipeline(family: str = "sd1", seed: int = 0):
     """A randomly initialised pipeline of a real family at miniature size, for tests and smoke runs:
     'sd1' (epsilon), 'sd2' (v-prediction, linear projections, per-block heads), 'sdxl' (two text
-    encoders, pooled text + size conditioning)."""
+    encoders, pooled text + size conditioning), 'sd3' (MMDiT, two CLIPs + T5, rectified flow) and
+    'flux' (double- and single-stream blocks, CLIP pooled + T5, guidance embedding, packed latents).
+    The T5 encoders read the same word-level vocabulary as the CLIPs (a CLIPTokenizer stands in for
+    T5's sentencepiece one, which cannot be built without a download)."""
     import tempfile
 
     import torch
@@ -200,4 +203,40 @@ def tiny_random_pipeline(family: str = "sd1", seed: int = 0):
         return StableDiffusionXLPipeline(vae=vae, text_encoder=CLIPTextModel(CLIPTextConfig(**text_kwargs)),
                                          text_encoder_2=CLIPTextModelWithProjection(CLIPTextConfig(**text_kwargs)),
                                          tokenizer=tokenizer, tokenizer_2=tokenizer, unet=unet, scheduler=scheduler)
-    raise ValueError(f"unknown family {family!r}; choose sd1, sd2 or sdxl")
+    if family in ("sd3", "flux"):
+        return _tiny_transformer_pipeline(family, tokenizer, text_kwargs)
+    raise ValueError(f"unknown family {family!r}; choose sd1, sd2, sdxl, sd3 or flux")
+
+
+def _tiny_transformer_pipeline(family: str, tokenizer, text_kwargs: dict):
+    from diffusers import (
+        AutoencoderKL,
+        FluxPipeline,
+        FluxTransformer2DModel,
+        FlowMatchEulerDiscreteScheduler,
+        SD3Transformer2DModel,
+        StableDiffusion3Pipeline,
+    )
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, T5Config, T5EncoderModel
+
+    t5 = T5EncoderModel(T5Config(vocab_size=len(tokenizer.get_vocab()), d_model=64, d_kv=16, d_ff=128, num_layers=2,
+                                 num_heads=4, relative_attention_num_buckets=8, pad_token_id=tokenizer.pad_token_id,
+                                 eos_token_id=tokenizer.eos_token_id, decoder_start_token_id=0))
+    vae = AutoencoderKL(**VAE_CONFIG, shift_factor=0.1, scaling_factor=1.5)
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0)
+    if family == "sd3":
+        transformer = SD3Transformer2DModel(
+            sample_size=RESOLUTION // 4, patch_size=2, in_channels=4, out_channels=4, num_layers=2,
+            attention_head_dim=16, num_attention_heads=2, joint_attention_dim=64, caption_projection_dim=32,
+            pooled_projection_dim=64, pos_embed_max_size=16)
+        return StableDiffusion3Pipeline(
+            transformer=transformer, scheduler=scheduler, vae=vae, tokenizer=tokenizer, tokenizer_2=tokenizer,
+            tokenizer_3=tokenizer, text_encoder=CLIPTextModelWithProjection(CLIPTextConfig(**text_kwargs)),
+            text_encoder_2=CLIPTextModelWithProjection(CLIPTextConfig(**text_kwargs)), text_encoder_3=t5)
+    transformer = FluxTransformer2DModel(
+        patch_size=1, in_channels=4 * 4, num_layers=1, num_single_layers=1, attention_head_dim=16,
+        num_attention_heads=2, joint_attention_dim=64, pooled_projection_dim=32, guidance_embeds=True,
+        axes_dims_rope=[4, 4, 8])
+    return FluxPipeline(transformer=transformer, scheduler=scheduler, vae=vae, tokenizer=tokenizer,
+                        tokenizer_2=tokenizer, text_encoder=CLIPTextModel(CLIPTextConfig(**text_kwargs)),
+                        text_encoder_2=t5)

@@ -13,7 +13,7 @@ from pathlib import Path
 from ..config import SHAPES_CONCEPTS, AblationConfig, TrainConfig
 from ..errors import SafetuneError
 from ..lora.weights import LoRA
-from ..models.conditioning import encode_text, sample_latents, training_scheduler
+from ..models.conditioning import denoiser, encode_text, sample_latents, training_scheduler
 from ..train import run_stage
 from .losses import AblationLoss
 
@@ -33,4 +33,4 @@ def ablate_lora(pipe, concepts: list[str], config: TrainConfig, settings: Ablati
     loss = AblationLoss(x0, encode_text(pipe, concepts), encode_text(pipe, [settings.anchor]),
                         training_scheduler(pipe), config.batch_size)
     identity = {"method": "ca", "concepts": concepts, "settings": asdict(settings), **(identity or {})}
-    return run_stage(pipe.unet, loss, config, checkpoint_dir, desc="align ca", identity=identity)
+    return run_stage(denoiser(pipe), loss, config, checkpoint_dir, desc="align ca", identity=identity)

@@ -44,11 +44,13 @@ from ..checkpoint import batch_rand, batch_randint
 from ..config import DistillConfig, TrainConfig
 from ..errors import SafetuneError
 from ..models.conditioning import (
+    denoiser,
     Cond,
     caption_ids,
     encode_images,
     encode_text,
-    is_sdxl,
+    FAMILY_NAMES,
+    family_of,
     noised,
     predict,
     sample_latents,
@@ -164,13 +166,13 @@ def distill_train(pipe, clean: tuple, concepts: list[str], distill, config: Trai
     """Distort-and-distill (module docstring): the UNet (and text encoder) of `pipe` are distorted, then
     trained in place, full weights, to match the undistorted model on the retain set `clean`
     (`harmful`: images and captions for the optional tamper term, harm_margin > 0)."""
-    if distill.text_encoder and is_sdxl(pipe):
-        raise SafetuneError("dd: distilling SDXL's two text encoders is not supported yet; give --set "
-                            "text_encoder=false (distort and distill the UNet alone)")
+    if distill.text_encoder and family_of(pipe) != "sd":
+        raise SafetuneError(f"dd: distilling the text encoders of {FAMILY_NAMES[family_of(pipe)]} is not supported yet; "
+                            "give --set text_encoder=false (distort and distill the denoiser alone)")
     if distill.harm_margin > 0 and harmful is None:
         raise SafetuneError("harm_margin > 0 needs harmful images (--harmful-data) for the tamper term")
     images, texts = clean
-    teacher = copy.deepcopy(pipe.unet).requires_grad_(False).eval()
+    teacher = copy.deepcopy(denoiser(pipe)).requires_grad_(False).eval()
     latents = encode_images(pipe, images)
     teacher_cond, teacher_uncond = encode_text(pipe, texts), encode_text(pipe, [""])
     concept_latents = None
@@ -178,7 +180,7 @@ def distill_train(pipe, clean: tuple, concepts: list[str], distill, config: Trai
         prompts = [concepts[i % len(concepts)] for i in range(128)]
         concept_latents = sample_latents(pipe, prompts, seed=config.seed + 17)
     if distill.unet:
-        distort_(pipe.unet, distill.noise, distill.shrink, config.seed)
+        distort_(denoiser(pipe), distill.noise, distill.shrink, config.seed)
     if distill.text_encoder:
         distort_(pipe.text_encoder, distill.noise, distill.shrink, config.seed + 1)
     def ids(captions):  # token ids feed a distilled text encoder; without one, a placeholder per caption
@@ -192,6 +194,6 @@ def distill_train(pipe, clean: tuple, concepts: list[str], distill, config: Trai
                              uncond_ids=ids([""]), student_uncond=encode_text(pipe, [""]),
                              concept_latents=concept_latents, concept_ids=ids(concepts),
                              student_concept=encode_text(pipe, concepts), harmful=harm)
-    run_stage(pipe.unet, loss, replace(config, mode="full", train_text_encoder=distill.text_encoder), checkpoint_dir,
+    run_stage(denoiser(pipe), loss, replace(config, mode="full", train_text_encoder=distill.text_encoder), checkpoint_dir,
               on_save=on_save, desc="align dd", text_encoder=pipe.text_encoder,
               identity={"distill": asdict(distill), "concepts": concepts, **(identity or {})})

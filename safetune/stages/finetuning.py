@@ -7,7 +7,7 @@ from typing import Callable
 
 from ..config import TrainConfig
 from ..lora.weights import LoRA, merge_into
-from ..models.conditioning import caption_ids, encode_images, encode_text, training_scheduler
+from ..models.conditioning import caption_ids, denoiser, encode_images, encode_text, training_scheduler
 from ..train import run_stage
 from .losses import DenoisingLoss
 
@@ -25,5 +25,5 @@ def finetune(pipe, images, texts: list[str], config: TrainConfig, on_top: list[t
     cond = encode_text(pipe, texts)
     input_ids = caption_ids(pipe, texts) if config.train_text_encoder else None
     loss = DenoisingLoss(latents, cond, training_scheduler(pipe), config.batch_size, input_ids=input_ids)
-    return run_stage(pipe.unet, loss, config, checkpoint_dir, on_save=on_save, desc=desc or f"finetune {config.mode}",
+    return run_stage(denoiser(pipe), loss, config, checkpoint_dir, on_save=on_save, desc=desc or f"finetune {config.mode}",
                      text_encoder=pipe.text_encoder if config.train_text_encoder else None, identity=identity)

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from ..checkpoint import batch_randint
 from ..config import TrainConfig
 from ..errors import SafetuneError
-from ..models.conditioning import (Cond, caption_ids, denoising_target, encode_images, noised, predict,
+from ..models.conditioning import (denoiser, require_family, Cond, caption_ids, denoising_target, encode_images, noised, predict,
                                    training_scheduler)
 from ..train import train
 
@@ -34,6 +34,7 @@ class InversionLoss:
     token embedding, so every other token and weight stays as it was."""
 
     def __init__(self, pipe, latents: torch.Tensor, captions: list[str], token_id: int, batch_size: int):
+        require_family(pipe, ("sd",), "concept inversion", "it learns a token of one CLIP text encoder")
         embedding = pipe.text_encoder.get_input_embeddings()
         self.vector = torch.nn.Parameter(embedding.weight[token_id].detach().clone())
         self.text_encoder, self.latents, self.batch_size = pipe.text_encoder, latents, batch_size
@@ -100,7 +101,7 @@ def invert(pipe, images: torch.Tensor, texts: list[str], words: tuple[str, ...],
     latents = encode_images(pipe, images)
     loss = InversionLoss(pipe, latents, captions, add_token(pipe, token), config.batch_size)
     try:
-        train(pipe.unet, loss, replace(config, mode="token", train_text_encoder=False), on_save=on_save, desc=desc)
+        train(denoiser(pipe), loss, replace(config, mode="token", train_text_encoder=False), on_save=on_save, desc=desc)
     finally:
         loss.close()
     return loss.vector.detach().clone()

@@ -45,7 +45,7 @@ from ..config import ForgettingConfig, TrainConfig
 from ..options import check
 from ..errors import SafetuneError
 from ..lora.weights import LoRA
-from ..models.conditioning import denoising_target, draw_noise, encode_images, encode_text, predict, training_scheduler
+from ..models.conditioning import denoiser, denoising_target, draw_noise, encode_images, encode_text, predict, predicted_x0, training_scheduler
 from ..train import run_stage
 from .losses import attacked_error, with_params
 
@@ -92,8 +92,7 @@ class ForgettingLoss:
         xt = self.scheduler.add_noise(x0, forward_noise, t)
         pred = predict(unet, xt, t, cond)
         mse = F.mse_loss(pred.float(), denoising_target(self.scheduler, x0, noise, t).float())
-        abar = self.scheduler.alphas_cumprod.to(x0.device)[t].view(-1, 1, 1, 1)
-        x0_hat = (xt - (1 - abar).sqrt() * pred) / abar.sqrt()
+        x0_hat = predicted_x0(self.scheduler, xt, pred, t)
         if self.config.variant == "lt":
             x0_hat = x0_hat + self.config.lt_shift if cls == "clean" else -x0_hat - self.config.lt_shift
         return mse, x0_hat.flatten(1).float()
@@ -146,6 +145,6 @@ def forgetting_train(pipe, clean: tuple, harmful: tuple, forgetting, config: Tra
     loss = ForgettingLoss(encode_images(pipe, clean_images), encode_text(pipe, clean_texts),
                           encode_images(pipe, harm_images), encode_text(pipe, harm_texts),
                           training_scheduler(pipe), config.batch_size, forgetting)
-    return run_stage(pipe.unet, loss, config, checkpoint_dir, on_save=on_save,
+    return run_stage(denoiser(pipe), loss, config, checkpoint_dir, on_save=on_save,
                      desc=f"align {forgetting.variant} ({forgetting.mode})",
                      identity={"forgetting": asdict(forgetting), **(identity or {})})

@@ -7,7 +7,7 @@ from pathlib import Path
 from ..config import ESD_X, SafetyLoraConfig, TrainConfig  # noqa: F401 (ESD_X re-exported)
 from ..errors import SafetuneError
 from ..lora.weights import LoRA
-from ..models.conditioning import encode_text, sample_latents, training_scheduler
+from ..models.conditioning import denoiser, encode_text, sample_latents, training_scheduler
 from ..train import run_stage
 from .losses import ESDLoss, SDDLoss
 
@@ -39,7 +39,7 @@ def align_lora(pipe, method: str, concepts: list[str], config: TrainConfig, sett
     else:
         loss = SDDLoss(x0, cond, uncond, scheduler, config.batch_size, ema_decay=settings.sdd_ema)
     identity = {"method": method, "concepts": concepts, "settings": asdict(settings), **(identity or {})}
-    return run_stage(pipe.unet, loss, config, checkpoint_dir, desc=f"align {method}", identity=identity)
+    return run_stage(denoiser(pipe), loss, config, checkpoint_dir, desc=f"align {method}", identity=identity)
 
 
 def cached_safety_lora(base, method: str, concepts: list[str], config: TrainConfig, path: Path,

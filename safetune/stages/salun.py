@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from ..checkpoint import batch_randint
 from ..config import SalUnConfig, TrainConfig
-from ..models.conditioning import denoising_target, encode_images, encode_text, noised, predict, training_scheduler
+from ..models.conditioning import denoiser, denoising_target, encode_images, encode_text, noised, predict, training_scheduler
 from ..train import run_stage
 from .losses import DenoisingLoss
 
@@ -90,15 +90,15 @@ def salun_train(pipe, concepts: list[str], clean: tuple, harmful: tuple, setting
     scheduler = training_scheduler(pipe)
     concept_latents = encode_images(pipe, harmful[0])
     concept_cond, uncond = encode_text(pipe, concepts), encode_text(pipe, [""])
-    mask = saliency_mask(pipe.unet, concept_latents, concept_cond, uncond, scheduler, settings, config.batch_size,
+    mask = saliency_mask(denoiser(pipe), concept_latents, concept_cond, uncond, scheduler, settings, config.batch_size,
                          config.seed + 23)
     retain = DenoisingLoss(encode_images(pipe, clean[0]), encode_text(pipe, clean[1]), scheduler, config.batch_size)
     loss = SalUnLoss(concept_latents, concept_cond, encode_text(pipe, [settings.anchor]), retain, scheduler,
                      config.batch_size, settings.retain_weight)
-    params = dict(pipe.unet.requires_grad_(True).named_parameters())  # a hook needs a tensor that takes gradients
+    params = dict(denoiser(pipe).requires_grad_(True).named_parameters())  # a hook needs a tensor that takes gradients
     hooks = [params[name].register_hook(lambda grad, m=m: grad * m.to(grad.dtype)) for name, m in mask.items()]
     try:
-        run_stage(pipe.unet, loss, replace(config, mode="full", train_text_encoder=False), checkpoint_dir,
+        run_stage(denoiser(pipe), loss, replace(config, mode="full", train_text_encoder=False), checkpoint_dir,
                   desc="align salun", identity={"method": "salun", "concepts": concepts,
                                                 "settings": asdict(settings), **(identity or {})})
     finally:

@@ -19,7 +19,7 @@ import torch
 from ..config import UCEConfig
 from ..errors import SafetuneError
 from ..lora.weights import LoRA
-from ..models.conditioning import encode_text
+from ..models.conditioning import encode_text, require_family
 
 EDITED = ("attn2.to_k", "attn2.to_v")  # the projections of the text states in cross-attention
 
@@ -58,6 +58,9 @@ def uce_lora(pipe, concepts: list[str], settings: UCEConfig | None = None) -> Lo
     settings = settings or UCEConfig()
     if not concepts or not all(c.strip() for c in concepts):
         raise SafetuneError("give at least one non-empty --concept prompt")
+    require_family(pipe, ("sd", "sdxl"), "uce/rece", "their closed form edits cross-attention, whose keys and values "
+                   "read the text encoder's output alone; joint attention reads it through timestep-modulated "
+                   "layers. Use esd-x, which trains the text stream's projections")
     weights = {name: m.weight.double() for name, m in pipe.unet.named_modules() if name.endswith(EDITED)}
     if not weights:
         raise SafetuneError("uce: this UNet has no cross-attention key/value projections (attn2.to_k/to_v)")

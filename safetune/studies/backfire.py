@@ -29,6 +29,7 @@ from ..evaluation.detectors import load_detector
 from ..evaluation.metrics import across_seeds, resurgence
 from ..io import write_json
 from ..lora.weights import LoRA, merged
+from ..models.conditioning import image_size
 from ..models.loading import load_pipeline
 from ..report import write_study
 from ..stages import ESD_X, finetune
@@ -184,7 +185,7 @@ def run_backfire(out: Path, config: BackfireConfig, model: str = "shapes") -> di
     results = {"study": "backfire", "model": model, "config": asdict(config), "models": {}}
     results["base"] = previous.get("base") or evaluate(base, "base", EVAL_SETS)
     write_json(results_path, results)
-    resolution = base.unet.config.sample_size * base.vae_scale_factor
+    resolution = image_size(base)
     data = {d: load_training_data(d, resolution, n=config.n_data, seed=config.data_seed) for d in config.domains}
 
     def runs_of(name: str, start_pipe, ways: dict[str, tuple[list, list]], entry: dict) -> None:

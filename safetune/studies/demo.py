@@ -18,6 +18,7 @@ from ..evaluation.detectors import load_detector
 from ..evaluation.grid import GridLayout, compare_grids
 from ..evaluation.metrics import newcombe_interval
 from ..io import save_image, write_json
+from ..models.conditioning import image_size
 from ..models.loading import ASSETS, SHIPPED_MODEL, load_pipeline
 from ..report import fmt_ci, metrics_table, write_report
 
@@ -83,7 +84,7 @@ def run_demo(out: Path, config: SamplingConfig, prompts_per_set: int = 40, inclu
                  study.methods[0], ", ".join(study.ways), study.domains[0], max(study.save_at), out / "backfire")
         backfire = run_backfire(out / "backfire", study)
         results["backfire"] = "backfire/results.json"
-        resolution = pipe.unet.config.sample_size * pipe.vae_scale_factor
+        resolution = image_size(pipe)
         results["comparison"] = write_comparison(out, backfire, sets["harmful"], resolution)
         write_json(out / "results.json", results)
     write_report(out, render_demo(results, backfire))

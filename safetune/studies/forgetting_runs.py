@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..config import TrainConfig
+from ..models.conditioning import image_size
 from ..models.inference import save_inference
 from ..options import from_dict
 from ..data.folder import load_training_data
@@ -117,7 +118,7 @@ class _Context:
         self.config, self.out = config, out
         self.base = load_pipeline(model)
         self.evaluate = Evaluator(config, out)
-        resolution = self.base.unet.config.sample_size * self.base.vae_scale_factor
+        resolution = image_size(self.base)
         self.clean = load_training_data("clean", resolution, n=config.n_data, seed=config.seed)
         self.harmful = load_training_data("harmful", resolution, n=config.n_data, seed=config.seed + 1)
         self.domains = {d: load_training_data(d, resolution, n=config.n_data, seed=config.seed)

@@ -44,6 +44,7 @@ from ..evaluation import evaluate_prompts
 from ..evaluation.detectors import load_detector
 from ..io import atomic_dir, write_json
 from ..lora.weights import LoRA
+from ..models.conditioning import image_size
 from ..models.inference import save_inference
 from ..models.loading import load_pipeline
 from ..report import write_study
@@ -250,7 +251,7 @@ class _Context:
     def __init__(self, model: str, config: RelearnConfig):
         self.base = load_pipeline(model)
         recipes = config.recipes
-        resolution = self.base.unet.config.sample_size * self.base.vae_scale_factor
+        resolution = image_size(self.base)
         self.data = {"clean": load_training_data("clean", resolution, n=recipes.n_data, seed=recipes.seed),
                      "harmful": load_training_data("harmful", resolution, n=recipes.n_data, seed=recipes.seed + 1),
                      LEARN_DOMAIN: load_training_data(LEARN_DOMAIN, resolution, n=recipes.n_data, seed=recipes.seed)}

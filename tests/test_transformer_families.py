@@ -1,0 +1,229 @@
+"""SD3 and Flux (issue 23): rectified-flow training, joint-attention LoRA targets, diffusers' LoRA
+layouts and every command, on tiny pipelines built from config with random weights (no download)."""
+import copy
+
+import pytest
+import torch
+
+from safetune.cli import main
+from safetune.config import SafetyLoraConfig, TrainConfig
+from safetune.errors import SafetuneError
+from safetune.lora.weights import LoRA, merged, pipeline_modules
+from safetune.models.conditioning import (
+    FlowMatching,
+    denoiser,
+    denoising_target,
+    encode_text,
+    family_of,
+    noised,
+    predict,
+    predicted_x0,
+    training_scheduler,
+)
+from safetune.models.tiny import tiny_random_pipeline
+from safetune.stages import align_lora
+
+FAMILIES = ["sd3", "flux"]
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
+def pipe(request):
+    pipe = tiny_random_pipeline(request.param)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def test_the_flow_target_is_what_diffusers_samples_back_to_x0(pipe):
+    """x_t as diffusers' own scheduler noises it, and a perfect prediction of our target, stepped by the
+    pipeline's sampler down to sigma 0, gives x0 back (a wrong sign or scale of the target would not)."""
+    scheduler = training_scheduler(pipe)
+    assert isinstance(scheduler, FlowMatching) and family_of(pipe) in FAMILIES
+    gen = torch.Generator().manual_seed(0)
+    x0 = torch.randn(4, 4, 8, 8, generator=gen)
+    xt, noise, t = noised(scheduler, x0, gen)
+    reference = type(pipe.scheduler).from_config(pipe.scheduler.config)
+    for i in range(len(x0)):
+        ours = xt[i:i + 1]
+        theirs = reference.scale_noise(x0[i:i + 1], t[i:i + 1], noise[i:i + 1])
+        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+    target = denoising_target(scheduler, x0, noise, t)
+    torch.testing.assert_close(predicted_x0(scheduler, xt, target, t), x0, rtol=1e-4, atol=1e-4)
+    sampler = type(pipe.scheduler).from_config(pipe.scheduler.config, shift=1.0)  # sigma_t is shifted already
+    sampler.set_timesteps(sigmas=[float(t[0]) / 1000], device="cpu")  # one Euler step from sigma_t to 0
+    assert sampler.sigmas.tolist() == pytest.approx([float(t[0]) / 1000, 0.0])
+    stepped = sampler.step(target[:1], sampler.timesteps[0], xt[:1]).prev_sample
+    torch.testing.assert_close(stepped, x0[:1], rtol=1e-4, atol=1e-4)
+
+
+def test_flux_prediction_packs_latents_as_its_pipeline_does():
+    """`predict` on Flux (2x2 patches as tokens, position ids) equals the transformer called the way
+    FluxPipeline calls it, unpacked as it unpacks."""
+    from diffusers import FluxPipeline
+
+    flux = tiny_random_pipeline("flux")
+    cond = encode_text(flux, ["a star", "a red circle"])
+    gen = torch.Generator().manual_seed(1)
+    xt = torch.randn(2, 4, 8, 8, generator=gen)
+    t = torch.tensor([700.0, 250.0])
+    with torch.no_grad():
+        ours = predict(flux.transformer, xt, t, cond)
+        packed = FluxPipeline._pack_latents(xt, 2, 4, 8, 8)
+        ids = FluxPipeline._prepare_latent_image_ids(2, 4, 4, "cpu", xt.dtype)
+        theirs = flux.transformer(hidden_states=packed, timestep=t / 1000, guidance=cond.added["guidance"],
+                                  pooled_projections=cond.added["pooled_projections"], encoder_hidden_states=cond.hidden,
+                                  txt_ids=torch.zeros(cond.hidden.shape[1], 3), img_ids=ids).sample
+        theirs = FluxPipeline._unpack_latents(theirs, 32, 32, flux.vae_scale_factor)
+    torch.testing.assert_close(ours, theirs)
+    assert ours.shape == xt.shape and not torch.allclose(ours[0], ours[1])
+
+
+def test_esd_x_trains_the_text_stream_and_erases_the_concept_more_than_a_clean_prompt(pipe):
+    """ESD-x on joint attention: the LoRA sits on the text stream's projections only, and it moves the
+    concept's prediction toward its erasure target e_u - (e_c - e_u) much more than it moves a clean
+    prompt's toward that prompt's own (measured: SD3 53% vs 18% closer, Flux 22% vs -1%)."""
+    cfg = TrainConfig(steps=40, lr=1e-2, batch_size=4, mode="lora", targets="xattn", checkpoint_every=10**9)
+    safe = align_lora(copy.deepcopy(pipe), "esd-x", ["a star"], cfg, SafetyLoraConfig(concept_samples=4))
+    assert safe.factors and all(n.startswith("transformer.") and ".attn." in n and
+                                n.rsplit(".", 1)[-1] in ("add_q_proj", "add_k_proj", "add_v_proj", "to_add_out")
+                                for n in safe.factors)
+    gen = torch.Generator().manual_seed(0)
+    xt, _, t = noised(training_scheduler(pipe), torch.randn(16, 4, 8, 8, generator=gen), gen)
+    model, empty = denoiser(pipe), encode_text(pipe, [""]).repeat(16)
+    closer = {}
+    with torch.no_grad():
+        for prompt in ("a star", "a red circle"):
+            c = encode_text(pipe, [prompt]).repeat(16)
+            e_u, e_c = predict(model, xt, t, empty), predict(model, xt, t, c)
+            target = 2 * e_u - e_c
+            with merged(pipe, [(safe, 1.0)]):
+                after = predict(model, xt, t, c)
+            closer[prompt] = 1 - float((after - target).norm() / (e_c - target).norm())
+    assert closer["a star"] > 0.15 and closer["a star"] > 2 * max(closer["a red circle"], 0.0), closer
+
+
+def test_a_flux_lora_in_black_forest_labs_names_reads_as_diffusers_loads_it(tmp_path):
+    """A kohya-style Flux LoRA (fused qkv of `double_blocks`) is converted as diffusers converts it:
+    the weights safetune merges equal those of plain FluxPipeline.load_lora_weights + fuse_lora."""
+    from safetensors.torch import save_file
+
+    flux = tiny_random_pipeline("flux")
+    gen = torch.Generator().manual_seed(2)
+    dim, rank = 32, 4
+    state = {}
+    for key, out in (("lora_unet_double_blocks_0_img_attn_qkv", 3 * dim), ("lora_unet_double_blocks_0_txt_attn_qkv", 3 * dim),
+                     ("lora_unet_double_blocks_0_img_attn_proj", dim)):
+        state[f"{key}.lora_down.weight"] = torch.randn(rank, dim, generator=gen) * 0.1
+        state[f"{key}.lora_up.weight"] = torch.randn(out, rank, generator=gen) * 0.1
+        state[f"{key}.alpha"] = torch.tensor(2.0)
+    save_file(state, str(tmp_path / "kohya_flux.safetensors"))
+    lora = LoRA.load(tmp_path / "kohya_flux.safetensors")
+    assert {n.split(".attn.")[-1] for n in lora.factors} == {"to_q", "to_k", "to_v", "to_out.0", "add_q_proj",
+                                                               "add_k_proj", "add_v_proj"}
+    ours = copy.deepcopy(flux)
+    with merged(ours, [(lora, 1.0)]):
+        mine = {n: pipeline_modules(ours)[n].weight.clone() for n in lora.factors}
+    plain = copy.deepcopy(flux)
+    plain.load_lora_weights(str(tmp_path / "kohya_flux.safetensors"))
+    plain.fuse_lora()
+    plain.unload_lora_weights()
+    theirs = pipeline_modules(plain)
+    for name, weight in mine.items():
+        torch.testing.assert_close(weight, theirs[name].weight, rtol=1e-5, atol=1e-6)
+
+
+def test_a_lora_saved_by_diffusers_own_scripts_composes_and_the_guard_reads_it(pipe, tmp_path):
+    """The DreamBooth-LoRA scripts' layout (peft adapter, `save_lora_weights`): safetune reads it, the
+    guard's overlap sees a cancelling one (-dW_safe) in it and FAILs it, and passes the weights check of
+    an unrelated one to the measurement (CANNOT JUDGE without it), as on SD 1.x."""
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    from safetune.config import GuardConfig, SamplingConfig
+    from safetune.evaluation.guard import audit_composition
+
+    cfg = TrainConfig(steps=2, lr=1e-2, batch_size=2, mode="lora", targets="xattn", checkpoint_every=10**9)
+    safe = align_lora(copy.deepcopy(pipe), "esd-x", ["a star"], cfg, SafetyLoraConfig(concept_samples=2))
+    for kind in ("cancelling", "unrelated"):
+        model = copy.deepcopy(pipe)
+        model.transformer.add_adapter(LoraConfig(r=4, lora_alpha=4, init_lora_weights="gaussian",
+                                                 target_modules=["to_q", "to_k", "to_v", "add_k_proj", "add_v_proj"]))
+        with torch.no_grad():
+            for name, module in model.transformer.named_modules():
+                if hasattr(module, "lora_B"):
+                    full = f"transformer.{name}"
+                    if kind == "cancelling" and full in safe.factors:
+                        a, b = safe.factors[full]
+                        module.lora_A["default"].weight.copy_(torch.cat([a, torch.zeros(4 - a.shape[0], a.shape[1])]))
+                        module.lora_B["default"].weight.copy_(-torch.cat([b, torch.zeros(b.shape[0], 4 - b.shape[1])], 1))
+                    else:
+                        module.lora_B["default"].weight.normal_(0, 0.01)
+        type(pipe).save_lora_weights(tmp_path / kind, transformer_lora_layers=get_peft_model_state_dict(model.transformer))
+        lora = LoRA.load(tmp_path / kind / "pytorch_lora_weights.safetensors")
+        assert all(n.startswith("transformer.") for n in lora.factors)
+        result = audit_composition(pipe, safe, [(lora, 1.0)], GuardConfig(), SamplingConfig(steps=2), measure=False)
+        if kind == "cancelling":
+            assert result["verdict"] == "FAIL" and result["weights"]["overlap"] > 0.9, result["weights"]
+        else:
+            assert result["verdict"] == "CANNOT JUDGE" and abs(result["weights"]["overlap"]) < 0.5
+
+
+def test_every_command_runs_on_a_saved_pipeline_and_diffusers_reads_what_it_writes(pipe, tmp_path, capsys):
+    """align, finetune (LoRA and full), compose, lora subtract, evaluate and generate on a saved SD3 /
+    Flux directory; plain diffusers loads the LoRA (fused weights equal safetune's merge) and the
+    composed directory; what a family does not have is refused in one line (exit 2)."""
+    from diffusers import DiffusionPipeline
+
+    model = tmp_path / "model"
+    pipe.save_pretrained(model)
+    safe, ft, composed = tmp_path / "safe.safetensors", tmp_path / "ft.safetensors", tmp_path / "composed"
+    small = ["--steps", "3", "--batch-size", "2"]
+    assert main(["-q", "align", "--model", str(model), "--method", "esd-x", "--set", "concept_samples=2",
+                 "--out", str(safe), *small]) == 0
+    assert main(["-q", "finetune", "--model", str(model), "--data", "harmful", "--n", "8", "--lr", "1e-2",
+                 "--out", str(ft), *small]) == 0
+    assert main(["-q", "finetune", "--model", str(model), "--data", "harmful", "--n", "8", "--mode", "full",
+                 "--out", str(tmp_path / "full"), *small]) == 0
+    assert main(["-q", "compose", "--model", str(model), "--lora", str(safe), "--lora", str(ft),
+                 "--out", str(composed)]) == 0
+    assert main(["-q", "lora", "subtract", str(ft), str(safe), "--out", str(tmp_path / "diff.safetensors")]) == 0
+    assert main(["-q", "evaluate", "--model", str(composed), "--prompts", "harmful", "--limit", "2",
+                 "--images-per-prompt", "1", "--steps", "2", "--out", str(tmp_path / "eval")]) == 0
+    assert main(["-q", "generate", "--model", str(model), "--lora", str(safe), "--prompts", "harmful", "--limit", "1",
+                 "--images-per-prompt", "1", "--steps", "2", "--out", str(tmp_path / "gen")]) == 0
+    assert (tmp_path / "eval" / "results.json").is_file() and (tmp_path / "full" / "model_index.json").is_file()
+
+    plain = DiffusionPipeline.from_pretrained(model)
+    plain.load_lora_weights(str(ft))
+    plain.fuse_lora()
+    plain.unload_lora_weights()
+    merged_dir = DiffusionPipeline.from_pretrained(composed)
+    lora_ft, lora_safe = LoRA.load(ft), LoRA.load(safe)
+    base, theirs, ours = pipeline_modules(pipe), pipeline_modules(plain), pipeline_modules(merged_dir)
+    for name in lora_ft.factors:
+        torch.testing.assert_close(theirs[name].weight, base[name].weight + lora_ft.delta(name), rtol=1e-5, atol=1e-6)
+        expected = base[name].weight + lora_ft.delta(name) + (lora_safe.delta(name) if name in lora_safe.factors else 0)
+        torch.testing.assert_close(ours[name].weight, expected, rtol=1e-5, atol=1e-6)
+    assert any(torch.count_nonzero(lora_ft.delta(n)) for n in lora_ft.factors)
+
+    capsys.readouterr()
+    for argv in (["align", "--model", str(model), "--method", "uce", "--out", str(tmp_path / "u.safetensors")],
+                 ["finetune", "--model", str(model), "--data", "harmful", "--n", "8", "--train-text-encoder",
+                  "--out", str(tmp_path / "te.safetensors"), *small],
+                 ["lora", "convert", str(ft), "--format", "kohya", "--out", str(tmp_path / "k.safetensors")]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and ("SD3" in err or "Flux" in err or "kohya" in err), err
+        assert "Traceback" not in err
+
+
+def test_what_a_family_lacks_is_refused_in_one_line():
+    """The adversarial prompt search optimises one CLIP's tokens, concept inversion learns one: on SD3
+    and Flux they are refused with the reason, not a traceback."""
+    from safetune.attacks.prompt_search import AdversarialConfig, attack_prompt
+    from safetune.stages.inversion import InversionLoss
+
+    flux = tiny_random_pipeline("flux")
+    with pytest.raises(SafetuneError, match="works on SD 1.x/2.x pipelines, not Flux: it optimises tokens"):
+        attack_prompt(flux, "a star", torch.zeros(1, 4, 8, 8), AdversarialConfig())
+    with pytest.raises(SafetuneError, match="concept inversion works on SD 1.x/2.x pipelines, not Flux"):
+        InversionLoss(flux, torch.zeros(1, 4, 8, 8), ["a <concept>"], 0, 1)
