@@ -170,7 +170,12 @@ def tiny_random_pipeline(family: str = "sd1", seed: int = 0):
         StableDiffusionXLPipeline,
         UNet2DConditionModel,
     )
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+    from transformers import (
+        CLIPTextConfig,
+        CLIPTextModel,
+        CLIPTextModelWithProjection,
+        CLIPTokenizer,
+    )
 
     tok_dir = Path(tempfile.mkdtemp(prefix="safetune-tok-"))
     write_tokenizer(tok_dir)
@@ -211,13 +216,19 @@ def tiny_random_pipeline(family: str = "sd1", seed: int = 0):
 def _tiny_transformer_pipeline(family: str, tokenizer, text_kwargs: dict):
     from diffusers import (
         AutoencoderKL,
+        FlowMatchEulerDiscreteScheduler,
         FluxPipeline,
         FluxTransformer2DModel,
-        FlowMatchEulerDiscreteScheduler,
         SD3Transformer2DModel,
         StableDiffusion3Pipeline,
     )
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, T5Config, T5EncoderModel
+    from transformers import (
+        CLIPTextConfig,
+        CLIPTextModel,
+        CLIPTextModelWithProjection,
+        T5Config,
+        T5EncoderModel,
+    )
 
     t5 = T5EncoderModel(T5Config(vocab_size=len(tokenizer.get_vocab()), d_model=64, d_kv=16, d_ff=128, num_layers=2,
                                  num_heads=4, relative_attention_num_buckets=8, pad_token_id=tokenizer.pad_token_id,

@@ -13,7 +13,12 @@ from pathlib import Path
 from ..config import SHAPES_CONCEPTS, AblationConfig, TrainConfig
 from ..errors import SafetuneError
 from ..lora.weights import LoRA
-from ..models.conditioning import denoiser, encode_text, sample_latents, training_scheduler
+from ..models.conditioning import (
+    denoiser,
+    encode_text,
+    sample_latents,
+    training_scheduler,
+)
 from ..train import run_stage
 from .losses import AblationLoss
 

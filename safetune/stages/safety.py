@@ -7,7 +7,12 @@ from pathlib import Path
 from ..config import ESD_X, SafetyLoraConfig, TrainConfig  # noqa: F401 (ESD_X re-exported)
 from ..errors import SafetuneError
 from ..lora.weights import LoRA
-from ..models.conditioning import denoiser, encode_text, sample_latents, training_scheduler
+from ..models.conditioning import (
+    denoiser,
+    encode_text,
+    sample_latents,
+    training_scheduler,
+)
 from ..train import run_stage
 from .losses import ESDLoss, SDDLoss
 
