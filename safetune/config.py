@@ -29,7 +29,8 @@ class TrainConfig:
     mode: str = option("lora", "lora (a new adapter), full (every weight) or partial (the targets' own weights); "
                                "token: one new token embedding (concept inversion sets it)",
                        choices=("lora", "full", "partial", "token"))
-    targets: str = option("attn", "UNet modules of a LoRA or partial stage: attn, xattn or non-xattn",
+    targets: str = option("attn", "denoiser modules of a LoRA or partial stage: attn, xattn or non-xattn "
+                                  "(SD3/Flux: both streams' attention, the text stream's, the image stream's)",
                           choices=("attn", "xattn", "non-xattn"))
     train_text_encoder: bool = option(False, "train the text encoder too (full: all of it; lora: its attention)")
     lora_rank: int = option(4, "LoRA rank", min=1, max=1024)
