@@ -227,3 +227,24 @@ def test_what_a_family_lacks_is_refused_in_one_line():
         attack_prompt(flux, "a star", torch.zeros(1, 4, 8, 8), AdversarialConfig())
     with pytest.raises(SafetuneError, match="concept inversion works on SD 1.x/2.x pipelines, not Flux"):
         InversionLoss(flux, torch.zeros(1, 4, 8, 8), ["a <concept>"], 0, 1)
+
+
+def test_the_relearning_benchmark_runs_on_a_flux_pipeline(tmp_path):
+    """`study relearn` on a saved Flux directory with a Flux never-trained reference: every run of
+    base, never-trained and ESD-x under a full, a LoRA and a retain-only attack is stored (the base
+    model's runs failed with KeyError 'base' before, on every family)."""
+    import json
+
+    flux = tiny_random_pipeline("flux")
+    flux.save_pretrained(tmp_path / "model")
+    tiny_random_pipeline("flux", seed=1).save_pretrained(tmp_path / "never")
+    assert main(["-q", "study", "relearn", "--model", str(tmp_path / "model"), "--out", str(tmp_path / "study"),
+                 "--set", "models=base,never-trained,esd", "--set", f"recipes.reference={tmp_path / 'never'}",
+                 "--set", "train_seeds=0", "--set", "attacks=full,lora-r4,retain", "--set", "attack_lrs=0.001",
+                 "--set", "bracket=0", "--set", "steps=0,2", "--set", "attack_seeds=100", "--set", "prompts_per_set=2",
+                 "--set", "quality_prompts=2", "--set", "sampling.images_per_prompt=1", "--set", "sampling.steps=2",
+                 "--set", "recipes.esd.steps=2"]) == 0
+    runs = json.loads((tmp_path / "study" / "results.json").read_text())["runs"]
+    assert sorted(runs) == sorted(f"{m}|train0|{a}|0.001|attack100" for m in ("base", "never-trained", "esd")
+                                  for a in ("full", "lora-r4", "retain"))
+    assert all(set(r) == {"0", "2"} for r in runs.values()), next(iter(runs.values()))

@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import time
+import traceback
 from pathlib import Path
 from typing import Callable
 
@@ -129,6 +130,7 @@ def run_specs(specs: list[dict], fn: Callable[[dict], dict], store: Path, execut
                 failures.append((spec, exc))
     for spec, exc in failures:
         log.warning("run failed (%s): %s", json.dumps(spec.get("label", spec))[:200], exc)
+        log.debug("the failed run's traceback (-v):\n%s", "".join(traceback.format_exception(exc)).rstrip())
     if failures:
         log.warning("%d of %d runs failed; run the study again to retry them", len(failures), len(todo))
     return results

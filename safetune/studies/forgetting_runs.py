@@ -67,6 +67,8 @@ def build_model(name: str, base, reference_model: str, clean: tuple, harmful: tu
     """The model `name` as a pipeline (its safe training run here, deterministic from config.seed)."""
     pipe = copy.deepcopy(base)
     for kind, settings in parse_model(name, config):
+        if kind == "base":
+            continue  # the base model itself
         if kind == REFERENCE:
             pipe = load_pipeline(reference_model)
         elif kind == "esd":

@@ -20,6 +20,7 @@ from ..data.prompts import prompt_set
 from ..data.shapesworld import render, scene_for_prompt
 from ..evaluation.metrics import kernel_distance, score_images
 from ..evaluation.sampling import image_seeds, sample
+from ..models.conditioning import denoiser_name
 from .relearn import SPLITS, RelearnConfig, _Context
 
 
@@ -55,7 +56,7 @@ LINE = (0.0, 0.25, 0.5, 0.75, 1.0)  # a: the original model at 0, the model at 1
 @torch.no_grad()
 def line_to_original(pipe, original, evaluate) -> dict:
     """The weight distance of `pipe` to `original` and the harmful rate along the line between them."""
-    parts = ("unet", "text_encoder")
+    parts = (denoiser_name(pipe), "text_encoder")
     ends = {part: ({k: v.double() for k, v in getattr(original, part).state_dict().items()},
                    {k: v.double() for k, v in getattr(pipe, part).state_dict().items()}) for part in parts}
     if any(set(a) != set(b) or any(a[k].shape != b[k].shape for k in a) for a, b in ends.values()):
