@@ -43,25 +43,26 @@ from .messages import progress_interval, warn_if_busy
 
 log = logging.getLogger(__name__)
 
-def prepare_trainable(unet, config: TrainConfig, text_encoder=None) -> list[torch.nn.Parameter]:
+def prepare_trainable(unet, config: TrainConfig, text_encoders=()) -> list[torch.nn.Parameter]:
     """Freeze the models, then open what the stage trains: a new LoRA, every weight, or some modules'
-    (the UNet's; the text encoder's too with config.train_text_encoder)."""
+    (the denoiser's; the text encoders' too with config.train_text_encoder)."""
     check_targets(config.targets)
     unet.requires_grad_(False)
-    if text_encoder is not None:
+    for text_encoder in text_encoders:
         text_encoder.requires_grad_(False)
-    if config.train_text_encoder and (text_encoder is None or config.mode == "partial"):
+    if config.train_text_encoder and (not text_encoders or config.mode == "partial"):
         raise SafetuneError("training the text encoder needs --mode full or lora and a loss that encodes text "
                             "(fine-tuning); drop --train-text-encoder")
+    trained = list(text_encoders) if config.train_text_encoder else []
     if config.mode == "lora":
         params = add_adapter(unet, target_modules(unet, config.targets), config.lora_rank, config.alpha,
                              config.seed)
-        if config.train_text_encoder:
+        for i, text_encoder in enumerate(trained):
             params += add_adapter(text_encoder, target_modules(text_encoder, TEXT_ENCODER_TARGETS, "text encoder"),
-                                  config.lora_rank, config.alpha, config.seed + 1)
+                                  config.lora_rank, config.alpha, config.seed + 1 + i)
         return params
     if config.mode == "full":
-        models = [unet] + ([text_encoder] if config.train_text_encoder else [])
+        models = [unet] + trained
         for model in models:
             model.requires_grad_(True)
         return [p for model in models for p in model.parameters()]
@@ -72,18 +73,21 @@ def prepare_trainable(unet, config: TrainConfig, text_encoder=None) -> list[torc
     return params
 
 
-def extract_lora(unet, config: TrainConfig, text_encoder=None) -> LoRA:
-    """The trained adapter(s) as one LoRA ("unet." or "transformer.", and "text_encoder." modules)."""
+def extract_lora(unet, config: TrainConfig, text_encoders=()) -> LoRA:
+    """The trained adapter(s) as one LoRA ("unet." or "transformer.", and "text_encoder."/"text_encoder_2."
+    modules: the encoders in the pipeline's order)."""
     lora = extract(unet, "transformer" if is_transformer(unet) else "unet", config.lora_rank, config.alpha)
-    if text_encoder is not None and has_adapter(text_encoder):
-        lora = lora + extract(text_encoder, "text_encoder", config.lora_rank, config.alpha)
+    for i, text_encoder in enumerate(text_encoders):
+        if has_adapter(text_encoder):
+            lora = lora + extract(text_encoder, "text_encoder" + (f"_{i + 1}" if i else ""), config.lora_rank,
+                                  config.alpha)
     return lora
 
 
-def remove_lora(unet, text_encoder=None) -> None:
+def remove_lora(unet, text_encoders=()) -> None:
     """Drop the training adapters and peft's wrappers: plain diffusers/transformers models again."""
-    for model in (unet, text_encoder):
-        if model is not None and has_adapter(model):
+    for model in (unet, *text_encoders):
+        if has_adapter(model):
             remove_adapter(model)
 
 
@@ -209,8 +213,8 @@ def _duration(seconds: float) -> str:
 
 def train(unet, loss_fn: Loss, config: TrainConfig, checkpoint_dir: Path | None = None,
           on_save: Callable[[int, torch.nn.Module], None] | None = None, desc: str = "train",
-          text_encoder=None, identity: dict | None = None):
-    """Train `unet` (and `text_encoder` with config.train_text_encoder) in place on `loss_fn` (with
+          text_encoders=(), identity: dict | None = None):
+    """Train `unet` (and `text_encoders` with config.train_text_encoder) in place on `loss_fn` (with
     mode "token", only the parameters the loss holds: concept inversion's new token);
     returns (unet, per-step losses). A checkpoint in `checkpoint_dir` is resumed only if it was
     written with the same settings (`run_settings(config, identity)`)."""
@@ -226,7 +230,7 @@ def train(unet, loss_fn: Loss, config: TrainConfig, checkpoint_dir: Path | None 
         unet.requires_grad_(False)
         params = loss_fn.parameters()
     else:
-        params = prepare_trainable(unet, config, text_encoder)
+        params = prepare_trainable(unet, config, text_encoders)
     if config.gradient_checkpointing:
         unet.enable_gradient_checkpointing()
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
@@ -237,9 +241,13 @@ def train(unet, loss_fn: Loss, config: TrainConfig, checkpoint_dir: Path | None 
     if ema:
         saved["ema"] = _Trainable([torch.nn.Parameter(s, requires_grad=False) for s in ema.shadow])
     unet, optimizer = accelerator.prepare(unet, optimizer)
-    if config.train_text_encoder:
-        loss_fn.text_encoder = accelerator.prepare(text_encoder)  # the loss encodes prompts with it
     processes = accelerator.num_processes
+    if config.train_text_encoder and getattr(loss_fn, "through_pipeline", False) and processes > 1:
+        raise SafetuneError("training the text encoders of SDXL, SD3 or Flux runs in one process (the pipeline "
+                            "encodes the captions, outside accelerate's wrapper); run it without accelerate launch, "
+                            "or drop --train-text-encoder")
+    if config.train_text_encoder:  # SD 1.x/2.x: the loss encodes token ids with the prepared (wrapped) encoder
+        loss_fn.text_encoder = accelerator.prepare(text_encoders[0])
     # data parallel: the global batch is batch_size x processes x grad_accum; a resume needs the same split
     settings = run_settings(config, {**(identity or {}), **({"processes": processes} if processes > 1 else {})})
 
@@ -315,13 +323,13 @@ def train(unet, loss_fn: Loss, config: TrainConfig, checkpoint_dir: Path | None 
 
 
 def run_stage(unet, loss_fn: Loss, config: TrainConfig, checkpoint_dir: Path | None = None,
-              on_save=None, desc: str = "train", text_encoder=None, identity: dict | None = None) -> LoRA | None:
+              on_save=None, desc: str = "train", text_encoders=(), identity: dict | None = None) -> LoRA | None:
     """Train one stage. A LoRA stage returns its LoRA and leaves the models as they were; any other
     stage leaves its trained weights in the models and returns None."""
-    unet, _ = train(unet, loss_fn, config, checkpoint_dir, on_save=on_save, desc=desc, text_encoder=text_encoder,
+    unet, _ = train(unet, loss_fn, config, checkpoint_dir, on_save=on_save, desc=desc, text_encoders=text_encoders,
                     identity=identity)
     if config.mode != "lora":
         return None
-    lora = extract_lora(unet, config, text_encoder)
-    remove_lora(unet, text_encoder)
+    lora = extract_lora(unet, config, text_encoders)
+    remove_lora(unet, text_encoders)
     return lora

@@ -58,7 +58,7 @@ def test_distillation_is_zero_for_an_undistorted_student_and_reaches_unet_and_te
     assert loss_fn(student, 0, step_generator(0, 0)).item() < 1e-10  # the same weights, the same prompts
     distort_(student, noise=1.0, shrink=1.0, seed=0)
     text_encoder = copy.deepcopy(pipe.text_encoder)
-    params = prepare_trainable(student, TrainConfig(mode="full", train_text_encoder=True), text_encoder)
+    params = prepare_trainable(student, TrainConfig(mode="full", train_text_encoder=True), [text_encoder])
     loss_fn.text_encoder = text_encoder
     loss = loss_fn(student, 1, step_generator(0, 1))
     loss.backward()

@@ -8,6 +8,7 @@ import torch
 from safetune.cli import main
 from safetune.config import SafetyLoraConfig, TrainConfig
 from safetune.errors import SafetuneError
+from safetune.lora.formats import resolve_names
 from safetune.lora.weights import LoRA, merged, pipeline_modules
 from safetune.models.conditioning import (
     FlowMatching,
@@ -207,8 +208,6 @@ def test_every_command_runs_on_a_saved_pipeline_and_diffusers_reads_what_it_writ
 
     capsys.readouterr()
     for argv in (["align", "--model", str(model), "--method", "uce", "--out", str(tmp_path / "u.safetensors")],
-                 ["finetune", "--model", str(model), "--data", "harmful", "--n", "8", "--train-text-encoder",
-                  "--out", str(tmp_path / "te.safetensors"), *small],
                  ["lora", "convert", str(ft), "--format", "kohya", "--out", str(tmp_path / "k.safetensors")]):
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
@@ -248,3 +247,44 @@ def test_the_relearning_benchmark_runs_on_a_flux_pipeline(tmp_path):
     assert sorted(runs) == sorted(f"{m}|train0|{a}|0.001|attack100" for m in ("base", "never-trained", "esd")
                                   for a in ("full", "lora-r4", "retain"))
     assert all(set(r) == {"0", "2"} for r in runs.values()), next(iter(runs.values()))
+
+
+@pytest.mark.parametrize("family", ["sdxl", "sd3", "flux"])
+def test_text_encoders_train_as_the_family_recipes_train_them(family, tmp_path):
+    """--train-text-encoder trains both CLIPs of SDXL and SD3 and Flux's CLIP, never T5 (diffusers'
+    DreamBooth-LoRA scripts' choice): a LoRA with text_encoder(_2) keys that plain load_lora_weights
+    merges as safetune does; in full mode the CLIPs move and T5 stays bit for bit."""
+    from safetune.stages import finetune
+
+    pipe = tiny_random_pipeline(family)
+    pipe.set_progress_bar_config(disable=True)
+    images = torch.rand(4, 3, 32, 32) * 2 - 1
+    cfg = TrainConfig(steps=3, lr=1e-2, batch_size=2, train_text_encoder=True, checkpoint_every=10**9)
+    lora = finetune(copy.deepcopy(pipe), images, ["a red star", "a blue plus", "a star", "a plus"], cfg)
+    components = {n.split(".")[0] for n in lora.factors}
+    expected = {"flux": {"transformer", "text_encoder"}}.get(family, {"unet" if family == "sdxl" else "transformer",
+                                                                     "text_encoder", "text_encoder_2"})
+    assert components == expected
+    for component in expected - {"unet", "transformer"}:  # each encoder learned (SDXL's and SD3's last CLIP
+        # layers feed only the pooled embedding of one of them, so not every module moves)
+        assert any(float(lora.delta(n).norm()) > 0 for n in lora.factors if n.split(".")[0] == component), component
+    lora.save(tmp_path / "te.safetensors")
+    plain = copy.deepcopy(pipe)
+    plain.load_lora_weights(str(tmp_path / "te.safetensors"))
+    plain.fuse_lora(components=sorted(expected))  # Flux's fuse_lora fuses only the transformer unless told
+    plain.unload_lora_weights()
+    base, theirs = pipeline_modules(pipe), pipeline_modules(plain)
+    resolved = LoRA(resolve_names(lora.factors, base))  # files say "text_model.", transformers 5's modules do not
+    for name in [n for n in resolved.factors if n.startswith("text_encoder")]:
+        torch.testing.assert_close(theirs[name].weight, base[name].weight + resolved.delta(name), rtol=1e-5, atol=1e-6)
+
+    full = copy.deepcopy(pipe)
+    finetune(full, images, ["a red star"] * 4, TrainConfig(steps=2, lr=1e-3, batch_size=2, mode="full",
+                                                            train_text_encoder=True, checkpoint_every=10**9))
+    moved = lambda a, b: any(not torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))  # noqa: E731
+    assert moved(pipe.text_encoder, full.text_encoder)
+    if family != "flux":
+        assert moved(pipe.text_encoder_2, full.text_encoder_2)
+    t5 = {"sd3": "text_encoder_3", "flux": "text_encoder_2"}.get(family)
+    if t5:
+        assert not moved(getattr(pipe, t5), getattr(full, t5))

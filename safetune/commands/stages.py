@@ -6,7 +6,6 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from ..config import ESD_X, FINETUNE, SET_IMAGES, SHAPES_CONCEPTS, TrainConfig
-from ..models.conditioning import image_size
 from ..models.inference import save_inference
 from ..options import apply_overrides, describe
 from ..errors import SafetuneError
@@ -151,6 +150,7 @@ def _check_data(args, *sources: str) -> None:
 
 def _data(args, pipe, source: str, seed: int = 0):
     from ..data.folder import load_training_data
+    from ..models.conditioning import image_size
 
     return load_training_data(source, image_size(pipe), n=args.n or SET_IMAGES,
                               seed=seed)

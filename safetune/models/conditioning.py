@@ -127,6 +127,11 @@ def call_kwargs(pipe) -> dict:
 def encode_text(pipe, texts: list[str], guidance: float = 3.5) -> Cond:
     """Prompt conditioning as the denoiser sees it (no classifier-free duplication); Flux's embedded
     guidance (a distilled model's, 3.5 as its pipeline samples) rides along per sample."""
+    return encode_text_trained(pipe, texts, guidance)
+
+
+def encode_text_trained(pipe, texts: list[str], guidance: float = 3.5) -> Cond:
+    """`encode_text` with gradients: through text encoders being trained (SDXL, SD3, Flux)."""
     family = family_of(pipe)
     if family == "sdxl":
         embeds, _, pooled, _ = pipe.encode_prompt(prompt=texts, device=pipe.device, num_images_per_prompt=1,
@@ -150,16 +155,25 @@ def encode_text(pipe, texts: list[str], guidance: float = 3.5) -> Cond:
         return Cond(embeds, added, family)
     embeds, _ = pipe.encode_prompt(texts, device=pipe.device, num_images_per_prompt=1,
                                    do_classifier_free_guidance=False)
-    return Cond(embeds.detach())
+    return Cond(embeds)
+
+
+def trained_text_encoders(pipe) -> list:
+    """The text encoders `--train-text-encoder` trains, as the family's own fine-tuning recipes do: the
+    CLIP of SD 1.x/2.x, both CLIPs of SDXL and SD3, Flux's CLIP (never T5: diffusers' DreamBooth-LoRA
+    scripts for SD3 and Flux leave it frozen)."""
+    names = {"sd": ("text_encoder",), "sdxl": ("text_encoder", "text_encoder_2"),
+             "sd3": ("text_encoder", "text_encoder_2"), "flux": ("text_encoder",)}[family_of(pipe)]
+    return [getattr(pipe, name) for name in names]
 
 
 def caption_ids(pipe, texts: list[str]) -> torch.Tensor:
     """Token ids of captions, padded as the pipeline pads prompts (for training the text encoder)."""
     from ..errors import SafetuneError
 
-    if family_of(pipe) != "sd":
-        raise SafetuneError(f"training the text encoders of {FAMILY_NAMES[family_of(pipe)]} is not supported yet; "
-                            "drop --train-text-encoder")
+    if family_of(pipe) != "sd":  # the others train their encoders through the pipeline's own encoding
+        raise SafetuneError(f"{FAMILY_NAMES[family_of(pipe)]}: captions as token ids of one CLIP text encoder are "
+                            "for SD 1.x/2.x")
     tok = pipe.tokenizer
     return tok(texts, padding="max_length", max_length=tok.model_max_length, truncation=True,
                return_tensors="pt").input_ids
@@ -177,6 +191,7 @@ class FlowMatching:
         self.timesteps = (fresh.sigmas[:n] * n).float()
 
     def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """x_t at the model's timesteps `t` (1000 s): the straight line from x0 to the noise."""
         s = (t.float() / self.config.num_train_timesteps).view(-1, *([1] * (x0.dim() - 1))).to(x0)
         return (1 - s) * x0 + s * noise
 

@@ -195,5 +195,5 @@ def distill_train(pipe, clean: tuple, concepts: list[str], distill, config: Trai
                              concept_latents=concept_latents, concept_ids=ids(concepts),
                              student_concept=encode_text(pipe, concepts), harmful=harm)
     run_stage(denoiser(pipe), loss, replace(config, mode="full", train_text_encoder=distill.text_encoder), checkpoint_dir,
-              on_save=on_save, desc="align dd", text_encoder=pipe.text_encoder,
+              on_save=on_save, desc="align dd", text_encoders=[pipe.text_encoder],
               identity={"distill": asdict(distill), "concepts": concepts, **(identity or {})})

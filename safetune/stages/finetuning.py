@@ -7,7 +7,8 @@ from typing import Callable
 
 from ..config import TrainConfig
 from ..lora.weights import LoRA, merge_into
-from ..models.conditioning import caption_ids, denoiser, encode_images, encode_text, training_scheduler
+from ..models.conditioning import (caption_ids, denoiser, encode_images, encode_text, family_of,
+                                   trained_text_encoders, training_scheduler)
 from ..train import run_stage
 from .losses import DenoisingLoss
 
@@ -23,7 +24,9 @@ def finetune(pipe, images, texts: list[str], config: TrainConfig, on_top: list[t
         merge_into(pipe, on_top)
     latents = encode_images(pipe, images)
     cond = encode_text(pipe, texts)
-    input_ids = caption_ids(pipe, texts) if config.train_text_encoder else None
-    loss = DenoisingLoss(latents, cond, training_scheduler(pipe), config.batch_size, input_ids=input_ids)
+    text = {}
+    if config.train_text_encoder:  # SD 1.x/2.x: token ids through one CLIP; the others: the pipeline's encoding
+        text = {"input_ids": caption_ids(pipe, texts)} if family_of(pipe) == "sd" else {"pipe": pipe, "captions": texts}
+    loss = DenoisingLoss(latents, cond, training_scheduler(pipe), config.batch_size, **text)
     return run_stage(denoiser(pipe), loss, config, checkpoint_dir, on_save=on_save, desc=desc or f"finetune {config.mode}",
-                     text_encoder=pipe.text_encoder if config.train_text_encoder else None, identity=identity)
+                     text_encoders=trained_text_encoders(pipe) if config.train_text_encoder else (), identity=identity)

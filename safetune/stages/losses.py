@@ -17,24 +17,30 @@ import torch
 import torch.nn.functional as F
 
 from ..checkpoint import batch_randint
-from ..models.conditioning import Cond, denoising_target, noised, predict
+from ..models.conditioning import Cond, denoising_target, encode_text_trained, noised, predict
 from ..train import EMA
 
 
 class DenoisingLoss:
     """The diffusion loss on captioned images. Captions are encoded once (`cond`) while the text
-    encoder is frozen; with `input_ids` the trainer hands it the text encoder it trains
-    (`self.text_encoder`) and each batch's captions are encoded through it."""
+    encoders are frozen. When they train: SD 1.x/2.x captions come as `input_ids`, encoded through
+    the text encoder the trainer hands over (`self.text_encoder`, wrapped for data parallelism);
+    SDXL, SD3 and Flux captions (`captions`) go through the pipeline's own encoding, whose trained
+    CLIPs and frozen T5 it calls (`through_pipeline`: one process)."""
 
-    def __init__(self, latents, cond, scheduler, batch_size: int, input_ids: torch.Tensor | None = None):
+    def __init__(self, latents, cond, scheduler, batch_size: int, input_ids: torch.Tensor | None = None,
+                 pipe=None, captions: list[str] | None = None):
         self.latents, self.cond, self.scheduler, self.batch_size = latents, cond, scheduler, batch_size
         self.input_ids, self.text_encoder = input_ids, None
+        self.pipe, self.captions, self.through_pipeline = pipe, captions, captions is not None
 
     def __call__(self, unet, step, gen):
         idx = batch_randint(len(self.latents), self.batch_size, gen)
         x0 = self.latents[idx]
         xt, noise, t = noised(self.scheduler, x0, gen)
-        if self.text_encoder is not None:
+        if self.through_pipeline:
+            cond = encode_text_trained(self.pipe, [self.captions[i] for i in idx.tolist()])
+        elif self.text_encoder is not None:
             cond = Cond(self.text_encoder(self.input_ids[idx].to(x0.device))[0])
         else:
             cond = self.cond[idx]

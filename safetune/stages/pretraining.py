@@ -101,7 +101,7 @@ def pretrain(out: str | Path, config: PretrainConfig = PretrainConfig()) -> Path
                                   config.unet_batch, config.caption_dropout, config.seed)
     unet_phase = replace(phase(config.unet_steps, config.unet_lr, config.unet_batch, config.seed + 1),
                          train_text_encoder=True)
-    train(parts["unet"], loss, unet_phase, ckpt_dir / "unet", desc="pretrain unet", text_encoder=parts["text_encoder"],
+    train(parts["unet"], loss, unet_phase, ckpt_dir / "unet", desc="pretrain unet", text_encoders=[parts["text_encoder"]],
           identity=identity)
     pipe = assemble_pipeline(parts)
     with output_dir(out) as tmp:
