@@ -29,9 +29,10 @@ class TrainConfig:
     mode: str = option("lora", "lora (a new adapter), full (every weight) or partial (the targets' own weights); "
                                "token: one new token embedding (concept inversion sets it)",
                        choices=("lora", "full", "partial", "token"))
-    targets: str = option("attn", "denoiser modules of a LoRA or partial stage: attn, xattn or non-xattn "
-                                  "(SD3/Flux: both streams' attention, the text stream's, the image stream's)",
-                          choices=("attn", "xattn", "non-xattn"))
+    targets: str = option("attn", "denoiser modules of a LoRA or partial stage: attn, xattn, xattn-kv (cross-attention's "
+                                  "keys and values) or non-xattn (SD3/Flux: both streams' attention, the text "
+                                  "stream's, its keys and values, the image stream's)",
+                          choices=("attn", "xattn", "xattn-kv", "non-xattn"))
     train_text_encoder: bool = option(False, "train the text encoder too (full: all of it; lora: its attention)")
     lora_rank: int = option(4, "LoRA rank", min=1, max=1024)
     lora_alpha: float | None = option(None, "LoRA alpha (default: the rank, i.e. scale 1)", min=0)
@@ -108,6 +109,9 @@ LT_NG = TrainConfig(steps=400, lr=1e-3, batch_size=32, mode="full")    # forgett
 DISTILL = TrainConfig(steps=3200, lr=1e-3, batch_size=32, mode="full")
 FINETUNE = TrainConfig(steps=400, lr=1e-4, batch_size=32, mode="lora")  # `safetune finetune`'s default
 SALUN = TrainConfig(steps=400, lr=1e-4, batch_size=32, mode="full")  # the paper's Adam at 1e-5, x10 for 400 steps
+# MACE's per-concept LoRAs: rank 1 on cross-attention keys and values (its configs). lr on the dev split
+# (ridge 1-1000 x lr 1e-4/1e-3, 20 prompts x 2): every setting erases; lr 1e-3 costs 3-25 points of clean fidelity
+MACE = TrainConfig(steps=200, lr=1e-4, batch_size=8, mode="lora", targets="xattn-kv", lora_rank=1)
 
 
 @settings
@@ -190,6 +194,23 @@ class UCEConfig:
     rece_rounds: int = option(0, "RECE: rounds of also erasing the text states that regenerate the concept through "
                                  "the edit so far (0: plain UCE)", max=100)
     rece_ridge: float = option(1.0, "RECE: weight of those states' norm in their least-squares fit", above=0)
+
+
+@settings
+class MACEConfig:
+    """Mass concept erasure (stages.mace): `--set mapping='a person wearing clothes'` on `safetune align --method mace`."""
+    mapping: str = option("a circle", "what each concept is replaced by in its prompts for the closed-form refinement "
+                                      "of the words around it (ShapesWorld's default; the paper maps objects to "
+                                      "'ground', nudity to 'a person wearing clothes')")
+    ridge: float = option(1000.0, "weight of keeping each key and value projection as it is, in the refinement "
+                                  "and the fusion (the paper's lambda: 1e3 in its object configs; on the dev split "
+                                  "1000 erases at the shipped model's clean fidelity, 1 costs 8 points)", above=0)
+    concept_samples: int = option(64, "the model's own images of each concept, drawn once, whose attention to "
+                                      "the concept's tokens its LoRA suppresses", min=1)
+    importance_sampling: bool = option(True, "draw timesteps with the paper's concept-focal importance sampling "
+                                             "(weight on t in 200..400) instead of uniformly")
+    rank: int = option(1024, "rank of the LoRA on W0 the fused edit is written as (truncated SVD; exact at the "
+                             "projections' input width)", min=1, max=4096)
 
 
 @settings

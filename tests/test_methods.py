@@ -18,8 +18,8 @@ def test_the_cli_and_the_studies_read_the_registry(capsys):
     for method in METHODS.values():
         assert "".join(f"{method.name}: {method.summary}".split()) in help_text
     assert "3,200fullstepsatlr0.001" in help_text  # dd's recipe, read from it (it once said 1,600)
-    assert safety_loras() == ["esd-x", "esd-u", "esd", "sdd", "uce", "rece", "ca"]
-    with pytest.raises(SafetuneError, match="choose from esd-x, esd-u, esd, sdd, uce, rece, ca, salun, np, sld, lt, ng, dd"):
+    assert safety_loras() == ["esd-x", "esd-u", "esd", "sdd", "uce", "rece", "ca", "mace"]
+    with pytest.raises(SafetuneError, match="choose from esd-x, esd-u, esd, sdd, uce, rece, ca, mace, salun, np, sld, lt, ng, dd"):
         get_method("magic")
     from safetune.studies.forgetting import ForgettingStudyConfig, parse_model
 

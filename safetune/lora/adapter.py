@@ -9,6 +9,7 @@ joint attention, where text and image tokens attend together and each stream has
                Flux: to_q/k/v/out.0 and add_q/k/v_proj/to_add_out; Flux's single blocks: to_q/k/v)
     xattn      the text stream's projections (add_q/k/v_proj, to_add_out): the way the prompt enters the
                image, as cross-attention's are in a UNet (UCE on MMDiT edits add_k/v_proj for this reason)
+    xattn-kv   cross-attention's keys and values (UNet: attn2.to_k/to_v; transformers: add_k/v_proj): MACE's
     non-xattn  the image stream's attention and feed-forward (and Flux's single-stream blocks)
 
 Text-encoder targets are CLIP's attention projections (q/k/v/out_proj), as diffusers' and kohya's
@@ -28,11 +29,13 @@ ADAPTER = "safetune"
 UNET_TARGETS = {
     "attn": r"attn[12]\.(to_q|to_k|to_v|to_out\.0)$",
     "xattn": r"attn2\.(to_q|to_k|to_v|to_out\.0)$",
+    "xattn-kv": r"attn2\.(to_k|to_v)$",
     "non-xattn": r"(attn1\.(to_q|to_k|to_v|to_out\.0)|ff\.net\.0\.proj|ff\.net\.2)$",
 }
 TRANSFORMER_TARGETS = {
     "attn": r"blocks\.\d+\.attn\.(to_q|to_k|to_v|to_out\.0|add_q_proj|add_k_proj|add_v_proj|to_add_out)$",
     "xattn": r"blocks\.\d+\.attn\.(add_q_proj|add_k_proj|add_v_proj|to_add_out)$",
+    "xattn-kv": r"blocks\.\d+\.attn\.(add_k_proj|add_v_proj)$",
     "non-xattn": r"blocks\.\d+\.(attn\.(to_q|to_k|to_v|to_out\.0)|ff\.net\.0\.proj|ff\.net\.2|proj_mlp|proj_out)$",
 }
 TEXT_ENCODER_TARGETS = r"self_attn\.(q_proj|k_proj|v_proj|out_proj)$"

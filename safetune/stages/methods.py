@@ -11,8 +11,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
-from ..config import (DISTILL, ESD_X, LT_NG, SALUN, AblationConfig, DistillConfig, ForgettingConfig,
-                      InferenceSafetyConfig, SafetyLoraConfig, SalUnConfig, TrainConfig, UCEConfig)
+from ..config import (DISTILL, ESD_X, LT_NG, MACE, SALUN, AblationConfig, DistillConfig, ForgettingConfig,
+                      InferenceSafetyConfig, MACEConfig, SafetyLoraConfig, SalUnConfig, TrainConfig, UCEConfig)
 from ..errors import SafetuneError
 
 OUTPUTS = ("lora", "model", "either", "inference")  # either: a LoRA or the trained model, by its recipe's mode;
@@ -129,6 +129,18 @@ def _ablation() -> Method:
                   prepare=lambda train: replace(train, mode="lora"))
 
 
+def _mace() -> Method:
+    def run(pipe, inputs: Inputs):
+        from .mace import mace_lora
+
+        return mace_lora(pipe, inputs.concepts, inputs.train, inputs.settings, inputs.checkpoint_dir, inputs.identity)
+
+    return Method("mace", "mass concept erasure: a closed-form refinement of cross-attention, one attention-"
+                  "suppressing LoRA per concept, fused in closed form (a LoRA on W0)", "Lu et al. 2024, MACE: Mass "
+                  "Concept Erasure in Diffusion Models (arXiv 2403.06135)", MACEConfig, MACE, "lora", run,
+                  fixed=("mode", "targets"), prepare=lambda train: replace(train, mode="lora", targets="xattn-kv"))
+
+
 def _salun() -> Method:
     def run(pipe, inputs: Inputs):
         from .salun import salun_train
@@ -180,6 +192,7 @@ for _method in (
          "(a LoRA on W0)", "Gong et al. 2024, Reliable and Efficient Concept Erasure (arXiv 2407.12383)",
          lambda: UCEConfig(rece_rounds=1)),
     _ablation(),
+    _mace(),
     _salun(),
     _inference("np", "negative", "no training: the concept as the negative prompt at inference (SD-NP)",
                "the negative-prompt baseline of the NSFW benchmarks (e.g. arXiv 2502.12527)"),

@@ -72,22 +72,34 @@ def uce_lora(pipe, concepts: list[str], settings: UCEConfig | None = None) -> Lo
         edit = torch.cat([edit, regenerating_states(weights, deltas, concept, settings.rece_ridge)], dim=1)
         target = torch.cat([target, guide], dim=1)
         deltas = _edit(weights, edit, target, keep, settings)
+    return as_lora(deltas, settings.rank)
+
+
+def as_lora(deltas: dict[str, torch.Tensor], rank: int) -> LoRA:
+    """Weight differences of UNet modules as a LoRA on W0: each one's SVD, exact up to `rank`."""
     factors = {}
     for name, delta in deltas.items():
         u, s, vh = torch.linalg.svd(delta, full_matrices=False)
-        r = min(settings.rank, int((s > s[0] * 1e-7).sum()) if s[0] > 0 else 1)
+        r = min(rank, int((s > s[0] * 1e-7).sum()) if s[0] > 0 else 1)
         factors[f"unet.{name}"] = (vh[:r].float().contiguous(), (u[:, :r] * s[:r]).float().contiguous())
     return LoRA(factors)
+
+
+def ridge_solve(residual: torch.Tensor, edit: torch.Tensor, ridge: float, keep: torch.Tensor | None = None,
+                keep_weight: float = 0.0) -> torch.Tensor:
+    """residual @ c_e^T M^-1, M = c_e c_e^T + keep_weight c_p c_p^T + ridge I: the least-squares change
+    of a projection that moves its outputs on the columns of `edit` by the columns of `residual`."""
+    m = edit @ edit.T + ridge * torch.eye(edit.shape[0], dtype=torch.float64)
+    if keep is not None:
+        m += keep_weight * (keep @ keep.T)
+    return residual @ torch.linalg.solve(m, edit).T  # M symmetric
 
 
 def _edit(weights: dict, edit: torch.Tensor, target: torch.Tensor, keep: torch.Tensor | None,
           settings: UCEConfig) -> dict[str, torch.Tensor]:
     """The closed form (module docstring): per projection W, the difference W' - W."""
-    m = edit @ edit.T + settings.keep_weight * torch.eye(edit.shape[0], dtype=torch.float64)
-    if keep is not None:
-        m += settings.preserve_weight * (keep @ keep.T)
-    right = torch.linalg.solve(m, edit).T  # [E, d] = c_e^T M^-1 (M symmetric)
-    return {name: (w @ target - w @ edit) @ right for name, w in weights.items()}
+    return {name: ridge_solve(w @ target - w @ edit, edit, settings.keep_weight, keep, settings.preserve_weight)
+            for name, w in weights.items()}
 
 
 def regenerating_states(weights: dict, deltas: dict, concept: torch.Tensor, ridge: float) -> torch.Tensor:
