@@ -1,6 +1,7 @@
 """SD3 and Flux (issue 23): rectified-flow training, joint-attention LoRA targets, diffusers' LoRA
 layouts and every command, on tiny pipelines built from config with random weights (no download)."""
 import copy
+import json
 
 import pytest
 import torch
@@ -187,6 +188,16 @@ def test_every_command_runs_on_a_saved_pipeline_and_diffusers_reads_what_it_writ
     assert main(["-q", "compose", "--model", str(model), "--lora", str(safe), "--lora", str(ft),
                  "--out", str(composed)]) == 0
     assert main(["-q", "lora", "subtract", str(ft), str(safe), "--out", str(tmp_path / "diff.safetensors")]) == 0
+    assert main(["-q", "lora", "inspect", str(ft), str(safe)]) == 0
+    # the guard: the user's LoRA passes its weights check (then the measurement decides: CANNOT JUDGE without
+    # it); the LoRA that undoes the safety LoRA fails it
+    assert main(["-q", "lora", "negate", str(safe), "--out", str(tmp_path / "undo.safetensors")]) == 0
+    assert main(["-q", "audit", "--model", str(model), "--safety-lora", str(safe), "--lora", str(ft), "--no-measure",
+                 "--out", str(tmp_path / "audit.json")]) == 1
+    assert json.loads((tmp_path / "audit.json").read_text())["verdict"] == "CANNOT JUDGE"
+    assert main(["-q", "audit", "--model", str(model), "--safety-lora", str(safe), "--lora",
+                 str(tmp_path / "undo.safetensors"), "--no-measure", "--out", str(tmp_path / "undo.json")]) == 1
+    assert json.loads((tmp_path / "undo.json").read_text())["verdict"] == "FAIL"
     assert main(["-q", "evaluate", "--model", str(composed), "--prompts", "harmful", "--limit", "2",
                  "--images-per-prompt", "1", "--steps", "2", "--out", str(tmp_path / "eval")]) == 0
     assert main(["-q", "generate", "--model", str(model), "--lora", str(safe), "--prompts", "harmful", "--limit", "1",
@@ -232,8 +243,6 @@ def test_the_relearning_benchmark_runs_on_a_flux_pipeline(tmp_path):
     """`study relearn` on a saved Flux directory with a Flux never-trained reference: every run of
     base, never-trained and ESD-x under a full, a LoRA and a retain-only attack is stored (the base
     model's runs failed with KeyError 'base' before, on every family)."""
-    import json
-
     flux = tiny_random_pipeline("flux")
     flux.save_pretrained(tmp_path / "model")
     tiny_random_pipeline("flux", seed=1).save_pretrained(tmp_path / "never")
