@@ -230,8 +230,10 @@ class DistillConfig:
     attack_sim_lr: float = option(1e-3, "size of each simulated attack step (sign of the gradient; 0: none)",
                                   min=0, max=1)
     attack_sim: str = option("full", "the simulated attack: full (every trained weight moves), lora (a new LoRA "
-                                     "on attention, IMMA's inner adaptation) or mixed (per step, full or a LoRA of "
-                                     "rank 1, 4 or 16: the battery's attacks)", choices=("full", "lora", "mixed"))
+                                     "on attention, IMMA's inner adaptation), inversion (an offset of the prompt's "
+                                     "text states: concept inversion, widened) or mixed (per step, full, a LoRA of "
+                                     "rank 1, 4 or 16, or inversion: the battery's attacks)",
+                             choices=("full", "lora", "inversion", "mixed"))
     attack_sim_rank: int = option(4, "rank of the simulated LoRA attack (lora)", min=1, max=1024)
 
 

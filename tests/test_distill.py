@@ -136,7 +136,29 @@ def test_a_simulated_lora_attack_moves_only_its_factors_and_its_gradient_reaches
     assert grad_attacked.abs().sum() > 0 and not torch.allclose(grad_attacked, grad_plain)
 
 
-@pytest.mark.parametrize("kind", ["lora", "mixed"])
+def test_a_simulated_inversion_moves_only_the_prompts_states_and_its_gradient_reaches_the_weights(pipe):
+    """Issue 21: the inner attack as concept inversion, widened to an offset of the prompt's text states.
+    Its steps change no weight (only the offset), they lower the harmful error they see, and the
+    post-attack error's gradient reaches the defended cross-attention, at another point than the
+    unattacked error's."""
+    from safetune.stages.losses import text_attacked_error
+
+    unet = copy.deepcopy(pipe.unet)
+    prepare_trainable(unet, TrainConfig(mode="full"))
+    loss_fn = make_loss(pipe, copy.deepcopy(pipe.unet).requires_grad_(False), DistillConfig(harm_margin=100.0))
+    error = lambda batch, params: loss_fn._harm_error(unet, batch, params)  # noqa: E731
+    before = {n: p.detach().clone() for n, p in unet.named_parameters()}
+    plain = text_attacked_error(error, loss_fn._draw_harm, step_generator(0, 0), 0, 0.05)
+    attacked = text_attacked_error(error, loss_fn._draw_harm, step_generator(0, 0), 4, 0.05)
+    assert all(torch.equal(p, before[n]) for n, p in unet.named_parameters())
+    assert attacked.item() < plain.item() - 1e-4, (attacked.item(), plain.item())
+    name = "down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k.weight"
+    grad_attacked = torch.autograd.grad(attacked, dict(unet.named_parameters())[name])[0]
+    grad_plain = torch.autograd.grad(plain, dict(unet.named_parameters())[name])[0]
+    assert grad_attacked.abs().sum() > 0 and not torch.allclose(grad_attacked, grad_plain)
+
+
+@pytest.mark.parametrize("kind", ["lora", "inversion", "mixed"])
 def test_distillation_runs_with_each_simulated_attack(pipe, kind):
     """One dd step with the tamper term under a LoRA or a mixed simulated attack: finite, and the
     post-attack harmful error it reports is below the margin it pushes toward."""

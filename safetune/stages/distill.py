@@ -24,8 +24,9 @@ retraining from scratch at 60-80% of its compute). We adapt both to diffusion mo
 4. optionally (harm_margin > 0, with harmful data), a tamper term in the spirit of TAR/IMMA: the
    harmful images' denoising error after attack_sim_steps simulated malicious steps (first-order,
    stages.losses.attacked_error; with attack_sim=lora the steps train a new LoRA on attention, as
-   IMMA's inner adaptation and the battery's LoRA attacks do: lora_attacked_error) is pushed up to
-   harm_margin and no further.
+   IMMA's inner adaptation and the battery's LoRA attacks do: lora_attacked_error; with
+   attack_sim=inversion an offset of the prompt's text states is learned, concept inversion widened:
+   text_attacked_error) is pushed up to harm_margin and no further.
 
 The text encoder is distorted and distilled too (`text_encoder`): a prompt's words that never occur
 in the retain captions (the concept's names and its implicit phrasings alike) then lose their learned
@@ -58,7 +59,10 @@ from ..models.conditioning import (
 )
 from ..lora.adapter import target_modules
 from ..train import run_stage
-from .losses import attacked_error, lora_attacked_error, with_params
+from .losses import attacked_error, lora_attacked_error, text_attacked_error, with_params
+
+# attack_sim=mixed draws one of the battery's attacks per step: (kind, LoRA rank)
+MIXED = (("full", 0), ("lora", 1), ("lora", 4), ("lora", 16), ("inversion", 0))
 
 
 @torch.no_grad()
@@ -140,10 +144,12 @@ class RetainDistillLoss:
         cfg = self.config
         kind, rank = cfg.attack_sim, cfg.attack_sim_rank
         if kind == "mixed":
-            kind, rank = [("full", 0), ("lora", 1), ("lora", 4), ("lora", 16)][int(batch_randint(4, 1, gen)[0])]
+            kind, rank = MIXED[int(batch_randint(len(MIXED), 1, gen)[0])]
         error = lambda batch, params: self._harm_error(unet, batch, params)  # noqa: E731
         if kind == "full" or not cfg.attack_sim_steps:
             return attacked_error(error, self._draw_harm, gen, unet, cfg.attack_sim_steps, cfg.attack_sim_lr)
+        if kind == "inversion":
+            return text_attacked_error(error, self._draw_harm, gen, cfg.attack_sim_steps, cfg.attack_sim_lr)
         if self._attention is None:
             self._attention = target_modules(unet, "attn")
         return lora_attacked_error(error, self._draw_harm, gen, unet, cfg.attack_sim_steps, cfg.attack_sim_lr, rank,

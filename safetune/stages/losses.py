@@ -170,6 +170,28 @@ def lora_attacked_error(error, draw, gen, unet, steps: int, lr: float, rank: int
     return error(query, attacked(factors))
 
 
+def text_attacked_error(error, draw, gen, steps: int, lr: float) -> torch.Tensor:
+    """The denoising error on a harmful query batch after `steps` simulated steps of a concept
+    inversion (the battery's `inversion` attack), learned where it acts: one offset of the prompt's
+    text states, shared by the batch, moved by sign-gradient steps from zero. It reaches every
+    conditioning one new token could give, and more (a superset of the attack: a stronger inner
+    adversary). The defended weights stay fixed during the steps; the error at the offset found reaches
+    them (first-order in the offset). `error(batch, params)` and `draw(gen)` as in attacked_error,
+    the batch's last item its Cond."""
+    query = draw(gen)
+    offset = torch.zeros_like(query[-1].hidden[0])
+
+    def shifted(batch, offset):
+        cond = batch[-1]
+        return (*batch[:-1], Cond(cond.hidden + offset, cond.added, cond.family))
+
+    for _ in range(steps):
+        offset = offset.detach().requires_grad_()
+        (grad,) = torch.autograd.grad(error(shifted(draw(gen), offset), None), [offset])
+        offset = offset - lr * grad.sign()
+    return error(shifted(query, offset.detach()), None)
+
+
 def with_params(unet, params: dict | None):
     """The UNet, or a function calling it with `params` in place of its weights (torch.func)."""
     if params is None:
