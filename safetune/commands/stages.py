@@ -246,6 +246,7 @@ def _save(out: Path, lora, pipe, meta: dict, layout: str = "diffusers") -> str |
 def finetune(args) -> None:
     """`safetune finetune`: benign or malicious fine-tuning, with snapshots at --save-at steps."""
     from ..io import atomic_dir
+    from ..models.conditioning import trained_text_encoders
     from ..stages.finetuning import finetune as run
     from ..train import extract_lora
 
@@ -270,8 +271,8 @@ def finetune(args) -> None:
             return None
         snapshots.mkdir(exist_ok=True)
         if config.mode == "lora":
-            extract_lora(unet, config, pipe.text_encoder).save(snapshots / f"step{step:06d}.safetensors",
-                                                               layout=args.format)
+            extract_lora(unet, config, trained_text_encoders(pipe)).save(snapshots / f"step{step:06d}.safetensors",
+                                                                         layout=args.format)
         else:
             with atomic_dir(snapshots / f"step{step:06d}") as tmp:
                 pipe.save_pretrained(tmp)
