@@ -100,6 +100,15 @@ def test_readme_sentences_on_the_benchmark_quote_the_stored_numbers():
         f"{1000 * quality['uce']['kid']:.0f}":
             [verdict(a, "uce")["verdict"] for a in ("full", "lora-r4", "inversion", "retain", "benign")] ==
             ["INFERIOR"] * 3 + ["INCONCLUSIVE"] * 2,
+        f"INFERIOR under the full attack ({steps('full', 'ca')} steps) and the rank-4 LoRA ({steps('lora-r4', 'ca')}), "
+        f"though before any attack it draws no star ({last('full', 'ca')[0]:.3f} on the test prompts); concept "
+        f"inversion brings it to {last('inversion', 'ca')[-1]:.3f} at step 400 and the verdict is INCONCLUSIVE (area "
+        f"{verdict('inversion', 'ca')['area_difference']:+.3f}, upper {verdict('inversion', 'ca')['area_upper']:+.3f}), "
+        f"as under retain-only and benign fine-tuning; clean fidelity {quality['ca']['prompt_fidelity']:.3f}, KID x1000 "
+        f"{1000 * quality['ca']['kid']:.0f}. Its weights are {quality['ca']['distance']:.3f} of the original's norm "
+        f"away, and the line back to the original draws the star again at a = 0.5 ({quality['ca']['line']['0.5']:.2f})":
+            [verdict(a, "ca")["verdict"] for a in ("full", "lora-r4", "inversion", "retain", "benign")] ==
+            ["INFERIOR"] * 2 + ["INCONCLUSIVE"] * 3,
         f"({100 * summary['full']['never-trained']['cross_check']['agreement']:.0f}% and "
         f"{100 * summary['full']['dd']['cross_check']['agreement']:.0f}%: the stars": True,
     }
