@@ -190,9 +190,13 @@ class FlowMatching:
         fresh = type(sampling_scheduler).from_config(sampling_scheduler.config)  # its table before set_timesteps
         self.timesteps = (fresh.sigmas[:n] * n).float()
 
+    def sigma(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """s at the model's timesteps `t` (1000 s), shaped to broadcast over a batch like `like`."""
+        return (t.float() / self.config.num_train_timesteps).view(-1, *([1] * (like.dim() - 1))).to(like)
+
     def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """x_t at the model's timesteps `t` (1000 s): the straight line from x0 to the noise."""
-        s = (t.float() / self.config.num_train_timesteps).view(-1, *([1] * (x0.dim() - 1))).to(x0)
+        """x_t at the model's timesteps `t`: the straight line from x0 to the noise."""
+        s = self.sigma(t, x0)
         return (1 - s) * x0 + s * noise
 
 
@@ -207,8 +211,7 @@ def training_scheduler(pipe):
 
 def model_timesteps(scheduler, index: torch.Tensor) -> torch.Tensor:
     """Indices into the schedule (0 .. num_train_timesteps - 1) as the timesteps the model reads."""
-    table = getattr(scheduler, "timesteps", None)
-    return table.to(index.device)[index] if isinstance(scheduler, FlowMatching) else index
+    return scheduler.timesteps.to(index.device)[index] if isinstance(scheduler, FlowMatching) else index
 
 
 def draw_noise(scheduler, x0: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -227,7 +230,7 @@ def noised(scheduler, x0: torch.Tensor, gen: torch.Generator):
 def predicted_x0(scheduler, xt: torch.Tensor, pred: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """The clean latents a prediction implies (epsilon, velocity or flow)."""
     if scheduler.config.prediction_type == "flow":
-        return xt - (t.float() / scheduler.config.num_train_timesteps).view(-1, *([1] * (xt.dim() - 1))).to(xt) * pred
+        return xt - scheduler.sigma(t, xt) * pred
     abar = scheduler.alphas_cumprod.to(xt.device)[t].view(-1, *([1] * (xt.dim() - 1))).to(xt)
     if scheduler.config.prediction_type == "v_prediction":
         return abar.sqrt() * xt - (1 - abar).sqrt() * pred

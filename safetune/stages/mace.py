@@ -174,13 +174,10 @@ def mace_lora(pipe, concepts: list[str], config: TrainConfig, settings: MACEConf
 
     # 1. closed-form refinement of the words around each concept
     w0 = _weights(pipe)
-    old, new, old_pos, new_pos = [], [], [], []
-    for concept in concepts:
-        for template in templates:
-            a, b = template.format(concept), template.format(settings.mapping)
-            pa, pb = shared_positions(pipe.tokenizer(a).input_ids, pipe.tokenizer(b).input_ids, length)
-            old.append(a), new.append(b), old_pos.append(pa), new_pos.append(pb)
-    c_old, c_new = _states_at(pipe, old, old_pos), _states_at(pipe, new, new_pos)
+    pairs = [(t.format(c), t.format(settings.mapping)) for c in concepts for t in templates]
+    positions = [shared_positions(pipe.tokenizer(a).input_ids, pipe.tokenizer(b).input_ids, length) for a, b in pairs]
+    c_old = _states_at(pipe, [a for a, _ in pairs], [pa for pa, _ in positions])
+    c_new = _states_at(pipe, [b for _, b in pairs], [pb for _, pb in positions])
     refined = {n: ridge_solve(w @ c_new - w @ c_old, c_old, settings.ridge) for n, w in w0.items()}  # W1 - W0
     cfr = as_lora(refined, settings.rank)
 
