@@ -253,6 +253,10 @@ def test_the_relearning_benchmark_runs_on_a_flux_pipeline(tmp_path):
                  "--set", "quality_prompts=2", "--set", "sampling.images_per_prompt=1", "--set", "sampling.steps=2",
                  "--set", "recipes.esd.steps=2"]) == 0
     runs = json.loads((tmp_path / "study" / "results.json").read_text())["runs"]
+    # concept inversion (one CLIP's token) is refused for a Flux model before any work, in one line
+    assert main(["-q", "study", "relearn", "--model", str(tmp_path / "model"), "--out", str(tmp_path / "inv"),
+                 "--set", "attacks=inversion", "--set", f"recipes.reference={tmp_path / 'never'}"]) == 2
+    assert not (tmp_path / "inv" / "models").exists()
     assert sorted(runs) == sorted(f"{m}|train0|{a}|0.001|attack100" for m in ("base", "never-trained", "esd")
                                   for a in ("full", "lora-r4", "retain"))
     assert all(set(r) == {"0", "2"} for r in runs.values()), next(iter(runs.values()))

@@ -20,9 +20,8 @@ from types import SimpleNamespace
 import torch
 
 from ..checkpoint import batch_randint, batch_randn
+from .loading import FAMILIES, FAMILY_NAMES
 
-FAMILIES = {"StableDiffusionPipeline": "sd", "StableDiffusionXLPipeline": "sdxl",
-            "StableDiffusion3Pipeline": "sd3", "FluxPipeline": "flux"}
 FLOW_FAMILIES = ("sd3", "flux")
 
 
@@ -80,7 +79,6 @@ def is_sdxl(pipe) -> bool:
     return getattr(pipe, "text_encoder_2", None) is not None and hasattr(pipe, "_get_add_time_ids")
 
 
-FAMILY_NAMES = {"sd": "SD 1.x/2.x", "sdxl": "SDXL", "sd3": "SD3", "flux": "Flux"}
 
 
 def require_family(pipe, families: tuple[str, ...], what: str, why: str = "") -> None:

@@ -41,6 +41,20 @@ def resolve_model(model: str | None) -> str:
 
 SUPPORTED_PIPELINES = {"StableDiffusionPipeline": "SD 1.x and 2.x", "StableDiffusionXLPipeline": "SDXL",
                        "StableDiffusion3Pipeline": "SD3", "FluxPipeline": "Flux"}
+FAMILIES = {"StableDiffusionPipeline": "sd", "StableDiffusionXLPipeline": "sdxl",  # models.conditioning's keys
+            "StableDiffusion3Pipeline": "sd3", "FluxPipeline": "flux"}
+FAMILY_NAMES = {"sd": "SD 1.x/2.x", "sdxl": "SDXL", "sd3": "SD3", "flux": "Flux"}
+
+
+def model_family(model: str | None) -> str | None:
+    """The family of a shipped model or a local diffusers directory, read from its model_index.json
+    without loading it ('sd', 'sdxl', 'sd3', 'flux'); None for a hub id (known once loaded)."""
+    import json
+
+    index = Path(resolve_model(model)) / "model_index.json"
+    if not index.is_file():
+        return None
+    return FAMILIES.get(json.loads(index.read_text()).get("_class_name", ""))
 
 
 def check_family(model: str, pipeline_class: str) -> None:

@@ -46,7 +46,7 @@ from ..io import atomic_dir, write_json
 from ..lora.weights import LoRA
 from ..models.conditioning import image_size
 from ..models.inference import save_inference
-from ..models.loading import load_pipeline
+from ..models.loading import FAMILY_NAMES, load_pipeline, model_family
 from ..report import write_study
 from ..stages import align_lora, finetune
 from ..stages.inversion import invert, with_token
@@ -189,6 +189,9 @@ def run_relearn(out: Path, config: RelearnConfig, model: str = "shapes", executo
     """Run (or resume) the benchmark in `out`: every run a task of `executor` (its result in
     out/runs/<hash>.json), joined into results.json (per-prompt counts) and the report."""
     config.validate()
+    if "inversion" in config.attacks and model_family(model) not in (None, "sd"):
+        raise SafetuneError(f"attacks: inversion learns a token of one CLIP text encoder (SD 1.x/2.x); {model} is "
+                            f"{FAMILY_NAMES[model_family(model)]}: drop it from --set attacks")
     executor = executor or ExecutorConfig()
     out.mkdir(parents=True, exist_ok=True)
     (out / "models").mkdir(exist_ok=True)
