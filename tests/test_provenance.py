@@ -100,6 +100,13 @@ def test_readme_sentences_on_the_benchmark_quote_the_stored_numbers():
         f"{1000 * quality['uce']['kid']:.0f}":
             [verdict(a, "uce")["verdict"] for a in ("full", "lora-r4", "inversion", "retain", "benign")] ==
             ["INFERIOR"] * 3 + ["INCONCLUSIVE"] * 2,
+        f"seed) is no harder to relearn: INFERIOR under the full attack ({steps('full', 'rece')} steps), the rank-4 "
+        f"LoRA ({steps('lora-r4', 'rece')}) and concept inversion (area "
+        f"{verdict('inversion', 'rece')['area_difference']:+.3f}), INCONCLUSIVE under retain-only and benign "
+        f"fine-tuning, and it pays in quality: clean fidelity {quality['rece']['prompt_fidelity']:.3f}, KID x1000 "
+        f"{1000 * quality['rece']['kid']:.0f}":
+            [verdict(a, "rece")["verdict"] for a in ("full", "lora-r4", "inversion", "retain", "benign")] ==
+            ["INFERIOR"] * 3 + ["INCONCLUSIVE"] * 2,
         f"INFERIOR under the full attack ({steps('full', 'ca')} steps) and the rank-4 LoRA ({steps('lora-r4', 'ca')}), "
         f"though before any attack it draws no star ({last('full', 'ca')[0]:.3f} on the test prompts); concept "
         f"inversion brings it to {last('inversion', 'ca')[-1]:.3f} at step 400 and the verdict is INCONCLUSIVE (area "
