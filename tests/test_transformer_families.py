@@ -301,3 +301,19 @@ def test_text_encoders_train_as_the_family_recipes_train_them(family, tmp_path):
     t5 = {"sd3": "text_encoder_3", "flux": "text_encoder_2"}.get(family)
     if t5:
         assert not moved(getattr(pipe, t5), getattr(full, t5))
+
+
+def test_the_negative_prompt_changes_what_sd3_and_flux_draw(pipe):
+    """`np` on SD3 (classifier-free guidance from the concept) and Flux (true CFG: its distilled guidance
+    ignores a negative prompt otherwise): the same seed draws another image (measured: mean |pixel
+    difference| 5.2 and 5.9 of 255 on the tiny pipelines)."""
+    import numpy as np
+
+    import safetune
+    from safetune.config import SamplingConfig
+    from safetune.evaluation.sampling import sample
+
+    marked = safetune.align(copy.deepcopy(pipe), "np", concepts=["a star"])
+    config = SamplingConfig(images_per_prompt=1, steps=2)
+    plain, negative = (np.asarray(sample(p, [("a red star", 0, 5.0)], config)[0]).astype(float) for p in (pipe, marked))
+    assert np.abs(plain - negative).mean() > 1.0
