@@ -100,6 +100,10 @@ def test_readme_sentences_on_the_benchmark_quote_the_stored_numbers():
         f"{1000 * quality['uce']['kid']:.0f}":
             [verdict(a, "uce")["verdict"] for a in ("full", "lora-r4", "inversion", "retain", "benign")] ==
             ["INFERIOR"] * 3 + ["INCONCLUSIVE"] * 2,
+        f"draws the star on {last('full', 'np')[0]:.3f} of the test prompts before any attack, above the 0.5 line "
+        f"already, and is INFERIOR under every attack of the battery; concept inversion's new token is a word the "
+        f"negative prompt does not name: {last('inversion', 'np')[-1]:.3f} at step 400":
+            {summary[a]["np"]["verdict"]["verdict"] for a in summary} == {"INFERIOR"} and last("full", "np")[0] > 0.5,
         f"seed) is no harder to relearn: INFERIOR under the full attack ({steps('full', 'rece')} steps), the rank-4 "
         f"LoRA ({steps('lora-r4', 'rece')}) and concept inversion (area "
         f"{verdict('inversion', 'rece')['area_difference']:+.3f}), INCONCLUSIVE under retain-only and benign "
