@@ -104,6 +104,9 @@ def test_readme_sentences_on_the_benchmark_quote_the_stored_numbers():
         f"already, and is INFERIOR under every attack of the battery; concept inversion's new token is a word the "
         f"negative prompt does not name: {last('inversion', 'np')[-1]:.3f} at step 400":
             {summary[a]["np"]["verdict"]["verdict"] for a in summary} == {"INFERIOR"} and last("full", "np")[0] > 0.5,
+        f"Diffusion** (`sld`, its medium setting) is the same: {last('full', 'sld')[0]:.3f} before any attack, "
+        f"INFERIOR under every attack, {last('inversion', 'sld')[-1]:.3f} at step 400 of concept inversion":
+            {summary[a]["sld"]["verdict"]["verdict"] for a in summary} == {"INFERIOR"} and last("full", "sld")[0] > 0.5,
         f"seed) is no harder to relearn: INFERIOR under the full attack ({steps('full', 'rece')} steps), the rank-4 "
         f"LoRA ({steps('lora-r4', 'rece')}) and concept inversion (area "
         f"{verdict('inversion', 'rece')['area_difference']:+.3f}), INCONCLUSIVE under retain-only and benign "
