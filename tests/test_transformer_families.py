@@ -317,3 +317,31 @@ def test_the_negative_prompt_changes_what_sd3_and_flux_draw(pipe):
     config = SamplingConfig(images_per_prompt=1, steps=2)
     plain, negative = (np.asarray(sample(p, [("a red star", 0, 5.0)], config)[0]).astype(float) for p in (pipe, marked))
     assert np.abs(plain - negative).mean() > 1.0
+
+
+def test_a_cancelling_flux_lora_in_kohya_names_is_caught_by_the_guard(tmp_path):
+    """The guard attacked through a layout: -dW_safe of a Flux safety LoRA rewritten in kohya's names
+    (the text stream's q, k and v fused into one `txt_attn_qkv` module, block-diagonal) reads back to
+    the same modules, and the weights check FAILs it as it FAILs the plain negation."""
+    from safetensors.torch import save_file
+
+    from safetune.config import GuardConfig, SamplingConfig
+    from safetune.evaluation.guard import audit_composition
+
+    flux = tiny_random_pipeline("flux")
+    cfg = TrainConfig(steps=3, lr=1e-2, batch_size=2, mode="lora", targets="xattn", checkpoint_every=10**9)
+    safe = align_lora(copy.deepcopy(flux), "esd-x", ["a star"], cfg, SafetyLoraConfig(concept_samples=2))
+    block = "transformer.transformer_blocks.0.attn."
+    a = {m: safe.factors[block + m][0] for m in ("add_q_proj", "add_k_proj", "add_v_proj", "to_add_out")}
+    b = {m: -safe.factors[block + m][1] for m in a}
+    qkv = ("add_q_proj", "add_k_proj", "add_v_proj")
+    state = {"lora_unet_double_blocks_0_txt_attn_qkv.lora_down.weight": torch.cat([a[m] for m in qkv]),
+             "lora_unet_double_blocks_0_txt_attn_qkv.lora_up.weight": torch.block_diag(*[b[m] for m in qkv]),
+             "lora_unet_double_blocks_0_txt_attn_proj.lora_down.weight": a["to_add_out"],
+             "lora_unet_double_blocks_0_txt_attn_proj.lora_up.weight": b["to_add_out"]}
+    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp_path / "undo_kohya.safetensors"))
+    undo = LoRA.load(tmp_path / "undo_kohya.safetensors")
+    for m in a:
+        torch.testing.assert_close(undo.delta(block + m), -safe.delta(block + m), rtol=1e-5, atol=1e-6)
+    result = audit_composition(flux, safe, [(undo, 1.0)], GuardConfig(), SamplingConfig(steps=2), measure=False)
+    assert result["verdict"] == "FAIL" and result["weights"]["overlap"] == pytest.approx(1.0, abs=1e-4)
