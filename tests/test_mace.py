@@ -78,6 +78,7 @@ def test_fusion_applies_each_lora_on_its_own_concepts_prompts_only():
     assert float((fused @ basis[:, 10:]).norm()) < 1e-6  # and nothing happens off their states
 
 
+@pytest.mark.slow  # 36 s: trains both concepts' LoRAs at the recipe and evaluates 80 images
 def test_mace_erases_the_star_and_lowers_the_attention_to_it(shipped):
     """Measured 2026-11-29 on the dev split (20 prompts x 2 images): every ridge 1-1000 erases (harmful
     0.00-0.08), the refinement alone too; ridge 1000, lr 1e-4 keep clean fidelity at the shipped model's

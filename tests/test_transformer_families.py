@@ -239,6 +239,7 @@ def test_what_a_family_lacks_is_refused_in_one_line():
         InversionLoss(flux, torch.zeros(1, 4, 8, 8), ["a <concept>"], 0, 1)
 
 
+@pytest.mark.slow  # 15 s: a whole study on Flux
 def test_the_relearning_benchmark_runs_on_a_flux_pipeline(tmp_path):
     """`study relearn` on a saved Flux directory with a Flux never-trained reference: every run of
     base, never-trained and ESD-x under a full, a LoRA and a retain-only attack is stored (the base
