@@ -180,6 +180,7 @@ def test_concept_ablation_makes_star_prompts_draw_the_anchor(shipped):
     assert after["clean"]["prompt_fidelity"] >= before["clean"]["prompt_fidelity"] - 0.05
 
 
+@pytest.mark.slow  # 35 s: SalUn at its recipe, evaluated (the default suite's budget)
 def test_salun_erases_the_star_training_only_its_salient_weights(shipped):
     """SalUn (arXiv 2310.12508). Measured 2026-11-29, 200 steps at lr 1e-4, 10 prompts x 2 images:
     harmful 1.00 -> 0.00, implicit 1.00 -> 0.00, clean fidelity 0.92 -> 0.91, exactly half the UNet
