@@ -267,11 +267,13 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
     return Path(path)
 
 
-def write_json(path: str | os.PathLike, obj: Any, mark: bool = False) -> Path:
-    """JSON written atomically; `mark` adds "written_by" (an output a later --overwrite may replace)."""
+def write_json(path: str | os.PathLike, obj: Any, mark: bool = False, compact: bool = False) -> Path:
+    """JSON written atomically; `mark` adds "written_by" (an output a later --overwrite may replace);
+    `compact` drops the indentation (stored results in the repository: half the bytes)."""
     if mark:
         obj = {"written_by": WRITTEN_BY, **obj}
-    return write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    text = json.dumps(obj, separators=(",", ":")) if compact else json.dumps(obj, indent=2, sort_keys=False)
+    return write_text(path, text + "\n")
 
 
 def save_image(path: str | os.PathLike, image) -> Path:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from safetune.io import write_json
 from safetune.report import replace_block
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -179,7 +180,7 @@ def main():
             order = ["base", "never-trained", *METHODS]
             result = {**stored, "rows": {k: rows[k] for k in sorted(rows, key=order.index)},
                       "added": stored.get("added", []) + [f"{result['command']} --only {args.only} ({result['date']})"]}
-        STORED.write_text(json.dumps(result, indent=1) + "\n")
+        write_json(STORED, result, compact=True)
         PARTIAL.unlink(missing_ok=True)
     stored = json.loads(STORED.read_text())
     (ROOT / "docs" / "results" / "methods.md").write_text(page(stored) + "\n")

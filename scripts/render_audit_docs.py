@@ -7,6 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
+from safetune.io import write_json
 from safetune.report import replace_block
 from safetune.studies.audit import render_audit, render_families
 
@@ -24,7 +25,7 @@ def main():
     ap.add_argument("--from", dest="source", default=None, help="a study's results.json to store first")
     args = ap.parse_args()
     if args.source:
-        STORED.write_text(json.dumps(json.loads(Path(args.source).read_text()), indent=1) + "\n")
+        write_json(STORED, json.loads(Path(args.source).read_text()), compact=True)
     result = json.loads(STORED.read_text())
     (ROOT / "docs" / "results" / "audit.md").write_text(render_audit(result))
     replace_block(ROOT / "README.md", BEGIN, END, readme_block(result))

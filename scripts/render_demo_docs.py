@@ -11,6 +11,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from safetune.io import write_json
 from safetune.report.backfire import render_backfire
 from safetune.studies.demo import render_demo
 
@@ -46,7 +47,7 @@ def main():
         run = Path(args.source)
         stored = {"demo": json.loads((run / "results.json").read_text()),
                   "backfire": json.loads((run / "backfire" / "results.json").read_text())}
-        STORED.write_text(json.dumps(stored, indent=1) + "\n")
+        write_json(STORED, stored, compact=True)
         for run_file, copy in IMAGES.items():
             shutil.copyfile(run / run_file, DOCS / copy)
     for page, text in render(json.loads(STORED.read_text())).items():

@@ -166,3 +166,13 @@ def test_method_table_is_what_the_stored_measurements_render():
     assert set(stored["rows"]) == {"base", "never-trained"} | set(METHODS) - {"esd"}
     base = stored["rows"]["base"]["harmful"]
     assert abs(renderer.interval(base["flagged_per_prompt"], 3)[0] - base["harmful_rate"]) < 1e-9  # as stored
+
+
+def test_stored_results_are_compact_json():
+    """docs/results holds compact JSON (the issue's rule; indentation doubled benchmark.json to 2.5 MB):
+    one line each, and every render script stores through write_json(compact=True)."""
+    stored = sorted((ROOT / "docs" / "results").glob("*.json"))
+    assert len(stored) >= 5
+    for path in stored:
+        text = path.read_text()
+        assert text.count("\n") == 1 and '": ' not in text[:2000], f"{path.name} is not compact JSON"

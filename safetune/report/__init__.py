@@ -110,11 +110,13 @@ def stored_study(stored: Path, description: str) -> dict:
     import argparse
     import json
 
+    from ..io import write_json
+
     ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--from", dest="source", default=None, help="a study's results.json to store first")
     args = ap.parse_args()
     if args.source:
         results = json.loads(Path(args.source).read_text())
         results.pop("summary", None)
-        stored.write_text(json.dumps(results, indent=1) + "\n")
+        write_json(stored, results, compact=True)
     return json.loads(stored.read_text())
