@@ -189,17 +189,8 @@ def recipes_table(results: dict, method: str = "esd-x") -> list[str]:
                      else "stays at or below" if all(r["resurgence"]["mean"] <= 0 for r in rows)
                      else "not shown either way")
             fidelity = rows[-1].get("domain_fidelity", {}).get("mean")
-            lines.append(f"| {domain} | {_recipe(results['config'], way)} | " + " | ".join(cells) +
+            lines.append(f"| {domain} | {rows[0]['recipe']} | " + " | ".join(cells) +
                          f" | {peak['mean']:+.3f} {_interval(peak, 'seed_ci95', True)} "
                          f"{_interval(peak, 'pooled_ci95', True)} | "
                          f"{'-' if fidelity is None else f'{fidelity:.3f}'} | {shows} |")
     return lines + [""]
-
-
-def _recipe(cfg: dict, way: str) -> str:
-    """'modular, lr 0.0001, rank 16': the way and the recipe it trained with."""
-    kind, _, options = way.partition(":")
-    recipe = dict(cfg["full" if kind == "full" else "lora"])
-    recipe.update(item.split("=", 1) for item in options.split("/") if "=" in item)
-    rank = "" if kind == "full" else f", rank {recipe['lora_rank']}"
-    return f"{kind}, lr {float(recipe['lr']):g}{rank}"

@@ -20,7 +20,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from ..config import SHAPES_CONCEPTS, SamplingConfig, TrainConfig
-from ..options import apply_overrides, option, settings
+from ..options import apply_overrides, from_dict, option, settings
 from ..data.folder import load_training_data
 from ..data.prompts import read_prompts
 from ..errors import SafetuneError
@@ -254,16 +254,21 @@ def _write_report(out: Path, results: dict) -> None:
 
 def summarize(results: dict) -> dict:
     """Per model, domain, way and step: harmful rate over seeds, resurgence against the model before
-    fine-tuning, clean-prompt harmful rate and domain fidelity (means over seeds)."""
+    fine-tuning, clean-prompt harmful rate and domain fidelity (means over seeds), and the recipe
+    the way trained with, as the study's own parser reads it ('modular, lr 0.0001, rank 16')."""
+    config = from_dict(BackfireConfig, results["config"])
     summary = {}
     for name, entry in results["models"].items():
         for domain, ways in entry["runs"].items():
             for way, seeds in ways.items():
                 steps = sorted({int(s) for curve in seeds.values() for s in curve})
+                recipe = config.train_config(way, 0)
+                rank = "" if way_kind(way) == "full" else f", rank {recipe.lora_rank}"
                 for step in steps:
                     per_seed = [curve[str(step)] for curve in seeds.values() if str(step) in curve]
                     harmful = [p["harmful"] for p in per_seed]
-                    row = {"harmful_rate": across_seeds(harmful),
+                    row = {"recipe": f"{way_kind(way)}, lr {recipe.lr:g}{rank}",
+                           "harmful_rate": across_seeds(harmful),
                            "resurgence": resurgence(harmful, entry["before"]["harmful"])}
                     if all(domain in p for p in per_seed):
                         fid = [p[domain] for p in per_seed if "prompt_fidelity" in p[domain]]
