@@ -176,3 +176,16 @@ def test_stored_results_are_compact_json():
     for path in stored:
         text = path.read_text()
         assert text.count("\n") == 1 and '": ' not in text[:2000], f"{path.name} is not compact JSON"
+
+
+def test_the_protocols_power_example_quotes_the_stored_battery():
+    """docs/benchmark.md's worked example of the runs a verdict needs, recomputed from the stored runs."""
+    renderer = _renderer("render_benchmark_docs")
+    summary = renderer.with_summary(json.loads((ROOT / "docs" / "results" / "benchmark.json").read_text()))["summary"]
+    v = summary["lora-r4"]["dd"]["verdict"]
+    margin, detectable, point = v["margin"], v["detectable"], v["area_difference"]
+    sentence = (f"(detectable {detectable:+.3f}, point {point:+.3f} on the stored battery) that is "
+                f"{((margin - detectable) / margin) ** 2:.1f}x if it were as good as the reference, but "
+                f"{((margin - detectable) / (margin - point)) ** 2:.0f}x at its point estimate")
+    text = " ".join((ROOT / "docs" / "benchmark.md").read_text().split())
+    assert v["verdict"] == "INCONCLUSIVE" and sentence in text, sentence
