@@ -123,6 +123,27 @@ def test_readme_sentences_on_the_benchmark_quote_the_stored_numbers():
         f"away, and the line back to the original draws the star again at a = 0.5 ({quality['ca']['line']['0.5']:.2f})":
             [verdict(a, "ca")["verdict"] for a in ("full", "lora-r4", "inversion", "retain", "benign")] ==
             ["INFERIOR"] * 2 + ["INCONCLUSIVE"] * 3,
+        f"NON-INFERIOR under concept inversion (area {verdict('inversion', 'salun')['area_difference']:+.3f}, upper "
+        f"{verdict('inversion', 'salun')['area_upper']:+.3f}; {last('inversion', 'salun')[-1]:.3f} at step 400), but a "
+        f"weight attack does, as fast as on ESD-x: INFERIOR under the full attack ({steps('full', 'salun')} steps) and "
+        f"the rank-4 LoRA ({steps('lora-r4', 'salun')}); INCONCLUSIVE under retain-only and benign fine-tuning, and it "
+        f"learns the new shape no worse than the never-trained model (NON-INFERIOR; "
+        f"{learn['salun']['learned_curve'][-1]:.3f} of the plus images at step 400). Its price: clean fidelity "
+        f"{quality['salun']['prompt_fidelity']:.3f}, KID x1000 {1000 * quality['salun']['kid']:.0f}; its weights are "
+        f"{quality['salun']['distance']:.3f} of the original's norm away, and the line back to the original draws the "
+        f"star again at a = 0.25 ({quality['salun']['line']['0.25']:.2f})":
+            [verdict(a, "salun")["verdict"] for a in ("full", "lora-r4", "inversion", "retain", "benign")] ==
+            ["INFERIOR"] * 2 + ["NON-INFERIOR"] + ["INCONCLUSIVE"] * 2
+            and learn["salun"]["learnability_verdict"]["verdict"] == "NON-INFERIOR",
+        f"is dormant: INFERIOR under the full attack ({steps('full', 'mace')} steps), the rank-4 LoRA "
+        f"({steps('lora-r4', 'mace')}) and concept inversion ({last('inversion', 'mace')[-1]:.3f} at step 400, area "
+        f"{verdict('inversion', 'mace')['area_difference']:+.3f}); NON-INFERIOR under retain-only fine-tuning (area "
+        f"{verdict('retain', 'mace')['area_difference']:+.3f}, upper {verdict('retain', 'mace')['area_upper']:+.3f}) and "
+        f"INCONCLUSIVE under benign fine-tuning; clean fidelity {quality['mace']['prompt_fidelity']:.3f}, KID x1000 "
+        f"{1000 * quality['mace']['kid']:.0f}; on the line back to the original the star is there again at a = 0.5 "
+        f"({quality['mace']['line']['0.5']:.2f})":
+            [verdict(a, "mace")["verdict"] for a in ("full", "lora-r4", "inversion", "retain", "benign")] ==
+            ["INFERIOR"] * 3 + ["NON-INFERIOR", "INCONCLUSIVE"],
         f"({100 * summary['full']['never-trained']['cross_check']['agreement']:.0f}% and "
         f"{100 * summary['full']['dd']['cross_check']['agreement']:.0f}%: the stars": True,
     }
