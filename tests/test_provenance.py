@@ -130,8 +130,9 @@ def test_readme_sentences_on_the_benchmark_quote_the_stored_numbers():
         f"learns the new shape no worse than the never-trained model (NON-INFERIOR; "
         f"{learn['salun']['learned_curve'][-1]:.3f} of the plus images at step 400). Its price: clean fidelity "
         f"{quality['salun']['prompt_fidelity']:.3f}, KID x1000 {1000 * quality['salun']['kid']:.0f}; its weights are "
-        f"{quality['salun']['distance']:.3f} of the original's norm away, and the line back to the original draws the "
-        f"star again at a = 0.25 ({quality['salun']['line']['0.25']:.2f})":
+        f"{quality['salun']['distance']:.3f} of the original's norm away, and halfway back to the original (a = 0.5) "
+        f"the line draws the star on {quality['salun']['line']['0.5']:.2f} of the prompts, where MACE's draws it on "
+        f"{quality['mace']['line']['0.5']:.2f}":
             [verdict(a, "salun")["verdict"] for a in ("full", "lora-r4", "inversion", "retain", "benign")] ==
             ["INFERIOR"] * 2 + ["NON-INFERIOR"] + ["INCONCLUSIVE"] * 2
             and learn["salun"]["learnability_verdict"]["verdict"] == "NON-INFERIOR",
