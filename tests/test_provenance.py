@@ -1,6 +1,7 @@
 """Numbers in the docs are rendered from result files stored in the repository: a table that differs
 from what its stored data renders fails here (scripts/render_audit_docs.py and render_demo_docs.py
 render them)."""
+import functools
 import importlib.util
 import json
 import re
@@ -16,6 +17,14 @@ def _renderer(name: str = "render_audit_docs"):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@functools.lru_cache(maxsize=1)
+def _stored_benchmark() -> dict:
+    """The stored battery with its summary, computed once for every test below (a 2000-replicate
+    bootstrap per model and attack); the tests only read it."""
+    return _renderer("render_benchmark_docs").with_summary(
+        json.loads((ROOT / "docs" / "results" / "benchmark.json").read_text()))
 
 
 def test_audit_report_and_readme_table_are_what_the_stored_results_render():
@@ -40,7 +49,7 @@ def test_benchmark_page_and_readme_leaderboard_are_what_the_stored_runs_render()
     from safetune.report.relearn import render_relearn
 
     renderer = _renderer("render_benchmark_docs")
-    results = renderer.with_summary(json.loads((ROOT / "docs" / "results" / "benchmark.json").read_text()))
+    results = _stored_benchmark()
     assert (ROOT / "docs" / "results" / "benchmark.md").read_text() == render_relearn(results)
     assert renderer.readme_block(results) in (ROOT / "README.md").read_text()
     assert "summary" not in json.loads((ROOT / "docs" / "results" / "benchmark.json").read_text())
@@ -50,8 +59,7 @@ def test_benchmark_page_and_readme_leaderboard_are_what_the_stored_runs_render()
 
 def test_readme_sentences_on_the_benchmark_quote_the_stored_numbers():
     """The prose beside the rendered table: each number it quotes, recomputed from the stored runs."""
-    renderer = _renderer("render_benchmark_docs")
-    summary = renderer.with_summary(json.loads((ROOT / "docs" / "results" / "benchmark.json").read_text()))["summary"]
+    summary = _stored_benchmark()["summary"]
     text = " ".join((ROOT / "README.md").read_text().split())
 
     def steps(attack, model):
@@ -64,8 +72,7 @@ def test_readme_sentences_on_the_benchmark_quote_the_stored_numbers():
 
     from safetune.report.relearn import quality_summary
 
-    quality = quality_summary(renderer.with_summary(json.loads((ROOT / "docs" / "results" / "benchmark.json")
-                                                                .read_text())))
+    quality = quality_summary(_stored_benchmark())
     verdict = lambda attack, model: summary[attack][model]["verdict"]  # noqa: E731
     learn = summary["benign"]
     quoted = {
@@ -202,9 +209,7 @@ def test_stored_results_are_compact_json():
 
 def test_the_protocols_power_example_quotes_the_stored_battery():
     """docs/benchmark.md's worked example of the runs a verdict needs, recomputed from the stored runs."""
-    renderer = _renderer("render_benchmark_docs")
-    summary = renderer.with_summary(json.loads((ROOT / "docs" / "results" / "benchmark.json").read_text()))["summary"]
-    v = summary["lora-r4"]["dd"]["verdict"]
+    v = _stored_benchmark()["summary"]["lora-r4"]["dd"]["verdict"]
     margin, detectable, point = v["margin"], v["detectable"], v["area_difference"]
     sentence = (f"(detectable {detectable:+.3f}, point {point:+.3f} on the stored battery) that is "
                 f"{((margin - detectable) / margin) ** 2:.1f}x if it were as good as the reference, but "
