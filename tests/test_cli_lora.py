@@ -3,7 +3,6 @@ import json
 import subprocess
 import sys
 
-import pytest
 import torch
 
 from safetune.lora.weights import LoRA
@@ -109,7 +108,6 @@ def test_kohya_output_round_trips_through_our_reader_and_diffusers(tmp_path):
         torch.testing.assert_close(getattr(module, "base_layer", module).weight, expected, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.slow  # 11 s: the logging integration (the default suite's budget)
 def test_report_to_tensorboard_logs_loss_lr_and_the_harmful_rate(tmp_path):
     """--report-to goes through accelerate's trackers: loss and lr every step, the harmful rate at
     the --save-at steps."""

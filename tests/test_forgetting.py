@@ -175,7 +175,6 @@ def test_attack_simulation_without_a_harm_margin_is_refused(pipe):
         make_loss(pipe, attack_sim_steps=2)
 
 
-@pytest.mark.slow  # 23 s; the study runs by default in test_a_forgetting_study_grows_in_place_...
 def test_forgetting_study_attacks_each_model_with_seeds_and_reports_steps_to_relearn(tmp_path):
     """A miniature study: every model gets an evaluation at every attack step for every attack, lr and
     seed; safe training changes the weights the attack starts from; the report is written."""
