@@ -220,6 +220,9 @@ class DistillConfig:
     shrink: float = option(1.0, "each weight is scaled by this before the noise (1: distortion; 0: re-init)", min=0)
     unet: bool = option(True, "distort the UNet (it is distilled either way)")
     text_encoder: bool = option(True, "distort and distill the text encoder too")
+    forget_unseen_words: bool = option(False, "re-draw, from the text encoder's initialisation, the embedding of "
+                                              "every token the retain captions never use (as a model that never "
+                                              "read them has it), instead of only distorting it")
     caption_dropout: float = option(0.1, "share of retain images distilled with the empty prompt (for CFG)",
                                     min=0, below=1)
     concept_weight: float = option(0.0, "weight of the ESD-style anchor on the concept prompts (0: off)", min=0)

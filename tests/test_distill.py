@@ -170,3 +170,27 @@ def test_distillation_runs_with_each_simulated_attack(pipe, kind):
     assert torch.isfinite(loss) and 0 < loss_fn.last["harm_attacked"] < 100.0
     loss.backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for n, p in unet.named_parameters() if "attn2" in n)
+
+
+def test_forgetting_unseen_words_redraws_only_the_rows_no_retain_caption_uses(pipe):
+    """The option changes the embedding rows of words the retain captions never use (the star's) and
+    nothing else: a word no input contains has no effect on the distillation, so the two runs agree
+    bit for bit on every other weight."""
+    from safetune.data.folder import load_training_data
+
+    clean = load_training_data("clean", 32, n=8)
+    config = TrainConfig(steps=2, lr=1e-3, batch_size=4, mode="full", checkpoint_every=10**9)
+    kept, forgot = copy.deepcopy(pipe), copy.deepcopy(pipe)
+    distill_train(kept, clean, ["a star"], DistillConfig(noise=0.5), config)
+    distill_train(forgot, clean, ["a star"], DistillConfig(noise=0.5, forget_unseen_words=True), config)
+    seen = torch.cat([caption_ids(pipe, clean[1]), caption_ids(pipe, [""])]).unique()
+    star = pipe.tokenizer("star", add_special_tokens=False).input_ids[0]
+    assert star not in seen.tolist()
+    original, before, after = (p.text_encoder.get_input_embeddings().weight.detach() for p in (pipe, kept, forgot))
+    torch.testing.assert_close(after[seen], before[seen], rtol=0, atol=0)
+    cosine = lambda a, b: torch.nn.functional.cosine_similarity(a, b, dim=0).item()  # noqa: E731
+    assert cosine(before[star], original[star]) > 0.8  # noise 0.5 leaves the star's row where it was
+    assert abs(cosine(after[star], original[star])) < 0.4  # re-drawn: unrelated to it
+    assert 0.01 < after[star].std().item() < 0.03  # at CLIP's initialisation scale (0.02)
+    for (name, a), (_, b) in zip(kept.unet.named_parameters(), forgot.unet.named_parameters()):
+        assert torch.equal(a, b), name

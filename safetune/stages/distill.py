@@ -29,8 +29,11 @@ retraining from scratch at 60-80% of its compute). We adapt both to diffusion mo
    text_attacked_error) is pushed up to harm_margin and no further.
 
 The text encoder is distorted and distilled too (`text_encoder`): a prompt's words that never occur
-in the retain captions (the concept's names and its implicit phrasings alike) then lose their learned
-meaning, as in a model that never read them.
+in the retain captions (the concept's names and its implicit phrasings alike) get no distillation
+target. Distortion alone leaves their embeddings pointing where the original had them (measured on
+the shipped model: dd's "star" row has cosine 0.82 to the original's, the never-trained model's 0.49);
+`forget_unseen_words` re-draws those rows from the text encoder's initialisation, as in a model that
+never read the words.
 """
 from __future__ import annotations
 
@@ -77,6 +80,19 @@ def distort_(model: torch.nn.Module, noise: float, shrink: float, seed: int) -> 
         if spread < 1e-8:
             continue
         p.mul_(shrink).add_(torch.randn(p.shape, generator=gen).to(p) * noise * spread)
+
+
+@torch.no_grad()
+def forget_unseen_words_(text_encoder: torch.nn.Module, seen_ids: torch.Tensor, seed: int) -> int:
+    """Re-draw the token embedding of every id not in `seen_ids` from CLIP's initialisation
+    (N(0, 0.02 * initializer_factor), as CLIPTextEmbeddings draws it); returns how many rows."""
+    table = text_encoder.get_input_embeddings().weight
+    unseen = torch.ones(len(table), dtype=torch.bool)
+    unseen[seen_ids.unique()] = False
+    std = 0.02 * getattr(text_encoder.config, "initializer_factor", 1.0)
+    gen = torch.Generator().manual_seed(seed)
+    table[unseen] = (torch.randn(int(unseen.sum()), table.shape[1], generator=gen) * std).to(table)
+    return int(unseen.sum())
 
 
 class RetainDistillLoss:
@@ -189,6 +205,9 @@ def distill_train(pipe, clean: tuple, concepts: list[str], distill, config: Trai
         distort_(denoiser(pipe), distill.noise, distill.shrink, config.seed)
     if distill.text_encoder:
         distort_(pipe.text_encoder, distill.noise, distill.shrink, config.seed + 1)
+        if distill.forget_unseen_words:
+            retain_ids = torch.cat([caption_ids(pipe, texts), caption_ids(pipe, [""])])
+            forget_unseen_words_(pipe.text_encoder, retain_ids, config.seed + 2)
     def ids(captions):  # token ids feed a distilled text encoder; without one, a placeholder per caption
         return caption_ids(pipe, captions) if distill.text_encoder else torch.zeros(len(captions), 1, dtype=torch.long)
 
