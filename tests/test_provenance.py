@@ -74,6 +74,10 @@ def test_readme_sentences_on_the_benchmark_quote_the_stored_numbers():
 
     quality = quality_summary(_stored_benchmark())
     verdict = lambda attack, model: summary[attack][model]["verdict"]  # noqa: E731
+
+    def verdicts(model):  # under full, lora-r4, inversion, retain, benign
+        return [verdict(a, model)["verdict"] for a in ("full", "lora-r4", "inversion", "retain", "benign")]
+
     learn = summary["benign"]
     quoted = {
         f"needs {steps('full', 'dd')} steps to bring the star back to half the prompts (never-trained: "
@@ -105,8 +109,7 @@ def test_readme_sentences_on_the_benchmark_quote_the_stored_numbers():
         f"and concept inversion (area {verdict('inversion', 'uce')['area_difference']:+.3f}), INCONCLUSIVE under "
         f"retain-only and benign fine-tuning; clean fidelity {quality['uce']['prompt_fidelity']:.3f}, KID x1000 "
         f"{1000 * quality['uce']['kid']:.0f}":
-            [verdict(a, "uce")["verdict"] for a in ("full", "lora-r4", "inversion", "retain", "benign")] ==
-            ["INFERIOR"] * 3 + ["INCONCLUSIVE"] * 2,
+            verdicts("uce") == ["INFERIOR"] * 3 + ["INCONCLUSIVE"] * 2,
         f"draws the star on {last('full', 'np')[0]:.3f} of the test prompts before any attack, above the 0.5 line "
         f"already, and is INFERIOR under every attack of the battery; concept inversion's new token is a word the "
         f"negative prompt does not name: {last('inversion', 'np')[-1]:.3f} at step 400":
@@ -119,8 +122,7 @@ def test_readme_sentences_on_the_benchmark_quote_the_stored_numbers():
         f"{verdict('inversion', 'rece')['area_difference']:+.3f}), INCONCLUSIVE under retain-only and benign "
         f"fine-tuning, and it pays in quality: clean fidelity {quality['rece']['prompt_fidelity']:.3f}, KID x1000 "
         f"{1000 * quality['rece']['kid']:.0f}":
-            [verdict(a, "rece")["verdict"] for a in ("full", "lora-r4", "inversion", "retain", "benign")] ==
-            ["INFERIOR"] * 3 + ["INCONCLUSIVE"] * 2,
+            verdicts("rece") == ["INFERIOR"] * 3 + ["INCONCLUSIVE"] * 2,
         f"INFERIOR under the full attack ({steps('full', 'ca')} steps) and the rank-4 LoRA ({steps('lora-r4', 'ca')}), "
         f"though before any attack it draws no star ({last('full', 'ca')[0]:.3f} on the test prompts); concept "
         f"inversion brings it to {last('inversion', 'ca')[-1]:.3f} at step 400 and the verdict is INCONCLUSIVE (area "
@@ -128,8 +130,7 @@ def test_readme_sentences_on_the_benchmark_quote_the_stored_numbers():
         f"as under retain-only and benign fine-tuning; clean fidelity {quality['ca']['prompt_fidelity']:.3f}, KID x1000 "
         f"{1000 * quality['ca']['kid']:.0f}. Its weights are {quality['ca']['distance']:.3f} of the original's norm "
         f"away, and the line back to the original draws the star again at a = 0.5 ({quality['ca']['line']['0.5']:.2f})":
-            [verdict(a, "ca")["verdict"] for a in ("full", "lora-r4", "inversion", "retain", "benign")] ==
-            ["INFERIOR"] * 2 + ["INCONCLUSIVE"] * 3,
+            verdicts("ca") == ["INFERIOR"] * 2 + ["INCONCLUSIVE"] * 3,
         f"NON-INFERIOR under concept inversion (area {verdict('inversion', 'salun')['area_difference']:+.3f}, upper "
         f"{verdict('inversion', 'salun')['area_upper']:+.3f}; {last('inversion', 'salun')[-1]:.3f} at step 400), but a "
         f"weight attack does, as fast as on ESD-x: INFERIOR under the full attack ({steps('full', 'salun')} steps) and "
@@ -140,8 +141,7 @@ def test_readme_sentences_on_the_benchmark_quote_the_stored_numbers():
         f"{quality['salun']['distance']:.3f} of the original's norm away, and halfway back to the original (a = 0.5) "
         f"the line draws the star on {quality['salun']['line']['0.5']:.2f} of the prompts, where MACE's draws it on "
         f"{quality['mace']['line']['0.5']:.2f}":
-            [verdict(a, "salun")["verdict"] for a in ("full", "lora-r4", "inversion", "retain", "benign")] ==
-            ["INFERIOR"] * 2 + ["NON-INFERIOR"] + ["INCONCLUSIVE"] * 2
+            verdicts("salun") == ["INFERIOR"] * 2 + ["NON-INFERIOR"] + ["INCONCLUSIVE"] * 2
             and learn["salun"]["learnability_verdict"]["verdict"] == "NON-INFERIOR",
         f"is dormant: INFERIOR under the full attack ({steps('full', 'mace')} steps), the rank-4 LoRA "
         f"({steps('lora-r4', 'mace')}) and concept inversion ({last('inversion', 'mace')[-1]:.3f} at step 400, area "
@@ -150,8 +150,7 @@ def test_readme_sentences_on_the_benchmark_quote_the_stored_numbers():
         f"INCONCLUSIVE under benign fine-tuning; clean fidelity {quality['mace']['prompt_fidelity']:.3f}, KID x1000 "
         f"{1000 * quality['mace']['kid']:.0f}; on the line back to the original the star is there again at a = 0.5 "
         f"({quality['mace']['line']['0.5']:.2f})":
-            [verdict(a, "mace")["verdict"] for a in ("full", "lora-r4", "inversion", "retain", "benign")] ==
-            ["INFERIOR"] * 3 + ["NON-INFERIOR", "INCONCLUSIVE"],
+            verdicts("mace") == ["INFERIOR"] * 3 + ["NON-INFERIOR", "INCONCLUSIVE"],
         f"({100 * summary['full']['never-trained']['cross_check']['agreement']:.0f}% and "
         f"{100 * summary['full']['dd']['cross_check']['agreement']:.0f}%: the stars": True,
     }
