@@ -148,10 +148,11 @@ def _cast(text: str, kind: Any, path: str, given: str) -> Any:
     raise SafetuneError(f"--set {path}: a nested setting; set one of its fields, e.g. {path}.lr=1e-4")
 
 
-def set_field(config, path: str, text: str, given: str | None = None):
+def set_field(config, path: str, text: str, given: str | None = None, prefix: str = "--set "):
     """Set `config.a.b` from the text "VALUE" of `--set a.b=VALUE`, cast to the field's type and
-    checked; `given`: how the user wrote it, for errors (default `--set a.b=VALUE`)."""
-    given = given or f"--set {path}={text}"
+    checked; `given`: how the user wrote it, for errors (default `--set a.b=VALUE`); `prefix`: what
+    stands before a setting's name where the user wrote it."""
+    given = given or f"{prefix}{path}={text}"
     target, parts = config, path.split(".")
     for depth, name in enumerate(parts):
         names = [f.name for f in dataclasses.fields(target)]
@@ -159,7 +160,7 @@ def set_field(config, path: str, text: str, given: str | None = None):
             where = ".".join(parts[:depth + 1])
             close = difflib.get_close_matches(name, names, n=1)
             hint = f"; did you mean {'.'.join(parts[:depth] + close)}?" if close else ""
-            raise SafetuneError(f"--set {where}: no such setting{hint} (settings here: {', '.join(names)})")
+            raise SafetuneError(f"{prefix}{where}: no such setting{hint} (settings here: {', '.join(names)})")
         if depth == len(parts) - 1:
             value = _cast(text, _hints(type(target))[name], path, given)
             why = refused(value, next(f for f in dataclasses.fields(target) if f.name == name).metadata)
@@ -171,7 +172,7 @@ def set_field(config, path: str, text: str, given: str | None = None):
         else:
             target = getattr(target, name)
             if not dataclasses.is_dataclass(target):
-                raise SafetuneError(f"--set {'.'.join(parts[:depth + 1])} is a value, not a group of settings")
+                raise SafetuneError(f"{prefix}{'.'.join(parts[:depth + 1])} is a value, not a group of settings")
     return config
 
 
@@ -182,7 +183,7 @@ def apply_overrides(config, assignments: list[str] | None, given: str = "--set "
         path, sep, text = item.partition("=")
         if not sep or not path.strip():
             raise SafetuneError(f"--set {item!r}: write --set NAME=VALUE, e.g. --set seeds=0,1,2")
-        set_field(config, path.strip(), text.strip(), given=f"{given}{path.strip()}={text.strip()}")
+        set_field(config, path.strip(), text.strip(), given=f"{given}{path.strip()}={text.strip()}", prefix=given)
     return config
 
 

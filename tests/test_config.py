@@ -59,6 +59,23 @@ def test_a_bad_model_option_in_a_study_is_one_line(tmp_path, capsys):
     assert err.count("\n") == 0 and "lt:magic" in err and "NAME=VALUE" in err
 
 
+def test_a_study_model_sets_its_training_recipe_as_align_does():
+    """`dd:noise=3/train.steps=6400`: the model grammar's train.FIELD is `align --set train.FIELD`; the
+    other models keep the study's recipe, and a wrong field names the model."""
+    from safetune.studies.forgetting import ForgettingStudyConfig, parse_model
+
+    config = ForgettingStudyConfig()
+    (stage,) = parse_model("dd:noise=3/train.steps=6400/train.lr=5e-4", config)
+    assert (stage.settings.noise, stage.recipe.steps, stage.recipe.lr) == (3.0, 6400, 5e-4)
+    assert stage.recipe.mode == "full" and stage.recipe.seed == config.seed
+    (plain,) = parse_model("dd", config)
+    assert (plain.recipe.steps, plain.recipe.lr) == (config.distill_train.steps, config.distill_train.lr) == (3200, 1e-3)
+    with pytest.raises(SafetuneError, match=r"model 'dd:train.stepz=3': dd:train.stepz: no such setting; did you mean steps"):
+        parse_model("dd:train.stepz=3", config)
+    with pytest.raises(SafetuneError, match=r"model 'lt:train.lr=0': lt:train.lr=0: must be positive"):
+        parse_model("lt:train.lr=0", config)
+
+
 def test_finetune_and_align_show_and_set_every_training_setting(tmp_path, capsys):
     """`finetune` had neither --show-config nor --set; `align --show-config` listed 3 method settings."""
     import dataclasses

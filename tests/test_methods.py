@@ -24,7 +24,7 @@ def test_the_cli_and_the_studies_read_the_registry(capsys):
     from safetune.studies.forgetting import ForgettingStudyConfig, parse_model
 
     for name in METHODS:  # every method is a model of the studies' grammar (esd: the study's cached ESD-x LoRA)
-        assert [kind for kind, _ in parse_model(name, ForgettingStudyConfig())] == ["esd" if name == "esd-x" else name]
+        assert [stage.kind for stage in parse_model(name, ForgettingStudyConfig())] == ["esd" if name == "esd-x" else name]
     with pytest.raises(ValueError, match="registered twice"):
         register(METHODS["esd-x"])
 

@@ -12,7 +12,8 @@ Models (`models`; "A+B" builds B on top of A, ":k=v,..." sets fields of B's conf
   esd             the ESD-x safety LoRA merged (dW_safe)
   lt, ng          forgetting-based safe training (Pan et al. 2024), e.g. lt:mode=reference, ng:noise=fixed
   dd              distort-and-distill (stages.distill), e.g. dd:noise=0, dd:text_encoder=false,
-                  dd:harm_margin=0.15/attack_sim_steps=2 (several options joined by "/")
+                  dd:harm_margin=0.15/attack_sim_steps=2 (several options joined by "/"),
+                  dd:noise=3/train.steps=6400 (train.FIELD: how the study trains it, as `align --set train.FIELD`)
   esd+lt, esd+dd  reinforcement of the ESD model
   uce, ca, sdd,   any other registered method (stages.methods), made with its own default recipe
   esd-u, ...      and settings, e.g. ca:anchor=a square; a closed-form edit (uce) has one training seed
@@ -25,6 +26,7 @@ import copy
 import logging
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import NamedTuple
 
 from ..config import DISTILL, SHAPES_CONCEPTS, DistillConfig, ForgettingConfig, SamplingConfig, TrainConfig
 from ..options import apply_overrides, option, settings
@@ -83,8 +85,17 @@ class ForgettingStudyConfig:
                    attack_steps=[0, 100, 200], benign_domains=[])
 
 
-def parse_model(name: str, config: ForgettingStudyConfig) -> list[tuple[str, object]]:
-    """'esd+dd:noise=0.5' -> [("esd", None), ("dd", DistillConfig(noise=0.5, ...))]."""
+class Stage(NamedTuple):
+    """One part of a model name: the method, its settings and the recipe this study trains it with
+    (None for base, never-trained and the cached ESD LoRA)."""
+    kind: str
+    settings: object = None
+    recipe: TrainConfig | None = None
+
+
+def parse_model(name: str, config: ForgettingStudyConfig) -> list[Stage]:
+    """'esd+dd:noise=0.5/train.steps=6400' -> [Stage("esd"), Stage("dd", DistillConfig(noise=0.5, ...),
+    its recipe with steps=6400)]."""
     stages = []
     for part in name.split("+"):
         kind, _, options = part.partition(":")
@@ -92,7 +103,7 @@ def parse_model(name: str, config: ForgettingStudyConfig) -> list[tuple[str, obj
         if kind in ("base", REFERENCE, "esd"):
             if options:
                 raise SafetuneError(f"model {name!r}: {kind} takes no options")
-            stages.append((kind, None))
+            stages.append(Stage(kind))
             continue
         if kind not in METHODS:
             raise SafetuneError(f"model {name!r}: unknown part {kind!r}; use base, {REFERENCE} or a method "
@@ -107,22 +118,28 @@ def parse_model(name: str, config: ForgettingStudyConfig) -> list[tuple[str, obj
             if "=" not in item:
                 raise SafetuneError(f"model {name!r}: option {item!r} is not NAME=VALUE (e.g. {kind}:noise=0.5; "
                                     "lt/ng also take off, reference, fixed)")
-        apply_overrides(settings, items)
-        stages.append((kind, settings))
+        recipe_items = [item.removeprefix("train.") for item in items if item.startswith("train.")]
+        try:
+            apply_overrides(settings, [item for item in items if not item.startswith("train.")], given=f"{kind}:")
+            stages.append(Stage(kind, settings, recipe_of(kind, config, recipe_items)))
+        except SafetuneError as error:
+            raise SafetuneError(f"model {name!r}: {error}") from None
     return stages
 
 
-def recipe_of(kind: str, config: ForgettingStudyConfig) -> TrainConfig:
+def recipe_of(kind: str, config: ForgettingStudyConfig, overrides: list[str] = ()) -> TrainConfig:
     """How this study trains the method `kind` (seed: the study's): its own recipes for LT/NG and
-    dd, the registered default for every other method."""
+    dd, the registered default for every other method; `overrides`: FIELD=VALUE of the model's name."""
     recipe = config.distill_train if kind == "dd" else config.safe_train if kind in SAFE_TRAININGS \
         else replace(METHODS[kind].recipe, checkpoint_every=10**9)
-    return METHODS[kind].prepare(replace(recipe, seed=config.seed))
+    recipe = apply_overrides(replace(recipe, seed=config.seed), list(overrides), given=f"{kind}:train.")
+    return METHODS[kind].prepare(recipe)
 
 
 def trains(name: str, config: ForgettingStudyConfig) -> bool:
     """Whether making the model `name` involves training (else it is the same for every seed)."""
-    return any(kind == "esd" or kind in METHODS and METHODS[kind].trains for kind, _ in parse_model(name, config))
+    return any(stage.kind == "esd" or stage.kind in METHODS and METHODS[stage.kind].trains
+               for stage in parse_model(name, config))
 
 
 def model_label(name: str) -> str:

@@ -26,7 +26,7 @@ from ..models.loading import load_pipeline
 from ..stages import finetune
 from ..stages.methods import METHODS, Inputs
 from .executor import shared
-from .forgetting import REFERENCE, ForgettingStudyConfig, model_label, parse_model, recipe_of
+from .forgetting import REFERENCE, ForgettingStudyConfig, model_label, parse_model
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def build_model(name: str, base, reference_model: str, clean: tuple, harmful: tu
                 esd: LoRA | None):
     """The model `name` as a pipeline (its safe training run here, deterministic from config.seed)."""
     pipe = copy.deepcopy(base)
-    for kind, settings in parse_model(name, config):
+    for kind, settings, recipe in parse_model(name, config):
         if kind == "base":
             continue  # the base model itself
         if kind == REFERENCE:
@@ -74,7 +74,7 @@ def build_model(name: str, base, reference_model: str, clean: tuple, harmful: tu
         elif kind == "esd":
             merge_into(pipe, [(esd, 1.0)])
         else:  # a registered method, trained with the study's recipe for it
-            lora = METHODS[kind].run(pipe, Inputs(config.concepts, settings, recipe_of(kind, config), clean, harmful))
+            lora = METHODS[kind].run(pipe, Inputs(config.concepts, settings, recipe, clean, harmful))
             if lora is not None:  # a LoRA (or lt/ng with a LoRA recipe): merged, so the model is what was trained
                 merge_into(pipe, [(lora, 1.0)])
     return pipe

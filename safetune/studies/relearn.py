@@ -333,7 +333,7 @@ def _model(name: str, train_seed: int, base, data: dict, config: RelearnConfig, 
     """The model `name` of one training seed (its ESD LoRA cached in out/models)."""
     recipes = replace(config.recipes, seed=train_seed)
     esd = None
-    if any(kind == "esd" for kind, _ in parse_model(name, recipes)):
+    if any(stage.kind == "esd" for stage in parse_model(name, recipes)):
         path = out / "models" / f"safety_esd-x_train{train_seed}.safetensors"
         if not path.exists():
             align_lora(copy.deepcopy(base), "esd-x", recipes.concepts, replace(recipes.esd, seed=train_seed)).save(path)
