@@ -52,7 +52,9 @@ def test_a_setting_added_later_at_its_default_keeps_earlier_runs(tmp_path):
         resume_or_refuse(path, "relearn", "shapes", {**now, "recipe": {"lr": 0.001, "new_field": 0.5}},
                          defaults=defaults)
 
-    old_spec, new_spec = {"config": before, "name": "x"}, {"config": now, "name": "x", "_defaults": defaults}
+    # a stored spec carries the defaults of its day (they lacked the new setting: it was rebuilt once)
+    old_spec = {"config": before, "name": "x", "_defaults": {"steps": [0, 20], "recipe": {"lr": 0.001}}}
+    new_spec = {"config": now, "name": "x", "_defaults": defaults}
     assert spec_key(old_spec, defaults) == spec_key(new_spec) != spec_key({**new_spec, "config": {
         "steps": [0, 20], "recipe": {"lr": 0.001, "new_field": 0.5}}})
     store = tmp_path / "runs"

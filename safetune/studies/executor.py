@@ -55,8 +55,9 @@ def spec_key(spec: dict, defaults: dict | None = None) -> str:
     (where to find things, e.g. the study directory) are not part of it. With the study's default
     settings (`spec["_defaults"]`, or `defaults`), a setting the spec lacks counts as its default, so
     a setting added to the code later, at a default that does what the code did before, keeps the
-    identity of every run made before it existed."""
-    defaults = spec.get("_defaults", defaults)
+    identity of every run made before it existed. `defaults` given wins over the spec's own: a
+    stored spec carries the defaults of its day, which lack the settings added since."""
+    defaults = defaults if defaults is not None else spec.get("_defaults")
     identity = {k: v for k, v in spec.items() if not k.startswith("_")}
     if defaults is not None and isinstance(identity.get("config"), dict):
         identity["config"] = with_defaults(identity["config"], defaults)
