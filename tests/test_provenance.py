@@ -151,6 +151,18 @@ def test_readme_sentences_on_the_benchmark_quote_the_stored_numbers():
         f"{1000 * quality['mace']['kid']:.0f}; on the line back to the original the star is there again at a = 0.5 "
         f"({quality['mace']['line']['0.5']:.2f})":
             verdicts("mace") == ["INFERIOR"] * 3 + ["NON-INFERIOR", "INCONCLUSIVE"],
+        f"they draw the star on {last('full', 'esd-u')[0]:.3f} and {last('full', 'sdd')[0]:.3f} of the test prompts, "
+        f"at the 0.5 line already, and every verdict is INFERIOR. The rank-4 LoRA takes them to "
+        f"{last('lora-r4', 'esd-u')[-1]:.3f} and {last('lora-r4', 'sdd')[-1]:.3f} by step 400, the full attack to "
+        f"{last('full', 'esd-u')[-1]:.3f} and {last('full', 'sdd')[-1]:.3f}; concept inversion, whose new token starts "
+        f"at {last('inversion', 'esd-u')[0]:.0f}, brings the star back to half the prompts in "
+        f"{steps('inversion', 'esd-u')} and {steps('inversion', 'sdd')} steps. Fine-tuning on concept-free data "
+        f"lowers SDD's rate ({last('retain', 'sdd')[-1]:.3f} at step 400 of retain-only fine-tuning) and leaves "
+        f"ESD-u's where it was ({last('retain', 'esd-u')[-1]:.3f}); clean fidelity "
+        f"{quality['esd-u']['prompt_fidelity']:.3f} and {quality['sdd']['prompt_fidelity']:.3f}, KID x1000 "
+        f"{1000 * quality['esd-u']['kid']:.0f} and {1000 * quality['sdd']['kid']:.0f}":
+            verdicts("esd-u") == verdicts("sdd") == ["INFERIOR"] * 5
+            and last("inversion", "esd-u")[0] == last("inversion", "sdd")[0] == 0,
         f"({100 * summary['full']['never-trained']['cross_check']['agreement']:.0f}% and "
         f"{100 * summary['full']['dd']['cross_check']['agreement']:.0f}%: the stars": True,
     }
