@@ -201,22 +201,22 @@ def distill_train(pipe, clean: tuple, concepts: list[str], distill, config: Trai
     if distill.concept_weight > 0:
         prompts = [concepts[i % len(concepts)] for i in range(128)]
         concept_latents = sample_latents(pipe, prompts, seed=config.seed + 17)
+    def ids(captions):  # token ids feed a distilled text encoder; without one, a placeholder per caption
+        return caption_ids(pipe, captions) if distill.text_encoder else torch.zeros(len(captions), 1, dtype=torch.long)
+
+    retain_ids, uncond_ids = ids(texts), ids([""])
     if distill.unet:
         distort_(denoiser(pipe), distill.noise, distill.shrink, config.seed)
     if distill.text_encoder:
         distort_(pipe.text_encoder, distill.noise, distill.shrink, config.seed + 1)
         if distill.forget_unseen_words:
-            retain_ids = torch.cat([caption_ids(pipe, texts), caption_ids(pipe, [""])])
-            forget_unseen_words_(pipe.text_encoder, retain_ids, config.seed + 2)
-    def ids(captions):  # token ids feed a distilled text encoder; without one, a placeholder per caption
-        return caption_ids(pipe, captions) if distill.text_encoder else torch.zeros(len(captions), 1, dtype=torch.long)
-
+            forget_unseen_words_(pipe.text_encoder, torch.cat([retain_ids, uncond_ids]), config.seed + 2)
     harm = None  # the VAE is never distorted; the captions are encoded by the (distorted) student
     if distill.harm_margin > 0:
         harm = (encode_images(pipe, harmful[0]), ids(harmful[1]), encode_text(pipe, harmful[1]))
-    loss = RetainDistillLoss(latents, ids(texts), teacher_cond, encode_text(pipe, texts), teacher_uncond,
+    loss = RetainDistillLoss(latents, retain_ids, teacher_cond, encode_text(pipe, texts), teacher_uncond,
                              training_scheduler(pipe), config.batch_size, teacher, distill,
-                             uncond_ids=ids([""]), student_uncond=encode_text(pipe, [""]),
+                             uncond_ids=uncond_ids, student_uncond=encode_text(pipe, [""]),
                              concept_latents=concept_latents, concept_ids=ids(concepts),
                              student_concept=encode_text(pipe, concepts), harmful=harm)
     run_stage(denoiser(pipe), loss, replace(config, mode="full", train_text_encoder=distill.text_encoder), checkpoint_dir,
