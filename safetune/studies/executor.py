@@ -56,7 +56,9 @@ def spec_key(spec: dict, defaults: dict | None = None) -> str:
     settings (`spec["_defaults"]`, or `defaults`), a setting the spec lacks counts as its default, so
     a setting added to the code later, at a default that does what the code did before, keeps the
     identity of every run made before it existed. `defaults` given wins over the spec's own: a
-    stored spec carries the defaults of its day, which lack the settings added since."""
+    stored spec carries the defaults of its day, which lack the settings added since. Hence a default,
+    once runs exist, never changes: stored runs would count as made with the new one (a better recipe
+    is a value given by name, e.g. dd:forget_unseen_words=true, or a new method)."""
     defaults = defaults if defaults is not None else spec.get("_defaults")
     identity = {k: v for k, v in spec.items() if not k.startswith("_")}
     if defaults is not None and isinstance(identity.get("config"), dict):
