@@ -119,15 +119,17 @@ def _hints(cls) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def _cast(text: str, kind: Any, path: str, given: str) -> Any:
+def _cast(text: str, kind: Any, written: str, given: str) -> Any:
+    """`text` as a value of type `kind`; `written`: the setting's name as the user wrote it, `given`:
+    the whole assignment, for errors."""
     origin, args = typing.get_origin(kind), typing.get_args(kind)
     if origin in (typing.Union, types.UnionType):
         if text.strip().lower() in ("none", "null", "") and type(None) in args:
             return None
         kind = next(a for a in args if a is not type(None))
-        return _cast(text, kind, path, given)
+        return _cast(text, kind, written, given)
     if origin is list:
-        return [_cast(part.strip(), args[0], path, given) for part in text.split(",") if part.strip()]
+        return [_cast(part.strip(), args[0], written, given) for part in text.split(",") if part.strip()]
     try:
         if kind is bool:
             lowered = text.strip().lower()
@@ -145,7 +147,7 @@ def _cast(text: str, kind: Any, path: str, given: str) -> Any:
             return text
     except ValueError:
         raise SafetuneError(f"{given}: not a valid {getattr(kind, '__name__', kind)}") from None
-    raise SafetuneError(f"--set {path}: a nested setting; set one of its fields, e.g. {path}.lr=1e-4")
+    raise SafetuneError(f"{written}: a nested setting; set one of its fields, e.g. {written}.lr=1e-4")
 
 
 def set_field(config, path: str, text: str, given: str | None = None, prefix: str = "--set "):
@@ -162,7 +164,7 @@ def set_field(config, path: str, text: str, given: str | None = None, prefix: st
             hint = f"; did you mean {'.'.join(parts[:depth] + close)}?" if close else ""
             raise SafetuneError(f"{prefix}{where}: no such setting{hint} (settings here: {', '.join(names)})")
         if depth == len(parts) - 1:
-            value = _cast(text, _hints(type(target))[name], path, given)
+            value = _cast(text, _hints(type(target))[name], f"{prefix}{path}", given)
             why = refused(value, next(f for f in dataclasses.fields(target) if f.name == name).metadata)
             if why:
                 raise SafetuneError(f"{given}: {why}")
@@ -183,7 +185,7 @@ def apply_overrides(config, assignments: list[str] | None, given: str = "--set "
         path, sep, text = item.partition("=")
         if not sep or not path.strip():
             raise SafetuneError(f"--set {item!r}: write --set NAME=VALUE, e.g. --set seeds=0,1,2")
-        set_field(config, path.strip(), text.strip(), given=f"{given}{path.strip()}={text.strip()}", prefix=given)
+        set_field(config, path.strip(), text.strip(), prefix=given)
     return config
 
 

@@ -74,6 +74,8 @@ def test_a_study_model_sets_its_training_recipe_as_align_does():
         parse_model("dd:train.stepz=3", config)
     with pytest.raises(SafetuneError, match=r"model 'lt:train.lr=0': lt:train.lr=0: must be positive"):
         parse_model("lt:train.lr=0", config)
+    with pytest.raises(SafetuneError, match=r"^distill: a nested setting; set one of its fields, e.g. distill.lr"):
+        apply_overrides(config, ["distill=3"], given="")  # the Python API's form: no --set
 
 
 def test_finetune_and_align_show_and_set_every_training_setting(tmp_path, capsys):
