@@ -1,8 +1,10 @@
 """docs/results/benchmark.md and the README's leaderboard, rendered from docs/results/benchmark.json
-(a relearn study's results.json, stored) by the study's own summary and report functions.
-tests/test_provenance.py fails when they differ.
+(a relearn study's results.json, stored) by the study's own summary and report functions; and each
+focused study stored beside it (docs/results/benchmark-NAME.json: one question of the battery asked
+with more seeds) rendered into its own benchmark-NAME.md. tests/test_provenance.py fails when they differ.
 
     python scripts/render_benchmark_docs.py [--from runs/relearn/results.json]   # --from: store a run first
+    python scripts/render_benchmark_docs.py --from runs/focus/results.json --focus NAME
 """
 import json
 from pathlib import Path
@@ -13,6 +15,11 @@ from safetune.studies.relearn import summarize
 
 ROOT = Path(__file__).resolve().parent.parent
 STORED = ROOT / "docs" / "results" / "benchmark.json"
+
+
+def focused_studies() -> list[Path]:
+    """The focused studies stored beside the battery (benchmark-NAME.json)."""
+    return sorted(STORED.parent.glob(f"{STORED.stem}-*.json"))
 QUOTES = ROOT / "safetune" / "assets" / "quotes" / "relearning.json"  # what `safetune demo` quotes
 BEGIN, END = "<!-- benchmark: rendered by scripts/render_benchmark_docs.py -->", "<!-- /benchmark -->"
 
@@ -45,8 +52,10 @@ def quotes(results: dict) -> dict:
 
 
 def main():
-    results = with_summary(stored_study(STORED, __doc__))
+    results = with_summary(stored_study(STORED, __doc__, focused=True))
     (ROOT / "docs" / "results" / "benchmark.md").write_text(render_relearn(results))
+    for path in focused_studies():
+        path.with_suffix(".md").write_text(render_relearn(with_summary(json.loads(path.read_text()))))
     replace_block(ROOT / "README.md", BEGIN, END, readme_block(results))
     QUOTES.parent.mkdir(exist_ok=True)
     QUOTES.write_text(json.dumps(quotes(results), indent=1) + "\n")

@@ -104,9 +104,11 @@ def write_study(out: Path, results: dict, summarize, render) -> None:
     write_report(out, render(results, out))
 
 
-def stored_study(stored: Path, description: str) -> dict:
+def stored_study(stored: Path, description: str, focused: bool = False) -> dict:
     """A render script's input: `--from RESULTS` first stores a study's results.json at `stored`
-    (its summary dropped: derived, recomputed on every render), then the stored file is read."""
+    (its summary dropped: derived, recomputed on every render), then the stored file is read.
+    focused: `--focus NAME` stores it beside, as STEM-NAME.json (a focused study: one question of the
+    stored one asked with more seeds), and the main stored study is still what is returned."""
     import argparse
     import json
 
@@ -114,9 +116,15 @@ def stored_study(stored: Path, description: str) -> dict:
 
     ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--from", dest="source", default=None, help="a study's results.json to store first")
+    if focused:
+        ap.add_argument("--focus", default=None, metavar="NAME",
+                        help=f"store --from as {stored.stem}-NAME.json, a focused study beside the main one")
     args = ap.parse_args()
+    if getattr(args, "focus", None) and not args.source:
+        ap.error("--focus NAME names where --from RESULTS is stored; give --from too")
     if args.source:
         results = json.loads(Path(args.source).read_text())
         results.pop("summary", None)
-        write_json(stored, results, compact=True)
+        target = stored.with_name(f"{stored.stem}-{args.focus}.json") if getattr(args, "focus", None) else stored
+        write_json(target, results, compact=True)
     return json.loads(stored.read_text())
