@@ -24,6 +24,15 @@ QUOTES = ROOT / "safetune" / "assets" / "quotes" / "relearning.json"  # what `sa
 BEGIN, END = "<!-- benchmark: rendered by scripts/render_benchmark_docs.py -->", "<!-- /benchmark -->"
 
 
+def reported(results: dict) -> dict:
+    """What the report reads: the runs of the study's models under its attacks (a study grown from a copy
+    of the battery keeps every run of its earlier settings, the other models' too)."""
+    cfg = results["config"]
+    runs = {key: run for key, run in results["runs"].items()
+            if key.split("|")[0] in cfg["models"] and key.split("|")[2] in cfg["attacks"]}
+    return {**results, "runs": runs}
+
+
 def with_summary(results: dict) -> dict:
     """The stored run with its summary recomputed from its runs (never trusted from the file)."""
     results = dict(results)
@@ -52,7 +61,7 @@ def quotes(results: dict) -> dict:
 
 
 def main():
-    results = with_summary(stored_study(STORED, __doc__, focused=True))
+    results = with_summary(stored_study(STORED, __doc__, focused=True, keep=reported))
     (ROOT / "docs" / "results" / "benchmark.md").write_text(render_relearn(results))
     for path in focused_studies():
         path.with_suffix(".md").write_text(render_relearn(with_summary(json.loads(path.read_text()))))

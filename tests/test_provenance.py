@@ -169,9 +169,36 @@ def test_readme_sentences_on_the_benchmark_quote_the_stored_numbers():
         f"{1000 * quality['esd-u']['kid']:.0f} and {1000 * quality['sdd']['kid']:.0f}":
             verdicts("esd-u") == verdicts("sdd") == ["INFERIOR"] * 5
             and last("inversion", "esd-u")[0] == last("inversion", "sdd")[0] == 0,
+        f"they draw the star on {last('full', 'lt')[0]:.3f} and {last('full', 'ng')[0]:.3f} of the test prompts; a full "
+        f"fine-tuning brings it back to half of them in {steps('full', 'lt')} steps (both; ESD-x: {steps('full', 'esd')}), "
+        f"a rank-4 LoRA in {steps('lora-r4', 'lt')} and {steps('lora-r4', 'ng')}, slower than ESD-x's "
+        f"{steps('lora-r4', 'esd')} but INFERIOR":
+            steps("full", "lt") == steps("full", "ng")
+            and [verdict(a, m)["verdict"] for a in ("full", "lora-r4") for m in ("lt", "ng")] == ["INFERIOR"] * 4,
+        f"they draw it on {last('benign', 'lt')[1]:.3f} and {last('benign', 'ng')[1]:.3f} of the star prompts at step 20 "
+        f"while their clean prompts draw none ({max(last('benign', 'lt', 'clean_curve')[1:] + last('benign', 'ng', 'clean_curve')[1:]):.3f}; "
+        f"INFERIOR, area {verdict('benign', 'lt')['area_difference']:+.3f} and {verdict('benign', 'ng')['area_difference']:+.3f}), "
+        f"and fine-tuning on concept-free data does too (INFERIOR; NG at {last('retain', 'ng')[-1]:.3f} by step 400). "
+        f"Concept inversion's new token draws nothing on LT (NON-INFERIOR) and little on NG "
+        f"({last('inversion', 'ng')[-1]:.3f} at step 400, INCONCLUSIVE). The price: LT clean fidelity "
+        f"{quality['lt']['prompt_fidelity']:.3f}, KID x1000 {1000 * quality['lt']['kid']:.0f}; NG "
+        f"{quality['ng']['prompt_fidelity']:.3f} and {1000 * quality['ng']['kid']:.0f}, the battery's worst":
+            verdicts("lt") == ["INFERIOR", "INFERIOR", "NON-INFERIOR", "INFERIOR", "INFERIOR"]
+            and verdicts("ng") == ["INFERIOR", "INFERIOR", "INCONCLUSIVE", "INFERIOR", "INFERIOR"]
+            and max(last("inversion", "lt")) == 0
+            and max(verdict("benign", m)["area_difference"] for m in summary["benign"] if m != "never-trained")
+            == verdict("benign", "ng")["area_difference"]
+            and sorted(summary["benign"], key=lambda m: verdict("benign", m)["area_difference"]
+                       if m != "never-trained" else -1)[-2:] == ["lt", "ng"]
+            and max(q["kid"] for q in quality.values()) == quality["ng"]["kid"]
+            and min(q["prompt_fidelity"] for q in quality.values()) == quality["ng"]["prompt_fidelity"],
         f"({100 * summary['full']['never-trained']['cross_check']['agreement']:.0f}%, "
         f"{100 * summary['full']['dd']['cross_check']['agreement']:.0f}% and "
         f"{100 * summary['full'][FORGET]['cross_check']['agreement']:.0f}%: the stars": True,
+        f"for LT and NG under the rank-4 LoRA and NG under retain-only fine-tuning "
+        f"({100 * summary['lora-r4']['lt']['cross_check']['agreement']:.0f}%, "
+        f"{100 * summary['lora-r4']['ng']['cross_check']['agreement']:.0f}%, "
+        f"{100 * summary['retain']['ng']['cross_check']['agreement']:.0f}%)": True,
         f"area {verdict('lora-r4', FORGET)['area_difference']:+.3f} (upper {verdict('lora-r4', FORGET)['area_upper']:+.3f}, "
         f"under the margin; dd: {verdict('lora-r4', 'dd')['area_difference']:+.3f}, upper "
         f"{verdict('lora-r4', 'dd')['area_upper']:+.3f}), {last('lora-r4', FORGET)[-1]:.3f} at step 400 against the "
@@ -198,7 +225,8 @@ def test_readme_sentences_on_the_benchmark_quote_the_stored_numbers():
     detectable = [summary[a]["esd"]["verdict"]["detectable"] for a in summary]
     assert f"(detectable excess {max(detectable):.2f} to {min(detectable):.2f} for ESD-x" in text
     agreements = [r["cross_check"]["agreement"] for a in summary for m, r in summary[a].items()
-                  if (a, m) not in (("full", "never-trained"), ("full", "dd"), ("full", FORGET))]
+                  if (a, m) not in (("full", "never-trained"), ("full", "dd"), ("full", FORGET), ("lora-r4", "lt"),
+                                    ("lora-r4", "ng"), ("retain", "ng"))]
     assert f"on {100 * min(agreements):.0f}-{100 * max(agreements):.0f}% of checkable images" in text
 
 
@@ -253,3 +281,24 @@ def test_the_protocols_power_example_quotes_the_stored_battery():
                 f"{((margin - detectable) / (margin - point)) ** 2:.0f}x at its point estimate")
     text = " ".join((ROOT / "docs" / "benchmark.md").read_text().split())
     assert v["verdict"] == "INCONCLUSIVE" and sentence in text, sentence
+
+
+def test_readme_quotes_the_focused_lora_study():
+    """The rank-4 LoRA question of the forget row, asked again with more attack seeds (a second look at
+    data already seen: each bound at the halved level)."""
+    renderer = _renderer("render_benchmark_docs")
+    stored = renderer.with_summary(json.loads((ROOT / "docs" / "results" / "benchmark-lora4-seeds.json").read_text()))
+    rows = stored["summary"]["lora-r4"]
+    verdict = rows[FORGET]["verdict"]
+    curve = lambda model: rows[model]["curves"][rows[model]["worst_lr"]]  # noqa: E731
+    assert stored["config"]["attack_seeds"] == [100, 101, 102, 103, 104] and stored["config"]["alpha"] == 0.025
+    sentence = (f"Asked again with {len(stored['config']['attack_seeds'])} attack seeds instead of 2 (a [focused study]"
+                f"(docs/results/benchmark-lora4-seeds.md): the never-trained model and this row under the rank-4 LoRA "
+                f"only; a second look at data already seen, so each bound at level {verdict['alpha']}, Bonferroni over "
+                f"the two looks), the two sit together at step 400 ({curve(FORGET)[-1]:.3f} and "
+                f"{curve('never-trained')[-1]:.3f}) and the area is {verdict['area_difference']:+.3f} (upper "
+                f"{verdict['area_upper']:+.3f}), but step 400's bound, {verdict['upper'][-1]:.3f}, stays above the margin: "
+                f"INCONCLUSIVE again")
+    assert verdict["verdict"] == "INCONCLUSIVE" and verdict["upper"][-1] == max(verdict["upper"]) > 0.05
+    assert abs(curve(FORGET)[-1] - curve("never-trained")[-1]) < 0.01
+    assert sentence in " ".join((ROOT / "README.md").read_text().split()), sentence

@@ -104,11 +104,13 @@ def write_study(out: Path, results: dict, summarize, render) -> None:
     write_report(out, render(results, out))
 
 
-def stored_study(stored: Path, description: str, focused: bool = False) -> dict:
+def stored_study(stored: Path, description: str, focused: bool = False, keep=None) -> dict:
     """A render script's input: `--from RESULTS` first stores a study's results.json at `stored`
     (its summary dropped: derived, recomputed on every render), then the stored file is read.
     focused: `--focus NAME` stores it beside, as STEM-NAME.json (a focused study: one question of the
-    stored one asked with more seeds), and the main stored study is still what is returned."""
+    stored one asked with more seeds), and the main stored study is still what is returned.
+    keep: what of a study is stored (a study keeps the runs of its earlier settings; its report reads
+    fewer)."""
     import argparse
     import json
 
@@ -125,6 +127,7 @@ def stored_study(stored: Path, description: str, focused: bool = False) -> dict:
     if args.source:
         results = json.loads(Path(args.source).read_text())
         results.pop("summary", None)
+        results = keep(results) if keep else results
         target = stored.with_name(f"{stored.stem}-{args.focus}.json") if getattr(args, "focus", None) else stored
         write_json(target, results, compact=True)
     return json.loads(stored.read_text())
