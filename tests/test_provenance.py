@@ -192,6 +192,9 @@ def test_readme_sentences_on_the_benchmark_quote_the_stored_numbers():
                        if m != "never-trained" else -1)[-2:] == ["lt", "ng"]
             and max(q["kid"] for q in quality.values()) == quality["ng"]["kid"]
             and min(q["prompt_fidelity"] for q in quality.values()) == quality["ng"]["prompt_fidelity"],
+        f"LoRA numbers hold ({steps('lora-r4', 'lt')} and {steps('lora-r4', 'ng')} steps to relearn; this table: 159 and "
+        f"99), their full-attack ones do not ({steps('full', 'lt')} steps for both at lr 1e-3":
+            steps("full", "lt") == steps("full", "ng") and summary["full"]["lt"]["worst_lr"] in ("0.001", 0.001),
         f"({100 * summary['full']['never-trained']['cross_check']['agreement']:.0f}%, "
         f"{100 * summary['full']['dd']['cross_check']['agreement']:.0f}% and "
         f"{100 * summary['full'][FORGET]['cross_check']['agreement']:.0f}%: the stars": True,
