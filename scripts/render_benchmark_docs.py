@@ -15,13 +15,13 @@ from safetune.studies.relearn import summarize
 
 ROOT = Path(__file__).resolve().parent.parent
 STORED = ROOT / "docs" / "results" / "benchmark.json"
+QUOTES = ROOT / "safetune" / "assets" / "quotes" / "relearning.json"  # what `safetune demo` quotes
+BEGIN, END = "<!-- benchmark: rendered by scripts/render_benchmark_docs.py -->", "<!-- /benchmark -->"
 
 
 def focused_studies() -> list[Path]:
     """The focused studies stored beside the battery (benchmark-NAME.json)."""
     return sorted(STORED.parent.glob(f"{STORED.stem}-*.json"))
-QUOTES = ROOT / "safetune" / "assets" / "quotes" / "relearning.json"  # what `safetune demo` quotes
-BEGIN, END = "<!-- benchmark: rendered by scripts/render_benchmark_docs.py -->", "<!-- /benchmark -->"
 
 
 def reported(results: dict) -> dict:

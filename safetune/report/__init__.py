@@ -113,6 +113,7 @@ def stored_study(stored: Path, description: str, focused: bool = False, keep=Non
     fewer)."""
     import argparse
     import json
+    import re
 
     from ..io import write_json
 
@@ -122,12 +123,14 @@ def stored_study(stored: Path, description: str, focused: bool = False, keep=Non
         ap.add_argument("--focus", default=None, metavar="NAME",
                         help=f"store --from as {stored.stem}-NAME.json, a focused study beside the main one")
     args = ap.parse_args()
-    if getattr(args, "focus", None) and not args.source:
+    focus = getattr(args, "focus", None)
+    if focus and not args.source:
         ap.error("--focus NAME names where --from RESULTS is stored; give --from too")
+    if focus and not re.fullmatch(r"[A-Za-z0-9_-]+", focus):
+        ap.error(f"--focus {focus!r}: a name of letters, digits, - and _ (it becomes {stored.stem}-NAME.json)")
     if args.source:
         results = json.loads(Path(args.source).read_text())
         results.pop("summary", None)
         results = keep(results) if keep else results
-        target = stored.with_name(f"{stored.stem}-{args.focus}.json") if getattr(args, "focus", None) else stored
-        write_json(target, results, compact=True)
+        write_json(stored.with_name(f"{stored.stem}-{focus}.json") if focus else stored, results, compact=True)
     return json.loads(stored.read_text())
