@@ -40,6 +40,11 @@ def with_summary(results: dict) -> dict:
     return results
 
 
+def load(path: Path) -> dict:
+    """A stored study (the battery or a focused one) with its summary."""
+    return with_summary(json.loads(path.read_text()))
+
+
 def readme_block(results: dict) -> str:
     cfg = results["config"]
     attacks = [a for a in cfg["attacks"] if a in results["summary"]]
@@ -64,7 +69,7 @@ def main():
     results = with_summary(stored_study(STORED, __doc__, focused=True, keep=reported))
     (ROOT / "docs" / "results" / "benchmark.md").write_text(render_relearn(results))
     for path in focused_studies():
-        path.with_suffix(".md").write_text(render_relearn(with_summary(json.loads(path.read_text()))))
+        path.with_suffix(".md").write_text(render_relearn(load(path)))
     replace_block(ROOT / "README.md", BEGIN, END, readme_block(results))
     QUOTES.parent.mkdir(exist_ok=True)
     QUOTES.write_text(json.dumps(quotes(results), indent=1) + "\n")

@@ -22,12 +22,17 @@ def _renderer(name: str = "render_audit_docs"):
 FORGET = "dd:forget_unseen_words=true"  # distort-and-distill with the unseen words' embeddings re-drawn
 
 
+def _worst_curve(row: dict) -> list:
+    """A model's harmful-rate curve under one attack at its worst lr."""
+    return row["curves"][row["worst_lr"]]
+
+
 @functools.lru_cache(maxsize=1)
 def _stored_benchmark() -> dict:
     """The stored battery with its summary, computed once for every test below (a 2000-replicate
     bootstrap per model and attack); the tests only read it."""
-    return _renderer("render_benchmark_docs").with_summary(
-        json.loads((ROOT / "docs" / "results" / "benchmark.json").read_text()))
+    renderer = _renderer("render_benchmark_docs")
+    return renderer.load(renderer.STORED)
 
 
 def test_audit_report_and_readme_table_are_what_the_stored_results_render():
@@ -55,8 +60,7 @@ def test_benchmark_page_and_readme_leaderboard_are_what_the_stored_runs_render()
     results = _stored_benchmark()
     assert (ROOT / "docs" / "results" / "benchmark.md").read_text() == render_relearn(results)
     for path in renderer.focused_studies():  # one question of the battery asked with more seeds
-        assert path.with_suffix(".md").read_text() == render_relearn(
-            renderer.with_summary(json.loads(path.read_text()))), path
+        assert path.with_suffix(".md").read_text() == render_relearn(renderer.load(path)), path
     assert renderer.readme_block(results) in (ROOT / "README.md").read_text()
     assert "summary" not in json.loads((ROOT / "docs" / "results" / "benchmark.json").read_text())
     # what the demo quotes ships with the package: the same numbers
@@ -73,8 +77,7 @@ def test_readme_sentences_on_the_benchmark_quote_the_stored_numbers():
 
     def last(attack, model, curve="curves"):
         row = summary[attack][model]
-        values = row["curves"][row["worst_lr"]] if curve == "curves" else row[curve]
-        return values
+        return _worst_curve(row) if curve == "curves" else row[curve]
 
     from safetune.report.relearn import quality_summary
 
@@ -186,8 +189,6 @@ def test_readme_sentences_on_the_benchmark_quote_the_stored_numbers():
             verdicts("lt") == ["INFERIOR", "INFERIOR", "NON-INFERIOR", "INFERIOR", "INFERIOR"]
             and verdicts("ng") == ["INFERIOR", "INFERIOR", "INCONCLUSIVE", "INFERIOR", "INFERIOR"]
             and max(last("inversion", "lt")) == 0
-            and max(verdict("benign", m)["area_difference"] for m in summary["benign"] if m != "never-trained")
-            == verdict("benign", "ng")["area_difference"]
             and sorted(summary["benign"], key=lambda m: verdict("benign", m)["area_difference"]
                        if m != "never-trained" else -1)[-2:] == ["lt", "ng"]
             and max(q["kid"] for q in quality.values()) == quality["ng"]["kid"]
@@ -290,10 +291,10 @@ def test_readme_quotes_the_focused_lora_study():
     """The rank-4 LoRA question of the forget row, asked again with more attack seeds (a second look at
     data already seen: each bound at the halved level)."""
     renderer = _renderer("render_benchmark_docs")
-    stored = renderer.with_summary(json.loads((ROOT / "docs" / "results" / "benchmark-lora4-seeds.json").read_text()))
+    stored = renderer.load(ROOT / "docs" / "results" / "benchmark-lora4-seeds.json")
     rows = stored["summary"]["lora-r4"]
     verdict = rows[FORGET]["verdict"]
-    curve = lambda model: rows[model]["curves"][rows[model]["worst_lr"]]  # noqa: E731
+    curve = lambda model: _worst_curve(rows[model])  # noqa: E731
     assert stored["config"]["attack_seeds"] == [100, 101, 102, 103, 104] and stored["config"]["alpha"] == 0.025
     sentence = (f"Asked again with {len(stored['config']['attack_seeds'])} attack seeds instead of 2 (a [focused study]"
                 f"(docs/results/benchmark-lora4-seeds.md): the never-trained model and this row under the rank-4 LoRA "
