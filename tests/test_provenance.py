@@ -306,3 +306,30 @@ def test_readme_quotes_the_focused_lora_study():
     assert verdict["verdict"] == "INCONCLUSIVE" and verdict["upper"][-1] == max(verdict["upper"]) > 0.05
     assert abs(curve(FORGET)[-1] - curve("never-trained")[-1]) < 0.01
     assert sentence in " ".join((ROOT / "README.md").read_text().split()), sentence
+
+
+def test_readme_quotes_the_forget_row_under_issue_21s_protocol():
+    """The forget row under every attack with 3 training seeds x 3 attack seeds (a focused study; a third
+    look at the rank-4 LoRA's data: each bound at 0.05/3)."""
+    renderer = _renderer("render_benchmark_docs")
+    stored = renderer.load(ROOT / "docs" / "results" / "benchmark-forget-3x3.json")
+    summary, cfg = stored["summary"], stored["config"]
+    verdict = lambda attack: summary[attack][FORGET]["verdict"]  # noqa: E731
+    steps = lambda attack, model: f"{float(summary[attack][model]['verdict']['steps_to_relearn']['model']['point']):.0f}"  # noqa: E731
+    assert cfg["attack_seeds"] == [100, 101, 102] and cfg["train_seeds"] == [0, 1, 2] and cfg["alpha"] <= 0.05 / 3
+    assert len(cfg["attacks"]) == 8 and {verdict(a)["verdict"] for a in cfg["attacks"]} == {"NON-INFERIOR", "INCONCLUSIVE"}
+    assert [a for a in cfg["attacks"] if verdict(a)["verdict"] == "NON-INFERIOR"] == ["inversion", "retain", "benign"]
+    full, full_te = verdict("full"), verdict("full-te")
+    loras = [verdict(a) for a in ("lora-r1", "lora-r4", "lora-r16")]
+    sentence = (f"each bound at level {verdict('full')['alpha']}, 0.05/3), the forget row is shown worse than the "
+                f"never-trained model under no attack and non-inferior under three: concept inversion, retain-only and "
+                f"benign fine-tuning. Under the two full attacks it relearns slower (half the prompts in "
+                f"{steps('full', FORGET)} steps against {steps('full', 'never-trained')} with the UNet alone, "
+                f"{steps('full-te', FORGET)} against {steps('full-te', 'never-trained')} with the text encoder too), but "
+                f"step 20's bound ({full['upper'][1]:.3f} and {full_te['upper'][1]:.3f}) is above the margin; under LoRAs "
+                f"of rank 1, 4 and 16 the area's excess is {loras[0]['area_difference']:+.3f}, "
+                f"{loras[1]['area_difference']:+.3f} and {loras[2]['area_difference']:+.3f}, and step 400's bound "
+                f"{loras[0]['upper'][-1]:.3f}, {loras[1]['upper'][-1]:.3f} and {loras[2]['upper'][-1]:.3f}: INCONCLUSIVE")
+    assert max(full["upper"]) == full["upper"][1] > 0.05 and max(full_te["upper"]) == full_te["upper"][1] > 0.05
+    assert all(v["upper"][-1] > 0.05 for v in loras)
+    assert sentence in " ".join((ROOT / "README.md").read_text().split()), sentence
