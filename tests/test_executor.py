@@ -37,6 +37,21 @@ def test_local_runs_once_keeps_going_past_a_failure_and_retries_it(tmp_path, cap
     assert spec_key({"x": 1, "_where": "a"}) == spec_key({"x": 1, "_where": "b"}) != spec_key({"x": 2})
 
 
+def test_collect_runs_nothing_and_names_a_run_that_is_not_stored(tmp_path):
+    """Copies grown side by side are joined with --executor collect: stored runs are read, and a
+    missing one is refused before any work, by name, instead of starting it here."""
+    from safetune.errors import SafetuneError
+
+    specs = [{"x": x, "label": f"square {x}"} for x in (0, 1, 2)]
+    run_specs(specs[:2], square, tmp_path / "runs", ExecutorConfig())
+    CALLS.clear()
+    done = run_specs(specs[:2], square, tmp_path / "runs", ExecutorConfig(executor="collect"))
+    assert sorted(r["y"] for r in done.values()) == [0, 1] and CALLS == []
+    with pytest.raises(SafetuneError, match=r"1 of the study's runs are not stored in .*runs \(the first: square 2\)"):
+        run_specs(specs, square, tmp_path / "runs", ExecutorConfig(executor="collect"))
+    assert CALLS == [] and not (tmp_path / "runs" / f"{spec_key(specs[2])}.json").exists()
+
+
 @pytest.mark.slow
 def test_ray_tasks_give_the_local_numbers(tmp_path):
     pytest.importorskip("ray")

@@ -88,7 +88,7 @@ def _executor(args):
     if args.name not in TASK_STUDIES and (given or executor.executor != "local"):
         raise SafetuneError(f"{', '.join(given) or '--executor ' + executor.executor}: the {' and '.join(TASK_STUDIES)} "
                             f"studies run as tasks; {args.name} runs in this process")
-    if executor.executor == "local" and given:
+    if executor.executor != "ray" and given:
         raise SafetuneError(f"{', '.join(given)}: settings of --executor ray; add it or drop them")
     if not 1 <= executor.cpus <= 1024:
         raise SafetuneError(f"--cpus {executor.cpus}: give 1 to 1024 CPUs per run")

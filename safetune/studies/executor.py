@@ -8,6 +8,9 @@ and the others go on.
   ray    as Ray tasks on this machine or a cluster (`pip install -e '.[ray]'`; `--address` for an
          existing cluster, e.g. one started on Slurm with Ray's own recipe), each asking for
          `cpus` CPUs (its torch threads) and `gpus` GPUs (a fraction, e.g. 0.25, packs runs on a GPU)
+  collect  nothing: every run must already be stored (copies of a study grown side by side, their
+         runs/ copied into one directory); the study is joined and reported from them, and refuses,
+         naming what is missing, before any work if a run is not there
 """
 from __future__ import annotations
 
@@ -25,14 +28,15 @@ from ..io import write_json
 from .resume import with_defaults
 
 log = logging.getLogger(__name__)
-EXECUTORS = ("local", "ray")
+EXECUTORS = ("local", "ray", "collect")
 
 
 @settings
 class ExecutorConfig:
     """Where a study's runs execute (not part of the study's settings: results do not depend on it)."""
-    executor: str = option("local", "local (this process, one run after another) or ray (Ray tasks)",
-                       choices=EXECUTORS)
+    executor: str = option("local", "local (this process, one run after another), ray (Ray tasks) or collect "
+                                    "(run nothing: report from the runs stored in the study directory)",
+                           choices=EXECUTORS)
     address: str | None = option(None, "ray: an existing cluster's address (default: start Ray on this machine)")
     cpus: int = option(1, "ray: CPUs per run (its torch threads)", min=1, max=4096)
     gpus: float = option(0.0, "ray: GPUs per run; a fraction packs several runs on one GPU", min=0, max=4096)
@@ -105,6 +109,10 @@ def run_specs(specs: list[dict], fn: Callable[[dict], dict], store: Path, execut
     todo = list(todo.items())
     if not todo:
         return results
+    if executor.executor == "collect":
+        raise SafetuneError(f"--executor collect: {len(todo)} of the study's runs are not stored in {store} (the "
+                            f"first: {todo[0][1].get('label', todo[0][0])}); copy in the runs/ (and models/) of the "
+                            "directories that made them, or drop --executor collect to run them here")
     log.info("%d runs to do (%d done before), executor %s", len(todo), len(results), executor.executor)
     failures = []
 
