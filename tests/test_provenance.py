@@ -333,3 +333,36 @@ def test_readme_quotes_the_forget_row_under_issue_21s_protocol():
     assert max(full["upper"]) == full["upper"][1] > 0.05 and max(full_te["upper"]) == full_te["upper"][1] > 0.05
     assert all(v["upper"][-1] > 0.05 for v in loras)
     assert sentence in " ".join((ROOT / "README.md").read_text().split()), sentence
+
+
+def test_readme_quotes_the_battery_s_other_attacks():
+    """full-te and the LoRAs of rank 1 and 16 (a focused study, first look: level 0.05)."""
+    renderer = _renderer("render_benchmark_docs")
+    stored = renderer.load(ROOT / "docs" / "results" / "benchmark-other-attacks.json")
+    summary, cfg = stored["summary"], stored["config"]
+    verdict = lambda attack, model: summary[attack][model]["verdict"]  # noqa: E731
+    steps = lambda attack, model: f"{float(verdict(attack, model)['steps_to_relearn']['model']['point']):.0f}"  # noqa: E731
+    last = lambda attack, model: _worst_curve(summary[attack][model])[-1]  # noqa: E731
+    assert cfg["attacks"] == ["full-te", "lora-r1", "lora-r16"] and cfg["alpha"] == 0.05
+    assert {verdict(a, "esd")["verdict"] for a in cfg["attacks"]} == {"INFERIOR"}
+    sentence = (
+        f"ESD-x is INFERIOR under all three, the star back on half the prompts in {steps('full-te', 'esd')}, "
+        f"{steps('lora-r1', 'esd')} and {steps('lora-r16', 'esd')} steps (rank 4: "
+        f"{_stored_benchmark()['summary']['lora-r4']['esd']['verdict']['steps_to_relearn']['model']['point']:.0f}; "
+        f"the higher the rank, the sooner). The never-trained model needs "
+        f"{steps('full-te', 'never-trained')} steps under `full-te` and draws the star on "
+        f"{last('lora-r1', 'never-trained'):.3f} and {last('lora-r16', 'never-trained'):.3f} of the prompts at step "
+        f"400 of the two LoRAs. `dd` is NON-INFERIOR under `full-te` ({steps('full-te', 'dd')} steps; area "
+        f"{verdict('full-te', 'dd')['area_difference']:+.3f}, upper {verdict('full-te', 'dd')['area_upper']:+.3f}) and "
+        f"INCONCLUSIVE under both LoRAs (area {verdict('lora-r1', 'dd')['area_difference']:+.3f} and "
+        f"{verdict('lora-r16', 'dd')['area_difference']:+.3f}; {last('lora-r1', 'dd'):.3f} and "
+        f"{last('lora-r16', 'dd'):.3f} at step 400). With its unseen words forgotten it is NON-INFERIOR under "
+        f"`full-te` ({steps('full-te', FORGET)} steps) and the rank-1 LoRA (area "
+        f"{verdict('lora-r1', FORGET)['area_difference']:+.3f}, upper {verdict('lora-r1', FORGET)['area_upper']:+.3f}) "
+        f"and INCONCLUSIVE under rank 16 (area {verdict('lora-r16', FORGET)['area_difference']:+.3f}, step 400's bound "
+        f"{verdict('lora-r16', FORGET)['upper'][-1]:.3f})")
+    assert [verdict(a, "dd")["verdict"] for a in cfg["attacks"]] == ["NON-INFERIOR", "INCONCLUSIVE", "INCONCLUSIVE"]
+    assert [verdict(a, FORGET)["verdict"] for a in cfg["attacks"]] == ["NON-INFERIOR", "NON-INFERIOR", "INCONCLUSIVE"]
+    stricter = renderer.load(ROOT / "docs" / "results" / "benchmark-forget-3x3.json")["summary"]  # the third look
+    assert {stricter[a][FORGET]["verdict"]["verdict"] for a in ("full-te", "lora-r1")} == {"INCONCLUSIVE"}
+    assert sentence in " ".join((ROOT / "README.md").read_text().split()), sentence
