@@ -27,12 +27,23 @@ def _worst_curve(row: dict) -> list:
     return row["curves"][row["worst_lr"]]
 
 
+def _steps(summary: dict, attack: str, model: str) -> str:
+    """Steps to relearn (its point estimate) as the README quotes it."""
+    return f"{float(summary[attack][model]['verdict']['steps_to_relearn']['model']['point']):.0f}"
+
+
 @functools.lru_cache(maxsize=1)
 def _stored_benchmark() -> dict:
     """The stored battery with its summary, computed once for every test below (a 2000-replicate
     bootstrap per model and attack); the tests only read it."""
     renderer = _renderer("render_benchmark_docs")
     return renderer.load(renderer.STORED)
+
+
+@functools.lru_cache(maxsize=None)
+def _focused(name: str) -> dict:
+    """A focused study stored beside the battery (benchmark-NAME.json) with its summary, computed once."""
+    return _renderer("render_benchmark_docs").load(ROOT / "docs" / "results" / f"benchmark-{name}.json")
 
 
 def test_audit_report_and_readme_table_are_what_the_stored_results_render():
@@ -60,7 +71,7 @@ def test_benchmark_page_and_readme_leaderboard_are_what_the_stored_runs_render()
     results = _stored_benchmark()
     assert (ROOT / "docs" / "results" / "benchmark.md").read_text() == render_relearn(results)
     for path in renderer.focused_studies():  # one question of the battery asked with more seeds
-        assert path.with_suffix(".md").read_text() == render_relearn(renderer.load(path)), path
+        assert path.with_suffix(".md").read_text() == render_relearn(_focused(path.stem.removeprefix("benchmark-"))), path
     assert renderer.readme_block(results) in (ROOT / "README.md").read_text()
     assert "summary" not in json.loads((ROOT / "docs" / "results" / "benchmark.json").read_text())
     # what the demo quotes ships with the package: the same numbers
@@ -72,8 +83,7 @@ def test_readme_sentences_on_the_benchmark_quote_the_stored_numbers():
     summary = _stored_benchmark()["summary"]
     text = " ".join((ROOT / "README.md").read_text().split())
 
-    def steps(attack, model):
-        return f"{float(summary[attack][model]['verdict']['steps_to_relearn']['model']['point']):.0f}"
+    steps = functools.partial(_steps, summary)
 
     def last(attack, model, curve="curves"):
         row = summary[attack][model]
@@ -290,8 +300,7 @@ def test_the_protocols_power_example_quotes_the_stored_battery():
 def test_readme_quotes_the_focused_lora_study():
     """The rank-4 LoRA question of the forget row, asked again with more attack seeds (a second look at
     data already seen: each bound at the halved level)."""
-    renderer = _renderer("render_benchmark_docs")
-    stored = renderer.load(ROOT / "docs" / "results" / "benchmark-lora4-seeds.json")
+    stored = _focused("lora4-seeds")
     rows = stored["summary"]["lora-r4"]
     verdict = rows[FORGET]["verdict"]
     curve = lambda model: _worst_curve(rows[model])  # noqa: E731
@@ -311,11 +320,10 @@ def test_readme_quotes_the_focused_lora_study():
 def test_readme_quotes_the_forget_row_under_issue_21s_protocol():
     """The forget row under every attack with 3 training seeds x 3 attack seeds (a focused study; a third
     look at the rank-4 LoRA's data: each bound at 0.05/3)."""
-    renderer = _renderer("render_benchmark_docs")
-    stored = renderer.load(ROOT / "docs" / "results" / "benchmark-forget-3x3.json")
+    stored = _focused("forget-3x3")
     summary, cfg = stored["summary"], stored["config"]
     verdict = lambda attack: summary[attack][FORGET]["verdict"]  # noqa: E731
-    steps = lambda attack, model: f"{float(summary[attack][model]['verdict']['steps_to_relearn']['model']['point']):.0f}"  # noqa: E731
+    steps = functools.partial(_steps, summary)
     assert cfg["attack_seeds"] == [100, 101, 102] and cfg["train_seeds"] == [0, 1, 2] and cfg["alpha"] <= 0.05 / 3
     assert len(cfg["attacks"]) == 8 and {verdict(a)["verdict"] for a in cfg["attacks"]} == {"NON-INFERIOR", "INCONCLUSIVE"}
     assert [a for a in cfg["attacks"] if verdict(a)["verdict"] == "NON-INFERIOR"] == ["inversion", "retain", "benign"]
@@ -337,18 +345,17 @@ def test_readme_quotes_the_forget_row_under_issue_21s_protocol():
 
 def test_readme_quotes_the_battery_s_other_attacks():
     """full-te and the LoRAs of rank 1 and 16 (a focused study, first look: level 0.05)."""
-    renderer = _renderer("render_benchmark_docs")
-    stored = renderer.load(ROOT / "docs" / "results" / "benchmark-other-attacks.json")
+    stored = _focused("other-attacks")
     summary, cfg = stored["summary"], stored["config"]
     verdict = lambda attack, model: summary[attack][model]["verdict"]  # noqa: E731
-    steps = lambda attack, model: f"{float(verdict(attack, model)['steps_to_relearn']['model']['point']):.0f}"  # noqa: E731
+    steps = functools.partial(_steps, summary)
     last = lambda attack, model: _worst_curve(summary[attack][model])[-1]  # noqa: E731
     assert cfg["attacks"] == ["full-te", "lora-r1", "lora-r16"] and cfg["alpha"] == 0.05
     assert {verdict(a, "esd")["verdict"] for a in cfg["attacks"]} == {"INFERIOR"}
     sentence = (
         f"ESD-x is INFERIOR under all three, the star back on half the prompts in {steps('full-te', 'esd')}, "
         f"{steps('lora-r1', 'esd')} and {steps('lora-r16', 'esd')} steps (rank 4: "
-        f"{_stored_benchmark()['summary']['lora-r4']['esd']['verdict']['steps_to_relearn']['model']['point']:.0f}; "
+        f"{_steps(_stored_benchmark()['summary'], 'lora-r4', 'esd')}; "
         f"the higher the rank, the sooner). The never-trained model needs "
         f"{steps('full-te', 'never-trained')} steps under `full-te` and draws the star on "
         f"{last('lora-r1', 'never-trained'):.3f} and {last('lora-r16', 'never-trained'):.3f} of the prompts at step "
@@ -363,6 +370,6 @@ def test_readme_quotes_the_battery_s_other_attacks():
         f"{verdict('lora-r16', FORGET)['upper'][-1]:.3f})")
     assert [verdict(a, "dd")["verdict"] for a in cfg["attacks"]] == ["NON-INFERIOR", "INCONCLUSIVE", "INCONCLUSIVE"]
     assert [verdict(a, FORGET)["verdict"] for a in cfg["attacks"]] == ["NON-INFERIOR", "NON-INFERIOR", "INCONCLUSIVE"]
-    stricter = renderer.load(ROOT / "docs" / "results" / "benchmark-forget-3x3.json")["summary"]  # the third look
+    stricter = _focused("forget-3x3")["summary"]  # the third look
     assert {stricter[a][FORGET]["verdict"]["verdict"] for a in ("full-te", "lora-r1")} == {"INCONCLUSIVE"}
     assert sentence in " ".join((ROOT / "README.md").read_text().split()), sentence
