@@ -367,7 +367,15 @@ def test_readme_quotes_the_battery_s_other_attacks():
         f"`full-te` ({steps('full-te', FORGET)} steps) and the rank-1 LoRA (area "
         f"{verdict('lora-r1', FORGET)['area_difference']:+.3f}, upper {verdict('lora-r1', FORGET)['area_upper']:+.3f}) "
         f"and INCONCLUSIVE under rank 16 (area {verdict('lora-r16', FORGET)['area_difference']:+.3f}, step 400's bound "
-        f"{verdict('lora-r16', FORGET)['upper'][-1]:.3f})")
+        f"{verdict('lora-r16', FORGET)['upper'][-1]:.3f}); asked again with a third attack seed at level 0.0166 "
+        f"(above), those two NON-INFERIOR verdicts do not hold: both become INCONCLUSIVE. LT and NG are INFERIOR under "
+        f"both LoRAs (half the prompts in {steps('lora-r1', 'lt')} and {steps('lora-r1', 'ng')} steps at rank 1, "
+        f"{steps('lora-r16', 'lt')} and {steps('lora-r16', 'ng')} at rank 16) and INCONCLUSIVE under `full-te` "
+        f"({steps('full-te', 'lt')} and {steps('full-te', 'ng')} steps against the never-trained model's "
+        f"{steps('full-te', 'never-trained')}; area {verdict('full-te', 'lt')['area_difference']:+.3f} and "
+        f"{verdict('full-te', 'ng')['area_difference']:+.3f})")
+    assert [verdict(a, m)["verdict"] for m in ("lt", "ng") for a in cfg["attacks"]] == ["INCONCLUSIVE", "INFERIOR",
+                                                                                       "INFERIOR"] * 2
     assert [verdict(a, "dd")["verdict"] for a in cfg["attacks"]] == ["NON-INFERIOR", "INCONCLUSIVE", "INCONCLUSIVE"]
     assert [verdict(a, FORGET)["verdict"] for a in cfg["attacks"]] == ["NON-INFERIOR", "NON-INFERIOR", "INCONCLUSIVE"]
     stricter = _focused("forget-3x3")["summary"]  # the third look
