@@ -27,6 +27,12 @@ def _worst_curve(row: dict) -> list:
     return row["curves"][row["worst_lr"]]
 
 
+def _prose(path: Path) -> str:
+    """A document's text with its line breaks and runs of spaces as single spaces (a quoted sentence may
+    wrap anywhere)."""
+    return " ".join(path.read_text().split())
+
+
 def _steps(summary: dict, attack: str, model: str) -> str:
     """Steps to relearn (its point estimate) as the README quotes it."""
     return f"{float(summary[attack][model]['verdict']['steps_to_relearn']['model']['point']):.0f}"
@@ -81,7 +87,7 @@ def test_benchmark_page_and_readme_leaderboard_are_what_the_stored_runs_render()
 def test_readme_sentences_on_the_benchmark_quote_the_stored_numbers():
     """The prose beside the rendered table: each number it quotes, recomputed from the stored runs."""
     summary = _stored_benchmark()["summary"]
-    text = " ".join((ROOT / "README.md").read_text().split())
+    text = _prose(ROOT / "README.md")
 
     steps = functools.partial(_steps, summary)
 
@@ -293,7 +299,7 @@ def test_the_protocols_power_example_quotes_the_stored_battery():
     sentence = (f"(detectable {detectable:+.3f}, point {point:+.3f} on the stored battery) that is "
                 f"{((margin - detectable) / margin) ** 2:.1f}x if it were as good as the reference, but "
                 f"{((margin - detectable) / (margin - point)) ** 2:.0f}x at its point estimate")
-    text = " ".join((ROOT / "docs" / "benchmark.md").read_text().split())
+    text = _prose(ROOT / "docs" / "benchmark.md")
     assert v["verdict"] == "INCONCLUSIVE" and sentence in text, sentence
 
 
@@ -314,7 +320,7 @@ def test_readme_quotes_the_focused_lora_study():
                 f"INCONCLUSIVE again")
     assert verdict["verdict"] == "INCONCLUSIVE" and verdict["upper"][-1] == max(verdict["upper"]) > 0.05
     assert abs(curve(FORGET)[-1] - curve("never-trained")[-1]) < 0.01
-    assert sentence in " ".join((ROOT / "README.md").read_text().split()), sentence
+    assert sentence in _prose(ROOT / "README.md"), sentence
 
 
 def test_readme_quotes_the_forget_row_under_issue_21s_protocol():
@@ -340,7 +346,7 @@ def test_readme_quotes_the_forget_row_under_issue_21s_protocol():
                 f"{loras[0]['upper'][-1]:.3f}, {loras[1]['upper'][-1]:.3f} and {loras[2]['upper'][-1]:.3f}: INCONCLUSIVE")
     assert max(full["upper"]) == full["upper"][1] > 0.05 and max(full_te["upper"]) == full_te["upper"][1] > 0.05
     assert all(v["upper"][-1] > 0.05 for v in loras)
-    assert sentence in " ".join((ROOT / "README.md").read_text().split()), sentence
+    assert sentence in _prose(ROOT / "README.md"), sentence
 
 
 def test_readme_quotes_the_battery_s_other_attacks():
@@ -380,4 +386,4 @@ def test_readme_quotes_the_battery_s_other_attacks():
     assert [verdict(a, FORGET)["verdict"] for a in cfg["attacks"]] == ["NON-INFERIOR", "NON-INFERIOR", "INCONCLUSIVE"]
     stricter = _focused("forget-3x3")["summary"]  # the third look
     assert {stricter[a][FORGET]["verdict"]["verdict"] for a in ("full-te", "lora-r1")} == {"INCONCLUSIVE"}
-    assert sentence in " ".join((ROOT / "README.md").read_text().split()), sentence
+    assert sentence in _prose(ROOT / "README.md"), sentence
