@@ -84,15 +84,64 @@ def test_a_resume_redoes_nothing_and_other_settings_are_refused(study):
     assert (out / "results.json").read_text() == before
 
 
+def _stored(out, path):
+    """The study in `out` as the repository stores it (docs/results: results.json without its summary)."""
+    path.write_text(json.dumps({k: v for k, v in json.loads((out / "results.json").read_text()).items()
+                                if k != "summary"}))
+    return path
+
+
+def _untimed(runs: dict) -> dict:
+    """Runs without their timings (the only thing that differs when a run is made again)."""
+    return {key: {step: {part: {k: v for k, v in counts.items() if k != "sampling_seconds"}
+                         for part, counts in parts.items()} if isinstance(parts, dict) else parts
+                  for step, parts in run.items()} for key, run in runs.items()}
+
+
+def _kinds(out) -> list[str]:
+    """The kinds of the runs a study directory made itself."""
+    return sorted(json.loads(p.read_text())["spec"]["kind"] for p in (out / "runs").glob("*.json"))
+
+
 def test_more_seeds_extend_a_study_keeping_its_runs(study, tmp_path):
     out, results = study
     shutil.copytree(out, tmp_path / "study")
-    grown = run_relearn(tmp_path / "study", replace(tiny(), attacks=["full"], attack_seeds=[100, 101], margin=0.1))
+    more = replace(tiny(), attacks=["full"], attack_seeds=[100, 101], margin=0.1)
+    grown = run_relearn(tmp_path / "study", more)
     new = set(grown["runs"]) - set(results["runs"])
     # one more attack seed of "full" for never-trained (1 training seed) and esd (2): three runs, no other
     assert new == {run_key(m, t, "full", 1e-4, 101) for m, t in [("never-trained", 0), ("esd", 0), ("esd", 1)]}
     assert all(grown["runs"][key] == run for key, run in results["runs"].items())
     assert set(grown["summary"]) == {"full"} and grown["config"]["margin"] == 0.1
+    # the same growth from the stored results alone (a fresh clone: no runs/, no models/): the two esd
+    # models are rebuilt from their training seeds, the three new runs made, no quality run redone,
+    # and every number is the one the study directory's copy gave
+    fresh = run_relearn(tmp_path / "fresh", more, grow_from=_stored(out, tmp_path / "benchmark-tiny.json"))
+    assert _kinds(tmp_path / "fresh") == ["attack"] * 3 + ["model"] * 2
+    assert _untimed(fresh["runs"]) == _untimed(grown["runs"]) and fresh["quality"] == grown["quality"]
+    assert fresh["summary"] == grown["summary"]
+
+
+def test_a_stored_study_is_judged_again_without_running_anything(study, tmp_path):
+    out, results = study
+    stored = _stored(out, tmp_path / "benchmark-tiny.json")
+    judged = run_relearn(tmp_path / "judged", replace(tiny(), margin=0.1), grow_from=stored)
+    assert judged["runs"] == results["runs"] and judged["config"]["margin"] == 0.1
+    assert _kinds(tmp_path / "judged") == [] and not any((tmp_path / "judged" / "models").iterdir())
+    assert run_relearn(tmp_path / "judged", replace(tiny(), margin=0.1), grow_from=stored)["runs"] == results["runs"]
+    with pytest.raises(SafetuneError, match=r"--grow-from .*benchmark-tiny.json: .*other settings \(steps"):
+        run_relearn(tmp_path / "other", replace(tiny(), steps=[0, 3]), grow_from=stored)
+    assert not (tmp_path / "other" / "results.json").exists()
+    (tmp_path / "not-a-study.json").write_text('{"study": "backfire"}')
+    with pytest.raises(SafetuneError, match="not a relearn study"):
+        run_relearn(tmp_path / "other", tiny(), grow_from=tmp_path / "not-a-study.json")
+    # a directory holding another study's runs is not mixed with the stored one
+    shutil.copytree(out, tmp_path / "elsewhere")
+    held = json.loads((tmp_path / "elsewhere" / "results.json").read_text())
+    held["runs"].pop(run_key("esd", 1, "full", 1e-4, 100))
+    (tmp_path / "elsewhere" / "results.json").write_text(json.dumps(held))
+    with pytest.raises(SafetuneError, match=r"without 1 of its runs \(the first: esd\|train1\|full"):
+        run_relearn(tmp_path / "elsewhere", tiny(), grow_from=stored)
 
 
 def _fake_runs(rates_by_lr: dict[float, float], diverged: float | None = None) -> dict:

@@ -41,6 +41,9 @@ def register(sub) -> None:
     p.add_argument("--reference", default=None, help="the never-trained model ('' for none; the default: --show-config)")
     p.add_argument("--attack", default=None, help="forgetting: the attacks, e.g. full,lora (the default: --show-config)")
     p.add_argument("--train-text-encoder", action="store_true", help="backfire: fine-tune the text encoder too")
+    p.add_argument("--grow-from", default=None, metavar="STORED",
+                   help="relearn: start --out from a stored study's runs (docs/results/benchmark*.json, or a study's "
+                        "results.json) and run only what your settings add (seeds, attacks, models)")
     from ..studies.executor import ExecutorConfig
 
     _args.add_config_flags(p, ExecutorConfig(), title="forgetting, relearn: where their runs execute")
@@ -120,6 +123,9 @@ def study(args) -> None:
                               or not (reuse / "loras" / "safety_esd-x.safetensors").is_file()):
         raise SafetuneError(f"--reuse {args.reuse!r}: give an earlier study directory with loras/safety_esd-x.safetensors"
                             " (adversarial and audit studies reuse its safety LoRA)")
+    if args.grow_from is not None and (args.name != "relearn" or not args.grow_from.strip()):
+        raise SafetuneError(f"--grow-from {args.grow_from!r}: the relearn study grows from a stored study "
+                            "(e.g. --grow-from docs/results/benchmark-forget-3x3.json)")
     from ..models.loading import resolve_model
 
     resolve_model(args.model)  # a bad --model is refused before the study claims its directory
@@ -135,7 +141,8 @@ def study(args) -> None:
     elif args.name == "relearn":
         from ..studies.relearn import run_relearn
 
-        run_relearn(out, config, model=args.model, executor=executor)
+        run_relearn(out, config, model=args.model, executor=executor,
+                    grow_from=Path(args.grow_from) if args.grow_from else None)
     elif args.name == "adversarial":
         from ..studies.adversarial import run_adversarial
 

@@ -185,9 +185,12 @@ def attack_run(model, attack: str, recipe: TrainConfig, data: dict, prompts: dic
     return curve
 
 
-def run_relearn(out: Path, config: RelearnConfig, model: str = "shapes", executor: ExecutorConfig | None = None) -> dict:
+def run_relearn(out: Path, config: RelearnConfig, model: str = "shapes", executor: ExecutorConfig | None = None,
+                grow_from: Path | None = None) -> dict:
     """Run (or resume) the benchmark in `out`: every run a task of `executor` (its result in
-    out/runs/<hash>.json), joined into results.json (per-prompt counts) and the report."""
+    out/runs/<hash>.json), joined into results.json (per-prompt counts) and the report. `grow_from`:
+    a stored study (docs/results/benchmark*.json, or a study's results.json) whose runs and quality
+    `out` starts from, as if it had made them (see grow_from_stored)."""
     config.validate()
     if "inversion" in config.attacks and model_family(model) not in (None, "sd"):
         raise SafetuneError(f"attacks: inversion learns a token of one CLIP text encoder (SD 1.x/2.x); {model} is "
@@ -196,6 +199,8 @@ def run_relearn(out: Path, config: RelearnConfig, model: str = "shapes", executo
     out.mkdir(parents=True, exist_ok=True)
     (out / "models").mkdir(exist_ok=True)
     results_path = out / "results.json"
+    if grow_from is not None:
+        grow_from_stored(results_path, grow_from, config, model)
     previous = resume_or_refuse(results_path, "relearn", model, asdict(config), growable=GROWABLE,
                                 defaults=asdict(RelearnConfig()))
     if previous and previous["config"] != json.loads(json.dumps(asdict(config))):
@@ -206,18 +211,30 @@ def run_relearn(out: Path, config: RelearnConfig, model: str = "shapes", executo
     # a run's identity is what determines it: not the lists of other runs, nor the verdicts' settings
     common = {"model": model, "config": {k: v for k, v in asdict(config).items() if k not in GROWABLE},
               "_out": str(out), "_defaults": {k: v for k, v in asdict(RelearnConfig()).items() if k not in GROWABLE}}
-    # the trained models first (each once, on disk), so that attack runs anywhere only load them
-    built = [{**common, "kind": "model", "name": name, "train_seed": t, "label": f"build {name} train{t}"}
-             for name in config.models if name not in ("base", REFERENCE) for t in config.train_seeds_of(name)]
-    run_specs(built, run_model_spec, out / "runs", executor)
+
+    def build(pending: list[dict]) -> None:
+        """The trained models `pending` runs need, each once, on disk (so that runs anywhere only load
+        them); a model whose every run is kept is not rebuilt (a study grown from stored results)."""
+        needed = sorted({(sp["name"], sp["train_seed"]) for sp in pending if sp["name"] not in ("base", REFERENCE)},
+                        key=lambda m: (config.models.index(m[0]), m[1]))
+        run_specs([{**common, "kind": "model", "name": name, "train_seed": t, "label": f"build {name} train{t}"}
+                   for name, t in needed], run_model_spec, out / "runs", executor)
+
     from .relearn_quality import run_quality_spec  # it imports this module
 
+    # a quality run kept from an earlier run of the study was made with these settings: only
+    # quality_prompts, of its settings, may differ between growths
+    same_quality = previous.get("config", {}).get("quality_prompts") == config.quality_prompts
+    wanted = [(name, t) for name in config.models for t in config.train_seeds_of(name)]
+    kept = previous.get("quality", {}) if same_quality else {}
+    results["quality"] = {f"{name}|train{t}": kept[f"{name}|train{t}"] for name, t in wanted if f"{name}|train{t}" in kept}
     quality = [{**common, "kind": "quality", "name": name, "train_seed": t, "quality_prompts": config.quality_prompts,
                 "features": "centred-scaled", "label": f"quality {name} train{t}"}
-               for name in config.models for t in config.train_seeds_of(name)]
+               for name, t in wanted if f"{name}|train{t}" not in results["quality"]]
+    build(quality)
     done = run_specs(quality, run_quality_spec, out / "runs", executor)
-    results["quality"] = {f"{sp['name']}|train{sp['train_seed']}": done[spec_key(sp)] for sp in quality
-                          if spec_key(sp) in done}
+    results["quality"].update({f"{sp['name']}|train{sp['train_seed']}": done[spec_key(sp)] for sp in quality
+                               if spec_key(sp) in done})
     grids = {(name, attack): list(config.inversion_lrs if attack == "inversion" else config.attack_lrs)
              for name in config.models for attack in config.attacks}
     while True:  # waves: the grids, then each grid grown where its worst lr is still its top
@@ -227,6 +244,7 @@ def run_relearn(out: Path, config: RelearnConfig, model: str = "shapes", executo
                  for seed in config.seeds()]
         specs.sort(key=lambda sp: (config.models.index(sp["name"]), sp["train_seed"]))  # one model loaded at a time
         specs = [sp for sp in specs if _run_key(sp) not in results["runs"]]  # kept from an earlier run
+        build(specs)
         done = run_specs(specs, run_attack_spec, out / "runs", executor)
         for spec in specs:
             if spec_key(spec) in done:
@@ -242,6 +260,39 @@ def run_relearn(out: Path, config: RelearnConfig, model: str = "shapes", executo
         _write_report(out, results)
         if not grown:
             return results
+
+
+def grow_from_stored(results_path: Path, stored: Path, config: RelearnConfig, model: str) -> None:
+    """Start a study at `results_path` from a stored one: its runs and quality are kept as if this
+    study had made them, so that growing it (more seeds, attacks, models) runs only what is new, from
+    a fresh clone whose study directories are gone. The stored study must have been made with this
+    study's settings but the growable ones, as a resume must; a model is rebuilt only where a new run
+    needs it (its training seed makes it again). On a resume (results_path written before) the stored
+    runs must all be there: a directory grown from elsewhere is refused, not mixed."""
+    try:
+        stored_results = json.loads(stored.read_text())
+    except (OSError, ValueError) as exc:
+        raise SafetuneError(f"--grow-from {stored}: cannot be read ({exc}); give a stored relearn study "
+                            "(docs/results/benchmark*.json) or a relearn study's results.json") from None
+    if not isinstance(stored_results, dict) or stored_results.get("study") != "relearn" \
+            or not isinstance(stored_results.get("runs"), dict):
+        raise SafetuneError(f"--grow-from {stored}: not a relearn study's results (docs/results/benchmark*.json, or a "
+                            "relearn study's results.json)")
+    try:
+        resume_or_refuse(stored, "relearn", model, asdict(config), growable=GROWABLE, defaults=asdict(RelearnConfig()))
+    except SafetuneError as exc:
+        raise SafetuneError(f"--grow-from {stored}: {exc}") from None
+    if results_path.exists():
+        held = json.loads(results_path.read_text()).get("runs", {})
+        missing = [key for key in stored_results["runs"] if key not in held]
+        if missing:
+            raise SafetuneError(f"--grow-from {stored}: {results_path.parent} already holds a study without {len(missing)} "
+                                f"of its runs (the first: {missing[0]}); resume it without --grow-from, or choose a "
+                                "new --out")
+        return
+    write_json(results_path, {key: value for key, value in stored_results.items() if key != "summary"})
+    log.info("%s: started from %s (%d runs, %d quality runs kept)", results_path.parent, stored,
+             len(stored_results["runs"]), len(stored_results.get("quality", {})))
 
 
 class _Context:
