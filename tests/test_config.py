@@ -250,3 +250,19 @@ def test_concept_inversions_mode_is_a_setting_but_not_a_fine_tuning(tmp_path, ca
     assert main(["finetune", "--data", "clean", "--mode", "token", "--out", str(tmp_path / "t")]) == 2
     assert "--mode token: concept inversion's own mode" in capsys.readouterr().err
     assert not (tmp_path / "t").exists()
+
+
+def test_grow_from_is_checked_before_the_study_claims_its_directory(tmp_path, capsys):
+    """--grow-from: a file that is not there, a stored study made with other settings, another study's
+    flag: one line naming the file and the fix, exit 2, and no --out directory made."""
+    out = tmp_path / "s"
+    assert main(["study", "relearn", "--out", str(out), "--grow-from", str(tmp_path / "missing.json")]) == 2
+    err = capsys.readouterr().err
+    assert "missing.json: cannot be read" in err and "docs/results/benchmark" in err
+    stored = "docs/results/benchmark-forget-3x3.json"  # made with 20 prompts per set: the default is 40
+    assert main(["study", "relearn", "--out", str(out), "--grow-from", stored]) == 2
+    err = capsys.readouterr().err
+    assert f"--grow-from {stored}" in err and "prompts_per_set (20 -> 40)" in err
+    assert main(["study", "backfire", "--out", str(out), "--grow-from", stored]) == 2
+    assert "the relearn study grows from a stored study" in capsys.readouterr().err
+    assert not out.exists()

@@ -129,6 +129,10 @@ def study(args) -> None:
     from ..models.loading import resolve_model
 
     resolve_model(args.model)  # a bad --model is refused before the study claims its directory
+    if args.grow_from:
+        from ..studies.relearn import read_stored
+
+        read_stored(Path(args.grow_from), config, args.model)  # so is a stored study it cannot grow from
     out = claim_study_dir(args.out, args.name)
     if args.name == "backfire":
         from ..studies.backfire import run_backfire

@@ -262,13 +262,9 @@ def run_relearn(out: Path, config: RelearnConfig, model: str = "shapes", executo
             return results
 
 
-def grow_from_stored(results_path: Path, stored: Path, config: RelearnConfig, model: str) -> None:
-    """Start a study at `results_path` from a stored one: its runs and quality are kept as if this
-    study had made them, so that growing it (more seeds, attacks, models) runs only what is new, from
-    a fresh clone whose study directories are gone. The stored study must have been made with this
-    study's settings but the growable ones, as a resume must; a model is rebuilt only where a new run
-    needs it (its training seed makes it again). On a resume (results_path written before) the stored
-    runs must all be there: a directory grown from elsewhere is refused, not mixed."""
+def read_stored(stored: Path, config: RelearnConfig, model: str) -> dict:
+    """A stored relearn study (docs/results/benchmark*.json, or a study's results.json) that a study
+    with `config` may grow from: made with the same settings but the growable ones, as a resume must."""
     try:
         stored_results = json.loads(stored.read_text())
     except (OSError, ValueError) as exc:
@@ -282,6 +278,16 @@ def grow_from_stored(results_path: Path, stored: Path, config: RelearnConfig, mo
         resume_or_refuse(stored, "relearn", model, asdict(config), growable=GROWABLE, defaults=asdict(RelearnConfig()))
     except SafetuneError as exc:
         raise SafetuneError(f"--grow-from {stored}: {exc}") from None
+    return stored_results
+
+
+def grow_from_stored(results_path: Path, stored: Path, config: RelearnConfig, model: str) -> None:
+    """Start a study at `results_path` from a stored one: its runs and quality are kept as if this
+    study had made them, so that growing it (more seeds, attacks, models) runs only what is new, from
+    a fresh clone whose study directories are gone; a model is rebuilt only where a new run needs it
+    (its training seed makes it again). On a resume (results_path written before) the stored runs
+    must all be there: a directory grown from elsewhere is refused, not mixed."""
+    stored_results = read_stored(stored, config, model)
     if results_path.exists():
         held = json.loads(results_path.read_text()).get("runs", {})
         missing = [key for key in stored_results["runs"] if key not in held]
