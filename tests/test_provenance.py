@@ -349,6 +349,19 @@ def test_readme_quotes_the_forget_row_under_issue_21s_protocol():
     assert sentence in _prose(ROOT / "README.md"), sentence
 
 
+def test_rows_rebuilt_in_a_fresh_clone_reproduce_the_battery_s_unattacked_numbers():
+    """The other-attacks study was grown --grow-from its stored results, its one-seed rows rebuilt from
+    scratch: their quality runs (before any attack) must be the battery's, counts exactly (clean
+    fidelity, the harmful rates along the line to the original); KID, a float sum over 300 x 300
+    kernel entries, to the thread count's rounding."""
+    battery, grown = _stored_benchmark()["quality"], _focused("other-attacks")["quality"]
+    rebuilt = ["uce|train0", "rece|train0", "np|train0", "sld|train0"]
+    for key in rebuilt:
+        assert grown[key]["prompt_fidelity"] == battery[key]["prompt_fidelity"], key
+        assert grown[key].get("line") == battery[key].get("line") and grown[key]["n_images"] == 300, key
+        assert abs(grown[key]["kid"]["kid"] - battery[key]["kid"]["kid"]) < 1e-5, key
+
+
 def test_readme_quotes_the_battery_s_other_attacks():
     """full-te and the LoRAs of rank 1 and 16 (a focused study, first look: level 0.05)."""
     stored = _focused("other-attacks")
@@ -387,3 +400,14 @@ def test_readme_quotes_the_battery_s_other_attacks():
     stricter = _focused("forget-3x3")["summary"]  # the third look
     assert {stricter[a][FORGET]["verdict"]["verdict"] for a in ("full-te", "lora-r1")} == {"INCONCLUSIVE"}
     assert sentence in _prose(ROOT / "README.md"), sentence
+    grown = (f"UCE and RECE are INFERIOR under both LoRAs (half the prompts in {steps('lora-r1', 'uce')} and "
+             f"{steps('lora-r1', 'rece')} steps at rank 1, {steps('lora-r16', 'uce')} and {steps('lora-r16', 'rece')} at "
+             f"rank 16); under `full-te` UCE is INFERIOR ({steps('full-te', 'uce')} steps) and RECE INCONCLUSIVE "
+             f"({steps('full-te', 'rece')} steps; area {verdict('full-te', 'rece')['area_difference']:+.3f}, upper "
+             f"{verdict('full-te', 'rece')['area_upper']:+.3f}). The negative prompt and SLD, above the 0.5 line before "
+             f"any attack, are INFERIOR under all three")
+    assert [verdict(a, m)["verdict"] for m in ("uce", "rece") for a in cfg["attacks"]] == \
+        ["INFERIOR"] * 3 + ["INCONCLUSIVE", "INFERIOR", "INFERIOR"]
+    assert all(verdict(a, m)["verdict"] == "INFERIOR" and _worst_curve(summary[a][m])[0] > 0.5
+               for m in ("np", "sld") for a in cfg["attacks"])
+    assert grown in _prose(ROOT / "README.md"), grown
