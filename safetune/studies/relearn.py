@@ -201,8 +201,7 @@ def run_relearn(out: Path, config: RelearnConfig, model: str = "shapes", executo
     results_path = out / "results.json"
     if grow_from is not None:
         grow_from_stored(results_path, grow_from, config, model)
-    previous = resume_or_refuse(results_path, "relearn", model, asdict(config), growable=GROWABLE,
-                                defaults=asdict(RelearnConfig()))
+    previous = _earlier(results_path, config, model)
     if previous and previous["config"] != json.loads(json.dumps(asdict(config))):
         log.info("%s: extending the study (%d runs of its earlier settings kept)", out, len(previous["runs"]))
     prompts = split_prompts(config)
@@ -262,6 +261,11 @@ def run_relearn(out: Path, config: RelearnConfig, model: str = "shapes", executo
             return results
 
 
+def _earlier(path: Path, config: RelearnConfig, model: str) -> dict:
+    """The relearn study stored at `path` ({} if none), refused unless a study with `config` may grow it."""
+    return resume_or_refuse(path, "relearn", model, asdict(config), growable=GROWABLE, defaults=asdict(RelearnConfig()))
+
+
 def read_stored(stored: Path, config: RelearnConfig, model: str) -> dict:
     """A stored relearn study (docs/results/benchmark*.json, or a study's results.json) that a study
     with `config` may grow from: made with the same settings but the growable ones, as a resume must."""
@@ -275,7 +279,7 @@ def read_stored(stored: Path, config: RelearnConfig, model: str) -> dict:
         raise SafetuneError(f"--grow-from {stored}: not a relearn study's results (docs/results/benchmark*.json, or a "
                             "relearn study's results.json)")
     try:
-        resume_or_refuse(stored, "relearn", model, asdict(config), growable=GROWABLE, defaults=asdict(RelearnConfig()))
+        _earlier(stored, config, model)
     except SafetuneError as exc:
         raise SafetuneError(f"--grow-from {stored}: {exc}") from None
     return stored_results
@@ -289,7 +293,7 @@ def grow_from_stored(results_path: Path, stored: Path, config: RelearnConfig, mo
     must all be there: a directory grown from elsewhere is refused, not mixed."""
     stored_results = read_stored(stored, config, model)
     if results_path.exists():
-        held = json.loads(results_path.read_text()).get("runs", {})
+        held = _earlier(results_path, config, model).get("runs", {})
         missing = [key for key in stored_results["runs"] if key not in held]
         if missing:
             raise SafetuneError(f"--grow-from {stored}: {results_path.parent} already holds a study without {len(missing)} "
