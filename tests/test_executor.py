@@ -57,7 +57,7 @@ def test_ray_tasks_give_the_local_numbers(tmp_path):
     pytest.importorskip("ray")
     import torch
 
-    from test_relearn_study import tiny
+    from test_relearn_study import tiny, untimed
 
     from safetune.studies.relearn import run_relearn
 
@@ -69,14 +69,7 @@ def test_ray_tasks_give_the_local_numbers(tmp_path):
     finally:
         torch.set_num_threads(threads)
     remote = run_relearn(tmp_path / "ray", config, executor=ExecutorConfig(executor="ray", cpus=1))
-    assert _numbers(remote["runs"]) == _numbers(local["runs"]) and len(local["runs"]) == 4
-
-
-def _numbers(value):
-    """Everything but wall-clock times."""
-    if isinstance(value, dict):
-        return {k: _numbers(v) for k, v in value.items() if k != "sampling_seconds"}
-    return value
+    assert untimed(remote["runs"]) == untimed(local["runs"]) and len(local["runs"]) == 4
 
 
 @pytest.mark.slow
@@ -85,6 +78,7 @@ def test_the_forgetting_study_as_ray_tasks_gives_the_local_numbers(tmp_path):
     import torch
 
     from test_forgetting import tiny_forgetting
+    from test_relearn_study import untimed
 
     from safetune.studies.forgetting import run_forgetting
 
@@ -96,4 +90,4 @@ def test_the_forgetting_study_as_ray_tasks_gives_the_local_numbers(tmp_path):
     finally:
         torch.set_num_threads(threads)
     remote = run_forgetting(tmp_path / "ray", config, executor=ExecutorConfig(executor="ray", cpus=1))
-    assert _numbers(remote["models"]) == _numbers(local["models"]) and len(local["models"]["esd"]["attacks"]) == 1
+    assert untimed(remote["models"]) == untimed(local["models"]) and len(local["models"]["esd"]["attacks"]) == 1

@@ -100,9 +100,8 @@ def run_relearn(out: Path, config: RelearnConfig, model: str = "shapes", executo
     out.mkdir(parents=True, exist_ok=True)
     (out / "models").mkdir(exist_ok=True)
     results_path = out / "results.json"
-    if grow_from is not None:
-        grow_from_stored(results_path, grow_from, config, model)
-    previous = _earlier(results_path, config, model)
+    previous = grow_from_stored(results_path, grow_from, config, model) if grow_from else \
+        _earlier(results_path, config, model)
     if previous and previous["config"] != json.loads(json.dumps(asdict(config))):
         log.info("%s: extending the study (%d runs of its earlier settings kept)", out, len(previous["runs"]))
     prompts = split_prompts(config)
@@ -125,12 +124,12 @@ def run_relearn(out: Path, config: RelearnConfig, model: str = "shapes", executo
     # a quality run kept from an earlier run of the study was made with these settings: only
     # quality_prompts, of its settings, may differ between growths
     same_quality = previous.get("config", {}).get("quality_prompts") == config.quality_prompts
-    wanted = [(name, t) for name in config.models for t in config.train_seeds_of(name)]
+    wanted = {f"{name}|train{t}": (name, t) for name in config.models for t in config.train_seeds_of(name)}
     kept = previous.get("quality", {}) if same_quality else {}
-    results["quality"] = {f"{name}|train{t}": kept[f"{name}|train{t}"] for name, t in wanted if f"{name}|train{t}" in kept}
+    results["quality"] = {key: kept[key] for key in wanted if key in kept}
     quality = [{**common, "kind": "quality", "name": name, "train_seed": t, "quality_prompts": config.quality_prompts,
                 "features": "centred-scaled", "label": f"quality {name} train{t}"}
-               for name, t in wanted if f"{name}|train{t}" not in results["quality"]]
+               for key, (name, t) in wanted.items() if key not in results["quality"]]
     build(quality)
     done = run_specs(quality, run_quality_spec, out / "runs", executor)
     results["quality"].update({f"{sp['name']}|train{sp['train_seed']}": done[spec_key(sp)] for sp in quality
@@ -186,24 +185,27 @@ def read_stored(stored: Path, config: RelearnConfig, model: str) -> dict:
     return stored_results
 
 
-def grow_from_stored(results_path: Path, stored: Path, config: RelearnConfig, model: str) -> None:
+def grow_from_stored(results_path: Path, stored: Path, config: RelearnConfig, model: str) -> dict:
     """Start a study at `results_path` from a stored one: its runs and quality are kept as if this
     study had made them, so that growing it (more seeds, attacks, models) runs only what is new, from
     a fresh clone whose study directories are gone; a model is rebuilt only where a new run needs it
     (its training seed makes it again). On a resume (results_path written before) the stored runs
-    must all be there: a directory grown from elsewhere is refused, not mixed."""
+    must all be there: a directory grown from elsewhere is refused, not mixed. Returns the earlier
+    study the growth starts from, as a resume reads it."""
     stored_results = read_stored(stored, config, model)
     if results_path.exists():
-        held = _earlier(results_path, config, model).get("runs", {})
-        missing = [key for key in stored_results["runs"] if key not in held]
+        held = _earlier(results_path, config, model)
+        missing = [key for key in stored_results["runs"] if key not in held.get("runs", {})]
         if missing:
             raise SafetuneError(f"--grow-from {stored}: {results_path.parent} already holds a study without {len(missing)} "
                                 f"of its runs (the first: {missing[0]}); resume it without --grow-from, or choose a "
                                 "new --out")
-        return
-    write_json(results_path, {key: value for key, value in stored_results.items() if key != "summary"})
+        return held
+    started = {key: value for key, value in stored_results.items() if key != "summary"}
+    write_json(results_path, started)
     log.info("%s: started from %s (%d runs, %d quality runs kept)", results_path.parent, stored,
              len(stored_results["runs"]), len(stored_results.get("quality", {})))
+    return started
 
 
 class _Context:
