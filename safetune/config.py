@@ -146,6 +146,9 @@ class ForgettingConfig:
     harm_margin_weight: float = option(1.0, "weight of that bounded-ascent hinge", min=0)
     attack_sim_steps: int = option(0, "> 0: measure the hinge after this many simulated attack steps")
     attack_sim_lr: float = option(1e-3, "size of each simulated attack step (0: none, a control)", min=0, max=1)
+    attack_sim_optimizer: str = option("sign", "the simulated attacker's update: sign (lr * sign of the gradient, "
+                                               "Adam's first step, every step) or adam (Adam's moments kept over "
+                                               "the steps, as the attacker's optimiser)", choices=("sign", "adam"))
 
 
 @settings
@@ -230,7 +233,7 @@ class DistillConfig:
                                      "simulated attack steps, up to this margin (needs harmful data)", min=0)
     harm_weight: float = option(1.0, "weight of that hinge", min=0)
     attack_sim_steps: int = option(0, "simulated malicious fine-tuning steps before the hinge is measured")
-    attack_sim_lr: float = option(1e-3, "size of each simulated attack step (sign of the gradient; 0: none)",
+    attack_sim_lr: float = option(1e-3, "size of each simulated attack step (the optimiser's lr; 0: none)",
                                   min=0, max=1)
     attack_sim: str = option("full", "the simulated attack: full (every trained weight moves), lora (a new LoRA "
                                      "on attention, IMMA's inner adaptation), inversion (an offset of the prompt's "
@@ -238,6 +241,9 @@ class DistillConfig:
                                      "rank 1, 4 or 16, or inversion: the battery's attacks)",
                              choices=("full", "lora", "inversion", "mixed"))
     attack_sim_rank: int = option(4, "rank of the simulated LoRA attack (lora)", min=1, max=1024)
+    attack_sim_optimizer: str = option("sign", "the simulated attacker's update: sign (lr * sign of the gradient, "
+                                               "Adam's first step, every step) or adam (Adam's moments kept over "
+                                               "the steps, as the attacker's optimiser)", choices=("sign", "adam"))
 
 
 @settings

@@ -158,6 +158,55 @@ def test_a_simulated_inversion_moves_only_the_prompts_states_and_its_gradient_re
     assert grad_attacked.abs().sum() > 0 and not torch.allclose(grad_attacked, grad_plain)
 
 
+def test_the_inner_adam_steps_as_torch_adam_and_its_first_step_is_sign():
+    """attack_sim_optimizer=adam simulates the attacker's own optimiser (the battery's attacks train
+    with AdamW, weight decay 0): over steps whose gradients change (a quadratic, one coordinate's
+    gradient flipping sign), its trajectory is torch.optim.Adam's; its first step is the sign step."""
+    from safetune.stages.losses import InnerOptimizer
+
+    target = torch.tensor([1.0, -2.0, 0.3, 5.0])
+    loss = lambda x: ((x - target) ** 2 * torch.tensor([1.0, 0.5, 40.0, 0.01])).sum()  # noqa: E731
+    start = torch.tensor([0.0, 0.0, 0.0, 0.0])
+    reference = start.clone().requires_grad_()
+    adam = torch.optim.Adam([reference], lr=0.05)
+    ours, inner, sign = start.clone(), InnerOptimizer("adam", 0.05), InnerOptimizer("sign", 0.05)
+    moves = []
+    for step in range(8):
+        x = ours.clone().requires_grad_()
+        (grad,) = torch.autograd.grad(loss(x), [x])
+        if step == 0:
+            torch.testing.assert_close(inner({"x": grad})["x"], sign({"x": grad})["x"], rtol=1e-6, atol=0)
+            inner = InnerOptimizer("adam", 0.05)  # the same first step again, counted once
+        moves.append(inner({"x": grad})["x"])
+        ours = ours - moves[-1]
+        adam.zero_grad()
+        loss(reference).backward()
+        adam.step()
+        torch.testing.assert_close(ours, reference.detach(), rtol=1e-6, atol=1e-7)
+    # where the gradient flipped (coordinate 2 overshoots its target), Adam moves less than sign's lr
+    assert min(abs(m[2].item()) for m in moves[1:]) < 0.04, moves
+
+
+@pytest.mark.parametrize("kind", ["full", "lora", "inversion"])
+def test_an_adam_inner_attack_lowers_the_error_it_sees_and_its_gradient_reaches_the_weights(pipe, kind):
+    """The tamper term with attack_sim_optimizer=adam: one inner step is the sign step's (same error),
+    three lower the harmful error, and the post-attack error's gradient reaches the defended weights."""
+    unet = copy.deepcopy(pipe.unet)
+    prepare_trainable(unet, TrainConfig(mode="full"))
+    errors = {}
+    for optimizer, steps in (("sign", 0), ("sign", 1), ("adam", 1), ("adam", 3)):
+        config = DistillConfig(harm_margin=100.0, attack_sim=kind, attack_sim_steps=steps, attack_sim_lr=1e-2,
+                               attack_sim_rank=2, attack_sim_optimizer=optimizer)
+        loss_fn = make_loss(pipe, copy.deepcopy(pipe.unet).requires_grad_(False), config)
+        errors[optimizer, steps] = loss_fn._attacked(unet, step_generator(0, 0))
+    # equal but for the weights whose gradient is below Adam's eps (1e-8): those move less than lr
+    assert errors["adam", 1].item() == pytest.approx(errors["sign", 1].item(), rel=1e-3)
+    assert errors["adam", 3].item() < errors["sign", 0].item() - 1e-4, {k: v.item() for k, v in errors.items()}
+    name = "down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k.weight"
+    grad = torch.autograd.grad(errors["adam", 3], dict(unet.named_parameters())[name])[0]
+    assert grad.abs().sum() > 0
+
+
 @pytest.mark.parametrize("kind", ["lora", "inversion", "mixed"])
 def test_distillation_runs_with_each_simulated_attack(pipe, kind):
     """One dd step with the tamper term under a LoRA or a mixed simulated attack: finite, and the

@@ -26,7 +26,9 @@ retraining from scratch at 60-80% of its compute). We adapt both to diffusion mo
    stages.losses.attacked_error; with attack_sim=lora the steps train a new LoRA on attention, as
    IMMA's inner adaptation and the battery's LoRA attacks do: lora_attacked_error; with
    attack_sim=inversion an offset of the prompt's text states is learned, concept inversion widened:
-   text_attacked_error) is pushed up to harm_margin and no further.
+   text_attacked_error; each simulated step is lr * sign(grad), or with attack_sim_optimizer=adam the
+   attacker's own Adam, moments kept over the steps: stages.losses.InnerOptimizer) is pushed up to
+   harm_margin and no further.
 
 The text encoder is distorted and distilled too (`text_encoder`): a prompt's words that never occur
 in the retain captions (the concept's names and its implicit phrasings alike) get no distillation
@@ -163,13 +165,15 @@ class RetainDistillLoss:
             kind, rank = MIXED[int(batch_randint(len(MIXED), 1, gen)[0])]
         error = lambda batch, params: self._harm_error(unet, batch, params)  # noqa: E731
         if kind == "full" or not cfg.attack_sim_steps:
-            return attacked_error(error, self._draw_harm, gen, unet, cfg.attack_sim_steps, cfg.attack_sim_lr)
+            return attacked_error(error, self._draw_harm, gen, unet, cfg.attack_sim_steps, cfg.attack_sim_lr,
+                                  cfg.attack_sim_optimizer)
         if kind == "inversion":
-            return text_attacked_error(error, self._draw_harm, gen, cfg.attack_sim_steps, cfg.attack_sim_lr)
+            return text_attacked_error(error, self._draw_harm, gen, cfg.attack_sim_steps, cfg.attack_sim_lr,
+                                       cfg.attack_sim_optimizer)
         if self._attention is None:
             self._attention = target_modules(unet, "attn")
         return lora_attacked_error(error, self._draw_harm, gen, unet, cfg.attack_sim_steps, cfg.attack_sim_lr, rank,
-                                   self._attention)
+                                   self._attention, cfg.attack_sim_optimizer)
 
     def _draw_harm(self, gen):
         latents, ids, cond = self.harmful

@@ -129,27 +129,58 @@ class SDDLoss:
         return loss
 
 
-def attacked_error(error, draw, gen, unet, steps: int, lr: float) -> torch.Tensor:
+class InnerOptimizer:
+    """The simulated attacker's update rule over its inner steps, first-order (the gradients carry no
+    graph). `sign`: lr * sign(grad), the shape of Adam's first step, every step. `adam`: the update of
+    torch.optim.Adam (the battery's attacks train with AdamW, weight decay 0) with its default betas and
+    eps, moments kept across the inner steps: where the gradient is steady it moves as sign does, where
+    it flips it moves less, as the real attacker does (TAR and ResAlign simulate the attack with the
+    attacker's own optimiser). Called with {name: grad}, returns {name: the step to subtract}."""
+
+    BETAS, EPS = (0.9, 0.999), 1e-8
+
+    def __init__(self, kind: str, lr: float):
+        if kind not in ("sign", "adam"):
+            raise ValueError(f"inner optimiser {kind!r}: choose sign or adam")
+        self.kind, self.lr, self.t, self.moments = kind, lr, 0, {}
+
+    def __call__(self, grads: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if self.kind == "sign":
+            return {n: self.lr * g.sign() for n, g in grads.items()}
+        self.t += 1
+        (b1, b2), steps = self.BETAS, {}
+        for n, g in grads.items():
+            m, v = self.moments.get(n, (torch.zeros_like(g), torch.zeros_like(g)))
+            m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g * g
+            self.moments[n] = (m, v)
+            steps[n] = self.lr * (m / (1 - b1 ** self.t)) / ((v / (1 - b2 ** self.t)).sqrt() + self.EPS)
+        return steps
+
+
+def attacked_error(error, draw, gen, unet, steps: int, lr: float, optimizer: str = "sign") -> torch.Tensor:
     """The denoising error on a harmful query batch after `steps` simulated malicious fine-tuning
-    steps, theta' = theta - lr * sign(grad) (the shape of Adam's first steps). First-order, as in
-    first-order MAML: theta' depends on theta through the identity only, so the error's gradient at
-    theta' is applied to theta. `error(batch, params)` is the denoising MSE with the UNet's weights
-    replaced by `params` (None: its own); `draw(gen)` draws a harmful batch (the query first, so it is
-    the same batch whatever the number of steps)."""
+    steps, theta' = theta - (the InnerOptimizer's step). First-order, as in first-order MAML: theta'
+    depends on theta through the identity only, so the error's gradient at theta' is applied to theta.
+    `error(batch, params)` is the denoising MSE with the UNet's weights replaced by `params` (None: its
+    own); `draw(gen)` draws a harmful batch (the query first, so it is the same batch whatever the
+    number of steps)."""
     query = draw(gen)
     params = None
     if steps:
         params = {n: p for n, p in unet.named_parameters() if p.requires_grad}
+        inner = InnerOptimizer(optimizer, lr)
         for _ in range(steps):
             grads = torch.autograd.grad(error(draw(gen), params), list(params.values()), allow_unused=True)
-            params = {n: p if g is None else p - lr * g.sign() for (n, p), g in zip(params.items(), grads)}
+            step = inner({n: g for n, g in zip(params, grads) if g is not None})
+            params = {n: p - step[n] if n in step else p for n, p in params.items()}
     return error(query, params)
 
 
-def lora_attacked_error(error, draw, gen, unet, steps: int, lr: float, rank: int, modules: list[str]) -> torch.Tensor:
+def lora_attacked_error(error, draw, gen, unet, steps: int, lr: float, rank: int, modules: list[str],
+                        optimizer: str = "sign") -> torch.Tensor:
     """The denoising error on a harmful query batch after `steps` simulated steps of a *new* rank-
     `rank` LoRA on `modules` (IMMA's inner adaptation, arXiv 2311.18815; the battery's lora-r*
-    attacks): only the LoRA's factors move (sign-gradient steps, B from zero as a LoRA starts), the
+    attacks): only the LoRA's factors move (InnerOptimizer steps, B from zero as a LoRA starts), the
     defended weights W enter as W + B A, so the error's gradient reaches them, first-order in the
     factors (they are held fixed when it is taken). `error` and `draw` as in attacked_error."""
     query = draw(gen)
@@ -161,19 +192,20 @@ def lora_attacked_error(error, draw, gen, unet, steps: int, lr: float, rank: int
     def attacked(factors):
         return {n: w + b @ a for n, w in weights.items() for a, b in [factors[n]]}
 
+    inner = InnerOptimizer(optimizer, lr)
     for _ in range(steps):
         factors = {n: (a.detach().requires_grad_(), b.detach().requires_grad_()) for n, (a, b) in factors.items()}
-        flat = [t for pair in factors.values() for t in pair]
-        grads = iter(torch.autograd.grad(error(draw(gen), attacked(factors)), flat))
-        factors = {n: (a - lr * next(grads).sign(), b - lr * next(grads).sign()) for n, (a, b) in factors.items()}
+        flat = {f"{n}.{ab}": t for n, pair in factors.items() for ab, t in zip("AB", pair)}
+        step = inner(dict(zip(flat, torch.autograd.grad(error(draw(gen), attacked(factors)), list(flat.values())))))
+        factors = {n: (a - step[f"{n}.A"], b - step[f"{n}.B"]) for n, (a, b) in factors.items()}
     factors = {n: (a.detach(), b.detach()) for n, (a, b) in factors.items()}
     return error(query, attacked(factors))
 
 
-def text_attacked_error(error, draw, gen, steps: int, lr: float) -> torch.Tensor:
+def text_attacked_error(error, draw, gen, steps: int, lr: float, optimizer: str = "sign") -> torch.Tensor:
     """The denoising error on a harmful query batch after `steps` simulated steps of a concept
     inversion (the battery's `inversion` attack), learned where it acts: one offset of the prompt's
-    text states, shared by the batch, moved by sign-gradient steps from zero. It reaches every
+    text states, shared by the batch, moved by InnerOptimizer steps from zero. It reaches every
     conditioning one new token could give, and more (a superset of the attack: a stronger inner
     adversary). The defended weights stay fixed during the steps; the error at the offset found reaches
     them (first-order in the offset). `error(batch, params)` and `draw(gen)` as in attacked_error,
@@ -185,10 +217,11 @@ def text_attacked_error(error, draw, gen, steps: int, lr: float) -> torch.Tensor
         cond = batch[-1]
         return (*batch[:-1], Cond(cond.hidden + offset, cond.added, cond.family))
 
+    inner = InnerOptimizer(optimizer, lr)
     for _ in range(steps):
         offset = offset.detach().requires_grad_()
         (grad,) = torch.autograd.grad(error(shifted(draw(gen), offset), None), [offset])
-        offset = offset - lr * grad.sign()
+        offset = offset - inner({"offset": grad})["offset"]
     return error(shifted(query, offset.detach()), None)
 
 

@@ -26,7 +26,8 @@ Beyond the paper (off by default), two terms that act on the harmful task itself
       harmful batches' denoising error is pushed up to the margin and no further (plain ascent,
       harmful_denoising_weight < 0, has no bound and wrecks the model).
   attack_sim_steps = k > 0 evaluates that hinge after k simulated malicious fine-tuning steps
-      (theta' = theta - attack_sim_lr * sign(grad MSE_harm), the shape of Adam's first steps) instead
+      (theta' = theta - attack_sim_lr * sign(grad MSE_harm), the shape of Adam's first steps, or Adam's
+      update with its moments kept over the k steps: attack_sim_optimizer=adam) instead
       of at theta: the model is trained to stay bad at the harmful task after an attack, not only
       before it. First-order, as in first-order MAML: theta' depends on theta through the identity
       only, so the hinge's gradient at theta' is applied to theta. Cost: k + 1 extra harmful
@@ -101,7 +102,8 @@ class ForgettingLoss:
         """max(0, harm_margin - harmful denoising error), after attack_sim_steps simulated attack steps."""
         cfg = self.config
         mse = attacked_error(lambda batch, params: self._branch(unet, "harm", batch, params, shift=False)[0],
-                             lambda g: self._draw("harm", g), gen, unet, cfg.attack_sim_steps, cfg.attack_sim_lr)
+                             lambda g: self._draw("harm", g), gen, unet, cfg.attack_sim_steps, cfg.attack_sim_lr,
+                             cfg.attack_sim_optimizer)
         self.last["mse_harm_attacked"] = mse.item()
         return F.relu(cfg.harm_margin - mse)
 
