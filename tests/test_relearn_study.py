@@ -145,6 +145,21 @@ def test_a_stored_study_is_judged_again_without_running_anything(study, tmp_path
         run_relearn(tmp_path / "elsewhere", tiny(), grow_from=stored)
 
 
+def test_a_study_grown_in_shares_keeps_every_share_s_quality(study, tmp_path):
+    """Copies grown side by side each take a share (a subset of the training seeds or attacks) of a
+    stored study; a share's resume with another share redoes nothing: the quality of the seeds the
+    first share did not ask for is kept, not dropped and then rebuilt (a dd model: an hour)."""
+    out, results = study
+    stored = _stored(out, tmp_path / "benchmark-tiny.json")
+    run_relearn(tmp_path / "share", replace(tiny(), train_seeds=[1]), grow_from=stored)
+    again = run_relearn(tmp_path / "share", replace(tiny(), train_seeds=[0], attacks=["full"]))
+    assert _kinds(tmp_path / "share") == [] and again["quality"] == results["quality"]
+    # its report counts the seeds the share asks for, not every quality run its directory keeps
+    from safetune.report.relearn import quality_summary
+
+    assert quality_summary(again)["esd"]["train_seeds"] == 1 and quality_summary(results)["esd"]["train_seeds"] == 2
+
+
 def _fake_runs(rates_by_lr: dict[float, float], diverged: float | None = None) -> dict:
     """results.json of one model, one attack, one training and attack seed: a flat curve per lr."""
     config = replace(tiny(), models=["never-trained"], attacks=["full"], train_seeds=[0], attack_lrs=[1e-4, 1e-3],

@@ -49,12 +49,18 @@ def leaderboard(summary: dict, models: list[str], attacks: list[str], quality: d
 
 def quality_summary(results: dict) -> dict:
     """Per model: KID (mean over training seeds, its SE: within-seed bootstrap and between-seed
-    spread) and clean prompt fidelity, from results["quality"] ({"name|trainT": run})."""
-    by_model: dict[str, list[dict]] = {}
+    spread) and clean prompt fidelity, from results["quality"] ({"name|trainT": run}): the study's
+    models and training seeds (a pretrained model or closed-form edit: its one seed), not every
+    quality run its directory keeps."""
+    cfg = results["config"]
+    by_model: dict[str, dict[int, dict]] = {}
     for key, run in results.get("quality", {}).items():
-        by_model.setdefault(key.split("|")[0], []).append(run)
+        name, seed = key.split("|")
+        if name in cfg["models"]:
+            by_model.setdefault(name, {})[int(seed.removeprefix("train"))] = run
     out = {}
-    for name, runs in by_model.items():
+    for name, by_seed in by_model.items():
+        runs = [by_seed[t] for t in cfg["train_seeds"] if t in by_seed] or [by_seed[min(by_seed)]]
         kids = np.array([r["kid"]["kid"] for r in runs])
         within = np.mean([r["kid"]["se"] ** 2 for r in runs])
         between = kids.var(ddof=1) if len(runs) > 1 else 0.0

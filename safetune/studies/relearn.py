@@ -122,11 +122,11 @@ def run_relearn(out: Path, config: RelearnConfig, model: str = "shapes", executo
     from .relearn_quality import run_quality_spec  # it imports this module
 
     # a quality run kept from an earlier run of the study was made with these settings: only
-    # quality_prompts, of its settings, may differ between growths
+    # quality_prompts, of its settings, may differ between growths. All are kept, as runs are, also
+    # those of models or seeds this growth does not ask for (a share of a study grown side by side)
     same_quality = previous.get("config", {}).get("quality_prompts") == config.quality_prompts
     wanted = {f"{name}|train{t}": (name, t) for name in config.models for t in config.train_seeds_of(name)}
-    kept = previous.get("quality", {}) if same_quality else {}
-    results["quality"] = {key: kept[key] for key in wanted if key in kept}
+    results["quality"] = dict(previous.get("quality", {})) if same_quality else {}
     quality = [{**common, "kind": "quality", "name": name, "train_seed": t, "quality_prompts": config.quality_prompts,
                 "features": "centred-scaled", "label": f"quality {name} train{t}"}
                for key, (name, t) in wanted.items() if key not in results["quality"]]
