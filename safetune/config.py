@@ -241,6 +241,10 @@ class DistillConfig:
                                      "rank 1, 4 or 16, or inversion: the battery's attacks)",
                              choices=("full", "lora", "inversion", "mixed"))
     attack_sim_rank: int = option(4, "rank of the simulated LoRA attack (lora)", min=1, max=1024)
+    tamper: str = option("level", "what the hinge bounds: level (the harmful error after the simulated attack is "
+                                  "pushed up to harm_margin) or drop (the attack's progress, the error before its "
+                                  "steps minus after, is held under harm_margin: a landscape it descends slowly)",
+                         choices=("level", "drop"))
     attack_sim_optimizer: str = option("sign", "the simulated attacker's update: sign (lr * sign of the gradient, "
                                                "Adam's first step, every step) or adam (Adam's moments kept over "
                                                "the steps, as the attacker's optimiser)", choices=("sign", "adam"))

@@ -1,6 +1,7 @@
 """Distort-and-distill: the distortion is what it says, the distillation's gradient reaches the UNet
 and the text encoder (never the teacher), and the tamper term's inner attack steps are first-order."""
 import copy
+from dataclasses import replace
 
 import pytest
 import torch
@@ -198,13 +199,48 @@ def test_an_adam_inner_attack_lowers_the_error_it_sees_and_its_gradient_reaches_
         config = DistillConfig(harm_margin=100.0, attack_sim=kind, attack_sim_steps=steps, attack_sim_lr=1e-2,
                                attack_sim_rank=2, attack_sim_optimizer=optimizer)
         loss_fn = make_loss(pipe, copy.deepcopy(pipe.unet).requires_grad_(False), config)
-        errors[optimizer, steps] = loss_fn._attacked(unet, step_generator(0, 0))
+        errors[optimizer, steps] = loss_fn._attacked(unet, step_generator(0, 0))[1]
     # equal but for the weights whose gradient is below Adam's eps (1e-8): those move less than lr
     assert errors["adam", 1].item() == pytest.approx(errors["sign", 1].item(), rel=1e-3)
     assert errors["adam", 3].item() < errors["sign", 0].item() - 1e-4, {k: v.item() for k, v in errors.items()}
     name = "down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k.weight"
     grad = torch.autograd.grad(errors["adam", 3], dict(unet.named_parameters())[name])[0]
     assert grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("kind", ["full", "lora"])
+def test_the_drop_tamper_bounds_the_attack_s_progress_on_one_query(pipe, kind):
+    """tamper=drop: the hinge is on the error before the simulated steps minus after, both on the same
+    query batch (before = the unattacked error the level form sees with 0 steps); the attack makes
+    progress (drop > 0), a margin above it switches the term off, and the term's gradient reaches the
+    defended weights."""
+    unet = copy.deepcopy(pipe.unet)
+    prepare_trainable(unet, TrainConfig(mode="full"))
+    teacher = copy.deepcopy(pipe.unet).requires_grad_(False)
+    plain = make_loss(pipe, teacher, DistillConfig(harm_margin=1.0, attack_sim=kind))._attacked(unet, step_generator(0, 0))
+    config = DistillConfig(harm_margin=1e-6, attack_sim=kind, attack_sim_steps=3, attack_sim_lr=1e-2, tamper="drop")
+    before, after = make_loss(pipe, teacher, config)._attacked(unet, step_generator(0, 0))
+    assert plain[0] is None and before.item() == plain[1].item() and before.item() - after.item() > 1e-4
+    loss_fn = make_loss(pipe, teacher, config)
+    retain_only = make_loss(pipe, teacher, replace(config, harm_margin=0.0))(unet, 0, step_generator(0, 0))
+    loss = loss_fn(unet, 0, step_generator(0, 0))
+    assert loss.item() - retain_only.item() == pytest.approx(loss_fn.last["harm_drop"] - 1e-6, rel=1e-3)
+    name = "down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k.weight"
+    grad = torch.autograd.grad(loss - retain_only, dict(unet.named_parameters())[name])[0]
+    assert grad.abs().sum() > 0
+    off = make_loss(pipe, teacher, replace(config, harm_margin=10.0))
+    assert off(unet, 0, step_generator(0, 0)).item() == pytest.approx(retain_only.item(), rel=1e-6)
+
+
+def test_the_drop_tamper_without_simulated_steps_is_refused(pipe):
+    from safetune.data.folder import load_training_data
+    from safetune.errors import SafetuneError
+
+    clean = load_training_data("clean", 32, n=8)
+    config = TrainConfig(steps=1, lr=1e-3, batch_size=4, mode="full", checkpoint_every=10**9)
+    with pytest.raises(SafetuneError, match=r"tamper=drop .*attack_sim_steps > 0 \(0\).*--set attack_sim_steps=4"):
+        distill_train(copy.deepcopy(pipe), clean, ["a star"], DistillConfig(harm_margin=0.01, tamper="drop"), config,
+                      harmful=clean)
 
 
 @pytest.mark.parametrize("kind", ["lora", "inversion", "mixed"])

@@ -28,7 +28,12 @@ retraining from scratch at 60-80% of its compute). We adapt both to diffusion mo
    attack_sim=inversion an offset of the prompt's text states is learned, concept inversion widened:
    text_attacked_error; each simulated step is lr * sign(grad), or with attack_sim_optimizer=adam the
    attacker's own Adam, moments kept over the steps: stages.losses.InnerOptimizer) is pushed up to
-   harm_margin and no further.
+   harm_margin and no further. With tamper=drop the hinge bounds the attack's progress instead of its
+   end point: the error on the same query before the simulated steps minus after them is held under
+   harm_margin. Why: pushing the level up made the LoRA attack relearn faster on dev (a steeper
+   slope to descend; defence.md); a small drop over k steps is a flat harmful landscape, which is
+   what makes gradient descent slow ("Model Immunization from a Condition Number Perspective",
+   arXiv 2505.23760, makes the harmful task ill-conditioned for the same reason).
 
 The text encoder is distorted and distilled too (`text_encoder`): a prompt's words that never occur
 in the retain captions (the concept's names and its implicit phrasings alike) get no distillation
@@ -152,28 +157,38 @@ class RetainDistillLoss:
             self.last["concept"] = concept.item()
             loss = loss + cfg.concept_weight * concept
         if cfg.harm_margin > 0 and self.harmful is not None:
-            attacked = self._attacked(unet, gen)
+            before, attacked = self._attacked(unet, gen)
             self.last["harm_attacked"] = attacked.item()
+            if cfg.tamper == "drop":
+                self.last["harm_drop"] = (before - attacked).item()
+                return loss + cfg.harm_weight * F.relu(before - attacked - cfg.harm_margin)
             loss = loss + cfg.harm_weight * F.relu(cfg.harm_margin - attacked)
         return loss
 
-    def _attacked(self, unet, gen) -> torch.Tensor:
-        """The harmful error after the simulated attack of `attack_sim` (mixed: drawn per step)."""
+    def _attacked(self, unet, gen) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """The harmful error on a query batch before (tamper=drop; else None) and after the simulated
+        attack of `attack_sim` (mixed: drawn per step)."""
         cfg = self.config
         kind, rank = cfg.attack_sim, cfg.attack_sim_rank
         if kind == "mixed":
             kind, rank = MIXED[int(batch_randint(len(MIXED), 1, gen)[0])]
         error = lambda batch, params: self._harm_error(unet, batch, params)  # noqa: E731
-        if kind == "full" or not cfg.attack_sim_steps:
-            return attacked_error(error, self._draw_harm, gen, unet, cfg.attack_sim_steps, cfg.attack_sim_lr,
-                                  cfg.attack_sim_optimizer)
-        if kind == "inversion":
-            return text_attacked_error(error, self._draw_harm, gen, cfg.attack_sim_steps, cfg.attack_sim_lr,
-                                       cfg.attack_sim_optimizer)
-        if self._attention is None:
-            self._attention = target_modules(unet, "attn")
-        return lora_attacked_error(error, self._draw_harm, gen, unet, cfg.attack_sim_steps, cfg.attack_sim_lr, rank,
-                                   self._attention, cfg.attack_sim_optimizer)
+        drawn = []  # each inner attack draws its query batch first
+
+        def draw(gen):
+            drawn.append(self._draw_harm(gen))
+            return drawn[-1]
+
+        steps, lr, optimizer = cfg.attack_sim_steps, cfg.attack_sim_lr, cfg.attack_sim_optimizer
+        if kind == "full" or not steps:
+            after = attacked_error(error, draw, gen, unet, steps, lr, optimizer)
+        elif kind == "inversion":
+            after = text_attacked_error(error, draw, gen, steps, lr, optimizer)
+        else:
+            if self._attention is None:
+                self._attention = target_modules(unet, "attn")
+            after = lora_attacked_error(error, draw, gen, unet, steps, lr, rank, self._attention, optimizer)
+        return (error(drawn[0], None) if cfg.tamper == "drop" else None), after
 
     def _draw_harm(self, gen):
         latents, ids, cond = self.harmful
@@ -197,6 +212,10 @@ def distill_train(pipe, clean: tuple, concepts: list[str], distill, config: Trai
                             "give --set text_encoder=false (distort and distill the denoiser alone)")
     if distill.harm_margin > 0 and harmful is None:
         raise SafetuneError("harm_margin > 0 needs harmful images (--harmful-data) for the tamper term")
+    if distill.tamper == "drop" and not (distill.harm_margin > 0 and distill.attack_sim_steps):
+        raise SafetuneError(f"tamper=drop bounds the simulated attack's progress, which needs harm_margin > 0 "
+                            f"({distill.harm_margin}) and attack_sim_steps > 0 ({distill.attack_sim_steps}): give "
+                            "--set harm_margin=0.01 --set attack_sim_steps=4, or drop tamper=drop")
     images, texts = clean
     teacher = copy.deepcopy(denoiser(pipe)).requires_grad_(False).eval()
     latents = encode_images(pipe, images)
