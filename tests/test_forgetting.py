@@ -95,6 +95,10 @@ def test_attack_simulation_is_first_order_and_descends(pipe):
     g_sim, sim = grads(pipe, **kw, attack_sim_steps=2, attack_sim_lr=1e-3)
     assert sim.last["mse_harm_attacked"] < plain.last["mse_harm_attacked"]
     assert (g_sim - g_plain).abs().max() > 1e-3 * g_plain.abs().max()
+    # the attacker's own optimiser (Adam's moments over the 2 steps) reaches LT/NG's hinge too
+    _, adam = grads(pipe, **kw, attack_sim_steps=2, attack_sim_lr=1e-3, attack_sim_optimizer="adam")
+    assert adam.last["mse_harm_attacked"] < plain.last["mse_harm_attacked"]
+    assert adam.last["mse_harm_attacked"] != sim.last["mse_harm_attacked"]
 
 
 def test_class_centres_are_running_means(pipe):
