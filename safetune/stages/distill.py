@@ -161,8 +161,8 @@ class RetainDistillLoss:
             self.last["harm_attacked"] = attacked.item()
             if cfg.tamper == "drop":
                 self.last["harm_drop"] = (before - attacked).item()
-                return loss + cfg.harm_weight * F.relu(before - attacked - cfg.harm_margin)
-            loss = loss + cfg.harm_weight * F.relu(cfg.harm_margin - attacked)
+            excess = before - attacked - cfg.harm_margin if cfg.tamper == "drop" else cfg.harm_margin - attacked
+            loss = loss + cfg.harm_weight * F.relu(excess)
         return loss
 
     def _attacked(self, unet, gen) -> tuple[torch.Tensor | None, torch.Tensor]:
