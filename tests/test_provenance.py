@@ -352,13 +352,13 @@ def test_readme_quotes_the_forget_row_under_issue_21s_protocol():
 def test_rows_rebuilt_in_a_fresh_clone_reproduce_the_battery_s_unattacked_numbers():
     """The other-attacks study was grown --grow-from its stored results, its rows rebuilt from their
     seeds on another machine: their quality runs (before any attack) must be the battery's. The
-    closed-form and inference-time rows, concept ablation and SalUn: counts exactly (clean fidelity, the
+    closed-form and inference-time rows, concept ablation, SalUn and MACE: counts exactly (clean fidelity, the
     harmful rates along the line to the original), KID to the thread count's rounding. ESD-u's and
     SDD's 400-step LoRAs carry float rounding through their training (distance to the original within
     0.05%): clean fidelity exactly, the line within one image of its 120, KID within 0.001 (its SE:
     0.013-0.016)."""
     battery, grown = _stored_benchmark()["quality"], _focused("other-attacks")["quality"]
-    exact = ["uce|train0", "rece|train0", "np|train0", "sld|train0"] + [f"{m}|train{t}" for m in ("ca", "salun")
+    exact = ["uce|train0", "rece|train0", "np|train0", "sld|train0"] + [f"{m}|train{t}" for m in ("ca", "salun", "mace")
                                                                            for t in range(3)]
     rounded = [f"{m}|train{t}" for m in ("esd-u", "sdd") for t in range(3)]
     for key in exact + rounded:
@@ -437,3 +437,7 @@ def test_readme_quotes_the_battery_s_other_attacks():
              f"steps (rank 4: {_steps(_stored_benchmark()['summary'], 'lora-r4', 'salun')})")
     assert {verdict(a, "salun")["verdict"] for a in cfg["attacks"]} == {"INFERIOR"}
     assert salun in _prose(ROOT / "README.md"), salun
+    mace = (f"MACE too, in {steps('full-te', 'mace')}, {steps('lora-r1', 'mace')} and {steps('lora-r16', 'mace')} "
+            f"steps (rank 4: {_steps(_stored_benchmark()['summary'], 'lora-r4', 'mace')})")
+    assert {verdict(a, "mace")["verdict"] for a in cfg["attacks"]} == {"INFERIOR"}
+    assert mace in _prose(ROOT / "README.md"), mace
