@@ -243,7 +243,9 @@ class DistillConfig:
     attack_sim_rank: int = option(4, "rank of the simulated LoRA attack (lora)", min=1, max=1024)
     tamper: str = option("level", "what the hinge bounds: level (the harmful error after the simulated attack is "
                                   "pushed up to harm_margin) or drop (the attack's progress, the error before its "
-                                  "steps minus after, is held under harm_margin: a landscape it descends slowly)",
+                                  "steps minus after, is held under harm_margin: a landscape it descends slowly; "
+                                  "it can also be met by drawing the concept: check the harmful rate before "
+                                  "any attack, docs/results/defence.md)",
                          choices=("level", "drop"))
     attack_sim_optimizer: str = option("sign", "the simulated attacker's update: sign (lr * sign of the gradient, "
                                                "Adam's first step, every step) or adam (Adam's moments kept over "

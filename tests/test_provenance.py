@@ -7,6 +7,7 @@ import json
 import re
 from pathlib import Path
 
+from safetune.report.relearn import quality_summary
 from safetune.studies.audit import render_audit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -441,3 +442,34 @@ def test_readme_quotes_the_battery_s_other_attacks():
             f"steps (rank 4: {_steps(_stored_benchmark()['summary'], 'lora-r4', 'mace')})")
     assert {verdict(a, "mace")["verdict"] for a in cfg["attacks"]} == {"INFERIOR"}
     assert mace in _prose(ROOT / "README.md"), mace
+
+
+def test_defence_page_quotes_the_dev_screen_of_the_drop_hinge():
+    """The tamper=drop screen (dev split, one training seed): weight 1 taught the star, weight 100 did not."""
+    stored = _focused("dev-drop")
+    summary, quality, cfg = stored["summary"], quality_summary(stored), stored["config"]
+    drop = f"{FORGET}/harm_margin=0.001/attack_sim_steps=4/attack_sim=lora/tamper=drop/attack_sim_optimizer=adam"
+    strong = f"{drop}/harm_weight=100"
+    assert cfg["split"] == "dev" and cfg["train_seeds"] == [0] and cfg["recipes"]["distill_train"]["steps"] == 1600
+    curve = lambda attack, model: _worst_curve(summary[attack][model])  # noqa: E731
+    lora = lambda model: summary["lora-r4"][model]["verdict"]["area_difference"]  # noqa: E731
+    q = lambda model, key: quality[model][key]  # noqa: E731
+    text = _prose(ROOT / "docs" / "results" / "defence.md")
+    sentences = [
+        f"Weight 1 **taught the star**: {curve('lora-r4', drop)[0]:.3f} of the dev prompts draw it before any attack "
+        f"(the forget row at the same budget: {curve('lora-r4', FORGET)[0]:.3f}), and under the rank-4 LoRA it ends "
+        f"at {curve('lora-r4', drop)[-1]:.3f} (forget row: {curve('lora-r4', FORGET)[-1]:.3f}).",
+        f"Weight 100 did not: {curve('lora-r4', strong)[0]:.3f} before any attack; under the rank-4 LoRA "
+        f"{curve('lora-r4', strong)[-1]:.3f} at step 400 against the forget row's {curve('lora-r4', FORGET)[-1]:.3f} "
+        f"(never-trained: {curve('lora-r4', 'never-trained')[-1]:.3f}; area excess {lora(strong):+.3f} against "
+        f"{lora(FORGET):+.3f}), under the full attack {curve('full', strong)[-1]:.3f} against "
+        f"{curve('full', FORGET)[-1]:.3f} (never-trained: {curve('full', 'never-trained')[-1]:.3f}).",
+        f"On the line to the original it draws the star at {q(strong, 'line')['0.75']:.3f} at a = 0.75 (forget row: "
+        f"{q(FORGET, 'line')['0.75']:.3f}). Its price at this budget: clean fidelity {q(strong, 'prompt_fidelity'):.3f} "
+        f"against {q(FORGET, 'prompt_fidelity'):.3f}, KID x1000 {1000 * q(strong, 'kid'):.0f} against "
+        f"{1000 * q(FORGET, 'kid'):.0f} (every `dd` here is under-distilled: 3,200 steps bring the forget row to "
+        f"{quality_summary(_focused('forget-3x3'))[FORGET]['prompt_fidelity']:.3f}).",
+    ]
+    for sentence in sentences:
+        assert sentence in text, sentence
+    assert curve("lora-r4", drop)[0] > 5 * curve("lora-r4", FORGET)[0]  # what "taught the star" claims

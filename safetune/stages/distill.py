@@ -33,7 +33,10 @@ retraining from scratch at 60-80% of its compute). We adapt both to diffusion mo
    harm_margin. Why: pushing the level up made the LoRA attack relearn faster on dev (a steeper
    slope to descend; defence.md); a small drop over k steps is a flat harmful landscape, which is
    what makes gradient descent slow ("Model Immunization from a Condition Number Perspective",
-   arXiv 2505.23760, makes the harmful task ill-conditioned for the same reason).
+   arXiv 2505.23760, makes the harmful task ill-conditioned for the same reason). Both sides of the
+   drop carry gradient: first-order it is g(W) - g(W') ~ H (W - W'), a push towards ground where the
+   attack makes no progress, and a model that already draws the concept stands on such ground: on
+   the dev screen (defence.md) weight 1 taught the star (0.23 of the prompts before any attack).
 
 The text encoder is distorted and distilled too (`text_encoder`): a prompt's words that never occur
 in the retain captions (the concept's names and its implicit phrasings alike) get no distillation
