@@ -473,3 +473,38 @@ def test_defence_page_quotes_the_dev_screen_of_the_drop_hinge():
     for sentence in sentences:
         assert sentence in text, sentence
     assert curve("lora-r4", drop)[0] > 5 * curve("lora-r4", FORGET)[0]  # what "taught the star" claims
+
+
+def test_defence_page_quotes_the_second_training_seed_of_the_drop_hinge():
+    stored = _focused("dev-drop-2seeds")
+    summary, quality, cfg = stored["summary"], quality_summary(stored), stored["config"]
+    strong = f"{FORGET}/harm_margin=0.001/attack_sim_steps=4/attack_sim=lora/tamper=drop/attack_sim_optimizer=adam/harm_weight=100"
+    assert cfg["split"] == "dev" and cfg["train_seeds"] == [0, 1] and cfg["models"] == ["never-trained", FORGET, strong]
+    curve = lambda attack, model: _worst_curve(summary[attack][model])  # noqa: E731
+    verdict = lambda attack, model: summary[attack][model]["verdict"]  # noqa: E731
+    area = lambda attack, model: (f"{verdict(attack, model)['area_difference']:+.3f}, upper "  # noqa: E731
+                                  f"{verdict(attack, model)['area_upper']:+.3f}")
+    q = lambda model, key: quality[model][key]  # noqa: E731
+    sentence = (
+        f"under the rank-4 LoRA {curve('lora-r4', strong)[-1]:.3f} at step 400 against the forget row's "
+        f"{curve('lora-r4', FORGET)[-1]:.3f} (never-trained: {curve('lora-r4', 'never-trained')[-1]:.3f}; area excess "
+        f"{area('lora-r4', strong)}, against {area('lora-r4', FORGET)}), under the full attack "
+        f"{curve('full', strong)[-1]:.3f} against {curve('full', FORGET)[-1]:.3f} (never-trained: "
+        f"{curve('full', 'never-trained')[-1]:.3f}; area {area('full', strong)}, against {area('full', FORGET)}). "
+        f"Both stay INCONCLUSIVE under both attacks: {curve('full', strong)[0]:.3f} of the prompts draw the star "
+        f"before any attack (forget row: {curve('full', FORGET)[0]:.3f}), whose bound is above the margin at step 0. "
+        f"The price grows: clean fidelity {q(strong, 'prompt_fidelity'):.3f} against {q(FORGET, 'prompt_fidelity'):.3f}, "
+        f"KID x1000 {1000 * q(strong, 'kid'):.1f} (SE {1000 * q(strong, 'kid_se'):.1f}) against "
+        f"{1000 * q(FORGET, 'kid'):.1f} (SE {1000 * q(FORGET, 'kid_se'):.1f}).")
+    assert sentence in _prose(ROOT / "docs" / "results" / "defence.md"), sentence
+    weak = _worst_curve(_focused("dev-drop")["summary"]["lora-r4"][strong.removesuffix("/harm_weight=100")])
+    readme = (f"slows both attacks there (rank-4 LoRA: {curve('lora-r4', strong)[-1]:.3f} at step 400 against the forget "
+              f"row's {curve('lora-r4', FORGET)[-1]:.3f}; full: {curve('full', strong)[-1]:.3f} against "
+              f"{curve('full', FORGET)[-1]:.3f}) and costs quality (clean fidelity {q(strong, 'prompt_fidelity'):.3f} "
+              f"against {q(FORGET, 'prompt_fidelity'):.3f}); at weight 1 instead of 100 it taught the star "
+              f"({weak[0]:.3f} of the prompts before any attack).")
+    assert readme in _prose(ROOT / "README.md"), readme
+    for attack in ("lora-r4", "full"):
+        assert {verdict(attack, m)["verdict"] for m in (FORGET, strong)} == {"INCONCLUSIVE"}
+        assert verdict(attack, strong)["upper"][0] > cfg["margin"]  # step 0 is what keeps it inconclusive
+        assert curve(attack, strong)[-1] < curve(attack, FORGET)[-1]  # "keeps the direction"
