@@ -21,6 +21,8 @@ def _renderer(name: str = "render_audit_docs"):
 
 
 FORGET = "dd:forget_unseen_words=true"  # distort-and-distill with the unseen words' embeddings re-drawn
+# the forget row with the drop hinge: 4 simulated rank-4 LoRA steps under Adam (the dev screens of tamper=drop)
+DROP = f"{FORGET}/harm_margin=0.001/attack_sim_steps=4/attack_sim=lora/tamper=drop/attack_sim_optimizer=adam"
 
 
 def _worst_curve(row: dict) -> list:
@@ -448,8 +450,7 @@ def test_defence_page_quotes_the_dev_screen_of_the_drop_hinge():
     """The tamper=drop screen (dev split, one training seed): weight 1 taught the star, weight 100 did not."""
     stored = _focused("dev-drop")
     summary, quality, cfg = stored["summary"], quality_summary(stored), stored["config"]
-    drop = f"{FORGET}/harm_margin=0.001/attack_sim_steps=4/attack_sim=lora/tamper=drop/attack_sim_optimizer=adam"
-    strong = f"{drop}/harm_weight=100"
+    drop, strong = DROP, f"{DROP}/harm_weight=100"
     assert cfg["split"] == "dev" and cfg["train_seeds"] == [0] and cfg["recipes"]["distill_train"]["steps"] == 1600
     curve = lambda attack, model: _worst_curve(summary[attack][model])  # noqa: E731
     lora = lambda model: summary["lora-r4"][model]["verdict"]["area_difference"]  # noqa: E731
@@ -478,7 +479,7 @@ def test_defence_page_quotes_the_dev_screen_of_the_drop_hinge():
 def test_defence_page_quotes_the_second_training_seed_of_the_drop_hinge():
     stored = _focused("dev-drop-2seeds")
     summary, quality, cfg = stored["summary"], quality_summary(stored), stored["config"]
-    strong = f"{FORGET}/harm_margin=0.001/attack_sim_steps=4/attack_sim=lora/tamper=drop/attack_sim_optimizer=adam/harm_weight=100"
+    strong = f"{DROP}/harm_weight=100"
     assert cfg["split"] == "dev" and cfg["train_seeds"] == [0, 1] and cfg["models"] == ["never-trained", FORGET, strong]
     curve = lambda attack, model: _worst_curve(summary[attack][model])  # noqa: E731
     verdict = lambda attack, model: summary[attack][model]["verdict"]  # noqa: E731
@@ -497,7 +498,7 @@ def test_defence_page_quotes_the_second_training_seed_of_the_drop_hinge():
         f"KID x1000 {1000 * q(strong, 'kid'):.1f} (SE {1000 * q(strong, 'kid_se'):.1f}) against "
         f"{1000 * q(FORGET, 'kid'):.1f} (SE {1000 * q(FORGET, 'kid_se'):.1f}).")
     assert sentence in _prose(ROOT / "docs" / "results" / "defence.md"), sentence
-    weak = _worst_curve(_focused("dev-drop")["summary"]["lora-r4"][strong.removesuffix("/harm_weight=100")])
+    weak = _worst_curve(_focused("dev-drop")["summary"]["lora-r4"][DROP])
     readme = (f"slows both attacks there (rank-4 LoRA: {curve('lora-r4', strong)[-1]:.3f} at step 400 against the forget "
               f"row's {curve('lora-r4', FORGET)[-1]:.3f}; full: {curve('full', strong)[-1]:.3f} against "
               f"{curve('full', FORGET)[-1]:.3f}) and costs quality (clean fidelity {q(strong, 'prompt_fidelity'):.3f} "
@@ -506,5 +507,5 @@ def test_defence_page_quotes_the_second_training_seed_of_the_drop_hinge():
     assert readme in _prose(ROOT / "README.md"), readme
     for attack in ("lora-r4", "full"):
         assert {verdict(attack, m)["verdict"] for m in (FORGET, strong)} == {"INCONCLUSIVE"}
-        assert verdict(attack, strong)["upper"][0] > cfg["margin"]  # step 0 is what keeps it inconclusive
+        assert all(verdict(attack, m)["upper"][0] > cfg["margin"] for m in (FORGET, strong))  # step 0 keeps them so
         assert curve(attack, strong)[-1] < curve(attack, FORGET)[-1]  # "keeps the direction"
