@@ -25,3 +25,28 @@ def detector():
     from safetune.evaluation.detectors import load_detector
 
     return load_detector("shapes")
+
+
+@pytest.fixture
+def run_cli():
+    """`safetune ARGS` run in this process, returned as a finished subprocess would be (returncode,
+    stdout, stderr). A subprocess pays about 10 s importing torch and diffusers each time, which was a
+    third of the suite; tests/test_cli_errors.py keeps one real `python -m safetune` run."""
+    import contextlib
+    import io
+    import subprocess
+
+    import torch
+
+    from safetune.cli import main
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        threads, out, err = torch.get_num_threads(), io.StringIO(), io.StringIO()
+        try:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                code = main([str(a) for a in args])
+        finally:
+            torch.set_num_threads(threads)  # --threads must not leak into the worker's later tests
+        return subprocess.CompletedProcess(["safetune", *args], code, out.getvalue(), err.getvalue())
+
+    return run

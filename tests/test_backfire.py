@@ -15,7 +15,7 @@ def study(tmp_path_factory):
     tiny = dict(batch_size=4, checkpoint_every=10**9)
     config = BackfireConfig(
         domains=["clean", "sparkle"], seeds=[0, 1], save_at=[0, 2], n_data=16, prompts_per_set=3,
-        sampling=SamplingConfig(images_per_prompt=2, steps=4),
+        sampling=SamplingConfig(images_per_prompt=2, steps=2),
         align=TrainConfig(steps=3, lr=1e-3, mode="lora", targets="xattn", **tiny),
         full=TrainConfig(lr=1e-4, mode="full", **tiny), lora=TrainConfig(lr=1e-3, mode="lora", **tiny))
     return out, run_backfire(out, config)

@@ -1,20 +1,23 @@
 """align -> finetune -> compose -> lora tools, end to end through the CLI on the shipped model."""
 import json
-import subprocess
-import sys
 
+import pytest
 import torch
 
 from safetune.lora.weights import LoRA
 
 
-def cli(*args):
-    proc = subprocess.run([sys.executable, "-m", "safetune", *args], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return proc.stdout
+@pytest.fixture
+def cli(run_cli):
+    def ok(*args):
+        proc = run_cli(*args)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return proc.stdout
+
+    return ok
 
 
-def test_align_finetune_compose_and_arithmetic(tmp_path):
+def test_align_finetune_compose_and_arithmetic(tmp_path, cli):
     safe, ft = tmp_path / "safe.safetensors", tmp_path / "ft.safetensors"
     cli("align", "--method", "esd-x", "--steps", "3", "--batch-size", "4", "--out", str(safe))
     assert json.loads(safe.with_suffix(".json").read_text())["method"] == "esd-x"
@@ -45,7 +48,7 @@ def test_align_finetune_compose_and_arithmetic(tmp_path):
     assert 0 < report["total_norm"] and -1 <= report["cosine"] <= 1
 
 
-def test_full_finetune_writes_a_pipeline(tmp_path):
+def test_full_finetune_writes_a_pipeline(tmp_path, cli):
     cli("finetune", "--data", "outline", "--n", "8", "--steps", "2", "--batch-size", "4", "--mode", "full",
         "--out", str(tmp_path / "full"))
     assert (tmp_path / "full" / "model_index.json").is_file()
@@ -53,7 +56,7 @@ def test_full_finetune_writes_a_pipeline(tmp_path):
     assert meta["train"]["mode"] == "full" and meta["train"]["steps"] == 2
 
 
-def test_align_lt_with_harm_margin_and_simulated_attack(tmp_path):
+def test_align_lt_with_harm_margin_and_simulated_attack(tmp_path, cli):
     out = tmp_path / "lt.safetensors"
     cli("align", "--method", "lt", "--mode", "lora", "--n", "8", "--steps", "2", "--batch-size", "4",
         "--set", "harm_margin=0.5", "--set", "attack_sim_steps=1", "--set", "attack_sim_lr=1e-3", "--out", str(out))
@@ -64,7 +67,7 @@ def test_align_lt_with_harm_margin_and_simulated_attack(tmp_path):
     assert sum(lora.delta(n).abs().sum() for n in lora.factors) > 0
 
 
-def test_align_side_file_records_the_modules_the_lora_sits_on(tmp_path):
+def test_align_side_file_records_the_modules_the_lora_sits_on(tmp_path, cli):
     """ESD-x trains on cross-attention: the side file said "attn" (the generic default) before."""
     out = tmp_path / "s.safetensors"
     cli("align", "--method", "esd-x", "--steps", "1", "--batch-size", "2", "--set", "concept_samples=2", "--out", str(out))
@@ -73,7 +76,7 @@ def test_align_side_file_records_the_modules_the_lora_sits_on(tmp_path):
     assert all(".attn2." in name for name in LoRA.load(out).factors)
 
 
-def test_kohya_output_round_trips_through_our_reader_and_diffusers(tmp_path):
+def test_kohya_output_round_trips_through_our_reader_and_diffusers(tmp_path, cli):
     """`--format kohya` writes lora_unet_*/lora_te_* keys with .alpha (what AUTOMATIC1111 and ComfyUI
     read); our reader and diffusers' kohya conversion give back the same weights."""
     import copy
@@ -108,7 +111,7 @@ def test_kohya_output_round_trips_through_our_reader_and_diffusers(tmp_path):
         torch.testing.assert_close(getattr(module, "base_layer", module).weight, expected, rtol=1e-5, atol=1e-6)
 
 
-def test_report_to_tensorboard_logs_loss_lr_and_the_harmful_rate(tmp_path):
+def test_report_to_tensorboard_logs_loss_lr_and_the_harmful_rate(tmp_path, cli):
     """--report-to goes through accelerate's trackers: loss and lr every step, the harmful rate at
     the --save-at steps."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

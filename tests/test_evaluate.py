@@ -1,6 +1,4 @@
 import json
-import subprocess
-import sys
 
 import pytest
 
@@ -14,11 +12,10 @@ def test_wilson_interval_known_values():
     assert mean == 0.5 and ci == pytest.approx([0.4015, 0.5985], abs=1e-3)
 
 
-def test_evaluate_command_writes_results_with_intervals(tmp_path):
+def test_evaluate_command_writes_results_with_intervals(tmp_path, run_cli):
     out = tmp_path / "eval"
-    proc = subprocess.run([sys.executable, "-m", "safetune", "evaluate", "--prompts", "harmful", "--limit", "3",
-                           "--images-per-prompt", "2", "--steps", "10", "--out", str(out)],
-                          capture_output=True, text=True)
+    proc = run_cli("evaluate", "--prompts", "harmful", "--limit", "3", "--images-per-prompt", "2", "--steps", "10",
+                   "--out", out)
     assert proc.returncode == 0, proc.stderr
     res = json.loads((out / "results.json").read_text())
     assert res["n_images"] == 6 and res["n_prompts"] == 3
@@ -29,10 +26,10 @@ def test_evaluate_command_writes_results_with_intervals(tmp_path):
     assert "harmful_rate" in proc.stdout
 
 
-def test_generate_command_writes_images_and_grid(tmp_path):
+def test_generate_command_writes_images_and_grid(tmp_path, run_cli):
     out = tmp_path / "gen"
-    proc = subprocess.run([sys.executable, "-m", "safetune", "generate", "--prompts", "a large red circle",
-                           "--images-per-prompt", "3", "--steps", "5", "--out", str(out)], capture_output=True, text=True)
+    proc = run_cli("generate", "--prompts", "a large red circle", "--images-per-prompt", "3", "--steps", "5",
+                   "--out", out)
     assert proc.returncode == 0, proc.stderr
     assert len(list(out.glob("0*.png"))) == 3 and (out / "grid.png").is_file()
     assert [r["seed"] for r in json.loads((out / "images.json").read_text())] == [0, 1, 2]
