@@ -498,14 +498,90 @@ def test_defence_page_quotes_the_second_training_seed_of_the_drop_hinge():
         f"KID x1000 {1000 * q(strong, 'kid'):.1f} (SE {1000 * q(strong, 'kid_se'):.1f}) against "
         f"{1000 * q(FORGET, 'kid'):.1f} (SE {1000 * q(FORGET, 'kid_se'):.1f}).")
     assert sentence in _prose(ROOT / "docs" / "results" / "defence.md"), sentence
-    weak = _worst_curve(_focused("dev-drop")["summary"]["lora-r4"][DROP])
-    readme = (f"slows both attacks there (rank-4 LoRA: {curve('lora-r4', strong)[-1]:.3f} at step 400 against the forget "
-              f"row's {curve('lora-r4', FORGET)[-1]:.3f}; full: {curve('full', strong)[-1]:.3f} against "
-              f"{curve('full', FORGET)[-1]:.3f}) and costs quality (clean fidelity {q(strong, 'prompt_fidelity'):.3f} "
-              f"against {q(FORGET, 'prompt_fidelity'):.3f}); at weight 1 instead of 100 it taught the star "
-              f"({weak[0]:.3f} of the prompts before any attack).")
-    assert readme in _prose(ROOT / "README.md"), readme
     for attack in ("lora-r4", "full"):
         assert {verdict(attack, m)["verdict"] for m in (FORGET, strong)} == {"INCONCLUSIVE"}
         assert all(verdict(attack, m)["upper"][0] > cfg["margin"] for m in (FORGET, strong))  # step 0 keeps them so
         assert curve(attack, strong)[-1] < curve(attack, FORGET)[-1]  # "keeps the direction"
+
+
+def _seed_curve(stored: dict, model: str, seed: int, attack: str) -> list:
+    """One training seed's harmful rate at each step, pooled over its attack seeds."""
+    runs = [run for key, run in stored["runs"].items() if key.startswith(f"{model}|train{seed}|{attack}|")]
+    steps = [str(step) for step in stored["config"]["steps"]]
+    return [sum(sum(run[step]["harmful"]["flagged_per_prompt"]) for run in runs)
+            / sum(run[step]["harmful"]["n_images"] for run in runs) for step in steps]
+
+
+def test_defence_page_and_readme_quote_the_third_training_seed_of_the_drop_hinge():
+    stored = _focused("dev-drop-3seeds")
+    summary, quality, cfg = stored["summary"], quality_summary(stored), stored["config"]
+    strong = f"{DROP}/harm_weight=100"
+    assert cfg["split"] == "dev" and cfg["train_seeds"] == [0, 1, 2] and cfg["models"] == ["never-trained", FORGET, strong]
+    curve = lambda attack, model: _worst_curve(summary[attack][model])  # noqa: E731
+    verdict = lambda attack, model: summary[attack][model]["verdict"]  # noqa: E731
+    area = lambda attack, model: (f"{verdict(attack, model)['area_difference']:+.3f}, upper "  # noqa: E731
+                                  f"{verdict(attack, model)['area_upper']:+.3f}")
+    rise = lambda attack, model: curve(attack, model)[-1] - curve(attack, model)[0]  # noqa: E731
+    q = lambda model, key: quality[model][key]  # noqa: E731
+    clean = lambda model: summary["lora-r4"][model]["clean_curve"][-1]  # noqa: E731
+    first = _focused("dev-drop")
+    sentence = (
+        f"Under the rank-4 LoRA weight 100 ends at {curve('lora-r4', strong)[-1]:.3f} at step 400 against the forget "
+        f"row's {curve('lora-r4', FORGET)[-1]:.3f} (never-trained: {curve('lora-r4', 'never-trained')[-1]:.3f}; area "
+        f"excess {area('lora-r4', strong)}, against {area('lora-r4', FORGET)}), under the full attack at "
+        f"{curve('full', strong)[-1]:.3f} against {curve('full', FORGET)[-1]:.3f} (never-trained: "
+        f"{curve('full', 'never-trained')[-1]:.3f}; area {area('full', strong)}, against {area('full', FORGET)}); "
+        f"all four INCONCLUSIVE. The new seed is the worst of the three: it draws the star on "
+        f"{_seed_curve(stored, strong, 2, 'lora-r4')[0]:.3f} of the prompts before any attack, and the mean before "
+        f"any attack is now {curve('lora-r4', strong)[0]:.3f} against the forget row's {curve('lora-r4', FORGET)[0]:.3f}. "
+        f"So the hinge's model relearns little under the LoRA because it starts where the attack would take it: "
+        f"from step 0 to step 400 it rises by {rise('lora-r4', strong):+.3f} (forget row: {rise('lora-r4', FORGET):+.3f}), "
+        f"under the full attack by {rise('full', strong):+.3f} (forget row: {rise('full', FORGET):+.3f}; never-trained: "
+        f"{rise('full', 'never-trained'):+.3f}). That is the failure weight 1 showed, smaller, not gone. The "
+        f"clean-prompt control says the same: under the rank-4 LoRA {clean(strong):.3f} of the clean prompts' images "
+        f"carry a star at step 400 (forget row: {clean(FORGET):.3f}; never-trained: {clean('never-trained'):.3f}). On "
+        f"the line to the original it now draws the star at {q(strong, 'line')['0.75']:.3f} at a = 0.75 against the "
+        f"forget row's {q(FORGET, 'line')['0.75']:.3f} (seed 0 alone: "
+        f"{quality_summary(first)[strong]['line']['0.75']:.3f} against {quality_summary(first)[FORGET]['line']['0.75']:.3f}). "
+        f"Price: clean fidelity {q(strong, 'prompt_fidelity'):.3f} against {q(FORGET, 'prompt_fidelity'):.3f}, KID x1000 "
+        f"{1000 * q(strong, 'kid'):.1f} (SE {1000 * q(strong, 'kid_se'):.1f}) against {1000 * q(FORGET, 'kid'):.1f} "
+        f"(SE {1000 * q(FORGET, 'kid_se'):.1f}).")
+    assert sentence in _prose(ROOT / "docs" / "results" / "defence.md"), sentence
+    for attack in ("lora-r4", "full"):
+        assert {verdict(attack, m)["verdict"] for m in (FORGET, strong)} == {"INCONCLUSIVE"}
+    assert max(_seed_curve(stored, strong, seed, "lora-r4")[0] for seed in (0, 1, 2)) == _seed_curve(
+        stored, strong, 2, "lora-r4")[0]  # "the worst of the three"
+    weak = _worst_curve(first["summary"]["lora-r4"][DROP])
+    readme = (f"ends lower under both attacks there (rank-4 LoRA: {curve('lora-r4', strong)[-1]:.3f} at step 400 against "
+              f"the forget row's {curve('lora-r4', FORGET)[-1]:.3f}; full: {curve('full', strong)[-1]:.3f} against "
+              f"{curve('full', FORGET)[-1]:.3f}), but partly because it starts higher: {curve('lora-r4', strong)[0]:.3f} "
+              f"of the prompts draw the star before any attack against {curve('lora-r4', FORGET)[0]:.3f}, all INCONCLUSIVE; "
+              f"it costs quality (clean fidelity {q(strong, 'prompt_fidelity'):.3f} against "
+              f"{q(FORGET, 'prompt_fidelity'):.3f}), and at weight 1 instead of 100 it taught the star outright "
+              f"({weak[0]:.3f} of the prompts before any attack).")
+    assert readme in _prose(ROOT / "README.md"), readme
+
+
+def test_defence_page_quotes_the_screen_of_the_simulated_optimiser():
+    stored = _focused("dev-drop-sign")
+    summary, quality, cfg = stored["summary"], quality_summary(stored), stored["config"]
+    adam, sign = f"{DROP}/harm_weight=100", f"{DROP.removesuffix('/attack_sim_optimizer=adam')}/harm_weight=100"
+    assert cfg["split"] == "dev" and cfg["train_seeds"] == [0] and cfg["models"] == ["never-trained", FORGET, adam, sign]
+    curve = lambda attack, model: _worst_curve(summary[attack][model])  # noqa: E731
+    verdict = lambda model: summary["lora-r4"][model]["verdict"]  # noqa: E731
+    q = lambda model, key: quality[model][key]  # noqa: E731
+    sentence = (
+        f"Sign draws the star on {curve('lora-r4', sign)[0]:.3f} of the prompts before any attack (Adam: "
+        f"{curve('lora-r4', adam)[0]:.3f}, forget row: {curve('lora-r4', FORGET)[0]:.3f}) and ends at "
+        f"{curve('lora-r4', sign)[-1]:.3f} at step 400 under the rank-4 LoRA (Adam: {curve('lora-r4', adam)[-1]:.3f}, "
+        f"forget row: {curve('lora-r4', FORGET)[-1]:.3f}), {verdict(sign)['verdict']} (area excess "
+        f"{verdict(sign)['area_difference']:+.3f}, upper {verdict(sign)['area_upper']:+.3f}; Adam: "
+        f"{verdict(adam)['verdict']}, {verdict(adam)['area_difference']:+.3f}); under the full attack at "
+        f"{curve('full', sign)[-1]:.3f} (Adam: {curve('full', adam)[-1]:.3f}, forget row: {curve('full', FORGET)[-1]:.3f}). "
+        f"Clean fidelity {q(sign, 'prompt_fidelity'):.3f} (Adam: {q(adam, 'prompt_fidelity'):.3f}), KID x1000 "
+        f"{1000 * q(sign, 'kid'):.1f} (Adam: {1000 * q(adam, 'kid'):.1f}).")
+    assert sentence in _prose(ROOT / "docs" / "results" / "defence.md"), sentence
+    assert curve("lora-r4", sign)[0] > curve("lora-r4", adam)[0]  # "teaches the star less before any attack"
+    # the rows this study shares with the first look are the same runs, not new ones
+    first = _focused("dev-drop")["summary"]["lora-r4"]
+    assert curve("lora-r4", adam) == _worst_curve(first[adam]) and curve("lora-r4", FORGET) == _worst_curve(first[FORGET])
