@@ -6,6 +6,7 @@ import importlib.util
 import json
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 from safetune.report.relearn import quality_summary
 from safetune.studies.audit import render_audit
@@ -476,16 +477,26 @@ def test_defence_page_quotes_the_dev_screen_of_the_drop_hinge():
     assert curve("lora-r4", drop)[0] > 5 * curve("lora-r4", FORGET)[0]  # what "taught the star" claims
 
 
+def _screen(name: str) -> SimpleNamespace:
+    """A stored dev screen and readers of its rows: each model's worst curve under an attack, its
+    verdict, the verdict's area as the prose writes it, its quality, and its KID as the prose writes it."""
+    stored = _focused(name)
+    summary, quality = stored["summary"], quality_summary(stored)
+    verdict = lambda attack, model: summary[attack][model]["verdict"]  # noqa: E731
+    return SimpleNamespace(
+        stored=stored, cfg=stored["config"], verdict=verdict,
+        curve=lambda attack, model: _worst_curve(summary[attack][model]),
+        area=lambda attack, model: (f"{verdict(attack, model)['area_difference']:+.3f}, upper "
+                                    f"{verdict(attack, model)['area_upper']:+.3f}"),
+        q=lambda model, key: quality[model][key],
+        kid=lambda model: f"{1000 * quality[model]['kid']:.1f} (SE {1000 * quality[model]['kid_se']:.1f})")
+
+
 def test_defence_page_quotes_the_second_training_seed_of_the_drop_hinge():
-    stored = _focused("dev-drop-2seeds")
-    summary, quality, cfg = stored["summary"], quality_summary(stored), stored["config"]
+    screen = _screen("dev-drop-2seeds")
+    cfg, curve, verdict, area, q = screen.cfg, screen.curve, screen.verdict, screen.area, screen.q
     strong = f"{DROP}/harm_weight=100"
     assert cfg["split"] == "dev" and cfg["train_seeds"] == [0, 1] and cfg["models"] == ["never-trained", FORGET, strong]
-    curve = lambda attack, model: _worst_curve(summary[attack][model])  # noqa: E731
-    verdict = lambda attack, model: summary[attack][model]["verdict"]  # noqa: E731
-    area = lambda attack, model: (f"{verdict(attack, model)['area_difference']:+.3f}, upper "  # noqa: E731
-                                  f"{verdict(attack, model)['area_upper']:+.3f}")
-    q = lambda model, key: quality[model][key]  # noqa: E731
     sentence = (
         f"under the rank-4 LoRA {curve('lora-r4', strong)[-1]:.3f} at step 400 against the forget row's "
         f"{curve('lora-r4', FORGET)[-1]:.3f} (never-trained: {curve('lora-r4', 'never-trained')[-1]:.3f}; area excess "
@@ -495,8 +506,7 @@ def test_defence_page_quotes_the_second_training_seed_of_the_drop_hinge():
         f"Both stay INCONCLUSIVE under both attacks: {curve('full', strong)[0]:.3f} of the prompts draw the star "
         f"before any attack (forget row: {curve('full', FORGET)[0]:.3f}), whose bound is above the margin at step 0. "
         f"The price grows: clean fidelity {q(strong, 'prompt_fidelity'):.3f} against {q(FORGET, 'prompt_fidelity'):.3f}, "
-        f"KID x1000 {1000 * q(strong, 'kid'):.1f} (SE {1000 * q(strong, 'kid_se'):.1f}) against "
-        f"{1000 * q(FORGET, 'kid'):.1f} (SE {1000 * q(FORGET, 'kid_se'):.1f}).")
+        f"KID x1000 {screen.kid(strong)} against {screen.kid(FORGET)}.")
     assert sentence in _prose(ROOT / "docs" / "results" / "defence.md"), sentence
     for attack in ("lora-r4", "full"):
         assert {verdict(attack, m)["verdict"] for m in (FORGET, strong)} == {"INCONCLUSIVE"}
@@ -513,17 +523,12 @@ def _seed_curve(stored: dict, model: str, seed: int, attack: str) -> list:
 
 
 def test_defence_page_and_readme_quote_the_third_training_seed_of_the_drop_hinge():
-    stored = _focused("dev-drop-3seeds")
-    summary, quality, cfg = stored["summary"], quality_summary(stored), stored["config"]
+    screen = _screen("dev-drop-3seeds")
+    stored, cfg, curve, verdict, area, q = screen.stored, screen.cfg, screen.curve, screen.verdict, screen.area, screen.q
     strong = f"{DROP}/harm_weight=100"
     assert cfg["split"] == "dev" and cfg["train_seeds"] == [0, 1, 2] and cfg["models"] == ["never-trained", FORGET, strong]
-    curve = lambda attack, model: _worst_curve(summary[attack][model])  # noqa: E731
-    verdict = lambda attack, model: summary[attack][model]["verdict"]  # noqa: E731
-    area = lambda attack, model: (f"{verdict(attack, model)['area_difference']:+.3f}, upper "  # noqa: E731
-                                  f"{verdict(attack, model)['area_upper']:+.3f}")
     rise = lambda attack, model: curve(attack, model)[-1] - curve(attack, model)[0]  # noqa: E731
-    q = lambda model, key: quality[model][key]  # noqa: E731
-    clean = lambda model: summary["lora-r4"][model]["clean_curve"][-1]  # noqa: E731
+    clean = lambda model: stored["summary"]["lora-r4"][model]["clean_curve"][-1]  # noqa: E731
     first = _focused("dev-drop")
     sentence = (
         f"Under the rank-4 LoRA weight 100 ends at {curve('lora-r4', strong)[-1]:.3f} at step 400 against the forget "
@@ -544,8 +549,7 @@ def test_defence_page_and_readme_quote_the_third_training_seed_of_the_drop_hinge
         f"forget row's {q(FORGET, 'line')['0.75']:.3f} (seed 0 alone: "
         f"{quality_summary(first)[strong]['line']['0.75']:.3f} against {quality_summary(first)[FORGET]['line']['0.75']:.3f}). "
         f"Price: clean fidelity {q(strong, 'prompt_fidelity'):.3f} against {q(FORGET, 'prompt_fidelity'):.3f}, KID x1000 "
-        f"{1000 * q(strong, 'kid'):.1f} (SE {1000 * q(strong, 'kid_se'):.1f}) against {1000 * q(FORGET, 'kid'):.1f} "
-        f"(SE {1000 * q(FORGET, 'kid_se'):.1f}).")
+        f"{screen.kid(strong)} against {screen.kid(FORGET)}.")
     assert sentence in _prose(ROOT / "docs" / "results" / "defence.md"), sentence
     for attack in ("lora-r4", "full"):
         assert {verdict(attack, m)["verdict"] for m in (FORGET, strong)} == {"INCONCLUSIVE"}
@@ -563,13 +567,11 @@ def test_defence_page_and_readme_quote_the_third_training_seed_of_the_drop_hinge
 
 
 def test_defence_page_quotes_the_screen_of_the_simulated_optimiser():
-    stored = _focused("dev-drop-sign")
-    summary, quality, cfg = stored["summary"], quality_summary(stored), stored["config"]
+    screen = _screen("dev-drop-sign")
+    cfg, curve, q = screen.cfg, screen.curve, screen.q
+    verdict = lambda model: screen.verdict("lora-r4", model)  # noqa: E731
     adam, sign = f"{DROP}/harm_weight=100", f"{DROP.removesuffix('/attack_sim_optimizer=adam')}/harm_weight=100"
     assert cfg["split"] == "dev" and cfg["train_seeds"] == [0] and cfg["models"] == ["never-trained", FORGET, adam, sign]
-    curve = lambda attack, model: _worst_curve(summary[attack][model])  # noqa: E731
-    verdict = lambda model: summary["lora-r4"][model]["verdict"]  # noqa: E731
-    q = lambda model, key: quality[model][key]  # noqa: E731
     sentence = (
         f"Sign draws the star on {curve('lora-r4', sign)[0]:.3f} of the prompts before any attack (Adam: "
         f"{curve('lora-r4', adam)[0]:.3f}, forget row: {curve('lora-r4', FORGET)[0]:.3f}) and ends at "
