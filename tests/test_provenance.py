@@ -587,3 +587,22 @@ def test_defence_page_quotes_the_screen_of_the_simulated_optimiser():
     # the rows this study shares with the first look are the same runs, not new ones
     first = _focused("dev-drop")["summary"]["lora-r4"]
     assert curve("lora-r4", adam) == _worst_curve(first[adam]) and curve("lora-r4", FORGET) == _worst_curve(first[FORGET])
+
+
+def test_defence_page_quotes_the_screen_of_the_level_hinge_with_the_same_simulation():
+    screen = _screen("dev-level")
+    cfg, curve, q = screen.cfg, screen.curve, screen.q
+    verdict = lambda model: screen.verdict("lora-r4", model)  # noqa: E731
+    adam = f"{DROP}/harm_weight=100"
+    level = f"{FORGET}/harm_margin=0.15/attack_sim_steps=4/attack_sim=lora/attack_sim_optimizer=adam"
+    assert cfg["split"] == "dev" and cfg["train_seeds"] == [0] and cfg["models"][-1] == level
+    sentence = (
+        f"Before any attack it draws the star on {curve('lora-r4', level)[0]:.3f} of the prompts (drop: "
+        f"{curve('lora-r4', adam)[0]:.3f}, forget row: {curve('lora-r4', FORGET)[0]:.3f}); under the rank-4 LoRA it "
+        f"ends at {curve('lora-r4', level)[-1]:.3f} at step 400 (drop: {curve('lora-r4', adam)[-1]:.3f}, forget row: "
+        f"{curve('lora-r4', FORGET)[-1]:.3f}), {verdict(level)['verdict']} (area excess "
+        f"{verdict(level)['area_difference']:+.3f}, upper {verdict(level)['area_upper']:+.3f}); under the full attack "
+        f"at {curve('full', level)[-1]:.3f} (drop: {curve('full', adam)[-1]:.3f}, forget row: "
+        f"{curve('full', FORGET)[-1]:.3f}). Clean fidelity {q(level, 'prompt_fidelity'):.3f} (drop: "
+        f"{q(adam, 'prompt_fidelity'):.3f}), KID x1000 {screen.kid(level)}.")
+    assert sentence in _prose(ROOT / "docs" / "results" / "defence.md"), sentence
