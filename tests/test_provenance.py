@@ -24,6 +24,7 @@ def _renderer(name: str = "render_audit_docs"):
 FORGET = "dd:forget_unseen_words=true"  # distort-and-distill with the unseen words' embeddings re-drawn
 # the forget row with the drop hinge: 4 simulated rank-4 LoRA steps under Adam (the dev screens of tamper=drop)
 DROP = f"{FORGET}/harm_margin=0.001/attack_sim_steps=4/attack_sim=lora/tamper=drop/attack_sim_optimizer=adam"
+DROP100 = f"{DROP}/harm_weight=100"  # the weight every later screen keeps
 
 
 def _worst_curve(row: dict) -> list:
@@ -451,7 +452,7 @@ def test_defence_page_quotes_the_dev_screen_of_the_drop_hinge():
     """The tamper=drop screen (dev split, one training seed): weight 1 taught the star, weight 100 did not."""
     stored = _focused("dev-drop")
     summary, quality, cfg = stored["summary"], quality_summary(stored), stored["config"]
-    drop, strong = DROP, f"{DROP}/harm_weight=100"
+    drop, strong = DROP, DROP100
     assert cfg["split"] == "dev" and cfg["train_seeds"] == [0] and cfg["recipes"]["distill_train"]["steps"] == 1600
     curve = lambda attack, model: _worst_curve(summary[attack][model])  # noqa: E731
     lora = lambda model: summary["lora-r4"][model]["verdict"]["area_difference"]  # noqa: E731
@@ -495,7 +496,7 @@ def _screen(name: str) -> SimpleNamespace:
 def test_defence_page_quotes_the_second_training_seed_of_the_drop_hinge():
     screen = _screen("dev-drop-2seeds")
     cfg, curve, verdict, area, q = screen.cfg, screen.curve, screen.verdict, screen.area, screen.q
-    strong = f"{DROP}/harm_weight=100"
+    strong = DROP100
     assert cfg["split"] == "dev" and cfg["train_seeds"] == [0, 1] and cfg["models"] == ["never-trained", FORGET, strong]
     sentence = (
         f"under the rank-4 LoRA {curve('lora-r4', strong)[-1]:.3f} at step 400 against the forget row's "
@@ -525,7 +526,7 @@ def _seed_curve(stored: dict, model: str, seed: int, attack: str) -> list:
 def test_defence_page_and_readme_quote_the_third_training_seed_of_the_drop_hinge():
     screen = _screen("dev-drop-3seeds")
     stored, cfg, curve, verdict, area, q = screen.stored, screen.cfg, screen.curve, screen.verdict, screen.area, screen.q
-    strong = f"{DROP}/harm_weight=100"
+    strong = DROP100
     assert cfg["split"] == "dev" and cfg["train_seeds"] == [0, 1, 2] and cfg["models"] == ["never-trained", FORGET, strong]
     rise = lambda attack, model: curve(attack, model)[-1] - curve(attack, model)[0]  # noqa: E731
     clean = lambda model: stored["summary"]["lora-r4"][model]["clean_curve"][-1]  # noqa: E731
@@ -570,7 +571,7 @@ def test_defence_page_quotes_the_screen_of_the_simulated_optimiser():
     screen = _screen("dev-drop-sign")
     cfg, curve, q = screen.cfg, screen.curve, screen.q
     verdict = lambda model: screen.verdict("lora-r4", model)  # noqa: E731
-    adam, sign = f"{DROP}/harm_weight=100", f"{DROP.removesuffix('/attack_sim_optimizer=adam')}/harm_weight=100"
+    adam, sign = DROP100, f"{DROP.removesuffix('/attack_sim_optimizer=adam')}/harm_weight=100"
     assert cfg["split"] == "dev" and cfg["train_seeds"] == [0] and cfg["models"] == ["never-trained", FORGET, adam, sign]
     sentence = (
         f"Sign draws the star on {curve('lora-r4', sign)[0]:.3f} of the prompts before any attack (Adam: "
@@ -593,7 +594,7 @@ def test_defence_page_quotes_the_screen_of_the_level_hinge_with_the_same_simulat
     screen = _screen("dev-level")
     cfg, curve, q = screen.cfg, screen.curve, screen.q
     verdict = lambda model: screen.verdict("lora-r4", model)  # noqa: E731
-    adam = f"{DROP}/harm_weight=100"
+    adam = DROP100
     level = f"{FORGET}/harm_margin=0.15/attack_sim_steps=4/attack_sim=lora/attack_sim_optimizer=adam"
     assert cfg["split"] == "dev" and cfg["train_seeds"] == [0] and cfg["models"][-1] == level
     sentence = (
