@@ -265,4 +265,8 @@ def test_grow_from_is_checked_before_the_study_claims_its_directory(tmp_path, ca
     assert f"--grow-from {stored}" in err and "prompts_per_set (20 -> 40)" in err
     assert main(["study", "backfire", "--out", str(out), "--grow-from", stored]) == 2
     assert "the relearn study grows from a stored study" in capsys.readouterr().err
+    # several stored studies, comma-separated: each is read before anything is made
+    assert main(["study", "relearn", "--out", str(out), "--grow-from", f"{stored},{tmp_path / 'missing.json'}",
+                 "--set", "prompts_per_set=20", "--set", "sampling.images_per_prompt=3"]) == 2
+    assert "missing.json: cannot be read" in capsys.readouterr().err
     assert not out.exists()

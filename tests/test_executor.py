@@ -57,9 +57,9 @@ def test_ray_tasks_give_the_local_numbers(tmp_path):
     pytest.importorskip("ray")
     import torch
 
-    from test_relearn_study import tiny, untimed
+    from test_relearn_study import tiny
 
-    from safetune.studies.relearn import run_relearn
+    from safetune.studies.relearn import run_relearn, untimed
 
     config = replace(tiny(), attacks=["full", "inversion"], train_seeds=[0])
     threads = torch.get_num_threads()
@@ -78,9 +78,9 @@ def test_the_forgetting_study_as_ray_tasks_gives_the_local_numbers(tmp_path):
     import torch
 
     from test_forgetting import tiny_forgetting
-    from test_relearn_study import untimed
 
     from safetune.studies.forgetting import run_forgetting
+    from safetune.studies.relearn import untimed
 
     config = tiny_forgetting()
     threads = torch.get_num_threads()

@@ -10,7 +10,7 @@ import pytest
 from safetune.config import SamplingConfig, TrainConfig
 from safetune.errors import SafetuneError
 from safetune.studies.forgetting import ForgettingStudyConfig
-from safetune.studies.relearn import RelearnConfig, next_lr, run_key, run_relearn, split_prompts
+from safetune.studies.relearn import RelearnConfig, next_lr, run_key, run_relearn, split_prompts, untimed
 
 
 def tiny() -> RelearnConfig:
@@ -91,14 +91,6 @@ def _stored(out, path):
     return path
 
 
-def untimed(value):
-    """A study's results without wall-clock times (the only thing that differs when a run is made again,
-    here or as a Ray task)."""
-    if isinstance(value, dict):
-        return {k: untimed(v) for k, v in value.items() if k != "sampling_seconds"}
-    return value
-
-
 def _kinds(out) -> list[str]:
     """The kinds of the runs a study directory made itself."""
     return sorted(json.loads(p.read_text())["spec"]["kind"] for p in (out / "runs").glob("*.json"))
@@ -158,6 +150,37 @@ def test_a_study_grown_in_shares_keeps_every_share_s_quality(study, tmp_path):
     from safetune.report.relearn import quality_summary
 
     assert quality_summary(again)["esd"]["train_seeds"] == 1 and quality_summary(results)["esd"]["train_seeds"] == 2
+
+
+def test_screens_grown_apart_are_joined_and_a_run_they_disagree_on_is_refused(study, tmp_path):
+    """Two stored screens grown from one origin (one with the esd model's first training seed, one with
+    its second) are joined by growing from both: every run of either is kept and nothing is made; a run
+    both hold must be the same run (only its wall-clock time may differ), else they are refused."""
+    out, results = study
+    stored = json.loads((out / "results.json").read_text())
+    stored.pop("summary")
+
+    def screen(name, keep, **changes):
+        runs = {key: dict(run, **changes.get(key, {})) for key, run in stored["runs"].items() if keep(key)}
+        path = tmp_path / name
+        path.write_text(json.dumps({**stored, "runs": runs}))
+        return path
+
+    first = screen("first.json", lambda key: "esd|train1" not in key)
+    second = screen("second.json", lambda key: "esd|train0" not in key)
+    joined = run_relearn(tmp_path / "joined", tiny(), grow_from=[first, second])
+    assert joined["runs"] == results["runs"] and _kinds(tmp_path / "joined") == []
+    one_run = run_key("never-trained", 0, "full", 1e-4, 100)  # held by both screens
+    point = stored["runs"][one_run]["2"]
+    retimed = screen("retimed.json", lambda key: "esd|train0" not in key,
+                     **{one_run: {"2": {**point, "harmful": {**point["harmful"], "sampling_seconds": 99.0}}}})
+    assert run_relearn(tmp_path / "retimed", tiny(), grow_from=[first, retimed])["runs"][one_run] == results["runs"][one_run]
+    flagged = [k + 1 for k in point["harmful"]["flagged_per_prompt"]]
+    other = screen("other.json", lambda key: "esd|train0" not in key,
+                   **{one_run: {"2": {**point, "harmful": {**point["harmful"], "flagged_per_prompt": flagged}}}})
+    with pytest.raises(SafetuneError, match=r"--grow-from .*other.json: its run never-trained\|train0\|full.* differs"):
+        run_relearn(tmp_path / "mixed", tiny(), grow_from=[first, other])
+    assert not (tmp_path / "mixed" / "results.json").exists()
 
 
 def _fake_runs(rates_by_lr: dict[float, float], diverged: float | None = None) -> dict:

@@ -43,7 +43,8 @@ def register(sub) -> None:
     p.add_argument("--train-text-encoder", action="store_true", help="backfire: fine-tune the text encoder too")
     p.add_argument("--grow-from", default=None, metavar="STORED",
                    help="relearn: start --out from a stored study's runs (docs/results/benchmark*.json, or a study's "
-                        "results.json) and run only what your settings add (seeds, attacks, models)")
+                        "results.json) and run only what your settings add (seeds, attacks, models); several, "
+                        "comma-separated, are joined (screens grown apart from one stored study)")
     from ..studies.executor import ExecutorConfig
 
     _args.add_config_flags(p, ExecutorConfig(), title="forgetting, relearn: where their runs execute")
@@ -129,10 +130,12 @@ def study(args) -> None:
     from ..models.loading import resolve_model
 
     resolve_model(args.model)  # a bad --model is refused before the study claims its directory
-    if args.grow_from:
+    grow_from = [Path(part.strip()) for part in args.grow_from.split(",") if part.strip()] if args.grow_from else None
+    if grow_from:
         from ..studies.relearn import read_stored
 
-        read_stored(Path(args.grow_from), config, args.model)  # so is a stored study it cannot grow from
+        for stored in grow_from:
+            read_stored(stored, config, args.model)  # so is a stored study it cannot grow from
     out = claim_study_dir(args.out, args.name)
     if args.name == "backfire":
         from ..studies.backfire import run_backfire
@@ -146,7 +149,7 @@ def study(args) -> None:
         from ..studies.relearn import run_relearn
 
         run_relearn(out, config, model=args.model, executor=executor,
-                    grow_from=Path(args.grow_from) if args.grow_from else None)
+                    grow_from=grow_from)
     elif args.name == "adversarial":
         from ..studies.adversarial import run_adversarial
 

@@ -87,11 +87,11 @@ def attack_run(model, attack: str, recipe: TrainConfig, data: dict, prompts: dic
 
 
 def run_relearn(out: Path, config: RelearnConfig, model: str = "shapes", executor: ExecutorConfig | None = None,
-                grow_from: Path | None = None) -> dict:
+                grow_from: Path | list[Path] | None = None) -> dict:
     """Run (or resume) the benchmark in `out`: every run a task of `executor` (its result in
     out/runs/<hash>.json), joined into results.json (per-prompt counts) and the report. `grow_from`:
-    a stored study (docs/results/benchmark*.json, or a study's results.json) whose runs and quality
-    `out` starts from, as if it had made them (see grow_from_stored)."""
+    one or more stored studies (docs/results/benchmark*.json, or a study's results.json) whose runs and
+    quality `out` starts from, as if it had made them (see grow_from_stored)."""
     config.validate()
     if "inversion" in config.attacks and model_family(model) not in (None, "sd"):
         raise SafetuneError(f"attacks: inversion learns a token of one CLIP text encoder (SD 1.x/2.x); {model} is "
@@ -185,27 +185,48 @@ def read_stored(stored: Path, config: RelearnConfig, model: str) -> dict:
     return stored_results
 
 
-def grow_from_stored(results_path: Path, stored: Path, config: RelearnConfig, model: str) -> dict:
-    """Start a study at `results_path` from a stored one: its runs and quality are kept as if this
+def grow_from_stored(results_path: Path, stored: Path | list[Path], config: RelearnConfig, model: str) -> dict:
+    """Start a study at `results_path` from stored ones: their runs and quality are kept as if this
     study had made them, so that growing it (more seeds, attacks, models) runs only what is new, from
     a fresh clone whose study directories are gone; a model is rebuilt only where a new run needs it
-    (its training seed makes it again). On a resume (results_path written before) the stored runs
-    must all be there: a directory grown from elsewhere is refused, not mixed. Returns the earlier
-    study the growth starts from, as a resume reads it."""
-    stored_results = read_stored(stored, config, model)
+    (its training seed makes it again). Several stored studies of the same settings (screens grown
+    apart from one origin) are joined: a run two of them hold must be the same run, else they are
+    refused, not mixed. On a resume (results_path written before) the stored runs must all be there:
+    a directory grown from elsewhere is refused, not mixed. Returns the earlier study the growth
+    starts from, as a resume reads it."""
+    paths = [stored] if isinstance(stored, Path) else list(stored)
+    started = {key: value for key, value in read_stored(paths[0], config, model).items() if key != "summary"}
+    started["runs"], started["quality"] = dict(started["runs"]), dict(started.get("quality", {}))
+    for path in paths[1:]:
+        more = read_stored(path, config, model)
+        for part in ("runs", "quality"):
+            for key, value in more.get(part, {}).items():
+                if key in started[part] and untimed(started[part][key]) != untimed(value):
+                    label = "run" if part == "runs" else "quality run"
+                    raise SafetuneError(f"--grow-from {path}: its {label} {key} "
+                                        f"differs from the one in {paths[0]} or another file given before it; grow "
+                                        "from studies whose shared runs are the same runs (grown from one origin)")
+                started[part].setdefault(key, value)
     if results_path.exists():
         held = _earlier(results_path, config, model)
-        missing = [key for key in stored_results["runs"] if key not in held.get("runs", {})]
+        missing = [key for key in started["runs"] if key not in held.get("runs", {})]
         if missing:
-            raise SafetuneError(f"--grow-from {stored}: {results_path.parent} already holds a study without {len(missing)} "
-                                f"of its runs (the first: {missing[0]}); resume it without --grow-from, or choose a "
-                                "new --out")
+            raise SafetuneError(f"--grow-from {', '.join(map(str, paths))}: {results_path.parent} already holds a study "
+                                f"without {len(missing)} of its runs (the first: {missing[0]}); resume it without "
+                                "--grow-from, or choose a new --out")
         return held
-    started = {key: value for key, value in stored_results.items() if key != "summary"}
     write_json(results_path, started)
-    log.info("%s: started from %s (%d runs, %d quality runs kept)", results_path.parent, stored,
-             len(stored_results["runs"]), len(stored_results.get("quality", {})))
+    log.info("%s: started from %s (%d runs, %d quality runs kept)", results_path.parent, ", ".join(map(str, paths)),
+             len(started["runs"]), len(started["quality"]))
     return started
+
+
+def untimed(value):
+    """A run's results without their wall-clock times (the one thing a run made again changes: here,
+    in another copy, or as a Ray task)."""
+    if isinstance(value, dict):
+        return {k: untimed(v) for k, v in value.items() if k != "sampling_seconds"}
+    return value
 
 
 class _Context:
