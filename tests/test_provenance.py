@@ -448,15 +448,28 @@ def test_readme_quotes_the_battery_s_other_attacks():
     assert mace in _prose(ROOT / "README.md"), mace
 
 
+def _screen(name: str) -> SimpleNamespace:
+    """A stored dev screen and readers of its rows: each model's worst curve under an attack, its
+    verdict, the verdict's area as the prose writes it, its quality, and its KID as the prose writes it."""
+    stored = _focused(name)
+    summary, quality = stored["summary"], quality_summary(stored)
+    verdict = lambda attack, model: summary[attack][model]["verdict"]  # noqa: E731
+    return SimpleNamespace(
+        stored=stored, cfg=stored["config"], verdict=verdict,
+        curve=lambda attack, model: _worst_curve(summary[attack][model]),
+        area=lambda attack, model: (f"{verdict(attack, model)['area_difference']:+.3f}, upper "
+                                    f"{verdict(attack, model)['area_upper']:+.3f}"),
+        q=lambda model, key: quality[model][key],
+        kid=lambda model: f"{1000 * quality[model]['kid']:.1f} (SE {1000 * quality[model]['kid_se']:.1f})")
+
+
 def test_defence_page_quotes_the_dev_screen_of_the_drop_hinge():
     """The tamper=drop screen (dev split, one training seed): weight 1 taught the star, weight 100 did not."""
-    stored = _focused("dev-drop")
-    summary, quality, cfg = stored["summary"], quality_summary(stored), stored["config"]
+    screen = _screen("dev-drop")
+    cfg, curve, verdict, q = screen.cfg, screen.curve, screen.verdict, screen.q
     drop, strong = DROP, DROP100
     assert cfg["split"] == "dev" and cfg["train_seeds"] == [0] and cfg["recipes"]["distill_train"]["steps"] == 1600
-    curve = lambda attack, model: _worst_curve(summary[attack][model])  # noqa: E731
-    lora = lambda model: summary["lora-r4"][model]["verdict"]["area_difference"]  # noqa: E731
-    q = lambda model, key: quality[model][key]  # noqa: E731
+    lora = lambda model: verdict("lora-r4", model)["area_difference"]  # noqa: E731  (this prose quotes the area alone)
     text = _prose(ROOT / "docs" / "results" / "defence.md")
     sentences = [
         f"Weight 1 **taught the star**: {curve('lora-r4', drop)[0]:.3f} of the dev prompts draw it before any attack "
@@ -476,21 +489,6 @@ def test_defence_page_quotes_the_dev_screen_of_the_drop_hinge():
     for sentence in sentences:
         assert sentence in text, sentence
     assert curve("lora-r4", drop)[0] > 5 * curve("lora-r4", FORGET)[0]  # what "taught the star" claims
-
-
-def _screen(name: str) -> SimpleNamespace:
-    """A stored dev screen and readers of its rows: each model's worst curve under an attack, its
-    verdict, the verdict's area as the prose writes it, its quality, and its KID as the prose writes it."""
-    stored = _focused(name)
-    summary, quality = stored["summary"], quality_summary(stored)
-    verdict = lambda attack, model: summary[attack][model]["verdict"]  # noqa: E731
-    return SimpleNamespace(
-        stored=stored, cfg=stored["config"], verdict=verdict,
-        curve=lambda attack, model: _worst_curve(summary[attack][model]),
-        area=lambda attack, model: (f"{verdict(attack, model)['area_difference']:+.3f}, upper "
-                                    f"{verdict(attack, model)['area_upper']:+.3f}"),
-        q=lambda model, key: quality[model][key],
-        kid=lambda model: f"{1000 * quality[model]['kid']:.1f} (SE {1000 * quality[model]['kid_se']:.1f})")
 
 
 def test_defence_page_quotes_the_second_training_seed_of_the_drop_hinge():
