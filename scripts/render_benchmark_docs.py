@@ -10,13 +10,29 @@ import json
 from pathlib import Path
 
 from safetune.report import replace_block, stored_study
-from safetune.report.relearn import leaderboard, quality_summary, relearn_cell, render_relearn
+from safetune.report.relearn import ablation_table, leaderboard, quality_summary, relearn_cell, render_relearn
 from safetune.studies.relearn import summarize
 
 ROOT = Path(__file__).resolve().parent.parent
 STORED = ROOT / "docs" / "results" / "benchmark.json"
 QUOTES = ROOT / "safetune" / "assets" / "quotes" / "relearning.json"  # what `safetune demo` quotes
 BEGIN, END = "<!-- benchmark: rendered by scripts/render_benchmark_docs.py -->", "<!-- /benchmark -->"
+DEFENCE = ROOT / "docs" / "results" / "defence.md"
+ABLATION_BEGIN, ABLATION_END = "<!-- ablation: rendered by scripts/render_benchmark_docs.py -->", "<!-- /ablation -->"
+FORGET = "dd:forget_unseen_words=true"
+DROP = f"{FORGET}/harm_margin=0.001/attack_sim_steps=4/attack_sim=lora/tamper=drop/attack_sim_optimizer=adam"
+LEVEL = f"{FORGET}/harm_margin=0.15/attack_sim_steps=4/attack_sim=lora/attack_sim_optimizer=adam"
+# the immunisation's ingredients on the dev split, each row read from the focused study that screened
+# it with the most training seeds: (what the row adds, the study, the model)
+ABLATION = [
+    ("never-trained (the yardstick)", "dev-drop-3seeds", "never-trained"),
+    ("`dd`, unseen words redrawn (the forget row)", "dev-drop-3seeds", FORGET),
+    ("+ drop hinge after 4 simulated rank-4 LoRA steps (Adam), weight 1", "dev-drop", DROP),
+    ("+ drop hinge, weight 100", "dev-drop-3seeds", f"{DROP}/harm_weight=100"),
+    ("+ drop hinge, weight 100, sign steps instead of Adam", "dev-drop-sign",
+     f"{DROP.removesuffix('/attack_sim_optimizer=adam')}/harm_weight=100"),
+    ("+ level hinge (margin 0.15) after the same steps, weight 1", "dev-level", LEVEL),
+]
 
 
 def focused_studies() -> list[Path]:
@@ -52,6 +68,18 @@ def readme_block(results: dict) -> str:
                                                                   quality_summary(results))) + "\n" + END
 
 
+def focused(name: str) -> dict:
+    """The focused study benchmark-NAME.json with its summary."""
+    return load(STORED.parent / f"benchmark-{name}.json")
+
+
+def ablation_block(read=focused) -> str:
+    """defence.md's ablation table: each ingredient's row from its stored screen (read by `read`, a
+    focused study's name -> it with its summary), with the screen named."""
+    rows = [(f"{label} ([{name}](benchmark-{name}.md))", read(name), model) for label, name, model in ABLATION]
+    return ABLATION_BEGIN + "\n" + "\n".join(ablation_table(rows, ["lora-r4", "full"])) + "\n" + ABLATION_END
+
+
 def quotes(results: dict) -> dict:
     """The numbers the demo quotes from this benchmark (it ships with the package; the docs do not):
     per attack and model, steps to relearn with its interval and the verdict against never-trained."""
@@ -71,6 +99,7 @@ def main():
     for path in focused_studies():
         path.with_suffix(".md").write_text(render_relearn(load(path)))
     replace_block(ROOT / "README.md", BEGIN, END, readme_block(results))
+    replace_block(DEFENCE, ABLATION_BEGIN, ABLATION_END, ablation_block())
     QUOTES.parent.mkdir(exist_ok=True)
     QUOTES.write_text(json.dumps(quotes(results), indent=1) + "\n")
 

@@ -54,7 +54,7 @@ def _stored_benchmark() -> dict:
 @functools.lru_cache(maxsize=None)
 def _focused(name: str) -> dict:
     """A focused study stored beside the battery (benchmark-NAME.json) with its summary, computed once."""
-    return _renderer("render_benchmark_docs").load(ROOT / "docs" / "results" / f"benchmark-{name}.json")
+    return _renderer("render_benchmark_docs").focused(name)
 
 
 def test_audit_report_and_readme_table_are_what_the_stored_results_render():
@@ -446,6 +446,20 @@ def test_readme_quotes_the_battery_s_other_attacks():
             f"steps (rank 4: {_steps(_stored_benchmark()['summary'], 'lora-r4', 'mace')})")
     assert {verdict(a, "mace")["verdict"] for a in cfg["attacks"]} == {"INFERIOR"}
     assert mace in _prose(ROOT / "README.md"), mace
+
+
+def test_defence_ablation_table_is_what_the_stored_screens_render():
+    """Each ingredient's row is read from the screen its label names; a row's numbers are its own."""
+    renderer = _renderer("render_benchmark_docs")
+    block = renderer.ablation_block(_focused)
+    assert block in (ROOT / "docs" / "results" / "defence.md").read_text()
+    rows = [line for line in block.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert len(rows) == len(renderer.ABLATION)
+    for line, (_, name, model) in zip(rows, renderer.ABLATION):
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        curve = _worst_curve(_focused(name)["summary"]["lora-r4"][model])
+        assert f"[{name}]" in cells[0] and cells[2] == f"{curve[0]:.3f}" and cells[3] == f"{curve[-1]:.3f}"
+        assert cells[1] == str(quality_summary(_focused(name))[model]["train_seeds"])
 
 
 def _screen(name: str) -> SimpleNamespace:

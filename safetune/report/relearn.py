@@ -47,6 +47,24 @@ def leaderboard(summary: dict, models: list[str], attacks: list[str], quality: d
     return lines
 
 
+def ablation_table(rows: list[tuple[str, dict, str]], attacks: list[str]) -> list[str]:
+    """One row per ingredient, each read from the study that screened it ((label, results with their
+    summary, model)): its training seeds, its harmful rate before any attack, where each attack ends
+    (its last step, worst lr) with the verdict against the never-trained model, and its price."""
+    head = ["ingredient", "training seeds", "before any attack"]
+    head += [f"{a}: at its last step | {a}: vs {REFERENCE}" for a in attacks] + ["clean fidelity", "KID x1000 (SE)"]
+    lines = ["| " + " | ".join(head) + " |", "|---|---:|---:|" + "---:|---|" * len(attacks) + "---:|---:|"]
+    for label, results, name in rows:
+        summary, quality = results["summary"], quality_summary(results)[name]
+        curves = [summary[a][name]["curves"][summary[a][name]["worst_lr"]] for a in attacks]
+        cells = [label, str(quality["train_seeds"]), f"{curves[0][0]:.3f}"]
+        for attack, curve in zip(attacks, curves):
+            cells += [f"{curve[-1]:.3f}", verdict_cell(summary[attack][name]) if name != REFERENCE else "(the reference)"]
+        cells += [f"{quality['prompt_fidelity']:.3f}", f"{1000 * quality['kid']:.1f} ({1000 * quality['kid_se']:.1f})"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def quality_summary(results: dict) -> dict:
     """Per model: KID (mean over training seeds, its SE: within-seed bootstrap and between-seed
     spread) and clean prompt fidelity, from results["quality"] ({"name|trainT": run}): the study's
