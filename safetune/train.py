@@ -207,6 +207,12 @@ def _plan(config: TrainConfig, start: int, denoiser: str = "UNet") -> str:
     return f"training {what}{text}: {left}, lr {config.lr:g}, {batch}, seed {config.seed}"
 
 
+def _first_last(values: list[float]) -> str:
+    """'0.1 -> 0.02': a loss term's means over its first and last 10 steps (of the steps that had it)."""
+    n = min(10, len(values))
+    return f"{sum(values[:n]) / n:.4g} -> {sum(values[-n:]) / n:.4g}"
+
+
 def _duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
@@ -272,7 +278,7 @@ def train(unet, loss_fn: Loss, config: TrainConfig, checkpoint_dir: Path | None 
         at_start = on_save(0, unet) or {}
         if config.report_to and at_start:
             accelerator.log(at_start, step=0)
-    losses = []
+    losses, parts = [], {}  # parts: the loss's named terms per step, where it reports them (loss_fn.last)
     with sharding(accelerator.process_index, processes):  # each process draws its slice of the global batch
         for step in tqdm(range(start, config.steps), desc=desc, initial=start, total=config.steps,
                          disable=not accelerator.is_local_main_process, mininterval=progress_interval()):
@@ -298,7 +304,9 @@ def train(unet, loss_fn: Loss, config: TrainConfig, checkpoint_dir: Path | None 
                 ema.update()
             losses.append(loss.item())
             done = step + 1
-            logged = {"loss": losses[-1], "lr": optimizer.param_groups[0]["lr"]}
+            for name, value in getattr(loss_fn, "last", {}).items():
+                parts.setdefault(name, []).append(value)
+            logged = {"loss": losses[-1], "lr": optimizer.param_groups[0]["lr"], **getattr(loss_fn, "last", {})}
             if on_save and done in config.save_at:
                 logged.update(on_save(done, unet) or {})  # before the checkpoint: a resumed run never skips a snapshot
             if config.report_to:
@@ -308,9 +316,9 @@ def train(unet, loss_fn: Loss, config: TrainConfig, checkpoint_dir: Path | None 
     if ema:
         ema.copy_to_model()
     if accelerator.is_main_process and losses:
-        head, tail = losses[: min(10, len(losses))], losses[-min(10, len(losses)):]
-        log.info("%s: done in %s; loss %.4g -> %.4g (means of the first and last %d)", desc,
-                 _duration(time.perf_counter() - began), sum(head) / len(head), sum(tail) / len(tail), len(tail))
+        log.info("%s: done in %s; loss %s (means of the first and last %d)%s", desc, _duration(time.perf_counter() - began),
+                 _first_last(losses), min(10, len(losses)),
+                 "".join(f"; {name} {_first_last(values)}" for name, values in parts.items()))
     if config.report_to:
         accelerator.end_training()
     unet = accelerator.unwrap_model(unet)

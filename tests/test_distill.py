@@ -1,6 +1,7 @@
 """Distort-and-distill: the distortion is what it says, the distillation's gradient reaches the UNet
 and the text encoder (never the teacher), and the tamper term's inner attack steps are first-order."""
 import copy
+import re
 from dataclasses import replace
 
 import pytest
@@ -98,7 +99,9 @@ def test_tamper_term_is_first_order_and_lowers_the_harmful_error_it_sees(pipe):
     torch.testing.assert_close(grad_theta[name], grads[name], rtol=1e-4, atol=1e-7)
 
 
-def test_distill_train_changes_the_model_and_refuses_a_tamper_term_without_data(pipe):
+def test_distill_train_changes_the_model_and_refuses_a_tamper_term_without_data(pipe, caplog):
+    import logging
+
     from safetune.data.folder import load_training_data
     from safetune.errors import SafetuneError
 
@@ -107,7 +110,10 @@ def test_distill_train_changes_the_model_and_refuses_a_tamper_term_without_data(
     config = TrainConfig(steps=2, lr=1e-3, batch_size=4, mode="full", checkpoint_every=10**9)
     with pytest.raises(SafetuneError, match="needs harmful images"):
         distill_train(copy.deepcopy(pipe), clean, ["a star"], DistillConfig(harm_margin=1.0), config)
-    distill_train(model, clean, ["a star"], DistillConfig(noise=0.5), config)
+    with caplog.at_level(logging.INFO, logger="safetune"):
+        distill_train(model, clean, ["a star"], DistillConfig(noise=0.5), config)
+    done = next(r.getMessage() for r in caplog.records if ": done in " in r.getMessage())
+    assert re.search(r"; retain [0-9.e-]+ -> [0-9.e-]+$", done), done  # the loss's named terms, first and last
     name = next(n for n, _ in pipe.text_encoder.named_parameters() if n.endswith("layers.0.self_attn.q_proj.weight"))
     assert not torch.equal(dict(model.text_encoder.named_parameters())[name], dict(pipe.text_encoder.named_parameters())[name])
     assert not any("lora_" in n for n, _ in model.unet.named_parameters())
@@ -251,7 +257,7 @@ def test_distillation_runs_with_each_simulated_attack(pipe, kind):
     config = DistillConfig(harm_margin=100.0, attack_sim=kind, attack_sim_steps=2, attack_sim_rank=2)
     loss_fn = make_loss(pipe, copy.deepcopy(pipe.unet).requires_grad_(False), config)
     loss = loss_fn(unet, 0, step_generator(0, 0))
-    assert torch.isfinite(loss) and 0 < loss_fn.last["harm_attacked"] < 100.0
+    assert torch.isfinite(loss) and 0 < loss_fn.last["harm_attacked"] < 100.0 and loss_fn.last["hinge_active"] == 1.0
     loss.backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for n, p in unet.named_parameters() if "attn2" in n)
 

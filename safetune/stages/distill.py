@@ -165,6 +165,7 @@ class RetainDistillLoss:
             if cfg.tamper == "drop":
                 self.last["harm_drop"] = (before - attacked).item()
             excess = before - attacked - cfg.harm_margin if cfg.tamper == "drop" else cfg.harm_margin - attacked
+            self.last["hinge_active"] = float(excess.item() > 0)  # the share of steps the tamper term pushes
             loss = loss + cfg.harm_weight * F.relu(excess)
         return loss
 
