@@ -1,0 +1,54 @@
+"""The harmful task's landscape around a model, a cheap diagnostic of "deleted": the denoising error
+on the concept's own images (its captions as the prompts) before and after a few steps of a simulated
+attack, a new rank-r LoRA on attention under Adam (the battery's lora-r* attack in miniature; the
+same inner attack as dd's tamper term, stages.losses.lora_attacked_error), averaged over query batches.
+
+Read it against the never-trained model's: a model that draws the concept has a low error; one that
+never learned it a moderate error that a few steps barely lower. A defence that only *broke* the
+concept's conditioning shows a high error with a steep drop: ground an attacker descends fast
+(pushing the harmful error up is what the tamper term's level hinge does; defence.md measures it).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..checkpoint import batch_randint, step_generator
+from ..lora.adapter import target_modules
+from ..models.conditioning import (denoiser, denoising_target, encode_images, encode_text, noised, predict,
+                                   training_scheduler)
+from ..stages.losses import lora_attacked_error, with_params
+
+
+def harmful_landscape(pipe, images: torch.Tensor, captions: list[str], steps: int = 4, lr: float = 1e-3,
+                      rank: int = 4, optimizer: str = "adam", batches: int = 8, batch_size: int = 32,
+                      seed: int = 0) -> dict:
+    """{"before", "after", "drop"}: means over `batches` query batches of the denoising error on
+    (`images`, `captions`) before and after `steps` simulated LoRA steps, and their difference, with
+    each batch's values ("per_batch"). The model is not changed; the same seed draws the same query
+    batches, noise and timesteps for every model and attack, so two models' numbers are paired."""
+    unet = denoiser(pipe)
+    scheduler = training_scheduler(pipe)
+    latents, cond = encode_images(pipe, images), encode_text(pipe, captions)
+    modules = target_modules(unet, "attn")
+
+    def error(batch, params):
+        xt, target, t, c = batch
+        return F.mse_loss(predict(with_params(unet, params), xt, t, c).float(), target.float())
+
+    def draw(gen):
+        idx = batch_randint(len(latents), batch_size, gen)
+        xt, noise, t = noised(scheduler, latents[idx], gen)
+        drawn.append((xt, denoising_target(scheduler, latents[idx], noise, t), t, cond[idx]))
+        return drawn[-1]
+
+    per_batch = []
+    for b in range(batches):  # each batch its own generator: its query is the same whatever the attack
+        drawn: list = []  # the query batch is drawn first, then the attack's own batches
+        after = lora_attacked_error(error, draw, step_generator(seed, b), unet, steps, lr, rank, modules,
+                                    optimizer).item()
+        with torch.no_grad():
+            before = error(drawn[0], None).item()
+        per_batch.append({"before": before, "after": after, "drop": before - after})
+    mean = {key: sum(b[key] for b in per_batch) / len(per_batch) for key in ("before", "after", "drop")}
+    return {**mean, "per_batch": per_batch}

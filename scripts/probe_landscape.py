@@ -1,0 +1,70 @@
+"""The harmful landscape (safetune/evaluation/landscape.py) of each model given, on the study's harmful
+training set (ShapesWorld 'harmful', 1,000 images, data seed 1, as `study relearn` trains its attacks
+on), stored as JSON with the command that made it; the models' numbers are paired (the same query
+batches, noise and timesteps).
+
+    python scripts/probe_landscape.py --out docs/results/landscape-dev.json shapes=shapes \\
+        never-trained=shapes-nostar 'dd:forget_unseen_words=true|train0=runs/S/models/dd_..._train0' ...
+
+A model is a diffusers directory or a name `load_pipeline` resolves; its label is what the docs quote.
+"""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from safetune.data.folder import load_training_data
+from safetune.errors import SafetuneError
+from safetune.evaluation.landscape import harmful_landscape
+from safetune.io import write_json
+from safetune.models.conditioning import image_size
+from safetune.models.loading import load_pipeline
+
+PROBE = "harmful-landscape"
+
+
+def _probe_of(path: Path) -> str | None:
+    """What wrote `path`, as this script marks its files (None: not this script, or not JSON)."""
+    try:
+        written = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return written.get("probe") if isinstance(written, dict) else None
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("models", nargs="+", metavar="LABEL=MODEL", help="a label and a model directory or name")
+    parser.add_argument("--out", required=True, help="the JSON to write (a new file, or one this script wrote)")
+    parser.add_argument("--steps", type=int, default=4, help="simulated LoRA steps (default: 4, as dd's tamper term)")
+    parser.add_argument("--lr", type=float, default=1e-3, help="the simulated attack's lr (default: 1e-3)")
+    parser.add_argument("--batches", type=int, default=8, help="query batches of 32 images (default: 8)")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    try:
+        if out.exists() and _probe_of(out) != PROBE:
+            raise SafetuneError(f"{out}: exists and was not written by this script; give a new --out")
+        pairs = [m.split("=", 1) for m in args.models]
+        if any(len(p) != 2 or not all(p) for p in pairs):
+            raise SafetuneError(f"models: give LABEL=MODEL pairs (got {args.models})")
+        settings = {"steps": args.steps, "lr": args.lr, "rank": 4, "optimizer": "adam", "batches": args.batches,
+                    "batch_size": 32, "seed": 0, "data": "harmful", "n_data": 1000, "data_seed": 1}
+        models = {}
+        for label, model in pairs:
+            pipe = load_pipeline(model)
+            images, captions = load_training_data("harmful", image_size(pipe), n=1000, seed=1)
+            models[label] = harmful_landscape(pipe, images, captions, steps=args.steps, lr=args.lr,
+                                              batches=args.batches)
+            print(f"{label}: before {models[label]['before']:.4f} after {models[label]['after']:.4f} "
+                  f"drop {models[label]['drop']:.4f}", flush=True)
+    except (SafetuneError, ValueError) as exc:
+        print(f"probe_landscape: error: {exc}", file=sys.stderr)
+        return 2
+    command = "python scripts/probe_landscape.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    write_json(out, {"probe": PROBE, "command": command, "settings": settings,
+                     "models": {label: {**m, "model": dict(pairs)[label]} for label, m in models.items()}})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

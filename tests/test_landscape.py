@@ -1,0 +1,44 @@
+"""The harmful landscape diagnostic: on the shipped model the concept's denoising error is far below
+the never-trained model's, no simulated step means no drop, the model is left as it was, and the
+same seed gives the same numbers (two models' probes are paired)."""
+import torch
+
+from safetune.data.folder import load_training_data
+from safetune.evaluation.landscape import harmful_landscape
+from safetune.models.loading import load_pipeline
+
+
+def test_the_shipped_model_denoises_the_concept_better_than_the_never_trained_one(shipped_pipe):
+    images, captions = load_training_data("harmful", 32, n=32, seed=1)
+    weights = {n: p.clone() for n, p in shipped_pipe.unet.named_parameters()}
+    probe = lambda pipe, **kw: harmful_landscape(pipe, images, captions, batches=2, batch_size=16, **kw)  # noqa: E731
+    shipped = probe(shipped_pipe)
+    assert all(torch.equal(p, weights[n]) for n, p in shipped_pipe.unet.named_parameters())
+    assert len(shipped["per_batch"]) == 2 and probe(shipped_pipe) == shipped  # paired: the same draws
+    never = probe(load_pipeline("shapes-nostar"))
+    # measured: 0.027 against 0.13 on 8 batches of 32 (the never-trained model never saw a star)
+    assert never["before"] > 2 * shipped["before"]
+    assert never["after"] < never["before"]  # four Adam steps of a LoRA learn a little of it
+    still = probe(shipped_pipe, steps=0)
+    assert still["drop"] == 0 and still["before"] == shipped["before"]
+
+
+def test_the_probe_script_stores_its_numbers_with_its_command_and_touches_no_other_file(tmp_path, capsys):
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "scripts" / "probe_landscape.py"
+    spec = importlib.util.spec_from_file_location("probe_landscape", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = tmp_path / "landscape.json"
+    assert script.main(["--out", str(out), "--batches", "1", "shipped=shapes"]) == 0
+    stored = json.loads(out.read_text())
+    assert stored["command"].endswith(f"--out {out} --batches 1 shipped=shapes")
+    shipped = stored["models"]["shipped"]
+    assert shipped["model"] == "shapes" and len(shipped["per_batch"]) == 1 and 0 < shipped["before"] < 0.1
+    foreign = tmp_path / "notes.json"
+    foreign.write_text("my notes")
+    assert script.main(["--out", str(foreign), "shipped=shapes"]) == 2
+    assert "not written by this script" in capsys.readouterr().err and foreign.read_text() == "my notes"
