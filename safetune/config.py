@@ -245,8 +245,11 @@ class DistillConfig:
                                   "pushed up to harm_margin) or drop (the attack's progress, the error before its "
                                   "steps minus after, is held under harm_margin: a landscape it descends slowly; "
                                   "it can also be met by drawing the concept: check the harmful rate before "
-                                  "any attack, docs/results/defence.md)",
-                         choices=("level", "drop"))
+                                  "any attack, docs/results/defence.md) or match (the error after the simulated "
+                                  "attack is held at harm_margin from both sides: level without its overshoot; "
+                                  "level drove the concept's words to an error 11 times its margin, "
+                                  "docs/results/defence.md)",
+                         choices=("level", "drop", "match"))
     attack_sim_optimizer: str = option("sign", "the simulated attacker's update: sign (lr * sign of the gradient, "
                                                "Adam's first step, every step) or adam (Adam's moments kept over "
                                                "the steps, as the attacker's optimiser)", choices=("sign", "adam"))

@@ -237,6 +237,41 @@ def test_the_drop_tamper_bounds_the_attack_s_progress_on_one_query(pipe, kind):
     assert off(unet, 0, step_generator(0, 0)).item() == pytest.approx(retain_only.item(), rel=1e-6)
 
 
+def test_the_match_tamper_pulls_the_attacked_error_to_its_margin_from_both_sides(pipe):
+    """tamper=match: |attacked error - margin|. Below the margin its gradient is level's (push the
+    error up); above it, the opposite (pull it down), where level's is zero: one small step along the
+    term's gradient moves the error toward the margin from either side."""
+    teacher = copy.deepcopy(pipe.unet).requires_grad_(False)
+    unet = copy.deepcopy(pipe.unet)
+    prepare_trainable(unet, TrainConfig(mode="full"))
+
+    def term(model, margin, tamper="match"):  # (the tamper term, the attacked error it saw) on one step's draws
+        retain = make_loss(pipe, teacher, DistillConfig())(model, 0, step_generator(0, 0))
+        loss_fn = make_loss(pipe, teacher, DistillConfig(harm_margin=margin, tamper=tamper))
+        return loss_fn(model, 0, step_generator(0, 0)) - retain, loss_fn.last["harm_attacked"]
+
+    attacked = term(unet, 1.0)[1]
+    params = list(unet.parameters())
+    grads = {}
+    for tamper in ("match", "level"):
+        for above in (True, False):  # the error above the margin, or below it
+            value, seen = term(unet, attacked / 2 if above else 2 * attacked, tamper)
+            assert seen == pytest.approx(attacked, rel=1e-6)
+            if tamper == "match":
+                assert value.item() == pytest.approx(attacked / 2 if above else attacked, rel=1e-3)
+            grads[tamper, above] = torch.cat([g.flatten() for g in torch.autograd.grad(value, params)])
+    assert torch.allclose(grads["match", False], grads["level", False])  # below: level's push up
+    assert torch.allclose(grads["match", True], -grads["match", False])  # above: the opposite
+    assert not grads["level", True].any()  # level's hinge is off above its margin
+    for above in (True, False):
+        moved = copy.deepcopy(unet)
+        step = -1e-2 * grads["match", above] / grads["match", above].norm()
+        torch.nn.utils.vector_to_parameters(torch.nn.utils.parameters_to_vector(moved.parameters()) + step,
+                                            moved.parameters())
+        after = term(moved, 1.0)[1]
+        assert (after < attacked) if above else (after > attacked), (above, attacked, after)
+
+
 def test_the_drop_tamper_without_simulated_steps_is_refused(pipe):
     from safetune.data.folder import load_training_data
     from safetune.errors import SafetuneError

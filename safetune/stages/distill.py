@@ -37,6 +37,11 @@ retraining from scratch at 60-80% of its compute). We adapt both to diffusion mo
    drop carry gradient: first-order it is g(W) - g(W') ~ H (W - W'), a push towards ground where the
    attack makes no progress, and a model that already draws the concept stands on such ground: on
    the dev screen (defence.md) weight 1 taught the star (0.23 of the prompts before any attack).
+   With tamper=match the level is held at harm_margin from both sides (|error - harm_margin|): on the
+   dev screen the level hinge overshot, its harmful error after the simulated steps ending 11 times
+   above its margin with nothing to pull it back, because the concept's words, whose embeddings no
+   retain caption trains, had been driven to a conditioning the denoiser cannot use: broken, not
+   deleted (evaluation/landscape.py measures it).
 
 The text encoder is distorted and distilled too (`text_encoder`): a prompt's words that never occur
 in the retain captions (the concept's names and its implicit phrasings alike) get no distillation
@@ -165,8 +170,8 @@ class RetainDistillLoss:
             if cfg.tamper == "drop":
                 self.last["harm_drop"] = (before - attacked).item()
             excess = before - attacked - cfg.harm_margin if cfg.tamper == "drop" else cfg.harm_margin - attacked
-            self.last["hinge_active"] = float(excess.item() > 0)  # the share of steps the tamper term pushes
-            loss = loss + cfg.harm_weight * F.relu(excess)
+            self.last["hinge_active"] = float(excess.item() > 0)  # the share of steps the tamper term pushes up
+            loss = loss + cfg.harm_weight * (excess.abs() if cfg.tamper == "match" else F.relu(excess))
         return loss
 
     def _attacked(self, unet, gen) -> tuple[torch.Tensor | None, torch.Tensor]:
