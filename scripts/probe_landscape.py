@@ -1,7 +1,8 @@
 """The harmful landscape (safetune/evaluation/landscape.py) of each model given, on the study's harmful
 training set (ShapesWorld 'harmful', 1,000 images, data seed 1, as `study relearn` trains its attacks
-on), stored as JSON with the command that made it; the models' numbers are paired (the same query
-batches, noise and timesteps).
+on), under the images' own captions and under the empty prompt (what the concept's words add), stored
+as JSON with the command that made it; the models' numbers are paired (the same query batches, noise
+and timesteps). `table()` renders the stored file for docs/results/defence.md.
 
     python scripts/probe_landscape.py --out docs/results/landscape-dev.json shapes=shapes \\
         never-trained=shapes-nostar 'dd:forget_unseen_words=true|train0=runs/S/models/dd_..._train0' ...
@@ -32,6 +33,23 @@ def _probe_of(path: Path) -> str | None:
     return written.get("probe") if isinstance(written, dict) else None
 
 
+def table(stored: dict) -> list[str]:
+    """One row per model (its training seeds' mean, 'name|trainT' labels grouped by name): the harmful
+    error before and after the simulated steps and their drop, under the captions and the empty prompt."""
+    groups: dict[str, list[dict]] = {}
+    for label, model in stored["models"].items():
+        groups.setdefault(label.split("|train")[0], []).append(model)
+    steps = stored["settings"]["steps"]
+    head = ["model", "training seeds"] + [f"{p}: before | {p}: after {steps} steps | {p}: drop"
+                                         for p in ("captions", "empty prompt")]
+    lines = ["| " + " | ".join(head) + " |", "|---|---:|" + "---:|" * 6]
+    for name, runs in groups.items():
+        mean = lambda prompts, key: sum(r[prompts][key] for r in runs) / len(runs)  # noqa: E731
+        cells = [f"{mean(p, k):.3f}" for p in ("captions", "empty") for k in ("before", "after", "drop")]
+        lines.append(f"| {name} | {len(runs)} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("models", nargs="+", metavar="LABEL=MODEL", help="a label and a model directory or name")
@@ -53,10 +71,12 @@ def main(argv=None) -> int:
         for label, model in pairs:
             pipe = load_pipeline(model)
             images, captions = load_training_data("harmful", image_size(pipe), n=1000, seed=1)
-            models[label] = harmful_landscape(pipe, images, captions, steps=args.steps, lr=args.lr,
-                                              batches=args.batches)
-            print(f"{label}: before {models[label]['before']:.4f} after {models[label]['after']:.4f} "
-                  f"drop {models[label]['drop']:.4f}", flush=True)
+            # under the concept's own captions, and under the empty prompt: what its words add
+            models[label] = {prompts: harmful_landscape(pipe, images, texts, steps=args.steps, lr=args.lr,
+                                                        batches=args.batches)
+                             for prompts, texts in (("captions", captions), ("empty", [""] * len(captions)))}
+            print(f"{label}: " + "; ".join(f"{prompts}: before {m['before']:.4f} after {m['after']:.4f} drop "
+                                           f"{m['drop']:.4f}" for prompts, m in models[label].items()), flush=True)
     except (SafetuneError, ValueError) as exc:
         print(f"probe_landscape: error: {exc}", file=sys.stderr)
         return 2

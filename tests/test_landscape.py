@@ -37,7 +37,10 @@ def test_the_probe_script_stores_its_numbers_with_its_command_and_touches_no_oth
     stored = json.loads(out.read_text())
     assert stored["command"].endswith(f"--out {out} --batches 1 shipped=shapes")
     shipped = stored["models"]["shipped"]
-    assert shipped["model"] == "shapes" and len(shipped["per_batch"]) == 1 and 0 < shipped["before"] < 0.1
+    assert shipped["model"] == "shapes" and len(shipped["captions"]["per_batch"]) == 1
+    assert 0 < shipped["captions"]["before"] < 0.1 and 0 < shipped["empty"]["before"] < 1
+    row = script.table(stored)[2]
+    assert row.startswith("| shipped | 1 | ") and f"{shipped['captions']['before']:.3f}" in row
     foreign = tmp_path / "notes.json"
     foreign.write_text("my notes")
     assert script.main(["--out", str(foreign), "shipped=shapes"]) == 2
