@@ -246,8 +246,7 @@ class DistillConfig:
                                   "steps minus after, is held under harm_margin: a landscape it descends slowly; "
                                   "it can also be met by drawing the concept: check the harmful rate before "
                                   "any attack, docs/results/defence.md) or match (the error after the simulated "
-                                  "attack is held at harm_margin from both sides: level without its overshoot; "
-                                  "level drove the concept's words to an error 11 times its margin, "
+                                  "attack is held at harm_margin from both sides: level without its overshoot, "
                                   "docs/results/defence.md)",
                          choices=("level", "drop", "match"))
     attack_sim_optimizer: str = option("sign", "the simulated attacker's update: sign (lr * sign of the gradient, "

@@ -38,8 +38,8 @@ retraining from scratch at 60-80% of its compute). We adapt both to diffusion mo
    attack makes no progress, and a model that already draws the concept stands on such ground: on
    the dev screen (defence.md) weight 1 taught the star (0.23 of the prompts before any attack).
    With tamper=match the level is held at harm_margin from both sides (|error - harm_margin|): on the
-   dev screen the level hinge overshot, its harmful error after the simulated steps ending 11 times
-   above its margin with nothing to pull it back, because the concept's words, whose embeddings no
+   dev screen the level hinge overshot, its harmful error after the simulated steps ending far above
+   its margin with nothing to pull it back, because the concept's words, whose embeddings no
    retain caption trains, had been driven to a conditioning the denoiser cannot use: broken, not
    deleted (evaluation/landscape.py measures it).
 
