@@ -2,7 +2,8 @@
 training set (ShapesWorld 'harmful', 1,000 images, data seed 1, as `study relearn` trains its attacks
 on), under the images' own captions and under the empty prompt (what the concept's words add), stored
 as JSON with the command that made it; the models' numbers are paired (the same query batches, noise
-and timesteps). `table()` renders the stored file for docs/results/defence.md.
+and timesteps). safetune.report.landscape renders the stored file (scripts/render_benchmark_docs.py
+puts it into docs/results/defence.md).
 
     python scripts/probe_landscape.py --out docs/results/landscape-dev.json shapes=shapes \\
         never-trained=shapes-nostar 'dd:forget_unseen_words=true|train0=runs/S/models/dd_..._train0' ...
@@ -31,23 +32,6 @@ def _probe_of(path: Path) -> str | None:
     except (OSError, ValueError):
         return None
     return written.get("probe") if isinstance(written, dict) else None
-
-
-def table(stored: dict) -> list[str]:
-    """One row per model (its training seeds' mean, 'name|trainT' labels grouped by name): the harmful
-    error before and after the simulated steps and their drop, under the captions and the empty prompt."""
-    groups: dict[str, list[dict]] = {}
-    for label, model in stored["models"].items():
-        groups.setdefault(label.split("|train")[0], []).append(model)
-    steps = stored["settings"]["steps"]
-    head = ["model", "training seeds"] + [f"{p}: before | {p}: after {steps} steps | {p}: drop"
-                                         for p in ("captions", "empty prompt")]
-    lines = ["| " + " | ".join(head) + " |", "|---|---:|" + "---:|" * 6]
-    for name, runs in groups.items():
-        mean = lambda prompts, key: sum(r[prompts][key] for r in runs) / len(runs)  # noqa: E731
-        cells = [f"{mean(p, k):.3f}" for p in ("captions", "empty") for k in ("before", "after", "drop")]
-        lines.append(f"| {name} | {len(runs)} | " + " | ".join(cells) + " |")
-    return lines
 
 
 def main(argv=None) -> int:

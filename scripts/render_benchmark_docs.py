@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from safetune.report import replace_block, stored_study
+from safetune.report.landscape import landscape_table
 from safetune.report.relearn import ablation_table, leaderboard, quality_summary, relearn_cell, render_relearn
 from safetune.studies.relearn import summarize
 
@@ -19,6 +20,8 @@ QUOTES = ROOT / "safetune" / "assets" / "quotes" / "relearning.json"  # what `sa
 BEGIN, END = "<!-- benchmark: rendered by scripts/render_benchmark_docs.py -->", "<!-- /benchmark -->"
 DEFENCE = ROOT / "docs" / "results" / "defence.md"
 ABLATION_BEGIN, ABLATION_END = "<!-- ablation: rendered by scripts/render_benchmark_docs.py -->", "<!-- /ablation -->"
+LANDSCAPE = ROOT / "docs" / "results" / "landscape-dev.json"  # stored by scripts/probe_landscape.py
+LANDSCAPE_BEGIN, LANDSCAPE_END = "<!-- landscape: rendered by scripts/render_benchmark_docs.py -->", "<!-- /landscape -->"
 FORGET = "dd:forget_unseen_words=true"
 DROP = f"{FORGET}/harm_margin=0.001/attack_sim_steps=4/attack_sim=lora/tamper=drop/attack_sim_optimizer=adam"
 LEVEL = f"{FORGET}/harm_margin=0.15/attack_sim_steps=4/attack_sim=lora/attack_sim_optimizer=adam"
@@ -80,6 +83,11 @@ def ablation_block(read=focused) -> str:
     return ABLATION_BEGIN + "\n" + "\n".join(ablation_table(rows, ["lora-r4", "full"])) + "\n" + ABLATION_END
 
 
+def landscape_block() -> str:
+    """defence.md's harmful-landscape table, from the stored probe."""
+    return LANDSCAPE_BEGIN + "\n" + "\n".join(landscape_table(json.loads(LANDSCAPE.read_text()))) + "\n" + LANDSCAPE_END
+
+
 def quotes(results: dict) -> dict:
     """The numbers the demo quotes from this benchmark (it ships with the package; the docs do not):
     per attack and model, steps to relearn with its interval and the verdict against never-trained."""
@@ -100,6 +108,7 @@ def main():
         path.with_suffix(".md").write_text(render_relearn(load(path)))
     replace_block(ROOT / "README.md", BEGIN, END, readme_block(results))
     replace_block(DEFENCE, ABLATION_BEGIN, ABLATION_END, ablation_block())
+    replace_block(DEFENCE, LANDSCAPE_BEGIN, LANDSCAPE_END, landscape_block())
     QUOTES.parent.mkdir(exist_ok=True)
     QUOTES.write_text(json.dumps(quotes(results), indent=1) + "\n")
 

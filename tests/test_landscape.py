@@ -6,6 +6,7 @@ import torch
 from safetune.data.folder import load_training_data
 from safetune.evaluation.landscape import harmful_landscape
 from safetune.models.loading import load_pipeline
+from safetune.report.landscape import landscape_table
 
 
 def test_the_shipped_model_denoises_the_concept_better_than_the_never_trained_one(shipped_pipe):
@@ -39,7 +40,7 @@ def test_the_probe_script_stores_its_numbers_with_its_command_and_touches_no_oth
     shipped = stored["models"]["shipped"]
     assert shipped["model"] == "shapes" and len(shipped["captions"]["per_batch"]) == 1
     assert 0 < shipped["captions"]["before"] < 0.1 and 0 < shipped["empty"]["before"] < 1
-    row = script.table(stored)[2]
+    row = landscape_table(stored)[2]
     assert row.startswith("| shipped | 1 | ") and f"{shipped['captions']['before']:.3f}" in row
     foreign = tmp_path / "notes.json"
     foreign.write_text("my notes")
