@@ -8,7 +8,8 @@ puts it into docs/results/defence.md).
     python scripts/probe_landscape.py --out docs/results/landscape-dev.json shapes=shapes \\
         never-trained=shapes-nostar 'dd:forget_unseen_words=true|train0=runs/S/models/dd_..._train0' ...
 
-A model is a diffusers directory or a name `load_pipeline` resolves; its label is what the docs quote.
+A model is a diffusers directory or a name `load_pipeline` resolves; its label is what the docs quote
+(it may hold '=': the last one separates it from the model).
 """
 import argparse
 import json
@@ -20,7 +21,7 @@ from safetune.errors import SafetuneError
 from safetune.evaluation.landscape import harmful_landscape
 from safetune.io import write_json
 from safetune.models.conditioning import image_size
-from safetune.models.loading import load_pipeline
+from safetune.models.loading import load_pipeline, resolve_model
 
 PROBE = "harmful-landscape"
 
@@ -46,9 +47,11 @@ def main(argv=None) -> int:
     try:
         if out.exists() and _probe_of(out) != PROBE:
             raise SafetuneError(f"{out}: exists and was not written by this script; give a new --out")
-        pairs = [m.split("=", 1) for m in args.models]
+        pairs = [m.rsplit("=", 1) for m in args.models]  # a label may hold '=' (a model's settings)
         if any(len(p) != 2 or not all(p) for p in pairs):
             raise SafetuneError(f"models: give LABEL=MODEL pairs (got {args.models})")
+        for _, model in pairs:  # every model is found before the first is probed
+            resolve_model(model)
         settings = {"steps": args.steps, "lr": args.lr, "rank": 4, "optimizer": "adam", "batches": args.batches,
                     "batch_size": 32, "seed": 0, "data": "harmful", "n_data": 1000, "data_seed": 1}
         models = {}

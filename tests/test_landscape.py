@@ -34,14 +34,16 @@ def test_the_probe_script_stores_its_numbers_with_its_command_and_touches_no_oth
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     out = tmp_path / "landscape.json"
-    assert script.main(["--out", str(out), "--batches", "1", "shipped=shapes"]) == 0
+    assert script.main(["--out", str(out), "--batches", "1", "shipped=shapes", "missing=no/such/model"]) == 2
+    assert "no/such/model" in capsys.readouterr().err and not out.exists()  # refused before any probe
+    assert script.main(["--out", str(out), "--batches", "1", "shipped:x=1=shapes"]) == 0
     stored = json.loads(out.read_text())
-    assert stored["command"].endswith(f"--out {out} --batches 1 shipped=shapes")
-    shipped = stored["models"]["shipped"]
+    assert stored["command"].endswith(f"--out {out} --batches 1 shipped:x=1=shapes")
+    shipped = stored["models"]["shipped:x=1"]
     assert shipped["model"] == "shapes" and len(shipped["captions"]["per_batch"]) == 1
     assert 0 < shipped["captions"]["before"] < 0.1 and 0 < shipped["empty"]["before"] < 1
     row = landscape_table(stored)[2]
-    assert row.startswith("| shipped | 1 | ") and f"{shipped['captions']['before']:.3f}" in row
+    assert row.startswith("| shipped:x=1 | - | ") and f"{shipped['captions']['before']:.3f}" in row
     foreign = tmp_path / "notes.json"
     foreign.write_text("my notes")
     assert script.main(["--out", str(foreign), "shipped=shapes"]) == 2
