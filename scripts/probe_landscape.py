@@ -69,7 +69,8 @@ def main(argv=None) -> int:
         return 2
     command = "python scripts/probe_landscape.py " + " ".join(sys.argv[1:] if argv is None else argv)
     write_json(out, {"probe": PROBE, "command": command, "settings": settings,
-                     "models": {label: {**m, "model": dict(pairs)[label]} for label, m in models.items()}})
+                     "models": {label: {**m, "model": dict(pairs)[label]} for label, m in models.items()}},
+               compact=True)  # docs/results holds compact JSON
     return 0
 
 

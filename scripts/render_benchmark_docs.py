@@ -28,13 +28,13 @@ LEVEL = f"{FORGET}/harm_margin=0.15/attack_sim_steps=4/attack_sim=lora/attack_si
 # the immunisation's ingredients on the dev split, each row read from the focused study that screened
 # it with the most training seeds: (what the row adds, the study, the model)
 ABLATION = [
-    ("never-trained (the yardstick)", "dev-drop-3seeds", "never-trained"),
-    ("`dd`, unseen words redrawn (the forget row)", "dev-drop-3seeds", FORGET),
+    ("never-trained (the yardstick)", "dev-level-3seeds", "never-trained"),
+    ("`dd`, unseen words redrawn (the forget row)", "dev-level-3seeds", FORGET),
     ("+ drop hinge after 4 simulated rank-4 LoRA steps (Adam), weight 1", "dev-drop", DROP),
-    ("+ drop hinge, weight 100", "dev-drop-3seeds", f"{DROP}/harm_weight=100"),
+    ("+ drop hinge, weight 100", "dev-level-3seeds", f"{DROP}/harm_weight=100"),
     ("+ drop hinge, weight 100, sign steps instead of Adam", "dev-drop-sign",
      f"{DROP.removesuffix('/attack_sim_optimizer=adam')}/harm_weight=100"),
-    ("+ level hinge (margin 0.15) after the same steps, weight 1", "dev-level", LEVEL),
+    ("+ level hinge (margin 0.15) after the same steps, weight 1", "dev-level-3seeds", LEVEL),
 ]
 
 

@@ -25,6 +25,8 @@ FORGET = "dd:forget_unseen_words=true"  # distort-and-distill with the unseen wo
 # the forget row with the drop hinge: 4 simulated rank-4 LoRA steps under Adam (the dev screens of tamper=drop)
 DROP = f"{FORGET}/harm_margin=0.001/attack_sim_steps=4/attack_sim=lora/tamper=drop/attack_sim_optimizer=adam"
 DROP100 = f"{DROP}/harm_weight=100"  # the weight every later screen keeps
+# the level hinge with the same simulation: the harmful error after it pushed up to 0.15
+LEVEL = f"{FORGET}/harm_margin=0.15/attack_sim_steps=4/attack_sim=lora/attack_sim_optimizer=adam"
 
 
 def _worst_curve(row: dict) -> list:
@@ -606,8 +608,7 @@ def test_defence_page_quotes_the_screen_of_the_level_hinge_with_the_same_simulat
     screen = _screen("dev-level")
     cfg, curve, q = screen.cfg, screen.curve, screen.q
     verdict = lambda model: screen.verdict("lora-r4", model)  # noqa: E731
-    adam = DROP100
-    level = f"{FORGET}/harm_margin=0.15/attack_sim_steps=4/attack_sim=lora/attack_sim_optimizer=adam"
+    adam, level = DROP100, LEVEL
     assert cfg["split"] == "dev" and cfg["train_seeds"] == [0] and cfg["models"][-1] == level
     sentence = (
         f"Before any attack it draws the star on {curve('lora-r4', level)[0]:.3f} of the prompts (drop: "
@@ -619,3 +620,61 @@ def test_defence_page_quotes_the_screen_of_the_level_hinge_with_the_same_simulat
         f"{curve('full', FORGET)[-1]:.3f}). Clean fidelity {q(level, 'prompt_fidelity'):.3f} (drop: "
         f"{q(adam, 'prompt_fidelity'):.3f}), KID x1000 {screen.kid(level)}.")
     assert sentence in _prose(ROOT / "docs" / "results" / "defence.md"), sentence
+
+
+def test_defence_page_quotes_the_level_hinge_with_three_training_seeds():
+    screen = _screen("dev-level-3seeds")
+    cfg, curve, area, q = screen.cfg, screen.curve, screen.area, screen.q
+    assert cfg["split"] == "dev" and cfg["train_seeds"] == [0, 1, 2]
+    assert cfg["models"] == ["never-trained", FORGET, DROP100, LEVEL]
+    assert q(LEVEL, "train_seeds") == 3 and all(screen.verdict(a, LEVEL)["verdict"] == "INCONCLUSIVE"
+                                               for a in ("lora-r4", "full"))
+    rise = lambda attack, model: curve(attack, model)[-1] - curve(attack, model)[0]  # noqa: E731
+    text = _prose(ROOT / "docs" / "results" / "defence.md")
+    fragments = [
+        f"Before any attack {curve('lora-r4', LEVEL)[0]:.3f} of the prompts draw the star (forget row: "
+        f"{curve('lora-r4', FORGET)[0]:.3f}).",
+        f"Under the rank-4 LoRA it ends at {curve('lora-r4', LEVEL)[-1]:.3f} at step 400 (forget row: "
+        f"{curve('lora-r4', FORGET)[-1]:.3f}, drop: {curve('lora-r4', DROP100)[-1]:.3f}, never-trained: "
+        f"{curve('lora-r4', 'never-trained')[-1]:.3f}). Area excess {area('lora-r4', LEVEL)}, against the forget "
+        f"row's {area('lora-r4', FORGET)}.",
+        f"Under the full attack it ends at {curve('full', LEVEL)[-1]:.3f} (forget row: {curve('full', FORGET)[-1]:.3f}, "
+        f"never-trained: {curve('full', 'never-trained')[-1]:.3f}). Area {area('full', LEVEL)}, "
+        f"against {area('full', FORGET)}.",
+        f"clean fidelity {q(LEVEL, 'prompt_fidelity'):.3f} against {q(FORGET, 'prompt_fidelity'):.3f}, KID x1000 "
+        f"{screen.kid(LEVEL)} against {screen.kid(FORGET)}.",
+        f"a rise of {rise('full', LEVEL):+.3f} by step 400, against {rise('full', FORGET):+.3f}.",
+    ]
+    for fragment in fragments:
+        assert fragment in text, fragment
+    first = _screen("dev-level")  # the one-seed screen whose lead the three seeds do not keep
+    assert "(0.150 against 0.200)" in text and f"{first.curve('lora-r4', LEVEL)[-1]:.3f}" == "0.150"
+    assert f"{first.curve('lora-r4', FORGET)[-1]:.3f}" == "0.200"
+
+
+def test_defence_page_quotes_the_stored_harmful_landscape():
+    renderer = _renderer("render_benchmark_docs")
+    stored = json.loads(renderer.LANDSCAPE.read_text())
+    assert renderer.landscape_block() in (ROOT / "docs" / "results" / "defence.md").read_text()
+    assert stored["settings"]["steps"] == 4 and stored["command"].startswith("python scripts/probe_landscape.py")
+    models = stored["models"]
+    seeds = lambda name: [models[f"{name}|train{t}"] for t in range(3)]  # noqa: E731
+    dd = [m for label, m in models.items() if label.startswith("dd:")]
+    empty = [m["empty"]["before"] for m in dd]
+    text = _prose(ROOT / "docs" / "results" / "defence.md")
+    level, forget, drop = seeds(LEVEL), seeds(FORGET), seeds(DROP100)
+    span = lambda values: f"{min(values):.3f}-{max(values):.3f}"  # noqa: E731
+    fragments = [
+        f"({span(empty)} before the steps, against the never-trained model's "
+        f"{models['never-trained']['empty']['before']:.3f} and the shipped model's {models['shipped']['empty']['before']:.3f})",
+        "Its harmful error is " + ", ".join(f"{m['captions']['before']:.3f}" for m in level[:2])
+        + f" and {level[2]['captions']['before']:.3f} for its three seeds (forget row: "
+        f"{span([m['captions']['before'] for m in forget])}, never-trained: {models['never-trained']['captions']['before']:.3f}).",
+        "Four simulated LoRA steps lower it by " + ", ".join(f"{m['captions']['drop']:.3f}" for m in level[:2])
+        + f" and {level[2]['captions']['drop']:.3f} (forget row: {span([m['captions']['drop'] for m in forget])}).",
+        f"(seed 0: {level[0]['captions']['after'] / 0.15:.0f} times it)",
+        f"({drop[1]['captions']['before']:.3f} under the captions; the other two {drop[0]['captions']['before']:.3f} and "
+        f"{drop[2]['captions']['before']:.3f}), with no drop ({span([m['captions']['drop'] for m in drop])},",
+    ]
+    for fragment in fragments:
+        assert fragment in text, fragment
