@@ -35,6 +35,7 @@ ABLATION = [
     ("+ drop hinge, weight 100, sign steps instead of Adam", "dev-drop-sign",
      f"{DROP.removesuffix('/attack_sim_optimizer=adam')}/harm_weight=100"),
     ("+ level hinge (margin 0.15) after the same steps, weight 1", "dev-level-3seeds", LEVEL),
+    ("+ match hinge (level held at 0.15 from both sides), weight 1", "dev-match", f"{LEVEL}/tamper=match"),
 ]
 
 

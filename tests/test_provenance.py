@@ -678,3 +678,38 @@ def test_defence_page_quotes_the_stored_harmful_landscape():
     ]
     for fragment in fragments:
         assert fragment in text, fragment
+
+
+def test_defence_page_and_readme_quote_the_match_hinge_and_where_the_hinges_stand():
+    match = f"{LEVEL}/tamper=match"
+    screen = _screen("dev-match")
+    cfg, curve, area, q = screen.cfg, screen.curve, screen.area, screen.q
+    assert cfg["split"] == "dev" and cfg["train_seeds"] == [0] and cfg["models"][-1] == match
+    probe = json.loads(_renderer("render_benchmark_docs").LANDSCAPE.read_text())["models"]
+    matched, never = probe[f"{match}|train0"]["captions"], probe["never-trained"]["captions"]
+    text = _prose(ROOT / "docs" / "results" / "defence.md")
+    fragments = [
+        f"Under its captions the harmful error is {matched['before']:.3f} before the simulated steps and "
+        f"{matched['after']:.3f} after (never-trained: {never['before']:.3f} and {never['after']:.3f}).",
+        f"Before any attack {curve('lora-r4', match)[0]:.3f} of the prompts draw the star (forget row, same seed: "
+        f"{curve('lora-r4', FORGET)[0]:.3f}). Under the rank-4 LoRA it ends at {curve('lora-r4', match)[-1]:.3f} at "
+        f"step 400 (forget row: {curve('lora-r4', FORGET)[-1]:.3f}, level: {curve('lora-r4', LEVEL)[-1]:.3f}), "
+        f"{screen.verdict('lora-r4', match)['verdict']} (area excess {area('lora-r4', match)}). Under the full attack "
+        f"it ends at {curve('full', match)[-1]:.3f} (forget row: {curve('full', FORGET)[-1]:.3f}, never-trained: "
+        f"{curve('full', 'never-trained')[-1]:.3f}).",
+        f"clean fidelity {q(match, 'prompt_fidelity'):.3f} (forget row: {q(FORGET, 'prompt_fidelity'):.3f}), KID x1000 "
+        f"{screen.kid(match)}.",
+    ]
+    for fragment in fragments:
+        assert fragment in text, fragment
+    three = _screen("dev-level-3seeds")
+    level = [probe[f"{LEVEL}|train{t}"]["captions"]["before"] for t in range(3)]
+    forget = sum(probe[f"{FORGET}|train{t}"]["captions"]["before"] for t in range(3)) / 3
+    readme = (f"ends where the forget row ends (rank-4 LoRA: {three.curve('lora-r4', LEVEL)[-1]:.3f}; full: "
+              f"{three.curve('full', LEVEL)[-1]:.3f}).",
+              f"leaving an error under their captions of {level[0]:.3f}, {level[1]:.3f} and {level[2]:.3f} for its three "
+              f"seeds, against the forget row's {forget:.3f}.",
+              f"it is {screen.verdict('lora-r4', match)['verdict']} under the LoRA and costs clean fidelity "
+              f"({q(match, 'prompt_fidelity'):.3f}).")
+    for sentence in readme:
+        assert sentence in _prose(ROOT / "README.md"), sentence
