@@ -304,9 +304,10 @@ def train(unet, loss_fn: Loss, config: TrainConfig, checkpoint_dir: Path | None 
                 ema.update()
             losses.append(loss.item())
             done = step + 1
-            for name, value in getattr(loss_fn, "last", {}).items():
+            terms = getattr(loss_fn, "last", {})
+            for name, value in terms.items():
                 parts.setdefault(name, []).append(value)
-            logged = {"loss": losses[-1], "lr": optimizer.param_groups[0]["lr"], **getattr(loss_fn, "last", {})}
+            logged = {"loss": losses[-1], "lr": optimizer.param_groups[0]["lr"], **terms}
             if on_save and done in config.save_at:
                 logged.update(on_save(done, unet) or {})  # before the checkpoint: a resumed run never skips a snapshot
             if config.report_to:

@@ -54,10 +54,13 @@ def main(argv=None) -> int:
             resolve_model(model)
         settings = {"steps": args.steps, "lr": args.lr, "rank": 4, "optimizer": "adam", "batches": args.batches,
                     "batch_size": 32, "seed": 0, "data": "harmful", "n_data": 1000, "data_seed": 1}
-        models = {}
+        models, data = {}, {}  # data: the harmful set, rendered once per resolution
         for label, model in pairs:
             pipe = load_pipeline(model)
-            images, captions = load_training_data("harmful", image_size(pipe), n=1000, seed=1)
+            resolution = image_size(pipe)
+            if resolution not in data:
+                data[resolution] = load_training_data("harmful", resolution, n=1000, seed=1)
+            images, captions = data[resolution]
             # under the concept's own captions, and under the empty prompt: what its words add
             models[label] = {prompts: harmful_landscape(pipe, images, texts, steps=args.steps, lr=args.lr,
                                                         batches=args.batches)
