@@ -252,6 +252,9 @@ class DistillConfig:
     attack_sim_optimizer: str = option("sign", "the simulated attacker's update: sign (lr * sign of the gradient, "
                                                "Adam's first step, every step) or adam (Adam's moments kept over "
                                                "the steps, as the attacker's optimiser)", choices=("sign", "adam"))
+    tamper_text_encoder: bool = option(True, "the tamper term's gradient reaches the text encoder; false: the UNet "
+                                             "only, so that the hinge cannot be met by breaking the concept's words "
+                                             "(what the level hinge did on dev, docs/results/defence.md)")
 
 
 @settings

@@ -272,6 +272,32 @@ def test_the_match_tamper_pulls_the_attacked_error_to_its_margin_from_both_sides
         assert (after < attacked) if above else (after > attacked), (above, attacked, after)
 
 
+@pytest.mark.parametrize("kind", ["full", "lora"])
+def test_the_tamper_term_reaches_the_text_encoder_only_when_asked(pipe, kind):
+    """tamper_text_encoder=false: the tamper term's gradient reaches the UNet and not the text encoder
+    (the hinge cannot be met by breaking the concept's words); by default it reaches both. The retain
+    loss is the same either way."""
+    teacher = copy.deepcopy(pipe.unet).requires_grad_(False)
+    grads, values = {}, {}
+    for reach in (True, False):
+        unet, text_encoder = copy.deepcopy(pipe.unet), copy.deepcopy(pipe.text_encoder)
+        prepare_trainable(unet, TrainConfig(mode="full", train_text_encoder=True), [text_encoder])
+        config = DistillConfig(harm_margin=100.0, attack_sim=kind, attack_sim_steps=2, attack_sim_rank=2,
+                               tamper_text_encoder=reach)
+        retain = make_loss(pipe, teacher, replace(config, harm_margin=0.0))
+        tamper = make_loss(pipe, teacher, config)
+        retain.text_encoder = tamper.text_encoder = text_encoder
+        term = tamper(unet, 0, step_generator(0, 0)) - retain(unet, 0, step_generator(0, 0))
+        values[reach] = term.item()
+        te, un = list(text_encoder.parameters()), list(unet.parameters())
+        every = torch.autograd.grad(term, te + un, allow_unused=True)
+        size = lambda gs: sum(g.abs().sum() for g in gs if g is not None)  # noqa: E731
+        grads[reach] = (size(every[:len(te)]), size(every[len(te):]))
+    assert values[True] == pytest.approx(values[False], rel=1e-5)  # the same term, only its reach differs
+    assert grads[True][0] > 0 and grads[False][0] == 0
+    assert grads[True][1] > 0 and grads[False][1] > 0
+
+
 def test_the_drop_tamper_without_simulated_steps_is_refused(pipe):
     from safetune.data.folder import load_training_data
     from safetune.errors import SafetuneError

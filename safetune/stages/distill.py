@@ -41,7 +41,9 @@ retraining from scratch at 60-80% of its compute). We adapt both to diffusion mo
    dev screen the level hinge overshot, its harmful error after the simulated steps ending far above
    its margin with nothing to pull it back, because the concept's words, whose embeddings no
    retain caption trains, had been driven to a conditioning the denoiser cannot use: broken, not
-   deleted (evaluation/landscape.py measures it).
+   deleted (evaluation/landscape.py measures it). With tamper_text_encoder=false the tamper term's
+   gradient stays in the UNet (the harmful captions' states are taken without it), so no hinge can
+   be met that way.
 
 The text encoder is distorted and distilled too (`text_encoder`): a prompt's words that never occur
 in the retain captions (the concept's names and its implicit phrasings alike) get no distillation
@@ -203,7 +205,8 @@ class RetainDistillLoss:
         latents, ids, cond = self.harmful
         idx = batch_randint(len(latents), self.batch_size, gen)
         xt, noise, t = noised(self.scheduler, latents[idx], gen)
-        return xt, noise, t, self._student_cond(ids[idx], cond, idx)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.config.tamper_text_encoder):
+            return xt, noise, t, self._student_cond(ids[idx], cond, idx)
 
     def _harm_error(self, unet, batch, params):
         xt, noise, t, cond = batch
