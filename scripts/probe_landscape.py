@@ -13,6 +13,7 @@ A model is a diffusers directory or a name `load_pipeline` resolves; its label i
 """
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -70,7 +71,8 @@ def main(argv=None) -> int:
     except (SafetuneError, ValueError) as exc:
         print(f"probe_landscape: error: {exc}", file=sys.stderr)
         return 2
-    command = "python scripts/probe_landscape.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    # quoted, so that the stored command reruns as it stands (a label holds '|')
+    command = shlex.join(["python", "scripts/probe_landscape.py", *(sys.argv[1:] if argv is None else argv)])
     write_json(out, {"probe": PROBE, "command": command, "settings": settings,
                      "models": {label: {**m, "model": dict(pairs)[label]} for label, m in models.items()}},
                compact=True)  # docs/results holds compact JSON

@@ -27,6 +27,7 @@ def test_the_shipped_model_denoises_the_concept_better_than_the_never_trained_on
 def test_the_probe_script_stores_its_numbers_with_its_command_and_touches_no_other_file(tmp_path, capsys):
     import importlib.util
     import json
+    import shlex
     from pathlib import Path
 
     path = Path(__file__).resolve().parent.parent / "scripts" / "probe_landscape.py"
@@ -36,14 +37,15 @@ def test_the_probe_script_stores_its_numbers_with_its_command_and_touches_no_oth
     out = tmp_path / "landscape.json"
     assert script.main(["--out", str(out), "--batches", "1", "shipped=shapes", "missing=no/such/model"]) == 2
     assert "no/such/model" in capsys.readouterr().err and not out.exists()  # refused before any probe
-    assert script.main(["--out", str(out), "--batches", "1", "shipped:x=1=shapes"]) == 0
+    argv = ["--out", str(out), "--batches", "1", "shipped:x=1|train0=shapes"]  # a label as the docs write it
+    assert script.main(argv) == 0
     stored = json.loads(out.read_text())
-    assert stored["command"].endswith(f"--out {out} --batches 1 shipped:x=1=shapes")
-    shipped = stored["models"]["shipped:x=1"]
+    assert shlex.split(stored["command"]) == ["python", "scripts/probe_landscape.py", *argv]  # reruns as stored
+    shipped = stored["models"]["shipped:x=1|train0"]
     assert shipped["model"] == "shapes" and len(shipped["captions"]["per_batch"]) == 1
     assert 0 < shipped["captions"]["before"] < 0.1 and 0 < shipped["empty"]["before"] < 1
     row = landscape_table(stored)[2]
-    assert row.startswith("| shipped:x=1 | - | ") and f"{shipped['captions']['before']:.3f}" in row
+    assert row.startswith("| shipped:x=1 | 0 | ") and f"{shipped['captions']['before']:.3f}" in row
     foreign = tmp_path / "notes.json"
     foreign.write_text("my notes")
     assert script.main(["--out", str(foreign), "shipped=shapes"]) == 2
