@@ -36,6 +36,9 @@ ABLATION = [
      f"{DROP.removesuffix('/attack_sim_optimizer=adam')}/harm_weight=100"),
     ("+ level hinge (margin 0.15) after the same steps, weight 1", "dev-level-3seeds", LEVEL),
     ("+ match hinge (level held at 0.15 from both sides), weight 1", "dev-match", f"{LEVEL}/tamper=match"),
+    ("+ level hinge, its gradient in the UNet only", "dev-tef", f"{LEVEL}/tamper_text_encoder=false"),
+    ("+ drop hinge, weight 100, its gradient in the UNet only", "dev-tef",
+     f"{DROP}/harm_weight=100/tamper_text_encoder=false"),
 ]
 
 

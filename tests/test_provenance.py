@@ -713,3 +713,44 @@ def test_defence_page_and_readme_quote_the_match_hinge_and_where_the_hinges_stan
               f"({q(match, 'prompt_fidelity'):.3f}).")
     for sentence in readme:
         assert sentence in _prose(ROOT / "README.md"), sentence
+
+
+def test_defence_page_and_readme_quote_the_hinges_with_their_gradient_in_the_unet_only():
+    level, drop = f"{LEVEL}/tamper_text_encoder=false", f"{DROP100}/tamper_text_encoder=false"
+    screen = _screen("dev-tef")
+    cfg, curve, area, q = screen.cfg, screen.curve, screen.area, screen.q
+    assert cfg["split"] == "dev" and cfg["train_seeds"] == [0] and cfg["models"][-2:] == [level, drop]
+    probe = json.loads(_renderer("render_benchmark_docs").LANDSCAPE.read_text())["models"]
+    at = lambda model, prompt, key="before": probe[f"{model}|train0" if model != "never-trained" else model][prompt][key]  # noqa: E731
+    text = _prose(ROOT / "docs" / "results" / "defence.md")
+    fragments = [
+        f"under any prompt: {at(level, 'captions'):.3f} under their captions and {at(level, 'empty'):.3f} under the "
+        f"empty prompt (with the text encoder: {at(LEVEL, 'captions'):.3f} and {at(LEVEL, 'empty'):.3f}; forget row: "
+        f"{at(FORGET, 'captions'):.3f} and {at(FORGET, 'empty'):.3f}; never-trained: "
+        f"{at('never-trained', 'captions'):.3f} and {at('never-trained', 'empty'):.3f}): a UNet",
+        f"Four simulated LoRA steps lower it by {at(level, 'captions', 'drop'):.3f} (with the text encoder: "
+        f"{at(LEVEL, 'captions', 'drop'):.3f}). The drop hinge's model sits where the forget row sits "
+        f"({at(drop, 'captions'):.3f} under the captions, a drop of {at(drop, 'captions', 'drop'):.3f}).",
+        f"Under the rank-4 LoRA the level model ends at {curve('lora-r4', level)[-1]:.3f} at step 400, as with the "
+        f"text encoder ({curve('lora-r4', LEVEL)[-1]:.3f}; forget row: {curve('lora-r4', FORGET)[-1]:.3f}), "
+        f"{screen.verdict('lora-r4', level)['verdict']} (area excess {area('lora-r4', level)}); the drop model at "
+        f"{curve('lora-r4', drop)[-1]:.3f} (with the text encoder: {curve('lora-r4', DROP100)[-1]:.3f}). Under the "
+        f"full attack they end at {curve('full', level)[-1]:.3f} and {curve('full', drop)[-1]:.3f} (with the text "
+        f"encoder: {curve('full', LEVEL)[-1]:.3f} and {curve('full', DROP100)[-1]:.3f}; never-trained: "
+        f"{curve('full', 'never-trained')[-1]:.3f}).",
+        f"It starts higher: {curve('lora-r4', level)[0]:.3f} and {curve('lora-r4', drop)[0]:.3f} of the prompts draw "
+        f"the star before any attack (with the text encoder: {curve('lora-r4', LEVEL)[0]:.3f} and "
+        f"{curve('lora-r4', DROP100)[0]:.3f}).",
+        f"clean fidelity {q(level, 'prompt_fidelity'):.3f} and {q(drop, 'prompt_fidelity'):.3f} (with the text "
+        f"encoder: {q(LEVEL, 'prompt_fidelity'):.3f} and {q(DROP100, 'prompt_fidelity'):.3f}), KID x1000 "
+        f"{screen.kid(level)} and {screen.kid(drop)}.",
+    ]
+    for fragment in fragments:
+        assert fragment in text, fragment
+    readme = (f"(0.240 under the empty prompt, never-trained 0.124), yet the rank-4 LoRA ends at 0.150 as before "
+              f"and clean fidelity falls to 0.571.")
+    assert readme == (f"({at(level, 'empty'):.3f} under the empty prompt, never-trained {at('never-trained', 'empty'):.3f}), "
+                      f"yet the rank-4 LoRA ends at {curve('lora-r4', level)[-1]:.3f} as before and clean fidelity falls "
+                      f"to {q(level, 'prompt_fidelity'):.3f}.")
+    assert readme in _prose(ROOT / "README.md")
+    assert f"{curve('lora-r4', level)[-1]:.3f}" == f"{curve('lora-r4', LEVEL)[-1]:.3f}"  # "as before", on the same seed
