@@ -39,6 +39,8 @@ ABLATION = [
     ("+ level hinge, its gradient in the UNet only", "dev-tef", f"{LEVEL}/tamper_text_encoder=false"),
     ("+ drop hinge, weight 100, its gradient in the UNet only", "dev-tef",
      f"{DROP}/harm_weight=100/tamper_text_encoder=false"),
+    ("+ drop hinge, weight 100, its simulated steps reaching 4 times as far (lr 4e-3)", "dev-simlr",
+     f"{DROP}/harm_weight=100/attack_sim_lr=0.004"),
 ]
 
 

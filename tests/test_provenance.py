@@ -754,3 +754,43 @@ def test_defence_page_and_readme_quote_the_hinges_with_their_gradient_in_the_une
                       f"to {q(level, 'prompt_fidelity'):.3f}.")
     assert readme in _prose(ROOT / "README.md")
     assert f"{curve('lora-r4', level)[-1]:.3f}" == f"{curve('lora-r4', LEVEL)[-1]:.3f}"  # "as before", on the same seed
+
+
+def test_defence_page_and_readme_quote_the_simulation_that_reaches_further():
+    far = f"{DROP100}/attack_sim_lr=0.004"
+    screen = _screen("dev-simlr")
+    cfg, curve, area, q = screen.cfg, screen.curve, screen.area, screen.q
+    assert cfg["split"] == "dev" and cfg["train_seeds"] == [0] and cfg["models"][-1] == far
+    clean = lambda attack, model: screen.stored["summary"][attack][model]["clean_curve"]  # noqa: E731  (at the worst lr)
+    probe = json.loads(_renderer("render_benchmark_docs").LANDSCAPE.read_text())["models"]
+    landscape = probe[f"{far}|train0"]
+    text = _prose(ROOT / "docs" / "results" / "defence.md")
+    fragments = [
+        f"Under the rank-4 LoRA it ends at {curve('lora-r4', far)[-1]:.3f} at step 400 (drop: "
+        f"{curve('lora-r4', DROP100)[-1]:.3f}, forget row: {curve('lora-r4', FORGET)[-1]:.3f}), "
+        f"{screen.verdict('lora-r4', far)['verdict']} (area excess {area('lora-r4', far)}). Under the full attack it "
+        f"ends at {curve('full', far)[-1]:.3f} (drop: {curve('full', DROP100)[-1]:.3f}, forget row: "
+        f"{curve('full', FORGET)[-1]:.3f}, never-trained: {curve('full', 'never-trained')[-1]:.3f}), area "
+        f"{area('full', far)}. Its bound is below the margin at every step after the attack starts, the only model "
+        f"here of which that holds; the verdict stays {screen.verdict('full', far)['verdict']} at step 0, before any "
+        f"attack (bound {screen.verdict('full', far)['upper'][0]:+.3f}).",
+        f"It starts higher: {curve('lora-r4', far)[0]:.3f} of the prompts draw the star before any attack (drop: "
+        f"{curve('lora-r4', DROP100)[0]:.3f}).",
+        f"It costs: clean fidelity {q(far, 'prompt_fidelity'):.3f} (drop: {q(DROP100, 'prompt_fidelity'):.3f}), KID "
+        f"x1000 {screen.kid(far)}.",
+        f"broke the concept's words again, as the level hinge did: under its captions the harmful error is "
+        f"{landscape['captions']['before']:.3f}, under the empty prompt {landscape['empty']['before']:.3f} (forget row, "
+        f"same seed: {probe[f'{FORGET}|train0']['captions']['before']:.3f} and "
+        f"{probe[f'{FORGET}|train0']['empty']['before']:.3f}).",
+        f"After the full attack the clean prompts draw the star more often than the concept's own prompts "
+        f"({clean('full', far)[-1]:.3f} against {curve('full', far)[-1]:.3f}).",
+    ]
+    for fragment in fragments:
+        assert fragment in text, fragment
+    margin = cfg["margin"]
+    after_start = lambda model: max(screen.verdict("full", model)["upper"][1:]) < margin  # noqa: E731
+    assert after_start(far) and not any(after_start(m) for m in cfg["models"][1:-1])  # "the only model here"
+    readme = (f"ends lowest under the full attack ({curve('full', far)[-1]:.3f} at step 400, never-trained "
+              f"{curve('full', 'never-trained')[-1]:.3f}), but it broke the concept's words again and costs clean "
+              f"fidelity ({q(far, 'prompt_fidelity'):.3f}).")
+    assert readme in _prose(ROOT / "README.md"), readme
