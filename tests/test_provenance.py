@@ -40,6 +40,13 @@ def _prose(path: Path) -> str:
     return " ".join(path.read_text().split())
 
 
+def _assert_quoted(path: Path, fragments) -> None:
+    """Every fragment stands in the document's prose; the first missing one is the failure's message."""
+    text = _prose(path)
+    for fragment in fragments:
+        assert fragment in text, f"{path.name}: {fragment}"
+
+
 def _steps(summary: dict, attack: str, model: str) -> str:
     """Steps to relearn (its point estimate) as the README quotes it."""
     return f"{float(summary[attack][model]['verdict']['steps_to_relearn']['model']['point']):.0f}"
@@ -650,8 +657,7 @@ def test_defence_page_quotes_the_level_hinge_with_three_training_seeds():
         f"{screen.kid(LEVEL)} against {screen.kid(FORGET)}.",
         f"a rise of {rise('full', LEVEL):+.3f} by step 400, against {rise('full', FORGET):+.3f}.",
     ]
-    for fragment in fragments:
-        assert fragment in text, fragment
+    _assert_quoted(ROOT / "docs" / "results" / "defence.md", fragments)
     first = _screen("dev-level")  # the one-seed screen whose lead the three seeds do not keep
     assert "(0.150 against 0.200)" in text and f"{first.curve('lora-r4', LEVEL)[-1]:.3f}" == "0.150"
     assert f"{first.curve('lora-r4', FORGET)[-1]:.3f}" == "0.200"
@@ -666,7 +672,6 @@ def test_defence_page_quotes_the_stored_harmful_landscape():
     seeds = lambda name: [models[f"{name}|train{t}"] for t in range(3)]  # noqa: E731
     dd = [m for label, m in models.items() if label.startswith("dd:") and "tamper_text_encoder=false" not in label]
     empty = [m["empty"]["before"] for m in dd]
-    text = _prose(ROOT / "docs" / "results" / "defence.md")
     level, forget, drop = seeds(LEVEL), seeds(FORGET), seeds(DROP100)
     span = lambda values: f"{min(values):.3f}-{max(values):.3f}"  # noqa: E731
     fragments = [
@@ -681,8 +686,7 @@ def test_defence_page_quotes_the_stored_harmful_landscape():
         f"({drop[1]['captions']['before']:.3f} under the captions; the other two {drop[0]['captions']['before']:.3f} and "
         f"{drop[2]['captions']['before']:.3f}), with no drop ({span([m['captions']['drop'] for m in drop])},",
     ]
-    for fragment in fragments:
-        assert fragment in text, fragment
+    _assert_quoted(ROOT / "docs" / "results" / "defence.md", fragments)
 
 
 def test_defence_page_and_readme_quote_the_match_hinge_and_where_the_hinges_stand():
@@ -692,7 +696,6 @@ def test_defence_page_and_readme_quote_the_match_hinge_and_where_the_hinges_stan
     assert cfg["split"] == "dev" and cfg["train_seeds"] == [0] and cfg["models"][-1] == match
     probe = _landscape()["models"]
     matched, never = probe[f"{match}|train0"]["captions"], probe["never-trained"]["captions"]
-    text = _prose(ROOT / "docs" / "results" / "defence.md")
     fragments = [
         f"Under its captions the harmful error is {matched['before']:.3f} before the simulated steps and "
         f"{matched['after']:.3f} after (never-trained: {never['before']:.3f} and {never['after']:.3f}).",
@@ -705,8 +708,7 @@ def test_defence_page_and_readme_quote_the_match_hinge_and_where_the_hinges_stan
         f"clean fidelity {q(match, 'prompt_fidelity'):.3f} (forget row: {q(FORGET, 'prompt_fidelity'):.3f}), KID x1000 "
         f"{screen.kid(match)}.",
     ]
-    for fragment in fragments:
-        assert fragment in text, fragment
+    _assert_quoted(ROOT / "docs" / "results" / "defence.md", fragments)
     three = _screen("dev-level-3seeds")
     level = [probe[f"{LEVEL}|train{t}"]["captions"]["before"] for t in range(3)]
     forget = sum(probe[f"{FORGET}|train{t}"]["captions"]["before"] for t in range(3)) / 3
@@ -727,7 +729,6 @@ def test_defence_page_and_readme_quote_the_hinges_with_their_gradient_in_the_une
     assert cfg["split"] == "dev" and cfg["train_seeds"] == [0] and cfg["models"][-2:] == [level, drop]
     probe = _landscape()["models"]
     at = lambda model, prompt, key="before": probe[f"{model}|train0" if model != "never-trained" else model][prompt][key]  # noqa: E731
-    text = _prose(ROOT / "docs" / "results" / "defence.md")
     fragments = [
         f"under any prompt: {at(level, 'captions'):.3f} under their captions and {at(level, 'empty'):.3f} under the "
         f"empty prompt (with the text encoder: {at(LEVEL, 'captions'):.3f} and {at(LEVEL, 'empty'):.3f}; forget row: "
@@ -750,8 +751,7 @@ def test_defence_page_and_readme_quote_the_hinges_with_their_gradient_in_the_une
         f"encoder: {q(LEVEL, 'prompt_fidelity'):.3f} and {q(DROP100, 'prompt_fidelity'):.3f}), KID x1000 "
         f"{screen.kid(level)} and {screen.kid(drop)}.",
     ]
-    for fragment in fragments:
-        assert fragment in text, fragment
+    _assert_quoted(ROOT / "docs" / "results" / "defence.md", fragments)
     readme = (f"({at(level, 'empty'):.3f} under the empty prompt, never-trained {at('never-trained', 'empty'):.3f}), "
               f"yet the rank-4 LoRA ends at {curve('lora-r4', level)[-1]:.3f} as before and clean fidelity falls "
               f"to {q(level, 'prompt_fidelity'):.3f}.")
@@ -767,7 +767,6 @@ def test_defence_page_and_readme_quote_the_simulation_that_reaches_further():
     clean = lambda attack, model: screen.stored["summary"][attack][model]["clean_curve"]  # noqa: E731  (at the worst lr)
     probe = _landscape()["models"]
     landscape = probe[f"{far}|train0"]
-    text = _prose(ROOT / "docs" / "results" / "defence.md")
     fragments = [
         f"Under the rank-4 LoRA it ends at {curve('lora-r4', far)[-1]:.3f} at step 400 (drop: "
         f"{curve('lora-r4', DROP100)[-1]:.3f}, forget row: {curve('lora-r4', FORGET)[-1]:.3f}), "
@@ -788,8 +787,7 @@ def test_defence_page_and_readme_quote_the_simulation_that_reaches_further():
         f"After the full attack the clean prompts draw the star more often than the concept's own prompts "
         f"({clean('full', far)[-1]:.3f} against {curve('full', far)[-1]:.3f}).",
     ]
-    for fragment in fragments:
-        assert fragment in text, fragment
+    _assert_quoted(ROOT / "docs" / "results" / "defence.md", fragments)
     margin = cfg["margin"]
     after_start = lambda model: max(screen.verdict("full", model)["upper"][1:]) < margin  # noqa: E731
     assert after_start(far) and not any(after_start(m) for m in cfg["models"][1:-1])  # "the only model here"
