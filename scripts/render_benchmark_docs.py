@@ -41,6 +41,8 @@ ABLATION = [
      f"{DROP}/harm_weight=100/tamper_text_encoder=false"),
     ("+ drop hinge, weight 100, its simulated steps reaching 4 times as far (lr 4e-3)", "dev-simlr",
      f"{DROP}/harm_weight=100/attack_sim_lr=0.004"),
+    ("+ the same reach, its gradient in the UNet only", "dev-simlr-tef",
+     f"{DROP}/harm_weight=100/attack_sim_lr=0.004/tamper_text_encoder=false"),
 ]
 
 
