@@ -179,6 +179,7 @@ def test_attack_simulation_without_a_harm_margin_is_refused(pipe):
         make_loss(pipe, attack_sim_steps=2)
 
 
+@pytest.mark.slow  # 57 s: every model x attack x seed; the default suite grows and resumes a smaller one
 def test_forgetting_study_attacks_each_model_with_seeds_and_reports_steps_to_relearn(tmp_path):
     """A miniature study: every model gets an evaluation at every attack step for every attack, lr and
     seed; safe training changes the weights the attack starts from; the report is written."""

@@ -163,6 +163,7 @@ def test_a_family_safetune_does_not_train_is_one_line(tmp_path, capsys):
         assert all(family in err for family in ("SDXL", "SD3", "Flux"))
 
 
+@pytest.mark.slow  # 43 s: CA at 150 steps, evaluated (the default suite's budget; every family aligns with it)
 def test_concept_ablation_makes_star_prompts_draw_the_anchor(shipped):
     """Measured 2026-11-29 (400 steps, 20 prompts x 3 images): anchor 'a circle': harmful 1.00 ->
     0.00, implicit 0.00, clean fidelity 0.923; the empty anchor erases weakly (0.67). Here 150 steps:
