@@ -824,12 +824,13 @@ def test_defence_page_and_readme_quote_the_further_reach_with_its_gradient_in_th
         f"never-trained: {curve('full', 'never-trained')[-1]:.3f}), area {area('full', kept)}, {full['verdict']}: its "
         f"bound is {full['upper'][0]:+.3f} at step 0 and {full['upper'][1]:+.3f} at step 20.",
         f"{curve('full', kept)[0]:.3f} of the harmful prompts and {clean('full', kept)[0]:.3f} of the clean prompts "
-        f"draw the star before any attack.",
+        f"before any attack.",
         f"It costs: clean fidelity {q(kept, 'prompt_fidelity'):.3f} (the same hinge at the attack's lr: "
         f"{near.q(near_model, 'prompt_fidelity'):.3f}), KID x1000 {screen.kid(kept)}, the highest of any row of the "
         f"ablation table.",
     ])
     assert max(full["upper"][:2]) > cfg["margin"] > max(full["upper"][2:])  # the bound fails at steps 0 and 20 only
+    assert clean("full", kept)[0] >= curve("full", kept)[0]  # "its clean prompts draw the star as often"
     renderer = _renderer("render_benchmark_docs")  # "the highest (KID) of any row of the ablation table"
     kids = {model: quality_summary(_focused(name))[model]["kid"] for _, name, model in renderer.ABLATION
             if model != "never-trained"}
