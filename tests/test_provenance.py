@@ -838,3 +838,36 @@ def test_defence_page_and_readme_quote_the_further_reach_with_its_gradient_in_th
     readme = (f"the same reach ends at {curve('full', kept)[-1]:.3f} under the full attack, where the forget row ends "
               f"({curve('full', FORGET)[-1]:.3f}), with the highest KID of any hinge.")
     assert readme in _prose(ROOT / "README.md"), readme
+
+
+def test_defence_page_and_readme_quote_the_battery_s_attacks_as_the_simulation():
+    mixed = f"{DROP.replace('attack_sim=lora', 'attack_sim=mixed')}/harm_weight=100"
+    screen = _screen("dev-mixed")
+    cfg, curve, area, q = screen.cfg, screen.curve, screen.area, screen.q
+    assert cfg["split"] == "dev" and cfg["train_seeds"] == [0] and cfg["models"][-1] == mixed
+    clean = lambda attack, model: screen.stored["summary"][attack][model]["clean_curve"]  # noqa: E731
+    probe = _landscape()["models"]
+    landscape = probe[f"{mixed}|train0"]["captions"]
+    full = screen.verdict("full", mixed)
+    weight_one = _screen("dev-drop").curve("lora-r4", DROP)[0]
+    _assert_quoted(ROOT / "docs" / "results" / "defence.md", [
+        f"It taught the star, as the drop hinge at weight 1 did ({weight_one:.3f}): {curve('full', mixed)[0]:.3f} of "
+        f"the harmful prompts draw it before any attack, {clean('full', mixed)[0]:.3f} of the clean prompts. Under its "
+        f"captions the harmful error is {landscape['before']:.3f} (forget row, same seed: "
+        f"{probe[f'{FORGET}|train0']['captions']['before']:.3f}), and four simulated LoRA steps lower it by "
+        f"{landscape['drop']:.3f}.",
+        f"Under the rank-4 LoRA it ends at {curve('lora-r4', mixed)[-1]:.3f} at step 400 (the rank-4 simulation: "
+        f"{curve('lora-r4', DROP100)[-1]:.3f}; forget row: {curve('lora-r4', FORGET)[-1]:.3f}), "
+        f"{screen.verdict('lora-r4', mixed)['verdict']} (area excess {area('lora-r4', mixed)}). Under the full attack "
+        f"it ends at {curve('full', mixed)[-1]:.3f} (the rank-4 simulation: {curve('full', DROP100)[-1]:.3f}; forget "
+        f"row: {curve('full', FORGET)[-1]:.3f}; never-trained: {curve('full', 'never-trained')[-1]:.3f}), "
+        f"{full['verdict']} (area {full['area_difference']:+.3f}, upper {full['area_upper']:+.3f}) on step 0 alone, "
+        f"before any attack (lower bound {full['lower'][0]:+.3f}).",
+        f"Clean fidelity {q(mixed, 'prompt_fidelity'):.3f} (the rank-4 simulation: {q(DROP100, 'prompt_fidelity'):.3f}), "
+        f"KID x1000 {screen.kid(mixed)}.",
+    ])
+    margin = cfg["margin"]  # "on step 0 alone": the area and every later step's lower bound within the margin
+    assert full["lower"][0] > margin >= max(full["lower"][1:]) and full["area_lower"] <= margin
+    readme = (f"the drop hinge taught the star ({curve('lora-r4', mixed)[0]:.3f} of the prompts before any attack) "
+              f"and is {screen.verdict('lora-r4', mixed)['verdict']} under the LoRA.")
+    assert readme in _prose(ROOT / "README.md"), readme
