@@ -179,7 +179,7 @@ def test_attack_simulation_without_a_harm_margin_is_refused(pipe):
         make_loss(pipe, attack_sim_steps=2)
 
 
-@pytest.mark.slow  # 57 s: every model x attack x seed; the default suite grows and resumes a smaller one
+@pytest.mark.slow  # 57 s: every model x attack x seed; the default suite grows, resumes and merges a smaller one
 def test_forgetting_study_attacks_each_model_with_seeds_and_reports_steps_to_relearn(tmp_path):
     """A miniature study: every model gets an evaluation at every attack step for every attack, lr and
     seed; safe training changes the weights the attack starts from; the report is written."""
@@ -247,6 +247,8 @@ def test_a_forgetting_study_grows_in_place_and_refuses_other_settings(tmp_path):
     with pytest.raises(SafetuneError, match=r"attack_steps \(\[0, 2\] -> \[0, 3\]\)"):
         run_forgetting(tmp_path, replace(tiny_forgetting(), attack_seeds=[0, 1], attack_steps=[0, 3]))
     assert (tmp_path / "results.json").read_text() == before
+    (tmp_path / "merge").mkdir()
+    check_merge_of_split_runs(grown, tmp_path / "merge")  # the full matrix's merge check, on this smaller study
 
 
 def assert_tables_well_formed(markdown: str) -> None:
