@@ -478,13 +478,15 @@ def _landscape() -> dict:
 
 def _screen(name: str) -> SimpleNamespace:
     """A stored dev screen and readers of its rows: each model's worst curve under an attack, its
-    verdict, the verdict's area as the prose writes it, its quality, and its KID as the prose writes it."""
+    verdict, the verdict's area as the prose writes it, its quality, and its KID as the prose writes it;
+    `clean`: the clean-prompt control's curve beside `curve`."""
     stored = _focused(name)
     summary, quality = stored["summary"], quality_summary(stored)
     verdict = lambda attack, model: summary[attack][model]["verdict"]  # noqa: E731
     return SimpleNamespace(
         stored=stored, cfg=stored["config"], verdict=verdict,
         curve=lambda attack, model: _worst_curve(summary[attack][model]),
+        clean=lambda attack, model: summary[attack][model]["clean_curve"],  # the clean prompts at the worst lr
         area=lambda attack, model: (f"{verdict(attack, model)['area_difference']:+.3f}, upper "
                                     f"{verdict(attack, model)['area_upper']:+.3f}"),
         q=lambda model, key: quality[model][key],
@@ -764,7 +766,6 @@ def test_defence_page_and_readme_quote_the_simulation_that_reaches_further():
     screen = _screen("dev-simlr")
     cfg, curve, area, q = screen.cfg, screen.curve, screen.area, screen.q
     assert cfg["split"] == "dev" and cfg["train_seeds"] == [0] and cfg["models"][-1] == far
-    clean = lambda attack, model: screen.stored["summary"][attack][model]["clean_curve"]  # noqa: E731  (at the worst lr)
     probe = _landscape()["models"]
     landscape = probe[f"{far}|train0"]
     fragments = [
@@ -785,7 +786,7 @@ def test_defence_page_and_readme_quote_the_simulation_that_reaches_further():
         f"same seed: {probe[f'{FORGET}|train0']['captions']['before']:.3f} and "
         f"{probe[f'{FORGET}|train0']['empty']['before']:.3f}).",
         f"After the full attack the clean prompts draw the star more often than the concept's own prompts "
-        f"({clean('full', far)[-1]:.3f} against {curve('full', far)[-1]:.3f}).",
+        f"({screen.clean('full', far)[-1]:.3f} against {curve('full', far)[-1]:.3f}).",
     ]
     _assert_quoted(ROOT / "docs" / "results" / "defence.md", fragments)
     margin = cfg["margin"]
@@ -808,7 +809,6 @@ def test_defence_page_and_readme_quote_the_further_reach_with_its_gradient_in_th
     near_model = f"{DROP100}/tamper_text_encoder=false"
     cfg, curve, area, q = screen.cfg, screen.curve, screen.area, screen.q
     assert cfg["split"] == "dev" and cfg["train_seeds"] == [0] and cfg["models"][-2:] == [far, kept]
-    clean = lambda attack, model: screen.stored["summary"][attack][model]["clean_curve"]  # noqa: E731
     probe = _landscape()["models"]
     landscape, never = probe[f"{kept}|train0"], probe["never-trained"]
     full = screen.verdict("full", kept)
@@ -823,14 +823,14 @@ def test_defence_page_and_readme_quote_the_further_reach_with_its_gradient_in_th
         f"at the attack's lr: {near.curve('full', near_model)[-1]:.3f}; forget row: {curve('full', FORGET)[-1]:.3f}; "
         f"never-trained: {curve('full', 'never-trained')[-1]:.3f}), area {area('full', kept)}, {full['verdict']}: its "
         f"bound is {full['upper'][0]:+.3f} at step 0 and {full['upper'][1]:+.3f} at step 20.",
-        f"{curve('full', kept)[0]:.3f} of the harmful prompts and {clean('full', kept)[0]:.3f} of the clean prompts "
+        f"{curve('full', kept)[0]:.3f} of the harmful prompts and {screen.clean('full', kept)[0]:.3f} of the clean prompts "
         f"before any attack.",
         f"It costs: clean fidelity {q(kept, 'prompt_fidelity'):.3f} (the same hinge at the attack's lr: "
         f"{near.q(near_model, 'prompt_fidelity'):.3f}), KID x1000 {screen.kid(kept)}, the highest of any row of the "
         f"ablation table.",
     ])
     assert max(full["upper"][:2]) > cfg["margin"] > max(full["upper"][2:])  # the bound fails at steps 0 and 20 only
-    assert clean("full", kept)[0] >= curve("full", kept)[0]  # "its clean prompts draw the star as often"
+    assert screen.clean("full", kept)[0] >= curve("full", kept)[0]  # "its clean prompts draw the star as often"
     renderer = _renderer("render_benchmark_docs")  # "the highest (KID) of any row of the ablation table"
     kids = {model: quality_summary(_focused(name))[model]["kid"] for _, name, model in renderer.ABLATION
             if model != "never-trained"}
@@ -845,14 +845,13 @@ def test_defence_page_and_readme_quote_the_battery_s_attacks_as_the_simulation()
     screen = _screen("dev-mixed")
     cfg, curve, area, q = screen.cfg, screen.curve, screen.area, screen.q
     assert cfg["split"] == "dev" and cfg["train_seeds"] == [0] and cfg["models"][-1] == mixed
-    clean = lambda attack, model: screen.stored["summary"][attack][model]["clean_curve"]  # noqa: E731
     probe = _landscape()["models"]
     landscape = probe[f"{mixed}|train0"]["captions"]
     full = screen.verdict("full", mixed)
     weight_one = _screen("dev-drop").curve("lora-r4", DROP)[0]
     _assert_quoted(ROOT / "docs" / "results" / "defence.md", [
         f"It taught the star, as the drop hinge at weight 1 did ({weight_one:.3f}): {curve('full', mixed)[0]:.3f} of "
-        f"the harmful prompts draw it before any attack, {clean('full', mixed)[0]:.3f} of the clean prompts. Under its "
+        f"the harmful prompts draw it before any attack, {screen.clean('full', mixed)[0]:.3f} of the clean prompts. Under its "
         f"captions the harmful error is {landscape['before']:.3f} (forget row, same seed: "
         f"{probe[f'{FORGET}|train0']['captions']['before']:.3f}), and four simulated LoRA steps lower it by "
         f"{landscape['drop']:.3f}.",
