@@ -832,7 +832,7 @@ def test_defence_page_and_readme_quote_the_further_reach_with_its_gradient_in_th
     assert max(full["upper"][:2]) > cfg["margin"] > max(full["upper"][2:])  # the bound fails at steps 0 and 20 only
     assert screen.clean("full", kept)[0] >= curve("full", kept)[0]  # "its clean prompts draw the star as often"
     renderer = _renderer("render_benchmark_docs")  # "the highest (KID) of any row of the ablation table"
-    kids = {model: quality_summary(_focused(name))[model]["kid"] for _, name, model in renderer.ABLATION
+    kids = {model: _screen(name).q(model, "kid") for _, name, model in renderer.ABLATION
             if model != "never-trained"}
     assert len(kids) == len(renderer.ABLATION) - 1 and max(kids, key=kids.get) == kept
     readme = (f"the same reach ends at {curve('full', kept)[-1]:.3f} under the full attack, where the forget row ends "
