@@ -493,6 +493,14 @@ def _screen(name: str) -> SimpleNamespace:
         kid=lambda model: f"{1000 * quality[model]['kid']:.1f} (SE {1000 * quality[model]['kid_se']:.1f})")
 
 
+def _one_seed_screen(name: str, *newest: str) -> SimpleNamespace:
+    """A one-seed dev screen (training seed 0) whose model list ends with the models it screened."""
+    screen = _screen(name)
+    cfg = screen.cfg
+    assert cfg["split"] == "dev" and cfg["train_seeds"] == [0] and cfg["models"][-len(newest):] == list(newest)
+    return screen
+
+
 def test_defence_page_quotes_the_dev_screen_of_the_drop_hinge():
     """The tamper=drop screen (dev split, one training seed): weight 1 taught the star, weight 100 did not."""
     screen = _screen("dev-drop")
@@ -619,11 +627,10 @@ def test_defence_page_quotes_the_screen_of_the_simulated_optimiser():
 
 
 def test_defence_page_quotes_the_screen_of_the_level_hinge_with_the_same_simulation():
-    screen = _screen("dev-level")
-    cfg, curve, q = screen.cfg, screen.curve, screen.q
+    screen = _one_seed_screen("dev-level", LEVEL)
+    curve, q = screen.curve, screen.q
     verdict = lambda model: screen.verdict("lora-r4", model)  # noqa: E731
     adam, level = DROP100, LEVEL
-    assert cfg["split"] == "dev" and cfg["train_seeds"] == [0] and cfg["models"][-1] == level
     sentence = (
         f"Before any attack it draws the star on {curve('lora-r4', level)[0]:.3f} of the prompts (drop: "
         f"{curve('lora-r4', adam)[0]:.3f}, forget row: {curve('lora-r4', FORGET)[0]:.3f}); under the rank-4 LoRA it "
@@ -693,9 +700,8 @@ def test_defence_page_quotes_the_stored_harmful_landscape():
 
 def test_defence_page_and_readme_quote_the_match_hinge_and_where_the_hinges_stand():
     match = f"{LEVEL}/tamper=match"
-    screen = _screen("dev-match")
-    cfg, curve, area, q = screen.cfg, screen.curve, screen.area, screen.q
-    assert cfg["split"] == "dev" and cfg["train_seeds"] == [0] and cfg["models"][-1] == match
+    screen = _one_seed_screen("dev-match", match)
+    curve, area, q = screen.curve, screen.area, screen.q
     probe = _landscape()["models"]
     matched, never = probe[f"{match}|train0"]["captions"], probe["never-trained"]["captions"]
     fragments = [
@@ -726,9 +732,8 @@ def test_defence_page_and_readme_quote_the_match_hinge_and_where_the_hinges_stan
 
 def test_defence_page_and_readme_quote_the_hinges_with_their_gradient_in_the_unet_only():
     level, drop = f"{LEVEL}/tamper_text_encoder=false", f"{DROP100}/tamper_text_encoder=false"
-    screen = _screen("dev-tef")
-    cfg, curve, area, q = screen.cfg, screen.curve, screen.area, screen.q
-    assert cfg["split"] == "dev" and cfg["train_seeds"] == [0] and cfg["models"][-2:] == [level, drop]
+    screen = _one_seed_screen("dev-tef", level, drop)
+    curve, area, q = screen.curve, screen.area, screen.q
     probe = _landscape()["models"]
     at = lambda model, prompt, key="before": probe[f"{model}|train0" if model != "never-trained" else model][prompt][key]  # noqa: E731
     fragments = [
@@ -763,9 +768,8 @@ def test_defence_page_and_readme_quote_the_hinges_with_their_gradient_in_the_une
 
 def test_defence_page_and_readme_quote_the_simulation_that_reaches_further():
     far = f"{DROP100}/attack_sim_lr=0.004"
-    screen = _screen("dev-simlr")
+    screen = _one_seed_screen("dev-simlr", far)
     cfg, curve, area, q = screen.cfg, screen.curve, screen.area, screen.q
-    assert cfg["split"] == "dev" and cfg["train_seeds"] == [0] and cfg["models"][-1] == far
     probe = _landscape()["models"]
     landscape = probe[f"{far}|train0"]
     fragments = [
@@ -805,10 +809,9 @@ def test_defence_page_and_readme_quote_the_simulation_that_reaches_further():
 def test_defence_page_and_readme_quote_the_further_reach_with_its_gradient_in_the_unet_only():
     far = f"{DROP100}/attack_sim_lr=0.004"
     kept = f"{far}/tamper_text_encoder=false"
-    screen, near = _screen("dev-simlr-tef"), _screen("dev-tef")  # near: the same hinge at the attack's lr
+    screen, near = _one_seed_screen("dev-simlr-tef", far, kept), _screen("dev-tef")  # near: the same hinge at the attack's lr
     near_model = f"{DROP100}/tamper_text_encoder=false"
     cfg, curve, area, q = screen.cfg, screen.curve, screen.area, screen.q
-    assert cfg["split"] == "dev" and cfg["train_seeds"] == [0] and cfg["models"][-2:] == [far, kept]
     probe = _landscape()["models"]
     landscape, never = probe[f"{kept}|train0"], probe["never-trained"]
     full = screen.verdict("full", kept)
@@ -842,9 +845,8 @@ def test_defence_page_and_readme_quote_the_further_reach_with_its_gradient_in_th
 
 def test_defence_page_and_readme_quote_the_battery_s_attacks_as_the_simulation():
     mixed = f"{DROP.replace('attack_sim=lora', 'attack_sim=mixed')}/harm_weight=100"
-    screen = _screen("dev-mixed")
+    screen = _one_seed_screen("dev-mixed", mixed)
     cfg, curve, area, q = screen.cfg, screen.curve, screen.area, screen.q
-    assert cfg["split"] == "dev" and cfg["train_seeds"] == [0] and cfg["models"][-1] == mixed
     probe = _landscape()["models"]
     landscape = probe[f"{mixed}|train0"]["captions"]
     full = screen.verdict("full", mixed)
