@@ -230,7 +230,8 @@ class DistillConfig:
                                     min=0, below=1)
     concept_weight: float = option(0.0, "weight of the ESD-style anchor on the concept prompts (0: off)", min=0)
     harm_margin: float = option(0.0, "> 0: also push the harmful images' denoising error, after attack_sim_steps "
-                                     "simulated attack steps, up to this margin (needs harmful data)", min=0)
+                                     "simulated attack steps, up to this margin (tamper=anchor: pull its distance down to it; "
+                                     "needs harmful data)", min=0)
     harm_weight: float = option(1.0, "weight of that hinge", min=0)
     attack_sim_steps: int = option(0, "simulated malicious fine-tuning steps before the hinge is measured")
     attack_sim_lr: float = option(1e-3, "size of each simulated attack step (the optimiser's lr; 0: none)",
@@ -247,8 +248,11 @@ class DistillConfig:
                                   "it can also be met by drawing the concept: check the harmful rate before "
                                   "any attack, docs/results/defence.md) or match (the error after the simulated "
                                   "attack is held at harm_margin from both sides: level without its overshoot, "
-                                  "docs/results/defence.md)",
-                         choices=("level", "drop", "match"))
+                                  "docs/results/defence.md) or anchor (after the simulated attack, the harmful "
+                                  "captions' prediction on the harmful images is pulled down to harm_margin from "
+                                  "the model's own empty-prompt prediction before it: the safety objective "
+                                  "measured after the attack, as ResAlign and TAR do; first-order)",
+                         choices=("level", "drop", "match", "anchor"))
     attack_sim_optimizer: str = option("sign", "the simulated attacker's update: sign (lr * sign of the gradient, "
                                                "Adam's first step, every step) or adam (Adam's moments kept over "
                                                "the steps, as the attacker's optimiser)", choices=("sign", "adam"))

@@ -9,10 +9,13 @@ import torch
 
 from safetune.checkpoint import step_generator
 from safetune.config import DistillConfig, TrainConfig
-from safetune.models.conditioning import caption_ids, encode_text, training_scheduler
+from safetune.models.conditioning import caption_ids, encode_text, predict, training_scheduler
 from safetune.stages.distill import RetainDistillLoss, distill_train, distort_
 from safetune.stages.losses import attacked_error
 from safetune.train import prepare_trainable
+
+# a cross-attention key projection: where a tamper term's gradient must arrive
+ATTN_K = "down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k.weight"
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +42,7 @@ def test_distortion_adds_noise_scaled_to_each_tensor_and_spares_flat_ones(pipe):
     unet = copy.deepcopy(pipe.unet)
     before = {n: p.detach().clone() for n, p in unet.named_parameters()}
     distort_(unet, noise=0.5, shrink=1.0, seed=0)
-    name = "down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k.weight"
+    name = ATTN_K
     after = dict(unet.named_parameters())
     change = after[name].detach() - before[name]
     assert change.std().item() == pytest.approx(0.5 * before[name].std().item(), rel=0.1)
@@ -159,7 +162,7 @@ def test_a_simulated_inversion_moves_only_the_prompts_states_and_its_gradient_re
     attacked = text_attacked_error(error, loss_fn._draw_harm, step_generator(0, 0), 4, 0.05)
     assert all(torch.equal(p, before[n]) for n, p in unet.named_parameters())
     assert attacked.item() < plain.item() - 1e-4, (attacked.item(), plain.item())
-    name = "down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k.weight"
+    name = ATTN_K
     grad_attacked = torch.autograd.grad(attacked, dict(unet.named_parameters())[name])[0]
     grad_plain = torch.autograd.grad(plain, dict(unet.named_parameters())[name])[0]
     assert grad_attacked.abs().sum() > 0 and not torch.allclose(grad_attacked, grad_plain)
@@ -208,7 +211,7 @@ def test_an_adam_inner_attack_lowers_the_error_it_sees_and_its_gradient_reaches_
     # equal but for the weights whose gradient is below Adam's eps (1e-8): those move less than lr
     assert errors["adam", 1].item() == pytest.approx(errors["sign", 1].item(), rel=1e-3)
     assert errors["adam", 3].item() < errors["sign", 0].item() - 1e-4, {k: v.item() for k, v in errors.items()}
-    name = "down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k.weight"
+    name = ATTN_K
     grad = torch.autograd.grad(errors["adam", 3], dict(unet.named_parameters())[name])[0]
     assert grad.abs().sum() > 0
 
@@ -230,7 +233,7 @@ def test_the_drop_tamper_bounds_the_attack_s_progress_on_one_query(pipe, kind):
     retain_only = make_loss(pipe, teacher, replace(config, harm_margin=0.0))(unet, 0, step_generator(0, 0))
     loss = loss_fn(unet, 0, step_generator(0, 0))
     assert loss.item() - retain_only.item() == pytest.approx(loss_fn.last["harm_drop"] - 1e-6, rel=1e-3)
-    name = "down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k.weight"
+    name = ATTN_K
     grad = torch.autograd.grad(loss - retain_only, dict(unet.named_parameters())[name])[0]
     assert grad.abs().sum() > 0
     off = make_loss(pipe, teacher, replace(config, harm_margin=10.0))
@@ -270,6 +273,43 @@ def test_the_match_tamper_pulls_the_attacked_error_to_its_margin_from_both_sides
                                             moved.parameters())
         after = term(moved, 1.0)[1]
         assert (after < attacked) if above else (after > attacked), (above, attacked, after)
+
+
+@pytest.mark.parametrize("kind", ["full", "lora"])
+def test_the_anchor_tamper_pulls_the_attacked_prediction_to_the_model_s_own_empty_prompt_one(pipe, kind):
+    """tamper=anchor: the query's target is the model's own empty-prompt prediction on the same noised
+    harmful images (without steps the term is exactly that distance, and one small step along its
+    gradient narrows it: pulled down, not pushed up); the simulated attack, which fits the star
+    captions to the noise, widens it; a margin above it switches the term off; the term's gradient
+    reaches the defended weights."""
+    teacher = copy.deepcopy(pipe.unet).requires_grad_(False)
+    unet = copy.deepcopy(pipe.unet)
+    prepare_trainable(unet, TrainConfig(mode="full"))
+    config = DistillConfig(harm_margin=1e-6, tamper="anchor", attack_sim=kind, attack_sim_steps=3, attack_sim_lr=1e-2)
+    xt, _, t, cond = make_loss(pipe, teacher, config)._draw_harm(step_generator(0, 0))
+    with torch.no_grad():
+        own = predict(unet, xt, t, encode_text(pipe, [""]).repeat(len(xt)))
+        distance = torch.nn.functional.mse_loss(predict(unet, xt, t, cond), own).item()
+
+    def term(model, **changes):  # (the tamper term, the attacked distance it saw) on one step's draws
+        retain = make_loss(pipe, teacher, replace(config, harm_margin=0.0))(model, 0, step_generator(0, 0))
+        loss_fn = make_loss(pipe, teacher, replace(config, **changes))
+        return loss_fn(model, 0, step_generator(0, 0)) - retain, loss_fn.last["harm_attacked"]
+
+    unattacked = lambda model: make_loss(pipe, teacher, replace(config, attack_sim_steps=0))._attacked(  # noqa: E731
+        model, step_generator(0, 0))
+    before, seen = unattacked(unet)
+    assert before is None and seen.item() == pytest.approx(distance, rel=1e-5)
+    grad = torch.cat([g.flatten() for g in torch.autograd.grad(seen, list(unet.parameters()))])
+    moved = copy.deepcopy(unet)
+    torch.nn.utils.vector_to_parameters(torch.nn.utils.parameters_to_vector(moved.parameters())
+                                        - 1e-2 * grad / grad.norm(), moved.parameters())
+    assert unattacked(moved)[1].item() < 0.97 * distance, (distance, unattacked(moved)[1].item())
+    value, attacked = term(unet)
+    assert attacked > 10 * distance, (distance, attacked)  # the attack widens what the term measures
+    assert value.item() == pytest.approx(attacked - 1e-6, rel=1e-3)
+    assert term(unet, harm_margin=2 * attacked)[0].item() == pytest.approx(0.0, abs=1e-6)
+    assert torch.autograd.grad(value, dict(unet.named_parameters())[ATTN_K])[0].abs().sum() > 0
 
 
 @pytest.mark.parametrize("kind", ["full", "lora"])

@@ -43,7 +43,13 @@ retraining from scratch at 60-80% of its compute). We adapt both to diffusion mo
    retain caption trains, had been driven to a conditioning the denoiser cannot use: broken, not
    deleted (evaluation/landscape.py measures it). With tamper_text_encoder=false the tamper term's
    gradient stays in the UNet (the harmful captions' states are taken without it), so no hinge can
-   be met that way.
+   be met that way. With tamper=anchor the term is not the harmful error but a safety objective
+   measured after the simulated attack, as ResAlign (arXiv 2507.16302) and TAR (arXiv 2408.00761)
+   measure theirs: the harmful captions' prediction on the harmful images, after the steps, is pulled
+   to the model's own unconditional prediction before them (no gradient through that target), down
+   to harm_margin. It has a floor (the words adding nothing), so it cannot overshoot as the level
+   hinge did, nor be met by drawing the concept as the drop hinge was. First-order, as every term
+   here: ResAlign's implicit (Moreau-envelope) correction of the hypergradient is not built.
 
 The text encoder is distorted and distilled too (`text_encoder`): a prompt's words that never occur
 in the retain captions (the concept's names and its implicit phrasings alike) get no distillation
@@ -171,14 +177,19 @@ class RetainDistillLoss:
             self.last["harm_attacked"] = attacked.item()
             if cfg.tamper == "drop":
                 self.last["harm_drop"] = (before - attacked).item()
-            excess = before - attacked - cfg.harm_margin if cfg.tamper == "drop" else cfg.harm_margin - attacked
+                excess = before - attacked - cfg.harm_margin
+            elif cfg.tamper == "anchor":  # a distance to pull down, not an error to push up
+                excess = attacked - cfg.harm_margin
+            else:
+                excess = cfg.harm_margin - attacked
             self.last["hinge_active"] = float(excess.item() > 0)  # the share of steps the tamper term pushes up
             loss = loss + cfg.harm_weight * (excess.abs() if cfg.tamper == "match" else F.relu(excess))
         return loss
 
     def _attacked(self, unet, gen) -> tuple[torch.Tensor | None, torch.Tensor]:
         """The harmful error on a query batch before (tamper=drop; else None) and after the simulated
-        attack of `attack_sim` (mixed: drawn per step)."""
+        attack of `attack_sim` (mixed: drawn per step); with tamper=anchor the query's target is the
+        model's own unconditional prediction instead of the noise (_draw_anchor)."""
         cfg = self.config
         kind, rank = cfg.attack_sim, cfg.attack_sim_rank
         if kind == "mixed":
@@ -187,7 +198,7 @@ class RetainDistillLoss:
         drawn = []  # each inner attack draws its query batch first
 
         def draw(gen):
-            drawn.append(self._draw_harm(gen))
+            drawn.append(self._draw_anchor(unet, gen) if cfg.tamper == "anchor" and not drawn else self._draw_harm(gen))
             return drawn[-1]
 
         steps, lr, optimizer = cfg.attack_sim_steps, cfg.attack_sim_lr, cfg.attack_sim_optimizer
@@ -208,9 +219,18 @@ class RetainDistillLoss:
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.config.tamper_text_encoder):
             return xt, noise, t, self._student_cond(ids[idx], cond, idx)
 
+    def _draw_anchor(self, unet, gen):
+        """A harmful query batch (tamper=anchor) whose target is the model's own prediction under the
+        empty prompt, taken before the simulated attack and without gradient (SDD's target, Kim et al.
+        2023): after the attack the concept's captions should still add nothing to it."""
+        xt, _, t, cond = self._draw_harm(gen)
+        with torch.no_grad():
+            target = predict(unet, xt, t, self._student_cond(self.uncond_ids, self.student_uncond, None).repeat(len(xt)))
+        return xt, target, t, cond
+
     def _harm_error(self, unet, batch, params):
-        xt, noise, t, cond = batch
-        return F.mse_loss(predict(with_params(unet, params), xt, t, cond).float(), noise.float())
+        xt, target, t, cond = batch  # target: the noise (a query drawn by _draw_anchor: its own)
+        return F.mse_loss(predict(with_params(unet, params), xt, t, cond).float(), target.float())
 
 
 def distill_train(pipe, clean: tuple, concepts: list[str], distill, config: TrainConfig,
