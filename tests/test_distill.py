@@ -349,6 +349,18 @@ def test_the_drop_tamper_without_simulated_steps_is_refused(pipe):
                       harmful=clean)
 
 
+@pytest.mark.parametrize("tamper", ["match", "anchor"])
+def test_a_tamper_shape_without_its_term_is_refused(pipe, tamper):
+    """tamper=match or anchor with harm_margin 0 would train the plain forget row under another name."""
+    from safetune.data.folder import load_training_data
+    from safetune.errors import SafetuneError
+
+    clean = load_training_data("clean", 32, n=8)
+    config = TrainConfig(steps=1, lr=1e-3, batch_size=4, mode="full", checkpoint_every=10**9)
+    with pytest.raises(SafetuneError, match=rf"tamper={tamper} .*harm_margin > 0 \(0.0\).*--set harm_margin=0.001"):
+        distill_train(copy.deepcopy(pipe), clean, ["a star"], DistillConfig(tamper=tamper), config, harmful=clean)
+
+
 @pytest.mark.parametrize("kind", ["lora", "inversion", "mixed"])
 def test_distillation_runs_with_each_simulated_attack(pipe, kind):
     """One dd step with the tamper term under a LoRA or a mixed simulated attack: finite, and the

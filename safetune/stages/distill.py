@@ -248,6 +248,10 @@ def distill_train(pipe, clean: tuple, concepts: list[str], distill, config: Trai
         raise SafetuneError(f"tamper=drop bounds the simulated attack's progress, which needs harm_margin > 0 "
                             f"({distill.harm_margin}) and attack_sim_steps > 0 ({distill.attack_sim_steps}): give "
                             "--set harm_margin=0.01 --set attack_sim_steps=4, or drop tamper=drop")
+    if distill.tamper in ("match", "anchor") and not distill.harm_margin > 0:
+        raise SafetuneError(f"tamper={distill.tamper} shapes the tamper term, which is off without harm_margin > 0 "
+                            f"({distill.harm_margin}): give --set harm_margin=0.001 (and --harmful-data), or drop "
+                            f"tamper={distill.tamper}")
     images, texts = clean
     teacher = copy.deepcopy(denoiser(pipe)).requires_grad_(False).eval()
     latents = encode_images(pipe, images)
