@@ -872,3 +872,42 @@ def test_defence_page_and_readme_quote_the_battery_s_attacks_as_the_simulation()
     readme = (f"the drop hinge taught the star ({curve('lora-r4', mixed)[0]:.3f} of the prompts before any attack) "
               f"and is {screen.verdict('lora-r4', mixed)['verdict']} under the LoRA.")
     assert readme in _prose(ROOT / "README.md"), readme
+
+
+def test_defence_page_and_readme_quote_the_safety_objective_after_the_attack():
+    anchor = DROP.replace("tamper=drop", "tamper=anchor")
+    screen = _one_seed_screen("dev-anchor", DROP, DROP100, anchor)
+    cfg, curve, area, q, kid = screen.cfg, screen.curve, screen.area, screen.q, screen.kid
+    full = screen.verdict("full", anchor)
+    upper = dict(zip(cfg["steps"], full["upper"]))
+    _assert_quoted(ROOT / "docs" / "results" / "defence.md", [
+        f"Under the rank-4 LoRA it ends at {curve('lora-r4', anchor)[-1]:.3f} at step 400 (forget row, same seed: "
+        f"{curve('lora-r4', FORGET)[-1]:.3f}; drop hinge at weight 1: {curve('lora-r4', DROP)[-1]:.3f}, at weight 100: "
+        f"{curve('lora-r4', DROP100)[-1]:.3f}), {screen.verdict('lora-r4', anchor)['verdict']} (area excess "
+        f"{area('lora-r4', anchor)}): the lowest area excess and the lowest upper bound of any row.",
+        f"Under the full attack it ends at {curve('full', anchor)[-1]:.3f} (forget row: {curve('full', FORGET)[-1]:.3f}; "
+        f"drop hinge at weight 100: {curve('full', DROP100)[-1]:.3f}; never-trained: "
+        f"{curve('full', 'never-trained')[-1]:.3f}), area {area('full', anchor)}, {full['verdict']}: its bound is "
+        f"{upper[0]:+.3f} at step 0, {upper[20]:+.3f} at step 20 and {upper[200]:+.3f} at step 200.",
+        f"{curve('full', anchor)[0]:.3f} of the harmful prompts and {screen.clean('full', anchor)[0]:.3f} of the clean "
+        f"prompts draw the star before any attack (forget row, same seed: {curve('full', FORGET)[0]:.3f} and "
+        f"{screen.clean('full', FORGET)[0]:.3f}).",
+        f"clean fidelity {q(anchor, 'prompt_fidelity'):.3f} (forget row, same seed: {q(FORGET, 'prompt_fidelity'):.3f}; "
+        f"drop hinge at weight 100: {q(DROP100, 'prompt_fidelity'):.3f}), KID x1000 {kid(anchor)} against the forget "
+        f"row's {kid(FORGET)}.",
+    ])
+    assert [step for step, bound in upper.items() if bound > cfg["margin"]] == [0, 20, 200]
+    assert abs(q(anchor, "kid") - q(FORGET, "kid")) < q(FORGET, "kid_se")  # "within the forget row's interval"
+    for attack in ("lora-r4", "full"):  # "ends below the forget row of its seed under both attacks"
+        assert curve(attack, anchor)[-1] < curve(attack, FORGET)[-1]
+    rows = [(_screen(name).verdict("lora-r4", model)) for _, name, model in _renderer("render_benchmark_docs").ABLATION
+            if model not in ("never-trained", anchor)]
+    mine = screen.verdict("lora-r4", anchor)
+    assert len(rows) == len(_renderer("render_benchmark_docs").ABLATION) - 2
+    assert mine["area_difference"] < min(row["area_difference"] for row in rows)  # "the lowest area excess"
+    assert mine["area_upper"] < min(row["area_upper"] for row in rows)  # "and the lowest upper bound"
+    readme = (f"the rank-4 LoRA ends at {curve('lora-r4', anchor)[-1]:.3f} and the full attack at "
+              f"{curve('full', anchor)[-1]:.3f} (forget row, same seed: {curve('lora-r4', FORGET)[-1]:.3f} and "
+              f"{curve('full', FORGET)[-1]:.3f}), with the lowest area excess under the LoRA of the ablation "
+              f"({mine['area_difference']:+.3f}), still {mine['verdict']}, and a KID within the forget row's interval.")
+    assert readme in _prose(ROOT / "README.md"), readme

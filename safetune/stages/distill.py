@@ -182,7 +182,7 @@ class RetainDistillLoss:
                 excess = attacked - cfg.harm_margin
             else:
                 excess = cfg.harm_margin - attacked
-            self.last["hinge_active"] = float(excess.item() > 0)  # the share of steps the tamper term pushes up
+            self.last["hinge_active"] = float(excess.item() > 0)  # the share of steps the tamper term acts
             loss = loss + cfg.harm_weight * (excess.abs() if cfg.tamper == "match" else F.relu(excess))
         return loss
 
