@@ -896,6 +896,15 @@ def test_defence_page_and_readme_quote_the_safety_objective_after_the_attack():
         f"drop hinge at weight 100: {q(DROP100, 'prompt_fidelity'):.3f}), KID x1000 {kid(anchor)} against the forget "
         f"row's {kid(FORGET)}.",
     ])
+    probe = _landscape()["models"]
+    mine, forget, never = (probe[f"{anchor}|train0"], probe[f"{FORGET}|train0"], probe["never-trained"])
+    _assert_quoted(ROOT / "docs" / "results" / "defence.md", [
+        f"under the concept's captions the harmful error is {mine['captions']['before']:.3f}, under the empty prompt "
+        f"{mine['empty']['before']:.3f} (forget row, same seed: {forget['captions']['before']:.3f} and "
+        f"{forget['empty']['before']:.3f}; never-trained: {never['captions']['before']:.3f} and "
+        f"{never['empty']['before']:.3f}), and four simulated LoRA steps lower it by {mine['captions']['drop']:.3f} "
+        f"(forget row: {forget['captions']['drop']:.3f}).",
+    ])
     assert [step for step, bound in upper.items() if bound > cfg["margin"]] == [0, 20, 200]
     assert abs(q(anchor, "kid") - q(FORGET, "kid")) < q(FORGET, "kid_se")  # "within the forget row's interval"
     for attack in ("lora-r4", "full"):  # "ends below the forget row of its seed under both attacks"
