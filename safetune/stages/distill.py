@@ -225,8 +225,8 @@ class RetainDistillLoss:
         2023): after the attack the concept's captions should still add nothing to it."""
         xt, _, t, cond = self._draw_harm(gen)
         with torch.no_grad():
-            target = predict(unet, xt, t, self._student_cond(self.uncond_ids, self.student_uncond, None).repeat(len(xt)))
-        return xt, target, t, cond
+            empty = self._student_cond(self.uncond_ids, self.student_uncond, None).repeat(len(xt))
+            return xt, predict(unet, xt, t, empty), t, cond
 
     def _harm_error(self, unet, batch, params):
         xt, target, t, cond = batch  # target: the noise (a query drawn by _draw_anchor: its own)
