@@ -338,27 +338,26 @@ def test_the_tamper_term_reaches_the_text_encoder_only_when_asked(pipe, kind):
     assert grads[True][1] > 0 and grads[False][1] > 0
 
 
-def test_the_drop_tamper_without_simulated_steps_is_refused(pipe):
+def _refused(pipe, distill: DistillConfig, pattern: str) -> None:
+    """distill_train refuses `distill` before any work, with a message matching `pattern`."""
     from safetune.data.folder import load_training_data
     from safetune.errors import SafetuneError
 
     clean = load_training_data("clean", 32, n=8)
     config = TrainConfig(steps=1, lr=1e-3, batch_size=4, mode="full", checkpoint_every=10**9)
-    with pytest.raises(SafetuneError, match=r"tamper=drop .*attack_sim_steps > 0 \(0\).*--set attack_sim_steps=4"):
-        distill_train(copy.deepcopy(pipe), clean, ["a star"], DistillConfig(harm_margin=0.01, tamper="drop"), config,
-                      harmful=clean)
+    with pytest.raises(SafetuneError, match=pattern):
+        distill_train(copy.deepcopy(pipe), clean, ["a star"], distill, config, harmful=clean)
+
+
+def test_the_drop_tamper_without_simulated_steps_is_refused(pipe):
+    _refused(pipe, DistillConfig(harm_margin=0.01, tamper="drop"),
+             r"tamper=drop .*attack_sim_steps > 0 \(0\).*--set attack_sim_steps=4")
 
 
 @pytest.mark.parametrize("tamper", ["match", "anchor"])
 def test_a_tamper_shape_without_its_term_is_refused(pipe, tamper):
     """tamper=match or anchor with harm_margin 0 would train the plain forget row under another name."""
-    from safetune.data.folder import load_training_data
-    from safetune.errors import SafetuneError
-
-    clean = load_training_data("clean", 32, n=8)
-    config = TrainConfig(steps=1, lr=1e-3, batch_size=4, mode="full", checkpoint_every=10**9)
-    with pytest.raises(SafetuneError, match=rf"tamper={tamper} .*harm_margin > 0 \(0.0\).*--set harm_margin=0.001"):
-        distill_train(copy.deepcopy(pipe), clean, ["a star"], DistillConfig(tamper=tamper), config, harmful=clean)
+    _refused(pipe, DistillConfig(tamper=tamper), rf"tamper={tamper} .*harm_margin > 0 \(0.0\).*--set harm_margin=0.001")
 
 
 @pytest.mark.parametrize("kind", ["lora", "inversion", "mixed"])
