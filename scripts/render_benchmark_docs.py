@@ -13,6 +13,7 @@ from safetune.report import replace_block, stored_study
 from safetune.report.landscape import landscape_table
 from safetune.report.relearn import ablation_table, leaderboard, quality_summary, relearn_cell, render_relearn
 from safetune.studies.relearn import summarize
+from safetune.studies.relearn_summary import paired
 
 ROOT = Path(__file__).resolve().parent.parent
 STORED = ROOT / "docs" / "results" / "benchmark.json"
@@ -90,9 +91,15 @@ def focused(name: str) -> dict:
 
 def ablation_block(read=focused) -> str:
     """defence.md's ablation table: each ingredient's row from its stored screen (read by `read`, a
-    focused study's name -> it with its summary), with the screen named."""
-    rows = [(f"{label} ([{name}](benchmark-{name}.md))", read(name), model) for label, name, model in ABLATION]
-    return ABLATION_BEGIN + "\n" + "\n".join(ablation_table(rows, ["lora-r4", "full"])) + "\n" + ABLATION_END
+    focused study's name -> it with its summary), with the screen named, and its area difference
+    against the forget row of the same screen (same training seeds, attack seeds and prompts)."""
+    attacks = ["lora-r4", "full"]
+    rows = []
+    for label, name, model in ABLATION:
+        results = read(name)
+        against = {a: paired(results, model, FORGET, a) for a in attacks} if model != "never-trained" else {}
+        rows.append((f"{label} ([{name}](benchmark-{name}.md))", results, model, against))
+    return ABLATION_BEGIN + "\n" + "\n".join(ablation_table(rows, attacks, FORGET, "the forget row")) + "\n" + ABLATION_END
 
 
 def landscape_block() -> str:

@@ -8,6 +8,8 @@ import re
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
+
 from safetune.report.relearn import quality_summary
 from safetune.studies.audit import render_audit
 
@@ -458,7 +460,8 @@ def test_readme_quotes_the_battery_s_other_attacks():
 
 
 def test_defence_ablation_table_is_what_the_stored_screens_render():
-    """Each ingredient's row is read from the screen its label names; a row's numbers are its own."""
+    """Each ingredient's row is read from the screen its label names; a row's numbers are its own, and
+    its area difference against the forget row is the one of that screen's two mean curves."""
     renderer = _renderer("render_benchmark_docs")
     block = renderer.ablation_block(_focused)
     assert block in (ROOT / "docs" / "results" / "defence.md").read_text()
@@ -466,9 +469,18 @@ def test_defence_ablation_table_is_what_the_stored_screens_render():
     assert len(rows) == len(renderer.ABLATION)
     for line, (_, name, model) in zip(rows, renderer.ABLATION):
         cells = [cell.strip() for cell in line.strip("|").split("|")]
-        curve = _worst_curve(_focused(name)["summary"]["lora-r4"][model])
+        summary = _focused(name)["summary"]
+        curve = _worst_curve(summary["lora-r4"][model])
         assert f"[{name}]" in cells[0] and cells[2] == f"{curve[0]:.3f}" and cells[3] == f"{curve[-1]:.3f}"
         assert cells[1] == str(quality_summary(_focused(name))[model]["train_seeds"])
+        for attack, cell in (("lora-r4", cells[5]), ("full", cells[8])):
+            if model in ("never-trained", FORGET):
+                assert cell == {"never-trained": "-", FORGET: "(the baseline)"}[model]
+                continue
+            steps = _focused(name)["config"]["steps"]
+            mean_area = lambda m: np.trapezoid(_worst_curve(summary[attack][m]), steps) / (steps[-1] - steps[0])  # noqa: E731
+            difference, low, high = (float(v) for v in cell.replace("[", "").replace("]", "").replace(",", "").split())
+            assert difference == round(mean_area(model) - mean_area(FORGET), 3) and low < difference < high, (model, cell)
 
 
 def _landscape() -> dict:

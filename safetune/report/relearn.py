@@ -47,22 +47,35 @@ def leaderboard(summary: dict, models: list[str], attacks: list[str], quality: d
     return lines
 
 
-def ablation_table(rows: list[tuple[str, dict, str]], attacks: list[str]) -> list[str]:
+def ablation_table(rows: list[tuple[str, dict, str, dict]], attacks: list[str], baseline: str,
+                   baseline_label: str) -> list[str]:
     """One row per ingredient, each read from the study that screened it ((label, results with their
-    summary, model)): its training seeds, its harmful rate before any attack, where each attack ends
-    (its last step, worst lr) with the verdict against the never-trained model, and its price."""
+    summary, model, {attack: its paired comparison against `baseline` in that study, or None})): its
+    training seeds, its harmful rate before any attack, where each attack ends (its last step, worst
+    lr) with the verdict against the never-trained model and the area difference against the
+    baseline (named `baseline_label`) of the same seeds, and its price."""
     head = ["ingredient", "training seeds", "before any attack"]
-    head += [f"{a}: at its last step | {a}: vs {REFERENCE}" for a in attacks] + ["clean fidelity", "KID x1000 (SE)"]
-    lines = ["| " + " | ".join(head) + " |", "|---|---:|---:|" + "---:|---|" * len(attacks) + "---:|---:|"]
-    for label, results, name in rows:
+    head += [f"{a}: at its last step | {a}: vs {REFERENCE} | {a}: vs {baseline_label} (area, 90%)" for a in attacks]
+    lines = ["| " + " | ".join(head + ["clean fidelity", "KID x1000 (SE)"]) + " |",
+             "|---|---:|---:|" + "---:|---|---:|" * len(attacks) + "---:|---:|"]
+    for label, results, name, against in rows:
         summary, quality = results["summary"], quality_summary(results)[name]
         curves = [summary[a][name]["curves"][summary[a][name]["worst_lr"]] for a in attacks]
         cells = [label, str(quality["train_seeds"]), f"{curves[0][0]:.3f}"]
         for attack, curve in zip(attacks, curves):
-            cells += [f"{curve[-1]:.3f}", verdict_cell(summary[attack][name]) if name != REFERENCE else "(the reference)"]
+            cells += [f"{curve[-1]:.3f}", verdict_cell(summary[attack][name]) if name != REFERENCE else "(the reference)",
+                      "(the baseline)" if name == baseline else paired_cell(against.get(attack))]
         cells += [f"{quality['prompt_fidelity']:.3f}", f"{1000 * quality['kid']:.1f} ({1000 * quality['kid_se']:.1f})"]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+def paired_cell(comparison: dict | None) -> str:
+    """'-0.027 [-0.093, +0.041]': a paired comparison's area difference and its 90% interval."""
+    if comparison is None:
+        return "-"
+    return (f"{comparison['area_difference']:+.3f} [{comparison['area_lower']:+.3f}, "
+            f"{comparison['area_upper']:+.3f}]")
 
 
 def quality_summary(results: dict) -> dict:

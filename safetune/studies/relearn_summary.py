@@ -82,6 +82,19 @@ def summarize(results: dict) -> dict:
     return summary
 
 
+def paired(results: dict, name: str, baseline: str, attack: str) -> dict | None:
+    """`name` against `baseline`, a model of the same study, under `attack`, each at its worst lr: the
+    benchmark's bootstrap with margin 0 (which of the two relearns less, and by how much: the area
+    difference with its one-sided bounds, together a 90% interval); None where either lacks the attack.
+    `results` carries its summary."""
+    rows = results["summary"].get(attack, {})
+    if name not in rows or baseline not in rows:
+        return None
+    cfg = results["config"]
+    model, base = (curves_of(results, m, attack, rows[m]["worst_lr"]) for m in (name, baseline))
+    return compare(model, base, 0.0, cfg["alpha"], cfg["relearn_at"], cfg["replicates"]).as_dict()
+
+
 def _learnability(results: dict, per_model: dict) -> None:
     """The benign control: how many images of the new domain's prompts do not show its shape, per
     step (1 - learned), and whether a model learns it no worse than never-trained (the same
