@@ -46,7 +46,7 @@ ABLATION = [
      f"{DROP}/harm_weight=100/attack_sim_lr=0.004/tamper_text_encoder=false"),
     ("+ drop hinge, weight 100, after 4 simulated steps of the battery's attacks (mixed)", "dev-mixed",
      f"{DROP.replace('attack_sim=lora', 'attack_sim=mixed')}/harm_weight=100"),
-    ("+ anchor instead of a hinge: the safety objective after the 4 simulated steps, weight 1", "dev-anchor",
+    ("+ anchor instead of a hinge: the safety objective after the 4 simulated steps, weight 1", "dev-anchor-3seeds",
      DROP.replace("tamper=drop", "tamper=anchor")),
 ]
 

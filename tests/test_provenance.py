@@ -467,6 +467,7 @@ def test_defence_ablation_table_is_what_the_stored_screens_render():
     assert block in (ROOT / "docs" / "results" / "defence.md").read_text()
     rows = [line for line in block.splitlines() if line.startswith("| ") and "---" not in line][1:]
     assert len(rows) == len(renderer.ABLATION)
+    intervals = []  # each ingredient's against the forget row, under each attack
     for line, (_, name, model) in zip(rows, renderer.ABLATION):
         cells = [cell.strip() for cell in line.strip("|").split("|")]
         summary = _focused(name)["summary"]
@@ -481,6 +482,10 @@ def test_defence_ablation_table_is_what_the_stored_screens_render():
             mean_area = lambda m: np.trapezoid(_worst_curve(summary[attack][m]), steps) / (steps[-1] - steps[0])  # noqa: E731
             difference, low, high = (float(v) for v in cell.replace("[", "").replace("]", "").replace(",", "").split())
             assert difference == round(mean_area(model) - mean_area(FORGET), 3) and low < difference < high, (model, cell)
+            intervals.append((low, high))
+    text, excluding = _prose(ROOT / "docs" / "results" / "defence.md"), sum(high < 0 or low > 0 for low, high in intervals)
+    assert f"With {len(intervals)} such intervals" in text
+    assert f"{['none', 'one', 'two', 'three', 'four'][excluding]} of the {len(intervals)} paired intervals exclude 0" in text
 
 
 def _landscape() -> dict:
@@ -901,7 +906,7 @@ def test_defence_page_and_readme_quote_the_safety_objective_after_the_attack():
         f"Under the rank-4 LoRA it ends at {curve('lora-r4', anchor)[-1]:.3f} at step 400 (forget row, same seed: "
         f"{curve('lora-r4', FORGET)[-1]:.3f}; drop hinge at weight 1: {curve('lora-r4', DROP)[-1]:.3f}, at weight 100: "
         f"{curve('lora-r4', DROP100)[-1]:.3f}), {screen.verdict('lora-r4', anchor)['verdict']} (area excess "
-        f"{area('lora-r4', anchor)}): the lowest area excess and the lowest upper bound of any row.",
+        f"{area('lora-r4', anchor)}): the lowest area excess and the lowest upper bound of any row then.",
         f"Under the full attack it ends at {curve('full', anchor)[-1]:.3f} (forget row: {curve('full', FORGET)[-1]:.3f}; "
         f"drop hinge at weight 100: {curve('full', DROP100)[-1]:.3f}; never-trained: "
         f"{curve('full', 'never-trained')[-1]:.3f}), area {area('full', anchor)}, {full['verdict']}: its bound is "
@@ -932,8 +937,81 @@ def test_defence_page_and_readme_quote_the_safety_objective_after_the_attack():
     assert len(rows) == len(every) - 1
     assert mine["area_difference"] < min(row["area_difference"] for row in rows)  # "the lowest area excess"
     assert mine["area_upper"] < min(row["area_upper"] for row in rows)  # "and the lowest upper bound"
-    readme = (f"the rank-4 LoRA ends at {curve('lora-r4', anchor)[-1]:.3f} and the full attack at "
-              f"{curve('full', anchor)[-1]:.3f} (forget row, same seed: {curve('lora-r4', FORGET)[-1]:.3f} and "
-              f"{curve('full', FORGET)[-1]:.3f}), with the lowest area excess under the LoRA of the ablation "
-              f"({mine['area_difference']:+.3f}), still {mine['verdict']}, and a KID within the forget row's interval.")
+    readme = f"seed 0 alone had ended at {curve('lora-r4', anchor)[-1]:.3f} and {curve('full', anchor)[-1]:.3f}."
     assert readme in _prose(ROOT / "README.md"), readme
+
+
+def _holds_zero(row: SimpleNamespace, model: str, attack: str) -> bool:
+    """Does the 90% interval of `model`'s area difference against the forget row of its screen hold 0?"""
+    against = _renderer("render_benchmark_docs").paired(row.stored, model, FORGET, attack)
+    return against["area_lower"] < 0 < against["area_upper"]
+
+
+def test_defence_page_and_readme_quote_the_anchor_with_three_training_seeds():
+    anchor = DROP.replace("tamper=drop", "tamper=anchor")
+    screen = _screen("dev-anchor-3seeds")
+    stored, cfg, curve, area, q, kid = screen.stored, screen.cfg, screen.curve, screen.area, screen.q, screen.kid
+    assert cfg["split"] == "dev" and cfg["train_seeds"] == [0, 1, 2] and q(anchor, "train_seeds") == 3
+    assert cfg["models"] == ["never-trained", FORGET, DROP100, anchor]
+    paired = lambda attack: _renderer("render_benchmark_docs").paired(stored, anchor, FORGET, attack)  # noqa: E731
+    interval = lambda c: f"{c['area_difference']:+.3f} [{c['area_lower']:+.3f}, {c['area_upper']:+.3f}]"  # noqa: E731
+    at400 = lambda attack: [f"{_seed_curve(stored, anchor, t, attack)[-1]:.3f}" for t in (0, 1, 2)]  # noqa: E731
+    full = screen.verdict("full", anchor)
+    upper = dict(zip(cfg["steps"], full["upper"]))
+    forget3x3 = _focused("forget-3x3")["summary"]
+    _assert_quoted(ROOT / "docs" / "results" / "defence.md", [
+        f"Before any attack {curve('lora-r4', anchor)[0]:.3f} of the harmful prompts and "
+        f"{screen.clean('lora-r4', anchor)[0]:.3f} of the clean prompts draw the star (forget row: "
+        f"{curve('lora-r4', FORGET)[0]:.3f} and {screen.clean('lora-r4', FORGET)[0]:.3f}).",
+        f"Under the rank-4 LoRA it ends at {curve('lora-r4', anchor)[-1]:.3f} at step 400 (forget row: "
+        f"{curve('lora-r4', FORGET)[-1]:.3f}, drop hinge at weight 100: {curve('lora-r4', DROP100)[-1]:.3f}, "
+        f"never-trained: {curve('lora-r4', 'never-trained')[-1]:.3f}); per training seed {', '.join(at400('lora-r4')[:2])} "
+        f"and {at400('lora-r4')[2]}. Area excess {area('lora-r4', anchor)}, against the "
+        f"forget row's {area('lora-r4', FORGET)}: the lowest upper bound of any row of the table, still "
+        f"{screen.verdict('lora-r4', anchor)['verdict']}.",
+        f"Under the full attack it ends at {curve('full', anchor)[-1]:.3f} (forget row: {curve('full', FORGET)[-1]:.3f}, "
+        f"never-trained: {curve('full', 'never-trained')[-1]:.3f}); per training seed {', '.join(at400('full')[:2])} and "
+        f"{at400('full')[2]}. Area {area('full', anchor)}, against {area('full', FORGET)}: the lowest upper bound of "
+        f"the three-seed rows. {full['verdict']}: the bound is above the margin at step 0 ({upper[0]:+.3f}) and step 20 "
+        f"({upper[20]:+.3f}).",
+        f"an area difference of {interval(paired('lora-r4'))} under the LoRA and {interval(paired('full'))} under the "
+        f"full attack.",
+        f"clean fidelity {q(anchor, 'prompt_fidelity'):.3f} against {q(FORGET, 'prompt_fidelity'):.3f}, KID x1000 "
+        f"{kid(anchor)} against {kid(FORGET)}. Seed 0's fidelity "
+        f"({quality_summary(_focused('dev-anchor'))[anchor]['prompt_fidelity']:.3f}) was that seed's too.",
+        f"is {screen.verdict('lora-r4', anchor)['detectable']:+.3f} under the LoRA and "
+        f"{full['detectable']:+.3f} under the full attack",
+        f"is no different for the forget row ({forget3x3['lora-r4'][FORGET]['verdict']['detectable']:+.3f} and "
+        f"{forget3x3['full'][FORGET]['verdict']['detectable']:+.3f},",
+    ])
+    first, far, sign = _screen("dev-anchor"), _screen("dev-simlr"), _screen("dev-drop-sign")
+    sign_model = f"{DROP.removesuffix('/attack_sim_optimizer=adam')}/harm_weight=100"
+    _assert_quoted(ROOT / "docs" / "results" / "defence.md", [
+        f"seed 0's lead under the LoRA ({first.curve('lora-r4', anchor)[-1]:.3f} against "
+        f"{first.curve('lora-r4', FORGET)[-1]:.3f}) was mostly that seed's.",
+        f"the further reach under both attacks (the words broken, clean fidelity "
+        f"{far.q(f'{DROP100}/attack_sim_lr=0.004', 'prompt_fidelity'):.3f}) and sign steps under the full attack "
+        f"(KID x1000 {1000 * sign.q(sign_model, 'kid'):.1f}).",
+    ])
+    excluding = {(model, attack) for row, model in _ablation_rows() if model != FORGET
+                 for attack in ("lora-r4", "full") if not _holds_zero(row, model, attack)}
+    assert excluding == {(f"{DROP100}/attack_sim_lr=0.004", "lora-r4"), (f"{DROP100}/attack_sim_lr=0.004", "full"),
+                         (sign_model, "full")}  # "the further reach under both attacks ... and sign steps under the full"
+    assert [step for step, bound in upper.items() if bound > cfg["margin"]] == [0, 20]
+    for attack in ("lora-r4", "full"):  # "a little lower under both attacks", "both intervals hold 0"
+        assert curve(attack, anchor)[-1] < curve(attack, FORGET)[-1]
+        assert _holds_zero(screen, anchor, attack)
+    assert abs(q(anchor, "kid") - q(FORGET, "kid")) < q(FORGET, "kid_se")  # "its price is the forget row's"
+    others = [(row, model) for row, model in _ablation_rows() if model != anchor]
+    bound = lambda row, model, attack: row.verdict(attack, model)["area_upper"]  # noqa: E731
+    assert bound(screen, anchor, "lora-r4") < min(bound(row, m, "lora-r4") for row, m in others)  # "of any row"
+    assert bound(screen, anchor, "full") < min(bound(row, m, "full") for row, m in others  # "of the three-seed rows"
+                                               if row.q(m, "train_seeds") == 3)
+    readme = (f"rank-4 LoRA ends at {curve('lora-r4', anchor)[-1]:.3f} and the full attack at "
+              f"{curve('full', anchor)[-1]:.3f} (forget row: {curve('lora-r4', FORGET)[-1]:.3f} and "
+              f"{curve('full', FORGET)[-1]:.3f}), at the forget row's price, still "
+              f"{screen.verdict('lora-r4', anchor)['verdict']};",
+              f"area difference is {interval(paired('lora-r4'))} under the LoRA (90% interval): not shown to "
+              f"relearn less.")
+    for sentence in readme:
+        assert sentence in _prose(ROOT / "README.md"), sentence
