@@ -749,8 +749,7 @@ def test_defence_page_and_readme_quote_the_match_hinge_and_where_the_hinges_stan
               f"seeds, against the forget row's {forget:.3f}.",
               f"it is {screen.verdict('lora-r4', match)['verdict']} under the LoRA and costs clean fidelity "
               f"({q(match, 'prompt_fidelity'):.3f}).")
-    for sentence in readme:
-        assert sentence in _prose(ROOT / "README.md"), sentence
+    _assert_quoted(ROOT / "README.md", readme)
 
 
 def test_defence_page_and_readme_quote_the_hinges_with_their_gradient_in_the_unet_only():
@@ -1013,5 +1012,4 @@ def test_defence_page_and_readme_quote_the_anchor_with_three_training_seeds():
               f"{screen.verdict('lora-r4', anchor)['verdict']};",
               f"area difference is {interval(paired('lora-r4'))} under the LoRA (90% interval): not shown to "
               f"relearn less.")
-    for sentence in readme:
-        assert sentence in _prose(ROOT / "README.md"), sentence
+    _assert_quoted(ROOT / "README.md", readme)
