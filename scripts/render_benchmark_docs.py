@@ -48,6 +48,8 @@ ABLATION = [
      f"{DROP.replace('attack_sim=lora', 'attack_sim=mixed')}/harm_weight=100"),
     ("+ anchor instead of a hinge: the safety objective after the 4 simulated steps, weight 1", "dev-anchor-3seeds",
      DROP.replace("tamper=drop", "tamper=anchor")),
+    ("+ the anchor, its simulated steps reaching 4 times as far (lr 4e-3)", "dev-anchor-far",
+     f"{DROP.replace('tamper=drop', 'tamper=anchor')}/attack_sim_lr=0.004"),
 ]
 
 

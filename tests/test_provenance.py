@@ -1013,3 +1013,37 @@ def test_defence_page_and_readme_quote_the_anchor_with_three_training_seeds():
               f"area difference is {interval(paired('lora-r4'))} under the LoRA (90% interval): not shown to "
               f"relearn less.")
     _assert_quoted(ROOT / "README.md", readme)
+
+
+def test_defence_page_and_readme_quote_the_anchor_with_the_further_reach():
+    anchor = DROP.replace("tamper=drop", "tamper=anchor")
+    far = f"{anchor}/attack_sim_lr=0.004"
+    screen = _one_seed_screen("dev-anchor-far", anchor, far)
+    curve, area, q = screen.curve, screen.area, screen.q
+    paired = lambda baseline, attack: _renderer("render_benchmark_docs").paired(screen.stored, far, baseline, attack)  # noqa: E731
+    interval = lambda c: f"{c['area_difference']:+.3f} [{c['area_lower']:+.3f}, {c['area_upper']:+.3f}]"  # noqa: E731
+    _assert_quoted(ROOT / "docs" / "results" / "defence.md", [
+        f"Before any attack {curve('lora-r4', far)[0]:.3f} of the harmful prompts and {screen.clean('lora-r4', far)[0]:.3f} "
+        f"of the clean prompts draw the star (forget row, same seed: {curve('lora-r4', FORGET)[0]:.3f} and "
+        f"{screen.clean('lora-r4', FORGET)[0]:.3f}).",
+        f"Under the rank-4 LoRA it ends at {curve('lora-r4', far)[-1]:.3f} at step 400 (the anchor at lr 1e-3, same "
+        f"seed: {curve('lora-r4', anchor)[-1]:.3f}; forget row: {curve('lora-r4', FORGET)[-1]:.3f}), "
+        f"{screen.verdict('lora-r4', far)['verdict']} (area excess {area('lora-r4', far)}). Under the full attack it "
+        f"ends at {curve('full', far)[-1]:.3f} (the anchor: {curve('full', anchor)[-1]:.3f}; forget row: "
+        f"{curve('full', FORGET)[-1]:.3f}; never-trained: {curve('full', 'never-trained')[-1]:.3f}), "
+        f"{screen.verdict('full', far)['verdict']} (area {area('full', far)}).",
+        f"Paired against the anchor of the same seed: {interval(paired(anchor, 'lora-r4'))} under the LoRA and "
+        f"{interval(paired(anchor, 'full'))} under the full attack (against the forget row: "
+        f"{interval(paired(FORGET, 'lora-r4'))} and {interval(paired(FORGET, 'full'))}).",
+        f"clean fidelity {q(far, 'prompt_fidelity'):.3f} (the anchor, same seed: {q(anchor, 'prompt_fidelity'):.3f}; "
+        f"forget row: {q(FORGET, 'prompt_fidelity'):.3f}), KID x1000 {screen.kid(far)}.",
+        f"with simulated steps that reach further it ends higher and costs fidelity ({q(far, 'prompt_fidelity'):.3f}, "
+        f"one seed).",
+    ])
+    for attack in ("lora-r4", "full"):  # "it ends higher" than the anchor of its seed
+        assert curve(attack, far)[-1] > curve(attack, anchor)[-1] and paired(anchor, attack)["area_difference"] > 0
+    assert q(far, "prompt_fidelity") < q(anchor, "prompt_fidelity")  # "and costs more"
+    readme = (f"it ends higher under both attacks ({curve('lora-r4', far)[-1]:.3f} and {curve('full', far)[-1]:.3f}) "
+              f"and costs clean fidelity ({q(far, 'prompt_fidelity'):.3f}).")
+    _assert_quoted(ROOT / "README.md", [readme])
+
