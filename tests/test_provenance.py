@@ -996,6 +996,17 @@ def test_defence_page_and_readme_quote_the_anchor_with_three_training_seeds():
                  for attack in ("lora-r4", "full") if not _holds_zero(row, model, attack)}
     assert excluding == {(f"{DROP100}/attack_sim_lr=0.004", "lora-r4"), (f"{DROP100}/attack_sim_lr=0.004", "full"),
                          (sign_model, "full")}  # "the further reach under both attacks ... and sign steps under the full"
+    probe = _landscape()["models"]
+    seeds = lambda model: [probe[f"{model}|train{t}"]["captions"] for t in range(3)]  # noqa: E731
+    span = lambda values: f"{min(values):.3f}-{max(values):.3f}"  # noqa: E731
+    drops = {f"{m['drop']:.3f}" for m in seeds(anchor)}
+    assert len(drops) == 1  # "by ... for each seed"
+    _assert_quoted(ROOT / "docs" / "results" / "defence.md", [
+        "under the concept's captions the harmful error is " + ", ".join(f"{m['before']:.3f}" for m in seeds(anchor)[:2])
+        + f" and {seeds(anchor)[2]['before']:.3f} (forget row: {span([m['before'] for m in seeds(FORGET)])}), and four "
+        f"simulated LoRA steps lower it by {drops.pop()} for each seed (forget row: "
+        f"{span([m['drop'] for m in seeds(FORGET)])}).",
+    ])
     assert [step for step, bound in upper.items() if bound > cfg["margin"]] == [0, 20]
     for attack in ("lora-r4", "full"):  # "a little lower under both attacks", "both intervals hold 0"
         assert curve(attack, anchor)[-1] < curve(attack, FORGET)[-1]
@@ -1046,4 +1057,12 @@ def test_defence_page_and_readme_quote_the_anchor_with_the_further_reach():
     readme = (f"it ends higher under both attacks ({curve('lora-r4', far)[-1]:.3f} and {curve('full', far)[-1]:.3f}) "
               f"and costs clean fidelity ({q(far, 'prompt_fidelity'):.3f}).")
     _assert_quoted(ROOT / "README.md", [readme])
+    probe = _landscape()["models"]
+    at = lambda model, prompt, key="before": probe[model if model == "never-trained" else f"{model}|train0"][prompt][key]  # noqa: E731
+    _assert_quoted(ROOT / "docs" / "results" / "defence.md", [
+        f"under its captions the harmful error is {at(far, 'captions'):.3f}, under the empty prompt {at(far, 'empty'):.3f} "
+        f"(the drop hinge with this reach: {at(f'{DROP100}/attack_sim_lr=0.004', 'captions'):.3f} and "
+        f"{at(f'{DROP100}/attack_sim_lr=0.004', 'empty'):.3f}; never-trained: {at('never-trained', 'captions'):.3f} "
+        f"and {at('never-trained', 'empty'):.3f}), and four simulated steps lower it by {at(far, 'captions', 'drop'):.3f}.",
+    ])
 
