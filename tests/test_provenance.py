@@ -988,14 +988,14 @@ def test_defence_page_and_readme_quote_the_anchor_with_three_training_seeds():
     _assert_quoted(ROOT / "docs" / "results" / "defence.md", [
         f"seed 0's lead under the LoRA ({first.curve('lora-r4', anchor)[-1]:.3f} against "
         f"{first.curve('lora-r4', FORGET)[-1]:.3f}) was mostly that seed's.",
-        f"the further reach under both attacks (the words broken, clean fidelity "
+        f"the drop hinge's further reach under both attacks (the words broken, clean fidelity "
         f"{far.q(f'{DROP100}/attack_sim_lr=0.004', 'prompt_fidelity'):.3f}) and sign steps under the full attack "
         f"(KID x1000 {1000 * sign.q(sign_model, 'kid'):.1f}).",
     ])
     excluding = {(model, attack) for row, model in _ablation_rows() if model != FORGET
                  for attack in ("lora-r4", "full") if not _holds_zero(row, model, attack)}
     assert excluding == {(f"{DROP100}/attack_sim_lr=0.004", "lora-r4"), (f"{DROP100}/attack_sim_lr=0.004", "full"),
-                         (sign_model, "full")}  # "the further reach under both attacks ... and sign steps under the full"
+                         (sign_model, "full")}  # "the drop hinge's further reach under both attacks ... and sign steps under the full"
     probe = _landscape()["models"]
     seeds = lambda model: [probe[f"{model}|train{t}"]["captions"] for t in range(3)]  # noqa: E731
     span = lambda values: f"{min(values):.3f}-{max(values):.3f}"  # noqa: E731
