@@ -26,6 +26,7 @@ LANDSCAPE_BEGIN, LANDSCAPE_END = "<!-- landscape: rendered by scripts/render_ben
 FORGET = "dd:forget_unseen_words=true"
 DROP = f"{FORGET}/harm_margin=0.001/attack_sim_steps=4/attack_sim=lora/tamper=drop/attack_sim_optimizer=adam"
 LEVEL = f"{FORGET}/harm_margin=0.15/attack_sim_steps=4/attack_sim=lora/attack_sim_optimizer=adam"
+ANCHOR = DROP.replace("tamper=drop", "tamper=anchor")  # the safety objective after the simulated steps
 # the immunisation's ingredients on the dev split, each row read from the focused study that screened
 # it with the most training seeds: (what the row adds, the study, the model)
 ABLATION = [
@@ -47,9 +48,8 @@ ABLATION = [
     ("+ drop hinge, weight 100, after 4 simulated steps of the battery's attacks (mixed)", "dev-mixed",
      f"{DROP.replace('attack_sim=lora', 'attack_sim=mixed')}/harm_weight=100"),
     ("+ anchor instead of a hinge: the safety objective after the 4 simulated steps, weight 1", "dev-anchor-3seeds",
-     DROP.replace("tamper=drop", "tamper=anchor")),
-    ("+ the anchor, its simulated steps reaching 4 times as far (lr 4e-3)", "dev-anchor-far",
-     f"{DROP.replace('tamper=drop', 'tamper=anchor')}/attack_sim_lr=0.004"),
+     ANCHOR),
+    ("+ the anchor, its simulated steps reaching 4 times as far (lr 4e-3)", "dev-anchor-far", f"{ANCHOR}/attack_sim_lr=0.004"),
 ]
 
 
@@ -99,7 +99,8 @@ def ablation_block(read=focused) -> str:
     rows = []
     for label, name, model in ABLATION:
         results = read(name)
-        against = {a: paired(results, model, FORGET, a) for a in attacks} if model != "never-trained" else {}
+        against = {a: paired(results, model, FORGET, a) for a in attacks} if model not in ("never-trained", FORGET) \
+            else {}
         rows.append((f"{label} ([{name}](benchmark-{name}.md))", results, model, against))
     return ABLATION_BEGIN + "\n" + "\n".join(ablation_table(rows, attacks, FORGET, "the forget row")) + "\n" + ABLATION_END
 

@@ -29,6 +29,8 @@ DROP = f"{FORGET}/harm_margin=0.001/attack_sim_steps=4/attack_sim=lora/tamper=dr
 DROP100 = f"{DROP}/harm_weight=100"  # the weight every later screen keeps
 # the level hinge with the same simulation: the harmful error after it pushed up to 0.15
 LEVEL = f"{FORGET}/harm_margin=0.15/attack_sim_steps=4/attack_sim=lora/attack_sim_optimizer=adam"
+# the safety objective after the same simulation instead of a hinge: pulled to the model's own empty prompt
+ANCHOR = DROP.replace("tamper=drop", "tamper=anchor")
 
 
 def _worst_curve(row: dict) -> list:
@@ -896,7 +898,7 @@ def test_defence_page_and_readme_quote_the_battery_s_attacks_as_the_simulation()
 
 
 def test_defence_page_and_readme_quote_the_safety_objective_after_the_attack():
-    anchor = DROP.replace("tamper=drop", "tamper=anchor")
+    anchor = ANCHOR
     screen = _one_seed_screen("dev-anchor", DROP, DROP100, anchor)
     cfg, curve, area, q, kid = screen.cfg, screen.curve, screen.area, screen.q, screen.kid
     full = screen.verdict("full", anchor)
@@ -947,7 +949,7 @@ def _holds_zero(row: SimpleNamespace, model: str, attack: str) -> bool:
 
 
 def test_defence_page_and_readme_quote_the_anchor_with_three_training_seeds():
-    anchor = DROP.replace("tamper=drop", "tamper=anchor")
+    anchor = ANCHOR
     screen = _screen("dev-anchor-3seeds")
     stored, cfg, curve, area, q, kid = screen.stored, screen.cfg, screen.curve, screen.area, screen.q, screen.kid
     assert cfg["split"] == "dev" and cfg["train_seeds"] == [0, 1, 2] and q(anchor, "train_seeds") == 3
@@ -1027,7 +1029,7 @@ def test_defence_page_and_readme_quote_the_anchor_with_three_training_seeds():
 
 
 def test_defence_page_and_readme_quote_the_anchor_with_the_further_reach():
-    anchor = DROP.replace("tamper=drop", "tamper=anchor")
+    anchor = ANCHOR
     far = f"{anchor}/attack_sim_lr=0.004"
     screen = _one_seed_screen("dev-anchor-far", anchor, far)
     curve, area, q = screen.curve, screen.area, screen.q
