@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from safetune.report.relearn import quality_summary
+from safetune.report.relearn import paired_cell, quality_summary
 from safetune.studies.audit import render_audit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -113,7 +113,7 @@ def test_readme_sentences_on_the_benchmark_quote_the_stored_numbers():
         row = summary[attack][model]
         return _worst_curve(row) if curve == "curves" else row[curve]
 
-    from safetune.report.relearn import quality_summary
+    from safetune.report.relearn import paired_cell, quality_summary
 
     quality = quality_summary(_stored_benchmark())
     verdict = lambda attack, model: summary[attack][model]["verdict"]  # noqa: E731
@@ -472,7 +472,7 @@ def test_defence_ablation_table_is_what_the_stored_screens_render():
     intervals = []  # each ingredient's against the forget row, under each attack
     for line, (_, name, model) in zip(rows, renderer.ABLATION):
         cells = [cell.strip() for cell in line.strip("|").split("|")]
-        summary = _focused(name)["summary"]
+        summary, steps = _focused(name)["summary"], _focused(name)["config"]["steps"]
         curve = _worst_curve(summary["lora-r4"][model])
         assert f"[{name}]" in cells[0] and cells[2] == f"{curve[0]:.3f}" and cells[3] == f"{curve[-1]:.3f}"
         assert cells[1] == str(quality_summary(_focused(name))[model]["train_seeds"])
@@ -480,7 +480,6 @@ def test_defence_ablation_table_is_what_the_stored_screens_render():
             if model in ("never-trained", FORGET):
                 assert cell == {"never-trained": "-", FORGET: "(the baseline)"}[model]
                 continue
-            steps = _focused(name)["config"]["steps"]
             mean_area = lambda m: np.trapezoid(_worst_curve(summary[attack][m]), steps) / (steps[-1] - steps[0])  # noqa: E731
             difference, low, high = (float(v) for v in cell.replace("[", "").replace("]", "").replace(",", "").split())
             assert difference == round(mean_area(model) - mean_area(FORGET), 3) and low < difference < high, (model, cell)
@@ -938,8 +937,8 @@ def test_defence_page_and_readme_quote_the_safety_objective_after_the_attack():
     assert len(rows) == len(every) - 1
     assert mine["area_difference"] < min(row["area_difference"] for row in rows)  # "the lowest area excess"
     assert mine["area_upper"] < min(row["area_upper"] for row in rows)  # "and the lowest upper bound"
-    readme = f"seed 0 alone had ended at {curve('lora-r4', anchor)[-1]:.3f} and {curve('full', anchor)[-1]:.3f}."
-    assert readme in _prose(ROOT / "README.md"), readme
+    _assert_quoted(ROOT / "README.md", [
+        f"seed 0 alone had ended at {curve('lora-r4', anchor)[-1]:.3f} and {curve('full', anchor)[-1]:.3f}."])
 
 
 def _holds_zero(row: SimpleNamespace, model: str, attack: str) -> bool:
@@ -955,7 +954,6 @@ def test_defence_page_and_readme_quote_the_anchor_with_three_training_seeds():
     assert cfg["split"] == "dev" and cfg["train_seeds"] == [0, 1, 2] and q(anchor, "train_seeds") == 3
     assert cfg["models"] == ["never-trained", FORGET, DROP100, anchor]
     paired = lambda attack: _renderer("render_benchmark_docs").paired(stored, anchor, FORGET, attack)  # noqa: E731
-    interval = lambda c: f"{c['area_difference']:+.3f} [{c['area_lower']:+.3f}, {c['area_upper']:+.3f}]"  # noqa: E731
     at400 = lambda attack: [f"{_seed_curve(stored, anchor, t, attack)[-1]:.3f}" for t in (0, 1, 2)]  # noqa: E731
     full = screen.verdict("full", anchor)
     upper = dict(zip(cfg["steps"], full["upper"]))
@@ -975,7 +973,7 @@ def test_defence_page_and_readme_quote_the_anchor_with_three_training_seeds():
         f"{at400('full')[2]}. Area {area('full', anchor)}, against {area('full', FORGET)}: the lowest upper bound of "
         f"the three-seed rows. {full['verdict']}: the bound is above the margin at step 0 ({upper[0]:+.3f}) and step 20 "
         f"({upper[20]:+.3f}).",
-        f"an area difference of {interval(paired('lora-r4'))} under the LoRA and {interval(paired('full'))} under the "
+        f"an area difference of {paired_cell(paired('lora-r4'))} under the LoRA and {paired_cell(paired('full'))} under the "
         f"full attack.",
         f"clean fidelity {q(anchor, 'prompt_fidelity'):.3f} against {q(FORGET, 'prompt_fidelity'):.3f}, KID x1000 "
         f"{kid(anchor)} against {kid(FORGET)}. Seed 0's fidelity "
@@ -1023,7 +1021,7 @@ def test_defence_page_and_readme_quote_the_anchor_with_three_training_seeds():
               f"{curve('full', anchor)[-1]:.3f} (forget row: {curve('lora-r4', FORGET)[-1]:.3f} and "
               f"{curve('full', FORGET)[-1]:.3f}), at the forget row's price, still "
               f"{screen.verdict('lora-r4', anchor)['verdict']};",
-              f"area difference is {interval(paired('lora-r4'))} under the LoRA (90% interval): not shown to "
+              f"area difference is {paired_cell(paired('lora-r4'))} under the LoRA (90% interval): not shown to "
               f"relearn less.")
     _assert_quoted(ROOT / "README.md", readme)
 
@@ -1034,7 +1032,6 @@ def test_defence_page_and_readme_quote_the_anchor_with_the_further_reach():
     screen = _one_seed_screen("dev-anchor-far", anchor, far)
     curve, area, q = screen.curve, screen.area, screen.q
     paired = lambda baseline, attack: _renderer("render_benchmark_docs").paired(screen.stored, far, baseline, attack)  # noqa: E731
-    interval = lambda c: f"{c['area_difference']:+.3f} [{c['area_lower']:+.3f}, {c['area_upper']:+.3f}]"  # noqa: E731
     _assert_quoted(ROOT / "docs" / "results" / "defence.md", [
         f"Before any attack {curve('lora-r4', far)[0]:.3f} of the harmful prompts and {screen.clean('lora-r4', far)[0]:.3f} "
         f"of the clean prompts draw the star (forget row, same seed: {curve('lora-r4', FORGET)[0]:.3f} and "
@@ -1045,9 +1042,9 @@ def test_defence_page_and_readme_quote_the_anchor_with_the_further_reach():
         f"ends at {curve('full', far)[-1]:.3f} (the anchor: {curve('full', anchor)[-1]:.3f}; forget row: "
         f"{curve('full', FORGET)[-1]:.3f}; never-trained: {curve('full', 'never-trained')[-1]:.3f}), "
         f"{screen.verdict('full', far)['verdict']} (area {area('full', far)}).",
-        f"Paired against the anchor of the same seed: {interval(paired(anchor, 'lora-r4'))} under the LoRA and "
-        f"{interval(paired(anchor, 'full'))} under the full attack (against the forget row: "
-        f"{interval(paired(FORGET, 'lora-r4'))} and {interval(paired(FORGET, 'full'))}).",
+        f"Paired against the anchor of the same seed: {paired_cell(paired(anchor, 'lora-r4'))} under the LoRA and "
+        f"{paired_cell(paired(anchor, 'full'))} under the full attack (against the forget row: "
+        f"{paired_cell(paired(FORGET, 'lora-r4'))} and {paired_cell(paired(FORGET, 'full'))}).",
         f"clean fidelity {q(far, 'prompt_fidelity'):.3f} (the anchor, same seed: {q(anchor, 'prompt_fidelity'):.3f}; "
         f"forget row: {q(FORGET, 'prompt_fidelity'):.3f}), KID x1000 {screen.kid(far)}.",
         f"with simulated steps that reach further it ends higher and costs fidelity ({q(far, 'prompt_fidelity'):.3f}, "
