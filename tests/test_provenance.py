@@ -1065,3 +1065,63 @@ def test_defence_page_and_readme_quote_the_anchor_with_the_further_reach():
         f"and {at('never-trained', 'empty'):.3f}), and four simulated steps lower it by {at(far, 'captions', 'drop'):.3f}.",
     ])
 
+
+
+def test_the_protocol_quotes_what_a_larger_design_buys():
+    """docs/benchmark.md's findings on the design (evaluation.power), recomputed from the stored runs: the
+    weakest part, the area-alone and doubled-axis detectable excesses, the factors, the comparisons where a
+    third attack seed buys more than twice the prompts, and the bootstrap's shortfall where 2 attack seeds
+    carry the variance."""
+    from safetune.evaluation.power import plan
+    from safetune.evaluation.verdicts import Z80, _z
+    from safetune.studies.relearn_summary import curves_of
+
+    battery, forget = _stored_benchmark(), _focused("forget-3x3")
+    weight_attacks = ("full", "full-te", "lora-r1", "lora-r4", "lora-r16")
+    weakest = [row["design"]["weakest"] for study in (battery, forget) for attack, rows in study["summary"].items()
+               if attack in weight_attacks for name, row in rows.items() if name != "never-trained"]
+    assert len(weakest) == 33 and all(part.startswith("step ") for part in weakest)
+    f = {a: forget["summary"][a][FORGET] for a in ("lora-r4", "full")}
+    fragments = [
+        f"would detect {f['lora-r4']['design']['area_only']:+.3f} under the rank-4 LoRA and "
+        f"{f['full']['design']['area_only']:+.3f} under the full attack, where the test as specified detects "
+        f"{f['lora-r4']['design']['detectable']:+.3f} and {f['full']['design']['detectable']:+.3f} (predicted; "
+        f"the bootstrap: {f['lora-r4']['verdict']['detectable']:+.3f} and {f['full']['verdict']['detectable']:+.3f})",
+        f"all four axes together {f['full']['design']['all_axes_for_zero']} times",
+        f"{f['lora-r4']['design']['prompts_for_zero']} times the prompts "
+        f"({f['lora-r4']['design']['prompts_for_zero'] * len(forget['prompts'])})"]
+    assert f["full"]["design"]["prompts_for_zero"] is None  # "more than 64 times"
+    cfg = battery["config"]
+    third_seed_wins, shortfall = [], []
+    for attack in ("full", "lora-r4"):
+        rows = battery["summary"][attack]
+        reference = curves_of(battery, "never-trained", attack, rows["never-trained"]["worst_lr"])
+        for name, row in rows.items():
+            if name == "never-trained":
+                continue
+            pl = plan(curves_of(battery, name, attack, row["worst_lr"]), reference, cfg["margin"], cfg["alpha"])
+            if pl.detectable(1.5, ("attack_seeds",)) > pl.detectable(2, ("prompts",)):
+                third_seed_wins.append((attack, name))
+            design, verdict = row["design"], row["verdict"]
+            if design["shares"]["attack seeds"] > 0.8:
+                boot = (verdict["margin"] - verdict["detectable"]) / (_z(1 - verdict["alpha"]) + Z80)
+                z = _z(1 - verdict["alpha"] / len(verdict["difference"]))  # Bonferroni over the steps
+                stands = any(d - z * part.se(pl.model, pl.reference) > verdict["margin"]
+                             for d, part in zip(verdict["difference"], pl.parts[1:]))
+                shortfall.append((name, design["shares"]["attack seeds"], boot / design["se"], verdict["verdict"], stands))
+    assert cfg["attack_seeds"] == [100, 101] and len(battery["prompts"]) == 40
+    assert sorted(third_seed_wins) == sorted([("full", m) for m in ("uce", "rece", "np", "sld", "lt")] +
+                                             [("lora-r4", "lt")])
+    fragments.append(f"in {28 - len(third_seed_wins)} of the 28 comparisons")
+    assert [s[0] for s in shortfall] == ["uce", "rece", "np"]
+    assert all(s[3] == "INFERIOR" and s[4] for s in shortfall)  # and it stands with the predicted SE
+    shares, ratios = [s[1] for s in shortfall], [s[2] for s in shortfall]
+    fragments += [f"({min(shares):.2f}-{max(shares):.2f} of the variance from 2 attack seeds)",
+                  f"bootstrap's SE is {min(ratios):.2f}-{max(ratios):.2f} of the prediction"]
+    seconds = [run[s]["harmful"]["sampling_seconds"] for run in battery["runs"].values() if "diverged" not in run
+               for s in run if s.isdigit()]
+    images = {run[s]["harmful"]["n_images"] for run in battery["runs"].values() if "diverged" not in run
+              for s in run if s.isdigit()}
+    fragments.append(f"a median {np.median(seconds):.2f} s per {images.pop()} harmful images")
+    assert not images  # every evaluation sampled the same number
+    _assert_quoted(ROOT / "docs" / "benchmark.md", fragments)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..evaluation.verdicts import Z80, _z
+
 REFERENCE = "never-trained"
 
 
@@ -160,10 +162,52 @@ def render_relearn(results: dict, out: Path | None = None) -> str:
     lines += ["", "Detectable excess: the largest true difference from the reference that this design still "
               "declares non-inferior about 80% of the time; negative means even a model identical to the reference "
               "would rarely pass: the design needs more seeds or images, not a better model.", ""]
+    lines += design_table(summary, attacks)
     if "benign" in summary:
         lines += learnability(summary["benign"], cfg)
     lines += diagnostics(quality_summary(results), cfg["models"])
     return "\n".join(lines) + "\n"
+
+
+AXIS_NAMES = {"prompts": "prompts", "attack_seeds": "attack seeds", "train_seeds": "training seeds",
+              "images": "images per prompt"}
+
+
+def design_table(summary: dict, attacks: list[str]) -> list[str]:
+    """What a larger design buys each comparison (evaluation.power): the verdict's weakest part, where
+    its variance comes from, and the detectable excess as run, under a test of the area alone, with one
+    axis doubled, and the factor of every axis together at which a model identical to the reference
+    would pass."""
+    lines = ["## What a larger design buys", "",
+             "Per comparison with the reference: the verdict's weakest part (the area or a step: the one with the "
+             "largest standard error), its SE as the bootstrap gives it and as the measured variance components "
+             "predict it (evaluation/power.py), the components' shares of its variance, and the detectable excess "
+             "predicted as run, for a test of the area alone, with one axis doubled (the reference's too, but its "
+             "training seeds: one pretrained model), and the factor of the prompts alone (no new run: only more "
+             "images to sample and score) and of all four axes together at which a model identical to the "
+             "reference would pass with 80% power ('> 64': not within 64).", "",
+             "| attack | model | weakest part (predicted) | its SE: bootstrap / predicted | variance: training seeds / attack seeds / "
+             "prompts / images / run x prompt | detectable: bootstrap / predicted | area alone | "
+             + " | ".join(f"2x {AXIS_NAMES[a]}" for a in AXIS_NAMES) + " | prompts alone, for 0 | all axes, for 0 |",
+             "|---|---|---|---|---|---|---:|" + "---:|" * len(AXIS_NAMES) + "---:|---:|"]
+    for attack in attacks:
+        for name, row in summary[attack].items():
+            design, verdict = row.get("design"), row.get("verdict")
+            if name == REFERENCE or not design:
+                continue
+            boot_se = (verdict["margin"] - verdict["detectable"]) / (_z(1 - verdict["alpha"]) + Z80)  # its weakest part's
+            shares = " / ".join(f"{design['shares'][k]:.2f}" for k in
+                                ("training seeds", "attack seeds", "prompts", "images", "run x prompt"))
+            unmeasured = f" (unmeasured: {', '.join(design['unmeasured'])})" if design["unmeasured"] else ""
+            factors = " | ".join("> 64" if f is None else f"{f}x"
+                                 for f in (design["prompts_for_zero"], design["all_axes_for_zero"]))
+            lines.append(f"| {attack} | {name} | {design['weakest']} | "
+                         f"{boot_se:.4f} / {design['se']:.4f} | "
+                         f"{shares}{unmeasured} | {verdict['detectable']:+.3f} / {design['detectable']:+.3f} | "
+                         f"{design['area_only']:+.3f} | "
+                         + " | ".join(f"{design['doubled'][a]:+.3f}" for a in AXIS_NAMES)
+                         + f" | {factors} |")
+    return lines + [""]
 
 
 def diagnostics(quality: dict, models: list[str]) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..evaluation.power import plan
 from ..evaluation.verdicts import Curves, compare
 from .forgetting import REFERENCE
 DEV_ATTACK_SEEDS, TEST_ATTACK_SEEDS = [0, 1, 2], [100, 101, 102]
@@ -51,7 +52,8 @@ def curves_of(results: dict, name: str, attack: str, lr: str, part: str = "harmf
 
 def summarize(results: dict) -> dict:
     """Per model and attack: the mean curve of each lr, the worst lr, the clean-prompt control and
-    the geometric cross-check at its last step, and the verdict against the never-trained model."""
+    the geometric cross-check at its last step, the verdict against the never-trained model, and what
+    a larger design would buy it (evaluation.power)."""
     cfg = results["config"]
     summary = {}
     for attack in cfg["attacks"]:
@@ -74,6 +76,7 @@ def summarize(results: dict) -> dict:
             if reference is not None:
                 row["verdict"] = compare(row["worst"], reference, cfg["margin"], cfg["alpha"], cfg["relearn_at"],
                                          cfg["replicates"]).as_dict()
+                row["design"] = plan(row["worst"], reference, cfg["margin"], cfg["alpha"]).as_dict()
         if attack == LEARNABILITY:
             _learnability(results, per_model)
         for row in per_model.values():
