@@ -256,6 +256,13 @@ class DistillConfig:
     attack_sim_optimizer: str = option("sign", "the simulated attacker's update: sign (lr * sign of the gradient, "
                                                "Adam's first step, every step) or adam (Adam's moments kept over "
                                                "the steps, as the attacker's optimiser)", choices=("sign", "adam"))
+    attack_sim_implicit: float = option(0.0, "> 0 (attack_sim=lora): the tamper term's gradient also carries the "
+                                             "simulated LoRA's own dependence on the defended weights, the attack "
+                                             "read as a proximal step of this size (ResAlign's implicit, Moreau-"
+                                             "envelope, hypergradient; stages.losses.lora_attacked_error); 0: "
+                                             "first-order", min=0)
+    attack_sim_implicit_terms: int = option(2, "conjugate-gradient steps (Hessian-vector products) of that "
+                                               "correction's linear solve", min=1, max=64)
     tamper_text_encoder: bool = option(True, "the tamper term's gradient reaches the text encoder; false: the UNet "
                                              "only, so that the hinge cannot be met by breaking the concept's words "
                                              "(what the level hinge did on dev, docs/results/defence.md)")

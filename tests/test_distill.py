@@ -396,3 +396,101 @@ def test_forgetting_unseen_words_redraws_only_the_rows_no_retain_caption_uses(pi
     assert 0.01 < after[star].std().item() < 0.03  # at CLIP's initialisation scale (0.02)
     for (name, a), (_, b) in zip(kept.unet.named_parameters(), forgot.unet.named_parameters()):
         assert torch.equal(a, b), name
+
+
+class _Toy(torch.nn.Module):
+    """One 'attention' projection and a nonlinearity: a problem whose proximal LoRA attack can be solved
+    exactly, in float64."""
+
+    def __init__(self):
+        super().__init__()
+        self.attn = torch.nn.Linear(4, 3, bias=False).double()
+
+    def forward(self, x):
+        return torch.tanh(self.attn(x)).sum(-1)
+
+
+def test_the_implicit_correction_is_the_gradient_through_the_proximal_attack():
+    """With the simulated LoRA solved as the proximal step it reads the attack as (phi* = argmin L(W, phi)
+    + |phi - phi_0|^2 / (2 gamma)), the corrected gradient of the query's error at phi* in W is the
+    finite-difference derivative of W -> error(query, phi*(W)), phi* solved again for each W; the first-
+    order gradient (implicit 0) is not; the value is the same either way."""
+    from torch.func import functional_call
+
+    from safetune.stages.losses import _implicitly_corrected
+
+    torch.manual_seed(0)
+    toy = _Toy()
+    g = torch.Generator().manual_seed(1)
+    batch = (torch.randn(16, 4, generator=g, dtype=torch.float64), torch.randn(16, generator=g, dtype=torch.float64))
+    query = (torch.randn(16, 4, generator=g, dtype=torch.float64), torch.randn(16, generator=g, dtype=torch.float64))
+    a0 = torch.randn(2, 4, generator=g, dtype=torch.float64) / 2
+    gamma = 0.5
+
+    def error(b, params):
+        x, y = b
+        return ((functional_call(toy, params, (x,)) - y) ** 2).mean()
+
+    def attacked_by(w):
+        return lambda factors: {"attn.weight": w + factors["attn.weight"][1] @ factors["attn.weight"][0]}
+
+    def solve(w, start):  # the proximal step, by gradient descent to convergence
+        a, b = (t.clone().requires_grad_() for t in start)
+        for _ in range(3000):
+            loss = error(batch, attacked_by(w)({"attn.weight": (a, b)})) + \
+                ((a - a0) ** 2).sum() / (2 * gamma) + (b ** 2).sum() / (2 * gamma)
+            ga, gb = torch.autograd.grad(loss, [a, b])
+            with torch.no_grad():
+                a -= 0.2 * ga
+                b -= 0.2 * gb
+        return a.detach(), b.detach()
+
+    w = toy.attn.weight.detach().clone()
+    star = solve(w, (a0, torch.zeros(3, 2, dtype=torch.float64)))
+    direction = torch.randn(w.shape, generator=g, dtype=torch.float64)
+    eps = 1e-4
+    plus, minus = ((error(query, attacked_by(w + s * eps * direction)({"attn.weight": solve(w + s * eps * direction,
+                                                                                           star)})))
+                   for s in (1, -1))
+    finite = ((plus - minus) / (2 * eps)).item()
+    grads, values, last = {}, {}, {}
+    for implicit in (gamma, 0.0):
+        weight = w.clone().requires_grad_()
+        if implicit:
+            value = _implicitly_corrected(error, query, batch, attacked_by(weight), {"attn.weight": star}, implicit,
+                                          40, last)
+        else:
+            value = error(query, attacked_by(weight)({"attn.weight": star}))
+        values[implicit] = value.item()
+        grads[implicit] = (torch.autograd.grad(value, weight)[0] * direction).sum().item()
+    assert values[gamma] == pytest.approx(values[0.0], rel=1e-12)
+    assert last["implicit_residual"] < 1e-8  # 40 conjugate-gradient steps solve this 14-dimensional system
+    assert grads[gamma] == pytest.approx(finite, rel=1e-3), (grads, finite)
+    assert abs(grads[0.0] - finite) > 0.05 * abs(finite), (grads, finite)  # first-order misses a visible part
+
+
+def test_the_implicit_correction_reaches_the_defended_weights_on_the_tiny_model(pipe):
+    """dd's tamper term under a simulated LoRA with attack_sim_implicit: the same value as first-order
+    (the correction changes only the gradient), a different gradient that still reaches the UNet and the
+    text encoder, and the residual of its linear solve in the log; asked of another simulated attack, refused."""
+    teacher = copy.deepcopy(pipe.unet).requires_grad_(False)
+    out = {}
+    for implicit in (0.0, 0.5):
+        unet, text_encoder = copy.deepcopy(pipe.unet), copy.deepcopy(pipe.text_encoder)
+        prepare_trainable(unet, TrainConfig(mode="full", train_text_encoder=True), [text_encoder])
+        config = DistillConfig(harm_margin=1e-6, tamper="anchor", attack_sim="lora", attack_sim_steps=2,
+                               attack_sim_rank=2, attack_sim_optimizer="adam", attack_sim_implicit=implicit)
+        loss_fn = make_loss(pipe, teacher, config)
+        loss_fn.text_encoder = text_encoder
+        loss = loss_fn(unet, 0, step_generator(0, 0))
+        te, un = list(text_encoder.parameters()), list(unet.parameters())
+        grads = torch.autograd.grad(loss, te + un, allow_unused=True)
+        flat = lambda gs: torch.cat([x.flatten() for x in gs if x is not None])  # noqa: E731
+        out[implicit] = (loss_fn.last, flat(grads[:len(te)]), flat(grads[len(te):]))
+    (first, te0, un0), (corrected, te1, un1) = out[0.0], out[0.5]
+    assert corrected["harm_attacked"] == pytest.approx(first["harm_attacked"], rel=1e-4)
+    assert 0 <= corrected["implicit_residual"] < 1 and "implicit_residual" not in first
+    assert te1.abs().sum() > 0 and un1.abs().sum() > 0
+    assert (un1 - un0).norm() > 1e-3 * un0.norm()  # the correction changes the gradient
+    _refused(pipe, DistillConfig(harm_margin=0.001, attack_sim="full", attack_sim_steps=2, attack_sim_implicit=0.5),
+             r"attack_sim_implicit=0.5 .*attack_sim=lora \(given: full\).*--set attack_sim=lora")

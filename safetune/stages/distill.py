@@ -49,7 +49,9 @@ retraining from scratch at 60-80% of its compute). We adapt both to diffusion mo
    to the model's own unconditional prediction before them (no gradient through that target), down
    to harm_margin. It has a floor (the words adding nothing), so it cannot overshoot as the level
    hinge did, nor be met by drawing the concept as the drop hinge was. First-order, as every term
-   here: ResAlign's implicit (Moreau-envelope) correction of the hypergradient is not built.
+   here, unless attack_sim_implicit > 0 (attack_sim=lora): then the gradient carries ResAlign's
+   implicit (Moreau-envelope) correction for the simulated LoRA's own dependence on the defended
+   weights (stages.losses.lora_attacked_error).
 
 The text encoder is distorted and distilled too (`text_encoder`): a prompt's words that never occur
 in the retain captions (the concept's names and its implicit phrasings alike) get no distillation
@@ -209,7 +211,8 @@ class RetainDistillLoss:
         else:
             if self._attention is None:
                 self._attention = target_modules(unet, "attn")
-            after = lora_attacked_error(error, draw, gen, unet, steps, lr, rank, self._attention, optimizer)
+            after = lora_attacked_error(error, draw, gen, unet, steps, lr, rank, self._attention, optimizer,
+                                        cfg.attack_sim_implicit, cfg.attack_sim_implicit_terms, self.last)
         return (error(drawn[0], None) if cfg.tamper == "drop" else None), after
 
     def _draw_harm(self, gen):
@@ -248,6 +251,13 @@ def distill_train(pipe, clean: tuple, concepts: list[str], distill, config: Trai
         raise SafetuneError(f"tamper=drop bounds the simulated attack's progress, which needs harm_margin > 0 "
                             f"({distill.harm_margin}) and attack_sim_steps > 0 ({distill.attack_sim_steps}): give "
                             "--set harm_margin=0.01 --set attack_sim_steps=4, or drop tamper=drop")
+    if distill.attack_sim_implicit > 0 and not (distill.attack_sim == "lora" and distill.attack_sim_steps
+                                                and distill.harm_margin > 0):
+        raise SafetuneError(f"attack_sim_implicit={distill.attack_sim_implicit} corrects the gradient of a simulated "
+                            f"LoRA attack, which needs attack_sim=lora (given: {distill.attack_sim}), attack_sim_steps "
+                            f"> 0 ({distill.attack_sim_steps}) and harm_margin > 0 ({distill.harm_margin}): give --set "
+                            "attack_sim=lora --set attack_sim_steps=4 --set harm_margin=0.001, or drop "
+                            "attack_sim_implicit")
     if distill.tamper in ("match", "anchor") and not distill.harm_margin > 0:
         raise SafetuneError(f"tamper={distill.tamper} shapes the tamper term, which is off without harm_margin > 0 "
                             f"({distill.harm_margin}): give --set harm_margin=0.001 (and --harmful-data), or drop "

@@ -177,12 +177,24 @@ def attacked_error(error, draw, gen, unet, steps: int, lr: float, optimizer: str
 
 
 def lora_attacked_error(error, draw, gen, unet, steps: int, lr: float, rank: int, modules: list[str],
-                        optimizer: str = "sign") -> torch.Tensor:
+                        optimizer: str = "sign", implicit: float = 0.0, terms: int = 2, last: dict | None = None
+                        ) -> torch.Tensor:
     """The denoising error on a harmful query batch after `steps` simulated steps of a *new* rank-
     `rank` LoRA on `modules` (IMMA's inner adaptation, arXiv 2311.18815; the battery's lora-r*
     attacks): only the LoRA's factors move (InnerOptimizer steps, B from zero as a LoRA starts), the
     defended weights W enter as W + B A, so the error's gradient reaches them, first-order in the
-    factors (they are held fixed when it is taken). `error` and `draw` as in attacked_error."""
+    factors (they are held fixed when it is taken). `error` and `draw` as in attacked_error.
+
+    implicit > 0 adds what first-order drops, the factors' own dependence on W, by the implicit function
+    theorem (ResAlign, arXiv 2507.16302; implicit hyperparameter gradients, Lorraine et al. 2020): the attack read as
+    the proximal step phi* = argmin L(W, phi) + |phi - phi_0|^2 / (2 implicit) of the attacker's loss L,
+    whose optimality gives d phi*/dW = -(H + I / implicit)^-1 d^2 L / d phi dW, H the Hessian of L in the
+    factors at phi*. The error's total gradient in W is then its partial one minus d/dW (grad_phi L . v),
+    v = (H + I / implicit)^-1 grad_phi error, solved by `terms` conjugate-gradient steps of Hessian-vector
+    products (H + I / implicit is positive definite where phi* minimises the proximal objective; a
+    truncated Neumann series, the other usual choice, diverges once implicit times H's largest
+    eigenvalue passes 1). `last` gets the solve's relative residual, for the training log. The value is
+    unchanged: only the gradient is corrected."""
     query = draw(gen)
     targets = set(modules)
     weights = {f"{name}.weight": module.weight for name, module in unet.named_modules() if name in targets}
@@ -198,8 +210,56 @@ def lora_attacked_error(error, draw, gen, unet, steps: int, lr: float, rank: int
         flat = {f"{n}.{ab}": t for n, pair in factors.items() for ab, t in zip("AB", pair)}
         step = inner(dict(zip(flat, torch.autograd.grad(error(draw(gen), attacked(factors)), list(flat.values())))))
         factors = {n: (a - step[f"{n}.A"], b - step[f"{n}.B"]) for n, (a, b) in factors.items()}
-    factors = {n: (a.detach(), b.detach()) for n, (a, b) in factors.items()}
-    return error(query, attacked(factors))
+    if not implicit:
+        factors = {n: (a.detach(), b.detach()) for n, (a, b) in factors.items()}
+        return error(query, attacked(factors))
+    return _implicitly_corrected(error, query, draw(gen), attacked, factors, implicit, terms, last)
+
+
+def _implicitly_corrected(error, query, batch, attacked, factors: dict, implicit: float, terms: int,
+                          last: dict | None) -> torch.Tensor:
+    """The query's error at the attacked `factors`, its gradient in W corrected as lora_attacked_error
+    says, the attacker's loss L (for H and the mixed derivative) taken on a fresh harmful `batch`."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    factors = {n: (a.detach().requires_grad_(), b.detach().requires_grad_()) for n, (a, b) in factors.items()}
+    phi = [t for pair in factors.values() for t in pair]
+    after = error(query, attacked(factors))
+    g = torch.autograd.grad(after, phi, retain_graph=True)
+    with sdpa_kernel(SDPBackend.MATH):  # the fused CPU attention kernels have no second derivative
+        grad_loss = torch.autograd.grad(error(batch, attacked(factors)), phi, create_graph=True)
+    v = _conjugate_gradient(lambda p: [h + x / implicit for h, x in zip(
+        torch.autograd.grad(grad_loss, phi, grad_outputs=p, retain_graph=True), p)], g, terms, last)
+    mixed = sum((gl * vi).sum() for gl, vi in zip(grad_loss, v))  # its gradient in W: d2L/dW dphi . v
+    return after - (mixed - mixed.detach())
+
+
+def _dot(xs, ys) -> torch.Tensor:
+    return sum((x * y).sum() for x, y in zip(xs, ys))
+
+
+def _conjugate_gradient(matvec, b: list, steps: int, last: dict | None) -> list:
+    """x ~ A^-1 b by `steps` conjugate-gradient steps (A symmetric, given as `matvec`; stopped early at a
+    direction of non-positive curvature, where A is not positive there); `last` gets the relative
+    residual |b - A x| / |b|. Tensors are detached: x enters the gradient as a constant."""
+    b = [t.detach() for t in b]
+    x = [torch.zeros_like(t) for t in b]
+    r, p = list(b), list(b)
+    rr = _dot(r, r)
+    norm_b = rr.sqrt()
+    for _ in range(steps):
+        ap = [t.detach() for t in matvec(p)]
+        curvature = _dot(p, ap)
+        if curvature <= 0 or rr <= 0:
+            break
+        alpha = rr / curvature
+        x = [xi + alpha * pi for xi, pi in zip(x, p)]
+        r = [ri - alpha * ai for ri, ai in zip(r, ap)]
+        rr, previous = _dot(r, r), rr
+        p = [ri + (rr / previous) * pi for ri, pi in zip(r, p)]
+    if last is not None:
+        last["implicit_residual"] = (rr.sqrt() / norm_b).item() if norm_b > 0 else 0.0
+    return x
 
 
 def text_attacked_error(error, draw, gen, steps: int, lr: float, optimizer: str = "sign") -> torch.Tensor:
