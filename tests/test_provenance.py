@@ -249,6 +249,8 @@ def test_readme_sentences_on_the_benchmark_quote_the_stored_numbers():
             verdict("lora-r4", FORGET)["verdict"] == "INCONCLUSIVE"
             and max(verdict("lora-r4", FORGET)["upper"]) == verdict("lora-r4", FORGET)["upper"][-1]
             and 1.8 < ((0.05 - verdict("lora-r4", FORGET)["detectable"]) / 0.05) ** 2 < 2.2,
+        "or, measured from the runs' own variance, twice the prompts on as many runs":
+            summary["lora-r4"][FORGET]["design"]["prompts_for_zero"] == 2,
         f"(NON-INFERIOR under the full attack, {steps('full', FORGET)} steps to relearn, concept inversion, retain-only "
         f"and benign fine-tuning), and so is its price (clean fidelity {quality[FORGET]['prompt_fidelity']:.3f}, KID "
         f"x1000 {1000 * quality[FORGET]['kid']:.0f})":
