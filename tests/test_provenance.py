@@ -1075,7 +1075,7 @@ def test_the_protocol_quotes_what_a_larger_design_buys():
     third attack seed buys more than twice the prompts, and the bootstrap's shortfall where 2 attack seeds
     carry the variance."""
     from safetune.evaluation.power import plan
-    from safetune.evaluation.verdicts import Z80, _z
+    from safetune.evaluation.verdicts import normal_quantile
     from safetune.studies.relearn_summary import curves_of
 
     battery, forget = _stored_benchmark(), _focused("forget-3x3")
@@ -1106,11 +1106,11 @@ def test_the_protocol_quotes_what_a_larger_design_buys():
                 third_seed_wins.append((attack, name))
             design, verdict = row["design"], row["verdict"]
             if design["shares"]["attack seeds"] > 0.8:
-                boot = (verdict["margin"] - verdict["detectable"]) / (_z(1 - verdict["alpha"]) + Z80)
-                z = _z(1 - verdict["alpha"] / len(verdict["difference"]))  # Bonferroni over the steps
+                z = normal_quantile(1 - verdict["alpha"] / len(verdict["difference"]))  # Bonferroni over the steps
                 stands = any(d - z * part.se(pl.model, pl.reference) > verdict["margin"]
                              for d, part in zip(verdict["difference"], pl.parts[1:]))
-                shortfall.append((name, design["shares"]["attack seeds"], boot / design["se"], verdict["verdict"], stands))
+                shortfall.append((name, design["shares"]["attack seeds"], verdict["weakest_se"] / design["se"],
+                                  verdict["verdict"], stands))
     assert cfg["attack_seeds"] == [100, 101] and len(battery["prompts"]) == 40
     assert sorted(third_seed_wins) == sorted([("full", m) for m in ("uce", "rece", "np", "sld", "lt")] +
                                              [("lora-r4", "lt")])

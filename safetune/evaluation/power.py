@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .verdicts import Z80, Curves, _z, area
+from .verdicts import Curves, area, detectable_excess
 
 
 @dataclass(frozen=True)
@@ -173,7 +173,7 @@ class Plan:
 
     def detectable(self, factor: float = 1, axes: tuple[str, ...] = (), area_only: bool = False) -> float:
         """margin - (z_{1-alpha} + z_0.8) x the weakest part's SE (evaluation.verdicts)."""
-        return self.margin - (_z(1 - self.alpha) + Z80) * self.worst(factor, axes, area_only)[1]
+        return detectable_excess(self.margin, self.alpha, self.worst(factor, axes, area_only)[1])
 
     def as_dict(self) -> dict:
         """What the report shows: the weakest part, its SE and where its variance comes from, and the

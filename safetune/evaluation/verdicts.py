@@ -28,11 +28,17 @@ import numpy as np
 Z80 = 0.841621
 
 
-def _z(p: float) -> float:
+def normal_quantile(p: float) -> float:
     """The standard normal quantile."""
     from statistics import NormalDist
 
     return NormalDist().inv_cdf(p)
+
+
+def detectable_excess(margin: float, alpha: float, se: float) -> float:
+    """The largest true difference a one-sided test at `alpha` with standard error `se` still declares
+    non-inferior (below `margin`) with 80% probability."""
+    return margin - (normal_quantile(1 - alpha) + Z80) * se
 
 
 @dataclass(frozen=True)
@@ -122,6 +128,7 @@ class Comparison:
     area_lower: float
     area_se: float
     detectable: float  # largest true difference still declared non-inferior with 80% power
+    weakest_se: float  # the SE of the test's weakest part (the area or the noisiest step), which sets it
     steps_to_relearn: dict  # per model: point, 95% interval (inf: not within the steps)
     replicates: int
 
@@ -174,7 +181,8 @@ def compare(model: Curves, reference: Curves, margin: float = 0.05, alpha: float
                          "ci95": [float(np.quantile(cross, 0.025, method="inverted_cdf")),
                                   float(np.quantile(cross, 0.975, method="inverted_cdf"))]}
     return Comparison(verdict, margin, alpha, point.tolist(), upper.tolist(), lower.tolist(), area_point,
-                      area_upper, area_lower, se, margin - (_z(1 - alpha) + Z80) * worst_se, relearn, replicates)
+                      area_upper, area_lower, se, detectable_excess(margin, alpha, worst_se), worst_se, relearn,
+                      replicates)
 
 
 def rate_interval(curves: Curves, step_index: int, replicates: int = 2000, seed: int = 0,

@@ -7,8 +7,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..evaluation.verdicts import Z80, _z
-
 REFERENCE = "never-trained"
 
 
@@ -176,8 +174,8 @@ AXIS_NAMES = {"prompts": "prompts", "attack_seeds": "attack seeds", "train_seeds
 def design_table(summary: dict, attacks: list[str]) -> list[str]:
     """What a larger design buys each comparison (evaluation.power): the verdict's weakest part, where
     its variance comes from, and the detectable excess as run, under a test of the area alone, with one
-    axis doubled, and the factor of every axis together at which a model identical to the reference
-    would pass."""
+    axis doubled, and the factor of the prompts alone and of every axis together at which a model
+    identical to the reference would pass."""
     lines = ["## What a larger design buys", "",
              "Per comparison with the reference: the verdict's weakest part (the area or a step: the one with the "
              "largest standard error), its SE as the bootstrap gives it and as the measured variance components "
@@ -195,14 +193,13 @@ def design_table(summary: dict, attacks: list[str]) -> list[str]:
             design, verdict = row.get("design"), row.get("verdict")
             if name == REFERENCE or not design:
                 continue
-            boot_se = (verdict["margin"] - verdict["detectable"]) / (_z(1 - verdict["alpha"]) + Z80)  # its weakest part's
             shares = " / ".join(f"{design['shares'][k]:.2f}" for k in
                                 ("training seeds", "attack seeds", "prompts", "images", "run x prompt"))
             unmeasured = f" (unmeasured: {', '.join(design['unmeasured'])})" if design["unmeasured"] else ""
             factors = " | ".join("> 64" if f is None else f"{f}x"
                                  for f in (design["prompts_for_zero"], design["all_axes_for_zero"]))
             lines.append(f"| {attack} | {name} | {design['weakest']} | "
-                         f"{boot_se:.4f} / {design['se']:.4f} | "
+                         f"{verdict['weakest_se']:.4f} / {design['se']:.4f} | "
                          f"{shares}{unmeasured} | {verdict['detectable']:+.3f} / {design['detectable']:+.3f} | "
                          f"{design['area_only']:+.3f} | "
                          + " | ".join(f"{design['doubled'][a]:+.3f}" for a in AXIS_NAMES)
