@@ -50,6 +50,7 @@ ABLATION = [
     ("+ anchor instead of a hinge: the safety objective after the 4 simulated steps, weight 1", "dev-anchor-3seeds",
      ANCHOR),
     ("+ the anchor, its simulated steps reaching 4 times as far (lr 4e-3)", "dev-anchor-far", f"{ANCHOR}/attack_sim_lr=0.004"),
+    ("+ the anchor, 8 simulated steps instead of 4", "dev-anchor8", ANCHOR.replace("attack_sim_steps=4", "attack_sim_steps=8")),
 ]
 
 

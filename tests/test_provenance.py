@@ -31,6 +31,7 @@ DROP100 = f"{DROP}/harm_weight=100"  # the weight every later screen keeps
 LEVEL = f"{FORGET}/harm_margin=0.15/attack_sim_steps=4/attack_sim=lora/attack_sim_optimizer=adam"
 # the safety objective after the same simulation instead of a hinge: pulled to the model's own empty prompt
 ANCHOR = DROP.replace("tamper=drop", "tamper=anchor")
+ANCHOR8 = ANCHOR.replace("attack_sim_steps=4", "attack_sim_steps=8")  # the anchor with twice the simulated steps
 
 
 def _worst_curve(row: dict) -> list:
@@ -488,7 +489,7 @@ def test_defence_ablation_table_is_what_the_stored_screens_render():
             intervals.append((low, high))
     text, excluding = _prose(ROOT / "docs" / "results" / "defence.md"), sum(high < 0 or low > 0 for low, high in intervals)
     assert f"With {len(intervals)} such intervals" in text
-    assert f"{['none', 'one', 'two', 'three', 'four'][excluding]} of the {len(intervals)} paired intervals exclude 0" in text
+    assert f"{['none', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight'][excluding]} of the {len(intervals)} paired intervals exclude 0" in text
 
 
 def _landscape() -> dict:
@@ -934,9 +935,10 @@ def test_defence_page_and_readme_quote_the_safety_objective_after_the_attack():
     for attack in ("lora-r4", "full"):  # "ends below the forget row of its seed under both attacks"
         assert curve(attack, anchor)[-1] < curve(attack, FORGET)[-1]
     every = _ablation_rows()
-    rows = [row.verdict("lora-r4", model) for row, model in every if model != anchor]
+    then = every[:[model for _, model in every].index(anchor)]  # "of any row then": the rows screened before it
+    rows = [row.verdict("lora-r4", model) for row, model in then]
     mine = screen.verdict("lora-r4", anchor)
-    assert len(rows) == len(every) - 1
+    assert len(rows) == 11
     assert mine["area_difference"] < min(row["area_difference"] for row in rows)  # "the lowest area excess"
     assert mine["area_upper"] < min(row["area_upper"] for row in rows)  # "and the lowest upper bound"
     _assert_quoted(ROOT / "README.md", [
@@ -968,7 +970,7 @@ def test_defence_page_and_readme_quote_the_anchor_with_three_training_seeds():
         f"{curve('lora-r4', FORGET)[-1]:.3f}, drop hinge at weight 100: {curve('lora-r4', DROP100)[-1]:.3f}, "
         f"never-trained: {curve('lora-r4', 'never-trained')[-1]:.3f}); per training seed {', '.join(at400('lora-r4')[:2])} "
         f"and {at400('lora-r4')[2]}. Area excess {area('lora-r4', anchor)}, against the "
-        f"forget row's {area('lora-r4', FORGET)}: the lowest upper bound of any row of the table, still "
+        f"forget row's {area('lora-r4', FORGET)}: the lowest upper bound of the three-seed rows, still "
         f"{screen.verdict('lora-r4', anchor)['verdict']}.",
         f"Under the full attack it ends at {curve('full', anchor)[-1]:.3f} (forget row: {curve('full', FORGET)[-1]:.3f}, "
         f"never-trained: {curve('full', 'never-trained')[-1]:.3f}); per training seed {', '.join(at400('full')[:2])} and "
@@ -991,13 +993,16 @@ def test_defence_page_and_readme_quote_the_anchor_with_three_training_seeds():
         f"seed 0's lead under the LoRA ({first.curve('lora-r4', anchor)[-1]:.3f} against "
         f"{first.curve('lora-r4', FORGET)[-1]:.3f}) was mostly that seed's.",
         f"the drop hinge's further reach under both attacks (the words broken, clean fidelity "
-        f"{far.q(f'{DROP100}/attack_sim_lr=0.004', 'prompt_fidelity'):.3f}) and sign steps under the full attack "
-        f"(KID x1000 {1000 * sign.q(sign_model, 'kid'):.1f}).",
+        f"{far.q(f'{DROP100}/attack_sim_lr=0.004', 'prompt_fidelity'):.3f}), sign steps under the full attack "
+        f"(KID x1000 {1000 * sign.q(sign_model, 'kid'):.1f}) and the anchor with 8 simulated steps under both (KID "
+        f"x1000 {1000 * _screen('dev-anchor8').q(ANCHOR8, 'kid'):.1f};",
     ])
     excluding = {(model, attack) for row, model in _ablation_rows() if model != FORGET
                  for attack in ("lora-r4", "full") if not _holds_zero(row, model, attack)}
+    # "the drop hinge's further reach under both attacks, sign steps under the full attack and the anchor with 8
+    # simulated steps under both"
     assert excluding == {(f"{DROP100}/attack_sim_lr=0.004", "lora-r4"), (f"{DROP100}/attack_sim_lr=0.004", "full"),
-                         (sign_model, "full")}  # "the drop hinge's further reach under both attacks ... and sign steps under the full"
+                         (sign_model, "full"), (ANCHOR8, "lora-r4"), (ANCHOR8, "full")}
     probe = _landscape()["models"]
     seeds = lambda model: [probe[f"{model}|train{t}"]["captions"] for t in range(3)]  # noqa: E731
     span = lambda values: f"{min(values):.3f}-{max(values):.3f}"  # noqa: E731
@@ -1016,9 +1021,8 @@ def test_defence_page_and_readme_quote_the_anchor_with_three_training_seeds():
     assert abs(q(anchor, "kid") - q(FORGET, "kid")) < q(FORGET, "kid_se")  # "its price is the forget row's"
     others = [(row, model) for row, model in _ablation_rows() if model != anchor]
     bound = lambda row, model, attack: row.verdict(attack, model)["area_upper"]  # noqa: E731
-    assert bound(screen, anchor, "lora-r4") < min(bound(row, m, "lora-r4") for row, m in others)  # "of any row"
-    assert bound(screen, anchor, "full") < min(bound(row, m, "full") for row, m in others  # "of the three-seed rows"
-                                               if row.q(m, "train_seeds") == 3)
+    for attack in ("lora-r4", "full"):  # "the lowest upper bound of the three-seed rows"
+        assert bound(screen, anchor, attack) < min(bound(row, m, attack) for row, m in others if row.q(m, "train_seeds") == 3)
     readme = (f"rank-4 LoRA ends at {curve('lora-r4', anchor)[-1]:.3f} and the full attack at "
               f"{curve('full', anchor)[-1]:.3f} (forget row: {curve('lora-r4', FORGET)[-1]:.3f} and "
               f"{curve('full', FORGET)[-1]:.3f}), at the forget row's price, still "
@@ -1067,6 +1071,37 @@ def test_defence_page_and_readme_quote_the_anchor_with_the_further_reach():
         f"and {at('never-trained', 'empty'):.3f}), and four simulated steps lower it by {at(far, 'captions', 'drop'):.3f}.",
     ])
 
+
+
+def test_defence_page_and_readme_quote_the_anchor_with_eight_simulated_steps():
+    screen = _one_seed_screen("dev-anchor8", ANCHOR, ANCHOR8)
+    curve, area, q = screen.curve, screen.area, screen.q
+    paired = lambda baseline, attack: _renderer("render_benchmark_docs").paired(screen.stored, ANCHOR8, baseline, attack)  # noqa: E731
+    _assert_quoted(ROOT / "docs" / "results" / "defence.md", [
+        f"Before any attack {curve('lora-r4', ANCHOR8)[0]:.3f} of the harmful prompts and "
+        f"{screen.clean('lora-r4', ANCHOR8)[0]:.3f} of the clean prompts draw the star (the anchor at 4 steps, same seed: "
+        f"{curve('lora-r4', ANCHOR)[0]:.3f} and {screen.clean('lora-r4', ANCHOR)[0]:.3f}).",
+        f"Under the rank-4 LoRA it ends at {curve('lora-r4', ANCHOR8)[-1]:.3f} at step 400, as the anchor at 4 steps of "
+        f"the same seed did ({curve('lora-r4', ANCHOR)[-1]:.3f}; forget row: {curve('lora-r4', FORGET)[-1]:.3f}), "
+        f"{screen.verdict('lora-r4', ANCHOR8)['verdict']} (area excess {area('lora-r4', ANCHOR8)}). Under the full "
+        f"attack it ends at {curve('full', ANCHOR8)[-1]:.3f} (the anchor: {curve('full', ANCHOR)[-1]:.3f}; forget row: "
+        f"{curve('full', FORGET)[-1]:.3f}; never-trained: {curve('full', 'never-trained')[-1]:.3f}), "
+        f"{screen.verdict('full', ANCHOR8)['verdict']} (area {area('full', ANCHOR8)}).",
+        f"Paired against the anchor at 4 steps of the same seed: {paired_cell(paired(ANCHOR, 'lora-r4'))} under the "
+        f"LoRA and {paired_cell(paired(ANCHOR, 'full'))} under the full attack: the same curves. Against the forget "
+        f"row of its seed both intervals exclude 0 ({paired_cell(paired(FORGET, 'lora-r4'))} and "
+        f"{paired_cell(paired(FORGET, 'full'))})",
+        f"KID x1000 {screen.kid(ANCHOR8)} against the anchor's {screen.kid(ANCHOR)} of the same seed; clean fidelity "
+        f"{q(ANCHOR8, 'prompt_fidelity'):.3f} (the anchor: {q(ANCHOR, 'prompt_fidelity'):.3f}).",
+        f"draws the curves of the anchor at 4 steps of its seed at a higher KID ({1000 * q(ANCHOR8, 'kid'):.1f}).",
+    ])
+    for attack in ("lora-r4", "full"):  # "the same curves"; "both intervals exclude 0"
+        same, below = paired(ANCHOR, attack), paired(FORGET, attack)
+        assert same["area_lower"] < 0 < same["area_upper"] and below["area_upper"] < 0
+    assert q(ANCHOR8, "kid") - q(ANCHOR, "kid") > q(ANCHOR, "kid_se") + q(ANCHOR8, "kid_se")  # "costs image quality"
+    _assert_quoted(ROOT / "README.md", [
+        f"With 8 simulated steps instead of 4 (one seed) its paired intervals against the anchor of its seed hold 0 "
+        f"under both attacks, at a higher KID (x1000 {1000 * q(ANCHOR8, 'kid'):.1f} against {1000 * q(ANCHOR, 'kid'):.1f})."])
 
 
 def test_the_protocol_quotes_what_a_larger_design_buys():

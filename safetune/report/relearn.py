@@ -184,8 +184,8 @@ def design_table(summary: dict, attacks: list[str]) -> list[str]:
              "training seeds: one pretrained model), and the factor of the prompts alone (no new run: only more "
              "images to sample and score) and of all four axes together at which a model identical to the "
              "reference would pass with 80% power ('> 64': not within 64).", "",
-             "| attack | model | weakest part (predicted) | its SE: bootstrap / predicted | variance: training seeds / attack seeds / "
-             "prompts / images / run x prompt | detectable: bootstrap / predicted | area alone | "
+             "| attack | model | weakest part (predicted) | its SE: bootstrap / predicted | variance: training seeds / "
+             "attack seeds / prompts / images / run x prompt | detectable: bootstrap / predicted | area alone | "
              + " | ".join(f"2x {AXIS_NAMES[a]}" for a in AXIS_NAMES) + " | prompts alone, for 0 | all axes, for 0 |",
              "|---|---|---|---|---|---|---:|" + "---:|" * len(AXIS_NAMES) + "---:|---:|"]
     for attack in attacks:
