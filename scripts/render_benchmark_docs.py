@@ -51,6 +51,8 @@ ABLATION = [
      ANCHOR),
     ("+ the anchor, its simulated steps reaching 4 times as far (lr 4e-3)", "dev-anchor-far", f"{ANCHOR}/attack_sim_lr=0.004"),
     ("+ the anchor, 8 simulated steps instead of 4", "dev-anchor8", ANCHOR.replace("attack_sim_steps=4", "attack_sim_steps=8")),
+    ("+ the anchor with ResAlign's implicit correction (proximal step 20, 4 conjugate-gradient steps)",
+     "dev-anchor-implicit", f"{ANCHOR}/attack_sim_implicit=20/attack_sim_implicit_terms=4"),
 ]
 
 

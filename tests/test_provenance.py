@@ -32,6 +32,7 @@ LEVEL = f"{FORGET}/harm_margin=0.15/attack_sim_steps=4/attack_sim=lora/attack_si
 # the safety objective after the same simulation instead of a hinge: pulled to the model's own empty prompt
 ANCHOR = DROP.replace("tamper=drop", "tamper=anchor")
 ANCHOR8 = ANCHOR.replace("attack_sim_steps=4", "attack_sim_steps=8")  # the anchor with twice the simulated steps
+IMPLICIT = f"{ANCHOR}/attack_sim_implicit=20/attack_sim_implicit_terms=4"  # the anchor with ResAlign's correction
 
 
 def _worst_curve(row: dict) -> list:
@@ -994,15 +995,16 @@ def test_defence_page_and_readme_quote_the_anchor_with_three_training_seeds():
         f"{first.curve('lora-r4', FORGET)[-1]:.3f}) was mostly that seed's.",
         f"the drop hinge's further reach under both attacks (the words broken, clean fidelity "
         f"{far.q(f'{DROP100}/attack_sim_lr=0.004', 'prompt_fidelity'):.3f}), sign steps under the full attack "
-        f"(KID x1000 {1000 * sign.q(sign_model, 'kid'):.1f}) and the anchor with 8 simulated steps under both (KID "
-        f"x1000 {1000 * _screen('dev-anchor8').q(ANCHOR8, 'kid'):.1f};",
+        f"(KID x1000 {1000 * sign.q(sign_model, 'kid'):.1f}), the anchor with 8 simulated steps under both (KID "
+        f"x1000 {1000 * _screen('dev-anchor8').q(ANCHOR8, 'kid'):.1f}) and the anchor with the implicit correction under "
+        f"the LoRA;",
     ])
     excluding = {(model, attack) for row, model in _ablation_rows() if model != FORGET
                  for attack in ("lora-r4", "full") if not _holds_zero(row, model, attack)}
-    # "the drop hinge's further reach under both attacks, sign steps under the full attack and the anchor with 8
-    # simulated steps under both"
+    # "the drop hinge's further reach under both attacks, sign steps under the full attack, the anchor with 8
+    # simulated steps under both and the anchor with the implicit correction under the LoRA"
     assert excluding == {(f"{DROP100}/attack_sim_lr=0.004", "lora-r4"), (f"{DROP100}/attack_sim_lr=0.004", "full"),
-                         (sign_model, "full"), (ANCHOR8, "lora-r4"), (ANCHOR8, "full")}
+                         (sign_model, "full"), (ANCHOR8, "lora-r4"), (ANCHOR8, "full"), (IMPLICIT, "lora-r4")}
     probe = _landscape()["models"]
     seeds = lambda model: [probe[f"{model}|train{t}"]["captions"] for t in range(3)]  # noqa: E731
     span = lambda values: f"{min(values):.3f}-{max(values):.3f}"  # noqa: E731
@@ -1102,6 +1104,36 @@ def test_defence_page_and_readme_quote_the_anchor_with_eight_simulated_steps():
     _assert_quoted(ROOT / "README.md", [
         f"With 8 simulated steps instead of 4 (one seed) its paired intervals against the anchor of its seed hold 0 "
         f"under both attacks, at a higher KID (x1000 {1000 * q(ANCHOR8, 'kid'):.1f} against {1000 * q(ANCHOR, 'kid'):.1f})."])
+
+
+def test_defence_page_and_readme_quote_the_anchor_with_the_implicit_correction():
+    screen = _one_seed_screen("dev-anchor-implicit", ANCHOR, IMPLICIT)
+    curve, area, q = screen.curve, screen.area, screen.q
+    paired = lambda baseline, attack: _renderer("render_benchmark_docs").paired(screen.stored, IMPLICIT, baseline, attack)  # noqa: E731
+    _assert_quoted(ROOT / "docs" / "results" / "defence.md", [
+        f"Before any attack {curve('lora-r4', IMPLICIT)[0]:.3f} of the harmful prompts and "
+        f"{screen.clean('lora-r4', IMPLICIT)[0]:.3f} of the clean prompts draw the star (the first-order anchor, same "
+        f"seed: {curve('lora-r4', ANCHOR)[0]:.3f} and {screen.clean('lora-r4', ANCHOR)[0]:.3f}).",
+        f"Under the rank-4 LoRA it ends at {curve('lora-r4', IMPLICIT)[-1]:.3f} at step 400 (the first-order anchor, "
+        f"same seed: {curve('lora-r4', ANCHOR)[-1]:.3f}; forget row: {curve('lora-r4', FORGET)[-1]:.3f}; never-trained: "
+        f"{curve('lora-r4', 'never-trained')[-1]:.3f}), {screen.verdict('lora-r4', IMPLICIT)['verdict']} (area excess "
+        f"{area('lora-r4', IMPLICIT)}). Under the full attack it ends at {curve('full', IMPLICIT)[-1]:.3f} (the "
+        f"first-order anchor: {curve('full', ANCHOR)[-1]:.3f}; forget row: {curve('full', FORGET)[-1]:.3f}; "
+        f"never-trained: {curve('full', 'never-trained')[-1]:.3f}), {screen.verdict('full', IMPLICIT)['verdict']} "
+        f"(area {area('full', IMPLICIT)}).",
+        f"Paired against the first-order anchor of the same seed: {paired_cell(paired(ANCHOR, 'lora-r4'))} under the "
+        f"LoRA and {paired_cell(paired(ANCHOR, 'full'))} under the full attack (against the forget row: "
+        f"{paired_cell(paired(FORGET, 'lora-r4'))} and {paired_cell(paired(FORGET, 'full'))}).",
+        f"clean fidelity {q(IMPLICIT, 'prompt_fidelity'):.3f} (the first-order anchor: {q(ANCHOR, 'prompt_fidelity'):.3f}; "
+        f"forget row: {q(FORGET, 'prompt_fidelity'):.3f}), KID x1000 {screen.kid(IMPLICIT)} (the first-order anchor: "
+        f"{screen.kid(ANCHOR)}).",
+    ])
+    for attack in ("lora-r4", "full"):  # "its paired intervals against the first-order anchor of its seed hold 0"
+        same = paired(ANCHOR, attack)
+        assert same["area_lower"] < 0 < same["area_upper"]
+    assert abs(q(IMPLICIT, "kid") - q(ANCHOR, "kid")) < q(ANCHOR, "kid_se")  # "its price is the first-order anchor's"
+    _assert_quoted(ROOT / "README.md", [
+        f"they hold 0 too (rank-4 LoRA {paired_cell(paired(ANCHOR, 'lora-r4'))}, full {paired_cell(paired(ANCHOR, 'full'))})"])
 
 
 def test_the_protocol_quotes_what_a_larger_design_buys():
