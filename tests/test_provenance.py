@@ -501,7 +501,7 @@ def _landscape() -> dict:
 def _screen(name: str) -> SimpleNamespace:
     """A stored dev screen and readers of its rows: each model's worst curve under an attack, its
     verdict, the verdict's area as the prose writes it, its quality, and its KID as the prose writes it;
-    `clean`: the clean-prompt control's curve beside `curve`."""
+    `clean`: the clean-prompt control's curve beside `curve`; `paired`: a model against a baseline."""
     stored = _focused(name)
     summary, quality = stored["summary"], quality_summary(stored)
     verdict = lambda attack, model: summary[attack][model]["verdict"]  # noqa: E731
@@ -512,6 +512,8 @@ def _screen(name: str) -> SimpleNamespace:
         area=lambda attack, model: (f"{verdict(attack, model)['area_difference']:+.3f}, upper "
                                     f"{verdict(attack, model)['area_upper']:+.3f}"),
         q=lambda model, key: quality[model][key],
+        # model against a baseline of the same screen under an attack (the ablation's paired column)
+        paired=lambda model, baseline, attack: _renderer("render_benchmark_docs").paired(stored, model, baseline, attack),
         kid=lambda model: f"{1000 * quality[model]['kid']:.1f} (SE {1000 * quality[model]['kid_se']:.1f})")
 
 
@@ -948,7 +950,7 @@ def test_defence_page_and_readme_quote_the_safety_objective_after_the_attack():
 
 def _holds_zero(row: SimpleNamespace, model: str, attack: str) -> bool:
     """Does the 90% interval of `model`'s area difference against the forget row of its screen hold 0?"""
-    against = _renderer("render_benchmark_docs").paired(row.stored, model, FORGET, attack)
+    against = row.paired(model, FORGET, attack)
     return against["area_lower"] < 0 < against["area_upper"]
 
 
@@ -958,7 +960,7 @@ def test_defence_page_and_readme_quote_the_anchor_with_three_training_seeds():
     stored, cfg, curve, area, q, kid = screen.stored, screen.cfg, screen.curve, screen.area, screen.q, screen.kid
     assert cfg["split"] == "dev" and cfg["train_seeds"] == [0, 1, 2] and q(anchor, "train_seeds") == 3
     assert cfg["models"] == ["never-trained", FORGET, DROP100, anchor]
-    paired = lambda attack: _renderer("render_benchmark_docs").paired(stored, anchor, FORGET, attack)  # noqa: E731
+    paired = functools.partial(screen.paired, anchor, FORGET)
     at400 = lambda attack: [f"{_seed_curve(stored, anchor, t, attack)[-1]:.3f}" for t in (0, 1, 2)]  # noqa: E731
     full = screen.verdict("full", anchor)
     upper = dict(zip(cfg["steps"], full["upper"]))
@@ -1039,7 +1041,7 @@ def test_defence_page_and_readme_quote_the_anchor_with_the_further_reach():
     far = f"{anchor}/attack_sim_lr=0.004"
     screen = _one_seed_screen("dev-anchor-far", anchor, far)
     curve, area, q = screen.curve, screen.area, screen.q
-    paired = lambda baseline, attack: _renderer("render_benchmark_docs").paired(screen.stored, far, baseline, attack)  # noqa: E731
+    paired = functools.partial(screen.paired, far)
     _assert_quoted(ROOT / "docs" / "results" / "defence.md", [
         f"Before any attack {curve('lora-r4', far)[0]:.3f} of the harmful prompts and {screen.clean('lora-r4', far)[0]:.3f} "
         f"of the clean prompts draw the star (forget row, same seed: {curve('lora-r4', FORGET)[0]:.3f} and "
@@ -1074,11 +1076,10 @@ def test_defence_page_and_readme_quote_the_anchor_with_the_further_reach():
     ])
 
 
-
 def test_defence_page_and_readme_quote_the_anchor_with_eight_simulated_steps():
     screen = _one_seed_screen("dev-anchor8", ANCHOR, ANCHOR8)
     curve, area, q = screen.curve, screen.area, screen.q
-    paired = lambda baseline, attack: _renderer("render_benchmark_docs").paired(screen.stored, ANCHOR8, baseline, attack)  # noqa: E731
+    paired = functools.partial(screen.paired, ANCHOR8)
     _assert_quoted(ROOT / "docs" / "results" / "defence.md", [
         f"Before any attack {curve('lora-r4', ANCHOR8)[0]:.3f} of the harmful prompts and "
         f"{screen.clean('lora-r4', ANCHOR8)[0]:.3f} of the clean prompts draw the star (the anchor at 4 steps, same seed: "
@@ -1109,7 +1110,7 @@ def test_defence_page_and_readme_quote_the_anchor_with_eight_simulated_steps():
 def test_defence_page_and_readme_quote_the_anchor_with_the_implicit_correction():
     screen = _one_seed_screen("dev-anchor-implicit", ANCHOR, IMPLICIT)
     curve, area, q = screen.curve, screen.area, screen.q
-    paired = lambda baseline, attack: _renderer("render_benchmark_docs").paired(screen.stored, IMPLICIT, baseline, attack)  # noqa: E731
+    paired = functools.partial(screen.paired, IMPLICIT)
     _assert_quoted(ROOT / "docs" / "results" / "defence.md", [
         f"Before any attack {curve('lora-r4', IMPLICIT)[0]:.3f} of the harmful prompts and "
         f"{screen.clean('lora-r4', IMPLICIT)[0]:.3f} of the clean prompts draw the star (the first-order anchor, same "

@@ -33,11 +33,12 @@ from .verdicts import Curves, area, detectable_excess
 
 @dataclass(frozen=True)
 class Design:
-    """How many of each: training seeds, attack seeds per training seed, prompts, images per prompt."""
-    train_seeds: int
-    attack_seeds: int
-    prompts: int
-    images: int
+    """How many of each: training seeds, attack seeds per training seed, prompts, images per prompt (a
+    planned design may scale them by any factor: a third attack seed is 1.5 times two)."""
+    train_seeds: float
+    attack_seeds: float
+    prompts: float
+    images: float
 
     @classmethod
     def of(cls, curves: Curves) -> "Design":
