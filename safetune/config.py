@@ -242,6 +242,11 @@ class DistillConfig:
                                      "rank 1, 4 or 16, or inversion: the battery's attacks)",
                              choices=("full", "lora", "inversion", "mixed"))
     attack_sim_rank: int = option(4, "rank of the simulated LoRA attack (lora)", min=1, max=1024)
+    attack_sim_steps_max: int = option(0, "> 0: each outer step draws its simulated attack's number of steps "
+                                          "uniformly from attack_sim_steps to this (attack configurations sampled, "
+                                          "as ResAlign and TAR do); 0: always attack_sim_steps", min=0)
+    attack_sim_lr_max: float = option(0.0, "> 0: each outer step draws its simulated attack's lr log-uniformly "
+                                           "from attack_sim_lr to this; 0: always attack_sim_lr", min=0, max=1)
     tamper: str = option("level", "what the hinge bounds: level (the harmful error after the simulated attack is "
                                   "pushed up to harm_margin) or drop (the attack's progress, the error before its "
                                   "steps minus after, is held under harm_margin: a landscape it descends slowly; "

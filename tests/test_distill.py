@@ -494,3 +494,48 @@ def test_the_implicit_correction_reaches_the_defended_weights_on_the_tiny_model(
     assert (un1 - un0).norm() > 1e-3 * un0.norm()  # the correction changes the gradient
     _refused(pipe, DistillConfig(harm_margin=0.001, attack_sim="full", attack_sim_steps=2, attack_sim_implicit=0.5),
              r"attack_sim_implicit=0.5 .*attack_sim=lora \(given: full\).*--set attack_sim=lora")
+
+
+def test_sampled_attack_configurations_span_their_ranges_and_are_what_attacks(pipe):
+    """attack_sim_steps_max / attack_sim_lr_max: each outer step draws its simulated attack's steps
+    (uniform) and lr (log-uniform) from the given ranges, the tamper term attacks with the drawn
+    configuration, and without the options no draw is made (earlier runs' streams unchanged)."""
+    teacher = copy.deepcopy(pipe.unet).requires_grad_(False)
+    fixed = DistillConfig(harm_margin=1e-6, tamper="anchor", attack_sim="lora", attack_sim_steps=2,
+                          attack_sim_lr=1e-4, attack_sim_rank=2, attack_sim_optimizer="adam")
+    sampled = replace(fixed, attack_sim_steps_max=6, attack_sim_lr_max=1e-2)
+    draws = [make_loss(pipe, teacher, sampled)._attack_configuration(step_generator(0, i)) for i in range(400)]
+    steps = torch.tensor([s for s, _, _ in draws])
+    shares = torch.stack([(steps == k).float().mean() for k in range(2, 7)])
+    assert set(steps.tolist()) == {2, 3, 4, 5, 6} and shares.min() > 0.12 and shares.max() < 0.28, shares
+    log_lr = torch.tensor([lr for _, lr, _ in draws]).log10()
+    assert log_lr.min() >= -4 and log_lr.max() <= -2
+    assert log_lr.mean().item() == pytest.approx(-3, abs=0.1)
+    assert log_lr.std().item() == pytest.approx(2 / 12 ** 0.5, rel=0.15)  # uniform over two decades
+
+    gen = step_generator(0, 7)
+    state = gen.get_state()
+    assert make_loss(pipe, teacher, fixed)._attack_configuration(gen) == (2, 1e-4, "adam")
+    assert torch.equal(gen.get_state(), state)
+
+    unet = copy.deepcopy(pipe.unet)
+    prepare_trainable(unet, TrainConfig(mode="full"))
+    drawn_gen = step_generator(0, 7)
+    drawn_steps, drawn_lr, _ = make_loss(pipe, teacher, sampled)._attack_configuration(drawn_gen)
+    assert (drawn_steps, drawn_lr) != (2, 1e-4)
+    loss_fn = make_loss(pipe, teacher, sampled)
+    with_draw = loss_fn._attacked(unet, step_generator(0, 7))[1]
+    assert loss_fn.last["sim_steps"] == drawn_steps and loss_fn.last["sim_lr"] == drawn_lr
+    as_drawn = replace(fixed, attack_sim_steps=drawn_steps, attack_sim_lr=drawn_lr)
+    assert make_loss(pipe, teacher, as_drawn)._attacked(unet, drawn_gen)[1].item() == with_draw.item()
+    unattacked = make_loss(pipe, teacher, replace(fixed, attack_sim_steps=0))._attacked(unet, step_generator(0, 7))
+    assert abs(unattacked[1].item() - with_draw.item()) > 1e-5
+
+
+@pytest.mark.parametrize("option", ["attack_sim_steps_max", "attack_sim_lr_max"])
+def test_a_sampled_range_that_ends_below_its_start_is_refused(pipe, option):
+    below = {"attack_sim_steps_max": 3, "attack_sim_lr_max": 5e-4}[option]  # starts: 4 steps, lr 1e-3
+    config = DistillConfig(harm_margin=0.001, tamper="anchor", attack_sim="lora", attack_sim_steps=4,
+                           **{option: below})
+    name = option.removesuffix("_max")
+    _refused(pipe, config, rf"{option}=.* must be above {name}=.*--set {option} above")

@@ -51,7 +51,9 @@ retraining from scratch at 60-80% of its compute). We adapt both to diffusion mo
    hinge did, nor be met by drawing the concept as the drop hinge was. First-order, as every term
    here, unless attack_sim_implicit > 0 (attack_sim=lora): then the gradient carries ResAlign's
    implicit (Moreau-envelope) correction for the simulated LoRA's own dependence on the defended
-   weights (stages.losses.lora_attacked_error).
+   weights (stages.losses.lora_attacked_error). With attack_sim_steps_max or attack_sim_lr_max each
+   outer step draws its simulated attack's steps or lr from a range (ResAlign and TAR sample attack
+   configurations), so that no single attack size is what the defence learns to meet.
 
 The text encoder is distorted and distilled too (`text_encoder`): a prompt's words that never occur
 in the retain captions (the concept's names and its implicit phrasings alike) get no distillation
@@ -203,7 +205,7 @@ class RetainDistillLoss:
             drawn.append(self._draw_anchor(unet, gen) if cfg.tamper == "anchor" and not drawn else self._draw_harm(gen))
             return drawn[-1]
 
-        steps, lr, optimizer = cfg.attack_sim_steps, cfg.attack_sim_lr, cfg.attack_sim_optimizer
+        steps, lr, optimizer = self._attack_configuration(gen)
         if kind == "full" or not steps:
             after = attacked_error(error, draw, gen, unet, steps, lr, optimizer)
         elif kind == "inversion":
@@ -214,6 +216,20 @@ class RetainDistillLoss:
             after = lora_attacked_error(error, draw, gen, unet, steps, lr, rank, self._attention, optimizer,
                                         cfg.attack_sim_implicit, cfg.attack_sim_implicit_terms, self.last)
         return (error(drawn[0], None) if cfg.tamper == "drop" else None), after
+
+    def _attack_configuration(self, gen) -> tuple[int, float, str]:
+        """The simulated attack's (steps, lr, optimiser): fixed, or drawn per outer step within
+        attack_sim_steps..attack_sim_steps_max and attack_sim_lr..attack_sim_lr_max (log-uniform), so
+        that the defended model meets attacks of every size the battery may bring, not one."""
+        cfg = self.config
+        steps, lr = cfg.attack_sim_steps, cfg.attack_sim_lr
+        if cfg.attack_sim_steps_max > steps:
+            steps += int(batch_randint(cfg.attack_sim_steps_max - steps + 1, 1, gen)[0])
+            self.last["sim_steps"] = float(steps)
+        if cfg.attack_sim_lr_max > lr > 0:
+            lr *= (cfg.attack_sim_lr_max / lr) ** float(batch_rand(1, gen)[0])
+            self.last["sim_lr"] = lr
+        return steps, lr, cfg.attack_sim_optimizer
 
     def _draw_harm(self, gen):
         latents, ids, cond = self.harmful
@@ -258,6 +274,11 @@ def distill_train(pipe, clean: tuple, concepts: list[str], distill, config: Trai
                             f"> 0 ({distill.attack_sim_steps}) and harm_margin > 0 ({distill.harm_margin}): give --set "
                             "attack_sim=lora --set attack_sim_steps=4 --set harm_margin=0.001, or drop "
                             "attack_sim_implicit")
+    for low, high, name in ((distill.attack_sim_steps, distill.attack_sim_steps_max, "attack_sim_steps"),
+                            (distill.attack_sim_lr, distill.attack_sim_lr_max, "attack_sim_lr")):
+        if high and not high > low > 0:
+            raise SafetuneError(f"{name}_max={high} is the top of the range {name} draws from, so it must be above "
+                                f"{name}={low} (> 0): give --set {name}_max above {low}, or drop {name}_max")
     if distill.tamper in ("match", "anchor") and not distill.harm_margin > 0:
         raise SafetuneError(f"tamper={distill.tamper} shapes the tamper term, which is off without harm_margin > 0 "
                             f"({distill.harm_margin}): give --set harm_margin=0.001 (and --harmful-data), or drop "
