@@ -120,6 +120,9 @@ def test_readme_sentences_on_the_benchmark_quote_the_stored_numbers():
     quality = quality_summary(_stored_benchmark())
     verdict = lambda attack, model: summary[attack][model]["verdict"]  # noqa: E731
 
+    def relearn_interval(attack, model):  # its 95% interval, both ends within the steps
+        return ", ".join(f"{float(x):.0f}" for x in verdict(attack, model)["steps_to_relearn"]["model"]["ci95"])
+
     def verdicts(model):  # under full, lora-r4, inversion, retain, benign
         return [verdict(a, model)["verdict"] for a in ("full", "lora-r4", "inversion", "retain", "benign")]
 
@@ -144,17 +147,26 @@ def test_readme_sentences_on_the_benchmark_quote_the_stored_numbers():
         f"in {steps('full', 'esd')} steps, a rank-4 LoRA in {steps('lora-r4', 'esd')} (never-trained: not within 400)":
             summary["lora-r4"]["never-trained"]["verdict"]["steps_to_relearn"]["model"]["point"] == "inf",
         f"brings it to {last('inversion', 'esd')[-1]:.2f} through one new token": True,
-        f"it fades from {last('retain', 'esd')[0]:.2f} to {last('retain', 'esd')[-1]:.2f}": True,
+        f"it fades from {last('retain', 'esd')[0]:.2f} to {last('retain', 'esd')[-1]:.2f} (INCONCLUSIVE, as under benign "
+        f"fine-tuning: before any attack its three training seeds draw the star on different shares of the prompts, "
+        f"step 0's bound {verdict('retain', 'esd')['upper'][0]:+.3f})":
+            verdicts("esd") == ["INFERIOR"] * 3 + ["INCONCLUSIVE"] * 2
+            and verdict("retain", "esd")["upper"][0] == verdict("benign", "esd")["upper"][0] > 0.05
+            and _stored_benchmark()["config"]["train_seeds"] == [0, 1, 2],
         f"ESD-x is {quality['esd']['distance']:.3f} of the original's weight norm away and the star is back to "
         f"{quality['esd']['line']['0.75']:.2f} at a = 0.75; `dd` is {quality['dd']['distance']:.2f} away with "
         f"{quality['dd']['line']['0.75']:.2f} there": True,
         f"({last('full', 'never-trained', 'clean_curve')[-1]:.2f} and {last('full', 'dd', 'clean_curve')[-1]:.2f} "
         "at step 400)": True,
-        f"INFERIOR under the full attack ({steps('full', 'uce')} steps), the rank-4 LoRA ({steps('lora-r4', 'uce')}) "
-        f"and concept inversion (area {verdict('inversion', 'uce')['area_difference']:+.3f}), INCONCLUSIVE under "
-        f"retain-only and benign fine-tuning; clean fidelity {quality['uce']['prompt_fidelity']:.3f}, KID x1000 "
-        f"{1000 * quality['uce']['kid']:.0f}":
-            verdicts("uce") == ["INFERIOR"] * 3 + ["INCONCLUSIVE"] * 2,
+        f"INFERIOR under the rank-4 LoRA ({steps('lora-r4', 'uce')} steps) and concept inversion (area "
+        f"{verdict('inversion', 'uce')['area_difference']:+.3f}). Under the full attack it relearns in "
+        f"{steps('full', 'uce')} steps (never-trained: {steps('full', 'never-trained')}), but its two attack seeds "
+        f"disagree (steps to relearn [{relearn_interval('full', 'uce')}]) and two seeds give the verdict's moment bound "
+        f"about one degree of freedom: INCONCLUSIVE (area {verdict('full', 'uce')['area_difference']:+.3f}, upper "
+        f"{verdict('full', 'uce')['area_upper']:+.3f}), as under retain-only and benign fine-tuning; clean fidelity "
+        f"{quality['uce']['prompt_fidelity']:.3f}, KID x1000 {1000 * quality['uce']['kid']:.0f}":
+            verdicts("uce") == ["INCONCLUSIVE", "INFERIOR", "INFERIOR", "INCONCLUSIVE", "INCONCLUSIVE"]
+            and verdict("full", "uce")["weakest_df"] < 1.5,
         f"draws the star on {last('full', 'np')[0]:.3f} of the test prompts before any attack, above the 0.5 line "
         f"already, and is INFERIOR under every attack of the battery; concept inversion's new token is a word the "
         f"negative prompt does not name: {last('inversion', 'np')[-1]:.3f} at step 400":
@@ -162,12 +174,14 @@ def test_readme_sentences_on_the_benchmark_quote_the_stored_numbers():
         f"Diffusion** (`sld`, its medium setting) is the same: {last('full', 'sld')[0]:.3f} before any attack, "
         f"INFERIOR under every attack, {last('inversion', 'sld')[-1]:.3f} at step 400 of concept inversion":
             {summary[a]["sld"]["verdict"]["verdict"] for a in summary} == {"INFERIOR"} and last("full", "sld")[0] > 0.5,
-        f"seed) is no harder to relearn: INFERIOR under the full attack ({steps('full', 'rece')} steps), the rank-4 "
-        f"LoRA ({steps('lora-r4', 'rece')}) and concept inversion (area "
-        f"{verdict('inversion', 'rece')['area_difference']:+.3f}), INCONCLUSIVE under retain-only and benign "
-        f"fine-tuning, and it pays in quality: clean fidelity {quality['rece']['prompt_fidelity']:.3f}, KID x1000 "
-        f"{1000 * quality['rece']['kid']:.0f}":
-            verdicts("rece") == ["INFERIOR"] * 3 + ["INCONCLUSIVE"] * 2,
+        f"seed) is no harder to relearn: INFERIOR under the rank-4 LoRA ({steps('lora-r4', 'rece')} steps) and concept "
+        f"inversion (area {verdict('inversion', 'rece')['area_difference']:+.3f}); under the full attack it relearns "
+        f"in {steps('full', 'rece')} steps, INCONCLUSIVE for the same reason (area "
+        f"{verdict('full', 'rece')['area_difference']:+.3f}, upper {verdict('full', 'rece')['area_upper']:+.3f}), as "
+        f"under retain-only and benign fine-tuning, and it pays in quality: clean fidelity "
+        f"{quality['rece']['prompt_fidelity']:.3f}, KID x1000 {1000 * quality['rece']['kid']:.0f}":
+            verdicts("rece") == ["INCONCLUSIVE", "INFERIOR", "INFERIOR", "INCONCLUSIVE", "INCONCLUSIVE"]
+            and verdict("full", "rece")["weakest_df"] < 1.5,
         f"INFERIOR under the full attack ({steps('full', 'ca')} steps) and the rank-4 LoRA ({steps('lora-r4', 'ca')}), "
         f"though before any attack it draws no star ({last('full', 'ca')[0]:.3f} on the test prompts); concept "
         f"inversion brings it to {last('inversion', 'ca')[-1]:.3f} at step 400 and the verdict is INCONCLUSIVE (area "
@@ -179,15 +193,18 @@ def test_readme_sentences_on_the_benchmark_quote_the_stored_numbers():
         f"NON-INFERIOR under concept inversion (area {verdict('inversion', 'salun')['area_difference']:+.3f}, upper "
         f"{verdict('inversion', 'salun')['area_upper']:+.3f}; {last('inversion', 'salun')[-1]:.3f} at step 400), but a "
         f"weight attack does, as fast as on ESD-x: INFERIOR under the full attack ({steps('full', 'salun')} steps) and "
-        f"the rank-4 LoRA ({steps('lora-r4', 'salun')}); INCONCLUSIVE under retain-only and benign fine-tuning, and it "
-        f"learns the new shape no worse than the never-trained model (NON-INFERIOR; "
-        f"{learn['salun']['learned_curve'][-1]:.3f} of the plus images at step 400). Its price: clean fidelity "
+        f"the rank-4 LoRA ({steps('lora-r4', 'salun')}); INCONCLUSIVE under retain-only and benign fine-tuning, and on "
+        f"the new shape it is not shown to learn worse than the never-trained model, nor as well (INCONCLUSIVE, area "
+        f"{learn['salun']['learnability_verdict']['area_difference']:+.3f}, upper "
+        f"{learn['salun']['learnability_verdict']['area_upper']:+.3f}, step 400's bound "
+        f"{learn['salun']['learnability_verdict']['upper'][-1]:+.3f}; {learn['salun']['learned_curve'][-1]:.3f} of "
+        f"the plus images at step 400). Its price: clean fidelity "
         f"{quality['salun']['prompt_fidelity']:.3f}, KID x1000 {1000 * quality['salun']['kid']:.0f}; its weights are "
         f"{quality['salun']['distance']:.3f} of the original's norm away, and halfway back to the original (a = 0.5) "
         f"the line draws the star on {quality['salun']['line']['0.5']:.2f} of the prompts, where MACE's draws it on "
         f"{quality['mace']['line']['0.5']:.2f}":
             verdicts("salun") == ["INFERIOR"] * 2 + ["NON-INFERIOR"] + ["INCONCLUSIVE"] * 2
-            and learn["salun"]["learnability_verdict"]["verdict"] == "NON-INFERIOR",
+            and learn["salun"]["learnability_verdict"]["verdict"] == "INCONCLUSIVE",
         f"is dormant: INFERIOR under the full attack ({steps('full', 'mace')} steps), the rank-4 LoRA "
         f"({steps('lora-r4', 'mace')}) and concept inversion ({last('inversion', 'mace')[-1]:.3f} at step 400, area "
         f"{verdict('inversion', 'mace')['area_difference']:+.3f}); NON-INFERIOR under retain-only fine-tuning (area "
@@ -217,12 +234,14 @@ def test_readme_sentences_on_the_benchmark_quote_the_stored_numbers():
         f"they draw it on {last('benign', 'lt')[1]:.3f} and {last('benign', 'ng')[1]:.3f} of the star prompts at step 20 "
         f"while their clean prompts draw none ({max(last('benign', 'lt', 'clean_curve')[1:] + last('benign', 'ng', 'clean_curve')[1:]):.3f}; "
         f"INFERIOR, area {verdict('benign', 'lt')['area_difference']:+.3f} and {verdict('benign', 'ng')['area_difference']:+.3f}), "
-        f"and fine-tuning on concept-free data does too (INFERIOR; NG at {last('retain', 'ng')[-1]:.3f} by step 400). "
+        f"and fine-tuning on concept-free data does too (NG INFERIOR, at {last('retain', 'ng')[-1]:.3f} by step 400; LT "
+        f"INCONCLUSIVE, area {verdict('retain', 'lt')['area_difference']:+.3f}, upper "
+        f"{verdict('retain', 'lt')['area_upper']:+.3f}). "
         f"Concept inversion's new token draws nothing on LT (NON-INFERIOR) and little on NG "
         f"({last('inversion', 'ng')[-1]:.3f} at step 400, INCONCLUSIVE). The price: LT clean fidelity "
         f"{quality['lt']['prompt_fidelity']:.3f}, KID x1000 {1000 * quality['lt']['kid']:.0f}; NG "
         f"{quality['ng']['prompt_fidelity']:.3f} and {1000 * quality['ng']['kid']:.0f}, the battery's worst":
-            verdicts("lt") == ["INFERIOR", "INFERIOR", "NON-INFERIOR", "INFERIOR", "INFERIOR"]
+            verdicts("lt") == ["INFERIOR", "INFERIOR", "NON-INFERIOR", "INCONCLUSIVE", "INFERIOR"]
             and verdicts("ng") == ["INFERIOR", "INFERIOR", "INCONCLUSIVE", "INFERIOR", "INFERIOR"]
             and max(last("inversion", "lt")) == 0
             and sorted(summary["benign"], key=lambda m: verdict("benign", m)["area_difference"]
@@ -263,7 +282,6 @@ def test_readme_sentences_on_the_benchmark_quote_the_stored_numbers():
     }
     for sentence, holds in quoted.items():
         assert holds and " ".join(sentence.split()) in text, sentence
-    assert {summary[a]["esd"]["verdict"]["verdict"] for a in summary} == {"INFERIOR"}  # "each verdict INFERIOR"
     detectable = [summary[a]["esd"]["verdict"]["detectable"] for a in summary]
     assert f"(detectable excess {max(detectable):.2f} to {min(detectable):.2f} for ESD-x" in text
     agreements = [r["cross_check"]["agreement"] for a in summary for m, r in summary[a].items()
@@ -411,16 +429,18 @@ def test_readme_quotes_the_battery_s_other_attacks():
         f"the higher the rank, the sooner). The never-trained model needs "
         f"{steps('full-te', 'never-trained')} steps under `full-te` and draws the star on "
         f"{last('lora-r1', 'never-trained'):.3f} and {last('lora-r16', 'never-trained'):.3f} of the prompts at step "
-        f"400 of the two LoRAs. `dd` is NON-INFERIOR under `full-te` ({steps('full-te', 'dd')} steps; area "
-        f"{verdict('full-te', 'dd')['area_difference']:+.3f}, upper {verdict('full-te', 'dd')['area_upper']:+.3f}) and "
-        f"INCONCLUSIVE under both LoRAs (area {verdict('lora-r1', 'dd')['area_difference']:+.3f} and "
-        f"{verdict('lora-r16', 'dd')['area_difference']:+.3f}; {last('lora-r1', 'dd'):.3f} and "
-        f"{last('lora-r16', 'dd'):.3f} at step 400). With its unseen words forgotten it is NON-INFERIOR under "
-        f"`full-te` ({steps('full-te', FORGET)} steps) and the rank-1 LoRA (area "
-        f"{verdict('lora-r1', FORGET)['area_difference']:+.3f}, upper {verdict('lora-r1', FORGET)['area_upper']:+.3f}) "
-        f"and INCONCLUSIVE under rank 16 (area {verdict('lora-r16', FORGET)['area_difference']:+.3f}, step 400's bound "
-        f"{verdict('lora-r16', FORGET)['upper'][-1]:.3f}); asked again with a third attack seed at level 0.0166 "
-        f"(above), those two NON-INFERIOR verdicts do not hold: both become INCONCLUSIVE. LT and NG are INFERIOR under "
+        f"400 of the two LoRAs. `dd` relearns slower under `full-te` ({steps('full-te', 'dd')} steps; area "
+        f"{verdict('full-te', 'dd')['area_difference']:+.3f}, upper {verdict('full-te', 'dd')['area_upper']:+.3f}) "
+        f"but step 20's bound is {verdict('full-te', 'dd')['upper'][1]:+.3f}: INCONCLUSIVE, as under both LoRAs (area "
+        f"{verdict('lora-r1', 'dd')['area_difference']:+.3f} and {verdict('lora-r16', 'dd')['area_difference']:+.3f}; "
+        f"{last('lora-r1', 'dd'):.3f} and {last('lora-r16', 'dd'):.3f} at step 400). With its unseen words forgotten "
+        f"it is the same: INCONCLUSIVE under `full-te` ({steps('full-te', FORGET)} steps; step 20's bound "
+        f"{verdict('full-te', FORGET)['upper'][1]:+.3f}), the rank-1 LoRA (area "
+        f"{verdict('lora-r1', FORGET)['area_difference']:+.3f}, upper {verdict('lora-r1', FORGET)['area_upper']:+.3f}; "
+        f"step 400's bound {verdict('lora-r1', FORGET)['upper'][-1]:+.3f}) and rank 16 (area "
+        f"{verdict('lora-r16', FORGET)['area_difference']:+.3f}, step 400's bound "
+        f"{verdict('lora-r16', FORGET)['upper'][-1]:+.3f}); a third attack seed at level 0.0166 (above) does not "
+        f"settle the first two either. LT and NG are INFERIOR under "
         f"both LoRAs (half the prompts in {steps('lora-r1', 'lt')} and {steps('lora-r1', 'ng')} steps at rank 1, "
         f"{steps('lora-r16', 'lt')} and {steps('lora-r16', 'ng')} at rank 16) and INCONCLUSIVE under `full-te` "
         f"({steps('full-te', 'lt')} and {steps('full-te', 'ng')} steps against the never-trained model's "
@@ -428,8 +448,9 @@ def test_readme_quotes_the_battery_s_other_attacks():
         f"{verdict('full-te', 'ng')['area_difference']:+.3f})")
     assert [verdict(a, m)["verdict"] for m in ("lt", "ng") for a in cfg["attacks"]] == ["INCONCLUSIVE", "INFERIOR",
                                                                                        "INFERIOR"] * 2
-    assert [verdict(a, "dd")["verdict"] for a in cfg["attacks"]] == ["NON-INFERIOR", "INCONCLUSIVE", "INCONCLUSIVE"]
-    assert [verdict(a, FORGET)["verdict"] for a in cfg["attacks"]] == ["NON-INFERIOR", "NON-INFERIOR", "INCONCLUSIVE"]
+    assert [verdict(a, m)["verdict"] for m in ("dd", FORGET) for a in cfg["attacks"]] == ["INCONCLUSIVE"] * 6
+    assert all(verdict("full-te", m)["area_upper"] < 0 and max(verdict("full-te", m)["upper"]) ==
+               verdict("full-te", m)["upper"][1] > cfg["margin"] for m in ("dd", FORGET))  # only step 20 fails
     stricter = _focused("forget-3x3")["summary"]  # the third look
     assert {stricter[a][FORGET]["verdict"]["verdict"] for a in ("full-te", "lora-r1")} == {"INCONCLUSIVE"}
     assert sentence in _prose(ROOT / "README.md"), sentence
@@ -854,14 +875,16 @@ def test_defence_page_and_readme_quote_the_further_reach_with_its_gradient_in_th
         f"it ends at {curve('full', kept)[-1]:.3f} (with the text encoder: {curve('full', far)[-1]:.3f}; the same hinge "
         f"at the attack's lr: {near.curve('full', near_model)[-1]:.3f}; forget row: {curve('full', FORGET)[-1]:.3f}; "
         f"never-trained: {curve('full', 'never-trained')[-1]:.3f}), area {area('full', kept)}, {full['verdict']}: its "
-        f"bound is {full['upper'][0]:+.3f} at step 0 and {full['upper'][1]:+.3f} at step 20.",
+        f"bound is {full['upper'][0]:+.3f} at step 0, {full['upper'][1]:+.3f} at step 20 and {full['upper'][-1]:+.3f} "
+        f"at step 400.",
         f"{curve('full', kept)[0]:.3f} of the harmful prompts and {screen.clean('full', kept)[0]:.3f} of the clean prompts "
         f"before any attack.",
         f"It costs: clean fidelity {q(kept, 'prompt_fidelity'):.3f} (the same hinge at the attack's lr: "
         f"{near.q(near_model, 'prompt_fidelity'):.3f}), KID x1000 {screen.kid(kept)}, the highest of any row of the "
         f"ablation table.",
     ])
-    assert max(full["upper"][:2]) > cfg["margin"] > max(full["upper"][2:])  # the bound fails at steps 0 and 20 only
+    # the bound fails at steps 0, 20 and 400 only
+    assert min(full["upper"][:2] + full["upper"][-1:]) > cfg["margin"] > max(full["upper"][2:-1])
     assert screen.clean("full", kept)[0] >= curve("full", kept)[0]  # "its clean prompts draw the star as often"
     rows = _ablation_rows()  # "the highest (KID) of any row of the ablation table"
     kids = {model: row.q(model, "kid") for row, model in rows}
@@ -990,23 +1013,21 @@ def test_defence_page_and_readme_quote_the_anchor_with_three_training_seeds():
         f"is no different for the forget row ({forget3x3['lora-r4'][FORGET]['verdict']['detectable']:+.3f} and "
         f"{forget3x3['full'][FORGET]['verdict']['detectable']:+.3f},",
     ])
-    first, far, sign = _screen("dev-anchor"), _screen("dev-simlr"), _screen("dev-drop-sign")
+    first, sign = _screen("dev-anchor"), _screen("dev-drop-sign")
     sign_model = f"{DROP.removesuffix('/attack_sim_optimizer=adam')}/harm_weight=100"
     _assert_quoted(ROOT / "docs" / "results" / "defence.md", [
         f"seed 0's lead under the LoRA ({first.curve('lora-r4', anchor)[-1]:.3f} against "
         f"{first.curve('lora-r4', FORGET)[-1]:.3f}) was mostly that seed's.",
-        f"the drop hinge's further reach under both attacks (the words broken, clean fidelity "
-        f"{far.q(f'{DROP100}/attack_sim_lr=0.004', 'prompt_fidelity'):.3f}), sign steps under the full attack "
+        f"one seed: sign steps under the full attack "
         f"(KID x1000 {1000 * sign.q(sign_model, 'kid'):.1f}), the anchor with 8 simulated steps under both (KID "
         f"x1000 {1000 * _screen('dev-anchor8').q(ANCHOR8, 'kid'):.1f}) and the anchor with the implicit correction under "
         f"the LoRA;",
     ])
     excluding = {(model, attack) for row, model in _ablation_rows() if model != FORGET
                  for attack in ("lora-r4", "full") if not _holds_zero(row, model, attack)}
-    # "the drop hinge's further reach under both attacks, sign steps under the full attack, the anchor with 8
-    # simulated steps under both and the anchor with the implicit correction under the LoRA"
-    assert excluding == {(f"{DROP100}/attack_sim_lr=0.004", "lora-r4"), (f"{DROP100}/attack_sim_lr=0.004", "full"),
-                         (sign_model, "full"), (ANCHOR8, "lora-r4"), (ANCHOR8, "full"), (IMPLICIT, "lora-r4")}
+    # "sign steps under the full attack, the anchor with 8 simulated steps under both and the anchor with the
+    # implicit correction under the LoRA"
+    assert excluding == {(sign_model, "full"), (ANCHOR8, "lora-r4"), (ANCHOR8, "full"), (IMPLICIT, "lora-r4")}
     probe = _landscape()["models"]
     seeds = lambda model: [probe[f"{model}|train{t}"]["captions"] for t in range(3)]  # noqa: E731
     span = lambda values: f"{min(values):.3f}-{max(values):.3f}"  # noqa: E731
@@ -1143,7 +1164,6 @@ def test_the_protocol_quotes_what_a_larger_design_buys():
     third attack seed buys more than twice the prompts, and the bootstrap's shortfall where 2 attack seeds
     carry the variance."""
     from safetune.evaluation.power import plan
-    from safetune.evaluation.verdicts import normal_quantile
     from safetune.studies.relearn_summary import curves_of
 
     battery, forget = _stored_benchmark(), _focused("forget-3x3")
@@ -1156,7 +1176,8 @@ def test_the_protocol_quotes_what_a_larger_design_buys():
         f"would detect {f['lora-r4']['design']['area_only']:+.3f} under the rank-4 LoRA and "
         f"{f['full']['design']['area_only']:+.3f} under the full attack, where the test as specified detects "
         f"{f['lora-r4']['design']['detectable']:+.3f} and {f['full']['design']['detectable']:+.3f} (predicted; "
-        f"the bootstrap: {f['lora-r4']['verdict']['detectable']:+.3f} and {f['full']['verdict']['detectable']:+.3f})",
+        f"the verdict's, t tails on its seeds' degrees of freedom: {f['lora-r4']['verdict']['detectable']:+.3f} and "
+        f"{f['full']['verdict']['detectable']:+.3f})",
         f"all four axes together {f['full']['design']['all_axes_for_zero']} times",
         f"{f['lora-r4']['design']['prompts_for_zero']} times the prompts "
         f"({f['lora-r4']['design']['prompts_for_zero'] * len(forget['prompts'])})"]
@@ -1174,17 +1195,14 @@ def test_the_protocol_quotes_what_a_larger_design_buys():
                 third_seed_wins.append((attack, name))
             design, verdict = row["design"], row["verdict"]
             if design["shares"]["attack seeds"] > 0.8:
-                z = normal_quantile(1 - verdict["alpha"] / len(verdict["difference"]))  # Bonferroni over the steps
-                stands = any(d - z * part.se(pl.model, pl.reference) > verdict["margin"]
-                             for d, part in zip(verdict["difference"], pl.parts[1:]))
-                shortfall.append((name, design["shares"]["attack seeds"], verdict["weakest_se"] / design["se"],
-                                  verdict["verdict"], stands))
+                shortfall.append((name, design["shares"]["attack seeds"],
+                                  verdict["weakest_bootstrap_se"] / design["se"], verdict["verdict"]))
     assert cfg["attack_seeds"] == [100, 101] and len(battery["prompts"]) == 40
     assert sorted(third_seed_wins) == sorted([("full", m) for m in ("uce", "rece", "np", "sld", "lt")] +
                                              [("lora-r4", "lt")])
     fragments.append(f"in {28 - len(third_seed_wins)} of the 28 comparisons")
     assert [s[0] for s in shortfall] == ["uce", "rece", "np"]
-    assert all(s[3] == "INFERIOR" and s[4] for s in shortfall)  # and it stands with the predicted SE
+    assert [s[3] for s in shortfall] == ["INCONCLUSIVE", "INCONCLUSIVE", "INFERIOR"]  # with the moment bound
     shares, ratios = [s[1] for s in shortfall], [s[2] for s in shortfall]
     fragments += [f"({min(shares):.2f}-{max(shares):.2f} of the variance from 2 attack seeds)",
                   f"bootstrap's SE is {min(ratios):.2f}-{max(ratios):.2f} of the prediction"]

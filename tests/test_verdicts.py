@@ -1,10 +1,10 @@
 """The relearning verdicts can fail: non-inferiority rejects a model 0.10 worse at every step and
 accepts one drawn like the reference; the cluster bootstrap covers a known rate; steps to relearn
-are interpolated and get an interval."""
+are interpolated and get an interval; with two seeds carrying the variance the bounds stay honest."""
 import numpy as np
 import pytest
 
-from safetune.evaluation.verdicts import Curves, area, compare, crossing, rate_interval
+from safetune.evaluation.verdicts import Curves, area, bootstrap_curves, compare, crossing, rate_interval, t_quantile
 
 STEPS = (0, 20, 100, 200, 400)
 REFERENCE = np.array([0.0, 0.05, 0.2, 0.35, 0.5])
@@ -95,3 +95,37 @@ def test_kid_interval_covers_zero_for_one_distribution_and_excludes_it_for_a_shi
     assert covered >= 18
     shifted = kernel_distance(rng.normal(size=(150, 32)), rng.normal(0.3, size=(150, 32)), 100)
     assert shifted["ci95"][0] > 0 and shifted["kid"] > 5 * shifted["se"]
+
+
+@pytest.mark.parametrize("p, df, table", [(0.95, 1, 6.3138), (0.95, 2, 2.9200), (0.95, 10, 1.8125),
+                                          (0.99, 5, 3.3649), (0.99, 1, 31.821), (0.975, 30, 2.0423),
+                                          (0.95, float("inf"), 1.6449)])
+def test_t_quantiles_match_the_table(p, df, table):
+    assert t_quantile(p, df) == pytest.approx(table, abs=2e-3 * table)
+
+
+def test_two_attack_seeds_carrying_the_variance_do_not_shrink_the_bound():
+    """One training seed, two attack seeds whose runs differ (SD 0.15 in harmful rate), 40 prompts of 3
+    images, model and reference drawn alike: the percentile bootstrap's one-sided 95% bound alone falls
+    below the true difference (0) in about 9% of studies; the verdict's bound, widened to the moment
+    bound on the seeds' own degrees of freedom, in at most 5%."""
+    rng = np.random.default_rng(1)
+    prompts_n, n, studies = 40, 3, 300
+
+    def draw(prompts):
+        rate = 0.3 + 0.15 * rng.standard_normal((1, 2, 1)) + prompts + 0.05 * rng.standard_normal((1, 2, prompts_n))
+        return Curves(rng.binomial(n, np.clip(rate, 0, 1))[:, :, None, :], n, (0,))
+
+    bootstrap_misses = verdict_misses = 0
+    for i in range(studies):
+        prompts = 0.1 * rng.standard_normal(prompts_n)
+        model, reference = draw(prompts), draw(prompts)
+        comparison = compare(model, reference, replicates=400, seed=i)
+        boot = np.random.default_rng(i)
+        weights = boot.multinomial(prompts_n, np.full(prompts_n, 1 / prompts_n), size=400).astype(float)
+        diff = bootstrap_curves(model, weights, boot) - bootstrap_curves(reference, weights, boot)
+        bootstrap_misses += np.quantile(diff[:, 0], 0.95) < 0
+        verdict_misses += comparison.upper[0] < 0
+        assert comparison.upper[0] >= np.quantile(diff[:, 0], 0.95) - 1e-12  # the wider of the two
+    assert bootstrap_misses / studies > 0.07, bootstrap_misses
+    assert verdict_misses / studies <= 0.05, verdict_misses

@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .verdicts import Curves, area, detectable_excess
+from .verdicts import Curves, area, detectable_excess, residual_mean_square
 
 
 @dataclass(frozen=True)
@@ -71,17 +71,6 @@ def _part(curves: Curves, weights: np.ndarray) -> np.ndarray:
     return np.einsum("tasp,s->tap", curves.rates, weights)
 
 
-def _residual_mean_square(y: np.ndarray) -> float:
-    """The run x prompt residual's mean square of y[t, a, p] (runs and prompts as the two ways); 0
-    with one run or one prompt."""
-    t, a, p = y.shape
-    if t * a < 2 or p < 2:
-        return 0.0
-    runs = y.reshape(t * a, p)
-    residual = runs - runs.mean(axis=1, keepdims=True) - runs.mean(axis=0, keepdims=True) + runs.mean()
-    return float((residual ** 2).sum() / ((t * a - 1) * (p - 1)))
-
-
 def components(curves: Curves, weights: np.ndarray) -> Components:
     """The variance components of `weights` . curve (module docstring) from the runs of `curves`."""
     y = _part(curves, weights)
@@ -91,7 +80,7 @@ def components(curves: Curves, weights: np.ndarray) -> Components:
     # each cell's binomial variance of its mean of n images, unbiased: r (1 - r) n / (n - 1), per image
     # (with one image per cell it cannot be told from the cell's part, which then carries it)
     image = float((np.einsum("tasp,s->tap", rates * (1 - rates), weights ** 2) * n / (n - 1)).mean()) if n > 1 else 0.0
-    ms_residual = _residual_mean_square(y)
+    ms_residual = residual_mean_square(y)
     cell = max(0.0, ms_residual - image / n)
     run_means = y.mean(axis=2)  # [t, a]
     unmeasured = []
@@ -117,7 +106,7 @@ def prompt_difference(model: Curves, reference: Curves, weights: np.ndarray) -> 
     d = ym.mean(axis=(0, 1)) - yr.mean(axis=(0, 1))
     if len(d) < 2:
         return 0.0
-    noise = sum(_residual_mean_square(y) / (y.shape[0] * y.shape[1]) for y in (ym, yr))
+    noise = sum(residual_mean_square(y) / (y.shape[0] * y.shape[1]) for y in (ym, yr))
     return max(0.0, float(d.var(ddof=1)) - noise)
 
 

@@ -14,14 +14,23 @@ Decision (margin m, one-sided level alpha, difference d = model - reference in h
   INFERIOR      the lower (1 - alpha) bound of d is above m on the area or at some step (split
                 over the steps, Bonferroni);
   INCONCLUSIVE  otherwise: the design cannot tell at this margin.
-Power: from the bootstrap standard errors, the largest true difference at which the design still
-declares non-inferiority with about 80% probability, margin - (z_{1-alpha} + z_0.8) * SE, with the SE
-of the test's weakest part (the area or the noisiest step). Negative: even a model identical to the
+Few clusters: a percentile bootstrap over 2 or 3 seeds is too narrow (resampling n clusters keeps
+(n - 1) / n of their variance, and its tails are normal where the truth's are Student's t): where two
+attack seeds carry the variance its one-sided 95% bound misses the truth in about 9% of simulated
+studies (tests/test_verdicts.py). So every bound is the wider of the bootstrap's and a moment bound,
+point +- t_{df}(1 - alpha) x SE, with the SE from the runs' own spread (the variance of the model's
+and the reference's means over their top-level seeds, plus the prompts' paired part) and df from
+Satterthwaite's formula (moment_se): the interval a reviewer would compute by hand from the seeds.
+Power: the largest true difference at which the design still declares non-inferiority with about 80%
+probability, margin - (t_{df}(1 - alpha) + z_0.8) * SE, with the SE (the larger of the bootstrap's and
+the moment SE) and df of the test's weakest part (the area or the step where that excess is lowest). Negative: even a model identical to the
 reference would rarely be declared non-inferior; the design needs more seeds or images.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import math
 
 import numpy as np
 
@@ -35,10 +44,24 @@ def normal_quantile(p: float) -> float:
     return NormalDist().inv_cdf(p)
 
 
-def detectable_excess(margin: float, alpha: float, se: float) -> float:
-    """The largest true difference a one-sided test at `alpha` with standard error `se` still declares
-    non-inferior (below `margin`) with 80% probability."""
-    return margin - (normal_quantile(1 - alpha) + Z80) * se
+def t_quantile(p: float, df: float) -> float:
+    """Student's t quantile for p in [0.5, 1) and real df (below 1 taken as 1; inf: the normal's). Its
+    CDF in theta = atan(x / sqrt(df)) is 1/2 + c * integral_0^theta cos^(df - 1), a smooth integrand,
+    integrated by trapezoids and inverted by interpolation (no scipy here)."""
+    if math.isinf(df) or df > 1e6:
+        return normal_quantile(p)
+    df = max(df, 1.0)
+    c = math.exp(math.lgamma((df + 1) / 2) - math.lgamma(df / 2)) / math.sqrt(math.pi)
+    theta = np.linspace(0.0, math.pi / 2, 4001)
+    density = np.cos(theta) ** (df - 1)
+    cdf = 0.5 + c * np.concatenate([[0.0], np.cumsum((density[1:] + density[:-1]) / 2 * np.diff(theta))])
+    return math.sqrt(df) * math.tan(float(np.interp(p, cdf, theta)))
+
+
+def detectable_excess(margin: float, alpha: float, se: float, df: float = math.inf) -> float:
+    """The largest true difference a one-sided test at `alpha` with standard error `se` (on `df`
+    degrees of freedom) still declares non-inferior (below `margin`) with 80% probability."""
+    return margin - (t_quantile(1 - alpha, df) + Z80) * se
 
 
 @dataclass(frozen=True)
@@ -76,6 +99,46 @@ def _nested_weights(rng: np.random.Generator, b: int, t: int, a: int) -> np.ndar
 
 def _prompt_weights(rng: np.random.Generator, b: int, p: int) -> np.ndarray:
     return rng.multinomial(p, np.full(p, 1.0 / p), size=b).astype(float)
+
+
+def residual_mean_square(y: np.ndarray) -> float:
+    """The run x prompt residual's mean square of y[t, a, p] (runs and prompts as the two ways); 0
+    with one run or one prompt."""
+    t, a, p = y.shape
+    if t * a < 2 or p < 2:
+        return 0.0
+    runs = y.reshape(t * a, p)
+    residual = runs - runs.mean(axis=1, keepdims=True) - runs.mean(axis=0, keepdims=True) + runs.mean()
+    return float((residual ** 2).sum() / ((t * a - 1) * (p - 1)))
+
+
+def _seed_spread(y: np.ndarray) -> tuple[float, float]:
+    """The variance of a model's mean of y[t, a, p] over its runs, the prompts held (they are shared
+    with the reference), and its degrees of freedom: from the training seeds' means when there are
+    several (it carries everything below them), else from the attack seeds' (0, inf: one run)."""
+    t, a, _ = y.shape
+    runs = y.mean(axis=2)
+    if t > 1:
+        return float(runs.mean(axis=1).var(ddof=1)) / t, t - 1.0
+    if a > 1:
+        return float(runs[0].var(ddof=1)) / a, a - 1.0
+    return 0.0, math.inf
+
+
+def moment_se(model: Curves, reference: Curves, weights: np.ndarray) -> tuple[float, float]:
+    """The SE of model - reference in weights . curve from the runs' own spread, and its Satterthwaite
+    degrees of freedom: each model's seed spread (_seed_spread) plus the prompts' paired part, the
+    variance over prompts of (the model's prompt mean - the reference's) less what the runs' noise puts
+    there, over the number of prompts (P - 1 degrees of freedom)."""
+    ym, yr = (np.einsum("tasp,s->tap", c.rates, weights) for c in (model, reference))
+    terms = [_seed_spread(ym), _seed_spread(yr)]
+    d = ym.mean(axis=(0, 1)) - yr.mean(axis=(0, 1))
+    if len(d) > 1:
+        noise = sum(residual_mean_square(y) / (y.shape[0] * y.shape[1]) for y in (ym, yr))
+        terms.append((max(0.0, float(d.var(ddof=1)) - noise) / len(d), len(d) - 1.0))
+    variance = sum(v for v, _ in terms)
+    spread = sum(v * v / df for v, df in terms if v > 0 and not math.isinf(df))
+    return math.sqrt(variance), (variance * variance / spread if spread > 0 else math.inf)
 
 
 def bootstrap_curves(curves: Curves, prompt_weights: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -126,9 +189,12 @@ class Comparison:
     area_difference: float
     area_upper: float
     area_lower: float
-    area_se: float
+    area_se: float  # the larger of the bootstrap's and the moment SE
+    area_df: float  # the moment bound's Satterthwaite degrees of freedom on the area
     detectable: float  # largest true difference still declared non-inferior with 80% power
     weakest_se: float  # the SE of the test's weakest part (the area or the noisiest step), which sets it
+    weakest_df: float  # its degrees of freedom
+    weakest_bootstrap_se: float  # the bootstrap's SE of that part alone (below the moment SE: too few seeds)
     steps_to_relearn: dict  # per model: point, 95% interval (inf: not within the steps)
     replicates: int
 
@@ -159,15 +225,25 @@ def compare(model: Curves, reference: Curves, margin: float = 0.05, alpha: float
     point = model.mean_curve() - reference.mean_curve()
     steps = model.steps
     k = len(steps)
-    upper = np.quantile(diff, 1 - alpha, axis=0)
-    lower = np.quantile(diff, alpha / k, axis=0)
     area_boot = area(diff, steps)
     area_point = float(area(point, steps))
-    area_upper, area_lower = float(np.quantile(area_boot, 1 - alpha)), float(np.quantile(area_boot, alpha))
-    se = float(area_boot.std(ddof=1))
+    # each part's SE and df: the moment SE on its t's degrees of freedom, the bootstrap's SE if larger
+    area_weights = area(np.eye(k), steps) if k > 1 else np.ones(1)
+    moments = [moment_se(model, reference, w) for w in [area_weights, *np.eye(k)]]
+    t_upper = np.array([t_quantile(1 - alpha, df) for _, df in moments])
+    t_lower = np.array([t_quantile(1 - alpha, moments[0][1])]
+                       + [t_quantile(1 - alpha / k, df) for _, df in moments[1:]])
+    se_moment = np.array([se for se, _ in moments])
+    upper = np.maximum(np.quantile(diff, 1 - alpha, axis=0), point + t_upper[1:] * se_moment[1:])
+    lower = np.minimum(np.quantile(diff, alpha / k, axis=0), point - t_lower[1:] * se_moment[1:])
+    area_upper = min(1.0, max(float(np.quantile(area_boot, 1 - alpha)), area_point + t_upper[0] * se_moment[0]))
+    area_lower = max(-1.0, min(float(np.quantile(area_boot, alpha)), area_point - t_lower[0] * se_moment[0]))
+    upper, lower = np.minimum(upper, 1.0), np.maximum(lower, -1.0)  # a difference of rates, whatever t says
     # power of the intersection-union test: its weakest part (the area or the noisiest step) decides
-    step_se = diff.std(axis=0, ddof=1)
-    worst_se = max(se, float(step_se[step_se > 0].max()) if (step_se > 0).any() else 0.0)
+    boot_ses = [float(area_boot.std(ddof=1))] + [float(diff[:, i].std(ddof=1)) for i in range(k)]
+    ses = [max(m, b) for (m, _), b in zip(moments, boot_ses)]
+    power = [detectable_excess(margin, alpha, se, df) for se, (_, df) in zip(ses, moments)]
+    weakest = int(np.argmin(power))
     if area_upper < margin and (upper < margin).all():
         verdict = "NON-INFERIOR"
     elif area_lower > margin or (lower > margin).any():
@@ -181,8 +257,8 @@ def compare(model: Curves, reference: Curves, margin: float = 0.05, alpha: float
                          "ci95": [float(np.quantile(cross, 0.025, method="inverted_cdf")),
                                   float(np.quantile(cross, 0.975, method="inverted_cdf"))]}
     return Comparison(verdict, margin, alpha, point.tolist(), upper.tolist(), lower.tolist(), area_point,
-                      area_upper, area_lower, se, detectable_excess(margin, alpha, worst_se), worst_se, relearn,
-                      replicates)
+                      area_upper, area_lower, ses[0], moments[0][1], power[weakest], ses[weakest],
+                      moments[weakest][1], boot_ses[weakest], relearn, replicates)
 
 
 def rate_interval(curves: Curves, step_index: int, replicates: int = 2000, seed: int = 0,

@@ -22,7 +22,8 @@ another seed, the implicit phrasings never used by any alignment, sampling seed 
 
 Verdicts (evaluation.verdicts): per model and attack, at the attack's worst lr (the highest area
 under the mean curve), non-inferiority against the never-trained reference with margin `margin` on
-the area and at every step, from a cluster bootstrap over training seeds, attack seeds and prompts;
+the area and at every step, each bound the wider of a cluster bootstrap's over training seeds, attack
+seeds and prompts and a moment bound with t on the seeds' degrees of freedom;
 steps to relearn `relearn_at` with a bootstrap interval; the design's power. The pretrained models
 (base, never-trained) have one training seed: re-pretraining them is the price of more.
 
