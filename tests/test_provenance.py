@@ -270,8 +270,8 @@ def test_readme_sentences_on_the_benchmark_quote_the_stored_numbers():
             verdict("lora-r4", FORGET)["verdict"] == "INCONCLUSIVE"
             and max(verdict("lora-r4", FORGET)["upper"]) == verdict("lora-r4", FORGET)["upper"][-1]
             and 1.8 < ((0.05 - verdict("lora-r4", FORGET)["detectable"]) / 0.05) ** 2 < 2.2,
-        "or, measured from the runs' own variance, twice the prompts on as many runs":
-            summary["lora-r4"][FORGET]["design"]["prompts_for_zero"] == 2,
+        "or, measured from the runs' own variance, three times the prompts on as many runs":
+            summary["lora-r4"][FORGET]["design"]["prompts_for_zero"] == 3,
         f"(NON-INFERIOR under the full attack, {steps('full', FORGET)} steps to relearn, concept inversion, retain-only "
         f"and benign fine-tuning), and so is its price (clean fidelity {quality[FORGET]['prompt_fidelity']:.3f}, KID "
         f"x1000 {1000 * quality[FORGET]['kid']:.0f})":
@@ -1175,13 +1175,17 @@ def test_the_protocol_quotes_what_a_larger_design_buys():
     fragments = [
         f"would detect {f['lora-r4']['design']['area_only']:+.3f} under the rank-4 LoRA and "
         f"{f['full']['design']['area_only']:+.3f} under the full attack, where the test as specified detects "
-        f"{f['lora-r4']['design']['detectable']:+.3f} and {f['full']['design']['detectable']:+.3f} (predicted; "
-        f"the verdict's, t tails on its seeds' degrees of freedom: {f['lora-r4']['verdict']['detectable']:+.3f} and "
+        f"{f['lora-r4']['design']['detectable']:+.3f} and {f['full']['design']['detectable']:+.3f} (predicted, "
+        f"with t on the design's degrees of freedom; the verdict's: {f['lora-r4']['verdict']['detectable']:+.3f} and "
         f"{f['full']['verdict']['detectable']:+.3f})",
-        f"all four axes together {f['full']['design']['all_axes_for_zero']} times",
-        f"{f['lora-r4']['design']['prompts_for_zero']} times the prompts "
-        f"({f['lora-r4']['design']['prompts_for_zero'] * len(forget['prompts'])})"]
-    assert f["full"]["design"]["prompts_for_zero"] is None  # "more than 64 times"
+        f"axes together would have to grow {f['lora-r4']['design']['all_axes_for_zero']} times under the rank-4 LoRA "
+        f"({3 * f['lora-r4']['design']['all_axes_for_zero']} training seeds x "
+        f"{3 * f['lora-r4']['design']['all_axes_for_zero']} attack seeds x "
+        f"{len(forget['prompts']) * f['lora-r4']['design']['all_axes_for_zero']} prompts x "
+        f"{forget['config']['sampling']['images_per_prompt'] * f['lora-r4']['design']['all_axes_for_zero']} images) "
+        f"and {f['full']['design']['all_axes_for_zero']} times under the full attack"]
+    assert forget["config"]["train_seeds"] == [0, 1, 2] and len(forget["config"]["attack_seeds"]) == 3
+    assert f["full"]["design"]["prompts_for_zero"] is f["lora-r4"]["design"]["prompts_for_zero"] is None  # "> 64"
     cfg = battery["config"]
     third_seed_wins, shortfall = [], []
     for attack in ("full", "lora-r4"):
@@ -1198,11 +1202,11 @@ def test_the_protocol_quotes_what_a_larger_design_buys():
                 shortfall.append((name, design["shares"]["attack seeds"],
                                   verdict["weakest_bootstrap_se"] / design["se"], verdict["verdict"]))
     assert cfg["attack_seeds"] == [100, 101] and len(battery["prompts"]) == 40
-    assert sorted(third_seed_wins) == sorted([("full", m) for m in ("uce", "rece", "np", "sld", "lt")] +
-                                             [("lora-r4", "lt")])
+    assert sorted(third_seed_wins) == sorted([("full", m) for m in ("uce", "rece", "np", "sld", "lt", "ng")] +
+                                             [("lora-r4", m) for m in ("ca", "mace", "lt", "ng")])
     fragments.append(f"in {28 - len(third_seed_wins)} of the 28 comparisons")
-    assert [s[0] for s in shortfall] == ["uce", "rece", "np"]
-    assert [s[3] for s in shortfall] == ["INCONCLUSIVE", "INCONCLUSIVE", "INFERIOR"]  # with the moment bound
+    assert [s[0] for s in shortfall] == ["uce", "rece", "np", "sld"]
+    assert [s[3] for s in shortfall] == ["INCONCLUSIVE", "INCONCLUSIVE", "INFERIOR", "INFERIOR"]  # the moment bound
     shares, ratios = [s[1] for s in shortfall], [s[2] for s in shortfall]
     fragments += [f"({min(shares):.2f}-{max(shares):.2f} of the variance from 2 attack seeds)",
                   f"bootstrap's SE is {min(ratios):.2f}-{max(ratios):.2f} of the prediction"]

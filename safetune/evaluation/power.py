@@ -19,6 +19,10 @@ prompt that is hard for both cancels. The variance of the difference of means un
     seed/T + run/(T A) + (cell + image/n)/(T A P), for the model and for the reference,
     + prompt_difference / P.
 
+The detectable excess takes Student's t on that design's Satterthwaite degrees of freedom (Part.df),
+as the verdict's moment bound does: more prompts cannot buy what two attack seeds' one degree of
+freedom costs.
+
 A part the design cannot measure (one training seed: `seed`; one attack seed per training seed:
 `run`) is 0 here and said so (`unmeasured`): the prediction is then a lower bound.
 """
@@ -123,6 +127,19 @@ class Part:
         return float(np.sqrt(self.model.variance(model) + self.reference.variance(reference)
                              + self.prompts / model.prompts))
 
+    def df(self, model: Design, reference: Design) -> float:
+        """Satterthwaite's degrees of freedom of that SE, each source's variance read as such a design
+        reads it (training seeds on T - 1, attack seeds on T (A - 1), the run x prompt cells on
+        (T A - 1)(P - 1), the prompts on P - 1): what the verdict's t bound would rest on."""
+        terms = [(self.prompts / model.prompts, model.prompts - 1)]
+        for c, d in ((self.model, model), (self.reference, reference)):
+            t, a, p = d.train_seeds, d.attack_seeds, d.prompts
+            terms += [(c.seed / t, t - 1), (c.run / (t * a), t * (a - 1)),
+                      ((c.cell + c.image / d.images) / (t * a * p), (t * a - 1) * (p - 1))]
+        variance = sum(v for v, _ in terms)
+        spread = sum(v * v / df for v, df in terms if v > 0 and df > 0)
+        return variance * variance / spread if spread > 0 else float("inf")
+
     def shares(self, model: Design, reference: Design) -> dict[str, float]:
         """Each source's share of the difference's variance under the designs."""
         def of(c: Components, d: Design) -> dict[str, float]:
@@ -155,22 +172,27 @@ class Plan:
     model: Design
     reference: Design
 
-    def worst(self, factor: float = 1, axes: tuple[str, ...] = (), area_only: bool = False) -> tuple[Part, float]:
-        """The test's weakest part and its SE with `axes` scaled by `factor` (none: the design as run);
-        `area_only`: the area's, as a test of the area alone would have it."""
+    def worst(self, factor: float = 1, axes: tuple[str, ...] = (), area_only: bool = False
+              ) -> tuple[Part, float, float]:
+        """The test's weakest part (the lowest detectable excess), its SE and its detectable excess with
+        `axes` scaled by `factor` (none: the design as run); `area_only`: the area's, as a test of the
+        area alone would have it."""
         m, r = self.designs(factor, axes)
-        return max(((p, p.se(m, r)) for p in self.parts[:1 if area_only else None]), key=lambda x: x[1])
+        scored = [(p, p.se(m, r), detectable_excess(self.margin, self.alpha, p.se(m, r), p.df(m, r)))
+                  for p in self.parts[:1 if area_only else None]]
+        return min(scored, key=lambda x: x[2])
 
     def detectable(self, factor: float = 1, axes: tuple[str, ...] = (), area_only: bool = False) -> float:
-        """margin - (z_{1-alpha} + z_0.8) x the weakest part's SE (evaluation.verdicts)."""
-        return detectable_excess(self.margin, self.alpha, self.worst(factor, axes, area_only)[1])
+        """margin - (t_{1-alpha} + z_0.8) x the weakest part's SE, t on its Satterthwaite df
+        (evaluation.verdicts)."""
+        return self.worst(factor, axes, area_only)[2]
 
     def as_dict(self) -> dict:
         """What the report shows: the weakest part, its SE and where its variance comes from, and the
         detectable excess as run, with a test of the area alone, with each axis doubled, and the factor
         of the prompts alone (the cheap axis: no new run), and of every axis together, that lets a model
         identical to the reference pass with 80% power (None: not within 64)."""
-        part, se = self.worst()
+        part, se, _ = self.worst()
         return {"weakest": part.name, "se": se, "shares": part.shares(self.model, self.reference),
                 "unmeasured": sorted(set(part.model.unmeasured) | {f"reference {u}" for u in part.reference.unmeasured
                                                                   if u != "seed"}),
