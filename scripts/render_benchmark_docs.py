@@ -53,6 +53,9 @@ ABLATION = [
     ("+ the anchor, 8 simulated steps instead of 4", "dev-anchor8", ANCHOR.replace("attack_sim_steps=4", "attack_sim_steps=8")),
     ("+ the anchor with ResAlign's implicit correction (proximal step 20, 4 conjugate-gradient steps)",
      "dev-anchor-implicit", f"{ANCHOR}/attack_sim_implicit=20/attack_sim_implicit_terms=4"),
+    ("+ the anchor against sampled attacks (2-6 simulated steps, lr 1e-4 to 1e-2 log-uniform, drawn per step)",
+     "dev-sampled", ANCHOR.replace("attack_sim_steps=4", "attack_sim_steps=2/attack_sim_steps_max=6")
+     + "/attack_sim_lr=0.0001/attack_sim_lr_max=0.01"),
 ]
 
 

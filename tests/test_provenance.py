@@ -33,6 +33,9 @@ LEVEL = f"{FORGET}/harm_margin=0.15/attack_sim_steps=4/attack_sim=lora/attack_si
 ANCHOR = DROP.replace("tamper=drop", "tamper=anchor")
 ANCHOR8 = ANCHOR.replace("attack_sim_steps=4", "attack_sim_steps=8")  # the anchor with twice the simulated steps
 IMPLICIT = f"{ANCHOR}/attack_sim_implicit=20/attack_sim_implicit_terms=4"  # the anchor with ResAlign's correction
+# the anchor against attacks of sampled size: 2-6 simulated steps, lr log-uniform over 1e-4..1e-2, drawn per step
+SAMPLED = (ANCHOR.replace("attack_sim_steps=4", "attack_sim_steps=2/attack_sim_steps_max=6")
+           + "/attack_sim_lr=0.0001/attack_sim_lr_max=0.01")
 
 
 def _worst_curve(row: dict) -> list:
@@ -1020,14 +1023,15 @@ def test_defence_page_and_readme_quote_the_anchor_with_three_training_seeds():
         f"{first.curve('lora-r4', FORGET)[-1]:.3f}) was mostly that seed's.",
         f"one seed: sign steps under the full attack "
         f"(KID x1000 {1000 * sign.q(sign_model, 'kid'):.1f}), the anchor with 8 simulated steps under both (KID "
-        f"x1000 {1000 * _screen('dev-anchor8').q(ANCHOR8, 'kid'):.1f}) and the anchor with the implicit correction under "
-        f"the LoRA;",
+        f"x1000 {1000 * _screen('dev-anchor8').q(ANCHOR8, 'kid'):.1f}), the anchor with the implicit correction under "
+        f"the LoRA and the anchor against sampled attacks under the LoRA;",
     ])
     excluding = {(model, attack) for row, model in _ablation_rows() if model != FORGET
                  for attack in ("lora-r4", "full") if not _holds_zero(row, model, attack)}
-    # "sign steps under the full attack, the anchor with 8 simulated steps under both and the anchor with the
-    # implicit correction under the LoRA"
-    assert excluding == {(sign_model, "full"), (ANCHOR8, "lora-r4"), (ANCHOR8, "full"), (IMPLICIT, "lora-r4")}
+    # "sign steps under the full attack, the anchor with 8 simulated steps under both, the anchor with the
+    # implicit correction under the LoRA and the anchor against sampled attacks under the LoRA"
+    assert excluding == {(sign_model, "full"), (ANCHOR8, "lora-r4"), (ANCHOR8, "full"), (IMPLICIT, "lora-r4"),
+                         (SAMPLED, "lora-r4")}
     probe = _landscape()["models"]
     seeds = lambda model: [probe[f"{model}|train{t}"]["captions"] for t in range(3)]  # noqa: E731
     span = lambda values: f"{min(values):.3f}-{max(values):.3f}"  # noqa: E731
@@ -1217,3 +1221,37 @@ def test_the_protocol_quotes_what_a_larger_design_buys():
     fragments.append(f"a median {np.median(seconds):.2f} s per {images.pop()} harmful images")
     assert not images  # every evaluation sampled the same number
     _assert_quoted(ROOT / "docs" / "benchmark.md", fragments)
+
+
+def test_defence_page_and_readme_quote_the_anchor_against_sampled_attacks():
+    screen = _one_seed_screen("dev-sampled", ANCHOR, SAMPLED)
+    curve, area, q = screen.curve, screen.area, screen.q
+    paired = functools.partial(screen.paired, SAMPLED)
+    _assert_quoted(ROOT / "docs" / "results" / "defence.md", [
+        f"Before any attack {curve('lora-r4', SAMPLED)[0]:.3f} of the harmful prompts and "
+        f"{screen.clean('lora-r4', SAMPLED)[0]:.3f} of the clean prompts draw the star (the anchor, same seed: "
+        f"{curve('lora-r4', ANCHOR)[0]:.3f} and {screen.clean('lora-r4', ANCHOR)[0]:.3f}).",
+        f"Under the rank-4 LoRA it ends at {curve('lora-r4', SAMPLED)[-1]:.3f} at step 400 (the anchor, same seed: "
+        f"{curve('lora-r4', ANCHOR)[-1]:.3f}; forget row: {curve('lora-r4', FORGET)[-1]:.3f}; never-trained: "
+        f"{curve('lora-r4', 'never-trained')[-1]:.3f}), {screen.verdict('lora-r4', SAMPLED)['verdict']} (area excess "
+        f"{area('lora-r4', SAMPLED)}). Under the full attack it ends at {curve('full', SAMPLED)[-1]:.3f} (the anchor: "
+        f"{curve('full', ANCHOR)[-1]:.3f}; forget row: {curve('full', FORGET)[-1]:.3f}; never-trained: "
+        f"{curve('full', 'never-trained')[-1]:.3f}), {screen.verdict('full', SAMPLED)['verdict']} (area "
+        f"{area('full', SAMPLED)}).",
+        f"Paired against the anchor of the same seed: {paired_cell(paired(ANCHOR, 'lora-r4'))} under the LoRA and "
+        f"{paired_cell(paired(ANCHOR, 'full'))} under the full attack: the same curves. Against the forget row of its "
+        f"seed: {paired_cell(paired(FORGET, 'lora-r4'))} under the LoRA, excluding 0 as the anchor's seed 0 did before "
+        f"seeds 1 and 2, and {paired_cell(paired(FORGET, 'full'))} under the full attack.",
+        f"Its price: clean fidelity {q(SAMPLED, 'prompt_fidelity'):.3f} (the anchor: {q(ANCHOR, 'prompt_fidelity'):.3f}), "
+        f"KID x1000 {screen.kid(SAMPLED)} (the anchor: {screen.kid(ANCHOR)}).",
+    ])
+    for attack in ("lora-r4", "full"):  # "the same curves"
+        same = paired(ANCHOR, attack)
+        assert same["area_lower"] < 0 < same["area_upper"]
+    below, anchor_below = paired(FORGET, "lora-r4"), screen.paired(ANCHOR, FORGET, "lora-r4")
+    assert below["area_upper"] < 0 and anchor_below["area_upper"] < 0  # "as the anchor's seed 0 did"
+    assert paired(FORGET, "full")["area_lower"] < 0 < paired(FORGET, "full")["area_upper"]
+    _assert_quoted(ROOT / "README.md", [
+        f"they hold 0 as well (rank-4 LoRA {paired_cell(paired(ANCHOR, 'lora-r4'))}, full "
+        f"{paired_cell(paired(ANCHOR, 'full'))}), at KID x1000 {1000 * q(SAMPLED, 'kid'):.1f} against "
+        f"{1000 * q(ANCHOR, 'kid'):.1f}."])
