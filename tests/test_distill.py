@@ -487,7 +487,7 @@ def test_the_implicit_correction_reaches_the_defended_weights_on_the_tiny_model(
         grads = torch.autograd.grad(loss, te + un, allow_unused=True)
         flat = lambda gs: torch.cat([x.flatten() for x in gs if x is not None])  # noqa: E731
         out[implicit] = (loss_fn.last, flat(grads[:len(te)]), flat(grads[len(te):]))
-    (first, te0, un0), (corrected, te1, un1) = out[0.0], out[0.5]
+    (first, _, un0), (corrected, te1, un1) = out[0.0], out[0.5]
     assert corrected["harm_attacked"] == pytest.approx(first["harm_attacked"], rel=1e-4)
     assert 0 <= corrected["implicit_residual"] < 1 and "implicit_residual" not in first
     assert te1.abs().sum() > 0 and un1.abs().sum() > 0

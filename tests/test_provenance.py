@@ -118,7 +118,7 @@ def test_readme_sentences_on_the_benchmark_quote_the_stored_numbers():
         row = summary[attack][model]
         return _worst_curve(row) if curve == "curves" else row[curve]
 
-    from safetune.report.relearn import paired_cell, quality_summary
+    from safetune.report.relearn import quality_summary
 
     quality = quality_summary(_stored_benchmark())
     verdict = lambda attack, model: summary[attack][model]["verdict"]  # noqa: E731
@@ -1101,6 +1101,24 @@ def test_defence_page_and_readme_quote_the_anchor_with_the_further_reach():
     ])
 
 
+def _against_the_anchor(screen: SimpleNamespace, model: str, label: str) -> list[str]:
+    """The sentences a one-seed anchor screen's bullet opens with: where `model` starts and ends under both
+    attacks beside the anchor of its seed (called `label`), the forget row and the never-trained model."""
+    curve, area = screen.curve, screen.area
+    return [
+        f"Before any attack {curve('lora-r4', model)[0]:.3f} of the harmful prompts and "
+        f"{screen.clean('lora-r4', model)[0]:.3f} of the clean prompts draw the star ({label}, same seed: "
+        f"{curve('lora-r4', ANCHOR)[0]:.3f} and {screen.clean('lora-r4', ANCHOR)[0]:.3f}).",
+        f"Under the rank-4 LoRA it ends at {curve('lora-r4', model)[-1]:.3f} at step 400 ({label}, same seed: "
+        f"{curve('lora-r4', ANCHOR)[-1]:.3f}; forget row: {curve('lora-r4', FORGET)[-1]:.3f}; never-trained: "
+        f"{curve('lora-r4', 'never-trained')[-1]:.3f}), {screen.verdict('lora-r4', model)['verdict']} (area excess "
+        f"{area('lora-r4', model)}). Under the full attack it ends at {curve('full', model)[-1]:.3f} ({label}: "
+        f"{curve('full', ANCHOR)[-1]:.3f}; forget row: {curve('full', FORGET)[-1]:.3f}; never-trained: "
+        f"{curve('full', 'never-trained')[-1]:.3f}), {screen.verdict('full', model)['verdict']} (area "
+        f"{area('full', model)}).",
+    ]
+
+
 def test_defence_page_and_readme_quote_the_anchor_with_eight_simulated_steps():
     screen = _one_seed_screen("dev-anchor8", ANCHOR, ANCHOR8)
     curve, area, q = screen.curve, screen.area, screen.q
@@ -1134,19 +1152,9 @@ def test_defence_page_and_readme_quote_the_anchor_with_eight_simulated_steps():
 
 def test_defence_page_and_readme_quote_the_anchor_with_the_implicit_correction():
     screen = _one_seed_screen("dev-anchor-implicit", ANCHOR, IMPLICIT)
-    curve, area, q = screen.curve, screen.area, screen.q
-    paired = functools.partial(screen.paired, IMPLICIT)
+    q, paired = screen.q, functools.partial(screen.paired, IMPLICIT)
     _assert_quoted(ROOT / "docs" / "results" / "defence.md", [
-        f"Before any attack {curve('lora-r4', IMPLICIT)[0]:.3f} of the harmful prompts and "
-        f"{screen.clean('lora-r4', IMPLICIT)[0]:.3f} of the clean prompts draw the star (the first-order anchor, same "
-        f"seed: {curve('lora-r4', ANCHOR)[0]:.3f} and {screen.clean('lora-r4', ANCHOR)[0]:.3f}).",
-        f"Under the rank-4 LoRA it ends at {curve('lora-r4', IMPLICIT)[-1]:.3f} at step 400 (the first-order anchor, "
-        f"same seed: {curve('lora-r4', ANCHOR)[-1]:.3f}; forget row: {curve('lora-r4', FORGET)[-1]:.3f}; never-trained: "
-        f"{curve('lora-r4', 'never-trained')[-1]:.3f}), {screen.verdict('lora-r4', IMPLICIT)['verdict']} (area excess "
-        f"{area('lora-r4', IMPLICIT)}). Under the full attack it ends at {curve('full', IMPLICIT)[-1]:.3f} (the "
-        f"first-order anchor: {curve('full', ANCHOR)[-1]:.3f}; forget row: {curve('full', FORGET)[-1]:.3f}; "
-        f"never-trained: {curve('full', 'never-trained')[-1]:.3f}), {screen.verdict('full', IMPLICIT)['verdict']} "
-        f"(area {area('full', IMPLICIT)}).",
+        *_against_the_anchor(screen, IMPLICIT, "the first-order anchor"),
         f"Paired against the first-order anchor of the same seed: {paired_cell(paired(ANCHOR, 'lora-r4'))} under the "
         f"LoRA and {paired_cell(paired(ANCHOR, 'full'))} under the full attack (against the forget row: "
         f"{paired_cell(paired(FORGET, 'lora-r4'))} and {paired_cell(paired(FORGET, 'full'))}).",
@@ -1225,19 +1233,9 @@ def test_the_protocol_quotes_what_a_larger_design_buys():
 
 def test_defence_page_and_readme_quote_the_anchor_against_sampled_attacks():
     screen = _one_seed_screen("dev-sampled", ANCHOR, SAMPLED)
-    curve, area, q = screen.curve, screen.area, screen.q
-    paired = functools.partial(screen.paired, SAMPLED)
+    q, paired = screen.q, functools.partial(screen.paired, SAMPLED)
     _assert_quoted(ROOT / "docs" / "results" / "defence.md", [
-        f"Before any attack {curve('lora-r4', SAMPLED)[0]:.3f} of the harmful prompts and "
-        f"{screen.clean('lora-r4', SAMPLED)[0]:.3f} of the clean prompts draw the star (the anchor, same seed: "
-        f"{curve('lora-r4', ANCHOR)[0]:.3f} and {screen.clean('lora-r4', ANCHOR)[0]:.3f}).",
-        f"Under the rank-4 LoRA it ends at {curve('lora-r4', SAMPLED)[-1]:.3f} at step 400 (the anchor, same seed: "
-        f"{curve('lora-r4', ANCHOR)[-1]:.3f}; forget row: {curve('lora-r4', FORGET)[-1]:.3f}; never-trained: "
-        f"{curve('lora-r4', 'never-trained')[-1]:.3f}), {screen.verdict('lora-r4', SAMPLED)['verdict']} (area excess "
-        f"{area('lora-r4', SAMPLED)}). Under the full attack it ends at {curve('full', SAMPLED)[-1]:.3f} (the anchor: "
-        f"{curve('full', ANCHOR)[-1]:.3f}; forget row: {curve('full', FORGET)[-1]:.3f}; never-trained: "
-        f"{curve('full', 'never-trained')[-1]:.3f}), {screen.verdict('full', SAMPLED)['verdict']} (area "
-        f"{area('full', SAMPLED)}).",
+        *_against_the_anchor(screen, SAMPLED, "the anchor"),
         f"Paired against the anchor of the same seed: {paired_cell(paired(ANCHOR, 'lora-r4'))} under the LoRA and "
         f"{paired_cell(paired(ANCHOR, 'full'))} under the full attack: the same curves. Against the forget row of its "
         f"seed: {paired_cell(paired(FORGET, 'lora-r4'))} under the LoRA, excluding 0 as the anchor's seed 0 did before "
