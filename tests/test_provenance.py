@@ -1061,6 +1061,30 @@ def test_defence_page_and_readme_quote_the_anchor_with_three_training_seeds():
     _assert_quoted(ROOT / "README.md", readme)
 
 
+def _before_any_attack(screen: SimpleNamespace, model: str, baseline: str, label: str) -> str:
+    """A one-seed screen's sentence on where `model` starts: the harmful and the clean prompts that draw the
+    star before any attack, beside `baseline` of the same seed (called `label`)."""
+    return (f"Before any attack {screen.curve('lora-r4', model)[0]:.3f} of the harmful prompts and "
+            f"{screen.clean('lora-r4', model)[0]:.3f} of the clean prompts draw the star ({label}, same seed: "
+            f"{screen.curve('lora-r4', baseline)[0]:.3f} and {screen.clean('lora-r4', baseline)[0]:.3f}).")
+
+
+def _against_the_anchor(screen: SimpleNamespace, model: str, label: str) -> list[str]:
+    """The sentences a one-seed anchor screen's bullet opens with: where `model` starts and ends under both
+    attacks beside the anchor of its seed (called `label`), the forget row and the never-trained model."""
+    curve, area = screen.curve, screen.area
+    return [
+        _before_any_attack(screen, model, ANCHOR, label),
+        f"Under the rank-4 LoRA it ends at {curve('lora-r4', model)[-1]:.3f} at step 400 ({label}, same seed: "
+        f"{curve('lora-r4', ANCHOR)[-1]:.3f}; forget row: {curve('lora-r4', FORGET)[-1]:.3f}; never-trained: "
+        f"{curve('lora-r4', 'never-trained')[-1]:.3f}), {screen.verdict('lora-r4', model)['verdict']} (area excess "
+        f"{area('lora-r4', model)}). Under the full attack it ends at {curve('full', model)[-1]:.3f} ({label}: "
+        f"{curve('full', ANCHOR)[-1]:.3f}; forget row: {curve('full', FORGET)[-1]:.3f}; never-trained: "
+        f"{curve('full', 'never-trained')[-1]:.3f}), {screen.verdict('full', model)['verdict']} (area "
+        f"{area('full', model)}).",
+    ]
+
+
 def test_defence_page_and_readme_quote_the_anchor_with_the_further_reach():
     anchor = ANCHOR
     far = f"{anchor}/attack_sim_lr=0.004"
@@ -1068,9 +1092,7 @@ def test_defence_page_and_readme_quote_the_anchor_with_the_further_reach():
     curve, area, q = screen.curve, screen.area, screen.q
     paired = functools.partial(screen.paired, far)
     _assert_quoted(ROOT / "docs" / "results" / "defence.md", [
-        f"Before any attack {curve('lora-r4', far)[0]:.3f} of the harmful prompts and {screen.clean('lora-r4', far)[0]:.3f} "
-        f"of the clean prompts draw the star (forget row, same seed: {curve('lora-r4', FORGET)[0]:.3f} and "
-        f"{screen.clean('lora-r4', FORGET)[0]:.3f}).",
+        _before_any_attack(screen, far, FORGET, "forget row"),
         f"Under the rank-4 LoRA it ends at {curve('lora-r4', far)[-1]:.3f} at step 400 (the anchor at lr 1e-3, same "
         f"seed: {curve('lora-r4', anchor)[-1]:.3f}; forget row: {curve('lora-r4', FORGET)[-1]:.3f}), "
         f"{screen.verdict('lora-r4', far)['verdict']} (area excess {area('lora-r4', far)}). Under the full attack it "
@@ -1101,32 +1123,12 @@ def test_defence_page_and_readme_quote_the_anchor_with_the_further_reach():
     ])
 
 
-def _against_the_anchor(screen: SimpleNamespace, model: str, label: str) -> list[str]:
-    """The sentences a one-seed anchor screen's bullet opens with: where `model` starts and ends under both
-    attacks beside the anchor of its seed (called `label`), the forget row and the never-trained model."""
-    curve, area = screen.curve, screen.area
-    return [
-        f"Before any attack {curve('lora-r4', model)[0]:.3f} of the harmful prompts and "
-        f"{screen.clean('lora-r4', model)[0]:.3f} of the clean prompts draw the star ({label}, same seed: "
-        f"{curve('lora-r4', ANCHOR)[0]:.3f} and {screen.clean('lora-r4', ANCHOR)[0]:.3f}).",
-        f"Under the rank-4 LoRA it ends at {curve('lora-r4', model)[-1]:.3f} at step 400 ({label}, same seed: "
-        f"{curve('lora-r4', ANCHOR)[-1]:.3f}; forget row: {curve('lora-r4', FORGET)[-1]:.3f}; never-trained: "
-        f"{curve('lora-r4', 'never-trained')[-1]:.3f}), {screen.verdict('lora-r4', model)['verdict']} (area excess "
-        f"{area('lora-r4', model)}). Under the full attack it ends at {curve('full', model)[-1]:.3f} ({label}: "
-        f"{curve('full', ANCHOR)[-1]:.3f}; forget row: {curve('full', FORGET)[-1]:.3f}; never-trained: "
-        f"{curve('full', 'never-trained')[-1]:.3f}), {screen.verdict('full', model)['verdict']} (area "
-        f"{area('full', model)}).",
-    ]
-
-
 def test_defence_page_and_readme_quote_the_anchor_with_eight_simulated_steps():
     screen = _one_seed_screen("dev-anchor8", ANCHOR, ANCHOR8)
     curve, area, q = screen.curve, screen.area, screen.q
     paired = functools.partial(screen.paired, ANCHOR8)
     _assert_quoted(ROOT / "docs" / "results" / "defence.md", [
-        f"Before any attack {curve('lora-r4', ANCHOR8)[0]:.3f} of the harmful prompts and "
-        f"{screen.clean('lora-r4', ANCHOR8)[0]:.3f} of the clean prompts draw the star (the anchor at 4 steps, same seed: "
-        f"{curve('lora-r4', ANCHOR)[0]:.3f} and {screen.clean('lora-r4', ANCHOR)[0]:.3f}).",
+        _before_any_attack(screen, ANCHOR8, ANCHOR, "the anchor at 4 steps"),
         f"Under the rank-4 LoRA it ends at {curve('lora-r4', ANCHOR8)[-1]:.3f} at step 400, as the anchor at 4 steps of "
         f"the same seed did ({curve('lora-r4', ANCHOR)[-1]:.3f}; forget row: {curve('lora-r4', FORGET)[-1]:.3f}), "
         f"{screen.verdict('lora-r4', ANCHOR8)['verdict']} (area excess {area('lora-r4', ANCHOR8)}). Under the full "
