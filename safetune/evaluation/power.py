@@ -32,7 +32,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .verdicts import Curves, area, detectable_excess, residual_mean_square
+from .verdicts import Curves, detectable_excess, part_weights, residual_mean_square, satterthwaite
 
 
 @dataclass(frozen=True)
@@ -136,9 +136,7 @@ class Part:
             t, a, p = d.train_seeds, d.attack_seeds, d.prompts
             terms += [(c.seed / t, t - 1), (c.run / (t * a), t * (a - 1)),
                       ((c.cell + c.image / d.images) / (t * a * p), (t * a - 1) * (p - 1))]
-        variance = sum(v for v, _ in terms)
-        spread = sum(v * v / df for v, df in terms if v > 0 and df > 0)
-        return variance * variance / spread if spread > 0 else float("inf")
+        return satterthwaite(terms)[1]
 
     def shares(self, model: Design, reference: Design) -> dict[str, float]:
         """Each source's share of the difference's variance under the designs."""
@@ -154,11 +152,9 @@ class Part:
 
 def parts(model: Curves, reference: Curves) -> list[Part]:
     """The parts the verdict tests (evaluation.verdicts.compare): the area under the curve, then every step."""
-    k = len(model.steps)
-    area_weights = area(np.eye(k), model.steps) if k > 1 else np.ones(1)
-    named = [("area", area_weights)] + [(f"step {s}", np.eye(k)[i]) for i, s in enumerate(model.steps)]
+    names = ["area"] + [f"step {s}" for s in model.steps]
     return [Part(name, components(model, w), components(reference, w), prompt_difference(model, reference, w))
-            for name, w in named]
+            for name, w in zip(names, part_weights(model.steps))]
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,9 @@ and the reference's means over their top-level seeds, plus the prompts' paired p
 Satterthwaite's formula (moment_se): the interval a reviewer would compute by hand from the seeds.
 Power: the largest true difference at which the design still declares non-inferiority with about 80%
 probability, margin - (t_{df}(1 - alpha) + z_0.8) * SE, with the SE (the larger of the bootstrap's and
-the moment SE) and df of the test's weakest part (the area or the step where that excess is lowest). Negative: even a model identical to the
-reference would rarely be declared non-inferior; the design needs more seeds or images.
+the moment SE) and df of the test's weakest part (the area or the step where that excess is lowest).
+Negative: even a model identical to the reference would rarely be declared non-inferior; the design
+needs more seeds or images.
 """
 from __future__ import annotations
 
@@ -125,6 +126,20 @@ def _seed_spread(y: np.ndarray) -> tuple[float, float]:
     return 0.0, math.inf
 
 
+def satterthwaite(terms: list[tuple[float, float]]) -> tuple[float, float]:
+    """The sum of independent variance estimates, each (variance, its degrees of freedom), and the sum's
+    degrees of freedom by Satterthwaite's formula (inf when no term carries both)."""
+    variance = sum(v for v, _ in terms)
+    spread = sum(v * v / df for v, df in terms if v > 0 and 0 < df < math.inf)
+    return variance, (variance * variance / spread if spread > 0 else math.inf)
+
+
+def part_weights(steps) -> list[np.ndarray]:
+    """The weights over the steps of each part the verdict tests: the area under the curve, then every step."""
+    eye = np.eye(len(steps))
+    return [area(eye, steps), *eye]
+
+
 def moment_se(model: Curves, reference: Curves, weights: np.ndarray) -> tuple[float, float]:
     """The SE of model - reference in weights . curve from the runs' own spread, and its Satterthwaite
     degrees of freedom: each model's seed spread (_seed_spread) plus the prompts' paired part, the
@@ -136,9 +151,8 @@ def moment_se(model: Curves, reference: Curves, weights: np.ndarray) -> tuple[fl
     if len(d) > 1:
         noise = sum(residual_mean_square(y) / (y.shape[0] * y.shape[1]) for y in (ym, yr))
         terms.append((max(0.0, float(d.var(ddof=1)) - noise) / len(d), len(d) - 1.0))
-    variance = sum(v for v, _ in terms)
-    spread = sum(v * v / df for v, df in terms if v > 0 and not math.isinf(df))
-    return math.sqrt(variance), (variance * variance / spread if spread > 0 else math.inf)
+    variance, df = satterthwaite(terms)
+    return math.sqrt(variance), df
 
 
 def bootstrap_curves(curves: Curves, prompt_weights: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -225,24 +239,24 @@ def compare(model: Curves, reference: Curves, margin: float = 0.05, alpha: float
     point = model.mean_curve() - reference.mean_curve()
     steps = model.steps
     k = len(steps)
-    area_boot = area(diff, steps)
-    area_point = float(area(point, steps))
-    # each part's SE and df: the moment SE on its t's degrees of freedom, the bootstrap's SE if larger
-    area_weights = area(np.eye(k), steps) if k > 1 else np.ones(1)
-    moments = [moment_se(model, reference, w) for w in [area_weights, *np.eye(k)]]
-    t_upper = np.array([t_quantile(1 - alpha, df) for _, df in moments])
-    t_lower = np.array([t_quantile(1 - alpha, moments[0][1])]
-                       + [t_quantile(1 - alpha / k, df) for _, df in moments[1:]])
+    # the parts the test bounds, the area then every step: each bound is the wider of the bootstrap's
+    # percentile and the moment bound (t on its Satterthwaite df), kept within a difference of rates
+    boot = np.column_stack([area(diff, steps), diff])
+    estimate = np.concatenate([[float(area(point, steps))], point])
+    lower_levels = [alpha] + [alpha / k] * k  # the INFERIOR side: Bonferroni over the steps
+    moments = [moment_se(model, reference, w) for w in part_weights(steps)]
     se_moment = np.array([se for se, _ in moments])
-    upper = np.maximum(np.quantile(diff, 1 - alpha, axis=0), point + t_upper[1:] * se_moment[1:])
-    lower = np.minimum(np.quantile(diff, alpha / k, axis=0), point - t_lower[1:] * se_moment[1:])
-    area_upper = min(1.0, max(float(np.quantile(area_boot, 1 - alpha)), area_point + t_upper[0] * se_moment[0]))
-    area_lower = max(-1.0, min(float(np.quantile(area_boot, alpha)), area_point - t_lower[0] * se_moment[0]))
-    upper, lower = np.minimum(upper, 1.0), np.maximum(lower, -1.0)  # a difference of rates, whatever t says
-    # power of the intersection-union test: its weakest part (the area or the noisiest step) decides
-    boot_ses = [float(area_boot.std(ddof=1))] + [float(diff[:, i].std(ddof=1)) for i in range(k)]
-    ses = [max(m, b) for (m, _), b in zip(moments, boot_ses)]
-    power = [detectable_excess(margin, alpha, se, df) for se, (_, df) in zip(ses, moments)]
+    uppers = np.minimum(1.0, np.maximum(np.quantile(boot, 1 - alpha, axis=0),
+                                        estimate + [t_quantile(1 - alpha, df) for _, df in moments] * se_moment))
+    lowers = np.maximum(-1.0, np.minimum([np.quantile(boot[:, i], q) for i, q in enumerate(lower_levels)],
+                                         estimate - [t_quantile(1 - q, df) for q, (_, df) in
+                                                     zip(lower_levels, moments)] * se_moment))
+    area_point, area_upper, area_lower = float(estimate[0]), float(uppers[0]), float(lowers[0])
+    upper, lower = uppers[1:], lowers[1:]
+    # power of the intersection-union test: its weakest part (the area or a step) decides
+    boot_ses = boot.std(axis=0, ddof=1)
+    ses = np.maximum(se_moment, boot_ses)
+    power = [detectable_excess(margin, alpha, float(se), df) for se, (_, df) in zip(ses, moments)]
     weakest = int(np.argmin(power))
     if area_upper < margin and (upper < margin).all():
         verdict = "NON-INFERIOR"
@@ -257,8 +271,8 @@ def compare(model: Curves, reference: Curves, margin: float = 0.05, alpha: float
                          "ci95": [float(np.quantile(cross, 0.025, method="inverted_cdf")),
                                   float(np.quantile(cross, 0.975, method="inverted_cdf"))]}
     return Comparison(verdict, margin, alpha, point.tolist(), upper.tolist(), lower.tolist(), area_point,
-                      area_upper, area_lower, ses[0], moments[0][1], power[weakest], ses[weakest],
-                      moments[weakest][1], boot_ses[weakest], relearn, replicates)
+                      area_upper, area_lower, float(ses[0]), moments[0][1], power[weakest], float(ses[weakest]),
+                      moments[weakest][1], float(boot_ses[weakest]), relearn, replicates)
 
 
 def rate_interval(curves: Curves, step_index: int, replicates: int = 2000, seed: int = 0,
