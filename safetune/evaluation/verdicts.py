@@ -206,7 +206,7 @@ class Comparison:
     area_se: float  # the larger of the bootstrap's and the moment SE
     area_df: float  # the moment bound's Satterthwaite degrees of freedom on the area
     detectable: float  # largest true difference still declared non-inferior with 80% power
-    weakest_se: float  # the SE of the test's weakest part (the area or the noisiest step), which sets it
+    weakest_se: float  # the SE of the test's weakest part (the area or the step of lowest detectable excess)
     weakest_df: float  # its degrees of freedom
     weakest_bootstrap_se: float  # the bootstrap's SE of that part alone (below the moment SE: too few seeds)
     steps_to_relearn: dict  # per model: point, 95% interval (inf: not within the steps)
