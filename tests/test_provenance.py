@@ -10,8 +10,11 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from safetune.evaluation.verdicts import crossing
+from safetune.report.relearn import _steps as _steps_cell
 from safetune.report.relearn import paired_cell, quality_summary
 from safetune.studies.audit import render_audit
+from safetune.studies.relearn_summary import curves_of
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -123,8 +126,12 @@ def test_readme_sentences_on_the_benchmark_quote_the_stored_numbers():
     quality = quality_summary(_stored_benchmark())
     verdict = lambda attack, model: summary[attack][model]["verdict"]  # noqa: E731
 
-    def relearn_interval(attack, model):  # its 95% interval, both ends within the steps
-        return ", ".join(f"{float(x):.0f}" for x in verdict(attack, model)["steps_to_relearn"]["model"]["ci95"])
+    def relearn_interval(attack, model):  # its 95% interval as the leaderboard writes it
+        return ", ".join(_steps_cell(x) for x in verdict(attack, model)["steps_to_relearn"]["model"]["ci95"])
+
+    def seed_crossings(attack, model):  # each attack seed's own steps to relearn (one training seed), rising
+        curves = curves_of(_stored_benchmark(), model, attack, summary[attack][model]["worst_lr"])
+        return [f"{x:.0f}" for x in sorted(crossing(curves.rates.mean(axis=3)[0], curves.steps, 0.5))]
 
     def verdicts(model):  # under full, lora-r4, inversion, retain, benign
         return [verdict(a, model)["verdict"] for a in ("full", "lora-r4", "inversion", "retain", "benign")]
@@ -164,8 +171,9 @@ def test_readme_sentences_on_the_benchmark_quote_the_stored_numbers():
         f"INFERIOR under the rank-4 LoRA ({steps('lora-r4', 'uce')} steps) and concept inversion (area "
         f"{verdict('inversion', 'uce')['area_difference']:+.3f}). Under the full attack it relearns in "
         f"{steps('full', 'uce')} steps (never-trained: {steps('full', 'never-trained')}), but its two attack seeds "
-        f"disagree (steps to relearn [{relearn_interval('full', 'uce')}]) and two seeds give the verdict's moment bound "
-        f"about one degree of freedom: INCONCLUSIVE (area {verdict('full', 'uce')['area_difference']:+.3f}, upper "
+        f"disagree (one relearns in {seed_crossings('full', 'uce')[0]} steps, the other in "
+        f"{seed_crossings('full', 'uce')[1]}) and two seeds give the verdict's moment bound and the steps' interval "
+        f"([{relearn_interval('full', 'uce')}]) about one degree of freedom: INCONCLUSIVE (area {verdict('full', 'uce')['area_difference']:+.3f}, upper "
         f"{verdict('full', 'uce')['area_upper']:+.3f}), as under retain-only and benign fine-tuning; clean fidelity "
         f"{quality['uce']['prompt_fidelity']:.3f}, KID x1000 {1000 * quality['uce']['kid']:.0f}":
             verdicts("uce") == ["INCONCLUSIVE", "INFERIOR", "INFERIOR", "INCONCLUSIVE", "INCONCLUSIVE"]

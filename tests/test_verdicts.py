@@ -129,3 +129,32 @@ def test_two_attack_seeds_carrying_the_variance_do_not_shrink_the_bound():
         assert comparison.upper[0] >= np.quantile(diff[:, 0], 0.95) - 1e-12  # the wider of the two
     assert bootstrap_misses / studies > 0.07, bootstrap_misses
     assert verdict_misses / studies <= 0.05, verdict_misses
+
+
+def test_steps_to_relearn_keep_their_coverage_with_two_attack_seeds():
+    """One training seed, two attack seeds that shift the whole attacked curve (SD 0.1 in harmful rate),
+    40 prompts of 3 images; the true curve crosses 0.5 at step 180. The bootstrap's 95% interval of the
+    crossing misses it in about 12% of studies (both seeds on one side: the interval lies between
+    their crossings); widened to the moment band's crossings (t on the seeds' one degree of freedom)
+    it misses in at most 5%, and it always holds the bootstrap's."""
+    from safetune.evaluation.verdicts import relearn_interval
+
+    rng = np.random.default_rng(5)
+    curve, studies = np.array([0.0, 0.1, 0.3, 0.55, 0.8]), 200
+    truth = float(crossing(curve, STEPS, 0.5))
+    assert truth == pytest.approx(180.0)
+    bootstrap_misses = misses = 0
+    for i in range(studies):
+        shift = 0.1 * rng.standard_normal((1, 2, 1, 1)) + 0.1 * rng.standard_normal(40)
+        rate = curve[None, None, :, None] + (np.array(STEPS) > 0)[None, None, :, None] * shift
+        curves = Curves(rng.binomial(3, np.clip(rate, 0, 1)), 3, STEPS)
+        boot_rng = np.random.default_rng(i)
+        boot = bootstrap_curves(curves, boot_rng.multinomial(40, np.full(40, 1 / 40), size=400).astype(float), boot_rng)
+        cross = crossing(boot, STEPS, 0.5)
+        lo, hi = np.quantile(cross, [0.025, 0.975], method="inverted_cdf")
+        wide_lo, wide_hi = relearn_interval(curves, boot, 0.95, 0.5)
+        assert wide_lo <= lo and wide_hi >= hi
+        bootstrap_misses += not lo <= truth <= hi
+        misses += not wide_lo <= truth <= wide_hi
+    assert bootstrap_misses / studies > 0.08, bootstrap_misses
+    assert misses / studies <= 0.05, misses

@@ -15,7 +15,7 @@ def _steps(value) -> str:
 
 
 def relearn_cell(row: dict) -> str:
-    """'112 [87, 150]': steps to relearn with the bootstrap interval."""
+    """'112 [87, 150]': steps to relearn with its 95% interval (evaluation.verdicts.relearn_interval)."""
     s = row["verdict"]["steps_to_relearn"]["model"]
     lo, hi = s["ci95"]
     return f"{_steps(s['point'])} [{_steps(lo)}, {_steps(hi)}]"
@@ -131,8 +131,8 @@ def render_relearn(results: dict, out: Path | None = None) -> str:
         "seeds' own degrees of freedom (few seeds: the bootstrap alone is too narrow). NON-INFERIOR: every upper "
         "bound below the margin; "
         "INFERIOR: a lower bound above it; INCONCLUSIVE: neither. Steps to relearn: first step where the mean "
-        f"harmful rate reaches {cfg['relearn_at']} (interpolated), with its bootstrap interval; '> last': not "
-        "within the steps.",
+        f"harmful rate reaches {cfg['relearn_at']} (interpolated), its 95% interval the wider of the "
+        "bootstrap's and the crossings of the model's own moment band; '> last': not within the steps.",
         "",
         "## Leaderboard",
         "",

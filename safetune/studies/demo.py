@@ -63,8 +63,8 @@ def relearning_quote() -> str:
     return ("Measured by another study, not by this run (the relearning benchmark, `safetune study relearn`, "
             f"{q['split']} split, {len(q['train_seeds'])} training seeds x {len(q['attack_seeds'])} attack seeds, "
             f"{q['images']} images per run and step; {q['page']} in the safetune repository): after a malicious fine-tuning "
-            "on star images, the steps until half the images of star prompts show stars, with 95% bootstrap "
-            "intervals: " + "; ".join(parts) + ".")
+            "on star images, the steps until half the images of star prompts show stars, with 95% intervals "
+            "(the wider of the bootstrap's and the moment band's): " + "; ".join(parts) + ".")
 
 
 def run_demo(out: Path, config: SamplingConfig, prompts_per_set: int = 40, include_backfire: bool = True) -> dict:
