@@ -171,10 +171,12 @@ def curve_band(curves: Curves, tail: float) -> tuple[np.ndarray, np.ndarray]:
 def relearn_interval(curves: Curves, boot: np.ndarray, level: float, relearn_at: float) -> list[float]:
     """Steps to relearn: the (level) interval of the step where the mean curve first reaches
     `relearn_at`, the wider of the bootstrap's percentiles (boot: [b, step] replicate curves) and the
-    moment band's crossings. The band: the true curve rises with the attack, so it reaches the level
-    before the band's upper edge does only if the edge is below it at one of the two evaluated steps
-    around the crossing (the crossing is interpolated between them), and after the lower edge does only
-    if that edge is above it at one of them: each edge at one-sided (1 - level) / 4 per step."""
+    moment band's crossings. The band: the true curve first reaches the level between two evaluated
+    steps that the truth fixes (crossings are interpolated between steps); the band's upper edge
+    reaches it later only if that edge is below the curve at one of those two steps, and the lower edge
+    earlier only if it is above the curve at one of them: so each edge is taken at one-sided
+    (1 - level) / 4 per step. (A curve that never reaches the level within the steps is missed if the
+    lower edge crosses at any step, at up to that chance per step.)"""
     cross = crossing(boot, curves.steps, relearn_at)
     tail = round((1 - level) / 2, 12)  # 0.025, not 0.025000000000000022: the percentile is a step function
     lower, upper = curve_band(curves, tail / 2)
