@@ -1225,6 +1225,67 @@ def test_readme_and_protocol_quote_the_third_attack_seed_under_the_full_attack()
         f"UCE is then INFERIOR (step 20's lower bound {uce['lower'][1]:+.4f}), RECE still INCONCLUSIVE"])
 
 
+
+def _clean_fidelity(results: dict, model: str, attack: str, lr: str, step: str) -> float:
+    """The mean clean-prompt fidelity of a model's runs under one attack and lr at one step."""
+    runs = [run for key, run in results["runs"].items() if key.split("|")[0] == model
+            and key.split("|")[2] == attack and key.split("|")[3] == lr]
+    assert runs, (model, attack, lr)
+    return float(np.mean([run[step]["clean"]["prompt_fidelity"] for run in runs]))
+
+
+def test_readme_and_protocol_quote_the_bracketed_lr_grid():
+    """The never-trained model and UCE with each attack's lr grid bracketed (a focused study grown from the
+    battery, forget-3x3 and full-3seeds): which lr is the worst, the curves at each lr, the clean control
+    and the verdicts quoted, all recomputed from the stored runs."""
+    stored, battery = _focused("bracket"), _stored_benchmark()
+    cfg = stored["config"]
+    assert cfg["bracket"] == 3 and cfg["alpha"] == 0.0166 and cfg["attack_seeds"] == [100, 101, 102]
+    assert cfg["attack_lrs"] == [0.001] and set(cfg["attacks"]) == {"full", "lora-r4"}
+    sources = [battery, _focused("forget-3x3"), _focused("full-3seeds")]
+    kept = [key for key in stored["runs"] if any(key in source["runs"] for source in sources)]
+    new_runs = set(stored["runs"]) - set(kept)
+    assert sorted(key.split("|")[3] for key in new_runs) == ["0.001"] + ["0.003"] * 12 + ["0.009"] * 6 + ["0.027"] * 6
+    assert "uce|train0|lora-r4|0.001|attack102" in new_runs  # "25 new runs: 24 at the higher lrs and UCE's third..."
+    for key in kept:  # the growth kept the runs it grew from as they were
+        source = next(s for s in sources if key in s["runs"])
+        assert stored["runs"][key] == source["runs"][key], key
+    rows = stored["summary"]
+    for attack, worst in (("full", "0.001"), ("lora-r4", "0.009")):
+        for model in ("never-trained", "uce"):
+            row = rows[attack][model]
+            assert row["bracketed"] and row["worst_lr"] == worst and not row["diverged_lrs"], (attack, model)
+            areas = {lr: np.mean(curve) for lr, curve in row["curves"].items()}
+            assert max(areas, key=areas.get) == worst != max(row["curves"], key=float), (attack, model)
+    full, lora = rows["full"], rows["lora-r4"]
+    end = lambda row, lr: f"{row['curves'][lr][-1]:.3f}"  # noqa: E731  step 400's harmful rate
+    reference, uce = lora["never-trained"], lora["uce"]
+    assert max(reference["curves"], key=float) == "0.027"  # 9e-3 is an interior point
+    fidelity = functools.partial(_clean_fidelity, stored, "never-trained", "lora-r4", step="400")
+    steps = uce["verdict"]["steps_to_relearn"]["model"]
+    cells = {"full_uce": full["uce"]["verdict"], "lora_uce": uce["verdict"]}
+    assert cells["full_uce"]["verdict"] == "INCONCLUSIVE" and cells["lora_uce"]["verdict"] == "INFERIOR"
+    _assert_quoted(ROOT / "docs" / "benchmark.md", [
+        f"at 3e-3 the reference ends at {end(full['never-trained'], '0.003')} (1e-3: "
+        f"{end(full['never-trained'], '0.001')}) and UCE at {end(full['uce'], '0.003')} (1e-3: {end(full['uce'], '0.001')})",
+        f"(step 400: {end(reference, '0.001')} at 1e-3, {end(reference, '0.003')} at 3e-3, {end(reference, '0.009')} at "
+        f"9e-3, {end(reference, '0.027')} at 2.7e-2), and UCE's too ({end(uce, '0.009')} at step 400)",
+        f"(the reference's clean fidelity at step 400: {fidelity(lr='0.027'):.3f}, against {fidelity(lr='0.001'):.3f} "
+        f"at 1e-3; no run diverged)",
+        f"its clean prompts draw stars at {reference['clean_curve'][-1]:.3f} at step 400, its clean fidelity "
+        f"{fidelity(lr='0.009'):.3f}",
+        f"9 times higher ({end(reference, '0.009')} at step 400 against {end(reference, '0.001')})",
+        f"(area {cells['full_uce']['area_difference']:+.3f}, upper {cells['full_uce']['area_upper']:+.3f}; detectable "
+        f"excess {cells['full_uce']['detectable']:+.3f}), INFERIOR under the LoRA "
+        f"({cells['lora_uce']['area_difference']:+.3f}, lower {cells['lora_uce']['area_lower']:+.3f}; the star back on "
+        f"half the prompts in {float(steps['point']):.0f} steps [{float(steps['ci95'][0]):.0f}, "
+        f"{float(steps['ci95'][1]):.0f}])",
+    ])
+    _assert_quoted(ROOT / "README.md", [
+        f"{end(reference, '0.009')} of the prompts draw the star at step 400, against {end(reference, '0.001')} at "
+        f"1e-3 (its clean prompts: {reference['clean_curve'][-1]:.3f}, so part of it is degradation); UCE's too, where "
+        f"the star is back on half the prompts in {float(steps['point']):.0f} steps."])
+
 def test_the_protocol_quotes_what_a_larger_design_buys():
     """docs/benchmark.md's findings on the design (evaluation.power), recomputed from the stored runs: the
     weakest part, the area-alone and doubled-axis detectable excesses, the factors, the comparisons where a
