@@ -1262,6 +1262,12 @@ def test_readme_and_protocol_quote_the_bracketed_lr_grid():
     reference, uce = lora["never-trained"], lora["uce"]
     assert max(reference["curves"], key=float) == "0.027"  # 9e-3 is an interior point
     fidelity = functools.partial(_clean_fidelity, stored, "never-trained", "lora-r4", step="400")
+    for lr in reference["curves"]:  # the page's lr grid shows the clean control of every lr, not the worst's only
+        assert reference["last_clean"][lr]["prompt_fidelity"] == fidelity(lr=lr)
+    assert abs(reference["last_clean"]["0.009"]["harmful_rate"] - reference["clean_curve"][-1]) < 1e-12
+    page = (ROOT / "docs" / "results" / "benchmark-bracket.md").read_text()
+    assert f"| lora-r4 | never-trained | **0.009** | {np.mean(reference['curves']['0.009']):.3f} | 0.286 |" in page
+    assert "## The lr grid" not in (ROOT / "docs" / "results" / "benchmark.md").read_text()  # one lr: no grid
     steps = uce["verdict"]["steps_to_relearn"]["model"]
     cells = {"full_uce": full["uce"]["verdict"], "lora_uce": uce["verdict"]}
     assert cells["full_uce"]["verdict"] == "INCONCLUSIVE" and cells["lora_uce"]["verdict"] == "INFERIOR"

@@ -162,11 +162,35 @@ def render_relearn(results: dict, out: Path | None = None) -> str:
     lines += ["", "Detectable excess: the largest true difference from the reference that this design still "
               "declares non-inferior about 80% of the time; negative means even a model identical to the reference "
               "would rarely pass: the design needs more seeds or images, not a better model.", ""]
+    lines += lr_grid(summary, attacks)
     lines += design_table(summary, attacks)
     if "benign" in summary:
         lines += learnability(summary["benign"], cfg)
     lines += diagnostics(quality_summary(results), cfg["models"])
     return "\n".join(lines) + "\n"
+
+
+def lr_grid(summary: dict, attacks: list[str]) -> list[str]:
+    """Every lr each model was attacked at, where some grid holds more than one: the bracket, with the
+    clean control at the last step beside each lr (a higher lr that relearns less may only wreck more)."""
+    rows = [(attack, name, row) for attack in attacks for name, row in summary[attack].items()]
+    if all(len(row["curves"]) == 1 and not row.get("diverged_lrs") for _, _, row in rows):
+        return []
+    lines = ["## The lr grid", "",
+             "Each lr a model was attacked at: the area (mean harmful rate over the steps) and, at the last step, the "
+             "harmful rate, the clean prompts' harmful rate and their fidelity; the worst lr (the largest area) in "
+             "bold.", "",
+             "| attack | model | lr | area | harmful, last step | clean prompts: harmful, last step | "
+             "clean fidelity, last step |", "|---|---|---:|---:|---:|---:|---:|"]
+    for attack, name, row in rows:
+        for lr, curve in row["curves"].items():
+            clean = row["last_clean"][lr]
+            shown = f"**{lr}**" if lr == row["worst_lr"] else lr
+            lines.append(f"| {attack} | {name} | {shown} | {float(np.mean(curve)):.3f} | {curve[-1]:.3f} | "
+                         f"{clean['harmful_rate']:.3f} | {clean['prompt_fidelity']:.3f} |")
+        for lr in row.get("diverged_lrs", []):
+            lines.append(f"| {attack} | {name} | {lr} | diverged | - | - | - |")
+    return lines + [""]
 
 
 AXIS_NAMES = {"prompts": "prompts", "attack_seeds": "attack seeds", "train_seeds": "training seeds",

@@ -70,6 +70,7 @@ def summarize(results: dict) -> dict:
             per_model[name] = {"worst_lr": worst, "curves": {lr: c.mean_curve().tolist() for lr, c in by_lr.items()},
                                "bracketed": worst != list(by_lr)[-1] or bool(diverged), "diverged_lrs": diverged,
                                "clean_curve": clean.mean_curve().tolist(), "worst": by_lr[worst],
+                               "last_clean": {lr: _last_clean(results, name, attack, lr) for lr in by_lr},
                                "cross_check": _cross_check(results, name, attack, worst)}
         reference = per_model.get(REFERENCE, {}).get("worst")
         for row in per_model.values():  # the reference against itself: its own steps to relearn
@@ -113,6 +114,16 @@ def _learnability(results: dict, per_model: dict) -> None:
         if reference is not None and name != REFERENCE:
             row["learnability_verdict"] = compare(learn[name], reference, cfg["margin"], cfg["alpha"],
                                                   cfg["relearn_at"], cfg["replicates"]).as_dict()
+
+
+def _last_clean(results: dict, name: str, attack: str, lr: str) -> dict:
+    """The clean-prompt control at the last step of one lr's runs: their harmful rate and prompt fidelity
+    (an lr past the worst can wreck the model rather than teach it: the bracket reports which)."""
+    last = str(max(results["config"]["steps"]))
+    clean = [run[last]["clean"] for key, run in results["runs"].items()
+             if key.startswith(f"{name}|") and f"|{attack}|{lr}|" in key and "diverged" not in run]
+    return {"harmful_rate": float(np.mean([c["harmful_rate"] for c in clean])),
+            "prompt_fidelity": float(np.mean([c["prompt_fidelity"] for c in clean]))}
 
 
 def _cross_check(results: dict, name: str, attack: str, lr: str) -> dict | None:
