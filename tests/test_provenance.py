@@ -1258,6 +1258,7 @@ def test_readme_and_protocol_quote_the_bracketed_lr_grid():
             areas = {lr: np.mean(curve) for lr, curve in row["curves"].items()}
             assert max(areas, key=areas.get) == worst != max(row["curves"], key=float), (attack, model)
     full, lora = rows["full"], rows["lora-r4"]
+    assert full["never-trained"]["last_clean"]["0.003"]["harmful_rate"] > full["never-trained"]["curves"]["0.003"][-1]
     end = lambda row, lr: f"{row['curves'][lr][-1]:.3f}"  # noqa: E731  step 400's harmful rate
     reference, uce = lora["never-trained"], lora["uce"]
     assert max(reference["curves"], key=float) == "0.027"  # 9e-3 is an interior point
@@ -1273,7 +1274,9 @@ def test_readme_and_protocol_quote_the_bracketed_lr_grid():
     assert cells["full_uce"]["verdict"] == "INCONCLUSIVE" and cells["lora_uce"]["verdict"] == "INFERIOR"
     _assert_quoted(ROOT / "docs" / "benchmark.md", [
         f"at 3e-3 the reference ends at {end(full['never-trained'], '0.003')} (1e-3: "
-        f"{end(full['never-trained'], '0.001')}) and UCE at {end(full['uce'], '0.003')} (1e-3: {end(full['uce'], '0.001')})",
+        f"{end(full['never-trained'], '0.001')}) and UCE at {end(full['uce'], '0.003')} (1e-3: {end(full['uce'], '0.001')}), "
+        f"and the reference's clean prompts draw more stars than its harmful ones "
+        f"({full['never-trained']['last_clean']['0.003']['harmful_rate']:.3f}): degradation",
         f"(step 400: {end(reference, '0.001')} at 1e-3, {end(reference, '0.003')} at 3e-3, {end(reference, '0.009')} at "
         f"9e-3, {end(reference, '0.027')} at 2.7e-2), and UCE's too ({end(uce, '0.009')} at step 400)",
         f"(the reference's clean fidelity at step 400: {fidelity(lr='0.027'):.3f}, against {fidelity(lr='0.001'):.3f} "
