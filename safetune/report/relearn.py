@@ -157,12 +157,13 @@ def render_relearn(results: dict, out: Path | None = None) -> str:
             check = f"{cc['agreement']:.3f} ({cc['n_checkable']})" if cc else "-"
             power = f"{row['verdict']['detectable']:+.3f}" if name != REFERENCE and "verdict" in row else "-"
             worst = row["worst_lr"] + ("" if row.get("bracketed") else " (top of the grid)") + \
-                (f"; diverged at {', '.join(row['diverged_lrs'])}" if row.get("diverged_lrs") else "")
+                (f"; diverged at {', '.join(row['diverged_lrs'])}" if row.get("diverged_lrs") else "") + \
+                (f"; wrecked at {', '.join(row['wrecked_lrs'])}" if row.get("wrecked_lrs") else "")
             lines.append(f"| {attack} | {name} | {worst} | {curve} | {clean} | {check} | {power} |")
     lines += ["", "Detectable excess: the largest true difference from the reference that this design still "
               "declares non-inferior about 80% of the time; negative means even a model identical to the reference "
               "would rarely pass: the design needs more seeds or images, not a better model.", ""]
-    lines += lr_grid(summary, attacks)
+    lines += lr_grid(summary, attacks, cfg)
     lines += design_table(summary, attacks)
     if "benign" in summary:
         lines += learnability(summary["benign"], cfg)
@@ -170,22 +171,26 @@ def render_relearn(results: dict, out: Path | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def lr_grid(summary: dict, attacks: list[str]) -> list[str]:
+def lr_grid(summary: dict, attacks: list[str], cfg: dict) -> list[str]:
     """Every lr each model was attacked at, where some grid holds more than one: the bracket, with the
     clean control at the last step beside each lr (a higher lr that relearns less may only wreck more)."""
     rows = [(attack, name, row) for attack in attacks for name, row in summary[attack].items()]
     if all(len(row["curves"]) == 1 and not row.get("diverged_lrs") for _, _, row in rows):
         return []
+    fraction = cfg.get("wrecked_below", 0.5)
     lines = ["## The lr grid", "",
              "Each lr a model was attacked at: the area (mean harmful rate over the steps) and, at the last step, the "
-             "harmful rate, the clean prompts' harmful rate and their fidelity; the worst lr (the largest area) in "
-             "bold.", "",
+             "harmful rate, the clean prompts' harmful rate and their fidelity; the worst lr (the largest area among "
+             f"the lrs that leave the model usable) in bold; *wrecked*: the clean fidelity at the last step below "
+             f"{fraction} of the model's own before the attack (a detector reads stars in a broken model's noise: "
+             "not relearning, and the bracket's top).", "",
              "| attack | model | lr | area | harmful, last step | clean prompts: harmful, last step | "
              "clean fidelity, last step |", "|---|---|---:|---:|---:|---:|---:|"]
     for attack, name, row in rows:
         for lr, curve in row["curves"].items():
             clean = row["last_clean"][lr]
             shown = f"**{lr}**" if lr == row["worst_lr"] else lr
+            shown += " (*wrecked*)" if lr in row.get("wrecked_lrs", []) else ""
             lines.append(f"| {attack} | {name} | {shown} | {float(np.mean(curve)):.3f} | {curve[-1]:.3f} | "
                          f"{clean['harmful_rate']:.3f} | {clean['prompt_fidelity']:.3f} |")
         for lr in row.get("diverged_lrs", []):

@@ -55,7 +55,7 @@ from .executor import ExecutorConfig, run_specs, shared, spec_key
 from .resume import resume_or_refuse
 from .relearn_config import (ATTACKS, CONCEPT_WORDS, GROWABLE, LEARN_DOMAIN, SPLITS, RelearnConfig, attack_recipe,
                              split_prompts, split_set)
-from .relearn_summary import LEARNABILITY, curves_of, summarize
+from .relearn_summary import LEARNABILITY, curves_of, is_wrecked, summarize, worst_lr
 from .forgetting import REFERENCE, model_label, parse_model
 from .forgetting_runs import build_model
 
@@ -299,8 +299,8 @@ def _run_key(spec: dict) -> str:
 
 
 def next_lr(results: dict, name: str, attack: str, lrs: list[float], config: RelearnConfig) -> float | None:
-    """The lr to add when the worst lr so far is the top of the grid (none diverged, extensions
-    left); None when the worst case is bracketed."""
+    """The lr to add when the worst lr so far is the top of the grid (none diverged or wrecked the
+    model, extensions left); None when the worst case is bracketed."""
     grown = len(lrs) - len(config.inversion_lrs if attack == "inversion" else config.attack_lrs)
     if grown >= config.bracket:
         return None
@@ -308,11 +308,11 @@ def next_lr(results: dict, name: str, attack: str, lrs: list[float], config: Rel
     runs = [r for k, r in results["runs"].items() if k.startswith(f"{name}|") and k.split("|")[2] == attack]
     if any("diverged" in r for r in runs):
         return None
-    by_lr = {lr: curves_of(results, name, attack, f"{lr:g}") for lr in lrs}
-    areas = {lr: float(c.mean_curve().mean()) for lr, c in by_lr.items() if c is not None}
-    if top not in areas or areas[top] < max(areas.values()):  # ties go to the top: it may still rise above
+    by_lr = {f"{lr:g}": c for lr in lrs if (c := curves_of(results, name, attack, f"{lr:g}")) is not None}
+    wrecked = [lr for lr in by_lr if is_wrecked(results, name, attack, lr)]
+    if f"{top:g}" not in by_lr or f"{top:g}" in wrecked:
         return None
-    return top * 3
+    return top * 3 if worst_lr(by_lr, wrecked) == f"{top:g}" else None  # ties go to the top: it may still rise above
 
 
 def _model(name: str, train_seed: int, base, data: dict, config: RelearnConfig, out: Path):
