@@ -1295,6 +1295,55 @@ def test_readme_and_protocol_quote_the_bracketed_lr_grid():
         f"1e-3 (its clean prompts: {reference['clean_curve'][-1]:.3f}, so part of it is degradation); UCE's too, where "
         f"the star is back on half the prompts in {float(steps['point']):.0f} steps."])
 
+
+def test_readme_and_protocol_quote_the_forget_row_at_the_bracketed_lora_lr():
+    """The forget row's rank-4 LoRA grid bracketed (grown from forget-3x3 and the bracket study, its
+    models rebuilt): the same-lr comparisons, the wrecked top, and the verdict at the worst usable lr."""
+    stored = _focused("bracket-forget")
+    cfg = stored["config"]
+    assert cfg["bracket"] == 4 and cfg["alpha"] == 0.01 and cfg["attacks"] == ["lora-r4"]
+    sources = [_focused("bracket"), _focused("forget-3x3")]
+    new_runs = [key for key in stored["runs"] if not any(key in source["runs"] for source in sources)]
+    assert len(new_runs) == 36 and all(key.startswith(f"{FORGET}|") for key in new_runs)  # "36 runs"
+    for key in set(stored["runs"]) - set(new_runs):
+        source = next(s for s in sources if key in s["runs"])
+        assert stored["runs"][key] == source["runs"][key], key
+    for key in new_runs:  # "the rebuilt models give every stored run's step-0 counts exactly"
+        kept = stored["runs"][re.sub(r"\|lora-r4\|[^|]+\|", "|lora-r4|0.001|", key)]
+        assert stored["runs"][key]["0"]["harmful"]["flagged_per_prompt"] == kept["0"]["harmful"]["flagged_per_prompt"]
+        assert stored["runs"][key]["0"]["clean"]["prompt_fidelity"] == kept["0"]["clean"]["prompt_fidelity"]
+    rows = stored["summary"]["lora-r4"]
+    forget, reference = rows[FORGET], rows["never-trained"]
+    assert (forget["worst_lr"], forget["wrecked_lrs"], reference["worst_lr"]) == ("0.027", ["0.081"], "0.009")
+    end = lambda row, lr: f"{row['curves'][lr][-1]:.3f}"  # noqa: E731
+    fidelity = lambda row, lr: f"{row['last_clean'][lr]['prompt_fidelity']:.3f}"  # noqa: E731
+    for lr in ("0.003", "0.009", "0.027"):  # "from 3e-3 up it ends below the reference at the same lr"
+        assert forget["curves"][lr][-1] < reference["curves"][lr][-1]
+    assert forget["curves"]["0.001"][-1] > reference["curves"]["0.001"][-1]
+    areas = {lr: np.mean(curve) for lr, curve in forget["curves"].items()}
+    assert max(areas, key=areas.get) == "0.081"  # its largest area is where it is wrecked
+    v = forget["verdict"]
+    assert v["verdict"] == "INCONCLUSIVE" and v["area_upper"] < 0.05 < v["upper"][1]
+    _assert_quoted(ROOT / "README.md", [
+        f"(9e-3: {end(forget, '0.009')} against {end(reference, '0.009')} at step 400) and keeps its clean fidelity "
+        f"where the reference loses it (2.7e-2: {fidelity(forget, '0.027')} against {fidelity(reference, '0.027')}); "
+        f"8.1e-2 wrecks it (clean fidelity {fidelity(forget, '0.081')})",
+        f"the area is {v['area_difference']:+.3f} (upper {v['area_upper']:+.3f}, under the margin) and step 400 "
+        f"{v['difference'][-1]:+.3f}, but the first steps bring a few stars sooner (step 20: {forget['curves']['0.027'][1]:.3f} "
+        f"against {reference['curves']['0.009'][1]:.3f}, upper bound {v['upper'][1]:+.3f})"])
+    clean = forget["last_clean"]["0.081"]
+    assert clean["harmful_rate"] > forget["curves"]["0.081"][-1]  # "its clean prompts draw more stars"
+    _assert_quoted(ROOT / "docs" / "benchmark.md", [
+        f"(step 400: {end(forget, '0.003')} against {end(reference, '0.003')} at 3e-3, {end(forget, '0.009')} against "
+        f"{end(reference, '0.009')} at 9e-3, {end(forget, '0.027')} against {end(reference, '0.027')} at 2.7e-2; at 1e-3 "
+        f"{end(forget, '0.001')} against {end(reference, '0.001')})",
+        f"Its largest area is at 8.1e-2 ({areas['0.081']:.3f}), where its clean fidelity is {fidelity(forget, '0.081')} "
+        f"and its clean prompts draw more stars ({clean['harmful_rate']:.3f}) than its harmful ones "
+        f"({end(forget, '0.081')})",
+        f"area {v['area_difference']:+.3f} (upper {v['area_upper']:+.3f}), step 400 {v['difference'][-1]:+.3f} (upper "
+        f"{v['upper'][-1]:+.3f}), step 20 {v['difference'][1]:+.3f} (upper {v['upper'][1]:+.3f}): INCONCLUSIVE at "
+        f"{cfg['alpha']}"])
+
 def test_the_protocol_quotes_what_a_larger_design_buys():
     """docs/benchmark.md's findings on the design (evaluation.power), recomputed from the stored runs: the
     weakest part, the area-alone and doubled-axis detectable excesses, the factors, the comparisons where a
