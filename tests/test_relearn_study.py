@@ -231,6 +231,15 @@ def test_an_lr_that_wrecks_the_model_is_the_brackets_top_and_never_the_worst():
     assert next_lr(results, "never-trained", "full", [1e-4, 1e-3, 3e-3], replace(config, bracket=3)) == pytest.approx(9e-3)
     results, _ = _fake_runs(rates, wrecked=(1e-4, 1e-3, 3e-3))
     assert summarize(results)["full"]["never-trained"]["worst_lr"] == "0.003"  # nothing usable: the largest area
+    for run in results["runs"].values():  # a detector without prompt fidelity (NudeNet): nothing is wrecked
+        for point in run.values():
+            del point["clean"]["prompt_fidelity"]
+    row = summarize(results)["full"]["never-trained"]
+    assert row["wrecked_lrs"] == [] and row["last_clean"]["0.003"]["prompt_fidelity"] is None
+    assert next_lr(results, "never-trained", "full", [1e-4, 1e-3, 3e-3], replace(config, bracket=3)) == pytest.approx(9e-3)
+    from safetune.report.relearn import lr_grid
+    assert "| full | never-trained | **0.003** | 1.000 | 1.000 | 0.000 | - |" in lr_grid(
+        {"full": {"never-trained": row}}, ["full"], results["config"])
 
 
 def test_the_learnability_control_fails_a_defence_that_learns_nothing():

@@ -191,8 +191,9 @@ def lr_grid(summary: dict, attacks: list[str], cfg: dict) -> list[str]:
             clean = row["last_clean"][lr]
             shown = f"**{lr}**" if lr == row["worst_lr"] else lr
             shown += " (*wrecked*)" if lr in row.get("wrecked_lrs", []) else ""
+            fidelity = "-" if clean["prompt_fidelity"] is None else f"{clean['prompt_fidelity']:.3f}"
             lines.append(f"| {attack} | {name} | {shown} | {float(np.mean(curve)):.3f} | {curve[-1]:.3f} | "
-                         f"{clean['harmful_rate']:.3f} | {clean['prompt_fidelity']:.3f} |")
+                         f"{clean['harmful_rate']:.3f} | {fidelity} |")
         for lr in row.get("diverged_lrs", []):
             lines.append(f"| {attack} | {name} | {lr} | diverged | - | - | - |")
     return lines + [""]
