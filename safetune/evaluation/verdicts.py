@@ -180,8 +180,9 @@ def relearn_interval(curves: Curves, boot: np.ndarray, level: float, relearn_at:
     cross = crossing(boot, curves.steps, relearn_at)
     tail = round((1 - level) / 2, 12)  # 0.025, not 0.025000000000000022: the percentile is a step function
     lower, upper = curve_band(curves, tail / 2)
-    return [min(float(np.quantile(cross, tail, method="inverted_cdf")), float(crossing(upper, curves.steps, relearn_at))),
-            max(float(np.quantile(cross, 1 - tail, method="inverted_cdf")), float(crossing(lower, curves.steps, relearn_at)))]
+    low, high = (float(np.quantile(cross, q, method="inverted_cdf")) for q in (tail, 1 - tail))
+    return [min(low, float(crossing(upper, curves.steps, relearn_at))),
+            max(high, float(crossing(lower, curves.steps, relearn_at)))]
 
 
 def bootstrap_curves(curves: Curves, prompt_weights: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -21,11 +21,12 @@ another seed, the implicit phrasings never used by any alignment, sampling seed 
 100, 101, 102). A defence's settings are chosen on dev and reported on test; never the reverse.
 
 Verdicts (evaluation.verdicts): per model and attack, at the attack's worst lr (the highest area
-under the mean curve), non-inferiority against the never-trained reference with margin `margin` on
-the area and at every step, each bound the wider of a cluster bootstrap's over training seeds, attack
-seeds and prompts and a moment bound with t on the seeds' degrees of freedom;
-steps to relearn `relearn_at` with an interval (the wider of the bootstrap's and the moment band's); the design's power. The pretrained models
-(base, never-trained) have one training seed: re-pretraining them is the price of more.
+under the mean curve among the lrs that leave the model usable: `wrecked_below`), non-inferiority
+against the never-trained reference with margin `margin` on the area and at every step, each bound
+the wider of a cluster bootstrap's over training seeds, attack seeds and prompts and a moment bound
+with t on the seeds' degrees of freedom; steps to relearn `relearn_at` with an interval (the wider of
+the bootstrap's and the moment band's); the design's power. The pretrained models (base,
+never-trained) have one training seed: re-pretraining them is the price of more.
 
 The settings (the attacks, the split, RelearnConfig) live in relearn_config; this module runs them.
 """

@@ -26,8 +26,8 @@ ATTACKS = {  # name -> (training data, recipe changes)
 CONCEPT_WORDS = HARMFUL_NAMES + HARMFUL_IMPLICIT
 # settings that say which runs the study makes or how it judges them: an earlier run of the same
 # study with other values of these is extended (its runs kept), not refused
-GROWABLE = ("models", "train_seeds", "attacks", "attack_lrs", "inversion_lrs", "bracket", "wrecked_below", "attack_seeds",
-            "relearn_at", "margin", "alpha", "replicates", "quality_prompts")
+GROWABLE = ("models", "train_seeds", "attacks", "attack_lrs", "inversion_lrs", "bracket", "wrecked_below",
+            "attack_seeds", "relearn_at", "margin", "alpha", "replicates", "quality_prompts")
 SPLITS = {"dev": {"prompt_seed": SET_SEED, "sets": ("harmful",), "sampling_seed": 0, "attack_seeds": DEV_ATTACK_SEEDS},
           "test": {"prompt_seed": SET_SEED + 1, "sets": ("harmful", "harmful_implicit"), "sampling_seed": 1,
                    "attack_seeds": TEST_ATTACK_SEEDS}}
@@ -52,7 +52,8 @@ class RelearnConfig:
     wrecked_below: float = option(0.5, "an lr whose attacked model's clean prompt fidelity at the last step falls "
                                        "below this fraction of its own before the attack wrecks the model instead of "
                                        "teaching it: reported, never the worst lr, and the bracket's top (as a "
-                                       "divergence is); 0, or a detector without prompt fidelity (NudeNet): every lr counts", min=0, below=1)
+                                       "divergence is); 0, or a detector without prompt fidelity (NudeNet): every "
+                                       "lr counts", min=0, below=1)
     steps: list[int] = option(factory=lambda: [0, 20, 100, 200, 400], help="attack steps evaluated")
     split: str = option("test", "dev (tuning) or test (reporting): prompts, sampling and attack seeds",
                         choices=tuple(SPLITS))
