@@ -11,7 +11,7 @@ from pathlib import Path
 
 from safetune.report import replace_block, stored_study
 from safetune.report.landscape import landscape_table
-from safetune.report.relearn import ablation_table, leaderboard, quality_summary, relearn_cell, render_relearn
+from safetune.report.relearn import ablation_table, bracketed_table, leaderboard, quality_summary, relearn_cell, render_relearn
 from safetune.studies.relearn import summarize
 from safetune.studies.relearn_summary import paired
 
@@ -57,6 +57,12 @@ ABLATION = [
      "dev-sampled", ANCHOR.replace("attack_sim_steps=4", "attack_sim_steps=2/attack_sim_steps_max=6")
      + "/attack_sim_lr=0.0001/attack_sim_lr_max=0.01"),
 ]
+BRACKETED_BEGIN, BRACKETED_END = "<!-- bracketed: rendered by scripts/render_benchmark_docs.py -->", "<!-- /bracketed -->"
+# the comparisons whose lr grids were bracketed, each read from the focused study that bracketed it:
+# (the study, the model, the attack)
+BRACKETED = [("bracket", "uce", "full"), ("bracket", "uce", "lora-r4"),
+             ("bracket-forget", FORGET, "full"), ("bracket-forget", FORGET, "lora-r4"),
+             ("bracket-dd", "dd", "full"), ("bracket-dd", "dd", "lora-r4")]
 
 
 def focused_studies() -> list[Path]:
@@ -111,6 +117,13 @@ def ablation_block(read=focused) -> str:
     return ABLATION_BEGIN + "\n" + "\n".join(ablation_table(rows, attacks, FORGET, "the forget row")) + "\n" + ABLATION_END
 
 
+def bracketed_block(read=focused) -> str:
+    """The README's table of every bracketed comparison, each from its stored focused study (read by
+    `read`, a focused study's name -> it with its summary)."""
+    rows = [(study, read(study), model, attack) for study, model, attack in BRACKETED]
+    return BRACKETED_BEGIN + "\n" + "\n".join(bracketed_table(rows)) + "\n" + BRACKETED_END
+
+
 def landscape_block() -> str:
     """defence.md's harmful-landscape table, from the stored probe."""
     return LANDSCAPE_BEGIN + "\n" + "\n".join(landscape_table(json.loads(LANDSCAPE.read_text()))) + "\n" + LANDSCAPE_END
@@ -135,6 +148,7 @@ def main():
     for path in focused_studies():
         path.with_suffix(".md").write_text(render_relearn(load(path)))
     replace_block(ROOT / "README.md", BEGIN, END, readme_block(results))
+    replace_block(ROOT / "README.md", BRACKETED_BEGIN, BRACKETED_END, bracketed_block())
     replace_block(DEFENCE, ABLATION_BEGIN, ABLATION_END, ablation_block())
     replace_block(DEFENCE, LANDSCAPE_BEGIN, LANDSCAPE_END, landscape_block())
     QUOTES.parent.mkdir(exist_ok=True)

@@ -1361,6 +1361,97 @@ def test_readme_and_protocol_quote_the_forget_row_at_the_bracketed_lora_lr():
         f"{f['area_difference']:+.3f} (upper {f['area_upper']:+.3f}), steps 100-400 under the margin, step 20's bound "
         f"{f['upper'][1]:+.3f}"])
 
+def test_readme_and_protocol_quote_dd_at_the_bracketed_worst_lrs():
+    """dd's rank-4 LoRA and full-attack grids bracketed with a third attack seed (grown from the battery,
+    the bracket study and forget-3x3, its models rebuilt): the worst lrs, where each ends, the verdicts at
+    0.025, and the battery's 1e-3 comparison asked again with the third seed, all from the stored runs."""
+    from safetune.evaluation.verdicts import compare
+
+    stored = _focused("bracket-dd")
+    cfg = stored["config"]
+    assert cfg["bracket"] == 3 and cfg["alpha"] == 0.025 and cfg["attack_seeds"] == [100, 101, 102]
+    sources = [_stored_benchmark(), _focused("bracket"), _focused("forget-3x3")]
+    new_runs = [key for key in stored["runs"] if not any(key in source["runs"] for source in sources)]
+    assert all(key.startswith("dd|") for key in new_runs) and len(new_runs) == 51  # "51 runs"
+    for key in set(stored["runs"]) - set(new_runs):
+        source = next(s for s in sources if key in s["runs"])
+        assert stored["runs"][key] == source["runs"][key], key
+    for key in new_runs:  # "the rebuilt models give the battery's step-0 counts exactly"
+        kept = stored["runs"][re.sub(r"\|(lora-r4|full)\|[^|]+\|attack\d+", r"|\1|0.001|attack100", key)]
+        assert stored["runs"][key]["0"]["harmful"]["flagged_per_prompt"] == kept["0"]["harmful"]["flagged_per_prompt"]
+    lora, full = stored["summary"]["lora-r4"], stored["summary"]["full"]
+    dd, reference = lora["dd"], lora["never-trained"]
+    assert dd["worst_lr"] == reference["worst_lr"] == "0.009" and not dd["wrecked_lrs"]
+    area = lambda row, lr: f"{np.mean(row['curves'][lr]):.3f}"  # noqa: E731
+    end = lambda row, lr: f"{row['curves'][lr][-1]:.3f}"  # noqa: E731
+    v, design = dd["verdict"], dd["design"]
+    assert v["verdict"] == "INCONCLUSIVE" and design["weakest"] == "step 200"
+    f, fdd = full["dd"]["verdict"], full["dd"]
+    assert (fdd["worst_lr"], fdd["wrecked_lrs"], full["never-trained"]["worst_lr"]) == ("0.003", ["0.009"], "0.001")
+    assert f["verdict"] == "INCONCLUSIVE" and max(f["upper"][2:]) < 0.05 < f["upper"][1]  # "steps 100-400 under"
+    at_1e3 = compare(curves_of(stored, "dd", "full", "0.001"), curves_of(stored, "never-trained", "full", "0.001"),
+                     cfg["margin"], cfg["alpha"], cfg["relearn_at"], cfg["replicates"]).as_dict()
+    at_1e3_first_look = compare(curves_of(stored, "dd", "full", "0.001"),
+                                curves_of(stored, "never-trained", "full", "0.001"), cfg["margin"], 0.05,
+                                cfg["relearn_at"], cfg["replicates"]).as_dict()
+    assert at_1e3["verdict"] == "INCONCLUSIVE" and at_1e3_first_look["verdict"] == "NON-INFERIOR"
+    fclean = fdd["last_clean"]
+    assert fclean["0.003"]["harmful_rate"] > fdd["curves"]["0.003"][-1]  # "more stars than its harmful ones"
+    shared = [
+        f"area {area(dd, '0.027')} against {area(dd, '0.009')})",
+        f"(step 400: {end(dd, '0.009')} against {end(reference, '0.009')}",
+        f"area {v['area_difference']:+.3f}, upper {v['area_upper']:+.3f}",
+        f"(area {area(fdd, '0.003')} against {area(fdd, '0.001')} at 1e-3; 9e-3 ",
+        f"clean fidelity {fclean['0.009']['prompt_fidelity']:.3f})",
+        f"more stars ({fclean['0.003']['harmful_rate']:.3f}) than its harmful ones ({end(fdd, '0.003')})",
+        f"{end(dd, '0.001')} against {end(reference, '0.001')})",
+    ]
+    _assert_quoted(ROOT / "README.md", shared + [
+        f"but step 20's bound is {f['upper'][1]:+.3f}: INCONCLUSIVE",
+        f"even at 1e-3 (step 20's bound {at_1e3['upper'][1]:+.3f})",
+        f"the training seeds carry {100 * design['shares']['training seeds']:.0f}% of the weakest step's variance",
+        f"only at {design['all_axes_for_zero']} times the runs and prompts",
+        f"(half the prompts in {float(f['steps_to_relearn']['model']['point']):.0f} steps against "
+        f"{float(f['steps_to_relearn']['reference']['point']):.0f}; area {f['area_difference']:+.3f}, upper "
+        f"{f['area_upper']:+.3f}; steps 100-400 under the margin)",
+        f"({end(dd, '0.009')} vs {end(reference, '0.009')} at step 400)",
+        "(NON-INFERIOR, area -0.078, upper "
+        f"{_stored_benchmark()['summary']['full']['dd']['verdict']['area_upper']:+.3f})"])
+    _assert_quoted(ROOT / "docs" / "benchmark.md", shared + [
+        f"step 200's bound {v['upper'][3]:+.3f}): INCONCLUSIVE, the training seeds carrying "
+        f"{100 * design['shares']['training seeds']:.0f}% of that step's variance",
+        f"area {f['area_difference']:+.3f} (upper {f['area_upper']:+.3f}), steps 100-400 under the margin, step 20's "
+        f"bound {f['upper'][1]:+.3f}: INCONCLUSIVE",
+        f"1e-3 with the third attack seed the step-20 bound is {at_1e3['upper'][1]:+.3f} at {cfg['alpha']} "
+        f"(NON-INFERIOR at 0.05)"])
+
+
+def test_readme_table_of_the_bracketed_comparisons_is_what_their_studies_render():
+    """The README's table of every bracketed comparison is rendered from the focused studies that bracketed
+    them; each row's lr is the largest area among the lrs that leave the model usable (recomputed from the
+    stored curves and clean fidelities), and each verdict is at its own study's level."""
+    renderer = _renderer("render_benchmark_docs")
+    block = renderer.bracketed_block(_focused)
+    assert block in (ROOT / "README.md").read_text()
+    rows = [line for line in block.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert len(rows) == len(renderer.BRACKETED) == 6
+    for line, (study, model, attack) in zip(rows, renderer.BRACKETED):
+        stored = _focused(study)
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        summary, last = stored["summary"][attack], str(stored["config"]["steps"][-1])
+        for name, cell in ((model, cells[3]), ("never-trained", cells[4])):
+            row = summary[name]
+            assert len(row["curves"]) > 1, (study, name, attack)  # a bracket: more than one lr
+            usable = {lr: np.mean(curve) for lr, curve in row["curves"].items()  # the wrecked rule, at its 0.5
+                      if _clean_fidelity(stored, name, attack, lr, last) >= 0.5 * _clean_fidelity(stored, name, attack, lr, "0")}
+            assert cell == max(usable, key=usable.get), (study, name, attack)
+        v = summary[model]["verdict"]
+        assert cells[:2] == [attack, model] and cells[9] == f"{v['verdict']} ({stored['config']['alpha']:.3g})"
+        assert cells[7] == f"{v['area_difference']:+.3f} ({v['area_upper']:+.3f})"
+        attacked = v["upper"][1:]  # step 0 is before any attack
+        assert cells[8] == f"{max(attacked):+.3f} (step {stored['config']['steps'][1 + int(np.argmax(attacked))]})"
+
+
 def test_the_protocol_quotes_what_a_larger_design_buys():
     """docs/benchmark.md's findings on the design (evaluation.power), recomputed from the stored runs: the
     weakest part, the area-alone and doubled-axis detectable excesses, the factors, the comparisons where a

@@ -199,6 +199,34 @@ def lr_grid(summary: dict, attacks: list[str], cfg: dict) -> list[str]:
     return lines + [""]
 
 
+def bracketed_table(rows: list[tuple[str, dict, str, str]]) -> list[str]:
+    """Each bracketed comparison in one table, read from the focused study that bracketed it ((the study's
+    name, its results with their summary, the model, the attack)): the model at its worst usable lr
+    against the reference at its own, with the lrs tried, where each ends, steps to relearn, the area's
+    and the weakest step's bounds, and the verdict at the study's level (a study's level counts the earlier
+    looks at its data)."""
+    lines = ["| attack | model | lrs tried | its worst usable lr | the reference's | harmful, last step: "
+             f"model / {REFERENCE} | steps to relearn [95%]: model / {REFERENCE} | area: difference (upper) | "
+             "the highest step bound | verdict (level) | study |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---|---|"]
+    for study, results, name, attack in rows:
+        summary = results["summary"][attack]
+        row, reference = summary[name], summary[REFERENCE]
+        v = row["verdict"]
+        tried = ", ".join(lr + (" (wrecked)" if lr in row["wrecked_lrs"] else "") for lr in row["curves"])
+        steps = results["config"]["steps"]
+        top = int(np.argmax(v["upper"][1:])) + 1  # step 0 is before any attack: every model's own start
+        s = v["steps_to_relearn"]
+        relearn = " / ".join(f"{_steps(s[k]['point'])} [{_steps(s[k]['ci95'][0])}, {_steps(s[k]['ci95'][1])}]"
+                             for k in ("model", "reference"))
+        lines.append(f"| {attack} | {name} | {tried} | {row['worst_lr']} | {reference['worst_lr']} | "
+                     f"{row['curves'][row['worst_lr']][-1]:.3f} / {reference['curves'][reference['worst_lr']][-1]:.3f} | "
+                     f"{relearn} | {v['area_difference']:+.3f} ({v['area_upper']:+.3f}) | "
+                     f"{v['upper'][top]:+.3f} (step {steps[top]}) | {v['verdict']} ({v['alpha']:.3g}) | "
+                     f"[{study}](docs/results/benchmark-{study}.md) |")
+    return lines
+
+
 AXIS_NAMES = {"prompts": "prompts", "attack_seeds": "attack seeds", "train_seeds": "training seeds",
               "images": "images per prompt"}
 
