@@ -1296,23 +1296,31 @@ def test_readme_and_protocol_quote_the_bracketed_lr_grid():
         f"the star is back on half the prompts in {float(steps['point']):.0f} steps."])
 
 
+def _grown_runs(stored: dict, sources: list[dict]) -> list[str]:
+    """The runs a focused study made itself, the rest being its sources' runs kept as they were; a model it
+    rebuilt gives, before any attack, the counts and clean fidelity of the kept run it was grown beside
+    (the same model and training seed under the same attack, at 1e-3 and attack seed 100)."""
+    new_runs = [key for key in stored["runs"] if not any(key in source["runs"] for source in sources)]
+    for key in set(stored["runs"]) - set(new_runs):
+        source = next(s for s in sources if key in s["runs"])
+        assert stored["runs"][key] == source["runs"][key], key
+    for key in new_runs:
+        kept = stored["runs"][re.sub(r"\|([^|]+)\|[^|]+\|attack\d+$", r"|\1|0.001|attack100", key)]
+        assert kept is not stored["runs"][key] and stored["runs"][key]["0"]["harmful"]["flagged_per_prompt"] == \
+            kept["0"]["harmful"]["flagged_per_prompt"], key
+        assert stored["runs"][key]["0"]["clean"]["prompt_fidelity"] == kept["0"]["clean"]["prompt_fidelity"], key
+    return new_runs
+
+
 def test_readme_and_protocol_quote_the_forget_row_at_the_bracketed_lora_lr():
     """The forget row's rank-4 LoRA grid bracketed (grown from forget-3x3 and the bracket study, its
     models rebuilt): the same-lr comparisons, the wrecked top, and the verdict at the worst usable lr."""
     stored = _focused("bracket-forget")
     cfg = stored["config"]
     assert cfg["bracket"] == 4 and cfg["alpha"] == 0.01 and cfg["attacks"] == ["lora-r4", "full"]
-    sources = [_focused("bracket"), _focused("forget-3x3")]
-    new_runs = [key for key in stored["runs"] if not any(key in source["runs"] for source in sources)]
+    new_runs = _grown_runs(stored, [_focused("bracket"), _focused("forget-3x3")])
     assert all(key.startswith(f"{FORGET}|") for key in new_runs)
     assert sorted(key.split("|")[2] for key in new_runs) == ["full"] * 9 + ["lora-r4"] * 36  # "36 runs", "9 runs"
-    for key in set(stored["runs"]) - set(new_runs):
-        source = next(s for s in sources if key in s["runs"])
-        assert stored["runs"][key] == source["runs"][key], key
-    for key in new_runs:  # "the rebuilt models give every stored run's step-0 counts exactly"
-        kept = stored["runs"][re.sub(r"\|(lora-r4|full)\|[^|]+\|", r"|\1|0.001|", key)]
-        assert stored["runs"][key]["0"]["harmful"]["flagged_per_prompt"] == kept["0"]["harmful"]["flagged_per_prompt"]
-        assert stored["runs"][key]["0"]["clean"]["prompt_fidelity"] == kept["0"]["clean"]["prompt_fidelity"]
     rows = stored["summary"]["lora-r4"]
     forget, reference = rows[FORGET], rows["never-trained"]
     assert (forget["worst_lr"], forget["wrecked_lrs"], reference["worst_lr"]) == ("0.027", ["0.081"], "0.009")
@@ -1370,15 +1378,8 @@ def test_readme_and_protocol_quote_dd_at_the_bracketed_worst_lrs():
     stored = _focused("bracket-dd")
     cfg = stored["config"]
     assert cfg["bracket"] == 3 and cfg["alpha"] == 0.025 and cfg["attack_seeds"] == [100, 101, 102]
-    sources = [_stored_benchmark(), _focused("bracket"), _focused("forget-3x3")]
-    new_runs = [key for key in stored["runs"] if not any(key in source["runs"] for source in sources)]
+    new_runs = _grown_runs(stored, [_stored_benchmark(), _focused("bracket"), _focused("forget-3x3")])
     assert all(key.startswith("dd|") for key in new_runs) and len(new_runs) == 51  # "51 runs"
-    for key in set(stored["runs"]) - set(new_runs):
-        source = next(s for s in sources if key in s["runs"])
-        assert stored["runs"][key] == source["runs"][key], key
-    for key in new_runs:  # "the rebuilt models give the battery's step-0 counts exactly"
-        kept = stored["runs"][re.sub(r"\|(lora-r4|full)\|[^|]+\|attack\d+", r"|\1|0.001|attack100", key)]
-        assert stored["runs"][key]["0"]["harmful"]["flagged_per_prompt"] == kept["0"]["harmful"]["flagged_per_prompt"]
     lora, full = stored["summary"]["lora-r4"], stored["summary"]["full"]
     dd, reference = lora["dd"], lora["never-trained"]
     assert dd["worst_lr"] == reference["worst_lr"] == "0.009" and not dd["wrecked_lrs"]
