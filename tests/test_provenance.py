@@ -1427,6 +1427,38 @@ def test_readme_and_protocol_quote_dd_at_the_bracketed_worst_lrs():
         f"(NON-INFERIOR at 0.05)"])
 
 
+def test_readme_and_protocol_quote_the_reference_bracketed_under_the_other_weight_attacks():
+    """The never-trained model's grids under full-te and the rank-1 and rank-16 LoRAs bracketed (grown from
+    forget-3x3, then with bracket=4): each worst lr, the wrecked tops, and the numbers quoted; a study of the
+    reference alone renders no design table (it compares nothing)."""
+    stored = _focused("bracket-reference")
+    cfg = stored["config"]
+    assert cfg["bracket"] == 4 and cfg["models"] == ["never-trained"] and cfg["attack_seeds"] == [100, 101, 102]
+    new_runs = _grown_runs(stored, [_focused("forget-3x3")])
+    assert len(new_runs) == 24 and all(key.startswith("never-trained|") for key in new_runs)  # "24 runs"
+    rows = {attack: stored["summary"][attack]["never-trained"] for attack in ("full-te", "lora-r1", "lora-r16")}
+    assert [(rows[a]["worst_lr"], rows[a]["wrecked_lrs"]) for a in rows] == \
+        [("0.001", []), ("0.027", ["0.081"]), ("0.009", ["0.027"])]
+    assert all(row["bracketed"] for row in rows.values())
+    te, r1, r16 = rows.values()
+    area = lambda row, lr: f"{np.mean(row['curves'][lr]):.3f}"  # noqa: E731
+    end = lambda row, lr: f"{row['curves'][lr][-1]:.3f}"  # noqa: E731
+    clean = lambda row, lr, key: f"{row['last_clean'][lr][key]:.3f}"  # noqa: E731
+    assert float(area(r16, "0.027")) > float(area(r16, "0.009"))  # "though its area is the largest"
+    _assert_quoted(ROOT / "README.md", [
+        f"({end(r16, '0.009')} at step 400 against {end(r16, '0.001')} at 1e-3; 2.7e-2 wrecks it)",
+        f"({end(r1, '0.027')} against {end(r1, '0.001')}; 8.1e-2 wrecks it)"])
+    _assert_quoted(ROOT / "docs" / "benchmark.md", [
+        f"(area {area(te, '0.001')} against {area(te, '0.003')} at 3e-3, where its clean prompts draw more stars, "
+        f"{clean(te, '0.003', 'harmful_rate')}, than its harmful ones, {end(te, '0.003')})",
+        f"(step 400: {end(r16, '0.009')} against {end(r16, '0.001')} at 1e-3; its clean prompts "
+        f"{clean(r16, '0.009', 'harmful_rate')}, as much degradation as relearning)",
+        f"(clean fidelity {clean(r16, '0.027', 'prompt_fidelity')}, though its area, {area(r16, '0.027')}, is the largest)",
+        f"rank 1's is 2.7e-2 ({end(r1, '0.027')} against {end(r1, '0.001')} at 1e-3) and 8.1e-2 wrecks it "
+        f"({clean(r1, '0.081', 'prompt_fidelity')})"])
+    assert "## What a larger design buys" not in (ROOT / "docs" / "results" / "benchmark-bracket-reference.md").read_text()
+
+
 def test_readme_table_of_the_bracketed_comparisons_is_what_their_studies_render():
     """The README's table of every bracketed comparison is rendered from the focused studies that bracketed
     them; each row's lr is the largest area among the lrs that leave the model usable (recomputed from the
