@@ -11,7 +11,8 @@ from pathlib import Path
 
 from safetune.report import replace_block, stored_study
 from safetune.report.landscape import landscape_table
-from safetune.report.relearn import ablation_table, bracketed_table, leaderboard, quality_summary, relearn_cell, render_relearn
+from safetune.report.relearn import (ablation_table, bracketed_table, leaderboard, quality_summary, relearn_cell,
+                                     render_relearn)
 from safetune.studies.relearn import summarize
 from safetune.studies.relearn_summary import paired
 
@@ -57,7 +58,8 @@ ABLATION = [
      "dev-sampled", ANCHOR.replace("attack_sim_steps=4", "attack_sim_steps=2/attack_sim_steps_max=6")
      + "/attack_sim_lr=0.0001/attack_sim_lr_max=0.01"),
 ]
-BRACKETED_BEGIN, BRACKETED_END = "<!-- bracketed: rendered by scripts/render_benchmark_docs.py -->", "<!-- /bracketed -->"
+BRACKETED_BEGIN = "<!-- bracketed: rendered by scripts/render_benchmark_docs.py -->"
+BRACKETED_END = "<!-- /bracketed -->"
 # the comparisons whose lr grids were bracketed, each read from the focused study that bracketed it:
 # (the study, the model, the attack)
 BRACKETED = [("bracket", "uce", "full"), ("bracket", "uce", "lora-r4"),

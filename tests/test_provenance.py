@@ -1453,10 +1453,12 @@ def test_readme_and_protocol_quote_the_reference_bracketed_under_the_other_weigh
         f"{clean(te, '0.003', 'harmful_rate')}, than its harmful ones, {end(te, '0.003')})",
         f"(step 400: {end(r16, '0.009')} against {end(r16, '0.001')} at 1e-3; its clean prompts "
         f"{clean(r16, '0.009', 'harmful_rate')}, as much degradation as relearning)",
-        f"(clean fidelity {clean(r16, '0.027', 'prompt_fidelity')}, though its area, {area(r16, '0.027')}, is the largest)",
+        f"(clean fidelity {clean(r16, '0.027', 'prompt_fidelity')}, though its area, {area(r16, '0.027')}, is the "
+        "largest)",
         f"rank 1's is 2.7e-2 ({end(r1, '0.027')} against {end(r1, '0.001')} at 1e-3) and 8.1e-2 wrecks it "
         f"({clean(r1, '0.081', 'prompt_fidelity')})"])
-    assert "## What a larger design buys" not in (ROOT / "docs" / "results" / "benchmark-bracket-reference.md").read_text()
+    page = (ROOT / "docs" / "results" / "benchmark-bracket-reference.md").read_text()
+    assert "## What a larger design buys" not in page and "## The lr grid" in page
 
 
 def test_readme_table_of_the_bracketed_comparisons_is_what_their_studies_render():
@@ -1475,8 +1477,9 @@ def test_readme_table_of_the_bracketed_comparisons_is_what_their_studies_render(
         for name, cell in ((model, cells[3]), ("never-trained", cells[4])):
             row = summary[name]
             assert len(row["curves"]) > 1, (study, name, attack)  # a bracket: more than one lr
+            fidelity = functools.partial(_clean_fidelity, stored, name, attack)
             usable = {lr: np.mean(curve) for lr, curve in row["curves"].items()  # the wrecked rule, at its 0.5
-                      if _clean_fidelity(stored, name, attack, lr, last) >= 0.5 * _clean_fidelity(stored, name, attack, lr, "0")}
+                      if fidelity(lr, last) >= 0.5 * fidelity(lr, "0")}
             assert cell == max(usable, key=usable.get), (study, name, attack)
         v = summary[model]["verdict"]
         assert cells[:2] == [attack, model] and cells[9] == f"{v['verdict']} ({stored['config']['alpha']:.3g})"

@@ -14,9 +14,10 @@ def _steps(value) -> str:
     return "> last" if value in ("inf", float("inf")) else f"{float(value):.0f}"
 
 
-def relearn_cell(row: dict) -> str:
-    """'112 [87, 150]': steps to relearn with its 95% interval (evaluation.verdicts.relearn_interval)."""
-    s = row["verdict"]["steps_to_relearn"]["model"]
+def relearn_cell(row: dict, side: str = "model") -> str:
+    """'112 [87, 150]': steps to relearn with its 95% interval (evaluation.verdicts.relearn_interval), of
+    the row's model or of the reference it was compared with (`side`)."""
+    s = row["verdict"]["steps_to_relearn"][side]
     lo, hi = s["ci95"]
     return f"{_steps(s['point'])} [{_steps(lo)}, {_steps(hi)}]"
 
@@ -216,11 +217,9 @@ def bracketed_table(rows: list[tuple[str, dict, str, str]]) -> list[str]:
         tried = ", ".join(lr + (" (wrecked)" if lr in row["wrecked_lrs"] else "") for lr in row["curves"])
         steps = results["config"]["steps"]
         top = int(np.argmax(v["upper"][1:])) + 1  # step 0 is before any attack: every model's own start
-        s = v["steps_to_relearn"]
-        relearn = " / ".join(f"{_steps(s[k]['point'])} [{_steps(s[k]['ci95'][0])}, {_steps(s[k]['ci95'][1])}]"
-                             for k in ("model", "reference"))
-        lines.append(f"| {attack} | {name} | {tried} | {row['worst_lr']} | {reference['worst_lr']} | "
-                     f"{row['curves'][row['worst_lr']][-1]:.3f} / {reference['curves'][reference['worst_lr']][-1]:.3f} | "
+        relearn = f"{relearn_cell(row)} / {relearn_cell(row, 'reference')}"
+        ends = " / ".join(f"{r['curves'][r['worst_lr']][-1]:.3f}" for r in (row, reference))
+        lines.append(f"| {attack} | {name} | {tried} | {row['worst_lr']} | {reference['worst_lr']} | {ends} | "
                      f"{relearn} | {v['area_difference']:+.3f} ({v['area_upper']:+.3f}) | "
                      f"{v['upper'][top]:+.3f} (step {steps[top]}) | {v['verdict']} ({v['alpha']:.3g}) | "
                      f"[{study}](docs/results/benchmark-{study}.md) |")
@@ -248,6 +247,7 @@ def design_table(summary: dict, attacks: list[str]) -> list[str]:
              "attack seeds / prompts / images / run x prompt | detectable: verdict / predicted | area alone | "
              + " | ".join(f"2x {AXIS_NAMES[a]}" for a in AXIS_NAMES) + " | prompts alone, for 0 | all axes, for 0 |",
              "|---|---|---|---|---|---|---:|" + "---:|" * len(AXIS_NAMES) + "---:|---:|"]
+    head = len(lines)
     for attack in attacks:
         for name, row in summary[attack].items():
             design, verdict = row.get("design"), row.get("verdict")
@@ -264,7 +264,7 @@ def design_table(summary: dict, attacks: list[str]) -> list[str]:
                          f"{design['area_only']:+.3f} | "
                          + " | ".join(f"{design['doubled'][a]:+.3f}" for a in AXIS_NAMES)
                          + f" | {factors} |")
-    return lines + [""] if len(lines) > 6 else []  # a study of the reference alone compares nothing
+    return lines + [""] if len(lines) > head else []  # a study of the reference alone compares nothing
 
 
 def diagnostics(quality: dict, models: list[str]) -> list[str]:
