@@ -1412,7 +1412,8 @@ def test_readme_and_protocol_quote_dd_at_the_bracketed_worst_lrs():
     ]
     _assert_quoted(ROOT / "README.md", shared + [
         f"but step 20's bound is {f['upper'][1]:+.3f}: INCONCLUSIVE",
-        f"even at 1e-3 (step 20's bound {at_1e3['upper'][1]:+.3f})",
+        f"even at 1e-3 (step 20's bound {at_1e3['upper'][1]:+.3f}; at 0.05 it would: the second look's stricter "
+        "level decides it)",
         f"the training seeds carry {100 * design['shares']['training seeds']:.0f}% of the weakest step's variance",
         f"only at {design['all_axes_for_zero']} times the runs and prompts",
         f"(half the prompts in {float(f['steps_to_relearn']['model']['point']):.0f} steps against "
