@@ -64,7 +64,7 @@ BRACKETED_END = "<!-- /bracketed -->"
 # (the study, the model, the attack)
 BRACKETED = [("bracket", "uce", "full"), ("bracket", "uce", "lora-r4"),
              ("bracket-forget", FORGET, "full"), ("bracket-forget", FORGET, "lora-r4"),
-             ("bracket-dd", "dd", "full"), ("bracket-dd", "dd", "lora-r4")]
+             ("bracket-dd", "dd", "full"), ("bracket-dd", "dd", "lora-r4"), ("bracket-dd-r16", "dd", "lora-r16")]
 
 
 def focused_studies() -> list[Path]:

@@ -1464,6 +1464,26 @@ def test_readme_and_protocol_quote_the_reference_bracketed_under_the_other_weigh
     assert "## What a larger design buys" not in page and "## The lr grid" in page
 
 
+def test_readme_quotes_dd_under_the_rank_16_lora_at_the_reference_s_worst_lr():
+    """dd's rank-16 LoRA grid grown to 9e-3 (its models reused from bracket-dd: the rebuilt models give the
+    stored runs' step-0 counts), the reference's runs from the bracket-reference study; the numbers quoted."""
+    stored = _focused("bracket-dd-r16")
+    cfg = stored["config"]
+    assert cfg["bracket"] == 2 and cfg["alpha"] == 0.025 and cfg["attacks"] == ["lora-r16"]
+    new_runs = _grown_runs(stored, [_focused("other-attacks"), _focused("forget-3x3"), _focused("bracket-reference")])
+    assert len(new_runs) == 21 and all(key.startswith("dd|") for key in new_runs)  # "21 runs"
+    rows = stored["summary"]["lora-r16"]
+    dd, reference = rows["dd"], rows["never-trained"]
+    assert dd["worst_lr"] == reference["worst_lr"] == "0.009" and not dd["bracketed"] and reference["bracketed"]
+    v = dd["verdict"]
+    assert v["verdict"] == "INCONCLUSIVE"
+    end = lambda row, lr: f"{row['curves'][lr][-1]:.3f}"  # noqa: E731
+    _assert_quoted(ROOT / "README.md", [
+        f"at 1e-3 it ends above the reference ({end(dd, '0.001')} against {end(reference, '0.001')}), at 9e-3 below "
+        f"it ({end(dd, '0.009')} against {end(reference, '0.009')}), the areas equal ({v['area_difference']:+.3f}, "
+        f"upper {v['area_upper']:+.3f}): INCONCLUSIVE"])
+
+
 def test_readme_table_of_the_bracketed_comparisons_is_what_their_studies_render():
     """The README's table of every bracketed comparison is rendered from the focused studies that bracketed
     them; each row's lr is the largest area among the lrs that leave the model usable (recomputed from the
@@ -1472,7 +1492,7 @@ def test_readme_table_of_the_bracketed_comparisons_is_what_their_studies_render(
     block = renderer.bracketed_block(_focused)
     assert block in (ROOT / "README.md").read_text()
     rows = [line for line in block.splitlines() if line.startswith("| ") and "---" not in line][1:]
-    assert len(rows) == len(renderer.BRACKETED) == 6
+    assert len(rows) == len(renderer.BRACKETED) == 7
     for line, (study, model, attack) in zip(rows, renderer.BRACKETED):
         stored = _focused(study)
         cells = [cell.strip() for cell in line.strip("|").split("|")]
@@ -1483,7 +1503,9 @@ def test_readme_table_of_the_bracketed_comparisons_is_what_their_studies_render(
             fidelity = functools.partial(_clean_fidelity, stored, name, attack)
             usable = {lr: np.mean(curve) for lr, curve in row["curves"].items()  # the wrecked rule, at its 0.5
                       if fidelity(lr, last) >= 0.5 * fidelity(lr, "0")}
-            assert cell == max(usable, key=usable.get), (study, name, attack)
+            worst = max(usable, key=usable.get)
+            top = worst == max(row["curves"], key=float) and not row["diverged_lrs"]  # not bracketed yet
+            assert cell == worst + (" (top of the grid)" if top else ""), (study, name, attack)
         v = summary[model]["verdict"]
         assert cells[:2] == [attack, model] and cells[9] == f"{v['verdict']} ({stored['config']['alpha']:.3g})"
         assert cells[7] == f"{v['area_difference']:+.3f} ({v['area_upper']:+.3f})"

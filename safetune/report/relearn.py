@@ -219,7 +219,8 @@ def bracketed_table(rows: list[tuple[str, dict, str, str]]) -> list[str]:
         top = int(np.argmax(v["upper"][1:])) + 1  # step 0 is before any attack: every model's own start
         relearn = f"{relearn_cell(row)} / {relearn_cell(row, 'reference')}"
         ends = " / ".join(f"{r['curves'][r['worst_lr']][-1]:.3f}" for r in (row, reference))
-        lines.append(f"| {attack} | {name} | {tried} | {row['worst_lr']} | {reference['worst_lr']} | {ends} | "
+        worst = " | ".join(r["worst_lr"] + ("" if r["bracketed"] else " (top of the grid)") for r in (row, reference))
+        lines.append(f"| {attack} | {name} | {tried} | {worst} | {ends} | "
                      f"{relearn} | {v['area_difference']:+.3f} ({v['area_upper']:+.3f}) | "
                      f"{v['upper'][top]:+.3f} (step {steps[top]}) | {v['verdict']} ({v['alpha']:.3g}) | "
                      f"[{study}](docs/results/benchmark-{study}.md) |")
