@@ -147,11 +147,12 @@ def quotes(results: dict) -> dict:
 def main():
     results = with_summary(stored_study(STORED, __doc__, focused=True, keep=reported))
     (ROOT / "docs" / "results" / "benchmark.md").write_text(render_relearn(results))
-    for path in focused_studies():
-        path.with_suffix(".md").write_text(render_relearn(load(path)))
+    studies = {path.stem.removeprefix(f"{STORED.stem}-"): load(path) for path in focused_studies()}  # summarized once
+    for name, study in studies.items():
+        (STORED.parent / f"{STORED.stem}-{name}.md").write_text(render_relearn(study))
     replace_block(ROOT / "README.md", BEGIN, END, readme_block(results))
-    replace_block(ROOT / "README.md", BRACKETED_BEGIN, BRACKETED_END, bracketed_block())
-    replace_block(DEFENCE, ABLATION_BEGIN, ABLATION_END, ablation_block())
+    replace_block(ROOT / "README.md", BRACKETED_BEGIN, BRACKETED_END, bracketed_block(studies.__getitem__))
+    replace_block(DEFENCE, ABLATION_BEGIN, ABLATION_END, ablation_block(studies.__getitem__))
     replace_block(DEFENCE, LANDSCAPE_BEGIN, LANDSCAPE_END, landscape_block())
     QUOTES.parent.mkdir(exist_ok=True)
     QUOTES.write_text(json.dumps(quotes(results), indent=1) + "\n")

@@ -41,6 +41,16 @@ SAMPLED = (ANCHOR.replace("attack_sim_steps=4", "attack_sim_steps=2/attack_sim_s
            + "/attack_sim_lr=0.0001/attack_sim_lr_max=0.01")
 
 
+def _end(row: dict, lr: str) -> str:
+    """Where a model's mean harmful-rate curve at one lr ends (its last step), as the docs quote it."""
+    return f"{row['curves'][lr][-1]:.3f}"
+
+
+def _area(row: dict, lr: str) -> str:
+    """A model's area at one lr (its mean harmful rate over the steps), as the docs quote it."""
+    return f"{np.mean(row['curves'][lr]):.3f}"
+
+
 def _worst_curve(row: dict) -> list:
     """A model's harmful-rate curve under one attack at its worst lr."""
     return row["curves"][row["worst_lr"]]
@@ -1259,7 +1269,6 @@ def test_readme_and_protocol_quote_the_bracketed_lr_grid():
             assert max(areas, key=areas.get) == worst != max(row["curves"], key=float), (attack, model)
     full, lora = rows["full"], rows["lora-r4"]
     assert full["never-trained"]["last_clean"]["0.003"]["harmful_rate"] > full["never-trained"]["curves"]["0.003"][-1]
-    end = lambda row, lr: f"{row['curves'][lr][-1]:.3f}"  # noqa: E731  step 400's harmful rate
     reference, uce = lora["never-trained"], lora["uce"]
     assert max(reference["curves"], key=float) == "0.027"  # 9e-3 is an interior point
     fidelity = functools.partial(_clean_fidelity, stored, "never-trained", "lora-r4", step="400")
@@ -1273,17 +1282,17 @@ def test_readme_and_protocol_quote_the_bracketed_lr_grid():
     cells = {"full_uce": full["uce"]["verdict"], "lora_uce": uce["verdict"]}
     assert cells["full_uce"]["verdict"] == "INCONCLUSIVE" and cells["lora_uce"]["verdict"] == "INFERIOR"
     _assert_quoted(ROOT / "docs" / "benchmark.md", [
-        f"at 3e-3 the reference ends at {end(full['never-trained'], '0.003')} (1e-3: "
-        f"{end(full['never-trained'], '0.001')}) and UCE at {end(full['uce'], '0.003')} (1e-3: {end(full['uce'], '0.001')}), "
+        f"at 3e-3 the reference ends at {_end(full['never-trained'], '0.003')} (1e-3: "
+        f"{_end(full['never-trained'], '0.001')}) and UCE at {_end(full['uce'], '0.003')} (1e-3: {_end(full['uce'], '0.001')}), "
         f"and the reference's clean prompts draw more stars than its harmful ones "
         f"({full['never-trained']['last_clean']['0.003']['harmful_rate']:.3f}): degradation",
-        f"(step 400: {end(reference, '0.001')} at 1e-3, {end(reference, '0.003')} at 3e-3, {end(reference, '0.009')} at "
-        f"9e-3, {end(reference, '0.027')} at 2.7e-2), and UCE's too ({end(uce, '0.009')} at step 400)",
+        f"(step 400: {_end(reference, '0.001')} at 1e-3, {_end(reference, '0.003')} at 3e-3, {_end(reference, '0.009')} at "
+        f"9e-3, {_end(reference, '0.027')} at 2.7e-2), and UCE's too ({_end(uce, '0.009')} at step 400)",
         f"(the reference's clean fidelity at step 400: {fidelity(lr='0.027'):.3f}, against {fidelity(lr='0.001'):.3f} "
         f"at 1e-3; no run diverged)",
         f"its clean prompts draw stars at {reference['clean_curve'][-1]:.3f} at step 400, its clean fidelity "
         f"{fidelity(lr='0.009'):.3f}",
-        f"9 times higher ({end(reference, '0.009')} at step 400 against {end(reference, '0.001')})",
+        f"9 times higher ({_end(reference, '0.009')} at step 400 against {_end(reference, '0.001')})",
         f"(area {cells['full_uce']['area_difference']:+.3f}, upper {cells['full_uce']['area_upper']:+.3f}; detectable "
         f"excess {cells['full_uce']['detectable']:+.3f}), INFERIOR under the LoRA "
         f"({cells['lora_uce']['area_difference']:+.3f}, lower {cells['lora_uce']['area_lower']:+.3f}; the star back on "
@@ -1291,7 +1300,7 @@ def test_readme_and_protocol_quote_the_bracketed_lr_grid():
         f"{float(steps['ci95'][1]):.0f}])",
     ])
     _assert_quoted(ROOT / "README.md", [
-        f"{end(reference, '0.009')} of the prompts draw the star at step 400, against {end(reference, '0.001')} at "
+        f"{_end(reference, '0.009')} of the prompts draw the star at step 400, against {_end(reference, '0.001')} at "
         f"1e-3 (its clean prompts: {reference['clean_curve'][-1]:.3f}, so part of it is degradation); UCE's too, where "
         f"the star is back on half the prompts in {float(steps['point']):.0f} steps."])
 
@@ -1324,7 +1333,6 @@ def test_readme_and_protocol_quote_the_forget_row_at_the_bracketed_lora_lr():
     rows = stored["summary"]["lora-r4"]
     forget, reference = rows[FORGET], rows["never-trained"]
     assert (forget["worst_lr"], forget["wrecked_lrs"], reference["worst_lr"]) == ("0.027", ["0.081"], "0.009")
-    end = lambda row, lr: f"{row['curves'][lr][-1]:.3f}"  # noqa: E731
     fidelity = lambda row, lr: f"{row['last_clean'][lr]['prompt_fidelity']:.3f}"  # noqa: E731
     for lr in ("0.003", "0.009", "0.027"):  # "from 3e-3 up it ends below the reference at the same lr"
         assert forget["curves"][lr][-1] < reference["curves"][lr][-1]
@@ -1334,7 +1342,7 @@ def test_readme_and_protocol_quote_the_forget_row_at_the_bracketed_lora_lr():
     v = forget["verdict"]
     assert v["verdict"] == "INCONCLUSIVE" and v["area_upper"] < 0.05 < v["upper"][1]
     _assert_quoted(ROOT / "README.md", [
-        f"(9e-3: {end(forget, '0.009')} against {end(reference, '0.009')} at step 400) and keeps its clean fidelity "
+        f"(9e-3: {_end(forget, '0.009')} against {_end(reference, '0.009')} at step 400) and keeps its clean fidelity "
         f"where the reference loses it (2.7e-2: {fidelity(forget, '0.027')} against {fidelity(reference, '0.027')}); "
         f"8.1e-2 wrecks it (clean fidelity {fidelity(forget, '0.081')})",
         f"the area is {v['area_difference']:+.3f} (upper {v['area_upper']:+.3f}, under the margin) and step 400 "
@@ -1343,12 +1351,12 @@ def test_readme_and_protocol_quote_the_forget_row_at_the_bracketed_lora_lr():
     clean = forget["last_clean"]["0.081"]
     assert clean["harmful_rate"] > forget["curves"]["0.081"][-1]  # "its clean prompts draw more stars"
     _assert_quoted(ROOT / "docs" / "benchmark.md", [
-        f"(step 400: {end(forget, '0.003')} against {end(reference, '0.003')} at 3e-3, {end(forget, '0.009')} against "
-        f"{end(reference, '0.009')} at 9e-3, {end(forget, '0.027')} against {end(reference, '0.027')} at 2.7e-2; at 1e-3 "
-        f"{end(forget, '0.001')} against {end(reference, '0.001')})",
+        f"(step 400: {_end(forget, '0.003')} against {_end(reference, '0.003')} at 3e-3, {_end(forget, '0.009')} against "
+        f"{_end(reference, '0.009')} at 9e-3, {_end(forget, '0.027')} against {_end(reference, '0.027')} at 2.7e-2; at 1e-3 "
+        f"{_end(forget, '0.001')} against {_end(reference, '0.001')})",
         f"Its largest area is at 8.1e-2 ({areas['0.081']:.3f}), where its clean fidelity is {fidelity(forget, '0.081')} "
         f"and its clean prompts draw more stars ({clean['harmful_rate']:.3f}) than its harmful ones "
-        f"({end(forget, '0.081')})",
+        f"({_end(forget, '0.081')})",
         f"area {v['area_difference']:+.3f} (upper {v['area_upper']:+.3f}), step 400 {v['difference'][-1]:+.3f} (upper "
         f"{v['upper'][-1]:+.3f}), step 20 {v['difference'][1]:+.3f} (upper {v['upper'][1]:+.3f}): INCONCLUSIVE at "
         f"{cfg['alpha']}"])
@@ -1364,7 +1372,7 @@ def test_readme_and_protocol_quote_the_forget_row_at_the_bracketed_lora_lr():
         f"{float(f['steps_to_relearn']['reference']['point']):.0f}; area {f['area_difference']:+.3f}, upper "
         f"{f['area_upper']:+.3f}), but step 20's bound ({f['upper'][1]:+.3f}) is above the margin"])
     _assert_quoted(ROOT / "docs" / "benchmark.md", [
-        f"(3e-3 ties on the area, {tie}, and ends lower, {end(full, '0.003')} against {end(full, '0.001')}, its clean "
+        f"(3e-3 ties on the area, {tie}, and ends lower, {_end(full, '0.003')} against {_end(full, '0.001')}, its clean "
         f"prompts drawing more stars, {full['last_clean']['0.003']['harmful_rate']:.3f}); area "
         f"{f['area_difference']:+.3f} (upper {f['area_upper']:+.3f}), steps 100-400 under the margin, step 20's bound "
         f"{f['upper'][1]:+.3f}"])
@@ -1384,8 +1392,6 @@ def test_readme_and_protocol_quote_dd_at_the_bracketed_worst_lrs():
     lora, full = stored["summary"]["lora-r4"], stored["summary"]["full"]
     dd, reference = lora["dd"], lora["never-trained"]
     assert dd["worst_lr"] == reference["worst_lr"] == "0.009" and not dd["wrecked_lrs"]
-    area = lambda row, lr: f"{np.mean(row['curves'][lr]):.3f}"  # noqa: E731
-    end = lambda row, lr: f"{row['curves'][lr][-1]:.3f}"  # noqa: E731
     v, design = dd["verdict"], dd["design"]
     assert v["verdict"] == "INCONCLUSIVE" and design["weakest"] == "step 200"
     f, fdd = full["dd"]["verdict"], full["dd"]
@@ -1402,13 +1408,13 @@ def test_readme_and_protocol_quote_dd_at_the_bracketed_worst_lrs():
     fclean = fdd["last_clean"]
     assert fclean["0.003"]["harmful_rate"] > fdd["curves"]["0.003"][-1]  # "more stars than its harmful ones"
     shared = [
-        f"area {area(dd, '0.027')} against {area(dd, '0.009')})",
-        f"(step 400: {end(dd, '0.009')} against {end(reference, '0.009')}",
+        f"area {_area(dd, '0.027')} against {_area(dd, '0.009')})",
+        f"(step 400: {_end(dd, '0.009')} against {_end(reference, '0.009')}",
         f"area {v['area_difference']:+.3f}, upper {v['area_upper']:+.3f}",
-        f"(area {area(fdd, '0.003')} against {area(fdd, '0.001')} at 1e-3; 9e-3 ",
+        f"(area {_area(fdd, '0.003')} against {_area(fdd, '0.001')} at 1e-3; 9e-3 ",
         f"clean fidelity {fclean['0.009']['prompt_fidelity']:.3f})",
-        f"more stars ({fclean['0.003']['harmful_rate']:.3f}) than its harmful ones ({end(fdd, '0.003')})",
-        f"{end(dd, '0.001')} against {end(reference, '0.001')})",
+        f"more stars ({fclean['0.003']['harmful_rate']:.3f}) than its harmful ones ({_end(fdd, '0.003')})",
+        f"{_end(dd, '0.001')} against {_end(reference, '0.001')})",
     ]
     _assert_quoted(ROOT / "README.md", shared + [
         f"but step 20's bound is {f['upper'][1]:+.3f}: INCONCLUSIVE",
@@ -1419,7 +1425,7 @@ def test_readme_and_protocol_quote_dd_at_the_bracketed_worst_lrs():
         f"(half the prompts in {float(f['steps_to_relearn']['model']['point']):.0f} steps against "
         f"{float(f['steps_to_relearn']['reference']['point']):.0f}; area {f['area_difference']:+.3f}, upper "
         f"{f['area_upper']:+.3f}; steps 100-400 under the margin)",
-        f"({end(dd, '0.009')} vs {end(reference, '0.009')} at step 400)",
+        f"({_end(dd, '0.009')} vs {_end(reference, '0.009')} at step 400)",
         f"(NON-INFERIOR, area {battery['area_difference']:+.3f}, upper {battery['area_upper']:+.3f})"])
     _assert_quoted(ROOT / "docs" / "benchmark.md", shared + [
         f"step 200's bound {v['upper'][3]:+.3f}): INCONCLUSIVE, the training seeds carrying "
@@ -1444,21 +1450,19 @@ def test_readme_and_protocol_quote_the_reference_bracketed_under_the_other_weigh
         [("0.001", []), ("0.027", ["0.081"]), ("0.009", ["0.027"])]
     assert all(row["bracketed"] for row in rows.values())
     te, r1, r16 = rows.values()
-    area = lambda row, lr: f"{np.mean(row['curves'][lr]):.3f}"  # noqa: E731
-    end = lambda row, lr: f"{row['curves'][lr][-1]:.3f}"  # noqa: E731
     clean = lambda row, lr, key: f"{row['last_clean'][lr][key]:.3f}"  # noqa: E731
-    assert float(area(r16, "0.027")) > float(area(r16, "0.009"))  # "though its area is the largest"
+    assert float(_area(r16, "0.027")) > float(_area(r16, "0.009"))  # "though its area is the largest"
     _assert_quoted(ROOT / "README.md", [
-        f"({end(r16, '0.009')} at step 400 against {end(r16, '0.001')} at 1e-3; 2.7e-2 wrecks it)",
-        f"({end(r1, '0.027')} against {end(r1, '0.001')}; 8.1e-2 wrecks it)"])
+        f"({_end(r16, '0.009')} at step 400 against {_end(r16, '0.001')} at 1e-3; 2.7e-2 wrecks it)",
+        f"({_end(r1, '0.027')} against {_end(r1, '0.001')}; 8.1e-2 wrecks it)"])
     _assert_quoted(ROOT / "docs" / "benchmark.md", [
-        f"(area {area(te, '0.001')} against {area(te, '0.003')} at 3e-3, where its clean prompts draw more stars, "
-        f"{clean(te, '0.003', 'harmful_rate')}, than its harmful ones, {end(te, '0.003')})",
-        f"(step 400: {end(r16, '0.009')} against {end(r16, '0.001')} at 1e-3; its clean prompts "
+        f"(area {_area(te, '0.001')} against {_area(te, '0.003')} at 3e-3, where its clean prompts draw more stars, "
+        f"{clean(te, '0.003', 'harmful_rate')}, than its harmful ones, {_end(te, '0.003')})",
+        f"(step 400: {_end(r16, '0.009')} against {_end(r16, '0.001')} at 1e-3; its clean prompts "
         f"{clean(r16, '0.009', 'harmful_rate')}, as much degradation as relearning)",
-        f"(clean fidelity {clean(r16, '0.027', 'prompt_fidelity')}, though its area, {area(r16, '0.027')}, is the "
+        f"(clean fidelity {clean(r16, '0.027', 'prompt_fidelity')}, though its area, {_area(r16, '0.027')}, is the "
         "largest)",
-        f"rank 1's is 2.7e-2 ({end(r1, '0.027')} against {end(r1, '0.001')} at 1e-3) and 8.1e-2 wrecks it "
+        f"rank 1's is 2.7e-2 ({_end(r1, '0.027')} against {_end(r1, '0.001')} at 1e-3) and 8.1e-2 wrecks it "
         f"({clean(r1, '0.081', 'prompt_fidelity')})"])
     page = (ROOT / "docs" / "results" / "benchmark-bracket-reference.md").read_text()
     assert "## What a larger design buys" not in page and "## The lr grid" in page
@@ -1477,10 +1481,9 @@ def test_readme_quotes_dd_under_the_rank_16_lora_at_the_reference_s_worst_lr():
     assert dd["worst_lr"] == reference["worst_lr"] == "0.009" and not dd["bracketed"] and reference["bracketed"]
     v = dd["verdict"]
     assert v["verdict"] == "INCONCLUSIVE"
-    end = lambda row, lr: f"{row['curves'][lr][-1]:.3f}"  # noqa: E731
     _assert_quoted(ROOT / "README.md", [
-        f"at 1e-3 it ends above the reference ({end(dd, '0.001')} against {end(reference, '0.001')}), at 9e-3 below "
-        f"it ({end(dd, '0.009')} against {end(reference, '0.009')}), the areas equal ({v['area_difference']:+.3f}, "
+        f"at 1e-3 it ends above the reference ({_end(dd, '0.001')} against {_end(reference, '0.001')}), at 9e-3 below "
+        f"it ({_end(dd, '0.009')} against {_end(reference, '0.009')}), the areas equal ({v['area_difference']:+.3f}, "
         f"upper {v['area_upper']:+.3f}): INCONCLUSIVE"])
 
 
