@@ -158,3 +158,64 @@ def test_steps_to_relearn_keep_their_coverage_with_two_attack_seeds():
         misses += not wide_lo <= truth <= wide_hi
     assert bootstrap_misses / studies > 0.08, bootstrap_misses
     assert misses / studies <= 0.05, misses
+
+
+def test_net_of_the_clean_control_tells_degradation_from_relearning():
+    """A model whose harmful prompts end 0.15 above the reference's at every step is INFERIOR on the
+    harmful rate whether it relearns the concept or draws stars for every prompt; net of its clean
+    prompts (20 of them beside 40 harmful ones, resampled each on its own) the one that draws stars
+    everywhere is NON-INFERIOR (net ~0 against the reference's 0 -> 0.5) and the one that relearns
+    the concept stays INFERIOR."""
+    from safetune.evaluation.verdicts import Contrast
+
+    rng = np.random.default_rng(6)
+    harmful_prompts, clean_prompts = rng.normal(0, 0.5, 40), rng.normal(0, 0.5, 20)
+    design = dict(seeds=5, seed_sd=0.05, n=20)
+
+    def model(shift, clean_curve):
+        harmful = simulate(REFERENCE, rng, shift=shift, prompt_effect=harmful_prompts, prompts=40, **design)
+        return harmful, simulate(clean_curve, rng, shift=shift if clean_curve.any() else 0.0,
+                                 prompt_effect=clean_prompts, prompts=20, **design)
+
+    reference = model(0.0, np.zeros(5))
+    assert np.abs(reference[1].mean_curve()).max() == 0  # its clean prompts never draw the star
+    for name, (harmful, clean), net_verdict in [("degrading", model(0.15, REFERENCE), "NON-INFERIOR"),
+                                                ("relearning", model(0.15, np.zeros(5)), "INFERIOR")]:
+        assert compare(harmful, reference[0], replicates=500).verdict == "INFERIOR", name
+        net = compare(Contrast(harmful, clean), Contrast(*reference), replicates=500)
+        assert net.verdict == net_verdict, (name, net)
+    same = compare(Contrast(*model(0.0, np.zeros(5))), Contrast(*reference), replicates=500)
+    assert same.verdict == "NON-INFERIOR" and abs(same.area_difference) < 0.02, same
+
+
+def test_net_rate_interval_covers_a_known_difference_with_unequal_prompt_sets():
+    """40 harmful prompts (rates Beta(3, 7), mean 0.3) and 20 clean ones (Beta(1, 9), mean 0.1) in the
+    same runs: the bootstrap of the net rate, each set resampled on its own, covers 0.2 in >= 90 of 100
+    studies, and its interval is wider than the harmful rate's alone (the control adds its prompts'
+    variance), in the bootstrap and in the moment SE alike."""
+    from safetune.evaluation.verdicts import Contrast, moment_se
+
+    rng = np.random.default_rng(7)
+    covered, wider, wider_se = 0, 0, 0
+    for study in range(100):
+        harmful = Curves(rng.binomial(5, np.broadcast_to(rng.beta(3, 7, 40), (3, 3, 1, 40))), 5, (0,))
+        clean = Curves(rng.binomial(5, np.broadcast_to(rng.beta(1, 9, 20), (3, 3, 1, 20))), 5, (0,))
+        _, (lo, hi) = rate_interval(Contrast(harmful, clean), 0, replicates=400, seed=study)
+        _, (h_lo, h_hi) = rate_interval(harmful, 0, replicates=400, seed=study)
+        covered += lo <= 0.2 <= hi
+        wider += hi - lo > h_hi - h_lo
+        wider_se += moment_se(Contrast(harmful, clean), None, np.ones(1))[0] > \
+            moment_se(harmful, None, np.ones(1))[0]
+    assert covered >= 90, covered
+    assert wider >= 95 and wider_se >= 95, (wider, wider_se)
+
+
+def test_a_contrast_needs_the_same_runs_and_is_compared_with_a_contrast():
+    from safetune.evaluation.verdicts import Contrast
+
+    rng = np.random.default_rng(8)
+    harmful = simulate(REFERENCE, rng)
+    with pytest.raises(ValueError, match="same runs"):
+        Contrast(harmful, simulate(REFERENCE, rng, attack_seeds=2, prompts=20))
+    with pytest.raises(ValueError, match="same steps on the same prompts"):
+        compare(Contrast(harmful, simulate(REFERENCE, rng, prompts=20)), harmful)
