@@ -10,9 +10,9 @@ import json
 from pathlib import Path
 
 from safetune.report import replace_block, stored_study
+from safetune.report.focused import ablation_table, bracketed_net_table, bracketed_table
 from safetune.report.landscape import landscape_table
-from safetune.report.relearn import (ablation_table, bracketed_table, leaderboard, quality_summary, relearn_cell,
-                                     render_relearn)
+from safetune.report.relearn import leaderboard, quality_summary, relearn_cell, render_relearn
 from safetune.studies.relearn import summarize
 from safetune.studies.relearn_summary import paired
 
@@ -60,6 +60,7 @@ ABLATION = [
 ]
 BRACKETED_BEGIN = "<!-- bracketed: rendered by scripts/render_benchmark_docs.py -->"
 BRACKETED_END = "<!-- /bracketed -->"
+NET_BEGIN, NET_END = "<!-- bracketed-net: rendered by scripts/render_benchmark_docs.py -->", "<!-- /bracketed-net -->"
 # the comparisons whose lr grids were bracketed, each read from the focused study that bracketed it:
 # (the study, the model, the attack)
 BRACKETED = [("bracket", "uce", "full"), ("bracket", "uce", "lora-r4"),
@@ -119,10 +120,13 @@ def ablation_block(read=focused) -> str:
     return ABLATION_BEGIN + "\n" + "\n".join(ablation_table(rows, attacks, FORGET, "the forget row")) + "\n" + ABLATION_END
 
 
-def bracketed_block(read=focused) -> str:
+def bracketed_block(read=focused, net: bool = False) -> str:
     """The README's table of every bracketed comparison, each from its stored focused study (read by
-    `read`, a focused study's name -> it with its summary)."""
+    `read`, a focused study's name -> it with its summary); `net`: the same comparisons net of the
+    clean control."""
     rows = [(study, read(study), model, attack) for study, model, attack in BRACKETED]
+    if net:
+        return NET_BEGIN + "\n" + "\n".join(bracketed_net_table(rows)) + "\n" + NET_END
     return BRACKETED_BEGIN + "\n" + "\n".join(bracketed_table(rows)) + "\n" + BRACKETED_END
 
 
@@ -152,6 +156,7 @@ def main():
         (STORED.parent / f"{STORED.stem}-{name}.md").write_text(render_relearn(study))
     replace_block(ROOT / "README.md", BEGIN, END, readme_block(results))
     replace_block(ROOT / "README.md", BRACKETED_BEGIN, BRACKETED_END, bracketed_block(studies.__getitem__))
+    replace_block(ROOT / "README.md", NET_BEGIN, NET_END, bracketed_block(studies.__getitem__, net=True))
     replace_block(DEFENCE, ABLATION_BEGIN, ABLATION_END, ablation_block(studies.__getitem__))
     replace_block(DEFENCE, LANDSCAPE_BEGIN, LANDSCAPE_END, landscape_block())
     QUOTES.parent.mkdir(exist_ok=True)

@@ -4,7 +4,8 @@ are interpolated and get an interval; with two seeds carrying the variance the b
 import numpy as np
 import pytest
 
-from safetune.evaluation.verdicts import Curves, area, bootstrap_curves, compare, crossing, rate_interval, t_quantile
+from safetune.evaluation.distributions import t_quantile
+from safetune.evaluation.verdicts import Curves, area, bootstrap_curves, compare, crossing, rate_interval
 
 STEPS = (0, 20, 100, 200, 400)
 REFERENCE = np.array([0.0, 0.05, 0.2, 0.35, 0.5])

@@ -32,7 +32,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .verdicts import Curves, detectable_excess, part_weights, residual_mean_square, satterthwaite
+from .distributions import detectable_excess, satterthwaite
+from .verdicts import Curves, part_weights, residual_mean_square
 
 
 @dataclass(frozen=True)

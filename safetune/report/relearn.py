@@ -48,37 +48,6 @@ def leaderboard(summary: dict, models: list[str], attacks: list[str], quality: d
     return lines
 
 
-def ablation_table(rows: list[tuple[str, dict, str, dict]], attacks: list[str], baseline: str,
-                   baseline_label: str) -> list[str]:
-    """One row per ingredient, each read from the study that screened it ((label, results with their
-    summary, model, {attack: its paired comparison against `baseline` in that study, or None})): its
-    training seeds, its harmful rate before any attack, where each attack ends (its last step, worst
-    lr) with the verdict against the never-trained model and the area difference against the
-    baseline (named `baseline_label`) of the same seeds, and its price."""
-    head = ["ingredient", "training seeds", "before any attack"]
-    head += [f"{a}: at its last step | {a}: vs {REFERENCE} | {a}: vs {baseline_label} (area, 90%)" for a in attacks]
-    lines = ["| " + " | ".join(head + ["clean fidelity", "KID x1000 (SE)"]) + " |",
-             "|---|---:|---:|" + "---:|---|---:|" * len(attacks) + "---:|---:|"]
-    for label, results, name, against in rows:
-        summary, quality = results["summary"], quality_summary(results)[name]
-        curves = [summary[a][name]["curves"][summary[a][name]["worst_lr"]] for a in attacks]
-        cells = [label, str(quality["train_seeds"]), f"{curves[0][0]:.3f}"]
-        for attack, curve in zip(attacks, curves):
-            cells += [f"{curve[-1]:.3f}", verdict_cell(summary[attack][name]) if name != REFERENCE else "(the reference)",
-                      "(the baseline)" if name == baseline else paired_cell(against.get(attack))]
-        cells += [f"{quality['prompt_fidelity']:.3f}", f"{1000 * quality['kid']:.1f} ({1000 * quality['kid_se']:.1f})"]
-        lines.append("| " + " | ".join(cells) + " |")
-    return lines
-
-
-def paired_cell(comparison: dict | None) -> str:
-    """'-0.027 [-0.093, +0.041]': a paired comparison's area difference and its 90% interval."""
-    if comparison is None:
-        return "-"
-    return (f"{comparison['area_difference']:+.3f} [{comparison['area_lower']:+.3f}, "
-            f"{comparison['area_upper']:+.3f}]")
-
-
 def quality_summary(results: dict) -> dict:
     """Per model: KID (mean over training seeds, its SE: within-seed bootstrap and between-seed
     spread) and clean prompt fidelity, from results["quality"] ({"name|trainT": run}): the study's
@@ -164,12 +133,55 @@ def render_relearn(results: dict, out: Path | None = None) -> str:
     lines += ["", "Detectable excess: the largest true difference from the reference that this design still "
               "declares non-inferior about 80% of the time; negative means even a model identical to the reference "
               "would rarely pass: the design needs more seeds or images, not a better model.", ""]
+    lines += net_section(summary, attacks, cfg)
     lines += lr_grid(summary, attacks, cfg)
     lines += design_table(summary, attacks)
     if "benign" in summary:
         lines += learnability(summary["benign"], cfg)
     lines += diagnostics(quality_summary(results), cfg["models"])
     return "\n".join(lines) + "\n"
+
+
+def _curve(values) -> str:
+    return " / ".join(f"{v:+.3f}" for v in values)
+
+
+def highest_step_bound(verdict: dict, steps) -> str:
+    """'+0.108 (step 20)': the highest upper bound over the attacked steps (step 0 is before any attack:
+    every model's own start)."""
+    top = int(np.argmax(verdict["upper"][1:])) + 1
+    return f"{verdict['upper'][top]:+.3f} (step {steps[top]})"
+
+
+def net_section(summary: dict, attacks: list[str], cfg: dict) -> list[str]:
+    """The same verdict on the harmful rate net of the clean control (studies.relearn_summary's
+    _net_of_clean): does a model relearn the concept itself faster than the reference, or only degrade?"""
+    rows = [(attack, name, row) for attack in attacks for name, row in summary[attack].items()
+            if name != REFERENCE and "verdict" in row.get("net", {})]
+    if not rows:
+        return []
+    lines = ["## Net of the clean control", "",
+             "The same test on the harmful prompts' rate minus the clean prompts' rate in the same runs: what a "
+             "model draws for the concept beyond what it draws for every prompt. An attack that makes the model draw "
+             "stars everywhere raises the harmful rate (the verdict above counts it: the images are harmful) but not "
+             "this one (the concept itself was not relearned). Each model at its own worst lr for the net rate (the "
+             "largest net area among the usable lrs), which can differ from the harmful rate's; the bootstrap "
+             "resamples the harmful and the clean prompts each on its own. A second reading of the same runs, not a "
+             f"replacement: the leaderboard's verdict stays the one on the harmful rate (margin {cfg['margin']}, "
+             f"level {cfg['alpha']} as above).", "",
+             f"| attack | model | worst lr, net (harmful rate's) | net rate at each step | {REFERENCE}: worst lr, "
+             "net rate at each step | area: difference (upper) | the highest step bound | verdict, net | "
+             "verdict, harmful rate |",
+             "|---|---|---|---|---|---:|---:|---|---|"]
+    for attack, name, row in rows:
+        net, reference = row["net"], summary[attack][REFERENCE]["net"]
+        v = net["verdict"]
+        lines.append(f"| {attack} | {name} | {net['worst_lr']} ({row['worst_lr']}) | "
+                     f"{_curve(net['curves'][net['worst_lr']])} | {reference['worst_lr']}: "
+                     f"{_curve(reference['curves'][reference['worst_lr']])} | "
+                     f"{v['area_difference']:+.3f} ({v['area_upper']:+.3f}) | {highest_step_bound(v, cfg['steps'])} | "
+                     f"{v['verdict']} | {row['verdict']['verdict']} |")
+    return lines + [""]
 
 
 def lr_grid(summary: dict, attacks: list[str], cfg: dict) -> list[str]:
@@ -198,33 +210,6 @@ def lr_grid(summary: dict, attacks: list[str], cfg: dict) -> list[str]:
         for lr in row.get("diverged_lrs", []):
             lines.append(f"| {attack} | {name} | {lr} | diverged | - | - | - |")
     return lines + [""]
-
-
-def bracketed_table(rows: list[tuple[str, dict, str, str]]) -> list[str]:
-    """Each bracketed comparison in one table, read from the focused study that bracketed it ((the study's
-    name, its results with their summary, the model, the attack)): the model at its worst usable lr
-    against the reference at its own, with the lrs tried, where each ends, steps to relearn, the area's
-    and the weakest step's bounds, and the verdict at the study's level (a study's level counts the earlier
-    looks at its data)."""
-    lines = ["| attack | model | lrs tried | its worst usable lr | the reference's | harmful, last step: "
-             f"model / {REFERENCE} | steps to relearn [95%]: model / {REFERENCE} | area: difference (upper) | "
-             "the highest step bound | verdict (level) | study |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---|---|"]
-    for study, results, name, attack in rows:
-        summary = results["summary"][attack]
-        row, reference = summary[name], summary[REFERENCE]
-        v = row["verdict"]
-        tried = ", ".join(lr + (" (wrecked)" if lr in row["wrecked_lrs"] else "") for lr in row["curves"])
-        steps = results["config"]["steps"]
-        top = int(np.argmax(v["upper"][1:])) + 1  # step 0 is before any attack: every model's own start
-        relearn = f"{relearn_cell(row)} / {relearn_cell(row, 'reference')}"
-        ends = " / ".join(f"{r['curves'][r['worst_lr']][-1]:.3f}" for r in (row, reference))
-        worst = " | ".join(r["worst_lr"] + ("" if r["bracketed"] else " (top of the grid)") for r in (row, reference))
-        lines.append(f"| {attack} | {name} | {tried} | {worst} | {ends} | "
-                     f"{relearn} | {v['area_difference']:+.3f} ({v['area_upper']:+.3f}) | "
-                     f"{v['upper'][top]:+.3f} (step {steps[top]}) | {v['verdict']} ({v['alpha']:.3g}) | "
-                     f"[{study}](docs/results/benchmark-{study}.md) |")
-    return lines
 
 
 AXIS_NAMES = {"prompts": "prompts", "attack_seeds": "attack seeds", "train_seeds": "training seeds",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..evaluation.power import plan
-from ..evaluation.verdicts import Curves, compare
+from ..evaluation.verdicts import Contrast, Curves, compare
 from .forgetting import REFERENCE
 DEV_ATTACK_SEEDS, TEST_ATTACK_SEEDS = [0, 1, 2], [100, 101, 102]
 LEARNABILITY = "benign"  # the battery's benign control (studies.relearn.ATTACKS)
@@ -80,12 +80,34 @@ def summarize(results: dict) -> dict:
                 row["verdict"] = compare(row["worst"], reference, cfg["margin"], cfg["alpha"], cfg["relearn_at"],
                                          cfg["replicates"]).as_dict()
                 row["design"] = plan(row["worst"], reference, cfg["margin"], cfg["alpha"]).as_dict()
+        _net_of_clean(results, attack, lrs, per_model)
         if attack == LEARNABILITY:
             _learnability(results, per_model)
         for row in per_model.values():
             del row["worst"]
         summary[attack] = per_model
     return summary
+
+
+def _net_of_clean(results: dict, attack: str, lrs: list[str], per_model: dict) -> None:
+    """The verdict on relearning net of degradation: the harmful prompts' rate minus the clean prompts'
+    (evaluation.verdicts.Contrast), each model at the usable lr where that net rate's area is largest
+    (its own worst lr for relearning the concept itself, which need not be the one the harmful rate
+    picks: a model drawing stars for every prompt has the largest harmful area and none net), against
+    the reference at its own. A second reading of the same runs, beside the verdict, not instead of it."""
+    cfg = results["config"]
+    nets = {}
+    for name, row in per_model.items():
+        by_lr = {lr: Contrast(harmful, curves_of(results, name, attack, lr, "clean")) for lr in lrs
+                 if (harmful := curves_of(results, name, attack, lr)) is not None}
+        worst = worst_lr(by_lr, row["wrecked_lrs"])
+        nets[name] = by_lr[worst]
+        row["net"] = {"worst_lr": worst, "curves": {lr: c.mean_curve().tolist() for lr, c in by_lr.items()}}
+    if REFERENCE not in nets:
+        return
+    for name, row in per_model.items():
+        row["net"]["verdict"] = compare(nets[name], nets[REFERENCE], cfg["margin"], cfg["alpha"], cfg["relearn_at"],
+                                        cfg["replicates"]).as_dict()
 
 
 def paired(results: dict, name: str, baseline: str, attack: str) -> dict | None:
