@@ -10,11 +10,11 @@ import json
 from pathlib import Path
 
 from safetune.report import replace_block, stored_study
-from safetune.report.focused import ablation_table, bracketed_net_table, bracketed_table
+from safetune.report.focused import ablation_table, bracketed_net_table, bracketed_table, unbracketed_table
 from safetune.report.landscape import landscape_table
 from safetune.report.relearn import leaderboard, quality_summary, relearn_cell, render_relearn
 from safetune.studies.relearn import summarize
-from safetune.studies.relearn_summary import paired
+from safetune.studies.relearn_summary import against_reference, paired
 
 ROOT = Path(__file__).resolve().parent.parent
 STORED = ROOT / "docs" / "results" / "benchmark.json"
@@ -61,11 +61,22 @@ ABLATION = [
 BRACKETED_BEGIN = "<!-- bracketed: rendered by scripts/render_benchmark_docs.py -->"
 BRACKETED_END = "<!-- /bracketed -->"
 NET_BEGIN, NET_END = "<!-- bracketed-net: rendered by scripts/render_benchmark_docs.py -->", "<!-- /bracketed-net -->"
+PROTOCOL = ROOT / "docs" / "benchmark.md"
+UNBRACKETED_BEGIN = "<!-- unbracketed: rendered by scripts/render_benchmark_docs.py -->"
+UNBRACKETED_END = "<!-- /unbracketed -->"
+# the rows whose own lr grid is one lr, against the reference at its bracketed worst lr: per attack, the
+# focused study holding the rows (None: the battery) and the one that bracketed the reference
+UNBRACKETED = {"full": (None, "bracket"), "lora-r4": (None, "bracket"), "full-te": ("other-attacks", "bracket-reference"),
+               "lora-r1": ("other-attacks", "bracket-reference"), "lora-r16": ("other-attacks", "bracket-reference")}
+UNBRACKETED_ALPHA = 0.025  # a second look at each row's runs (the first: its study's verdict at 0.05)
 # the comparisons whose lr grids were bracketed, each read from the focused study that bracketed it:
 # (the study, the model, the attack)
 BRACKETED = [("bracket", "uce", "full"), ("bracket", "uce", "lora-r4"),
              ("bracket-forget", FORGET, "full"), ("bracket-forget", FORGET, "lora-r4"),
-             ("bracket-dd", "dd", "full"), ("bracket-dd", "dd", "lora-r4"), ("bracket-dd-r16", "dd", "lora-r16")]
+             ("bracket-dd", "dd", "full"), ("bracket-dd", "dd", "lora-r4"), ("bracket-dd-r16", "dd", "lora-r16"),
+             ("bracket-rece", "rece", "full"), ("bracket-closed-form-te", "uce", "full-te"),
+             ("bracket-closed-form-te", "rece", "full-te"), ("bracket-lt-ng-te", "lt", "full-te"),
+             ("bracket-lt-ng-te", "ng", "full-te")]
 
 
 def focused_studies() -> list[Path]:
@@ -130,6 +141,20 @@ def bracketed_block(read=focused, net: bool = False) -> str:
     return BRACKETED_BEGIN + "\n" + "\n".join(bracketed_table(rows)) + "\n" + BRACKETED_END
 
 
+def unbracketed_block(battery: dict, read=focused) -> str:
+    """docs/benchmark.md's table of the rows not bracketed (every row of the battery and of its other
+    attacks but those in BRACKETED), each against the reference at its bracketed worst lr."""
+    rows = []
+    for attack, (source, reference) in UNBRACKETED.items():
+        results = battery if source is None else read(source)
+        for name in results["config"]["models"]:
+            if name == "never-trained" or (name, attack) in {(m, a) for _, m, a in BRACKETED}:
+                continue
+            rows.append((attack, name, results, against_reference(results, name, attack, read(reference),
+                                                                  UNBRACKETED_ALPHA)))
+    return UNBRACKETED_BEGIN + "\n" + "\n".join(unbracketed_table(rows)) + "\n" + UNBRACKETED_END
+
+
 def landscape_block() -> str:
     """defence.md's harmful-landscape table, from the stored probe."""
     return LANDSCAPE_BEGIN + "\n" + "\n".join(landscape_table(json.loads(LANDSCAPE.read_text()))) + "\n" + LANDSCAPE_END
@@ -157,6 +182,7 @@ def main():
     replace_block(ROOT / "README.md", BEGIN, END, readme_block(results))
     replace_block(ROOT / "README.md", BRACKETED_BEGIN, BRACKETED_END, bracketed_block(studies.__getitem__))
     replace_block(ROOT / "README.md", NET_BEGIN, NET_END, bracketed_block(studies.__getitem__, net=True))
+    replace_block(PROTOCOL, UNBRACKETED_BEGIN, UNBRACKETED_END, unbracketed_block(results, studies.__getitem__))
     replace_block(DEFENCE, ABLATION_BEGIN, ABLATION_END, ablation_block(studies.__getitem__))
     replace_block(DEFENCE, LANDSCAPE_BEGIN, LANDSCAPE_END, landscape_block())
     QUOTES.parent.mkdir(exist_ok=True)

@@ -72,13 +72,30 @@ def bracketed_net_table(rows: list[tuple[str, dict, str, str]]) -> list[str]:
     its own worst usable lr for the net rate, where each ends, the area's and the weakest step's bounds,
     the net verdict at the study's level beside the harmful rate's."""
     lines = [f"| attack | model | worst lr, net: model / {REFERENCE} | net rate, last step: model / {REFERENCE} | "
-             "area: difference (upper) | the highest step bound | verdict, net (level) | verdict, harmful rate | study |",
+             "area: difference (upper) | the highest step bound | verdict, net (level) | verdict, harmful rate | "
+             "study |",
              "|---|---|---:|---:|---:|---:|---|---|---|"]
     for study, results, name, attack, row, reference in _sides(rows):
         v = row["net"]["verdict"]
         worst = " / ".join(r["net"]["worst_lr"] for r in (row, reference))
         ends = " / ".join(f"{r['net']['curves'][r['net']['worst_lr']][-1]:+.3f}" for r in (row, reference))
-        lines.append(f"| {attack} | {name} | {worst} | {ends} | {v['area_difference']:+.3f} ({v['area_upper']:+.3f}) | "
+        lines.append(f"| {attack} | {name} | {worst} | {ends} | "
+                     f"{v['area_difference']:+.3f} ({v['area_upper']:+.3f}) | "
                      f"{highest_step_bound(v, results['config']['steps'])} | {v['verdict']} ({v['alpha']:.3g}) | "
                      f"{row['verdict']['verdict']} | [{study}](docs/results/benchmark-{study}.md) |")
+    return lines
+
+
+def unbracketed_table(rows: list[tuple[str, str, dict, dict]]) -> list[str]:
+    """The rows whose own lr grid is not bracketed, each at its one lr against the reference at its
+    bracketed worst lr ((the attack, the model, its study's results with their summary, the comparison:
+    studies.relearn_summary.against_reference)), and what the row's own bracket can change."""
+    lines = ["| attack | model | its lr (its grid's top) | the reference's worst lr | area: difference [lower, upper] | "
+             "verdict (level) | its own bracket |", "|---|---|---:|---:|---:|---|---|"]
+    for attack, name, results, v in rows:
+        bracket = "can only raise its area: INFERIOR stands" if v["settled"] else \
+            "needed: it may change the verdict"
+        lines.append(f"| {attack} | {name} | {results['summary'][attack][name]['worst_lr']} | {v['reference_lr']} | "
+                     f"{v['area_difference']:+.3f} [{v['area_lower']:+.3f}, {v['area_upper']:+.3f}] | "
+                     f"{v['verdict']} ({v['alpha']:.3g}) | {bracket} |")
     return lines

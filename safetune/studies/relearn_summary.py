@@ -123,6 +123,31 @@ def paired(results: dict, name: str, baseline: str, attack: str) -> dict | None:
     return compare(model, base, 0.0, cfg["alpha"], cfg["relearn_at"], cfg["replicates"]).as_dict()
 
 
+def against_reference(results: dict, name: str, attack: str, reference: dict, alpha: float) -> dict:
+    """`name` of this study at its worst lr under `attack` against the never-trained model of another
+    study on the same prompts (`reference`, with its summary: the study that bracketed the reference's
+    grid) at that study's worst lr, at level `alpha`. A row whose own grid is one lr is compared there with
+    the reference at the reference's worst: its own worst usable lr has an area at least as large (where
+    this lr leaves it usable), so where the area's lower bound is already above the margin, or step 0's
+    (before any attack, the same at every lr), its own bracket can only raise what makes it INFERIOR
+    (`settled`)."""
+    mine, theirs = results["config"], reference["config"]
+    for setting in ("steps", "sampling", "split"):
+        if mine[setting] != theirs[setting]:
+            raise ValueError(f"the reference's study differs in {setting}: compare studies of one protocol")
+    if results["prompts"] != reference["prompts"]:
+        raise ValueError("the reference's study has other prompts: compare studies of one protocol")
+    row, worst = results["summary"][attack][name], reference["summary"][attack][REFERENCE]["worst_lr"]
+    comparison = compare(curves_of(results, name, attack, row["worst_lr"]),
+                         curves_of(reference, REFERENCE, attack, worst), mine["margin"], alpha, mine["relearn_at"],
+                         mine["replicates"]).as_dict()
+    margin = comparison["margin"]
+    comparison["settled"] = row["worst_lr"] not in row["wrecked_lrs"] and \
+        (comparison["area_lower"] > margin or comparison["lower"][0] > margin)
+    comparison["reference_lr"] = worst
+    return comparison
+
+
 def _learnability(results: dict, per_model: dict) -> None:
     """The benign control: how many images of the new domain's prompts do not show its shape, per
     step (1 - learned), and whether a model learns it no worse than never-trained (the same
