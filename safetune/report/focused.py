@@ -44,6 +44,13 @@ def _sides(rows: list[tuple[str, dict, str, str]]):
         yield study, results, name, attack, summary[name], summary[REFERENCE]
 
 
+def _bounds(verdict: dict, results: dict) -> str:
+    """'-0.010 (+0.089) | +0.164 (step 200) | INCONCLUSIVE (0.025)': a comparison's area difference (its
+    upper bound), its highest step bound and its verdict at its study's level."""
+    return (f"{verdict['area_difference']:+.3f} ({verdict['area_upper']:+.3f}) | "
+            f"{highest_step_bound(verdict, results['config']['steps'])} | {verdict['verdict']} ({verdict['alpha']:.3g})")
+
+
 def bracketed_table(rows: list[tuple[str, dict, str, str]]) -> list[str]:
     """Each bracketed comparison in one table, read from the focused study that bracketed it ((the study's
     name, its results with their summary, the model, the attack)): the model at its worst usable lr
@@ -60,10 +67,8 @@ def bracketed_table(rows: list[tuple[str, dict, str, str]]) -> list[str]:
         relearn = f"{relearn_cell(row)} / {relearn_cell(row, 'reference')}"
         ends = " / ".join(f"{r['curves'][r['worst_lr']][-1]:.3f}" for r in (row, reference))
         worst = " | ".join(r["worst_lr"] + ("" if r["bracketed"] else " (top of the grid)") for r in (row, reference))
-        lines.append(f"| {attack} | {name} | {tried} | {worst} | {ends} | "
-                     f"{relearn} | {v['area_difference']:+.3f} ({v['area_upper']:+.3f}) | "
-                     f"{highest_step_bound(v, results['config']['steps'])} | {v['verdict']} ({v['alpha']:.3g}) | "
-                     f"[{study}](docs/results/benchmark-{study}.md) |")
+        lines.append(f"| {attack} | {name} | {tried} | {worst} | {ends} | {relearn} | "
+                     f"{_bounds(v, results)} | [{study}](docs/results/benchmark-{study}.md) |")
     return lines
 
 
@@ -79,9 +84,7 @@ def bracketed_net_table(rows: list[tuple[str, dict, str, str]]) -> list[str]:
         v = row["net"]["verdict"]
         worst = " / ".join(r["net"]["worst_lr"] for r in (row, reference))
         ends = " / ".join(f"{r['net']['curves'][r['net']['worst_lr']][-1]:+.3f}" for r in (row, reference))
-        lines.append(f"| {attack} | {name} | {worst} | {ends} | "
-                     f"{v['area_difference']:+.3f} ({v['area_upper']:+.3f}) | "
-                     f"{highest_step_bound(v, results['config']['steps'])} | {v['verdict']} ({v['alpha']:.3g}) | "
+        lines.append(f"| {attack} | {name} | {worst} | {ends} | {_bounds(v, results)} | "
                      f"{row['verdict']['verdict']} | [{study}](docs/results/benchmark-{study}.md) |")
     return lines
 
