@@ -1676,6 +1676,8 @@ def test_readme_quotes_the_battery_net_of_the_clean_control():
         f"{dd['upper'][dd_top]:+.3f})",
         f"and so does the forget row's ({forget['area_difference']:+.3f}, upper {forget['area_upper']:+.3f})",
         f"UCE's INCONCLUSIVE becomes INFERIOR (step {steps[uce_top]}'s lower bound {uce['lower'][uce_top]:+.3f})",
+        f"the battery's {full['dd']['verdict']['verdict']} under the full attack is {dd['verdict']} too (area "
+        f"{dd['area_difference']:+.3f}, upper {dd['area_upper']:+.3f})",
         f"Of the battery's {len(changed)} comparisons {len(moved)} verdicts change, "
         f"{moved.count(('NON-INFERIOR', 'INCONCLUSIVE'))} of them from NON-INFERIOR to INCONCLUSIVE",
         "under the full attack `dd` sits below the reference ({:+.3f}, upper {:+.3f})".format(
