@@ -19,6 +19,7 @@ from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPTS = ROOT / "docs" / "results" / "benchmark-other-attacks.json"  # the test split's harmful prompts
+TRAINED_MODELS = ["dd", "lt", "ng", "salun"]  # methods whose output is a model (their default recipe: full weights)
 
 
 def safetune(args: list[str], threads: int) -> None:
@@ -35,7 +36,8 @@ def relative_distance(a: Path, b: Path) -> float:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--method", default="lt")
+    parser.add_argument("--method", default="lt", choices=TRAINED_MODELS,
+                        help="a method that trains the model itself (its UNet is compared)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("/tmp/bench-rounding"))
     args = parser.parse_args()
