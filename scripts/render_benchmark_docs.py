@@ -144,11 +144,11 @@ def bracketed_block(read=focused, net: bool = False) -> str:
 def unbracketed_block(battery: dict, read=focused) -> str:
     """docs/benchmark.md's table of the rows not bracketed (every row of the battery and of its other
     attacks but those in BRACKETED), each against the reference at its bracketed worst lr."""
-    rows = []
+    rows, bracketed = [], {(model, attack) for _, model, attack in BRACKETED}
     for attack, (source, reference) in UNBRACKETED.items():
         results = battery if source is None else read(source)
         for name in results["config"]["models"]:
-            if name == "never-trained" or (name, attack) in {(m, a) for _, m, a in BRACKETED}:
+            if name == "never-trained" or (name, attack) in bracketed:
                 continue
             rows.append((attack, name, results, against_reference(results, name, attack, read(reference),
                                                                   UNBRACKETED_ALPHA)))
