@@ -76,7 +76,8 @@ BRACKETED = [("bracket", "uce", "full"), ("bracket", "uce", "lora-r4"),
              ("bracket-dd", "dd", "full"), ("bracket-dd", "dd", "lora-r4"), ("bracket-dd-r16", "dd", "lora-r16"),
              ("bracket-rece", "rece", "full"), ("bracket-closed-form-te", "uce", "full-te"),
              ("bracket-closed-form-te", "rece", "full-te"), ("bracket-lt-ng-te", "lt", "full-te"),
-             ("bracket-lt-ng-te", "ng", "full-te")]
+             ("bracket-lt-ng-te", "ng", "full-te"), ("bracket-forget-te", FORGET, "full-te"),
+             ("bracket-forget-te", FORGET, "lora-r1"), ("bracket-forget-te", FORGET, "lora-r16")]
 
 
 def focused_studies() -> list[Path]:
