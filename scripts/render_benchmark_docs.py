@@ -73,11 +73,12 @@ UNBRACKETED_ALPHA = 0.025  # a second look at each row's runs (the first: its st
 # (the study, the model, the attack)
 BRACKETED = [("bracket", "uce", "full"), ("bracket", "uce", "lora-r4"),
              ("bracket-forget", FORGET, "full"), ("bracket-forget", FORGET, "lora-r4"),
-             ("bracket-dd", "dd", "full"), ("bracket-dd", "dd", "lora-r4"), ("bracket-dd-r16", "dd", "lora-r16"),
+             ("bracket-dd", "dd", "full"), ("bracket-dd", "dd", "lora-r4"), ("bracket-dd-te", "dd", "lora-r16"),
              ("bracket-rece", "rece", "full"), ("bracket-closed-form-te", "uce", "full-te"),
              ("bracket-closed-form-te", "rece", "full-te"), ("bracket-lt-ng-te", "lt", "full-te"),
              ("bracket-lt-ng-te", "ng", "full-te"), ("bracket-forget-te", FORGET, "full-te"),
-             ("bracket-forget-te", FORGET, "lora-r1"), ("bracket-forget-te", FORGET, "lora-r16")]
+             ("bracket-forget-te", FORGET, "lora-r1"), ("bracket-forget-te", FORGET, "lora-r16"),
+             ("bracket-dd-te", "dd", "full-te"), ("bracket-dd-te", "dd", "lora-r1")]
 
 
 def focused_studies() -> list[Path]:

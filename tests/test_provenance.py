@@ -1551,6 +1551,52 @@ def test_readme_and_protocol_quote_the_forget_row_bracketed_under_the_other_weig
         "LoRAs ({:+.3f}, upper {:+.3f}; {:+.3f}, upper {:+.3f})".format(
             *(x for a in cfg["attacks"] for x in (net(a)["area_difference"], net(a)["area_upper"])))])
 
+
+def test_readme_and_protocol_quote_dd_bracketed_under_the_other_weight_attacks():
+    """dd's full-te and rank-1 grids grown from 1e-3 with attack seed 102 added and its rank-16 grid past 9e-3
+    (bracket=4, a third look at 0.0166), its kept runs equal to their sources and its rebuilt models giving
+    their step-0 counts: the runs it made, each worst lr and wrecked top, the verdicts and net areas quoted."""
+    stored = _focused("bracket-dd-te")
+    cfg = stored["config"]
+    assert cfg["bracket"] == 4 and cfg["alpha"] == 0.0166 and cfg["attacks"] == ["full-te", "lora-r1", "lora-r16"]
+    new_runs = _grown_runs(stored, [_focused(name) for name in ("other-attacks", "forget-3x3", "bracket-reference",
+                                                                "bracket-dd-r16")])
+    assert all(key.startswith("dd|") for key in new_runs)
+    assert sum(key.endswith("|0.001|attack102") for key in new_runs) == 6  # "with attack seed 102 added"
+    rows = {attack: stored["summary"][attack] for attack in cfg["attacks"]}
+    te, r1, r16 = (rows[a]["dd"] for a in cfg["attacks"])
+    assert [(row["worst_lr"], row["wrecked_lrs"]) for row in (te, r1, r16)] == \
+        [("0.001", []), ("0.027", ["0.081"]), ("0.009", ["0.027"])]
+    assert all(row["bracketed"] for row in (te, r1, r16))
+    v = {a: rows[a]["dd"]["verdict"] for a in cfg["attacks"]}
+    assert all(x["verdict"] == "INCONCLUSIVE" for x in v.values())
+    assert all(rows[a]["dd"]["net"]["verdict"]["verdict"] == "INCONCLUSIVE" for a in cfg["attacks"])
+    area = lambda a: f"area {v[a]['area_difference']:+.3f} (upper {v[a]['area_upper']:+.3f})"  # noqa: E731
+    flat = lambda a: area(a).replace(" (upper", ", upper")[:-1]  # noqa: E731
+    clean = lambda row, lr, key: f"{row['last_clean'][lr][key]:.3f}"  # noqa: E731
+    net = lambda a: rows[a]["dd"]["net"]["verdict"]  # noqa: E731
+    ref = lambda a: rows[a]["never-trained"]  # noqa: E731
+    assert 1 + int(np.argmax(v["full-te"]["upper"][1:])) == 1  # step 20's bound, the highest
+    _assert_quoted(ROOT / "docs" / "benchmark.md", [
+        f"`bracket=4`; {len(new_runs)} runs and the 3 models rebuilt",
+        f"(3e-3: area {_area(te, '0.003')} against {_area(te, '0.001')}, its clean prompts drawing more stars, "
+        f"{clean(te, '0.003', 'harmful_rate')}, than its harmful ones, {_end(te, '0.003')}): {area('full-te')}, "
+        f"step 20's bound {v['full-te']['upper'][1]:+.3f}: INCONCLUSIVE",
+        f"(8.1e-2 leaves a clean fidelity of {clean(r1, '0.081', 'prompt_fidelity')}), where the two coincide "
+        f"(step 400: {_end(r1, '0.027')} against {_end(ref('lora-r1'), '0.027')}; {flat('lora-r1')})",
+        f"2.7e-2 wrecks it (clean fidelity {clean(r16, '0.027', 'prompt_fidelity')}), so 9e-3, the reference's, "
+        f"is its worst lr: {area('lora-r16')}, INCONCLUSIVE"])
+    _assert_quoted(ROOT / "README.md", [
+        f"`benchmark-bracket-dd-te`, {len(new_runs)} runs with attack seed 102 added, its three models rebuilt, at "
+        f"{cfg['alpha']:.3g}, a third look)",
+        f"under `full-te` 1e-3 stays its worst lr ({flat('full-te')}; step 20's bound {v['full-te']['upper'][1]:+.3f})",
+        f"({_end(r1, '0.027')} against {_end(ref('lora-r1'), '0.027')} at step 400; {flat('lora-r1')})",
+        f"2.7e-2 wrecks it (clean fidelity {clean(r16, '0.027', 'prompt_fidelity')}), so 9e-3 is its worst lr "
+        f"({flat('lora-r16')})",
+        "So does `dd` (`full-te`: {:+.3f}, upper {:+.3f}; rank 1: {:+.3f}, upper {:+.3f})".format(
+            net("full-te")["area_difference"], net("full-te")["area_upper"], net("lora-r1")["area_difference"],
+            net("lora-r1")["area_upper"])])
+
 def _bracketed_readme_rows(net: bool):
     """The README's table of bracketed comparisons (net of the clean control or not), checked to be what
     their stored studies render: per row its cells, the study's results, the model and the attack."""
@@ -1558,7 +1604,7 @@ def _bracketed_readme_rows(net: bool):
     block = renderer.bracketed_block(_focused, net=net)
     assert block in (ROOT / "README.md").read_text()
     rows = [line for line in block.splitlines() if line.startswith("| ") and "---" not in line][1:]
-    assert len(rows) == len(renderer.BRACKETED) == 15
+    assert len(rows) == len(renderer.BRACKETED) == 17
     for line, (study, model, attack) in zip(rows, renderer.BRACKETED):
         cells = [cell.strip() for cell in line.strip("|").split("|")]
         assert cells[-1] == f"[{study}](docs/results/benchmark-{study}.md)"
@@ -1730,7 +1776,7 @@ def test_readme_quotes_the_battery_net_of_the_clean_control():
     uce_top = 1 + int(np.argmax(uce["lower"][1:]))
     assert uce["lower"][uce_top] > uce["margin"] > uce["area_lower"]  # INFERIOR from a step, not the area
     bracketed = {(m, a): _focused(s)["summary"][a][m]["net"]["verdict"] for s, m, a in
-                 (("bracket-dd", "dd", "full"), ("bracket-dd", "dd", "lora-r4"), ("bracket-dd-r16", "dd", "lora-r16"))}
+                 (("bracket-dd", "dd", "full"), ("bracket-dd", "dd", "lora-r4"), ("bracket-dd-te", "dd", "lora-r16"))}
     _assert_quoted(ROOT / "README.md", [
         f"at step 400 its harmful prompts draw the star at {harmful:.3f} and its clean ones at {clean:.3f}, net "
         f"{net_end:.3f}",
@@ -1861,8 +1907,7 @@ def test_readme_and_protocol_quote_the_rows_bracketed_under_the_full_attacks():
              if line.startswith("| ") and "---" not in line][1:]
     settled = [r for r in table if r[6].startswith("can only raise")]
     open_rows = sorted((r[0], r[1]) for r in table if r not in settled)
-    assert open_rows == [("full-te", "dd"), ("lora-r1", "dd")]
-    lora_open = [(r[0], r[1]) for r in table if r[0].startswith("lora") and r not in settled]
-    assert lora_open == [("lora-r1", "dd")]  # "every row under the three LoRAs among them but `dd`'s under rank 1"
-    for path in (ROOT / "README.md", ROOT / "docs" / "benchmark.md"):
-        _assert_quoted(path, [f"{len(settled)} of the {len(table)} rows are settled so"])
+    assert open_rows == []  # every row left open was bracketed: the forget row's and dd's
+    assert {r[0] for r in table} == set(renderer.UNBRACKETED)  # "every row under the three LoRAs among them"
+    _assert_quoted(ROOT / "README.md", [f"all {len(table)} rows it lists are settled so"])
+    _assert_quoted(ROOT / "docs" / "benchmark.md", [f"all {len(table)} rows are settled so"])
