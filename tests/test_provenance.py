@@ -52,6 +52,18 @@ def _area(row: dict, lr: str) -> str:
     return f"{np.mean(row['curves'][lr]):.3f}"
 
 
+def _last_clean(row: dict, lr: str, key: str) -> str:
+    """A clean-prompt number (harmful rate or fidelity) at the last step of one lr, as the docs quote it."""
+    return f"{row['last_clean'][lr][key]:.3f}"
+
+
+def _area_bound(verdict: dict, inline: bool = False) -> str:
+    """A verdict's area difference and its upper bound as the docs quote them: "area D (upper U)", or inline
+    "area D, upper U"."""
+    text = f"area {verdict['area_difference']:+.3f}, upper {verdict['area_upper']:+.3f}"
+    return text if inline else text.replace(", upper", " (upper") + ")"
+
+
 def _worst_curve(row: dict) -> list:
     """A model's harmful-rate curve under one attack at its worst lr."""
     return row["curves"][row["worst_lr"]]
@@ -1451,7 +1463,7 @@ def test_readme_and_protocol_quote_the_reference_bracketed_under_the_other_weigh
         [("0.001", []), ("0.027", ["0.081"]), ("0.009", ["0.027"])]
     assert all(row["bracketed"] for row in rows.values())
     te, r1, r16 = rows.values()
-    clean = lambda row, lr, key: f"{row['last_clean'][lr][key]:.3f}"  # noqa: E731
+    clean = _last_clean
     assert float(_area(r16, "0.027")) > float(_area(r16, "0.009"))  # "though its area is the largest"
     _assert_quoted(ROOT / "README.md", [
         f"({_end(r16, '0.009')} at step 400 against {_end(r16, '0.001')} at 1e-3; 2.7e-2 wrecks it)",
@@ -1488,7 +1500,6 @@ def test_readme_quotes_dd_under_the_rank_16_lora_at_the_reference_s_worst_lr():
         f"upper {v['area_upper']:+.3f}): INCONCLUSIVE"])
 
 
-
 def test_readme_and_protocol_quote_the_forget_row_bracketed_under_the_other_weight_attacks():
     """The forget row's full-te, rank-1 and rank-16 grids grown from the 3x3 study (bracket=4, a fourth look at
     0.0125), the reference's runs from bracket-reference, the models rebuilt (their step-0 counts and clean
@@ -1515,9 +1526,8 @@ def test_readme_and_protocol_quote_the_forget_row_bracketed_under_the_other_weig
     steps = cfg["steps"]
     top = {a: 1 + int(np.argmax(v[a]["upper"][1:])) for a in cfg["attacks"]}
     bound = lambda a: f"step {steps[top[a]]}'s bound {v[a]['upper'][top[a]]:+.3f}"  # noqa: E731
-    area = lambda a: f"area {v[a]['area_difference']:+.3f} (upper {v[a]['area_upper']:+.3f})"  # noqa: E731
+    area = lambda a, inline=False: _area_bound(v[a], inline)  # noqa: E731
     net = lambda a: rows[a][FORGET]["net"]["verdict"]  # noqa: E731
-    clean = lambda row, lr, key: f"{row['last_clean'][lr][key]:.3f}"  # noqa: E731
     ref = lambda a: rows[a]["never-trained"]  # noqa: E731
     assert v["lora-r16"]["area_upper"] < 0.05  # "under the margin"
     # "under every weight attack of the battery, at its bracketed worst lr, ... shown worse ... under none and
@@ -1530,12 +1540,13 @@ def test_readme_and_protocol_quote_the_forget_row_bracketed_under_the_other_weig
     assert [top[a] for a in cfg["attacks"]] == [1, 2, 2]
     _assert_quoted(ROOT / "docs" / "benchmark.md", [
         f"(3e-3: area {_area(te, '0.003')} against {_area(te, '0.001')}, its clean prompts drawing more stars, "
-        f"{clean(te, '0.003', 'harmful_rate')}, than its harmful ones, {_end(te, '0.003')}): {area('full-te')}, "
+        f"{_last_clean(te, '0.003', 'harmful_rate')}, than its harmful ones, {_end(te, '0.003')}): {area('full-te')}, "
         f"steps 100-400 under the margin, {bound('full-te')}: INCONCLUSIVE",
         f"rank 1 at 2.7e-2 (step 400: {_end(r1, '0.027')} against {_end(ref('lora-r1'), '0.027')}; 8.1e-2 leaves a "
-        f"clean fidelity of {clean(r1, '0.081', 'prompt_fidelity')}), {area('lora-r1')[:-1]}), {bound('lora-r1')}",
+        f"clean fidelity of {_last_clean(r1, '0.081', 'prompt_fidelity')}), {area('lora-r1')}, {bound('lora-r1')}",
         f"rank 16 at 9e-3 ({_end(r16, '0.009')} against {_end(ref('lora-r16'), '0.009')}; 2.7e-2: "
-        f"{clean(r16, '0.027', 'prompt_fidelity')}), {area('lora-r16')[:-1]}, under the margin), {bound('lora-r16')}",
+        f"{_last_clean(r16, '0.027', 'prompt_fidelity')}), {area('lora-r16')[:-1]}, under the margin), "
+        f"{bound('lora-r16')}",
         f"under the two LoRAs ({net('lora-r1')['area_difference']:+.3f} and {net('lora-r16')['area_difference']:+.3f})",
         f"its area doubles ({_area(r16, '0.009')} against {_area(r16, '0.001')})",
         f"`bracket=4`; {len(new_runs)} runs and the 3 models rebuilt",
@@ -1543,7 +1554,7 @@ def test_readme_and_protocol_quote_the_forget_row_bracketed_under_the_other_weig
     _assert_quoted(ROOT / "README.md", [
         f"`benchmark-bracket-forget-te`, {len(new_runs)} runs, its three models rebuilt, giving the stored runs' "
         f"step-0 counts and clean fidelity, at {cfg['alpha']:.3g})",
-        f"under `full-te` ({area('full-te').replace(' (upper', ', upper')[:-1]}; {bound('full-te')})",
+        f"under `full-te` ({area('full-te', True)}; {bound('full-te')})",
         f"({_end(r1, '0.027')} against {_end(ref('lora-r1'), '0.027')}; {_end(r16, '0.009')} against "
         f"{_end(ref('lora-r16'), '0.009')})",
         f"(step 100's bounds {v['lora-r1']['upper'][2]:+.3f} and {v['lora-r16']['upper'][2]:+.3f})",
@@ -1571,31 +1582,31 @@ def test_readme_and_protocol_quote_dd_bracketed_under_the_other_weight_attacks()
     v = {a: rows[a]["dd"]["verdict"] for a in cfg["attacks"]}
     assert all(x["verdict"] == "INCONCLUSIVE" for x in v.values())
     assert all(rows[a]["dd"]["net"]["verdict"]["verdict"] == "INCONCLUSIVE" for a in cfg["attacks"])
-    area = lambda a: f"area {v[a]['area_difference']:+.3f} (upper {v[a]['area_upper']:+.3f})"  # noqa: E731
-    flat = lambda a: area(a).replace(" (upper", ", upper")[:-1]  # noqa: E731
-    clean = lambda row, lr, key: f"{row['last_clean'][lr][key]:.3f}"  # noqa: E731
+    area = lambda a, inline=False: _area_bound(v[a], inline)  # noqa: E731
     net = lambda a: rows[a]["dd"]["net"]["verdict"]  # noqa: E731
     ref = lambda a: rows[a]["never-trained"]  # noqa: E731
     assert 1 + int(np.argmax(v["full-te"]["upper"][1:])) == 1  # step 20's bound, the highest
     _assert_quoted(ROOT / "docs" / "benchmark.md", [
         f"`bracket=4`; {len(new_runs)} runs and the 3 models rebuilt",
         f"(3e-3: area {_area(te, '0.003')} against {_area(te, '0.001')}, its clean prompts drawing more stars, "
-        f"{clean(te, '0.003', 'harmful_rate')}, than its harmful ones, {_end(te, '0.003')}): {area('full-te')}, "
+        f"{_last_clean(te, '0.003', 'harmful_rate')}, than its harmful ones, {_end(te, '0.003')}): {area('full-te')}, "
         f"step 20's bound {v['full-te']['upper'][1]:+.3f}: INCONCLUSIVE",
-        f"(8.1e-2 leaves a clean fidelity of {clean(r1, '0.081', 'prompt_fidelity')}), where the two coincide "
-        f"(step 400: {_end(r1, '0.027')} against {_end(ref('lora-r1'), '0.027')}; {flat('lora-r1')})",
-        f"2.7e-2 wrecks it (clean fidelity {clean(r16, '0.027', 'prompt_fidelity')}), so 9e-3, the reference's, "
+        f"(8.1e-2 leaves a clean fidelity of {_last_clean(r1, '0.081', 'prompt_fidelity')}), where the two coincide "
+        f"(step 400: {_end(r1, '0.027')} against {_end(ref('lora-r1'), '0.027')}; {area('lora-r1', True)})",
+        f"2.7e-2 wrecks it (clean fidelity {_last_clean(r16, '0.027', 'prompt_fidelity')}), so 9e-3, the reference's, "
         f"is its worst lr: {area('lora-r16')}, INCONCLUSIVE"])
     _assert_quoted(ROOT / "README.md", [
         f"`benchmark-bracket-dd-te`, {len(new_runs)} runs with attack seed 102 added, its three models rebuilt, at "
         f"{cfg['alpha']:.3g}, a third look)",
-        f"under `full-te` 1e-3 stays its worst lr ({flat('full-te')}; step 20's bound {v['full-te']['upper'][1]:+.3f})",
-        f"({_end(r1, '0.027')} against {_end(ref('lora-r1'), '0.027')} at step 400; {flat('lora-r1')})",
-        f"2.7e-2 wrecks it (clean fidelity {clean(r16, '0.027', 'prompt_fidelity')}), so 9e-3 is its worst lr "
-        f"({flat('lora-r16')})",
+        f"under `full-te` 1e-3 stays its worst lr ({area('full-te', True)}; step 20's bound "
+        f"{v['full-te']['upper'][1]:+.3f})",
+        f"({_end(r1, '0.027')} against {_end(ref('lora-r1'), '0.027')} at step 400; {area('lora-r1', True)})",
+        f"2.7e-2 wrecks it (clean fidelity {_last_clean(r16, '0.027', 'prompt_fidelity')}), so 9e-3 is its worst lr "
+        f"({area('lora-r16', True)})",
         "So does `dd` (`full-te`: {:+.3f}, upper {:+.3f}; rank 1: {:+.3f}, upper {:+.3f})".format(
             net("full-te")["area_difference"], net("full-te")["area_upper"], net("lora-r1")["area_difference"],
             net("lora-r1")["area_upper"])])
+
 
 def _bracketed_readme_rows(net: bool):
     """The README's table of bracketed comparisons (net of the clean control or not), checked to be what
