@@ -1463,20 +1463,19 @@ def test_readme_and_protocol_quote_the_reference_bracketed_under_the_other_weigh
         [("0.001", []), ("0.027", ["0.081"]), ("0.009", ["0.027"])]
     assert all(row["bracketed"] for row in rows.values())
     te, r1, r16 = rows.values()
-    clean = _last_clean
     assert float(_area(r16, "0.027")) > float(_area(r16, "0.009"))  # "though its area is the largest"
     _assert_quoted(ROOT / "README.md", [
         f"({_end(r16, '0.009')} at step 400 against {_end(r16, '0.001')} at 1e-3; 2.7e-2 wrecks it)",
         f"({_end(r1, '0.027')} against {_end(r1, '0.001')}; 8.1e-2 wrecks it)"])
     _assert_quoted(ROOT / "docs" / "benchmark.md", [
         f"(area {_area(te, '0.001')} against {_area(te, '0.003')} at 3e-3, where its clean prompts draw more stars, "
-        f"{clean(te, '0.003', 'harmful_rate')}, than its harmful ones, {_end(te, '0.003')})",
+        f"{_last_clean(te, '0.003', 'harmful_rate')}, than its harmful ones, {_end(te, '0.003')})",
         f"(step 400: {_end(r16, '0.009')} against {_end(r16, '0.001')} at 1e-3; its clean prompts "
-        f"{clean(r16, '0.009', 'harmful_rate')}, as much degradation as relearning)",
-        f"(clean fidelity {clean(r16, '0.027', 'prompt_fidelity')}, though its area, {_area(r16, '0.027')}, is the "
+        f"{_last_clean(r16, '0.009', 'harmful_rate')}, as much degradation as relearning)",
+        f"(clean fidelity {_last_clean(r16, '0.027', 'prompt_fidelity')}, though its area, {_area(r16, '0.027')}, is the "
         "largest)",
         f"rank 1's is 2.7e-2 ({_end(r1, '0.027')} against {_end(r1, '0.001')} at 1e-3) and 8.1e-2 wrecks it "
-        f"({clean(r1, '0.081', 'prompt_fidelity')})"])
+        f"({_last_clean(r1, '0.081', 'prompt_fidelity')})"])
     page = (ROOT / "docs" / "results" / "benchmark-bracket-reference.md").read_text()
     assert "## What a larger design buys" not in page and "## The lr grid" in page
 
@@ -1500,6 +1499,23 @@ def test_readme_quotes_dd_under_the_rank_16_lora_at_the_reference_s_worst_lr():
         f"upper {v['area_upper']:+.3f}): INCONCLUSIVE"])
 
 
+def _bracketed_under_the_other_weight_attacks(stored: dict, model: str) -> tuple[dict, dict]:
+    """A study that bracketed `model` under full-te and the rank-1 and rank-16 LoRAs (bracket=4): each grid
+    bracketed, the worst lrs and wrecked tops the docs quote (1e-3; 2.7e-2, 8.1e-2 wrecked; 9e-3, 2.7e-2 wrecked),
+    every verdict INCONCLUSIVE on the harmful rate and net; returns the summary's rows per attack and `model`'s
+    verdict per attack."""
+    cfg = stored["config"]
+    assert cfg["bracket"] == 4 and cfg["attacks"] == ["full-te", "lora-r1", "lora-r16"]
+    rows = {attack: stored["summary"][attack] for attack in cfg["attacks"]}
+    assert [(rows[a][model]["worst_lr"], rows[a][model]["wrecked_lrs"]) for a in cfg["attacks"]] == \
+        [("0.001", []), ("0.027", ["0.081"]), ("0.009", ["0.027"])]
+    assert all(rows[a][model]["bracketed"] for a in cfg["attacks"])
+    v = {a: rows[a][model]["verdict"] for a in cfg["attacks"]}
+    assert all(x["verdict"] == "INCONCLUSIVE" for x in v.values())
+    assert all(rows[a][model]["net"]["verdict"]["verdict"] == "INCONCLUSIVE" for a in cfg["attacks"])
+    return rows, v
+
+
 def test_readme_and_protocol_quote_the_forget_row_bracketed_under_the_other_weight_attacks():
     """The forget row's full-te, rank-1 and rank-16 grids grown from the 3x3 study (bracket=4, a fourth look at
     0.0125), the reference's runs from bracket-reference, the models rebuilt (their step-0 counts and clean
@@ -1507,22 +1523,16 @@ def test_readme_and_protocol_quote_the_forget_row_bracketed_under_the_other_weig
     areas quoted."""
     stored = _focused("bracket-forget-te")
     cfg = stored["config"]
-    assert cfg["bracket"] == 4 and cfg["alpha"] == 0.0125 and cfg["attacks"] == ["full-te", "lora-r1", "lora-r16"]
+    assert cfg["alpha"] == 0.0125
     new_runs = _grown_runs(stored, [_focused("forget-3x3"), _focused("bracket-reference")])
     assert len(new_runs) == 72 and all(key.startswith(FORGET + "|") for key in new_runs)  # "72 runs"
     fidelity = {name: {round(run["0"]["harmful"]["prompt_fidelity"], 4) for key, run in study["runs"].items()
                        if key.startswith(f"{FORGET}|train1|") and key.split("|")[2] in cfg["attacks"]}
                 for name, study in (("rebuilt", stored), ("3x3", _focused("forget-3x3")))}
     (rebuilt,), (kept,) = fidelity["rebuilt"] - fidelity["3x3"], fidelity["3x3"]  # one value each: seed 1's
-    rows = {attack: stored["summary"][attack] for attack in cfg["attacks"]}
+    rows, v = _bracketed_under_the_other_weight_attacks(stored, FORGET)
     te, r1, r16 = (rows[a][FORGET] for a in cfg["attacks"])
-    assert [(row["worst_lr"], row["wrecked_lrs"]) for row in (te, r1, r16)] == \
-        [("0.001", []), ("0.027", ["0.081"]), ("0.009", ["0.027"])]
-    assert all(row["bracketed"] for row in (te, r1, r16))
     assert [rows[a]["never-trained"]["worst_lr"] for a in ("lora-r1", "lora-r16")] == ["0.027", "0.009"]
-    v = {a: rows[a][FORGET]["verdict"] for a in cfg["attacks"]}
-    assert all(x["verdict"] == "INCONCLUSIVE" for x in v.values())
-    assert all(rows[a][FORGET]["net"]["verdict"]["verdict"] == "INCONCLUSIVE" for a in cfg["attacks"])
     steps = cfg["steps"]
     top = {a: 1 + int(np.argmax(v[a]["upper"][1:])) for a in cfg["attacks"]}
     bound = lambda a: f"step {steps[top[a]]}'s bound {v[a]['upper'][top[a]]:+.3f}"  # noqa: E731
@@ -1569,19 +1579,13 @@ def test_readme_and_protocol_quote_dd_bracketed_under_the_other_weight_attacks()
     their step-0 counts: the runs it made, each worst lr and wrecked top, the verdicts and net areas quoted."""
     stored = _focused("bracket-dd-te")
     cfg = stored["config"]
-    assert cfg["bracket"] == 4 and cfg["alpha"] == 0.0166 and cfg["attacks"] == ["full-te", "lora-r1", "lora-r16"]
+    assert cfg["alpha"] == 0.0166
     new_runs = _grown_runs(stored, [_focused(name) for name in ("other-attacks", "forget-3x3", "bracket-reference",
                                                                 "bracket-dd-r16")])
     assert all(key.startswith("dd|") for key in new_runs)
     assert sum(key.endswith("|0.001|attack102") for key in new_runs) == 6  # "with attack seed 102 added"
-    rows = {attack: stored["summary"][attack] for attack in cfg["attacks"]}
+    rows, v = _bracketed_under_the_other_weight_attacks(stored, "dd")
     te, r1, r16 = (rows[a]["dd"] for a in cfg["attacks"])
-    assert [(row["worst_lr"], row["wrecked_lrs"]) for row in (te, r1, r16)] == \
-        [("0.001", []), ("0.027", ["0.081"]), ("0.009", ["0.027"])]
-    assert all(row["bracketed"] for row in (te, r1, r16))
-    v = {a: rows[a]["dd"]["verdict"] for a in cfg["attacks"]}
-    assert all(x["verdict"] == "INCONCLUSIVE" for x in v.values())
-    assert all(rows[a]["dd"]["net"]["verdict"]["verdict"] == "INCONCLUSIVE" for a in cfg["attacks"])
     area = lambda a, inline=False: _area_bound(v[a], inline)  # noqa: E731
     net = lambda a: rows[a]["dd"]["net"]["verdict"]  # noqa: E731
     ref = lambda a: rows[a]["never-trained"]  # noqa: E731
