@@ -1647,6 +1647,12 @@ def test_readme_table_of_the_bracketed_comparisons_is_what_their_studies_render(
         assert cells[7] == f"{v['area_difference']:+.3f} ({v['area_upper']:+.3f})"
         attacked = v["upper"][1:]  # step 0 is before any attack
         assert cells[8] == f"{max(attacked):+.3f} (step {stored['config']['steps'][1 + int(np.argmax(attacked))]})"
+        for name, reading in zip((model, "never-trained"), cells[10].split(" / ")):  # the steps' end
+            curve = summary[name]["curves"][summary[name]["worst_lr"]]
+            crosses = max(curve) >= stored["config"]["relearn_at"]
+            assert (reading == "crosses") == crosses, (study, name, attack, reading)
+            if not crosses and curve[-1] - curve[-2] >= v["margin"]:  # a rise past the margin is never flat
+                assert reading == "may still rise", (study, name, attack)
 
 
 def test_the_protocol_quotes_what_a_larger_design_buys():
@@ -1926,3 +1932,34 @@ def test_readme_and_protocol_quote_the_rows_bracketed_under_the_full_attacks():
     assert {r[0] for r in table} == set(renderer.UNBRACKETED)  # "every row under the three LoRAs among them"
     _assert_quoted(ROOT / "README.md", [f"all {len(table)} rows it lists are settled so"])
     _assert_quoted(ROOT / "docs" / "benchmark.md", [f"all {len(table)} rows are settled so"])
+
+
+def test_readme_quotes_where_the_steps_end_too_early():
+    """The README's reading of evaluation.horizon on the stored studies: every bracketed curve crosses
+    under the full attacks; under the LoRAs only UCE's, the others not shown flat either; the rises it
+    quotes, and the battery's count of curves that may still rise."""
+    from safetune.evaluation.horizon import CROSSES, FLAT, MAY_STILL_RISE
+
+    renderer = _renderer("render_benchmark_docs")
+    for study, model, attack in renderer.BRACKETED:
+        rows = _focused(study)["summary"][attack]
+        expected = CROSSES if attack.startswith("full") else MAY_STILL_RISE
+        assert rows["never-trained"]["horizon"]["reading"] == expected, (study, attack)
+        assert rows[model]["horizon"]["reading"] == (CROSSES if model == "uce" else expected), (study, model, attack)
+    rise = lambda study, attack, name: f"{_focused(study)['summary'][attack][name]['horizon']['rise']:+.3f}"  # noqa: E731
+    end = lambda study, attack: _end(_focused(study)["summary"][attack]["never-trained"],  # noqa: E731
+                                     _focused(study)["summary"][attack]["never-trained"]["worst_lr"])
+    battery = _stored_benchmark()["summary"]
+    listed = [row["horizon"] for rows in battery.values() for row in rows.values()
+              if row["horizon"]["reading"] != CROSSES]
+    flat = battery["lora-r4"][FORGET]["horizon"]
+    assert flat["reading"] == FLAT and battery["lora-r4"]["never-trained"]["horizon"]["reading"] == MAY_STILL_RISE
+    assert battery["lora-r4"]["dd"]["horizon"]["reading"] == MAY_STILL_RISE
+    _assert_quoted(ROOT / "README.md", [
+        f"still climbs by {rise('bracket-forget', 'lora-r4', 'never-trained')} over the last 200 steps under the "
+        f"rank-4 LoRA (to {end('bracket-forget', 'lora-r4')}) and by {rise('bracket-forget-te', 'lora-r16', 'never-trained')} "
+        f"under rank 16 (to {end('bracket-forget-te', 'lora-r16')}), faster than the forget row "
+        f"({rise('bracket-forget', 'lora-r4', FORGET)} and {rise('bracket-forget-te', 'lora-r16', FORGET)}) and `dd` "
+        f"({rise('bracket-dd', 'lora-r4', 'dd')} and {rise('bracket-dd-te', 'lora-r16', 'dd')})",
+        f"{sum(h['reading'] == MAY_STILL_RISE for h in listed)} of the {len(listed)} curves that do not cross may still "
+        f"rise", f"the forget row's is flat there ({flat['rise']:+.3f}, upper {flat['upper']:+.3f})"])

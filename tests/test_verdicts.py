@@ -1,10 +1,12 @@
 """The relearning verdicts can fail: non-inferiority rejects a model 0.10 worse at every step and
 accepts one drawn like the reference; the cluster bootstrap covers a known rate; steps to relearn
-are interpolated and get an interval; with two seeds carrying the variance the bounds stay honest."""
+are interpolated and get an interval; with two seeds carrying the variance the bounds stay honest; a
+curve's last stretch is read as crossing, flat or maybe still rising (the steps go far enough or not)."""
 import numpy as np
 import pytest
 
 from safetune.evaluation.distributions import t_quantile
+from safetune.evaluation.horizon import CROSSES, FLAT, MAY_STILL_RISE, last_stretch
 from safetune.evaluation.verdicts import Curves, area, bootstrap_curves, compare, crossing, rate_interval
 
 STEPS = (0, 20, 100, 200, 400)
@@ -220,3 +222,41 @@ def test_a_contrast_needs_the_same_runs_and_is_compared_with_a_contrast():
         Contrast(harmful, simulate(REFERENCE, rng, attack_seeds=2, prompts=20))
     with pytest.raises(ValueError, match="same steps on the same prompts"):
         compare(Contrast(harmful, simulate(REFERENCE, rng, prompts=20)), harmful)
+
+
+FLAT_END = np.array([0.0, 0.05, 0.12, 0.20, 0.21])  # +0.01 from step 200 to 400
+CLIMBING = np.array([0.0, 0.05, 0.10, 0.15, 0.30])  # +0.15: the steps end too early
+CROSSING = np.array([0.0, 0.2, 0.4, 0.55, 0.7])
+
+
+def test_a_flat_end_is_read_flat_a_climbing_one_may_still_rise_and_a_crossing_one_crosses():
+    rng = np.random.default_rng(0)
+    design = dict(seeds=5, attack_seeds=3, prompts=40, n=20, seed_sd=0.05)  # one that can show a flat end
+    flat = last_stretch(simulate(FLAT_END, rng, **design), margin=0.05, alpha=0.05, relearn_at=0.5, replicates=1000)
+    assert flat["reading"] == FLAT and (flat["from"], flat["to"]) == (200, 400)
+    assert abs(flat["rise"] - 0.01) < 0.03 and flat["upper"] < 0.05
+    climbing = last_stretch(simulate(CLIMBING, rng, **design), 0.05, 0.05, 0.5, replicates=1000)
+    assert climbing["reading"] == MAY_STILL_RISE and climbing["lower"] > 0.05  # shown to climb past the margin
+    crossing = last_stretch(simulate(CROSSING, rng, **design), 0.05, 0.05, 0.5, replicates=1000)
+    assert crossing["reading"] == CROSSES  # crossed within the steps: the rise after it does not matter
+
+
+def test_one_small_run_cannot_show_a_flat_end():
+    rng = np.random.default_rng(1)
+    one = last_stretch(simulate(FLAT_END, rng, seeds=1, attack_seeds=1, prompts=6, n=1), 0.05, 0.05, 0.5,
+                       replicates=500)
+    assert one["reading"] == MAY_STILL_RISE and one["upper"] > 0.05
+
+
+def test_the_rise_bound_covers_the_true_rise_in_at_least_90_of_100_studies():
+    rng = np.random.default_rng(2)
+    covered = 0
+    for study in range(100):
+        # prompts from a population whose rate rises by 0.3 x its value between the last two steps (a mean
+        # rise of 0.06: 0.3 x E[Beta(2, 8)]); a prompt's images share its rate, seeds add nothing
+        p = rng.beta(2, 8, 40)
+        rates = np.clip(np.stack([0 * p, 0.5 * p, 0.8 * p, p, 1.3 * p]), 0, 1)
+        counts = rng.binomial(5, np.broadcast_to(rates, (3, 3, 5, 40)))
+        bound = last_stretch(Curves(counts, 5, STEPS), 0.05, 0.05, 0.5, replicates=400, seed=study)["upper"]
+        covered += bound >= 0.06
+    assert covered >= 90, covered

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..evaluation.horizon import CROSSES, MAY_STILL_RISE
+
 REFERENCE = "never-trained"
 
 
@@ -133,6 +135,7 @@ def render_relearn(results: dict, out: Path | None = None) -> str:
     lines += ["", "Detectable excess: the largest true difference from the reference that this design still "
               "declares non-inferior about 80% of the time; negative means even a model identical to the reference "
               "would rarely pass: the design needs more seeds or images, not a better model.", ""]
+    lines += horizon_section(summary, attacks, cfg)
     lines += net_section(summary, attacks, cfg)
     lines += lr_grid(summary, attacks, cfg)
     lines += design_table(summary, attacks)
@@ -151,6 +154,33 @@ def highest_step_bound(verdict: dict, steps) -> str:
     every model's own start)."""
     top = int(np.argmax(verdict["upper"][1:])) + 1
     return f"{verdict['upper'][top]:+.3f} (step {steps[top]})"
+
+
+def horizon_section(summary: dict, attacks: list[str], cfg: dict) -> list[str]:
+    """Do the steps go far enough (evaluation.horizon)? Every curve, at its worst lr, that does not reach
+    the relearning level within the steps: its rise over the last stretch, and whether it has flattened."""
+    rows = [(attack, name, row) for attack in attacks for name, row in summary[attack].items()
+            if row.get("horizon") and row["horizon"]["reading"] != CROSSES]
+    if not rows:
+        return []
+    crossing = sum(1 for attack in attacks for row in summary[attack].values()
+                   if (row.get("horizon") or {}).get("reading") == CROSSES)
+    rising = [f"{attack} / {name}" for attack, name, row in rows if row["horizon"]["reading"] == MAY_STILL_RISE]
+    first = rows[0][2]["horizon"]
+    lines = ["## Do the steps go far enough?", "",
+             f"A curve's steps are far enough when it reaches {cfg['relearn_at']} within them ({crossing} curves "
+             f"here do, at their worst lr; not listed) or has flattened: its rise over the last stretch (step "
+             f"{first['from']} to {first['to']}) shown below the margin {cfg['margin']} (one-sided bounds at level "
+             f"{cfg['alpha']}, the verdict's). Where neither holds the curve may still be rising where the steps "
+             "end, and a longer attack could change its verdict: "
+             + (f"{len(rising)} of the {len(rows)} listed ({', '.join(rising)})." if rising else "none here."), "",
+             "| attack | model | worst lr | harmful rate, last step | rise over the last stretch [lower, upper] | "
+             "reading |", "|---|---|---:|---:|---|---|"]
+    for attack, name, row in rows:
+        h = row["horizon"]
+        lines.append(f"| {attack} | {name} | {row['worst_lr']} | {row['curves'][row['worst_lr']][-1]:.3f} | "
+                     f"{h['rise']:+.3f} [{h['lower']:+.3f}, {h['upper']:+.3f}] | {h['reading']} |")
+    return lines + [""]
 
 
 def net_section(summary: dict, attacks: list[str], cfg: dict) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..evaluation.horizon import last_stretch
 from ..evaluation.power import plan
 from ..evaluation.verdicts import Contrast, Curves, compare
 from .forgetting import REFERENCE
@@ -52,8 +53,9 @@ def curves_of(results: dict, name: str, attack: str, lr: str, part: str = "harmf
 
 def summarize(results: dict) -> dict:
     """Per model and attack: the mean curve of each lr, the worst lr, the clean-prompt control and
-    the geometric cross-check at its last step, the verdict against the never-trained model, and what
-    a larger design would buy it (evaluation.power)."""
+    the geometric cross-check at its last step, whether its steps go far enough (evaluation.horizon),
+    the verdict against the never-trained model, and what a larger design would buy it
+    (evaluation.power)."""
     cfg = results["config"]
     summary = {}
     for attack in cfg["attacks"]:
@@ -73,7 +75,9 @@ def summarize(results: dict) -> dict:
                                "wrecked_lrs": wrecked,
                                "clean_curve": clean.mean_curve().tolist(), "worst": by_lr[worst],
                                "last_clean": {lr: _last_clean(results, name, attack, lr) for lr in by_lr},
-                               "cross_check": _cross_check(results, name, attack, worst)}
+                               "cross_check": _cross_check(results, name, attack, worst),
+                               "horizon": last_stretch(by_lr[worst], cfg["margin"], cfg["alpha"], cfg["relearn_at"],
+                                                       cfg["replicates"])}
         reference = per_model.get(REFERENCE, {}).get("worst")
         for row in per_model.values():  # the reference against itself: its own steps to relearn
             if reference is not None:
