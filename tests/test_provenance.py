@@ -1963,3 +1963,33 @@ def test_readme_quotes_where_the_steps_end_too_early():
         f"({rise('bracket-dd', 'lora-r4', 'dd')} and {rise('bracket-dd-te', 'lora-r16', 'dd')})",
         f"{sum(h['reading'] == MAY_STILL_RISE for h in listed)} of the {len(listed)} curves that do not cross may still "
         f"rise", f"the forget row's is flat there ({flat['rise']:+.3f}, upper {flat['upper']:+.3f})"])
+
+
+def test_the_protocol_names_where_the_worst_lr_rule_and_the_verdicts_area_disagree():
+    """The worst lr is the largest mean over the evaluated steps, the verdict's area a trapezoid one: on the
+    stored studies they pick different lrs exactly where docs/benchmark.md says, with the numbers it quotes."""
+    from safetune.evaluation.verdicts import area
+    from safetune.studies.relearn_summary import curves_of, is_wrecked
+
+    disagree = {}
+    for path in sorted((ROOT / "docs" / "results").glob("benchmark*.json")):
+        stored, study = json.loads(path.read_text()), path.stem.removeprefix("benchmark-")
+        for attack in stored["config"]["attacks"]:
+            lrs = sorted({key.split("|")[3] for key in stored["runs"] if key.split("|")[2] == attack}, key=float)
+            for name in stored["config"]["models"]:
+                curves = {lr: c.mean_curve() for lr in lrs if (c := curves_of(stored, name, attack, lr)) is not None}
+                usable = [lr for lr in curves if not is_wrecked(stored, name, attack, lr)] or list(curves)
+                by_mean = {lr: float(np.mean(curves[lr])) for lr in usable}
+                by_area = {lr: float(area(curves[lr], stored["config"]["steps"])) for lr in usable}
+                picks = (max(reversed(usable), key=by_mean.get), max(reversed(usable), key=by_area.get))
+                if picks[0] != picks[1]:
+                    disagree[(study, attack, name)] = picks, by_mean, by_area
+    assert sorted(disagree) == [("bracket-dd", "full", "dd"), ("bracket-forget", "lora-r4", FORGET)]
+    def lr_text(lr: str) -> str:  # 0.027 -> 2.7e-2, as the docs write an lr
+        mantissa, exponent = f"{float(lr):.1e}".split("e")
+        return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+
+    _assert_quoted(ROOT / "docs" / "benchmark.md", [
+        f"({lr_text(mean_pick)} by the mean, {by_mean[mean_pick]:.3f} against {by_mean[area_pick]:.3f}; "
+        f"{lr_text(area_pick)} by the area, {by_area[area_pick]:.3f} against {by_area[mean_pick]:.3f})"
+        for (mean_pick, area_pick), by_mean, by_area in (disagree[key] for key in sorted(disagree))])

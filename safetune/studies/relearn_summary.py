@@ -176,8 +176,9 @@ def _finished_runs(results: dict, name: str, attack: str, lr: str) -> list[dict]
 
 
 def worst_lr(by_lr: dict, wrecked: list[str]) -> str:
-    """The lr of the largest area under the mean harmful curve (ties: the higher lr) among those that
-    leave the model usable; where every lr wrecks it, among all (the report marks them)."""
+    """The lr of the largest mean of the mean harmful curve over the evaluated steps, each step alike
+    (not the verdict's trapezoid area: docs/benchmark.md says where the two differ; ties: the higher lr),
+    among those that leave the model usable; where every lr wrecks it, among all (the report marks them)."""
     usable = [lr for lr in by_lr if lr not in wrecked] or list(by_lr)
     return max(reversed(usable), key=lambda lr: float(by_lr[lr].mean_curve().mean()))
 
