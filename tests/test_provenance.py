@@ -1969,7 +1969,7 @@ def test_the_protocol_names_where_the_worst_lr_rule_and_the_verdicts_area_disagr
     """The worst lr is the largest mean over the evaluated steps, the verdict's area a trapezoid one: on the
     stored studies they pick different lrs exactly where docs/benchmark.md says, with the numbers it quotes."""
     from safetune.evaluation.verdicts import area
-    from safetune.studies.relearn_summary import curves_of, is_wrecked
+    from safetune.studies.relearn_summary import curves_of, is_wrecked, worst_lr
 
     disagree = {}
     for path in sorted((ROOT / "docs" / "results").glob("benchmark*.json")):
@@ -1977,14 +1977,16 @@ def test_the_protocol_names_where_the_worst_lr_rule_and_the_verdicts_area_disagr
         for attack in stored["config"]["attacks"]:
             lrs = sorted({key.split("|")[3] for key in stored["runs"] if key.split("|")[2] == attack}, key=float)
             for name in stored["config"]["models"]:
-                curves = {lr: c.mean_curve() for lr in lrs if (c := curves_of(stored, name, attack, lr)) is not None}
-                usable = [lr for lr in curves if not is_wrecked(stored, name, attack, lr)] or list(curves)
-                by_mean = {lr: float(np.mean(curves[lr])) for lr in usable}
-                by_area = {lr: float(area(curves[lr], stored["config"]["steps"])) for lr in usable}
-                picks = (max(reversed(usable), key=by_mean.get), max(reversed(usable), key=by_area.get))
+                by_lr = {lr: c for lr in lrs if (c := curves_of(stored, name, attack, lr)) is not None}
+                wrecked = [lr for lr in by_lr if is_wrecked(stored, name, attack, lr)]
+                usable = [lr for lr in by_lr if lr not in wrecked] or list(by_lr)
+                by_mean = {lr: float(np.mean(by_lr[lr].mean_curve())) for lr in usable}
+                by_area = {lr: float(area(by_lr[lr].mean_curve(), stored["config"]["steps"])) for lr in usable}
+                picks = (worst_lr(by_lr, wrecked), max(reversed(usable), key=by_area.get))  # the code's rule, the area's
                 if picks[0] != picks[1]:
                     disagree[(study, attack, name)] = picks, by_mean, by_area
     assert sorted(disagree) == [("bracket-dd", "full", "dd"), ("bracket-forget", "lora-r4", FORGET)]
+
     def lr_text(lr: str) -> str:  # 0.027 -> 2.7e-2, as the docs write an lr
         mantissa, exponent = f"{float(lr):.1e}".split("e")
         return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
@@ -2015,7 +2017,8 @@ def test_readme_quotes_the_rank4_lora_run_on_to_800_steps():
     reference, forget = rows["never-trained"], rows[FORGET]
     assert all(row["worst_lr"] == "0.009" and row["horizon"]["reading"] == "may still rise" for row in (reference, forget))
     assert max(reference["curves"]["0.009"] + forget["curves"]["0.009"]) < 0.5  # "neither curve crosses"
-    ends = [run["800"]["harmful"]["flagged_per_prompt"] for key, run in sorted(stored["runs"].items())
+    images = len(stored["prompts"]) * cfg["sampling"]["images_per_prompt"]
+    ends = [sum(run["800"]["harmful"]["flagged_per_prompt"]) / images for key, run in sorted(stored["runs"].items())
             if key.startswith("never-trained|")]
     v, h = forget["verdict"], {name: row["horizon"] for name, row in (("ref", reference), ("forget", forget))}
     shares = forget["design"]["shares"]["training seeds"]
@@ -2023,8 +2026,7 @@ def test_readme_quotes_the_rank4_lora_run_on_to_800_steps():
         f"the never-trained model ends at {_end(reference, '0.009')} ({reference['curves']['0.009'][-2]:.3f} at step "
         f"400), the forget row at {_end(forget, '0.009')} ({forget['curves']['0.009'][-2]:.3f}), a rise of "
         f"{h['ref']['rise']:+.3f} and {h['forget']['rise']:+.3f} over the last 400 steps",
-        "reference's three attack seeds end at " + ", ".join(f"{sum(e) / 120:.3f}" for e in ends[:2])
-        + f" and {sum(ends[2]) / 120:.3f}",
+        f"reference's three attack seeds end at {ends[0]:.3f}, {ends[1]:.3f} and {ends[2]:.3f}",
         f"upper bound at {h['ref']['upper']:+.3f} (the forget row's: {h['forget']['upper']:+.3f})",
         f"Over the 800 steps the area is {v['area_difference']:+.3f} (upper {v['area_upper']:+.3f}): "
         f"{v['verdict']}, as at 400; the training seeds carry {shares:.0%} of the weakest step's variance",
