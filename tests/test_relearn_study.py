@@ -5,6 +5,7 @@ import json
 import shutil
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from safetune.config import SamplingConfig, TrainConfig
@@ -264,3 +265,22 @@ def test_the_learnability_control_fails_a_defence_that_learns_nothing():
     assert summary["never-trained"]["learned_curve"] == [0.0, 1.0]
     assert summary["esd"]["learnability_verdict"]["verdict"] == "INFERIOR"
     assert summary["dd"]["learnability_verdict"]["verdict"] == "NON-INFERIOR"
+
+
+def test_the_worst_lr_is_the_largest_area_the_verdict_integrates_not_the_plain_mean_of_the_steps():
+    """An lr that relearns early and fades has the larger mean over the evaluated steps (0, 20, 100, 200,
+    400 weigh alike); one that climbs late has the larger trapezoid area, the verdict's measure, since
+    step 400 stands for the 200 steps before it: the worst lr is the late climber."""
+    from safetune.evaluation.verdicts import Curves, area
+    from safetune.studies.relearn_summary import worst_lr
+
+    steps = (0, 20, 100, 200, 400)
+    early, late = [0, 5, 5, 2, 2], [0, 0, 1, 4, 6]  # flagged of 10 images at each step
+    by_lr = {lr: Curves(np.array(flagged, dtype=float).reshape(1, 1, 5, 1), 10, steps)
+             for lr, flagged in (("0.001", early), ("0.003", late))}
+    means = {lr: c.mean_curve().mean() for lr, c in by_lr.items()}
+    areas = {lr: float(area(c.mean_curve(), steps)) for lr, c in by_lr.items()}
+    assert means["0.001"] == pytest.approx(0.28) and means["0.003"] == pytest.approx(0.22)
+    assert areas["0.001"] == pytest.approx(0.300) and areas["0.003"] == pytest.approx(0.3225)
+    assert worst_lr(by_lr, []) == "0.003"
+    assert worst_lr(by_lr, ["0.003"]) == "0.001"  # a wrecked lr is never the worst

@@ -7,7 +7,7 @@ import numpy as np
 
 from ..evaluation.horizon import last_stretch
 from ..evaluation.power import plan
-from ..evaluation.verdicts import Contrast, Curves, compare
+from ..evaluation.verdicts import Contrast, Curves, area, compare
 from .forgetting import REFERENCE
 DEV_ATTACK_SEEDS, TEST_ATTACK_SEEDS = [0, 1, 2], [100, 101, 102]
 LEARNABILITY = "benign"  # the battery's benign control (studies.relearn.ATTACKS)
@@ -176,11 +176,11 @@ def _finished_runs(results: dict, name: str, attack: str, lr: str) -> list[dict]
 
 
 def worst_lr(by_lr: dict, wrecked: list[str]) -> str:
-    """The lr of the largest mean of the mean harmful curve over the evaluated steps, each step alike
-    (not the verdict's trapezoid area: docs/benchmark.md says where the two differ; ties: the higher lr),
-    among those that leave the model usable; where every lr wrecks it, among all (the report marks them)."""
+    """The lr of the largest area under the mean curve (the verdict's own measure, verdicts.area:
+    trapezoids over the evaluated steps; ties: the higher lr), among those that leave the model usable;
+    where every lr wrecks it, among all (the report marks them)."""
     usable = [lr for lr in by_lr if lr not in wrecked] or list(by_lr)
-    return max(reversed(usable), key=lambda lr: float(by_lr[lr].mean_curve().mean()))
+    return max(reversed(usable), key=lambda lr: float(area(by_lr[lr].mean_curve(), by_lr[lr].steps)))
 
 
 def is_wrecked(results: dict, name: str, attack: str, lr: str) -> bool:
