@@ -260,3 +260,18 @@ def test_the_rise_bound_covers_the_true_rise_in_at_least_90_of_100_studies():
         bound = last_stretch(Curves(counts, 5, STEPS), 0.05, 0.05, 0.5, replicates=400, seed=study)["upper"]
         covered += bound >= 0.06
     assert covered >= 90, covered
+
+
+def test_each_bound_is_the_wider_of_the_bootstrap_and_the_moment_bound_within_a_difference_of_rates():
+    """The one rule the verdict and the steps' end check share (distributions.wider_bounds): per part the
+    bootstrap's percentile where the moment bound is narrower, the moment bound (t on its df) where the
+    bootstrap is, and never past +-1."""
+    from safetune.evaluation.distributions import wider_bounds
+
+    boot = np.column_stack([np.linspace(-0.2, 0.2, 1001), np.zeros(1001), np.linspace(0.5, 1.5, 1001)])
+    estimate, moments = [0.0, 0.0, 1.0], [(0.01, 10.0), (0.05, 2.0), (0.0, 5.0)]
+    uppers, lowers = wider_bounds(boot, estimate, moments, 0.05, [0.05, 0.01, 0.05])
+    assert uppers[0] == pytest.approx(np.quantile(boot[:, 0], 0.95)) and lowers[0] == pytest.approx(-0.18)
+    assert uppers[1] == pytest.approx(t_quantile(0.95, 2.0) * 0.05)  # 0.146: the bootstrap says 0
+    assert lowers[1] == pytest.approx(-t_quantile(0.99, 2.0) * 0.05)  # the step's own (Bonferroni) level
+    assert uppers[2] == 1.0 and lowers[2] == pytest.approx(0.55)

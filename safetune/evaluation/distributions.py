@@ -1,5 +1,6 @@
 """The distributions the verdicts and the power plans read: normal and Student's t quantiles (no scipy
-here), the detectable excess of a one-sided test, and Satterthwaite's degrees of freedom."""
+here), the detectable excess of a one-sided test, Satterthwaite's degrees of freedom, and the one-sided
+bounds every verdict reads (the wider of a bootstrap's and a moment bound)."""
 from __future__ import annotations
 
 import math
@@ -42,3 +43,21 @@ def satterthwaite(terms: list[tuple[float, float]]) -> tuple[float, float]:
     variance = sum(v for v, _ in terms)
     spread = sum(v * v / df for v, df in terms if v > 0 and 0 < df < math.inf)
     return variance, (variance * variance / spread if spread > 0 else math.inf)
+
+
+def wider_bounds(boot: np.ndarray, estimate, moments: list[tuple[float, float]], alpha: float,
+                 lower_levels: list[float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One-sided bounds of each part of a difference of rates (a column of `boot`, its bootstrap
+    replicates; `estimate`, its point; `moments`, its (se, df)): the upper at level `alpha`, the lower at
+    its own level (`lower_levels`; `alpha` for each where None), each the wider of the bootstrap's
+    percentile and the moment bound (t on its Satterthwaite df), kept within [-1, 1]. Two or three seeds
+    make a bootstrap too narrow; the moment bound is what their few degrees of freedom allow."""
+    estimate = np.asarray(estimate, dtype=float)
+    levels = [alpha] * len(estimate) if lower_levels is None else lower_levels
+    se = np.array([s for s, _ in moments])
+    uppers = np.minimum(1.0, np.maximum(np.quantile(boot, 1 - alpha, axis=0),
+                                        estimate + np.array([t_quantile(1 - alpha, df) for _, df in moments]) * se))
+    lowers = np.maximum(-1.0, np.minimum([np.quantile(boot[:, i], q) for i, q in enumerate(levels)],
+                                         estimate - np.array([t_quantile(1 - q, df) for q, (_, df) in
+                                                              zip(levels, moments)]) * se))
+    return uppers, lowers

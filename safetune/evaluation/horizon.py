@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .distributions import t_quantile
+from .distributions import wider_bounds
 from .verdicts import Curves, bootstrap_curves, crossing, draw_prompts, moment_se
 
 CROSSES, FLAT, MAY_STILL_RISE = "crosses", "flat", "may still rise"
@@ -32,10 +32,8 @@ def last_stretch(curves: Curves, margin: float, alpha: float, relearn_at: float,
     rng = np.random.default_rng(seed)
     boot = bootstrap_curves(curves, draw_prompts(rng, replicates, curves), rng) @ weights
     rise = float(curves.mean_curve() @ weights)
-    se, df = moment_se(curves, None, weights)
-    half = t_quantile(1 - alpha, df) * se
-    upper = max(float(np.quantile(boot, 1 - alpha)), rise + half)
-    lower = min(float(np.quantile(boot, alpha)), rise - half)
+    uppers, lowers = wider_bounds(boot[:, None], [rise], [moment_se(curves, None, weights)], alpha)
+    upper, lower = float(uppers[0]), float(lowers[0])
     crosses = bool(np.isfinite(crossing(curves.mean_curve(), steps, relearn_at)))
     reading = CROSSES if crosses else FLAT if upper < margin else MAY_STILL_RISE
     return {"from": steps[-2], "to": steps[-1], "rise": rise, "upper": upper, "lower": lower, "reading": reading}

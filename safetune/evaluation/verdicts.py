@@ -43,7 +43,7 @@ import math
 
 import numpy as np
 
-from .distributions import detectable_excess, satterthwaite, t_quantile
+from .distributions import detectable_excess, satterthwaite, t_quantile, wider_bounds
 
 
 @dataclass(frozen=True)
@@ -305,18 +305,13 @@ def compare(model: Curves | Contrast, reference: Curves | Contrast, margin: floa
     point = model.mean_curve() - reference.mean_curve()
     steps = model.steps
     k = len(steps)
-    # the parts the test bounds, the area then every step: each bound is the wider of the bootstrap's
-    # percentile and the moment bound (t on its Satterthwaite df), kept within a difference of rates
+    # the parts the test bounds: the area, then every step
     boot = np.column_stack([area(diff, steps), diff])
     estimate = np.concatenate([[float(area(point, steps))], point])
     lower_levels = [alpha] + [alpha / k] * k  # the INFERIOR side: Bonferroni over the steps
     moments = [moment_se(model, reference, w) for w in part_weights(steps)]
     se_moment = np.array([se for se, _ in moments])
-    uppers = np.minimum(1.0, np.maximum(np.quantile(boot, 1 - alpha, axis=0),
-                                        estimate + [t_quantile(1 - alpha, df) for _, df in moments] * se_moment))
-    lowers = np.maximum(-1.0, np.minimum([np.quantile(boot[:, i], q) for i, q in enumerate(lower_levels)],
-                                         estimate - [t_quantile(1 - q, df) for q, (_, df) in
-                                                     zip(lower_levels, moments)] * se_moment))
+    uppers, lowers = wider_bounds(boot, estimate, moments, alpha, lower_levels)
     area_point, area_upper, area_lower = float(estimate[0]), float(uppers[0]), float(lowers[0])
     upper, lower = uppers[1:], lowers[1:]
     # power of the intersection-union test: its weakest part (the area or a step) decides
