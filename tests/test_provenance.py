@@ -1984,7 +1984,7 @@ def test_the_worst_lr_is_the_largest_area_and_the_protocol_names_where_the_old_m
     disagree, compared = {}, 0
     for path in sorted((ROOT / "docs" / "results").glob("benchmark*.json")):
         stored, study = json.loads(path.read_text()), path.stem.removeprefix("benchmark-")
-        steps = np.asarray(stored["config"]["steps"], dtype=float)
+        steps = stored["config"]["steps"]
         for attack in stored["config"]["attacks"]:
             lrs = sorted({key.split("|")[3] for key in stored["runs"] if key.split("|")[2] == attack}, key=float)
             for name in stored["config"]["models"]:
@@ -1994,8 +1994,7 @@ def test_the_worst_lr_is_the_largest_area_and_the_protocol_names_where_the_old_m
                 wrecked = [lr for lr in by_lr if is_wrecked(stored, name, attack, lr)]
                 usable = [lr for lr in by_lr if lr not in wrecked] or list(by_lr)
                 by_mean = {lr: float(np.mean(by_lr[lr].mean_curve())) for lr in usable}
-                by_area = {lr: float(np.sum(np.diff(steps) * (by_lr[lr].mean_curve()[1:] + by_lr[lr].mean_curve()[:-1]))
-                                     / 2 / (steps[-1] - steps[0])) for lr in usable}
+                by_area = {lr: _area_of(by_lr[lr].mean_curve(), steps) for lr in usable}
                 area_pick, mean_pick = (max(reversed(usable), key=rule.get) for rule in (by_area, by_mean))
                 assert worst_lr(by_lr, wrecked) == area_pick, (study, attack, name)
                 compared += 1
