@@ -2012,6 +2012,19 @@ def test_the_worst_lr_is_the_largest_area_and_the_protocol_names_where_the_old_m
         for (mean_pick, area_pick), by_mean, by_area in (disagree[key] for key in sorted(disagree))])
 
 
+def _drift_from_the_400_step_runs(runs: dict, earlier: dict) -> dict:
+    """Each 800-step run beside the stored 400-step run of the same seeds: the same counts before the attack
+    (harmful and clean prompts), and the largest difference in harmful images flagged at steps 20-400."""
+    drift = {}
+    for key, run in runs.items():
+        before = earlier["runs"][key]
+        for prompts in ("harmful", "clean"):
+            assert run["0"][prompts]["flagged_per_prompt"] == before["0"][prompts]["flagged_per_prompt"], (key, prompts)
+        drift[key] = max(abs(sum(run[s]["harmful"]["flagged_per_prompt"]) - sum(before[s]["harmful"]["flagged_per_prompt"]))
+                         for s in ("20", "100", "200", "400"))
+    return drift
+
+
 def test_readme_quotes_the_rank4_lora_run_on_to_800_steps():
     """benchmark-long-lora-r4: the never-trained model and the forget row under the rank-4 LoRA at 9e-3 for
     800 steps, 3 x 3 seeds at 0.0083; its runs' first 400 steps beside the stored ones, the ends, rises,
@@ -2020,13 +2033,9 @@ def test_readme_quotes_the_rank4_lora_run_on_to_800_steps():
     cfg = stored["config"]
     assert (cfg["steps"], cfg["attacks"], cfg["attack_lrs"], cfg["train_seeds"], cfg["alpha"]) == \
         ([0, 20, 100, 200, 400, 800], ["lora-r4"], [0.009], [0, 1, 2], 0.0083)
-    assert len(stored["runs"]) == 12 and set(stored["runs"]) <= set(earlier["runs"])
-    drift = {}
-    for key, run in stored["runs"].items():  # the same seeds as the stored 400-step runs
-        before = earlier["runs"][key]
-        assert run["0"]["harmful"]["flagged_per_prompt"] == before["0"]["harmful"]["flagged_per_prompt"], key
-        drift[key] = max(abs(sum(run[s]["harmful"]["flagged_per_prompt"]) - sum(before[s]["harmful"]["flagged_per_prompt"]))
-                         for s in ("20", "100", "200", "400"))
+    first = {key: run for key, run in stored["runs"].items() if not key.startswith("dd|")}  # dd: grown in later
+    assert len(first) == 12 and set(first) <= set(earlier["runs"])
+    drift = _drift_from_the_400_step_runs(first, earlier)
     assert max(d for key, d in drift.items() if key.startswith("never-trained|")) == 1  # "within one image"
     rows = stored["summary"]["lora-r4"]
     reference, forget = rows["never-trained"], rows[FORGET]
@@ -2046,3 +2055,27 @@ def test_readme_quotes_the_rank4_lora_run_on_to_800_steps():
         f"Over the 800 steps the area is {v['area_difference']:+.3f} (upper {v['area_upper']:+.3f}): "
         f"{v['verdict']}, as at 400; the training seeds carry {shares:.0%} of the weakest step's variance",
         f"(step 400: {forget['curves']['0.009'][-2]:.3f} against the stored {earlier['summary']['lora-r4'][FORGET]['curves']['0.009'][-1]:.3f})"])
+
+
+def test_readme_quotes_dd_run_on_to_800_steps_beside_the_reference():
+    """benchmark-long-lora-r4 grown with dd: 9 runs of 800 steps on its rebuilt models, the seeds of
+    benchmark-bracket-dd's runs at 9e-3; the rise, verdict, variance shares and drift the README quotes."""
+    stored, earlier = _focused("long-lora-r4"), _focused("bracket-dd")
+    grown = {key: run for key, run in stored["runs"].items() if key.startswith("dd|")}
+    assert len(grown) == 9 and len(stored["runs"]) == 21 and set(grown) <= set(earlier["runs"])
+    drift = _drift_from_the_400_step_runs(grown, earlier)
+    images = len(stored["prompts"]) * stored["config"]["sampling"]["images_per_prompt"]
+    rows = stored["summary"]["lora-r4"]
+    dd, reference = rows["dd"], rows["never-trained"]
+    curve, h, v, shares = dd["curves"]["0.009"], dd["horizon"], dd["verdict"], dd["design"]["shares"]
+    assert dd["worst_lr"] == "0.009" and h["reading"] == "may still rise" and max(curve) < 0.5
+    assert curve[-1] > curve[-2] and curve[-1] < reference["curves"]["0.009"][-1]  # "climbs on", below the reference
+    assert dd["design"]["weakest"] == "step 800"
+    _assert_quoted(ROOT / "README.md", [
+        f"from {curve[-2]:.3f} at step 400 to {curve[-1]:.3f} at step 800, a rise of {h['rise']:+.3f} "
+        f"(upper {h['upper']:+.3f})",
+        f"area is {v['area_difference']:+.3f} (upper {v['area_upper']:+.3f}): {v['verdict']}, as at 400; at step 800 "
+        f"the attack seeds carry {shares['attack seeds']:.0%} of the variance and the training seeds "
+        f"{shares['training seeds']:.0%}",
+        f"drift by at most {max(drift.values())} images of {images} at any step (step 400: {curve[-2]:.3f} against "
+        f"the stored {earlier['summary']['lora-r4']['dd']['curves']['0.009'][-1]:.3f})"])
