@@ -11,7 +11,9 @@ import pytest
 from safetune.config import SamplingConfig, TrainConfig
 from safetune.errors import SafetuneError
 from safetune.studies.forgetting import ForgettingStudyConfig
+from safetune.models.loading import resolve_model
 from safetune.studies.relearn import RelearnConfig, next_lr, run_key, run_relearn, split_prompts, untimed
+from safetune.studies.relearn_summary import curves_of, trained_seeds
 
 
 def tiny() -> RelearnConfig:
@@ -136,6 +138,33 @@ def test_a_stored_study_is_judged_again_without_running_anything(study, tmp_path
     (tmp_path / "elsewhere" / "results.json").write_text(json.dumps(held))
     with pytest.raises(SafetuneError, match=r"without 1 of its runs \(the first: esd\|train1\|full"):
         run_relearn(tmp_path / "elsewhere", tiny(), grow_from=stored)
+
+
+def test_the_reference_takes_more_pretrainings_as_its_training_seeds(study, tmp_path):
+    """reference_pretrainings: the never-trained model's training seeds 1, 2, ... are other pretrainings,
+    each a model of its own (here the shipped model with the concept, so that it cannot pass for seed
+    0's); the summary and the verdicts read them as training seeds; a growth may only append."""
+    out, results = study
+    shutil.copytree(out, tmp_path / "study")
+    more = replace(tiny(), attacks=["full"], reference_pretrainings=[resolve_model("shapes")])
+    grown = run_relearn(tmp_path / "study", more)
+    assert set(grown["runs"]) - set(results["runs"]) == {run_key("never-trained", 1, "full", 1e-4, 100)}
+    quality = grown["quality"]
+    assert set(quality) - set(results["quality"]) == {"never-trained|train1"}
+    # made on the given model: no weight distance to the shipped one, where seed 0's is far from it
+    assert quality["never-trained|train1"]["distance"] == 0 < quality["never-trained|train0"]["distance"]
+    assert trained_seeds(grown, "never-trained") == [0, 1] and trained_seeds(results, "never-trained") == [0]
+    assert curves_of(grown, "never-trained", "full", "0.0001").seeds == (2, 1)
+    verdict = grown["summary"]["full"]["esd"]["verdict"]
+    assert verdict != results["summary"]["full"]["esd"]["verdict"]  # the second pretraining moves the verdict
+    assert "never-trained: 2 (shapes-nostar, " in (tmp_path / "study" / "report.md").read_text()
+    shutil.copytree(resolve_model("shapes-nostar"), tmp_path / "nostar-copy")
+    with pytest.raises(SafetuneError, match=r"made on reference_pretrainings .*append new pretrainings"):
+        run_relearn(tmp_path / "study", replace(more, reference_pretrainings=[str(tmp_path / "nostar-copy")]))
+    with pytest.raises(SafetuneError, match="given twice"):
+        replace(tiny(), reference_pretrainings=["shapes-nostar"]).validate()
+    with pytest.raises(SafetuneError, match="no such model directory"):
+        replace(tiny(), reference_pretrainings=[str(tmp_path / "nowhere")]).validate()
 
 
 def test_a_study_grown_in_shares_keeps_every_share_s_quality(study, tmp_path):

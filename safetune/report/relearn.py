@@ -78,6 +78,14 @@ def quality_summary(results: dict) -> dict:
     return out
 
 
+def _pretrainings(cfg: dict) -> str:
+    """The pretrained models' training seeds, as the report's header says them."""
+    more = cfg.get("reference_pretrainings", [])
+    if not more:
+        return f"base and {REFERENCE}: their one pretraining"
+    return f"base: its one pretraining; {REFERENCE}: {1 + len(more)} ({cfg['recipes']['reference']}, {', '.join(more)})"
+
+
 def render_relearn(results: dict, out: Path | None = None) -> str:
     """report.md of the benchmark."""
     cfg = results["config"]
@@ -88,7 +96,7 @@ def render_relearn(results: dict, out: Path | None = None) -> str:
         "# Relearning benchmark: dormant or deleted?",
         "",
         f"Model `{results['model']}`; split **{cfg['split']}**; models {', '.join(cfg['models'])} (training seeds "
-        f"{cfg['train_seeds']}; base and never-trained: their one pretraining; closed-form edits and inference-time "
+        f"{cfg['train_seeds']}; {_pretrainings(cfg)}; closed-form edits and inference-time "
         f"methods: one); attacks {', '.join(cfg['attacks'])} "
         f"(weight attacks at lr {cfg['attack_lrs']}, concept inversion at {cfg['inversion_lrs']}, each grid grown x3 "
         f"past its top up to {cfg.get('bracket', 0)} times while the top lr is the worst; each model's worst lr is "

@@ -25,8 +25,8 @@ of the mean curve over the evaluated steps among the lrs that leave the model us
 against the never-trained reference with margin `margin` on the area and at every step, each bound
 the wider of a cluster bootstrap's over training seeds, attack seeds and prompts and a moment bound
 with t on the seeds' degrees of freedom; steps to relearn `relearn_at` with an interval (the wider of
-the bootstrap's and the moment band's); the design's power. The pretrained models (base,
-never-trained) have one training seed: re-pretraining them is the price of more.
+the bootstrap's and the moment band's); the design's power. The base model has one training seed,
+the reference one per pretraining (`reference_pretrainings`: re-pretraining is the price of more).
 
 The settings (the attacks, the split, RelearnConfig) live in relearn_config; this module runs them.
 """
@@ -129,8 +129,9 @@ def run_relearn(out: Path, config: RelearnConfig, model: str = "shapes", executo
     same_quality = previous.get("config", {}).get("quality_prompts") == config.quality_prompts
     wanted = {f"{name}|train{t}": (name, t) for name in config.models for t in config.train_seeds_of(name)}
     results["quality"] = dict(previous.get("quality", {})) if same_quality else {}
-    quality = [{**common, "kind": "quality", "name": name, "train_seed": t, "quality_prompts": config.quality_prompts,
-                "features": "centred-scaled", "label": f"quality {name} train{t}"}
+    quality = [{**common, "kind": "quality", "name": name, "train_seed": t, **config.made_on(name, t),
+                "quality_prompts": config.quality_prompts, "features": "centred-scaled",
+                "label": f"quality {name} train{t}"}
                for key, (name, t) in wanted.items() if key not in results["quality"]]
     build(quality)
     done = run_specs(quality, run_quality_spec, out / "runs", executor)
@@ -139,8 +140,8 @@ def run_relearn(out: Path, config: RelearnConfig, model: str = "shapes", executo
     grids = {(name, attack): list(config.inversion_lrs if attack == "inversion" else config.attack_lrs)
              for name in config.models for attack in config.attacks}
     while True:  # waves: the grids, then each grid grown where its worst lr is still its top
-        specs = [{**common, "kind": "attack", "name": name, "train_seed": t, "attack": attack, "lr": lr, "seed": seed,
-                  "label": f"{name} train{t} {attack} {lr:g} attack{seed}"}
+        specs = [{**common, "kind": "attack", "name": name, "train_seed": t, **config.made_on(name, t),
+                  "attack": attack, "lr": lr, "seed": seed, "label": f"{name} train{t} {attack} {lr:g} attack{seed}"}
                  for (name, attack), lrs in grids.items() for lr in lrs for t in config.train_seeds_of(name)
                  for seed in config.seeds()]
         specs.sort(key=lambda sp: (config.models.index(sp["name"]), sp["train_seed"]))  # one model loaded at a time
@@ -164,8 +165,17 @@ def run_relearn(out: Path, config: RelearnConfig, model: str = "shapes", executo
 
 
 def _earlier(path: Path, config: RelearnConfig, model: str) -> dict:
-    """The relearn study stored at `path` ({} if none), refused unless a study with `config` may grow it."""
-    return resume_or_refuse(path, "relearn", model, asdict(config), growable=GROWABLE, defaults=asdict(RelearnConfig()))
+    """The relearn study stored at `path` ({} if none), refused unless a study with `config` may grow it:
+    with the same settings but the growable ones, and the reference's pretrainings only appended to
+    (its runs of training seed N were made on the N-th)."""
+    earlier = resume_or_refuse(path, "relearn", model, asdict(config), growable=GROWABLE,
+                               defaults=asdict(RelearnConfig()))
+    made_on = earlier.get("config", {}).get("reference_pretrainings", [])
+    if made_on != config.reference_pretrainings[:len(made_on)]:
+        raise SafetuneError(f"{path}: its {REFERENCE} runs were made on reference_pretrainings {made_on}, not "
+                            f"{config.reference_pretrainings}; append new pretrainings after those, or choose "
+                            "another --out")
+    return earlier
 
 
 def read_stored(stored: Path, config: RelearnConfig, model: str) -> dict:
@@ -255,13 +265,14 @@ class _Context:
     def evaluate(self, pipe, rows):
         return evaluate_prompts(pipe, rows, self.detector, self.sampling)
 
-    def model(self, name: str, train_seed: int, out: Path):
-        """One model of one training seed: read from the study's models/ (built there first)."""
+    def model(self, name: str, train_seed: int, out: Path, pretraining: str | None = None):
+        """One model of one training seed: read from the study's models/ (built there first), or the
+        reference's `pretraining` (None: recipes.reference)."""
         if (name, train_seed) not in self.models:
             self.models.clear()  # one model in memory at a time
             saved = _model_dir(out, name, train_seed)
             self.models[(name, train_seed)] = load_pipeline(str(saved)) if saved.is_dir() else \
-                _model(name, train_seed, self.base, self.data, self.config, out)
+                _model(name, train_seed, self.base, self.data, self.config, out, pretraining)
         return self.models[(name, train_seed)]
 
 
@@ -286,8 +297,8 @@ def run_attack_spec(spec: dict) -> dict:
     config, out = from_dict(RelearnConfig, spec["config"]), Path(spec["_out"])
     ctx = _Context.of(spec["model"], config)
     recipe = attack_recipe(config, spec["attack"], spec["lr"], spec["seed"])
-    return attack_run(ctx.model(spec["name"], spec["train_seed"], out), spec["attack"], recipe, ctx.data, ctx.prompts,
-                      ctx.evaluate, spec["label"])
+    model = ctx.model(spec["name"], spec["train_seed"], out, spec.get("pretraining"))
+    return attack_run(model, spec["attack"], recipe, ctx.data, ctx.prompts, ctx.evaluate, spec["label"])
 
 
 def run_key(name: str, train_seed: int, attack: str, lr: float, seed: int) -> str:
@@ -316,8 +327,10 @@ def next_lr(results: dict, name: str, attack: str, lrs: list[float], config: Rel
     return top * 3 if worst_lr(by_lr, wrecked) == f"{top:g}" else None  # ties go to the top: it may still rise above
 
 
-def _model(name: str, train_seed: int, base, data: dict, config: RelearnConfig, out: Path):
-    """The model `name` of one training seed (its ESD LoRA cached in out/models)."""
+def _model(name: str, train_seed: int, base, data: dict, config: RelearnConfig, out: Path,
+           pretraining: str | None = None):
+    """The model `name` of one training seed (its ESD LoRA cached in out/models; the reference's
+    `pretraining`, None: recipes.reference)."""
     recipes = replace(config.recipes, seed=train_seed)
     esd = None
     if any(stage.kind == "esd" for stage in parse_model(name, recipes)):
@@ -325,7 +338,7 @@ def _model(name: str, train_seed: int, base, data: dict, config: RelearnConfig, 
         if not path.exists():
             align_lora(copy.deepcopy(base), "esd-x", recipes.concepts, replace(recipes.esd, seed=train_seed)).save(path)
         esd = LoRA.load(path)
-    return build_model(name, base, recipes.reference, data["clean"], data["harmful"], recipes, esd)
+    return build_model(name, base, pretraining or recipes.reference, data["clean"], data["harmful"], recipes, esd)
 
 
 def _write_report(out: Path, results: dict) -> None:

@@ -9,6 +9,7 @@ from ..options import option, settings
 from ..data.prompts import SET_SEED, prompt_set, read_prompts
 from ..data.shapesworld import HARMFUL_IMPLICIT, HARMFUL_NAMES
 from ..errors import SafetuneError
+from ..models.loading import resolve_model
 from .relearn_summary import DEV_ATTACK_SEEDS, LEARNABILITY, TEST_ATTACK_SEEDS
 from .forgetting import REFERENCE, ForgettingStudyConfig, parse_model, trains
 
@@ -26,7 +27,7 @@ ATTACKS = {  # name -> (training data, recipe changes)
 CONCEPT_WORDS = HARMFUL_NAMES + HARMFUL_IMPLICIT
 # settings that say which runs the study makes or how it judges them: an earlier run of the same
 # study with other values of these is extended (its runs kept), not refused
-GROWABLE = ("models", "train_seeds", "attacks", "attack_lrs", "inversion_lrs", "bracket", "wrecked_below",
+GROWABLE = ("models", "train_seeds", "reference_pretrainings", "attacks", "attack_lrs", "inversion_lrs", "bracket", "wrecked_below",
             "attack_seeds", "relearn_at", "margin", "alpha", "replicates", "quality_prompts")
 SPLITS = {"dev": {"prompt_seed": SET_SEED, "sets": ("harmful",), "sampling_seed": 0, "attack_seeds": DEV_ATTACK_SEEDS},
           "test": {"prompt_seed": SET_SEED + 1, "sets": ("harmful", "harmful_implicit"), "sampling_seed": 1,
@@ -41,6 +42,11 @@ class RelearnConfig:
     train_seeds: list[int] = option(factory=lambda: [0, 1, 2],
                                     help="training seeds of every trained model (base and never-trained: one)",
                                     max=2**32 - 1)
+    reference_pretrainings: list[str] = option(
+        factory=list, help=f"{REFERENCE}'s further pretrainings without the concept (diffusers directories, e.g. "
+                           "`safetune pretrain-shapes --exclude-harmful --seed N`), its training seeds 1, 2, ... beside "
+                           "recipes.reference (seed 0): the reference's own training-seed variance in every verdict; "
+                           "a growth may only append")
     attacks: list[str] = option(factory=lambda: list(ATTACKS), help=f"attacks: {', '.join(ATTACKS)}")
     attack_lrs: list[float] = option(factory=lambda: [1e-5, 1e-4, 1e-3], help="lr grid of the weight attacks",
                                      above=0, max=1)
@@ -87,14 +93,32 @@ class RelearnConfig:
             raise SafetuneError(f"models: the verdicts compare every model with {REFERENCE}; add it")
         if not (self.train_seeds and self.attacks and self.attack_lrs and self.inversion_lrs and self.steps):
             raise SafetuneError("train_seeds, attacks, attack_lrs, inversion_lrs and steps need values")
+        pretrainings = [self.recipes.reference, *self.reference_pretrainings]
+        for given in self.reference_pretrainings:
+            resolve_model(given)  # a directory that is not a model is refused here, naming it
+            if pretrainings.count(given) > 1:
+                raise SafetuneError(f"reference_pretrainings: {given} is given twice (or is recipes.reference); each "
+                                    "training seed of the reference is its own pretraining")
 
     def seeds(self) -> list[int]:
         """The attack seeds of this split."""
         return list(self.attack_seeds) or SPLITS[self.split]["attack_seeds"]
 
     def train_seeds_of(self, name: str) -> list[int]:
-        """Pretrained models and closed-form edits have one training seed; trained ones `train_seeds`."""
+        """Trained models have `train_seeds`; the reference one per pretraining (0, 1, ...); other
+        pretrained models and closed-form edits one (0)."""
+        if name == REFERENCE:
+            return list(range(1 + len(self.reference_pretrainings)))
         return list(self.train_seeds) if trains(name, self.recipes) else [0]
+
+    def made_on(self, name: str, train_seed: int) -> dict:
+        """What a run of the reference past training seed 0 is made on, part of its identity: a run of
+        another pretraining is another run (seed 0's, recipes.reference, is in the study's settings)."""
+        return {"pretraining": self.pretraining_of(train_seed)} if name == REFERENCE and train_seed > 0 else {}
+
+    def pretraining_of(self, train_seed: int) -> str:
+        """The reference's model of one training seed: recipes.reference for 0, then reference_pretrainings."""
+        return self.recipes.reference if train_seed == 0 else self.reference_pretrainings[train_seed - 1]
 
 
 def split_prompts(config: RelearnConfig) -> tuple[list[dict], list[dict]]:

@@ -33,7 +33,7 @@ def run_quality_spec(spec: dict) -> dict:
     """Task: one model of one training seed, unattacked: clean prompt fidelity and KID."""
     config, out = from_dict(RelearnConfig, spec["config"]), Path(spec["_out"])
     ctx = _Context.of(spec["model"], config)
-    pipe = ctx.model(spec["name"], spec["train_seed"], out)
+    pipe = ctx.model(spec["name"], spec["train_seed"], out, spec.get("pretraining"))
     jobs = image_seeds(quality_prompts(config, spec["quality_prompts"]), ctx.sampling)
     prompts = [p for p, _, _ in jobs]
     images = sample(pipe, jobs, ctx.sampling)

@@ -24,10 +24,13 @@ def shape_not_drawn(metrics: dict) -> list[int]:
 
 
 def trained_seeds(results: dict, name: str) -> list[int]:
-    """The training seeds `name` was made with: the study's, or one (0) for a pretrained model or a
-    closed-form edit; read from the stored runs, so a results.json says it by itself."""
+    """The training seeds `name` was made with: the study's, one per pretraining for the reference, or
+    one (0) for another pretrained model or a closed-form edit; read from the stored runs, so a
+    results.json says it by itself."""
+    cfg = results["config"]
     made = {key.split("|")[1] for key in results["runs"] if key.split("|")[0] == name}
-    return [t for t in results["config"]["train_seeds"] if f"train{t}" in made] or [0]
+    seeds = range(1 + len(cfg.get("reference_pretrainings", []))) if name == REFERENCE else cfg["train_seeds"]
+    return [t for t in seeds if f"train{t}" in made] or [0]
 
 
 def curves_of(results: dict, name: str, attack: str, lr: str, part: str = "harmful",
