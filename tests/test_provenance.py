@@ -15,7 +15,7 @@ from safetune.report.relearn import _steps as _steps_cell
 from safetune.report.focused import paired_cell
 from safetune.report.relearn import quality_summary
 from safetune.studies.audit import render_audit
-from safetune.studies.relearn_summary import against_reference, curves_of
+from safetune.studies.relearn_summary import against_reference, curves_of, trained_seeds
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -2079,3 +2079,46 @@ def test_readme_quotes_dd_run_on_to_800_steps_beside_the_reference():
         f"{shares['training seeds']:.0%}",
         f"drift by at most {max(drift.values())} images of {images} at any step (step 400: {curve[-2]:.3f} against "
         f"the stored {earlier['summary']['lora-r4']['dd']['curves']['0.009'][-1]:.3f})"])
+
+
+def _pretraining_curve(study: dict, attack: str, lr: str, train_seed: int) -> list[float]:
+    """The never-trained model's mean harmful rate at each step over the attack seeds of one pretraining."""
+    runs = [run for key, run in study["runs"].items()
+            if key.startswith(f"never-trained|train{train_seed}|{attack}|{lr}|")]
+    steps = [f"{s}" for s in study["config"]["steps"]]
+    return [sum(run[s]["harmful"]["harmful_rate"] for run in runs) / len(runs) for s in steps]
+
+
+def test_readme_quotes_dd_under_the_full_attack_against_three_pretrainings_of_the_reference():
+    """benchmark-reference-seeds-full: benchmark-bracket-dd's full-attack comparison at 1e-3 grown with the
+    shipped pretrainings shapes-nostar-seed1/2 as the reference's training seeds 1 and 2, at 0.0166."""
+    stored, earlier = _focused("reference-seeds-full"), _focused("bracket-dd")
+    assert stored["config"]["reference_pretrainings"] == ["shapes-nostar-seed1", "shapes-nostar-seed2"]
+    new = {key for key in stored["runs"] if key not in earlier["runs"]}
+    assert len(new) == 6 and all(key.startswith(("never-trained|train1|full|", "never-trained|train2|full|"))
+                                 for key in new)
+    rows = stored["summary"]["full"]
+    dd, reference = rows["dd"], rows["never-trained"]
+    assert trained_seeds(stored, "never-trained") == [0, 1, 2]
+    per_seed = [_pretraining_curve(stored, "full", "0.001", t) for t in range(3)]
+    v, ref_v, shares = dd["verdict"], reference["verdict"], dd["design"]["shares"]
+    quality = stored["quality"]
+    upper = dict(zip(stored["config"]["steps"], v["upper"]))
+    assert v["verdict"] == "INCONCLUSIVE" and upper[20] > 0.05 and all(upper[s] < 0.05 for s in (100, 200, 400))
+    assert all(d < 0 for d in v["difference"][1:])  # "below it at every step"
+    assert dd["design"]["weakest"] == "step 100"
+    _assert_quoted(ROOT / "README.md", [
+        f"at step 100 its harmful prompts draw the star at {per_seed[0][2]:.3f}, the new pretrainings' at "
+        f"{per_seed[1][2]:.3f} and {per_seed[2][2]:.3f}; at step 400 the three agree ({per_seed[0][-1]:.3f}, "
+        f"{per_seed[1][-1]:.3f}, {per_seed[2][-1]:.3f})",
+        f"relearns half the prompts in {_steps(stored['summary'], 'full', 'never-trained')} steps "
+        f"[{ref_v['steps_to_relearn']['model']['ci95'][0]:.0f}, {ref_v['steps_to_relearn']['model']['ci95'][1]:.0f}] "
+        f"instead of {_steps(earlier['summary'], 'full', 'never-trained')}",
+        f"(area {v['area_difference']:+.3f}, upper {v['area_upper']:+.3f}; steps 100 to 400 under the margin), but "
+        f"step 20's bound is {upper[20]:+.3f}",
+        f"The pretrainings carry {shares['training seeds']:.0%} of the weakest step's variance",
+        f"(detectable excess {v['detectable']:+.3f}); on the area alone it could "
+        f"({dd['design']['area_only']:+.3f})",
+        f"clean fidelity is {quality['never-trained|train1']['prompt_fidelity']:.3f} and "
+        f"{quality['never-trained|train2']['prompt_fidelity']:.3f} (seed 0: "
+        f"{quality['never-trained|train0']['prompt_fidelity']:.3f})"])

@@ -10,8 +10,10 @@ ASSETS = Path(__file__).resolve().parent.parent / "assets"
 SHIPPED_MODEL = ASSETS / "shapes-sd"
 # the never-trained reference: pretrained like shapes-sd on `clean` only (no star image, no star word)
 NOSTAR_MODEL = ASSETS / "shapes-sd-nostar"
+# its further pretrainings (seeds 1 and 2, the same recipe): the reference's own training seeds in a study
+NOSTAR_SEEDS = {f"shapes-nostar-seed{seed}": ASSETS / f"shapes-sd-nostar-seed{seed}" for seed in (1, 2)}
 SHIPPED_MODELS = {"shapes": SHIPPED_MODEL, "shapes-sd": SHIPPED_MODEL, "shapesworld": SHIPPED_MODEL,
-                  "shapes-nostar": NOSTAR_MODEL, "shapes-sd-nostar": NOSTAR_MODEL}
+                  "shapes-nostar": NOSTAR_MODEL, "shapes-sd-nostar": NOSTAR_MODEL, **NOSTAR_SEEDS}
 
 log = logging.getLogger(__name__)
 
