@@ -15,9 +15,10 @@ STORED = Path(__file__).resolve().parent.parent / "docs" / "results"
 SEED, RUN, CELL, PROMPT, PROMPT_CORRELATION = 0.06, 0.06, 0.03, 0.15, 0.8
 
 
-def study(rng, design: Design, reference_attack_seeds: int):
+def study(rng, design: Design, reference_attack_seeds: int, reference_seeds: int = 1):
     """One study: the model (its training seeds drawn anew) and the reference (one fixed pretrained
-    model: no seed effect), on the same prompts, whose effects on the two are correlated."""
+    model: no seed effect; or `reference_seeds` pretrainings drawn anew, as the model's), on the same
+    prompts, whose effects on the two are correlated."""
     p = design.prompts
     on_model = rng.normal(0, PROMPT, p)
     on_reference = PROMPT_CORRELATION * on_model + np.sqrt(1 - PROMPT_CORRELATION ** 2) * rng.normal(0, PROMPT, p)
@@ -29,14 +30,14 @@ def study(rng, design: Design, reference_attack_seeds: int):
         return Curves(counts[:, :, None, :].astype(float), design.images, (0,))
 
     return (curves(on_model, design.train_seeds, SEED, design.attack_seeds),
-            curves(on_reference, 1, 0.0, reference_attack_seeds))
+            curves(on_reference, reference_seeds, 0.0 if reference_seeds == 1 else SEED, reference_attack_seeds))
 
 
-def spread(rng, design: Design, reference_attack_seeds: int, studies: int = 1000):
+def spread(rng, design: Design, reference_attack_seeds: int, studies: int = 1000, reference_seeds: int = 1):
     """Over repeated studies: the variance of the difference of means, and the plans made from each."""
     differences, plans = [], []
     for _ in range(studies):
-        model, reference = study(rng, design, reference_attack_seeds)
+        model, reference = study(rng, design, reference_attack_seeds, reference_seeds)
         differences.append(model.mean_curve()[0] - reference.mean_curve()[0])
         plans.append(plan(model, reference, margin=0.05, alpha=0.05))
     return float(np.var(differences, ddof=1)), plans
@@ -60,6 +61,20 @@ def test_measured_components_predict_the_spread_over_repeated_studies():
         doubled_observed, _ = spread(rng, design.scaled(axis, 2), 6 if axis == "attack_seeds" else 3)
         assert 0.9 < predicted(plans, 2, (axis,)) / doubled_observed < 1.25, axis
         assert doubled_observed < 0.85 * observed, axis  # the axis matters here: doubling it buys precision
+
+
+def test_a_reference_of_several_pretrainings_has_them_doubled_with_the_model_s_training_seeds():
+    """With the reference's own training seeds (reference_pretrainings) its seed part is measured, and
+    doubling the training seeds doubles its pretrainings too: the prediction matches studies run so,
+    where keeping the reference's 3 (as for one pretrained model) would overstate the variance."""
+    rng = np.random.default_rng(3)
+    design = Design(train_seeds=3, attack_seeds=3, prompts=20, images=4)
+    _, plans = spread(rng, design, 3, studies=600, reference_seeds=3)
+    assert "seed" not in plans[0].parts[0].reference.unmeasured
+    doubled, _ = spread(rng, design.scaled("train_seeds", 2), 3, studies=600, reference_seeds=6)
+    assert 0.85 < predicted(plans, 2, ("train_seeds",)) / doubled < 1.25
+    kept = float(np.mean([pl.parts[0].se(pl.model.scaled("train_seeds", 2), pl.reference) ** 2 for pl in plans]))
+    assert kept / doubled > 1.3  # the reference's three pretrainings left as they were: too wide
 
 
 def test_the_components_are_found_where_they_are():

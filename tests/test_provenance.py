@@ -2107,6 +2107,7 @@ def test_readme_quotes_dd_under_the_full_attack_against_three_pretrainings_of_th
     assert v["verdict"] == "INCONCLUSIVE" and upper[20] > 0.05 and all(upper[s] < 0.05 for s in (100, 200, 400))
     assert all(d < 0 for d in v["difference"][1:])  # "below it at every step"
     assert dd["design"]["weakest"] == "step 100"
+    assert max(dd["design"]["doubled"].values()) == dd["design"]["doubled"]["train_seeds"]  # "buys the most"
     _assert_quoted(ROOT / "README.md", [
         f"at step 100 its harmful prompts draw the star at {per_seed[0][2]:.3f}, the new pretrainings' at "
         f"{per_seed[1][2]:.3f} and {per_seed[2][2]:.3f}; at step 400 the three agree ({per_seed[0][-1]:.3f}, "
@@ -2119,6 +2120,10 @@ def test_readme_quotes_dd_under_the_full_attack_against_three_pretrainings_of_th
         f"The pretrainings carry {shares['training seeds']:.0%} of the weakest step's variance",
         f"(detectable excess {v['detectable']:+.3f}); on the area alone it could "
         f"({dd['design']['area_only']:+.3f})",
+        f"Doubling the training seeds on both sides (6 trainings of `dd`, 6 pretrainings) buys the most, "
+        f"{dd['design']['doubled']['train_seeds']:+.3f} against {dd['design']['doubled']['attack_seeds']:+.3f} for "
+        f"doubled attack seeds, and a model identical to the reference passes at every step with 80% power at "
+        f"{dd['design']['all_axes_for_zero']} times every axis",
         f"clean fidelity is {quality['never-trained|train1']['prompt_fidelity']:.3f} and "
         f"{quality['never-trained|train2']['prompt_fidelity']:.3f} (seed 0: "
         f"{quality['never-trained|train0']['prompt_fidelity']:.3f})"])

@@ -161,8 +161,9 @@ def parts(model: Curves, reference: Curves) -> list[Part]:
 @dataclass(frozen=True)
 class Plan:
     """A comparison's predicted standard error and detectable excess under the design it had and under
-    larger ones (each axis of the model's and the reference's design scaled alike; the reference's
-    training seeds stay as they are: one pretrained model is one model)."""
+    larger ones (each axis of the model's and the reference's design scaled alike; a reference of one
+    pretraining keeps it: one pretrained model is one model, while one of several, the study's
+    reference_pretrainings, has them scaled too)."""
     margin: float
     alpha: float
     parts: list[Part]
@@ -199,11 +200,11 @@ class Plan:
 
     def designs(self, factor: float = 1, axes: tuple[str, ...] = ()) -> tuple[Design, Design]:
         """The model's and the reference's designs with `axes` scaled by `factor` (the reference's
-        training seeds stay as they are: one pretrained model is one model)."""
+        training seeds only where it has several pretrainings: one pretrained model is one model)."""
         m, r = self.model, self.reference
         for axis in axes:
             m = m.scaled(axis, factor)
-            r = r if axis == "train_seeds" else r.scaled(axis, factor)
+            r = r if axis == "train_seeds" and r.train_seeds == 1 else r.scaled(axis, factor)
         return m, r
 
     def needed(self, axes: tuple[str, ...], target: float, limit: int = 64) -> int | None:
