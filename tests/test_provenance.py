@@ -2127,3 +2127,36 @@ def test_readme_quotes_dd_under_the_full_attack_against_three_pretrainings_of_th
         f"clean fidelity is {quality['never-trained|train1']['prompt_fidelity']:.3f} and "
         f"{quality['never-trained|train2']['prompt_fidelity']:.3f} (seed 0: "
         f"{quality['never-trained|train0']['prompt_fidelity']:.3f})"])
+
+
+def test_readme_quotes_the_800_step_lora_runs_against_three_pretrainings_of_the_reference():
+    """benchmark-reference-seeds-long-r4: benchmark-long-lora-r4 grown with the shipped pretrainings as the
+    reference's training seeds 1 and 2 (6 runs of 800 steps), at 0.0071."""
+    stored, earlier = _focused("reference-seeds-long-r4"), _focused("long-lora-r4")
+    new = {key for key in stored["runs"] if key not in earlier["runs"]}
+    assert len(new) == 6 and all(key.split("|")[:2] in (["never-trained", "train1"], ["never-trained", "train2"])
+                                 for key in new)
+    assert trained_seeds(stored, "never-trained") == [0, 1, 2] and stored["config"]["alpha"] == 0.0071
+    rows = stored["summary"]["lora-r4"]
+    reference, forget, dd = rows["never-trained"], rows["dd:forget_unseen_words=true"], rows["dd"]
+    ends = [_pretraining_curve(stored, "lora-r4", "0.009", t)[-1] for t in range(3)]
+    curve, h = reference["curves"]["0.009"], reference["horizon"]
+    before = earlier["summary"]["lora-r4"]["never-trained"]["horizon"]
+    assert h["reading"] == "may still rise" and h["upper"] < before["upper"]
+    fv, dv = forget["verdict"], dd["verdict"]
+    assert fv["verdict"] == dv["verdict"] == "INCONCLUSIVE"
+    for row in (forget, dd):  # doubled training seeds buy the most
+        assert max(row["design"]["doubled"].values()) == row["design"]["doubled"]["train_seeds"]
+    _assert_quoted(ROOT / "README.md", [
+        f"the new pretrainings end at {ends[1]:.3f} and {ends[2]:.3f} (seed 0: {ends[0]:.3f}), the mean at "
+        f"{curve[-1]:.3f} ({curve[-2]:.3f} at step 400)",
+        f"Its rise over the last 400 steps is {h['rise']:+.3f} with upper {h['upper']:+.3f}, against "
+        f"{before['upper']:+.3f} on one pretraining",
+        f"end further below it, at {forget['curves']['0.009'][-1]:.3f} and {dd['curves']['0.009'][-1]:.3f}; over the "
+        f"800 steps their areas are {fv['area_difference']:+.3f} (upper {fv['area_upper']:+.3f}) and "
+        f"{dv['area_difference']:+.3f} (upper {dv['area_upper']:+.3f})",
+        f"the training seeds carrying {forget['design']['shares']['training seeds']:.0%} and "
+        f"{dd['design']['shares']['training seeds']:.0%} of their weakest step's variance",
+        f"(predicted detectable excess {forget['design']['doubled']['train_seeds']:+.3f} and "
+        f"{dd['design']['doubled']['train_seeds']:+.3f}, against {forget['design']['detectable']:+.3f} and "
+        f"{dd['design']['detectable']:+.3f} as run)"])
