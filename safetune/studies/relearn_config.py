@@ -43,8 +43,9 @@ class RelearnConfig:
                                     help="training seeds of every trained model (base and never-trained: one)",
                                     max=2**32 - 1)
     reference_pretrainings: list[str] = option(
-        factory=list, help=f"{REFERENCE}'s further pretrainings without the concept (diffusers directories, e.g. "
-                           "`safetune pretrain-shapes --exclude-harmful --seed N`), its training seeds 1, 2, ... beside "
+        factory=list, help=f"{REFERENCE}'s further pretrainings without the concept (shipped: shapes-nostar-seed1,"
+                           "shapes-nostar-seed2; or diffusers directories, e.g. `safetune pretrain-shapes "
+                           "--exclude-harmful --seed N`), its training seeds 1, 2, ... beside "
                            "recipes.reference (seed 0): the reference's own training-seed variance in every verdict; "
                            "a growth may only append")
     attacks: list[str] = option(factory=lambda: list(ATTACKS), help=f"attacks: {', '.join(ATTACKS)}")
@@ -95,7 +96,10 @@ class RelearnConfig:
             raise SafetuneError("train_seeds, attacks, attack_lrs, inversion_lrs and steps need values")
         pretrainings = [self.recipes.reference, *self.reference_pretrainings]
         for given in self.reference_pretrainings:
-            resolve_model(given)  # a directory that is not a model is refused here, naming it
+            try:
+                resolve_model(given)
+            except SafetuneError as e:
+                raise SafetuneError(f"reference_pretrainings: {e}") from None
             if pretrainings.count(given) > 1:
                 raise SafetuneError(f"reference_pretrainings: {given} is given twice (or is recipes.reference); each "
                                     "training seed of the reference is its own pretraining")
