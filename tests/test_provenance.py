@@ -2160,3 +2160,27 @@ def test_readme_quotes_the_800_step_lora_runs_against_three_pretrainings_of_the_
         f"(predicted detectable excess {forget['design']['doubled']['train_seeds']:+.3f} and "
         f"{dd['design']['doubled']['train_seeds']:+.3f}, against {forget['design']['detectable']:+.3f} and "
         f"{dd['design']['detectable']:+.3f} as run)"])
+
+
+def test_readme_quotes_the_forget_row_against_three_pretrainings_of_the_reference():
+    """benchmark-reference-seeds-forget: issue 21's protocol (benchmark-forget-3x3) grown with the shipped
+    pretrainings under full-te, concept inversion, retain-only and benign fine-tuning (24 runs), at 0.0125."""
+    stored, earlier = _focused("reference-seeds-forget"), _focused("forget-3x3")
+    new = {key for key in stored["runs"] if key not in earlier["runs"]}
+    assert len(new) == 24 and trained_seeds(stored, "never-trained") == [0, 1, 2]
+    assert stored["config"]["alpha"] == 0.0125
+    summary, held = stored["summary"], ("inversion", "retain", "benign")
+    verdict = lambda attack: summary[attack][FORGET]["verdict"]  # noqa: E731
+    assert all(verdict(a)["verdict"] == "NON-INFERIOR" for a in held)
+    te, te_before = verdict("full-te"), earlier["summary"]["full-te"][FORGET]["verdict"]
+    assert te["verdict"] == "INCONCLUSIVE" and max(te["upper"]) == te["upper"][1] > 0.05
+    at_100 = [_pretraining_curve(stored, "full-te", "0.001", t)[2] for t in range(3)]
+    _assert_quoted(ROOT / "README.md", [
+        "the three NON-INFERIOR verdicts hold (area upper " + ", ".join(f"{verdict(a)['area_upper']:+.3f}"
+                                                                         for a in held[:2])
+        + f" and {verdict('benign')['area_upper']:+.3f})",
+        f"(step 100: {at_100[1]:.3f} and {at_100[2]:.3f} against {at_100[0]:.3f}), the reference crosses in "
+        f"{_steps(summary, 'full-te', 'never-trained')} steps instead of "
+        f"{_steps(earlier['summary'], 'full-te', 'never-trained')}, and the forget row's step 20 bound narrows from "
+        f"{te_before['upper'][1]:.3f} to {te['upper'][1]:.3f} (area {te['area_difference']:+.3f}, upper "
+        f"{te['area_upper']:+.3f}): INCONCLUSIVE still, by {te['upper'][1] - 0.05:.3f} over the margin"])
