@@ -2164,23 +2164,36 @@ def test_readme_quotes_the_800_step_lora_runs_against_three_pretrainings_of_the_
 
 def test_readme_quotes_the_forget_row_against_three_pretrainings_of_the_reference():
     """benchmark-reference-seeds-forget: issue 21's protocol (benchmark-forget-3x3) grown with the shipped
-    pretrainings under full-te, concept inversion, retain-only and benign fine-tuning (24 runs), at 0.0125."""
+    pretrainings as the reference's training seeds 1 and 2 under all eight attacks (48 runs), at 0.0125."""
     stored, earlier = _focused("reference-seeds-forget"), _focused("forget-3x3")
     new = {key for key in stored["runs"] if key not in earlier["runs"]}
-    assert len(new) == 24 and trained_seeds(stored, "never-trained") == [0, 1, 2]
-    assert stored["config"]["alpha"] == 0.0125
+    assert len(new) == 48 and all(key.split("|")[:2] in (["never-trained", "train1"], ["never-trained", "train2"])
+                                  for key in new)
+    assert trained_seeds(stored, "never-trained") == [0, 1, 2] and stored["config"]["alpha"] == 0.0125
     summary, held = stored["summary"], ("inversion", "retain", "benign")
     verdict = lambda attack: summary[attack][FORGET]["verdict"]  # noqa: E731
+    weight = ("full", "full-te", "lora-r1", "lora-r4", "lora-r16")
     assert all(verdict(a)["verdict"] == "NON-INFERIOR" for a in held)
-    te, te_before = verdict("full-te"), earlier["summary"]["full-te"][FORGET]["verdict"]
-    assert te["verdict"] == "INCONCLUSIVE" and max(te["upper"]) == te["upper"][1] > 0.05
+    assert all(verdict(a)["verdict"] == "INCONCLUSIVE" for a in weight)  # "the verdicts are the same"
+    assert all(earlier["summary"][a][FORGET]["verdict"]["verdict"] == verdict(a)["verdict"] for a in held + weight)
+    full, te = verdict("full"), verdict("full-te")
+    r1, r4, r16 = (verdict(a) for a in weight[2:])
     at_100 = [_pretraining_curve(stored, "full-te", "0.001", t)[2] for t in range(3)]
+    shares = [summary[a][FORGET]["design"]["shares"]["training seeds"] for a in weight]
+    shipped_r16 = _pretraining_curve(stored, "lora-r16", "0.001", 0)[-1]
     _assert_quoted(ROOT / "README.md", [
-        "the three NON-INFERIOR verdicts hold (area upper " + ", ".join(f"{verdict(a)['area_upper']:+.3f}"
-                                                                         for a in held[:2])
+        "the three NON-INFERIOR hold (area upper " + ", ".join(f"{verdict(a)['area_upper']:+.3f}" for a in held[:2])
         + f" and {verdict('benign')['area_upper']:+.3f})",
-        f"(step 100: {at_100[1]:.3f} and {at_100[2]:.3f} against {at_100[0]:.3f}), the reference crosses in "
-        f"{_steps(summary, 'full-te', 'never-trained')} steps instead of "
-        f"{_steps(earlier['summary'], 'full-te', 'never-trained')}, and the forget row's step 20 bound narrows from "
-        f"{te_before['upper'][1]:.3f} to {te['upper'][1]:.3f} (area {te['area_difference']:+.3f}, upper "
-        f"{te['area_upper']:+.3f}): INCONCLUSIVE still, by {te['upper'][1] - 0.05:.3f} over the margin"])
+        f"(`full-te`, step 100: {at_100[1]:.3f} and {at_100[2]:.3f} against {at_100[0]:.3f}): the reference crosses in "
+        f"{_steps(summary, 'full', 'never-trained')} and {_steps(summary, 'full-te', 'never-trained')} steps instead "
+        f"of {_steps(earlier['summary'], 'full', 'never-trained')} and "
+        f"{_steps(earlier['summary'], 'full-te', 'never-trained')}, and step 20's bound is {full['upper'][1]:+.3f} and "
+        f"{te['upper'][1]:+.3f} (area {full['area_difference']:+.3f}, upper {full['area_upper']:+.3f}, and "
+        f"{te['area_difference']:+.3f}, upper {te['area_upper']:+.3f})",
+        f"(rank 16: {summary['lora-r16']['never-trained']['curves']['0.001'][-1]:.3f} in the mean against "
+        f"{shipped_r16:.3f} for the shipped one alone); the area's bound falls below the margin under rank 1 and rank 4 "
+        f"({r1['area_upper']:+.3f} and {r4['area_upper']:+.3f}) and the steps' stay above it (step 400: "
+        f"{r1['upper'][-1]:+.3f}, {r4['upper'][-1]:+.3f} and {r16['upper'][-1]:+.3f}; rank 4's step 100: "
+        f"{r4['upper'][2]:+.3f})",
+        f"the training seeds carrying {100 * min(shares):.0f}-{max(shares):.0%} of the weakest step's variance"])
+    assert r1["area_upper"] < 0.05 and r4["area_upper"] < 0.05 and r4["upper"][2] == max(r4["upper"]) > 0.05
