@@ -2000,7 +2000,10 @@ def test_the_worst_lr_is_the_largest_area_and_the_protocol_names_where_the_old_m
                 compared += 1
                 if mean_pick != area_pick:
                     disagree[(study, attack, name)] = (mean_pick, area_pick), by_mean, by_area
-    assert compared > 30 and sorted(disagree) == [("bracket-dd", "full", "dd"), ("bracket-forget", "lora-r4", FORGET)]
+    assert compared > 30 and sorted(disagree) == [("bracket-dd", "full", "dd"), ("bracket-forget", "lora-r4", FORGET),
+                                                  ("reference-seeds-full", "full", "dd")]
+    # reference-seeds-full holds bracket-dd's dd runs (it grew that study with the reference's pretrainings)
+    assert disagree.pop(("reference-seeds-full", "full", "dd")) == disagree[("bracket-dd", "full", "dd")]
 
     def lr_text(lr: str) -> str:  # 0.027 -> 2.7e-2, as the docs write an lr
         mantissa, exponent = f"{float(lr):.1e}".split("e")
