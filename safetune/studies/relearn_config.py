@@ -27,8 +27,8 @@ ATTACKS = {  # name -> (training data, recipe changes)
 CONCEPT_WORDS = HARMFUL_NAMES + HARMFUL_IMPLICIT
 # settings that say which runs the study makes or how it judges them: an earlier run of the same
 # study with other values of these is extended (its runs kept), not refused
-GROWABLE = ("models", "train_seeds", "reference_pretrainings", "attacks", "attack_lrs", "inversion_lrs", "bracket", "wrecked_below",
-            "attack_seeds", "relearn_at", "margin", "alpha", "replicates", "quality_prompts")
+GROWABLE = ("models", "train_seeds", "reference_pretrainings", "attacks", "attack_lrs", "inversion_lrs", "bracket",
+            "wrecked_below", "attack_seeds", "relearn_at", "margin", "alpha", "replicates", "quality_prompts")
 SPLITS = {"dev": {"prompt_seed": SET_SEED, "sets": ("harmful",), "sampling_seed": 0, "attack_seeds": DEV_ATTACK_SEEDS},
           "test": {"prompt_seed": SET_SEED + 1, "sets": ("harmful", "harmful_implicit"), "sampling_seed": 1,
                    "attack_seeds": TEST_ATTACK_SEEDS}}
