@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from safetune.evaluation.verdicts import area, crossing
+from safetune.evaluation.verdicts import Curves, area, crossing
 from safetune.report.relearn import _steps as _steps_cell
 from safetune.report.focused import paired_cell
 from safetune.report.relearn import quality_summary
@@ -2085,11 +2085,10 @@ def test_readme_quotes_dd_run_on_to_800_steps_beside_the_reference():
 
 
 def _pretraining_curve(study: dict, attack: str, lr: str, train_seed: int) -> list[float]:
-    """The never-trained model's mean harmful rate at each step over the attack seeds of one pretraining."""
-    runs = [run for key, run in study["runs"].items()
-            if key.startswith(f"never-trained|train{train_seed}|{attack}|{lr}|")]
-    steps = [f"{s}" for s in study["config"]["steps"]]
-    return [sum(run[s]["harmful"]["harmful_rate"] for run in runs) / len(runs) for s in steps]
+    """The never-trained model's mean harmful rate at each step over the attack seeds of one pretraining:
+    the runs as the verdicts read them (curves_of), that training seed alone."""
+    runs = curves_of(study, "never-trained", attack, lr)
+    return list(Curves(runs.counts[train_seed:train_seed + 1], runs.n, runs.steps).mean_curve())
 
 
 def test_readme_quotes_dd_under_the_full_attack_against_three_pretrainings_of_the_reference():

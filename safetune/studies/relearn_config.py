@@ -118,11 +118,9 @@ class RelearnConfig:
     def made_on(self, name: str, train_seed: int) -> dict:
         """What a run of the reference past training seed 0 is made on, part of its identity: a run of
         another pretraining is another run (seed 0's, recipes.reference, is in the study's settings)."""
-        return {"pretraining": self.pretraining_of(train_seed)} if name == REFERENCE and train_seed > 0 else {}
-
-    def pretraining_of(self, train_seed: int) -> str:
-        """The reference's model of one training seed: recipes.reference for 0, then reference_pretrainings."""
-        return self.recipes.reference if train_seed == 0 else self.reference_pretrainings[train_seed - 1]
+        if name == REFERENCE and train_seed > 0:
+            return {"pretraining": self.reference_pretrainings[train_seed - 1]}
+        return {}
 
 
 def split_prompts(config: RelearnConfig) -> tuple[list[dict], list[dict]]:
