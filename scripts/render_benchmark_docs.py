@@ -69,16 +69,18 @@ UNBRACKETED_END = "<!-- /unbracketed -->"
 UNBRACKETED = {"full": (None, "bracket"), "lora-r4": (None, "bracket"), "full-te": ("other-attacks", "bracket-reference"),
                "lora-r1": ("other-attacks", "bracket-reference"), "lora-r16": ("other-attacks", "bracket-reference")}
 UNBRACKETED_ALPHA = 0.025  # a second look at each row's runs (the first: its study's verdict at 0.05)
-# the comparisons whose lr grids were bracketed, each read from the focused study that bracketed it:
-# (the study, the model, the attack)
+# the comparisons whose lr grids were bracketed, each read from the focused study that bracketed it, or
+# from the one that grew that bracket with the reference's further pretrainings: (the study, the model,
+# the attack)
 BRACKETED = [("bracket", "uce", "full"), ("bracket", "uce", "lora-r4"),
-             ("bracket-forget", FORGET, "full"), ("bracket-forget", FORGET, "lora-r4"),
-             ("bracket-dd", "dd", "full"), ("bracket-dd", "dd", "lora-r4"), ("bracket-dd-te", "dd", "lora-r16"),
+             ("reference-seeds-bracket", FORGET, "full"), ("reference-seeds-bracket", FORGET, "lora-r4"),
+             ("reference-seeds-bracket", "dd", "full"), ("reference-seeds-bracket", "dd", "lora-r4"),
+             ("reference-seeds-bracket-te", "dd", "lora-r16"),
              ("bracket-rece", "rece", "full"), ("bracket-closed-form-te", "uce", "full-te"),
              ("bracket-closed-form-te", "rece", "full-te"), ("bracket-lt-ng-te", "lt", "full-te"),
-             ("bracket-lt-ng-te", "ng", "full-te"), ("bracket-forget-te", FORGET, "full-te"),
-             ("bracket-forget-te", FORGET, "lora-r1"), ("bracket-forget-te", FORGET, "lora-r16"),
-             ("bracket-dd-te", "dd", "full-te"), ("bracket-dd-te", "dd", "lora-r1")]
+             ("bracket-lt-ng-te", "ng", "full-te"), ("reference-seeds-bracket-te", FORGET, "full-te"),
+             ("reference-seeds-bracket-te", FORGET, "lora-r1"), ("reference-seeds-bracket-te", FORGET, "lora-r16"),
+             ("reference-seeds-bracket-te", "dd", "full-te"), ("reference-seeds-bracket-te", "dd", "lora-r1")]
 
 
 def focused_studies() -> list[Path]:

@@ -1657,6 +1657,7 @@ def test_readme_table_of_the_bracketed_comparisons_is_what_their_studies_render(
         assert cells[7] == f"{v['area_difference']:+.3f} ({v['area_upper']:+.3f})"
         attacked = v["upper"][1:]  # step 0 is before any attack
         assert cells[8] == f"{max(attacked):+.3f} (step {stored['config']['steps'][1 + int(np.argmax(attacked))]})"
+        assert cells[11] == str(len(trained_seeds(stored, "never-trained")))  # the reference's pretrainings
         for name, reading in zip((model, "never-trained"), cells[10].split(" / ")):  # the steps' end
             curve = summary[name]["curves"][summary[name]["worst_lr"]]
             crosses = max(curve) >= stored["config"]["relearn_at"]
@@ -2001,9 +2002,14 @@ def test_the_worst_lr_is_the_largest_area_and_the_protocol_names_where_the_old_m
                 if mean_pick != area_pick:
                     disagree[(study, attack, name)] = (mean_pick, area_pick), by_mean, by_area
     assert compared > 30 and sorted(disagree) == [("bracket-dd", "full", "dd"), ("bracket-forget", "lora-r4", FORGET),
+                                                  ("reference-seeds-bracket", "full", "dd"),
+                                                  ("reference-seeds-bracket", "lora-r4", FORGET),
                                                   ("reference-seeds-full", "full", "dd")]
-    # reference-seeds-full holds bracket-dd's dd runs (it grew that study with the reference's pretrainings)
-    assert disagree.pop(("reference-seeds-full", "full", "dd")) == disagree[("bracket-dd", "full", "dd")]
+    # reference-seeds-full and reference-seeds-bracket hold bracket-dd's and bracket-forget's runs of the defences
+    # (they grew those studies with the reference's pretrainings): the same disagreements, on the same numbers
+    for study, attack, name in (("reference-seeds-full", "full", "dd"), ("reference-seeds-bracket", "full", "dd")):
+        assert disagree.pop((study, attack, name)) == disagree[("bracket-dd", attack, name)]
+    assert disagree.pop(("reference-seeds-bracket", "lora-r4", FORGET)) == disagree[("bracket-forget", "lora-r4", FORGET)]
 
     def lr_text(lr: str) -> str:  # 0.027 -> 2.7e-2, as the docs write an lr
         mantissa, exponent = f"{float(lr):.1e}".split("e")
@@ -2199,3 +2205,126 @@ def test_readme_quotes_the_forget_row_against_three_pretrainings_of_the_referenc
         f"{r4['upper'][2]:+.3f})",
         f"the training seeds carrying {100 * min(shares):.0f}-{max(shares):.0%} of the weakest step's variance"])
     assert r1["area_upper"] < 0.05 and r4["area_upper"] < 0.05 and r4["upper"][2] == max(r4["upper"]) > 0.05
+
+
+def test_readme_quotes_the_bracketed_comparisons_against_three_pretrainings_of_the_reference():
+    """benchmark-reference-seeds-bracket(-te): every bracketed comparison of dd and the forget row grown with
+    the reference's shipped further pretrainings at every lr of its grids (24 runs under the full attack and
+    the rank-4 LoRA at 0.0062, 48 under the other three weight attacks at 0.0083); the runs it shares with
+    the files it grew from are the same runs; the bracketed table reads those rows from it."""
+    from safetune.studies.relearn import untimed
+
+    grown = {"reference-seeds-bracket": ("bracket-forget", "bracket-dd", "reference-seeds-forget", "reference-seeds-full"),
+             "reference-seeds-bracket-te": ("bracket-forget-te", "bracket-dd-te", "reference-seeds-forget")}
+    studies, earlier = {}, {}
+    for name, sources in grown.items():
+        stored, origins = _focused(name), [_focused(source) for source in sources]
+        new = [key for key in stored["runs"] if not any(key in origin["runs"] for origin in origins)]
+        assert all(key.split("|")[:2] in (["never-trained", "train1"], ["never-trained", "train2"]) for key in new)
+        assert len(new) == {"reference-seeds-bracket": 24, "reference-seeds-bracket-te": 48}[name]
+        shared = [(a["runs"][k], b["runs"][k]) for i, a in enumerate(origins) for b in origins[i + 1:]
+                  for k in set(a["runs"]) & set(b["runs"])]
+        assert len(shared) > 50 and all(untimed(x) == untimed(y) for x, y in shared)  # "the same runs"
+        assert trained_seeds(stored, "never-trained") == [0, 1, 2]
+        studies[name] = stored["summary"]
+        earlier.update({attack: origins[0]["summary"][attack] for attack in stored["config"]["attacks"]})
+    assert _focused("reference-seeds-bracket")["config"]["alpha"] == 0.0062
+    assert _focused("reference-seeds-bracket-te")["config"]["alpha"] == 0.0083
+    rows = {attack: rows for summary in studies.values() for attack, rows in summary.items()}
+    assert sorted(rows) == ["full", "full-te", "lora-r1", "lora-r16", "lora-r4"]
+    table = {(a, m) for s, m, a in _renderer("render_benchmark_docs").BRACKETED if s in grown}
+    assert table == {(a, m) for a in rows for m in ("dd", FORGET)}  # "the table's rows ... read from them"
+    # "the reference's worst lr stays where it was under all five attacks"
+    assert all(rows[a]["never-trained"]["worst_lr"] == earlier[a]["never-trained"]["worst_lr"] for a in rows)
+    stored_of = {a: _focused(s) for s, attacks in (("reference-seeds-bracket", ("full", "lora-r4")),
+                                                   ("reference-seeds-bracket-te", ("full-te", "lora-r1", "lora-r16")))
+                 for a in attacks}
+    curve = {a: [_pretraining_curve(stored_of[a], a, rows[a]["never-trained"]["worst_lr"], t) for t in range(3)]
+             for a in rows}
+    ends = {a: [c[-1] for c in curve[a]] for a in rows}
+    assert all(ends[a][0] < min(ends[a][1:]) for a in ("lora-r1", "lora-r4", "lora-r16"))  # the mildest draw
+    assert all(curve[a][0][2] < min(c[2] for c in curve[a][1:]) for a in ("full", "full-te"))  # the slowest
+    v = {(a, m): rows[a][m]["verdict"] for a in rows for m in ("dd", FORGET)}
+    assert all(x["verdict"] == "INCONCLUSIVE" and x["area_difference"] < 0 for x in v.values())
+    order = ("full", "lora-r4", "full-te", "lora-r1", "lora-r16")
+    loras = ("lora-r4", "lora-r1", "lora-r16")
+    assert all(v[a, m]["area_upper"] < 0.05 < v[a, m]["upper"][1] for a in ("full", "full-te") for m in ("dd", FORGET))
+    assert all(v[a, m]["area_upper"] > 0.05 for a in loras for m in ("dd", FORGET))
+    fmt = lambda values: ", ".join(f"{x:+.3f}" for x in values[:-1]) + f" and {values[-1]:+.3f}"  # noqa: E731
+    shares = [rows[a][m]["design"]["shares"]["training seeds"] for a in rows for m in ("dd", FORGET)]
+    detectable = sorted(x["detectable"] for x in v.values())
+    designs = {(a, m): rows[a][m]["design"] for a in rows for m in ("dd", FORGET)}
+    assert all(min(d["doubled"], key=lambda axis: -d["doubled"][axis]) == "train_seeds" for d in designs.values())
+    r16 = designs["lora-r16", FORGET]["doubled"]
+    axes = sorted(d["all_axes_for_zero"] for d in designs.values())
+    assert len(designs) == 10  # "in all ten comparisons"
+    _assert_quoted(ROOT / "README.md", [
+        f"at step 400 of the worst lr it draws the star at {ends['lora-r4'][0]:.3f} under the rank-4 LoRA where the "
+        f"new pretrainings draw {ends['lora-r4'][1]:.3f} and {ends['lora-r4'][2]:.3f} (rank 1: "
+        f"{ends['lora-r1'][0]:.3f} against {ends['lora-r1'][1]:.3f} and {ends['lora-r1'][2]:.3f}; rank 16: "
+        f"{ends['lora-r16'][0]:.3f} against {ends['lora-r16'][1]:.3f} and {ends['lora-r16'][2]:.3f})",
+        f"the reference now crosses in {_steps(rows, 'full', 'never-trained')} and "
+        f"{_steps(rows, 'full-te', 'never-trained')} steps under the two full attacks instead of "
+        f"{_steps(earlier, 'full', 'never-trained')} and {_steps(earlier, 'full-te', 'never-trained')}",
+        f"(the forget row: {fmt([v[a, FORGET]['area_difference'] for a in order])} under the full attack, rank 4, "
+        "`full-te`, rank 1 and rank 16)",
+        f"(the forget row: upper {v['full', FORGET]['area_upper']:+.3f} and {v['full-te', FORGET]['area_upper']:+.3f};"
+        f" `dd`: {v['full', 'dd']['area_upper']:+.3f} and {v['full-te', 'dd']['area_upper']:+.3f}) but step 20's is "
+        f"not ({v['full', FORGET]['upper'][1]:+.3f} and {v['full-te', FORGET]['upper'][1]:+.3f}; "
+        f"{v['full', 'dd']['upper'][1]:+.3f} and {v['full-te', 'dd']['upper'][1]:+.3f})",
+        f"(the forget row: {fmt([v[a, FORGET]['area_upper'] for a in loras])}; `dd`: "
+        f"{fmt([v[a, 'dd']['area_upper'] for a in loras])})",
+        f"the training seeds carrying up to {max(shares):.0%} of the weakest step's variance",
+        f"(detectable excess {detectable[-1]:+.3f} to {detectable[0]:+.3f})",
+        f"(the forget row under rank 16: {r16['train_seeds']:+.3f} against {r16['attack_seeds']:+.3f} for doubled "
+        f"attack seeds)",
+        f"at {axes[0]} to {axes[-1]} times every axis"])
+
+
+def test_readme_quotes_every_row_against_three_pretrainings_of_the_reference():
+    """benchmark-reference-seeds-battery and -other-attacks: the battery and its other attacks re-read with the
+    reference's further pretrainings (no new run: those of benchmark-reference-seeds-forget), at 0.0166; the
+    verdicts that change against the same studies read at the same level on the shipped pretraining alone."""
+    from safetune.studies.relearn_summary import summarize
+
+    changed, curves, earlier = {}, {}, {}
+    for source, name in (("benchmark", "reference-seeds-battery"), ("benchmark-other-attacks", "reference-seeds-other-attacks")):
+        origin = json.loads((ROOT / "docs" / "results" / f"{source}.json").read_text())
+        stored, forget = _focused(name), _focused("reference-seeds-forget")
+        assert all(key in origin["runs"] or key in forget["runs"] for key in stored["runs"])  # "no new run"
+        assert trained_seeds(stored, "never-trained") == [0, 1, 2] and stored["config"]["alpha"] == 0.0166
+        assert stored["config"]["attack_seeds"] == origin["config"]["attack_seeds"] == [100, 101]
+        one = summarize({**origin, "config": {**origin["config"], "alpha": 0.0166}})  # the same level, one pretraining
+        three = stored["summary"]
+        for attack, rows in three.items():
+            curves[attack] = [rows["never-trained"]["curves"]["0.001"], one[attack]["never-trained"]["curves"]["0.001"]] \
+                if "0.001" in rows["never-trained"]["curves"] else None
+            for model, row in rows.items():
+                if model != "never-trained":
+                    earlier[attack, model] = one[attack][model]["verdict"]
+                    if row["verdict"]["verdict"] != earlier[attack, model]["verdict"]:
+                        changed[attack, model] = row["verdict"]
+    assert len(earlier) == 112
+    assert {key: (earlier[key]["verdict"], v["verdict"]) for key, v in changed.items()} == {
+        ("retain", "mace"): ("INCONCLUSIVE", "NON-INFERIOR"), ("benign", "dd"): ("INCONCLUSIVE", "NON-INFERIOR"),
+        ("benign", FORGET): ("INCONCLUSIVE", "NON-INFERIOR"), ("full-te", "dd"): ("INCONCLUSIVE", "NON-INFERIOR"),
+        ("full-te", FORGET): ("INCONCLUSIVE", "NON-INFERIOR"), ("full-te", "uce"): ("INCONCLUSIVE", "INFERIOR"),
+        ("lora-r1", "rece"): ("INFERIOR", "INCONCLUSIVE")}
+    benign = [changed[key] for key in (("retain", "mace"), ("benign", "dd"), ("benign", FORGET))]
+    assert all(v["upper"][1] == max(v["upper"]) and v["weakest_df"] > earlier[key]["weakest_df"]
+               for v, key in zip(benign, (("retain", "mace"), ("benign", "dd"), ("benign", FORGET))))
+    te = [(earlier["full-te", m]["upper"][1], changed["full-te", m]["upper"][1]) for m in ("dd", FORGET)]
+    closed = [changed["full-te", "uce"], changed["lora-r1", "rece"]]
+    assert all(v["weakest_df"] < 2 and min(v["lower"]) == -1 for v in closed)  # "about one degree of freedom"
+    assert _focused("bracket-closed-form-te")["summary"]["full-te"]["uce"]["verdict"]["verdict"] == "INFERIOR"
+    larger = (_focused("reference-seeds-forget")["summary"]["full-te"][FORGET],
+              _focused("reference-seeds-bracket-te")["summary"]["full-te"]["dd"])
+    assert [row["verdict"]["verdict"] for row in larger] == ["INCONCLUSIVE", "INCONCLUSIVE"]
+    _assert_quoted(ROOT / "README.md", [
+        f"(full attack, step 100: {curves['full'][0][2]:.3f} against {curves['full'][1][2]:.3f}; rank-16 LoRA, step "
+        f"400: {curves['lora-r16'][0][-1]:.3f} against {curves['lora-r16'][1][-1]:.3f})",
+        f"{len(changed)} of the {len(earlier)} comparisons change verdict",
+        "step 20's bound, the weakest, falls to " + ", ".join(f"{v['upper'][1]:+.3f}" for v in benign[:2])
+        + f" and {benign[2]['upper'][1]:+.3f}",
+        f"(step 20's bound {te[0][0]:+.3f} to {te[0][1]:+.3f}, {te[1][0]:+.3f} to {te[1][1]:+.3f})",
+        f"to INCONCLUSIVE, its area {closed[1]['area_difference']:+.3f})"])

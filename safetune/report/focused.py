@@ -56,11 +56,13 @@ def bracketed_table(rows: list[tuple[str, dict, str, str]]) -> list[str]:
     name, its results with their summary, the model, the attack)): the model at its worst usable lr
     against the reference at its own, with the lrs tried, where each ends, steps to relearn, the area's
     and the weakest step's bounds, the verdict at the study's level (a study's level counts the earlier
-    looks at its data), and whether each curve's steps go far enough (evaluation.horizon)."""
+    looks at its data), whether each curve's steps go far enough (evaluation.horizon) and how many
+    pretrainings of the reference the study attacked (its training seeds)."""
     lines = ["| attack | model | lrs tried | its worst usable lr | the reference's | harmful, last step: "
              f"model / {REFERENCE} | steps to relearn [95%]: model / {REFERENCE} | area: difference (upper) | "
-             f"the highest step bound | verdict (level) | the steps' end: model / {REFERENCE} | study |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---|---|---|"]
+             f"the highest step bound | verdict (level) | the steps' end: model / {REFERENCE} | "
+             f"pretrainings of {REFERENCE} | study |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---|---|---:|---|"]
     for study, results, name, attack, row, reference in _sides(rows):
         v = row["verdict"]
         tried = ", ".join(lr + (" (wrecked)" if lr in row["wrecked_lrs"] else "") for lr in row["curves"])
@@ -68,8 +70,9 @@ def bracketed_table(rows: list[tuple[str, dict, str, str]]) -> list[str]:
         ends = " / ".join(f"{r['curves'][r['worst_lr']][-1]:.3f}" for r in (row, reference))
         worst = " | ".join(r["worst_lr"] + ("" if r["bracketed"] else " (top of the grid)") for r in (row, reference))
         horizon = " / ".join(r["horizon"]["reading"] for r in (row, reference))  # evaluation.horizon
-        lines.append(f"| {attack} | {name} | {tried} | {worst} | {ends} | {relearn} | "
-                     f"{_bounds(v, results)} | {horizon} | [{study}](docs/results/benchmark-{study}.md) |")
+        pretrainings = 1 + len(results["config"].get("reference_pretrainings", []))
+        lines.append(f"| {attack} | {name} | {tried} | {worst} | {ends} | {relearn} | {_bounds(v, results)} | "
+                     f"{horizon} | {pretrainings} | [{study}](docs/results/benchmark-{study}.md) |")
     return lines
 
 
