@@ -72,13 +72,13 @@ UNBRACKETED_ALPHA = 0.025  # a second look at each row's runs (the first: its st
 # the comparisons whose lr grids were bracketed, each read from the focused study that bracketed it, or
 # from the one that grew that bracket with the reference's further pretrainings: (the study, the model,
 # the attack)
-BRACKETED = [("bracket", "uce", "full"), ("bracket", "uce", "lora-r4"),
+BRACKETED = [("reference-seeds-uce", "uce", "full"), ("reference-seeds-uce", "uce", "lora-r4"),
              ("reference-seeds-bracket", FORGET, "full"), ("reference-seeds-bracket", FORGET, "lora-r4"),
              ("reference-seeds-bracket", "dd", "full"), ("reference-seeds-bracket", "dd", "lora-r4"),
              ("reference-seeds-bracket-te", "dd", "lora-r16"),
-             ("bracket-rece", "rece", "full"), ("bracket-closed-form-te", "uce", "full-te"),
-             ("bracket-closed-form-te", "rece", "full-te"), ("bracket-lt-ng-te", "lt", "full-te"),
-             ("bracket-lt-ng-te", "ng", "full-te"), ("reference-seeds-bracket-te", FORGET, "full-te"),
+             ("reference-seeds-rece", "rece", "full"), ("reference-seeds-closed-form-te", "uce", "full-te"),
+             ("reference-seeds-closed-form-te", "rece", "full-te"), ("reference-seeds-lt-ng-te", "lt", "full-te"),
+             ("reference-seeds-lt-ng-te", "ng", "full-te"), ("reference-seeds-bracket-te", FORGET, "full-te"),
              ("reference-seeds-bracket-te", FORGET, "lora-r1"), ("reference-seeds-bracket-te", FORGET, "lora-r16"),
              ("reference-seeds-bracket-te", "dd", "full-te"), ("reference-seeds-bracket-te", "dd", "lora-r1")]
 
