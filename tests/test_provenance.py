@@ -2388,3 +2388,25 @@ def test_readme_quotes_the_other_bracketed_rows_against_three_pretrainings_of_th
         f"{v['full-te', 'ng']['area_difference']:+.3f}, upper {v['full-te', 'ng']['area_upper']:+.3f})"])
     _assert_quoted(ROOT / "docs" / "benchmark.md", [
         f"images ({ends[0][0]:.3f} against {ends[0][1]:.3f}, {ends[1][0]:.3f} against {ends[1][1]:.3f})"])
+
+
+def test_readme_quotes_the_full_attack_s_third_seed_against_three_pretrainings_of_the_reference():
+    """benchmark-reference-seeds-full-3seeds: UCE, RECE, the negative prompt and SLD under the full attack
+    with 3 attack seeds, re-read with the reference's pretrainings (no new run) at 0.0166: no verdict changes
+    against the same runs read at that level on one pretraining; UCE's hair is gone on either."""
+    from safetune.studies.relearn_summary import summarize
+
+    stored, origin = _focused("reference-seeds-full-3seeds"), _focused("full-3seeds")
+    sources = (origin, _focused("reference-seeds-bracket"))
+    assert all(any(key in source["runs"] for source in sources) for key in stored["runs"])  # "no new run"
+    assert trained_seeds(stored, "never-trained") == [0, 1, 2] and stored["config"]["alpha"] == 0.0166
+    raw = json.loads((ROOT / "docs" / "results" / "benchmark-full-3seeds.json").read_text())
+    one = summarize({**raw, "config": {**raw["config"], "alpha": 0.0166}})["full"]
+    three = stored["summary"]["full"]
+    models = ("uce", "rece", "np", "sld")
+    assert [three[m]["verdict"]["verdict"] for m in models] == [one[m]["verdict"]["verdict"] for m in models] == \
+        ["INCONCLUSIVE", "INCONCLUSIVE", "INFERIOR", "INFERIOR"]
+    assert origin["summary"]["full"]["uce"]["verdict"]["verdict"] == "INFERIOR"  # the hair, at 0.025
+    _assert_quoted(ROOT / "README.md", [
+        f"(step 20's lower bound {one['uce']['verdict']['lower'][1]:+.3f} on one pretraining, "
+        f"{three['uce']['verdict']['lower'][1]:+.3f} on three)"])
