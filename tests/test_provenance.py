@@ -2410,3 +2410,30 @@ def test_readme_quotes_the_full_attack_s_third_seed_against_three_pretrainings_o
     _assert_quoted(ROOT / "README.md", [
         f"(step 20's lower bound {one['uce']['verdict']['lower'][1]:+.3f} on one pretraining, "
         f"{three['uce']['verdict']['lower'][1]:+.3f} on three)"])
+
+
+def test_readme_quotes_the_rank_4_lora_s_five_attack_seeds_against_three_pretrainings_of_the_reference():
+    """benchmark-reference-seeds-lora4-seeds: benchmark-lora4-seeds (5 attack seeds) with the reference's
+    pretrainings, 4 new runs (their attack seeds 103 and 104), at 0.0055: still INCONCLUSIVE; the area and
+    its bound against the same runs read at that level on one pretraining."""
+    from safetune.studies.relearn_summary import summarize
+
+    stored = _focused("reference-seeds-lora4-seeds")
+    sources = (_focused("lora4-seeds"), _focused("reference-seeds-bracket"))
+    new = sorted(key for key in stored["runs"] if not any(key in source["runs"] for source in sources))
+    assert [key.split("|")[1::3] for key in new] == [["train1", "attack103"], ["train1", "attack104"],
+                                                     ["train2", "attack103"], ["train2", "attack104"]]
+    assert trained_seeds(stored, "never-trained") == [0, 1, 2] and stored["config"]["alpha"] == 0.0055
+    raw = json.loads((ROOT / "docs" / "results" / "benchmark-lora4-seeds.json").read_text())
+    one = summarize({**raw, "config": {**raw["config"], "alpha": 0.0055}})["lora-r4"]
+    rows = stored["summary"]["lora-r4"]
+    v, before = rows[FORGET]["verdict"], one[FORGET]["verdict"]
+    assert v["verdict"] == before["verdict"] == "INCONCLUSIVE" and max(v["upper"]) == v["upper"][-1]
+    ends = [_pretraining_curve(stored, "lora-r4", "0.001", t)[-1] for t in range(3)]
+    shares = [r[FORGET]["design"]["shares"]["training seeds"] for r in (rows, one)]
+    _assert_quoted(ROOT / "README.md", [
+        f"the reference ends at {rows['never-trained']['curves']['0.001'][-1]:.3f} instead of "
+        f"{one['never-trained']['curves']['0.001'][-1]:.3f} (its pretrainings: {ends[0]:.3f}, {ends[1]:.3f} and "
+        f"{ends[2]:.3f}), the area is {v['area_difference']:+.3f} (upper {v['area_upper']:+.3f}; "
+        f"{before['area_upper']:+.3f} on one pretraining at the same level) and step 400's bound {v['upper'][-1]:+.3f}",
+        f"the training seeds now carrying {shares[0]:.0%} of the weakest step's variance ({shares[1]:.0%} on one)"])
