@@ -69,9 +69,9 @@ UNBRACKETED_END = "<!-- /unbracketed -->"
 UNBRACKETED = {"full": (None, "bracket"), "lora-r4": (None, "bracket"), "full-te": ("other-attacks", "bracket-reference"),
                "lora-r1": ("other-attacks", "bracket-reference"), "lora-r16": ("other-attacks", "bracket-reference")}
 UNBRACKETED_ALPHA = 0.025  # a second look at each row's runs (the first: its study's verdict at 0.05)
-# the comparisons whose lr grids were bracketed, each read from the focused study that bracketed it, or
-# from the one that grew that bracket with the reference's further pretrainings: (the study, the model,
-# the attack)
+# the comparisons whose lr grids were bracketed, each read from the focused study that re-read its bracket
+# with the reference's further pretrainings (the bracket on the shipped one is stored beside it): (the
+# study, the model, the attack)
 BRACKETED = [("reference-seeds-uce", "uce", "full"), ("reference-seeds-uce", "uce", "lora-r4"),
              ("reference-seeds-bracket", FORGET, "full"), ("reference-seeds-bracket", FORGET, "lora-r4"),
              ("reference-seeds-bracket", "dd", "full"), ("reference-seeds-bracket", "dd", "lora-r4"),
