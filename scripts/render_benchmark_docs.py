@@ -66,8 +66,10 @@ UNBRACKETED_BEGIN = "<!-- unbracketed: rendered by scripts/render_benchmark_docs
 UNBRACKETED_END = "<!-- /unbracketed -->"
 # the rows whose own lr grid is one lr, against the reference at its bracketed worst lr: per attack, the
 # focused study holding the rows (None: the battery) and the one that bracketed the reference
-UNBRACKETED = {"full": (None, "bracket"), "lora-r4": (None, "bracket"), "full-te": ("other-attacks", "bracket-reference"),
-               "lora-r1": ("other-attacks", "bracket-reference"), "lora-r16": ("other-attacks", "bracket-reference")}
+UNBRACKETED = {"full": (None, "reference-seeds-uce"), "lora-r4": (None, "reference-seeds-uce"),
+               "full-te": ("other-attacks", "reference-seeds-bracket-te"),
+               "lora-r1": ("other-attacks", "reference-seeds-bracket-te"),
+               "lora-r16": ("other-attacks", "reference-seeds-bracket-te")}
 UNBRACKETED_ALPHA = 0.025  # a second look at each row's runs (the first: its study's verdict at 0.05)
 # the comparisons whose lr grids were bracketed, each read from the focused study that re-read its bracket
 # with the reference's further pretrainings (the bracket on the shipped one is stored beside it): (the
