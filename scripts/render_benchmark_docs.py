@@ -65,7 +65,8 @@ PROTOCOL = ROOT / "docs" / "benchmark.md"
 UNBRACKETED_BEGIN = "<!-- unbracketed: rendered by scripts/render_benchmark_docs.py -->"
 UNBRACKETED_END = "<!-- /unbracketed -->"
 # the rows whose own lr grid is one lr, against the reference at its bracketed worst lr: per attack, the
-# focused study holding the rows (None: the battery) and the one that bracketed the reference
+# focused study holding the rows (None: the battery) and the one holding the reference's bracketed grid
+# on its three pretrainings
 UNBRACKETED = {"full": (None, "reference-seeds-uce"), "lora-r4": (None, "reference-seeds-uce"),
                "full-te": ("other-attacks", "reference-seeds-bracket-te"),
                "lora-r1": ("other-attacks", "reference-seeds-bracket-te"),

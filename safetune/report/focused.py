@@ -3,7 +3,8 @@ its question: the immunisation's ablation (each ingredient from its screen) and 
 comparison, on the harmful rate and net of the clean control (each from the study that bracketed it)."""
 from __future__ import annotations
 
-from .relearn import REFERENCE, highest_step_bound, quality_summary, relearn_cell, verdict_cell
+from .relearn import REFERENCE, highest_step_bound, quality_summary, reference_pretraining_count, relearn_cell, \
+    verdict_cell
 
 
 def ablation_table(rows: list[tuple[str, dict, str, dict]], attacks: list[str], baseline: str,
@@ -70,9 +71,8 @@ def bracketed_table(rows: list[tuple[str, dict, str, str]]) -> list[str]:
         ends = " / ".join(f"{r['curves'][r['worst_lr']][-1]:.3f}" for r in (row, reference))
         worst = " | ".join(r["worst_lr"] + ("" if r["bracketed"] else " (top of the grid)") for r in (row, reference))
         horizon = " / ".join(r["horizon"]["reading"] for r in (row, reference))  # evaluation.horizon
-        pretrainings = 1 + len(results["config"].get("reference_pretrainings", []))
         lines.append(f"| {attack} | {name} | {tried} | {worst} | {ends} | {relearn} | {_bounds(v, results)} | "
-                     f"{horizon} | {pretrainings} | [{study}](docs/results/benchmark-{study}.md) |")
+                     f"{horizon} | {reference_pretraining_count(results['config'])} | [{study}](docs/results/benchmark-{study}.md) |")
     return lines
 
 

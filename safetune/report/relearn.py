@@ -78,12 +78,18 @@ def quality_summary(results: dict) -> dict:
     return out
 
 
+def reference_pretraining_count(cfg: dict) -> int:
+    """How many pretrainings of the reference a study attacks: recipes.reference and its further ones."""
+    return 1 + len(cfg.get("reference_pretrainings", []))
+
+
 def _pretrainings(cfg: dict) -> str:
     """The pretrained models' training seeds, as the report's header says them."""
     more = cfg.get("reference_pretrainings", [])
     if not more:
         return f"base and {REFERENCE}: their one pretraining"
-    return f"base: its one pretraining; {REFERENCE}: {1 + len(more)} ({cfg['recipes']['reference']}, {', '.join(more)})"
+    return (f"base: its one pretraining; {REFERENCE}: {reference_pretraining_count(cfg)} "
+            f"({cfg['recipes']['reference']}, {', '.join(more)})")
 
 
 def render_relearn(results: dict, out: Path | None = None) -> str:
