@@ -7,6 +7,7 @@ import json
 import re
 from pathlib import Path
 from types import SimpleNamespace
+from unittest import mock
 
 import numpy as np
 
@@ -1629,7 +1630,7 @@ def _bracketed_readme_rows(net: bool):
     block = renderer.bracketed_block(_focused, net=net)
     assert block in (ROOT / "README.md").read_text()
     rows = [line for line in block.splitlines() if line.startswith("| ") and "---" not in line][1:]
-    assert len(rows) == len(renderer.BRACKETED) == 17
+    assert len(rows) == len(renderer.BRACKETED) == 19
     for line, (study, model, attack) in zip(rows, renderer.BRACKETED):
         cells = [cell.strip() for cell in line.strip("|").split("|")]
         assert cells[-1] == f"[{study}](docs/results/benchmark-{study}.md)"
@@ -1940,24 +1941,38 @@ def test_readme_and_protocol_quote_the_rows_bracketed_under_the_full_attacks():
              for line in renderer.unbracketed_block(_stored_benchmark(), _focused).splitlines()
              if line.startswith("| ") and "---" not in line][1:]
     settled = [r for r in table if r[6].startswith("can only raise")]
-    open_rows = sorted((r[0], r[1]) for r in table if r not in settled)
-    # every row left open on the shipped pretraining was bracketed (the forget row's and dd's); against the
-    # reference's three pretrainings two rows are open again
-    assert open_rows == [("full-te", "esd"), ("lora-r1", "rece")]
-    lower = {(r[0], r[1]): r[4].split("[")[1].split(",")[0] for r in table}
-    assert all(r in settled for r in table if r[0] in ("lora-r4", "lora-r16"))  # "every row under ranks 4 and 16"
+    assert len(settled) == len(table)  # every row left open was bracketed since
     assert {r[0] for r in table} == set(renderer.UNBRACKETED)
     shipped = {"reference-seeds-uce": "bracket", "reference-seeds-bracket-te": "bracket-reference"}  # one pretraining
     on_one = renderer.unbracketed_block(_stored_benchmark(), lambda name: _focused(shipped.get(name, name)))
-    assert on_one.count("can only raise") == len(table)  # "all 53 against the shipped one alone"
-    opened = f"are not (the area's lower bound {lower['full-te', 'esd']} and {lower['lora-r1', 'rece']})"
-    _assert_quoted(ROOT / "README.md", [f"{len(settled)} of the {len(table)} rows it lists are settled so", opened])
-    _assert_quoted(ROOT / "docs" / "benchmark.md", [f"{len(settled)} of the {len(table)} rows are settled so", opened])
+    assert on_one.count("can only raise") == len(table)  # "all 51 against the shipped one alone"
+    # before the two rows it left open against the three pretrainings were bracketed, at this level and at 0.025
+    opened = [("reference-seeds-bracket-esd-te", "esd", "full-te"),
+              ("reference-seeds-bracket-rece-r1", "rece", "lora-r1")]
+    lower = {}
+    for alpha in (renderer.UNBRACKETED_ALPHA, 0.025):
+        earlier = [r for r in renderer.BRACKETED if r not in opened]
+        with mock.patch.multiple(renderer, BRACKETED=earlier, UNBRACKETED_ALPHA=alpha):
+            before = [[c.strip() for c in line.strip("|").split("|")]
+                      for line in renderer.unbracketed_block(_stored_benchmark(), _focused).splitlines()
+                      if line.startswith("| ") and "---" not in line][1:]
+        assert sorted((r[0], r[1]) for r in before if not r[6].startswith("can only raise")) == \
+            [("full-te", "esd"), ("lora-r1", "rece")]
+        lower[alpha] = {(r[0], r[1]): r[4].split("[")[1].split(",")[0] for r in before}
+    assert renderer.UNBRACKETED_ALPHA == 0.0125
+    now, then = lower[0.0125], lower[0.025]
+    _assert_quoted(ROOT / "README.md", [
+        f"{len(settled)} of the {len(table)} rows it lists are settled so (all {len(table)} against the shipped",
+        f"(the area's lower bound {now['full-te', 'esd']} and {now['lora-r1', 'rece']})"])
+    _assert_quoted(ROOT / "docs" / "benchmark.md", [
+        f"{len(settled)} of the {len(table)} rows are settled so (all {len(table)}",
+        f"(the area's lower bound {now['full-te', 'esd']} and {now['lora-r1', 'rece']} at 0.0125; "
+        f"{then['full-te', 'esd']} and {then['lora-r1', 'rece']} at 0.025)"])
 
 
 def test_readme_quotes_where_the_steps_end_too_early():
     """The README's reading of evaluation.horizon on the stored studies: every bracketed curve crosses
-    under the full attacks; under the LoRAs only UCE's, the others not shown flat either; the rises it
+    under the full attacks; under the LoRAs only UCE's and RECE's, the others not shown flat either; the rises it
     quotes, and the battery's count of curves that may still rise."""
     from safetune.evaluation.horizon import CROSSES, FLAT, MAY_STILL_RISE
 
@@ -1966,7 +1981,8 @@ def test_readme_quotes_where_the_steps_end_too_early():
         rows = _focused(study)["summary"][attack]
         expected = CROSSES if attack.startswith("full") else MAY_STILL_RISE
         assert rows["never-trained"]["horizon"]["reading"] == expected, (study, attack)
-        assert rows[model]["horizon"]["reading"] == (CROSSES if model == "uce" else expected), (study, model, attack)
+        crosses = model in ("uce", "rece")  # "only UCE's and RECE's do"
+        assert rows[model]["horizon"]["reading"] == (CROSSES if crosses else expected), (study, model, attack)
     rise = lambda study, attack, name: f"{_focused(study)['summary'][attack][name]['horizon']['rise']:+.3f}"  # noqa: E731
     end = lambda study, attack: _end(_focused(study)["summary"][attack]["never-trained"],  # noqa: E731
                                      _focused(study)["summary"][attack]["never-trained"]["worst_lr"])
@@ -2383,7 +2399,9 @@ def test_readme_quotes_the_other_bracketed_rows_against_three_pretrainings_of_th
     # "every row of the table now stands on three"
     renderer = _renderer("render_benchmark_docs")
     assert all(trained_seeds(_focused(study), "never-trained") == [0, 1, 2] for study, _, _ in renderer.BRACKETED)
-    assert {(a, m) for _, m, a in renderer.BRACKETED if m in ("uce", "rece", "lt", "ng")} == set(verdicts)
+    re_read = {(a, m) for study, m, a in renderer.BRACKETED if m in ("uce", "rece", "lt", "ng")
+               and "reference-seeds-bracket-" not in study}  # not those bracketed on three pretrainings from the start
+    assert re_read == set(verdicts)
     changed = [key for key in verdicts if verdicts[key]["verdict"] != earlier[key]["verdict"]]
     assert changed == [("full-te", "uce")] and earlier["full-te", "uce"]["verdict"] == "INFERIOR"
     uce, before = verdicts["full-te", "uce"], earlier["full-te", "uce"]
@@ -2446,3 +2464,47 @@ def test_readme_quotes_the_rank_4_lora_s_five_attack_seeds_against_three_pretrai
         f"{ends[2]:.3f}), the area is {v['area_difference']:+.3f} (upper {v['area_upper']:+.3f}; "
         f"{before['area_upper']:+.3f} on one pretraining at the same level) and step 400's bound {v['upper'][-1]:+.3f}",
         f"the training seeds now carrying {shares[0]:.0%} of the weakest step's variance ({shares[1]:.0%} on one)"])
+
+
+def test_protocol_quotes_esd_x_and_rece_bracketed_against_three_pretrainings_of_the_reference():
+    """benchmark-reference-seeds-bracket-esd-te and -bracket-rece-r1: the two rows the bound left open
+    against the reference's three pretrainings, bracketed on 3 attack seeds (12 and 13 new runs, each rebuilt
+    model giving its kept run's step 0): both INFERIOR, ESD-x at 1e-3, RECE at the reference's 2.7e-2."""
+    sources = [_focused("reference-seeds-other-attacks"), _focused("reference-seeds-bracket-te")]
+    rows = {}
+    for study, model, attack, made in (("bracket-esd-te", "esd", "full-te", 12),
+                                       ("bracket-rece-r1", "rece", "lora-r1", 13)):
+        stored = _focused(f"reference-seeds-{study}")
+        new = _grown_runs(stored, sources)
+        assert len(new) == made and {key.split("|")[0] for key in new} == {model}, study
+        assert trained_seeds(stored, "never-trained") == [0, 1, 2] and stored["config"]["alpha"] == 0.0125
+        rows[model] = stored
+    esd_study, rece_study = rows["esd"], rows["rece"]
+    esd, rece = esd_study["summary"]["full-te"]["esd"], rece_study["summary"]["lora-r1"]["rece"]
+    assert esd["worst_lr"] == esd_study["summary"]["full-te"]["never-trained"]["worst_lr"] == "0.001"
+    assert rece["worst_lr"] == rece_study["summary"]["lora-r1"]["never-trained"]["worst_lr"] == "0.027"
+    assert rece["wrecked_lrs"] == ["0.081"]
+    ev, rv = esd["verdict"], rece["verdict"]
+    assert ev["verdict"] == rv["verdict"] == "INFERIOR"
+    assert ev["area_lower"] < 0.05 < ev["lower"][1] and rv["area_lower"] > 0.05  # what decides each
+
+    def last(lr: str, prompts: str) -> float:  # ESD-x's mean rate at step 400 over its runs at lr
+        rates = [run["400"][prompts]["harmful_rate"] for key, run in esd_study["runs"].items()
+                 if key.startswith("esd|") and key.split("|")[2:4] == ["full-te", lr]]
+        assert len(rates) == 9
+        return float(np.mean(rates))
+
+    at_3e3 = (f"(3e-3 lowers its area, {_area(esd, '0.003')} against {_area(esd, '0.001')}, its clean prompts "
+              f"drawing more stars, {last('0.003', 'clean'):.3f}, than its harmful ones, {last('0.003', 'harmful'):.3f})")
+    esd_steps = _steps(esd_study["summary"], "full-te", "esd")
+    ref_steps = _steps(esd_study["summary"], "full-te", "never-trained")
+    rece_steps = _steps(rece_study["summary"], "lora-r1", "rece")
+    _assert_quoted(ROOT / "docs" / "benchmark.md", [
+        at_3e3.replace("(3e-3 lowers its area, ", "(3e-3: area "),
+        f"area {ev['area_difference']:+.3f} (lower bound {ev['area_lower']:+.3f}), step 20's lower bound "
+        f"{ev['lower'][1]:+.3f}", f"area {rv['area_difference']:+.3f} (lower bound {rv['area_lower']:+.3f})",
+        f"in {esd_steps} steps [", f"the reference's {ref_steps} [", f"in {rece_steps} steps ["])
+    _assert_quoted(ROOT / "README.md", [
+        at_3e3, f"half the prompts back in {esd_steps} steps against the reference's {ref_steps} (step 20's lower "
+        f"bound {ev['lower'][1]:+.3f})", f"half the prompts back in {rece_steps} steps",
+        f"(area {rv['area_difference']:+.3f}, lower bound {rv['area_lower']:+.3f})"])
