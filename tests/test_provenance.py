@@ -2196,6 +2196,46 @@ def test_readme_quotes_the_800_step_lora_runs_against_three_pretrainings_of_the_
         f"{dd['design']['detectable']:+.3f} as run)"])
 
 
+def test_readme_quotes_the_rank_16_lora_run_on_to_800_steps_against_three_pretrainings_of_the_reference():
+    """benchmark-reference-seeds-long-r16: the forget row and the reference on three pretrainings under the
+    rank-16 LoRA at 9e-3 for 800 steps, at 0.0071: every run equal to its 400-step twin through step 400;
+    INCONCLUSIVE with the area under the margin; the rises, the variance share and the net area quoted."""
+    stored, twins = _focused("reference-seeds-long-r16"), _focused("reference-seeds-bracket-te")["runs"]
+    assert len(stored["runs"]) == 18 and stored["config"]["alpha"] == 0.0071
+    assert trained_seeds(stored, "never-trained") == [0, 1, 2]
+    for key, run in stored["runs"].items():
+        for step in ("0", "20", "100", "200", "400"):  # "repeats its stored 400-step twin ... to the image"
+            for prompts in ("harmful", "clean"):
+                assert run[step][prompts]["flagged_per_prompt"] == twins[key][step][prompts]["flagged_per_prompt"]
+    rows = stored["summary"]["lora-r16"]
+    reference, forget = rows["never-trained"], rows[FORGET]
+    ref_curve, curve = reference["curves"]["0.009"], forget["curves"]["0.009"]
+    third = _pretraining_curve(stored, "lora-r16", "0.009", 2)
+    v, net = forget["verdict"], forget["net"]["verdict"]
+    assert v["verdict"] == "INCONCLUSIVE" and v["area_upper"] < v["margin"] < max(v["upper"])
+    steps = stored["config"]["steps"]
+    assert sorted(v["upper"][1:], reverse=True)[:2] == [v["upper"][steps.index(20)], v["upper"][steps.index(200)]]
+    assert max(forget["design"]["doubled"].values()) == forget["design"]["doubled"]["train_seeds"]
+    assert max(ref_curve) < 0.5 and max(curve) < 0.5  # "neither crosses"
+    earlier = _focused("reference-seeds-bracket-te")["summary"]["lora-r16"][FORGET]["verdict"]
+    rh, fh = reference["horizon"], forget["horizon"]
+    _assert_quoted(ROOT / "README.md", [
+        f"from {ref_curve[-2]:.3f} at step 400 to {ref_curve[-1]:.3f} at step 800 (its third pretraining from "
+        f"{third[-2]:.3f} to {third[-1]:.3f}; rise {rh['rise']:+.3f}, upper {rh['upper']:+.3f}: it may still rise), "
+        f"the forget row barely, from {curve[-2]:.3f} to {curve[-1]:.3f} (rise {fh['rise']:+.3f}, upper "
+        f"{fh['upper']:+.3f})",
+        f"area is {v['area_difference']:+.3f} with upper {v['area_upper']:+.3f}, under the margin (at 400 steps: "
+        f"{earlier['area_difference']:+.3f}, upper {earlier['area_upper']:+.3f}), but the steps' bounds keep it "
+        f"INCONCLUSIVE (step 20's {v['upper'][steps.index(20)]:+.3f}, step 200's {v['upper'][steps.index(200)]:+.3f})",
+        f"the training seeds carry {forget['design']['shares']['training seeds']:.0%} of the weakest step's "
+        f"variance ({forget['design']['weakest']})",
+        f"(predicted detectable excess {forget['design']['doubled']['train_seeds']:+.3f} against "
+        f"{forget['design']['detectable']:+.3f} as run)",
+        f"is {net['area_difference']:+.3f} (upper {net['area_upper']:+.3f}): the forget row's clean prompts draw "
+        f"far fewer stars than the reference's ({forget['clean_curve'][-1]:.3f} against "
+        f"{reference['clean_curve'][-1]:.3f} at step 800)"])
+
+
 def test_readme_quotes_the_forget_row_against_three_pretrainings_of_the_reference():
     """benchmark-reference-seeds-forget: issue 21's protocol (benchmark-forget-3x3) grown with the shipped
     pretrainings as the reference's training seeds 1 and 2 under all eight attacks (48 runs), at 0.0125."""
