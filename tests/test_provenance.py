@@ -1949,9 +1949,8 @@ def test_readme_and_protocol_quote_the_rows_bracketed_under_the_full_attacks():
     # before the two rows it left open against the three pretrainings were bracketed, at this level and at 0.025
     opened = [("reference-seeds-bracket-esd-te", "esd", "full-te"),
               ("reference-seeds-bracket-rece-r1", "rece", "lora-r1")]
-    lower = {}
+    lower, earlier = {}, [r for r in renderer.BRACKETED if r not in opened]
     for alpha in (renderer.UNBRACKETED_ALPHA, 0.025):
-        earlier = [r for r in renderer.BRACKETED if r not in opened]
         with mock.patch.multiple(renderer, BRACKETED=earlier, UNBRACKETED_ALPHA=alpha):
             before = [[c.strip() for c in line.strip("|").split("|")]
                       for line in renderer.unbracketed_block(_stored_benchmark(), _focused).splitlines()
