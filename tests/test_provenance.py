@@ -1835,6 +1835,12 @@ def test_readme_quotes_the_battery_net_of_the_clean_control():
     assert all(v["verdict"] == "INCONCLUSIVE" for v in bracketed.values())  # "none of it decided at this size"
 
 
+def _table_rows(block: str) -> list[list[str]]:
+    """The body rows of a rendered markdown table, each as its stripped cells (header and rule left out)."""
+    return [[c.strip() for c in line.strip("|").split("|")] for line in block.splitlines()
+            if line.startswith("| ") and "---" not in line][1:]
+
+
 def test_protocol_table_of_the_rows_not_bracketed_is_what_their_studies_render():
     """docs/benchmark.md's table of every row whose own grid is one lr, against the reference at its
     bracketed worst lr: rendered from the stored studies; every row of the battery and of its other attacks
@@ -1844,8 +1850,7 @@ def test_protocol_table_of_the_rows_not_bracketed_is_what_their_studies_render()
     battery = _stored_benchmark()
     block = renderer.unbracketed_block(battery, _focused)
     assert block in (ROOT / "docs" / "benchmark.md").read_text()
-    rows = [[c.strip() for c in line.strip("|").split("|")] for line in block.splitlines()
-            if line.startswith("| ") and "---" not in line][1:]
+    rows = _table_rows(block)
     expected = [(attack, name) for attack, (source, _) in renderer.UNBRACKETED.items()
                 for name in (battery if source is None else _focused(source))["config"]["models"]
                 if name != "never-trained" and (name, attack) not in {(m, a) for _, m, a in renderer.BRACKETED}]
@@ -1937,9 +1942,7 @@ def test_readme_and_protocol_quote_the_rows_bracketed_under_the_full_attacks():
         f"INCONCLUSIVE {lt_ng} and INFERIOR net of the clean control ({nets[0]['area_difference']:+.3f} and "
         f"{nets[1]['area_difference']:+.3f} on the area)"])
     renderer = _renderer("render_benchmark_docs")
-    table = [[c.strip() for c in line.strip("|").split("|")]
-             for line in renderer.unbracketed_block(_stored_benchmark(), _focused).splitlines()
-             if line.startswith("| ") and "---" not in line][1:]
+    table = _table_rows(renderer.unbracketed_block(_stored_benchmark(), _focused))
     settled = [r for r in table if r[6].startswith("can only raise")]
     assert len(settled) == len(table)  # every row left open was bracketed since
     assert {r[0] for r in table} == set(renderer.UNBRACKETED)
@@ -1952,9 +1955,7 @@ def test_readme_and_protocol_quote_the_rows_bracketed_under_the_full_attacks():
     lower, earlier = {}, [r for r in renderer.BRACKETED if r not in opened]
     for alpha in (renderer.UNBRACKETED_ALPHA, 0.025):
         with mock.patch.multiple(renderer, BRACKETED=earlier, UNBRACKETED_ALPHA=alpha):
-            before = [[c.strip() for c in line.strip("|").split("|")]
-                      for line in renderer.unbracketed_block(_stored_benchmark(), _focused).splitlines()
-                      if line.startswith("| ") and "---" not in line][1:]
+            before = _table_rows(renderer.unbracketed_block(_stored_benchmark(), _focused))
         assert sorted((r[0], r[1]) for r in before if not r[6].startswith("can only raise")) == \
             [("full-te", "esd"), ("lora-r1", "rece")]
         lower[alpha] = {(r[0], r[1]): r[4].split("[")[1].split(",")[0] for r in before}
