@@ -2236,6 +2236,43 @@ def test_readme_quotes_the_rank_16_lora_run_on_to_800_steps_against_three_pretra
         f"{reference['clean_curve'][-1]:.3f} at step 800)"])
 
 
+
+def test_readme_quotes_dd_grown_into_the_rank_16_lora_run_on_to_800_steps():
+    """benchmark-reference-seeds-long-r16-dd: dd's 9 runs of 800 steps added to benchmark-reference-seeds-long-r16
+    (its 18 runs kept as they were), at its level: each equal to its 400-step twin through step 400; INCONCLUSIVE
+    with the area above the margin; the rise, the bounds, the variance share and the net area quoted."""
+    stored, earlier = _focused("reference-seeds-long-r16-dd"), _focused("reference-seeds-long-r16")
+    twins = _focused("reference-seeds-bracket-te")["runs"]
+    new = [key for key in stored["runs"] if key not in earlier["runs"]]
+    assert len(new) == 9 and all(key.startswith("dd|") for key in new) and stored["config"]["alpha"] == 0.0071
+    assert all(stored["runs"][key] == run for key, run in earlier["runs"].items())
+    for key in new:  # "repeat the stored 400-step twins to the image through step 400"
+        for step in ("0", "20", "100", "200", "400"):
+            for prompts in ("harmful", "clean"):
+                assert stored["runs"][key][step][prompts]["flagged_per_prompt"] == \
+                    twins[key][step][prompts]["flagged_per_prompt"]
+    rows = stored["summary"]["lora-r16"]
+    dd, reference = rows["dd"], rows["never-trained"]
+    curve, v, net, h = dd["curves"]["0.009"], dd["verdict"], dd["net"]["verdict"], dd["horizon"]
+    steps = stored["config"]["steps"]
+    assert v["verdict"] == "INCONCLUSIVE" and v["area_upper"] > v["margin"] and max(curve) < 0.5
+    assert sorted(v["upper"][1:], reverse=True)[:2] == [v["upper"][steps.index(200)], v["upper"][steps.index(20)]]
+    assert max(dd["design"]["doubled"].values()) == dd["design"]["doubled"]["train_seeds"]
+    assert rows[FORGET]["verdict"] == earlier["summary"]["lora-r16"][FORGET]["verdict"]  # the same runs, level
+    at_400 = _focused("reference-seeds-bracket-te")["summary"]["lora-r16"]["dd"]["verdict"]
+    _assert_quoted(ROOT / "README.md", [
+        f"from {curve[-2]:.3f} at step 400 to {curve[-1]:.3f} at step 800 (rise {h['rise']:+.3f}, upper "
+        f"{h['upper']:+.3f}: it may still rise), and does not cross",
+        f"its area is {v['area_difference']:+.3f} with upper {v['area_upper']:+.3f} (at 400 steps: "
+        f"{at_400['area_difference']:+.3f}, upper {at_400['area_upper']:+.3f}), above the margin",
+        f"(step 200's {v['upper'][steps.index(200)]:+.3f}, step 20's {v['upper'][steps.index(20)]:+.3f}): "
+        "INCONCLUSIVE, as at 400",
+        f"carry {dd['design']['shares']['training seeds']:.0%} of the weakest step's variance ({dd['design']['weakest']})",
+        f"detectable excess of {dd['design']['doubled']['train_seeds']:+.3f} against {dd['design']['detectable']:+.3f}",
+        f"its area is {net['area_difference']:+.3f} (upper {net['area_upper']:+.3f}; clean prompts "
+        f"{dd['clean_curve'][-1]:.3f} against the reference's {reference['clean_curve'][-1]:.3f} at step 800)"])
+
+
 def test_readme_quotes_the_forget_row_against_three_pretrainings_of_the_reference():
     """benchmark-reference-seeds-forget: issue 21's protocol (benchmark-forget-3x3) grown with the shipped
     pretrainings as the reference's training seeds 1 and 2 under all eight attacks (48 runs), at 0.0125."""
