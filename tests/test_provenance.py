@@ -2273,6 +2273,43 @@ def test_readme_quotes_dd_grown_into_the_rank_16_lora_run_on_to_800_steps():
         f"{dd['clean_curve'][-1]:.3f} against the reference's {reference['clean_curve'][-1]:.3f} at step 800)"])
 
 
+
+def test_readme_quotes_the_rank_1_lora_run_on_to_800_steps_against_three_pretrainings_of_the_reference():
+    """benchmark-reference-seeds-long-r1: dd and the reference on three pretrainings under the rank-1 LoRA at
+    2.7e-2 for 800 steps, at 0.0071: every run equal to its 400-step twin through step 400; INCONCLUSIVE with
+    the area just above the margin; the rises, the bounds, the variance shares and the net area quoted."""
+    stored, twins = _focused("reference-seeds-long-r1"), _focused("reference-seeds-bracket-te")
+    assert len(stored["runs"]) == 18 and stored["config"]["alpha"] == 0.0071
+    assert trained_seeds(stored, "never-trained") == [0, 1, 2] and trained_seeds(stored, "dd") == [0, 1, 2]
+    for key, run in stored["runs"].items():
+        for step in ("0", "20", "100", "200", "400"):  # "repeats its stored 400-step twin ... to the image"
+            for prompts in ("harmful", "clean"):
+                assert run[step][prompts]["flagged_per_prompt"] == twins["runs"][key][step][prompts]["flagged_per_prompt"]
+    rows = stored["summary"]["lora-r1"]
+    reference, dd = rows["never-trained"], rows["dd"]
+    ref_curve, curve, rh, h = reference["curves"]["0.027"], dd["curves"]["0.027"], reference["horizon"], dd["horizon"]
+    v, net, design = dd["verdict"], dd["net"]["verdict"], dd["design"]
+    steps = stored["config"]["steps"]
+    assert v["verdict"] == "INCONCLUSIVE" and v["margin"] < v["area_upper"] < v["margin"] + 0.01
+    assert sorted(v["upper"][1:], reverse=True)[:2] == [v["upper"][steps.index(100)], v["upper"][steps.index(400)]]
+    assert max(ref_curve) < 0.5 and max(curve) < 0.5 and rh["reading"] == h["reading"] == "may still rise"
+    assert max(design["doubled"].values()) == design["doubled"]["train_seeds"]
+    at_400 = twins["summary"]["lora-r1"]["dd"]["verdict"]
+    _assert_quoted(ROOT / "README.md", [
+        f"the reference goes from {ref_curve[-2]:.3f} at step 400 to {ref_curve[-1]:.3f} at step 800 (rise "
+        f"{rh['rise']:+.3f}, upper {rh['upper']:+.3f}), `dd` from {curve[-2]:.3f} to {curve[-1]:.3f} (rise "
+        f"{h['rise']:+.3f}, upper {h['upper']:+.3f})",
+        f"`dd`'s area is {v['area_difference']:+.3f} with upper {v['area_upper']:+.3f}, just above the margin (at 400 "
+        f"steps: {at_400['area_difference']:+.3f}, upper {at_400['area_upper']:+.3f})",
+        f"(step 100's {v['upper'][steps.index(100)]:+.3f}, step 400's {v['upper'][steps.index(400)]:+.3f}): "
+        "INCONCLUSIVE, as at 400",
+        f"({design['shares']['attack seeds']:.0%} of the weakest step's variance, the training seeds "
+        f"{design['shares']['training seeds']:.0%})",
+        f"(predicted detectable excess {design['doubled']['train_seeds']:+.3f} against {design['detectable']:+.3f} "
+        "as run)",
+        f"Net of the clean control the area is {net['area_difference']:+.3f} (upper {net['area_upper']:+.3f})"])
+
+
 def test_readme_quotes_the_forget_row_against_three_pretrainings_of_the_reference():
     """benchmark-reference-seeds-forget: issue 21's protocol (benchmark-forget-3x3) grown with the shipped
     pretrainings as the reference's training seeds 1 and 2 under all eight attacks (48 runs), at 0.0125."""
