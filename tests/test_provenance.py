@@ -2310,6 +2310,43 @@ def test_readme_quotes_the_rank_1_lora_run_on_to_800_steps_against_three_pretrai
         f"Net of the clean control the area is {net['area_difference']:+.3f} (upper {net['area_upper']:+.3f})"])
 
 
+
+def test_readme_quotes_the_forget_row_grown_into_the_rank_1_lora_run_on_to_800_steps():
+    """benchmark-reference-seeds-long-r1-forget: the forget row's 9 runs of 800 steps added to
+    benchmark-reference-seeds-long-r1 (its 18 runs kept), at its level: each equal to its 400-step twin through
+    step 400; INCONCLUSIVE with the area's bound wider than at 400 steps; the numbers quoted."""
+    stored, earlier = _focused("reference-seeds-long-r1-forget"), _focused("reference-seeds-long-r1")
+    twins = _focused("reference-seeds-bracket-te")
+    new = [key for key in stored["runs"] if key not in earlier["runs"]]
+    assert len(new) == 9 and all(key.startswith(f"{FORGET}|") for key in new) and stored["config"]["alpha"] == 0.0071
+    assert all(stored["runs"][key] == run for key, run in earlier["runs"].items())
+    for key in new:
+        for step in ("0", "20", "100", "200", "400"):
+            for prompts in ("harmful", "clean"):
+                assert stored["runs"][key][step][prompts]["flagged_per_prompt"] == \
+                    twins["runs"][key][step][prompts]["flagged_per_prompt"]
+    rows = stored["summary"]["lora-r1"]
+    forget, steps = rows[FORGET], stored["config"]["steps"]
+    curve, v, net, h, design = (forget["curves"]["0.027"], forget["verdict"], forget["net"]["verdict"],
+                                forget["horizon"], forget["design"])
+    assert rows["dd"]["verdict"] == earlier["summary"]["lora-r1"]["dd"]["verdict"]  # the same runs, level
+    assert h["rise"] > max(rows[m]["horizon"]["rise"] for m in ("dd", "never-trained"))  # "climbs more"
+    assert all(curve[-1] < rows[m]["curves"]["0.027"][-1] for m in ("dd", "never-trained")) and max(curve) < 0.5
+    at_400 = twins["summary"]["lora-r1"][FORGET]["verdict"]
+    assert v["verdict"] == "INCONCLUSIVE" and v["area_upper"] > at_400["area_upper"] > v["margin"]
+    assert max(v["upper"]) == v["upper"][-1] and sorted(v["upper"])[-2] == v["upper"][steps.index(100)]
+    assert max(design["doubled"].values()) == design["doubled"]["train_seeds"]
+    _assert_quoted(ROOT / "README.md", [
+        f"from {curve[-2]:.3f} to {curve[-1]:.3f} (rise {h['rise']:+.3f}, upper {h['upper']:+.3f}), still below both",
+        f"its area is {v['area_difference']:+.3f} with upper {v['area_upper']:+.3f}, further from the margin than at "
+        f"400 steps ({at_400['area_difference']:+.3f}, upper {at_400['area_upper']:+.3f})",
+        f"its widest ({v['upper'][-1]:+.3f}; step 100's {v['upper'][steps.index(100)]:+.3f})",
+        f"Training seeds carry {design['shares']['training seeds']:.0%} of the weakest step's variance, attack seeds "
+        f"{design['shares']['attack seeds']:.0%} (predicted detectable excess with doubled training seeds "
+        f"{design['doubled']['train_seeds']:+.3f} against {design['detectable']:+.3f} as run)",
+        f"control its area is {net['area_difference']:+.3f} (upper {net['area_upper']:+.3f})"])
+
+
 def test_readme_quotes_the_forget_row_against_three_pretrainings_of_the_reference():
     """benchmark-reference-seeds-forget: issue 21's protocol (benchmark-forget-3x3) grown with the shipped
     pretrainings as the reference's training seeds 1 and 2 under all eight attacks (48 runs), at 0.0125."""
