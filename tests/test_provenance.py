@@ -2347,6 +2347,25 @@ def test_readme_quotes_the_forget_row_grown_into_the_rank_1_lora_run_on_to_800_s
         f"control its area is {net['area_difference']:+.3f} (upper {net['area_upper']:+.3f})"])
 
 
+
+def test_no_800_step_lora_comparison_of_dd_or_the_forget_row_crosses_or_changes_its_verdict():
+    """"So at 800 steps under every LoRA rank, no curve of the reference, dd or the forget row crosses, and no
+    verdict changes": the three 800-step studies on the reference's three pretrainings, against the 400-step
+    verdicts of the brackets' re-reads on three."""
+    for name, attack, bracket in (("reference-seeds-long-r4", "lora-r4", "reference-seeds-bracket"),
+                                  ("reference-seeds-long-r16-dd", "lora-r16", "reference-seeds-bracket-te"),
+                                  ("reference-seeds-long-r1-forget", "lora-r1", "reference-seeds-bracket-te")):
+        rows = _focused(name)["summary"][attack]
+        assert trained_seeds(_focused(name), "never-trained") == [0, 1, 2], name
+        for model in ("never-trained", "dd", FORGET):
+            assert all(max(curve) < 0.5 for curve in rows[model]["curves"].values()), (name, model)
+        for model in ("dd", FORGET):
+            earlier = _focused(bracket)["summary"][attack][model]["verdict"]["verdict"]
+            assert rows[model]["verdict"]["verdict"] == earlier == "INCONCLUSIVE", (name, model)
+    assert "no curve of the reference,\n`dd` or the forget row crosses, and no verdict changes: all INCONCLUSIVE, as " \
+           "at 400" in (ROOT / "README.md").read_text()
+
+
 def test_readme_quotes_the_forget_row_against_three_pretrainings_of_the_reference():
     """benchmark-reference-seeds-forget: issue 21's protocol (benchmark-forget-3x3) grown with the shipped
     pretrainings as the reference's training seeds 1 and 2 under all eight attacks (48 runs), at 0.0125."""
