@@ -2196,6 +2196,16 @@ def test_readme_quotes_the_800_step_lora_runs_against_three_pretrainings_of_the_
         f"{dd['design']['detectable']:+.3f} as run)"])
 
 
+
+def _assert_repeats_400_step_twins(runs: dict, keys, twins: dict) -> None:
+    """Each run of `keys`, made for 800 steps, "repeats its stored 400-step twin to the image": the same
+    per-prompt counts as the run of the same key in `twins`, harmful and clean prompts, at every step to 400."""
+    for key in keys:
+        for step in ("0", "20", "100", "200", "400"):
+            for prompts in ("harmful", "clean"):
+                assert runs[key][step][prompts]["flagged_per_prompt"] == \
+                    twins[key][step][prompts]["flagged_per_prompt"], (key, step, prompts)
+
 def test_readme_quotes_the_rank_16_lora_run_on_to_800_steps_against_three_pretrainings_of_the_reference():
     """benchmark-reference-seeds-long-r16: the forget row and the reference on three pretrainings under the
     rank-16 LoRA at 9e-3 for 800 steps, at 0.0071: every run equal to its 400-step twin through step 400;
@@ -2203,10 +2213,7 @@ def test_readme_quotes_the_rank_16_lora_run_on_to_800_steps_against_three_pretra
     stored, twins = _focused("reference-seeds-long-r16"), _focused("reference-seeds-bracket-te")["runs"]
     assert len(stored["runs"]) == 18 and stored["config"]["alpha"] == 0.0071
     assert trained_seeds(stored, "never-trained") == [0, 1, 2]
-    for key, run in stored["runs"].items():
-        for step in ("0", "20", "100", "200", "400"):  # "repeats its stored 400-step twin ... to the image"
-            for prompts in ("harmful", "clean"):
-                assert run[step][prompts]["flagged_per_prompt"] == twins[key][step][prompts]["flagged_per_prompt"]
+    _assert_repeats_400_step_twins(stored["runs"], stored["runs"], twins)
     rows = stored["summary"]["lora-r16"]
     reference, forget = rows["never-trained"], rows[FORGET]
     ref_curve, curve = reference["curves"]["0.009"], forget["curves"]["0.009"]
@@ -2246,11 +2253,7 @@ def test_readme_quotes_dd_grown_into_the_rank_16_lora_run_on_to_800_steps():
     new = [key for key in stored["runs"] if key not in earlier["runs"]]
     assert len(new) == 9 and all(key.startswith("dd|") for key in new) and stored["config"]["alpha"] == 0.0071
     assert all(stored["runs"][key] == run for key, run in earlier["runs"].items())
-    for key in new:  # "repeat the stored 400-step twins to the image through step 400"
-        for step in ("0", "20", "100", "200", "400"):
-            for prompts in ("harmful", "clean"):
-                assert stored["runs"][key][step][prompts]["flagged_per_prompt"] == \
-                    twins[key][step][prompts]["flagged_per_prompt"]
+    _assert_repeats_400_step_twins(stored["runs"], new, twins)
     rows = stored["summary"]["lora-r16"]
     dd, reference = rows["dd"], rows["never-trained"]
     curve, v, net, h = dd["curves"]["0.009"], dd["verdict"], dd["net"]["verdict"], dd["horizon"]
@@ -2281,10 +2284,7 @@ def test_readme_quotes_the_rank_1_lora_run_on_to_800_steps_against_three_pretrai
     stored, twins = _focused("reference-seeds-long-r1"), _focused("reference-seeds-bracket-te")
     assert len(stored["runs"]) == 18 and stored["config"]["alpha"] == 0.0071
     assert trained_seeds(stored, "never-trained") == [0, 1, 2] and trained_seeds(stored, "dd") == [0, 1, 2]
-    for key, run in stored["runs"].items():
-        for step in ("0", "20", "100", "200", "400"):  # "repeats its stored 400-step twin ... to the image"
-            for prompts in ("harmful", "clean"):
-                assert run[step][prompts]["flagged_per_prompt"] == twins["runs"][key][step][prompts]["flagged_per_prompt"]
+    _assert_repeats_400_step_twins(stored["runs"], stored["runs"], twins["runs"])
     rows = stored["summary"]["lora-r1"]
     reference, dd = rows["never-trained"], rows["dd"]
     ref_curve, curve, rh, h = reference["curves"]["0.027"], dd["curves"]["0.027"], reference["horizon"], dd["horizon"]
@@ -2320,11 +2320,7 @@ def test_readme_quotes_the_forget_row_grown_into_the_rank_1_lora_run_on_to_800_s
     new = [key for key in stored["runs"] if key not in earlier["runs"]]
     assert len(new) == 9 and all(key.startswith(f"{FORGET}|") for key in new) and stored["config"]["alpha"] == 0.0071
     assert all(stored["runs"][key] == run for key, run in earlier["runs"].items())
-    for key in new:
-        for step in ("0", "20", "100", "200", "400"):
-            for prompts in ("harmful", "clean"):
-                assert stored["runs"][key][step][prompts]["flagged_per_prompt"] == \
-                    twins["runs"][key][step][prompts]["flagged_per_prompt"]
+    _assert_repeats_400_step_twins(stored["runs"], new, twins["runs"])
     rows = stored["summary"]["lora-r1"]
     forget, steps = rows[FORGET], stored["config"]["steps"]
     curve, v, net, h, design = (forget["curves"]["0.027"], forget["verdict"], forget["net"]["verdict"],
