@@ -2249,11 +2249,11 @@ def test_readme_quotes_dd_grown_into_the_rank_16_lora_run_on_to_800_steps():
     (its 18 runs kept as they were), at its level: each equal to its 400-step twin through step 400; INCONCLUSIVE
     with the area above the margin; the rise, the bounds, the variance share and the net area quoted."""
     stored, earlier = _focused("reference-seeds-long-r16-dd"), _focused("reference-seeds-long-r16")
-    twins = _focused("reference-seeds-bracket-te")["runs"]
+    twins = _focused("reference-seeds-bracket-te")
     new = [key for key in stored["runs"] if key not in earlier["runs"]]
     assert len(new) == 9 and all(key.startswith("dd|") for key in new) and stored["config"]["alpha"] == 0.0071
     assert all(stored["runs"][key] == run for key, run in earlier["runs"].items())
-    _assert_repeats_400_step_twins(stored["runs"], new, twins)
+    _assert_repeats_400_step_twins(stored["runs"], new, twins["runs"])
     rows = stored["summary"]["lora-r16"]
     dd, reference = rows["dd"], rows["never-trained"]
     curve, v, net, h = dd["curves"]["0.009"], dd["verdict"], dd["net"]["verdict"], dd["horizon"]
@@ -2262,7 +2262,7 @@ def test_readme_quotes_dd_grown_into_the_rank_16_lora_run_on_to_800_steps():
     assert sorted(v["upper"][1:], reverse=True)[:2] == [v["upper"][steps.index(200)], v["upper"][steps.index(20)]]
     assert max(dd["design"]["doubled"].values()) == dd["design"]["doubled"]["train_seeds"]
     assert rows[FORGET]["verdict"] == earlier["summary"]["lora-r16"][FORGET]["verdict"]  # the same runs, level
-    at_400 = _focused("reference-seeds-bracket-te")["summary"]["lora-r16"]["dd"]["verdict"]
+    at_400 = twins["summary"]["lora-r16"]["dd"]["verdict"]
     _assert_quoted(ROOT / "README.md", [
         f"from {curve[-2]:.3f} at step 400 to {curve[-1]:.3f} at step 800 (rise {h['rise']:+.3f}, upper "
         f"{h['upper']:+.3f}: it may still rise), and does not cross",
