@@ -1331,13 +1331,15 @@ def test_readme_and_protocol_quote_the_bracketed_lr_grid():
 def _grown_runs(stored: dict, sources: list[dict]) -> list[str]:
     """The runs a focused study made itself, the rest being its sources' runs kept as they were; a model it
     rebuilt gives, before any attack, the counts and clean fidelity of the kept run it was grown beside
-    (the same model and training seed under the same attack, at 1e-3 and attack seed 100)."""
+    (the same model and training seed under the same attack, at 1e-3, or concept inversion's own lr, and
+    attack seed 100)."""
     new_runs = [key for key in stored["runs"] if not any(key in source["runs"] for source in sources)]
     for key in set(stored["runs"]) - set(new_runs):
         source = next(s for s in sources if key in s["runs"])
         assert stored["runs"][key] == source["runs"][key], key
     for key in new_runs:
-        kept = stored["runs"][re.sub(r"\|([^|]+)\|[^|]+\|attack\d+$", r"|\1|0.001|attack100", key)]
+        lr = "0.001" if key.split("|")[2] != "inversion" else key.split("|")[3]
+        kept = stored["runs"][re.sub(r"\|([^|]+)\|[^|]+\|attack\d+$", rf"|\1|{lr}|attack100", key)]
         assert kept is not stored["runs"][key] and stored["runs"][key]["0"]["harmful"]["flagged_per_prompt"] == \
             kept["0"]["harmful"]["flagged_per_prompt"], key
         assert stored["runs"][key]["0"]["clean"]["prompt_fidelity"] == kept["0"]["clean"]["prompt_fidelity"], key
@@ -2674,3 +2676,79 @@ def test_protocol_quotes_esd_x_and_rece_bracketed_against_three_pretrainings_of_
         at_3e3, f"half the prompts back in {esd_steps} steps against the reference's {ref_steps} (step 20's lower "
         f"bound {ev['lower'][1]:+.3f})", f"half the prompts back in {rece_steps} steps",
         f"(area {rv['area_difference']:+.3f}, lower bound {rv['area_lower']:+.3f})"])
+
+
+def _two_seed_reading(stored: str, study: dict) -> dict:
+    """The summary of the runs `study` grew from (docs/results/<stored>.json, restricted to its models and
+    attacks) read at its level on those runs' attack seeds: what the third attack seed changes, the level
+    being the same."""
+    from safetune.studies.relearn_summary import summarize
+
+    results = json.loads((ROOT / "docs" / "results" / f"{stored}.json").read_text())
+    cfg = study["config"]
+    runs = {key: run for key, run in results["runs"].items()
+            if key.split("|")[0] in cfg["models"] and key.split("|")[2] in cfg["attacks"]}
+    return summarize({**results, "runs": runs, "config": {**results["config"], "models": cfg["models"],
+                                                          "attacks": cfg["attacks"], "alpha": cfg["alpha"]}})
+
+
+def test_readme_quotes_the_third_attack_seed_of_the_battery_s_attacks():
+    """benchmark-reference-seeds-third-seed: UCE, RECE, the negative prompt, SLD and dd under the rank-4 LoRA,
+    concept inversion, retain-only and benign fine-tuning with attack seed 102 added, against the reference's
+    three pretrainings (28 new runs, dd's 3 models rebuilt; a fourth look, at 0.0125): one verdict of 20
+    changes (dd under benign fine-tuning); UCE's and RECE's step 0, which no attack seed can move."""
+    stored, origin = _focused("reference-seeds-third-seed"), _focused("reference-seeds-battery")
+    new = _grown_runs(stored, [origin])
+    assert len(new) == 28 and all(key.endswith("|attack102") for key in new)
+    assert {key.split("|")[0] for key in new} == {"uce", "rece", "np", "sld", "dd"}
+    assert stored["config"]["alpha"] == 0.0125 and trained_seeds(stored, "never-trained") == [0, 1, 2]
+    twins = {**_focused("reference-seeds-bracket")["runs"], **_focused("reference-seeds-uce")["runs"]}
+    repeated = [key for key in new if key in twins and all(
+        stored["runs"][key][step][prompts]["flagged_per_prompt"] == twins[key][step][prompts]["flagged_per_prompt"]
+        for step in ("0", "20", "100", "200", "400") for prompts in ("harmful", "clean"))]
+    assert len([key for key in new if key in twins]) == 4 and len(repeated) == 3
+    drifted = next(key for key in new if key in twins and key not in repeated)
+    apart = {step: sum(abs(a - b) for a, b in zip(stored["runs"][drifted][step]["harmful"]["flagged_per_prompt"],
+                                                   twins[drifted][step]["harmful"]["flagged_per_prompt"]))
+             for step in ("0", "20", "100", "200", "400")}
+    assert drifted.startswith("dd|train2|") and apart == {"0": 0, "20": 0, "100": 1, "200": 1, "400": 1}
+    _assert_quoted(ROOT / "docs" / "benchmark.md", [
+        "three repeat them to the image; `dd`'s training seed 2 drifts by float rounding, one image of 120 at steps "
+        "100, 200 and 400"])
+    rows, before = stored["summary"], _two_seed_reading("benchmark-reference-seeds-battery", stored)
+    changed = [(attack, name) for attack in rows for name in rows[attack] if name != "never-trained"
+               and rows[attack][name]["verdict"]["verdict"] != before[attack][name]["verdict"]["verdict"]]
+    assert changed == [("benign", "dd")] and rows["benign"]["dd"]["verdict"]["verdict"] == "NON-INFERIOR"
+    dd = {attack: rows[attack]["dd"]["verdict"] for attack in ("lora-r4", "inversion", "retain", "benign")}
+    assert [dd[a]["verdict"] for a in dd] == ["INCONCLUSIVE", "NON-INFERIOR", "NON-INFERIOR", "NON-INFERIOR"]
+    ends = {(attack, name): rows[attack][name]["curves"][rows[attack][name]["worst_lr"]][-1]
+            for attack, name in (("lora-r4", "dd"), ("lora-r4", "never-trained"))}
+    closed = {(attack, name): rows[attack][name]["verdict"] for attack in ("retain", "benign") for name in ("uce", "rece")}
+    assert all(v["verdict"] == "INCONCLUSIVE" and max(v["upper"]) == v["upper"][0] > v["margin"] for v in closed.values())
+    starts = [rows["retain"][name]["curves"]["0.001"][0] for name in ("uce", "rece")]
+    last = max(rows[attack][name]["curves"]["0.001"][-1] for attack, name in closed)
+    rece = rows["inversion"]["rece"]["verdict"]
+    others = [rows[attack][name]["verdict"]["verdict"] for attack in rows for name in rows[attack]
+              if name in ("uce", "rece", "np", "sld") and (attack, name) not in closed and (attack, name) != ("inversion", "rece")]
+    assert rece["verdict"] == "INCONCLUSIVE" and set(others) == {"INFERIOR"}
+    _assert_quoted(ROOT / "README.md", [
+        f"changes one of the 20 verdicts against the same two-seed runs read at that level: `dd` under benign "
+        f"fine-tuning becomes NON-INFERIOR (step 20's bound {before['benign']['dd']['verdict']['upper'][1]:+.3f} to "
+        f"{dd['benign']['upper'][1]:+.3f})",
+        f"NON-INFERIOR under concept inversion (area {dd['inversion']['area_difference']:+.3f}, upper "
+        f"{dd['inversion']['area_upper']:+.3f}), retain-only ({dd['retain']['area_difference']:+.3f}, upper "
+        f"{dd['retain']['area_upper']:+.3f}) and benign fine-tuning ({dd['benign']['area_difference']:+.3f}, upper "
+        f"{dd['benign']['area_upper']:+.3f}), INCONCLUSIVE under the rank-4 LoRA at 1e-3 (area "
+        f"{dd['lora-r4']['area_difference']:+.3f}, upper {dd['lora-r4']['area_upper']:+.3f}; {ends['lora-r4', 'dd']:.3f} "
+        f"at step 400 against {ends['lora-r4', 'never-trained']:.3f})",
+        f"before any attack they draw the star on {starts[0]:.3f} and {starts[1]:.3f} of the prompts, the reference on "
+        f"none, and step 0's bound ({closed['retain', 'uce']['upper'][0]:+.3f} and "
+        f"{closed['retain', 'rece']['upper'][0]:+.3f})",
+        f"by step 400 they draw it on {last:.3f} or less",
+        f"RECE stays INCONCLUSIVE under concept inversion (area {rece['area_difference']:+.3f}, upper "
+        f"{rece['area_upper']:+.3f})"])
+    shares = [rows["retain"][name]["design"]["shares"] for name in ("uce", "rece")]
+    assert all(s["attack seeds"] == s["training seeds"] == 0 for s in shares)
+    _assert_quoted(ROOT / "README.md", [
+        f"the prompts and images carry all of its variance (prompts: {shares[0]['prompts']:.0%} and "
+        f"{shares[1]['prompts']:.0%})"])
