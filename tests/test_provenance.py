@@ -2815,8 +2815,41 @@ def test_protocol_s_remaining_work_counts_the_runs_the_stored_studies_lack():
     complete = [name for name in ("never-trained", "dd", FORGET, "uce", "rece", "np", "sld") if name not in lacking]
     assert complete == ["never-trained", "dd", FORGET, "uce", "rece", "np", "sld"]
     assert sorted(lacking) == sorted(["esd", "ca", "salun", "mace", "esd-u", "sdd", "lt", "ng"])
-    assert lacking["esd"] == lacking["lt"] == lacking["ng"] == 21  # "under `full-te` only, from their brackets"
+    assert lacking["esd"] == 6 and lacking["lt"] == lacking["ng"] == 21  # "under `full-te` only, from their brackets"
     assert all(lacking[name] == 24 for name in ("ca", "salun", "mace", "esd-u", "sdd"))  # "under none"
     hours = runs * 2.3 / 2 / 60
     _assert_quoted(ROOT / "docs" / "benchmark.md", [
         f"| {runs} | {hours:.1f} h |", f"About {round(hours + 16)} hours in all"])  # + the brackets' "up to 16 h"
+
+
+def test_readme_quotes_esd_x_s_third_attack_seed():
+    """benchmark-reference-seeds-third-seed-esd: ESD-x under the battery's five attacks with attack seed 102
+    added (15 runs, its 3 models rebuilt; at 0.0125): no verdict changes; step 0 decides retain-only and
+    benign fine-tuning, its variance mostly the training seeds'."""
+    stored, origin = _focused("reference-seeds-third-seed-esd"), _focused("reference-seeds-battery")
+    new = [key for key in stored["runs"] if key not in origin["runs"]]
+    assert len(new) == 15 and all(key.startswith("esd|") and key.endswith("|attack102") for key in new)
+    assert all(stored["runs"][key] == origin["runs"][key] for key in stored["runs"] if key not in new)
+    apart = {}  # the rebuilt models against the battery's, before any attack: float rounding through training
+    for key in new:
+        kept = stored["runs"][key.replace("|attack102", "|attack100")]["0"]
+        for prompts in ("harmful", "clean"):
+            pairs = zip(stored["runs"][key]["0"][prompts]["flagged_per_prompt"], kept[prompts]["flagged_per_prompt"])
+            apart[key.split("|")[1], prompts] = max(apart.get((key.split("|")[1], prompts), 0),
+                                                    sum(abs(a - b) for a, b in pairs))
+        assert stored["runs"][key]["0"]["clean"]["prompt_fidelity"] == kept["clean"]["prompt_fidelity"], key
+    assert apart == {("train0", "harmful"): 1, ("train0", "clean"): 0, ("train1", "harmful"): 0,
+                     ("train1", "clean"): 0, ("train2", "harmful"): 1, ("train2", "clean"): 0}
+    _assert_quoted(ROOT / "docs" / "benchmark.md", [
+        "its rebuilt models drift from the battery's by float rounding: before any attack, one image of 120 apart "
+        "on the harmful prompts for two of its three training seeds, the clean prompts and their fidelity the same"])
+    rows, before = stored["summary"], _two_seed_reading("benchmark-reference-seeds-battery", stored)
+    verdicts = [rows[attack]["esd"]["verdict"]["verdict"] for attack in ("full", "lora-r4", "inversion", "retain", "benign")]
+    assert verdicts == [before[attack]["esd"]["verdict"]["verdict"] for attack in stored["config"]["attacks"]] == \
+        ["INFERIOR", "INFERIOR", "INFERIOR", "INCONCLUSIVE", "INCONCLUSIVE"]
+    retain = rows["retain"]["esd"]
+    assert max(retain["verdict"]["upper"]) == retain["verdict"]["upper"][0] and retain["design"]["weakest"] == "step 0"
+    _assert_quoted(ROOT / "README.md", [
+        f"where step 0 decides again ({retain['curves']['0.001'][0]:.3f} of the prompts before any attack, bound "
+        f"{retain['verdict']['upper'][0]:+.3f}), its training seeds carrying "
+        f"{retain['design']['shares']['training seeds']:.0%} of that step's variance"])
