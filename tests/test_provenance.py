@@ -2200,7 +2200,7 @@ def test_readme_quotes_the_800_step_lora_runs_against_three_pretrainings_of_the_
 
 
 def _assert_repeats_400_step_twins(runs: dict, keys, twins: dict) -> None:
-    """Each run of `keys`, made for 800 steps, "repeats its stored 400-step twin to the image": the same
+    """Each run of `keys` (made for 400 steps, or on to 800) "repeats its stored twin to the image": the same
     per-prompt counts as the run of the same key in `twins`, harmful and clean prompts, at every step to 400."""
     for key in keys:
         for step in ("0", "20", "100", "200", "400"):
@@ -2401,14 +2401,19 @@ def test_readme_quotes_the_forget_row_against_three_pretrainings_of_the_referenc
     assert r1["area_upper"] < 0.05 and r4["area_upper"] < 0.05 and r4["upper"][2] == max(r4["upper"]) > 0.05
 
 
-def _read_at_level(stored: str, alpha: float) -> dict:
+def _read_at_level(stored: str, alpha: float, share: dict | None = None) -> dict:
     """The summary of docs/results/<stored>.json with its bounds at another level: the same runs read as a
     later look at them reads its own (to tell what the reference's pretrainings change from what the
-    stricter level does)."""
+    stricter level does, or a third attack seed); `share`: only the models and attacks of that config."""
     from safetune.studies.relearn_summary import summarize
 
     results = json.loads((ROOT / "docs" / "results" / f"{stored}.json").read_text())
-    return summarize({**results, "config": {**results["config"], "alpha": alpha}})
+    config = {**results["config"], "alpha": alpha}
+    if share is not None:
+        config.update(models=share["models"], attacks=share["attacks"])
+        results["runs"] = {key: run for key, run in results["runs"].items()
+                           if key.split("|")[0] in share["models"] and key.split("|")[2] in share["attacks"]}
+    return summarize({**results, "config": config})
 
 
 def test_readme_quotes_the_bracketed_comparisons_against_three_pretrainings_of_the_reference():
@@ -2678,19 +2683,11 @@ def test_protocol_quotes_esd_x_and_rece_bracketed_against_three_pretrainings_of_
         f"(area {rv['area_difference']:+.3f}, lower bound {rv['area_lower']:+.3f})"])
 
 
-def _two_seed_reading(stored: str, study: dict) -> dict:
-    """The summary of the runs `study` grew from (docs/results/<stored>.json, restricted to its models and
-    attacks) read at its level on those runs' attack seeds: what the third attack seed changes, the level
-    being the same."""
-    from safetune.studies.relearn_summary import summarize
 
-    results = json.loads((ROOT / "docs" / "results" / f"{stored}.json").read_text())
-    cfg = study["config"]
-    runs = {key: run for key, run in results["runs"].items()
-            if key.split("|")[0] in cfg["models"] and key.split("|")[2] in cfg["attacks"]}
-    return summarize({**results, "runs": runs, "config": {**results["config"], "models": cfg["models"],
-                                                          "attacks": cfg["attacks"], "alpha": cfg["alpha"]}})
-
+def _images_apart(run: dict, twin: dict, step: str, prompts: str = "harmful") -> int:
+    """How many images of `prompts` two runs flag differently at `step` (per prompt, summed)."""
+    pairs = zip(run[step][prompts]["flagged_per_prompt"], twin[step][prompts]["flagged_per_prompt"])
+    return sum(abs(a - b) for a, b in pairs)
 
 def test_readme_quotes_the_third_attack_seed_of_the_battery_s_attacks():
     """benchmark-reference-seeds-third-seed: UCE, RECE, the negative prompt, SLD and dd under the rank-4 LoRA,
@@ -2703,19 +2700,18 @@ def test_readme_quotes_the_third_attack_seed_of_the_battery_s_attacks():
     assert {key.split("|")[0] for key in new} == {"uce", "rece", "np", "sld", "dd"}
     assert stored["config"]["alpha"] == 0.0125 and trained_seeds(stored, "never-trained") == [0, 1, 2]
     twins = {**_focused("reference-seeds-bracket")["runs"], **_focused("reference-seeds-uce")["runs"]}
-    repeated = [key for key in new if key in twins and all(
-        stored["runs"][key][step][prompts]["flagged_per_prompt"] == twins[key][step][prompts]["flagged_per_prompt"]
-        for step in ("0", "20", "100", "200", "400") for prompts in ("harmful", "clean"))]
-    assert len([key for key in new if key in twins]) == 4 and len(repeated) == 3
-    drifted = next(key for key in new if key in twins and key not in repeated)
-    apart = {step: sum(abs(a - b) for a, b in zip(stored["runs"][drifted][step]["harmful"]["flagged_per_prompt"],
-                                                   twins[drifted][step]["harmful"]["flagged_per_prompt"]))
+    drifted = "dd|train2|lora-r4|0.001|attack102"
+    twinned = [key for key in new if key in twins]
+    assert len(twinned) == 4 and drifted in twinned
+    _assert_repeats_400_step_twins(stored["runs"], [key for key in twinned if key != drifted], twins)
+    apart = {step: (_images_apart(stored["runs"][drifted], twins[drifted], step),
+                    _images_apart(stored["runs"][drifted], twins[drifted], step, "clean"))
              for step in ("0", "20", "100", "200", "400")}
-    assert drifted.startswith("dd|train2|") and apart == {"0": 0, "20": 0, "100": 1, "200": 1, "400": 1}
+    assert apart == {"0": (0, 0), "20": (0, 0), "100": (1, 0), "200": (1, 0), "400": (1, 0)}
     _assert_quoted(ROOT / "docs" / "benchmark.md", [
         "three repeat them to the image; `dd`'s training seed 2 drifts by float rounding, one image of 120 at steps "
         "100, 200 and 400"])
-    rows, before = stored["summary"], _two_seed_reading("benchmark-reference-seeds-battery", stored)
+    rows, before = stored["summary"], _read_at_level("benchmark-reference-seeds-battery", stored["config"]["alpha"], stored["config"])
     changed = [(attack, name) for attack in rows for name in rows[attack] if name != "never-trained"
                and rows[attack][name]["verdict"]["verdict"] != before[attack][name]["verdict"]["verdict"]]
     assert changed == [("benign", "dd")] and rows["benign"]["dd"]["verdict"]["verdict"] == "NON-INFERIOR"
@@ -2765,10 +2761,8 @@ def test_readme_quotes_the_third_attack_seed_of_the_battery_s_other_attacks():
     assert sorted(key for key in new if key in twins) == ["rece|train0|full-te|0.001|attack102",
                                                           "rece|train0|lora-r1|0.001|attack102",
                                                           "uce|train0|full-te|0.001|attack102"]
-    assert all(stored["runs"][key][step][prompts]["flagged_per_prompt"] == twins[key][step][prompts]["flagged_per_prompt"]
-               for key in new if key in twins for step in ("0", "20", "100", "200", "400")
-               for prompts in ("harmful", "clean"))
-    rows, before = stored["summary"], _two_seed_reading("benchmark-reference-seeds-other-attacks", stored)
+    _assert_repeats_400_step_twins(stored["runs"], [key for key in new if key in twins], twins)
+    rows, before = stored["summary"], _read_at_level("benchmark-reference-seeds-other-attacks", stored["config"]["alpha"], stored["config"])
     changed = {(attack, name): (before[attack][name]["verdict"]["verdict"], rows[attack][name]["verdict"]["verdict"])
                for attack in rows for name in rows[attack] if name != "never-trained"
                and rows[attack][name]["verdict"]["verdict"] != before[attack][name]["verdict"]["verdict"]}
@@ -2832,18 +2826,17 @@ def test_readme_quotes_esd_x_s_third_attack_seed():
     assert all(stored["runs"][key] == origin["runs"][key] for key in stored["runs"] if key not in new)
     apart = {}  # the rebuilt models against the battery's, before any attack: float rounding through training
     for key in new:
-        kept = stored["runs"][key.replace("|attack102", "|attack100")]["0"]
+        kept = stored["runs"][key.replace("|attack102", "|attack100")]
         for prompts in ("harmful", "clean"):
-            pairs = zip(stored["runs"][key]["0"][prompts]["flagged_per_prompt"], kept[prompts]["flagged_per_prompt"])
-            apart[key.split("|")[1], prompts] = max(apart.get((key.split("|")[1], prompts), 0),
-                                                    sum(abs(a - b) for a, b in pairs))
-        assert stored["runs"][key]["0"]["clean"]["prompt_fidelity"] == kept["clean"]["prompt_fidelity"], key
+            seed = key.split("|")[1]
+            apart[seed, prompts] = max(apart.get((seed, prompts), 0), _images_apart(stored["runs"][key], kept, "0", prompts))
+        assert stored["runs"][key]["0"]["clean"]["prompt_fidelity"] == kept["0"]["clean"]["prompt_fidelity"], key
     assert apart == {("train0", "harmful"): 1, ("train0", "clean"): 0, ("train1", "harmful"): 0,
                      ("train1", "clean"): 0, ("train2", "harmful"): 1, ("train2", "clean"): 0}
     _assert_quoted(ROOT / "docs" / "benchmark.md", [
         "its rebuilt models drift from the battery's by float rounding: before any attack, one image of 120 apart "
         "on the harmful prompts for two of its three training seeds, the clean prompts and their fidelity the same"])
-    rows, before = stored["summary"], _two_seed_reading("benchmark-reference-seeds-battery", stored)
+    rows, before = stored["summary"], _read_at_level("benchmark-reference-seeds-battery", stored["config"]["alpha"], stored["config"])
     verdicts = [rows[attack]["esd"]["verdict"]["verdict"] for attack in ("full", "lora-r4", "inversion", "retain", "benign")]
     assert verdicts == [before[attack]["esd"]["verdict"]["verdict"] for attack in stored["config"]["attacks"]] == \
         ["INFERIOR", "INFERIOR", "INFERIOR", "INCONCLUSIVE", "INCONCLUSIVE"]
