@@ -2801,15 +2801,40 @@ def _lacking_third_attack_seed() -> dict[str, int]:
     return lacking
 
 
+def test_readme_quotes_esd_x_s_third_attack_seed_under_the_other_lora_ranks():
+    """benchmark-reference-seeds-third-seed-esd-other: ESD-x under the rank-1 and rank-16 LoRAs with attack
+    seed 102 added (6 runs, its 3 models rebuilt again; at 0.0125): the rebuilt models draw what those of the
+    five attacks' growth drew before any attack; both verdicts stay INFERIOR."""
+    stored, origin = _focused("reference-seeds-third-seed-esd-other"), _focused("reference-seeds-other-attacks")
+    five = _focused("reference-seeds-third-seed-esd")
+    new = [key for key in stored["runs"] if key not in origin["runs"]]
+    assert sorted(new) == sorted(f"esd|train{seed}|{attack}|0.001|attack102" for seed in range(3)
+                                 for attack in ("lora-r1", "lora-r16"))
+    assert all(stored["runs"][key] == origin["runs"][key] for key in stored["runs"] if key not in new)
+    for key in new:  # the same rebuilt models, to the image, before any attack
+        twin = five["runs"][key.replace(key.split("|")[2], "lora-r4")]
+        assert _images_apart(stored["runs"][key], twin, "0", "harmful") == 0, key
+        assert _images_apart(stored["runs"][key], twin, "0", "clean") == 0, key
+    rows, before = stored["summary"], _read_at_level("benchmark-reference-seeds-other-attacks", stored["config"]["alpha"],
+                                                      stored["config"])
+    verdicts = {attack: rows[attack]["esd"]["verdict"] for attack in ("lora-r1", "lora-r16")}
+    assert [v["verdict"] for v in verdicts.values()] == [before[a]["esd"]["verdict"]["verdict"] for a in verdicts] == \
+        ["INFERIOR", "INFERIOR"]
+    r1, r16 = verdicts["lora-r1"], verdicts["lora-r16"]
+    _assert_quoted(ROOT / "README.md", [
+        f"INFERIOR (area {r1['area_difference']:+.3f} and {r16['area_difference']:+.3f}, lower bounds "
+        f"{r1['area_lower']:+.3f} and {r16['area_lower']:+.3f})"])
+
+
 def test_protocol_s_remaining_work_counts_the_runs_the_stored_studies_lack():
     """docs/benchmark.md's "Not yet done" row of the third attack seed: its count of runs, its time at 2.3
     minutes of one core a run on 2 cores, and which rows lack it are what the stored studies say."""
     lacking = _lacking_third_attack_seed()
     runs = sum(lacking.values())
-    complete = [name for name in ("never-trained", "dd", FORGET, "uce", "rece", "np", "sld") if name not in lacking]
-    assert complete == ["never-trained", "dd", FORGET, "uce", "rece", "np", "sld"]
-    assert sorted(lacking) == sorted(["esd", "ca", "salun", "mace", "esd-u", "sdd", "lt", "ng"])
-    assert lacking["esd"] == 6 and lacking["lt"] == lacking["ng"] == 21  # "under `full-te` only, from their brackets"
+    complete = [name for name in ("never-trained", "dd", FORGET, "uce", "rece", "np", "sld", "esd") if name not in lacking]
+    assert complete == ["never-trained", "dd", FORGET, "uce", "rece", "np", "sld", "esd"]
+    assert sorted(lacking) == sorted(["ca", "salun", "mace", "esd-u", "sdd", "lt", "ng"])
+    assert lacking["lt"] == lacking["ng"] == 21  # "under `full-te` only, from their brackets"
     assert all(lacking[name] == 24 for name in ("ca", "salun", "mace", "esd-u", "sdd"))  # "under none"
     hours = runs * 2.3 / 2 / 60
     _assert_quoted(ROOT / "docs" / "benchmark.md", [
