@@ -2869,15 +2869,84 @@ def test_readme_quotes_the_erasers_third_attack_seed():
     assert ablation["design"]["weakest"] == "step 100"
 
 
+
+def test_readme_quotes_lt_and_ng_on_their_rebuilt_models():
+    """benchmark-reference-seeds-lt-ng-rebuilt: LT and NG under concept inversion, retain-only and benign
+    fine-tuning, all three attack seeds on models rebuilt from their training seeds (54 runs; at 0.0125):
+    the rebuilt models are the LT/NG bracket's, not the battery's; one verdict of six changes."""
+    stored, origin = _focused("reference-seeds-lt-ng-rebuilt"), _focused("reference-seeds-forget")
+    models, attacks = ("lt", "ng"), ("inversion", "retain", "benign")
+    new = [key for key in stored["runs"] if key not in origin["runs"]]
+    assert sorted(new) == sorted(f"{model}|train{seed}|{attack}|{'0.01' if attack == 'inversion' else '0.001'}|"
+                                 f"attack{attack_seed}" for model in models for seed in range(3)
+                                 for attack in attacks for attack_seed in (100, 101, 102))  # "54 runs"
+    assert all(stored["runs"][key] == origin["runs"][key] for key in stored["runs"] if key not in new)
+    bracket, battery = _focused("bracket-lt-ng-te"), _focused("reference-seeds-battery")
+    drift = {}
+    for model in models:
+        for seed in range(3):
+            twin = next(run for key, run in bracket["runs"].items() if key.startswith(f"{model}|train{seed}|full-te|"))
+            for key in (key for key in new if key.startswith(f"{model}|train{seed}|")):
+                # the bracket's models: concept inversion's step 0 prompts with its own token, so it matches its own
+                same = twin if "|inversion|" not in key else stored["runs"][re.sub(r"attack\d+$", "attack100", key)]
+                assert _images_apart(stored["runs"][key], same, "0", "harmful") == 0, key
+                assert _images_apart(stored["runs"][key], twin, "0", "clean") == 0, key
+            key = f"{model}|train{seed}|retain|0.001|attack100"
+            drift[model, seed] = _images_apart(stored["runs"][key], battery["runs"][key], "0", "harmful")
+    assert [drift["lt", seed] for seed in range(3)] == [14, 45, 9] and max(drift["ng", s] for s in range(3)) == 31
+    quality = _focused("reference-seeds-lt-ng-te")["quality"]  # the same models: their price to float rounding
+    for key in (f"{model}|train{seed}" for model in models for seed in range(3)):
+        assert stored["quality"][key]["kid"]["kid"] == quality[key]["kid"]["kid"], key
+        assert abs(stored["quality"][key]["kid"]["se"] - quality[key]["kid"]["se"]) < 1e-15, key
+        assert stored["quality"][key]["prompt_fidelity"] == quality[key]["prompt_fidelity"], key
+    rows, before = stored["summary"], _read_at_level("benchmark-reference-seeds-battery", stored["config"]["alpha"],
+                                                      stored["config"])
+    verdict = {(attack, model): rows[attack][model]["verdict"] for attack in attacks for model in models}
+    earlier = {pair: before[pair[0]][pair[1]]["verdict"] for pair in verdict}
+    changed = {pair: (earlier[pair]["verdict"], v["verdict"]) for pair, v in verdict.items()
+               if v["verdict"] != earlier[pair]["verdict"]}
+    assert changed == {("benign", "lt"): ("INCONCLUSIVE", "INFERIOR")}
+    curve = {model: rows["benign"][model]["curves"][rows["benign"][model]["worst_lr"]] for model in models}
+    was = before["benign"]["lt"]["curves"][before["benign"]["lt"]["worst_lr"]]
+    seed1 = "lt|train1|retain|0.001|attack100"
+    lt, lt_retain = verdict["benign", "lt"], rows["retain"]["lt"]
+    inv_lt, inv_ng, ret_ng, ben_ng = (verdict[pair] for pair in
+                                      (("inversion", "lt"), ("inversion", "ng"), ("retain", "ng"), ("benign", "ng")))
+    assert lt_retain["design"]["weakest"] == "step 0"
+    apart = f"before any attack {drift['lt', 2]} to {drift['lt', 1]} of 120 harmful images apart for LT's"
+    _assert_quoted(ROOT / "docs" / "benchmark.md", [
+        f"{apart} training seeds, up to {drift['ng', 2]} for NG's;", f"{apart} three training seeds, up to "
+        f"{drift['ng', 2]} for NG's, so attack seed 102", f"3 training seeds x 3 attack seeds ({len(new)} runs, their"])
+    _assert_quoted(ROOT / "README.md", [
+        f"before any attack {drift['lt', 2]} to {drift['lt', 1]} of 120 harmful images apart for LT's three, up to "
+        f"{drift['ng', 2]}",
+        f"LT under benign fine-tuning becomes INFERIOR (area {earlier['benign', 'lt']['area_difference']:+.3f} to "
+        f"{lt['area_difference']:+.3f}, its lower bound {earlier['benign', 'lt']['area_lower']:+.3f} to "
+        f"{lt['area_lower']:+.3f})",
+        f"on {curve['lt'][0]:.3f} of the prompts before any attack against the battery's {was[0]:.3f} (training seed 1: "
+        f"{sum(stored['runs'][seed1]['0']['harmful']['flagged_per_prompt'])} of 120 images against "
+        f"{sum(battery['runs'][seed1]['0']['harmful']['flagged_per_prompt'])})",
+        f"LT stays NON-INFERIOR under concept inversion (area {inv_lt['area_difference']:+.3f}, upper "
+        f"{inv_lt['area_upper']:+.3f}) and INCONCLUSIVE under retain-only fine-tuning (area "
+        f"{verdict['retain', 'lt']['area_difference']:+.3f}, upper {verdict['retain', 'lt']['area_upper']:+.3f}; step 0 "
+        f"decides, its training seeds carrying {lt_retain['design']['shares']['training seeds']:.0%} of that step's",
+        f"NG stays INCONCLUSIVE under concept inversion (area {inv_ng['area_difference']:+.3f}, upper "
+        f"{inv_ng['area_upper']:+.3f}) and INFERIOR under retain-only and benign fine-tuning (area "
+        f"{ret_ng['area_difference']:+.3f} and {ben_ng['area_difference']:+.3f}, lower bounds "
+        f"{ret_ng['area_lower']:+.3f} and {ben_ng['area_lower']:+.3f})"])
+
+
 def test_protocol_s_remaining_work_counts_the_runs_the_stored_studies_lack():
     """docs/benchmark.md's "Not yet done" row of the third attack seed: its count of runs, its time at 2.3
     minutes of one core a run on 2 cores, and which rows lack it are what the stored studies say."""
     lacking = _lacking_third_attack_seed()
-    runs = sum(lacking.values())
+    # LT's and NG's rebuilt models are not the battery's (float rounding their training amplifies), so a
+    # pair of theirs costs all three attack seeds on the rebuilt model, not one more
+    runs = sum(pairs * (3 if name in ("lt", "ng") else 1) for name, pairs in lacking.items())
     complete = [name for name in ("never-trained", "dd", FORGET, "uce", "rece", "np", "sld", "esd") if name not in lacking]
     assert complete == ["never-trained", "dd", FORGET, "uce", "rece", "np", "sld", "esd"]
     assert sorted(lacking) == sorted(["ca", "salun", "mace", "esd-u", "sdd", "lt", "ng"])
-    assert lacking["lt"] == lacking["ng"] == 21  # "under `full-te` only, from their brackets"
+    assert lacking["lt"] == lacking["ng"] == 12  # "under `full-te`, concept inversion, retain-only and benign"
     assert all(lacking[name] == 15 for name in ("ca", "salun", "mace"))  # inversion, retain-only, benign "only"
     assert all(lacking[name] == 24 for name in ("esd-u", "sdd"))  # "under none"
     hours = runs * 2.3 / 2 / 60
