@@ -2870,6 +2870,35 @@ def test_readme_quotes_the_erasers_third_attack_seed():
 
 
 
+def test_readme_quotes_the_erasers_third_attack_seed_under_the_weight_attacks():
+    """benchmark-reference-seeds-third-seed-erasers-weights: concept ablation, SalUn and MACE under the full
+    attack and the rank-4 LoRA with attack seed 102 added (18 runs, their 9 models rebuilt; at 0.0125): the
+    rebuilt models repeat the battery's before any attack; every verdict stays INFERIOR."""
+    stored, origin = _focused("reference-seeds-third-seed-erasers-weights"), _focused("reference-seeds-battery")
+    models, attacks = ("ca", "salun", "mace"), ("full", "lora-r4")
+    new = _grown_runs(stored, [origin])
+    assert sorted(new) == sorted(f"{model}|train{seed}|{attack}|0.001|attack102"
+                                 for model in models for seed in range(3) for attack in attacks)
+    for key in new:  # to the image, the clean prompts' too
+        assert _images_apart(stored["runs"][key], stored["runs"][key.replace("|attack102", "|attack100")], "0",
+                             "clean") == 0, key
+    rows, before = stored["summary"], _read_at_level("benchmark-reference-seeds-battery", stored["config"]["alpha"],
+                                                      stored["config"])
+    verdict = {(attack, model): rows[attack][model]["verdict"] for attack in attacks for model in models}
+    assert {v["verdict"] for v in verdict.values()} == {before[a][m]["verdict"]["verdict"] for a, m in verdict} == \
+        {"INFERIOR"}
+    lower = sorted(v["area_lower"] for v in verdict.values())
+    steps = {attack: [_steps(rows, attack, model) for model in models] for attack in attacks}
+    reference = rows["lora-r4"]["never-trained"]
+    _assert_quoted(ROOT / "README.md", [
+        f"erasers-weights`: {len(new)} runs and their 9 models rebuilt",
+        f"INFERIOR, their area's lower bounds {lower[0]:+.3f} to {lower[-1]:+.3f}: the star back on half the prompts "
+        f"in {', '.join(steps['full'][:2])} and {steps['full'][2]} steps of the full attack against the reference's "
+        f"{verdict['full', 'ca']['steps_to_relearn']['reference']['point']:.0f}, and in {', '.join(steps['lora-r4'][:2])} "
+        f"and {steps['lora-r4'][2]} of the LoRA, where the reference draws it on "
+        f"{reference['curves'][reference['worst_lr']][-1]:.3f} of the prompts at step 400"])
+
+
 def test_readme_quotes_lt_and_ng_on_their_rebuilt_models():
     """benchmark-reference-seeds-lt-ng-rebuilt: LT and NG under concept inversion, retain-only and benign
     fine-tuning, all three attack seeds on models rebuilt from their training seeds (54 runs; at 0.0125):
@@ -2947,7 +2976,7 @@ def test_protocol_s_remaining_work_counts_the_runs_the_stored_studies_lack():
     assert complete == ["never-trained", "dd", FORGET, "uce", "rece", "np", "sld", "esd"]
     assert sorted(lacking) == sorted(["ca", "salun", "mace", "esd-u", "sdd", "lt", "ng"])
     assert lacking["lt"] == lacking["ng"] == 12  # "under `full-te`, concept inversion, retain-only and benign"
-    assert all(lacking[name] == 15 for name in ("ca", "salun", "mace"))  # inversion, retain-only, benign "only"
+    assert all(lacking[name] == 9 for name in ("ca", "salun", "mace"))  # "every attack but `full-te`" and 2 LoRAs
     assert all(lacking[name] == 24 for name in ("esd-u", "sdd"))  # "under none"
     hours = runs * 2.3 / 2 / 60
     _assert_quoted(ROOT / "docs" / "benchmark.md", [
