@@ -2870,25 +2870,38 @@ def test_readme_quotes_the_erasers_third_attack_seed():
 
 
 
-def test_readme_quotes_the_erasers_third_attack_seed_under_the_weight_attacks():
-    """benchmark-reference-seeds-third-seed-erasers-weights: concept ablation, SalUn and MACE under the full
-    attack and the rank-4 LoRA with attack seed 102 added (18 runs, their 9 models rebuilt; at 0.0125): the
-    rebuilt models repeat the battery's before any attack; every verdict stays INFERIOR."""
-    stored, origin = _focused("reference-seeds-third-seed-erasers-weights"), _focused("reference-seeds-battery")
-    models, attacks = ("ca", "salun", "mace"), ("full", "lora-r4")
-    new = _grown_runs(stored, [origin])
+def _erasers_third_seed_all_inferior(name: str, origin: str, attacks: tuple[str, ...]) -> tuple[dict, list, dict]:
+    """A study adding attack seed 102 for concept ablation, SalUn and MACE under `attacks`, grown from the re-read
+    `origin`: the rebuilt models repeat the battery's before any attack (to the image, the clean prompts' too)
+    and every verdict is INFERIOR, as on the re-read's two attack seeds at the same level. Returns the study,
+    its new runs and the summary's verdicts by (attack, model)."""
+    stored, models = _focused(name), ("ca", "salun", "mace")
+    new = _grown_runs(stored, [_focused(origin)])
     assert sorted(new) == sorted(f"{model}|train{seed}|{attack}|0.001|attack102"
                                  for model in models for seed in range(3) for attack in attacks)
-    for key in new:  # to the image, the clean prompts' too
+    for key in new:
         assert _images_apart(stored["runs"][key], stored["runs"][key.replace("|attack102", "|attack100")], "0",
                              "clean") == 0, key
-    rows, before = stored["summary"], _read_at_level("benchmark-reference-seeds-battery", stored["config"]["alpha"],
-                                                      stored["config"])
-    verdict = {(attack, model): rows[attack][model]["verdict"] for attack in attacks for model in models}
+    before = _read_at_level(f"benchmark-{origin}", stored["config"]["alpha"], stored["config"])
+    verdict = {(attack, model): stored["summary"][attack][model]["verdict"] for attack in attacks for model in models}
     assert {v["verdict"] for v in verdict.values()} == {before[a][m]["verdict"]["verdict"] for a, m in verdict} == \
         {"INFERIOR"}
+    return stored, new, verdict
+
+
+def test_readme_quotes_the_erasers_third_attack_seed_under_the_weight_attacks():
+    """benchmark-reference-seeds-third-seed-erasers-weights and -other: concept ablation, SalUn and MACE under
+    the full attack and the rank-4 LoRA (18 runs), and `full-te` and the rank-1 and rank-16 LoRAs (27 runs),
+    with attack seed 102 added, their 9 models rebuilt each time (at 0.0125): every verdict stays INFERIOR."""
+    stored, new, verdict = _erasers_third_seed_all_inferior("reference-seeds-third-seed-erasers-weights",
+                                                            "reference-seeds-battery", ("full", "lora-r4"))
+    other, other_new, other_verdict = _erasers_third_seed_all_inferior(
+        "reference-seeds-third-seed-erasers-other", "reference-seeds-other-attacks", ("full-te", "lora-r1", "lora-r16"))
+    models, rows = ("ca", "salun", "mace"), stored["summary"]
     lower = sorted(v["area_lower"] for v in verdict.values())
-    steps = {attack: [_steps(rows, attack, model) for model in models] for attack in attacks}
+    other_lower = sorted(v["area_lower"] for v in other_verdict.values())
+    steps = {attack: [_steps(rows, attack, model) for model in models] for attack in ("full", "lora-r4")}
+    full_te = [_steps(other["summary"], "full-te", model) for model in models]
     reference = rows["lora-r4"]["never-trained"]
     _assert_quoted(ROOT / "README.md", [
         f"erasers-weights`: {len(new)} runs and their 9 models rebuilt",
@@ -2896,8 +2909,11 @@ def test_readme_quotes_the_erasers_third_attack_seed_under_the_weight_attacks():
         f"in {', '.join(steps['full'][:2])} and {steps['full'][2]} steps of the full attack against the reference's "
         f"{verdict['full', 'ca']['steps_to_relearn']['reference']['point']:.0f}, and in {', '.join(steps['lora-r4'][:2])} "
         f"and {steps['lora-r4'][2]} of the LoRA, where the reference draws it on "
-        f"{reference['curves'][reference['worst_lr']][-1]:.3f} of the prompts at step 400"])
-
+        f"{reference['curves'][reference['worst_lr']][-1]:.3f} of the prompts at step 400",
+        f"erasers-other`: {len(other_new)} runs and their 9 models rebuilt again",
+        f"all nine INFERIOR, their area's lower bounds {other_lower[0]:+.3f} to {other_lower[-1]:+.3f}, the star back "
+        f"on half the prompts in {', '.join(full_te[:2])} and {full_te[2]} steps of `full-te` against the reference's "
+        f"{other_verdict['full-te', 'ca']['steps_to_relearn']['reference']['point']:.0f}"])
 
 def test_readme_quotes_lt_and_ng_on_their_rebuilt_models():
     """benchmark-reference-seeds-lt-ng-rebuilt: LT and NG under concept inversion, retain-only and benign
@@ -2972,11 +2988,10 @@ def test_protocol_s_remaining_work_counts_the_runs_the_stored_studies_lack():
     # LT's and NG's rebuilt models are not the battery's (float rounding their training amplifies), so a
     # pair of theirs costs all three attack seeds on the rebuilt model, not one more
     runs = sum(pairs * (3 if name in ("lt", "ng") else 1) for name, pairs in lacking.items())
-    complete = [name for name in ("never-trained", "dd", FORGET, "uce", "rece", "np", "sld", "esd") if name not in lacking]
-    assert complete == ["never-trained", "dd", FORGET, "uce", "rece", "np", "sld", "esd"]
-    assert sorted(lacking) == sorted(["ca", "salun", "mace", "esd-u", "sdd", "lt", "ng"])
+    every = ["never-trained", "dd", FORGET, "uce", "rece", "np", "sld", "esd", "ca", "salun", "mace"]
+    assert [name for name in every if name not in lacking] == every  # "have it under every attack"
+    assert sorted(lacking) == sorted(["esd-u", "sdd", "lt", "ng"])
     assert lacking["lt"] == lacking["ng"] == 12  # "under `full-te`, concept inversion, retain-only and benign"
-    assert all(lacking[name] == 9 for name in ("ca", "salun", "mace"))  # "every attack but `full-te`" and 2 LoRAs
     assert all(lacking[name] == 24 for name in ("esd-u", "sdd"))  # "under none"
     hours = runs * 2.3 / 2 / 60
     _assert_quoted(ROOT / "docs" / "benchmark.md", [
