@@ -2915,6 +2915,37 @@ def test_readme_quotes_the_erasers_third_attack_seed_under_the_weight_attacks():
         f"on half the prompts in {', '.join(full_te[:2])} and {full_te[2]} steps of `full-te` against the reference's "
         f"{other_verdict['full-te', 'ca']['steps_to_relearn']['reference']['point']:.0f}"])
 
+def test_readme_quotes_esd_u_and_sdd_s_third_attack_seed():
+    """benchmark-reference-seeds-third-seed-esd-u-sdd: ESD-u and SDD under concept inversion, retain-only and
+    benign fine-tuning with attack seed 102 added (18 runs, their 6 models rebuilt; at 0.0125): the rebuilt
+    models repeat the battery's before any attack but for one image of float rounding; all six stay INFERIOR."""
+    stored, origin = _focused("reference-seeds-third-seed-esd-u-sdd"), _focused("reference-seeds-battery")
+    models, attacks = ("esd-u", "sdd"), ("inversion", "retain", "benign")
+    new = [key for key in stored["runs"] if key not in origin["runs"]]
+    assert sorted(new) == sorted(f"{model}|train{seed}|{attack}|{'0.01' if attack == 'inversion' else '0.001'}|attack102"
+                                 for model in models for seed in range(3) for attack in attacks)
+    assert all(stored["runs"][key] == origin["runs"][key] for key in stored["runs"] if key not in new)
+    apart = {}
+    for key in new:
+        kept = stored["runs"][key.replace("|attack102", "|attack100")]
+        assert _images_apart(stored["runs"][key], kept, "0", "clean") == 0, key
+        assert stored["runs"][key]["0"]["clean"]["prompt_fidelity"] == kept["0"]["clean"]["prompt_fidelity"], key
+        apart[key] = _images_apart(stored["runs"][key], kept, "0", "harmful")
+    assert {key: n for key, n in apart.items() if n} == {"sdd|train0|retain|0.001|attack102": 1,
+                                                         "sdd|train0|benign|0.001|attack102": 1}
+    rows, before = stored["summary"], _read_at_level("benchmark-reference-seeds-battery", stored["config"]["alpha"],
+                                                      stored["config"])
+    assert {rows[a][m]["verdict"]["verdict"] for a in attacks for m in models} == \
+        {before[a][m]["verdict"]["verdict"] for a in attacks for m in models} == {"INFERIOR"}
+    curve = {(a, m): rows[a][m]["curves"][rows[a][m]["worst_lr"]] for a in attacks for m in models}
+    _assert_quoted(ROOT / "README.md", [
+        f"esd-u-sdd`: {len(new)} runs and their 6 models rebuilt",
+        f"to the image but for {max(apart.values())} harmful image of 120 of SDD's training seed 0",
+        f"all six: erased only halfway before any attack ({curve['retain', 'esd-u'][0]:.3f} and {curve['retain', 'sdd'][0]:.3f} "
+        f"of the prompts), concept inversion brings them to {curve['inversion', 'esd-u'][-1]:.3f} and "
+        f"{curve['inversion', 'sdd'][-1]:.3f} at step 400"])
+
+
 def test_readme_quotes_lt_and_ng_on_their_rebuilt_models():
     """benchmark-reference-seeds-lt-ng-rebuilt: LT and NG under concept inversion, retain-only and benign
     fine-tuning, all three attack seeds on models rebuilt from their training seeds (54 runs; at 0.0125):
@@ -2992,7 +3023,7 @@ def test_protocol_s_remaining_work_counts_the_runs_the_stored_studies_lack():
     assert [name for name in every if name not in lacking] == every  # "have it under every attack"
     assert sorted(lacking) == sorted(["esd-u", "sdd", "lt", "ng"])
     assert lacking["lt"] == lacking["ng"] == 12  # "under `full-te`, concept inversion, retain-only and benign"
-    assert all(lacking[name] == 24 for name in ("esd-u", "sdd"))  # "under none"
+    assert all(lacking[name] == 15 for name in ("esd-u", "sdd"))  # inversion, retain-only, benign "only"
     hours = runs * 2.3 / 2 / 60
     _assert_quoted(ROOT / "docs" / "benchmark.md", [
         f"| {runs} | {hours:.1f} h |", f"About {round(hours + 16)} hours in all"])  # + the brackets' "up to 16 h"
