@@ -2870,34 +2870,41 @@ def test_readme_quotes_the_erasers_third_attack_seed():
 
 
 
-def _erasers_third_seed_all_inferior(name: str, origin: str, attacks: tuple[str, ...]) -> tuple[dict, list, dict]:
-    """A study adding attack seed 102 for concept ablation, SalUn and MACE under `attacks`, grown from the re-read
-    `origin`: the rebuilt models repeat the battery's before any attack (to the image, the clean prompts' too)
-    and every verdict is INFERIOR, as on the re-read's two attack seeds at the same level. Returns the study,
-    its new runs and the summary's verdicts by (attack, model)."""
-    stored, models = _focused(name), ("ca", "salun", "mace")
-    new = _grown_runs(stored, [_focused(origin)])
-    assert sorted(new) == sorted(f"{model}|train{seed}|{attack}|0.001|attack102"
+def _third_seed_all_inferior(name: str, origin: str, models: tuple[str, ...], attacks: tuple[str, ...]):
+    """A study adding attack seed 102 for `models` under `attacks`, grown from the re-read `origin`: its other
+    runs are the re-read's; the rebuilt models draw the kept runs' clean images and fidelity before any attack;
+    every verdict is INFERIOR, as on the re-read's two attack seeds at the same level. Returns the study, its
+    new runs, the summary's verdicts by (attack, model) and the harmful images apart at step 0 where any are."""
+    stored, kept_runs = _focused(name), _focused(origin)["runs"]
+    new = [key for key in stored["runs"] if key not in kept_runs]
+    assert sorted(new) == sorted(f"{model}|train{seed}|{attack}|{'0.01' if attack == 'inversion' else '0.001'}|attack102"
                                  for model in models for seed in range(3) for attack in attacks)
+    assert all(stored["runs"][key] == kept_runs[key] for key in stored["runs"] if key not in new)
+    apart = {}
     for key in new:
-        assert _images_apart(stored["runs"][key], stored["runs"][key.replace("|attack102", "|attack100")], "0",
-                             "clean") == 0, key
+        kept = stored["runs"][key.replace("|attack102", "|attack100")]
+        assert _images_apart(stored["runs"][key], kept, "0", "clean") == 0, key
+        assert stored["runs"][key]["0"]["clean"]["prompt_fidelity"] == kept["0"]["clean"]["prompt_fidelity"], key
+        apart[key] = _images_apart(stored["runs"][key], kept, "0", "harmful")
     before = _read_at_level(f"benchmark-{origin}", stored["config"]["alpha"], stored["config"])
     verdict = {(attack, model): stored["summary"][attack][model]["verdict"] for attack in attacks for model in models}
     assert {v["verdict"] for v in verdict.values()} == {before[a][m]["verdict"]["verdict"] for a, m in verdict} == \
         {"INFERIOR"}
-    return stored, new, verdict
+    return stored, new, verdict, {key: n for key, n in apart.items() if n}
 
 
 def test_readme_quotes_the_erasers_third_attack_seed_under_the_weight_attacks():
     """benchmark-reference-seeds-third-seed-erasers-weights and -other: concept ablation, SalUn and MACE under
     the full attack and the rank-4 LoRA (18 runs), and `full-te` and the rank-1 and rank-16 LoRAs (27 runs),
     with attack seed 102 added, their 9 models rebuilt each time (at 0.0125): every verdict stays INFERIOR."""
-    stored, new, verdict = _erasers_third_seed_all_inferior("reference-seeds-third-seed-erasers-weights",
-                                                            "reference-seeds-battery", ("full", "lora-r4"))
-    other, other_new, other_verdict = _erasers_third_seed_all_inferior(
-        "reference-seeds-third-seed-erasers-other", "reference-seeds-other-attacks", ("full-te", "lora-r1", "lora-r16"))
-    models, rows = ("ca", "salun", "mace"), stored["summary"]
+    models = ("ca", "salun", "mace")
+    stored, new, verdict, apart = _third_seed_all_inferior("reference-seeds-third-seed-erasers-weights",
+                                                           "reference-seeds-battery", models, ("full", "lora-r4"))
+    other, other_new, other_verdict, other_apart = _third_seed_all_inferior(
+        "reference-seeds-third-seed-erasers-other", "reference-seeds-other-attacks", models,
+        ("full-te", "lora-r1", "lora-r16"))
+    assert apart == other_apart == {}  # "to the image"
+    rows = stored["summary"]
     lower = sorted(v["area_lower"] for v in verdict.values())
     other_lower = sorted(v["area_lower"] for v in other_verdict.values())
     steps = {attack: [_steps(rows, attack, model) for model in models] for attack in ("full", "lora-r4")}
@@ -2915,28 +2922,16 @@ def test_readme_quotes_the_erasers_third_attack_seed_under_the_weight_attacks():
         f"on half the prompts in {', '.join(full_te[:2])} and {full_te[2]} steps of `full-te` against the reference's "
         f"{other_verdict['full-te', 'ca']['steps_to_relearn']['reference']['point']:.0f}"])
 
+
 def test_readme_quotes_esd_u_and_sdd_s_third_attack_seed():
     """benchmark-reference-seeds-third-seed-esd-u-sdd: ESD-u and SDD under concept inversion, retain-only and
     benign fine-tuning with attack seed 102 added (18 runs, their 6 models rebuilt; at 0.0125): the rebuilt
     models repeat the battery's before any attack but for one image of float rounding; all six stay INFERIOR."""
-    stored, origin = _focused("reference-seeds-third-seed-esd-u-sdd"), _focused("reference-seeds-battery")
     models, attacks = ("esd-u", "sdd"), ("inversion", "retain", "benign")
-    new = [key for key in stored["runs"] if key not in origin["runs"]]
-    assert sorted(new) == sorted(f"{model}|train{seed}|{attack}|{'0.01' if attack == 'inversion' else '0.001'}|attack102"
-                                 for model in models for seed in range(3) for attack in attacks)
-    assert all(stored["runs"][key] == origin["runs"][key] for key in stored["runs"] if key not in new)
-    apart = {}
-    for key in new:
-        kept = stored["runs"][key.replace("|attack102", "|attack100")]
-        assert _images_apart(stored["runs"][key], kept, "0", "clean") == 0, key
-        assert stored["runs"][key]["0"]["clean"]["prompt_fidelity"] == kept["0"]["clean"]["prompt_fidelity"], key
-        apart[key] = _images_apart(stored["runs"][key], kept, "0", "harmful")
-    assert {key: n for key, n in apart.items() if n} == {"sdd|train0|retain|0.001|attack102": 1,
-                                                         "sdd|train0|benign|0.001|attack102": 1}
-    rows, before = stored["summary"], _read_at_level("benchmark-reference-seeds-battery", stored["config"]["alpha"],
-                                                      stored["config"])
-    assert {rows[a][m]["verdict"]["verdict"] for a in attacks for m in models} == \
-        {before[a][m]["verdict"]["verdict"] for a in attacks for m in models} == {"INFERIOR"}
+    stored, new, _, apart = _third_seed_all_inferior("reference-seeds-third-seed-esd-u-sdd", "reference-seeds-battery",
+                                                     models, attacks)
+    assert apart == {"sdd|train0|retain|0.001|attack102": 1, "sdd|train0|benign|0.001|attack102": 1}
+    rows = stored["summary"]
     curve = {(a, m): rows[a][m]["curves"][rows[a][m]["worst_lr"]] for a in attacks for m in models}
     _assert_quoted(ROOT / "README.md", [
         f"esd-u-sdd`: {len(new)} runs and their 6 models rebuilt",
