@@ -2941,6 +2941,32 @@ def test_readme_quotes_esd_u_and_sdd_s_third_attack_seed():
         f"{curve['inversion', 'sdd'][-1]:.3f} at step 400"])
 
 
+def test_readme_quotes_esd_u_and_sdd_s_third_attack_seed_under_the_weight_attacks():
+    """benchmark-reference-seeds-third-seed-esd-u-sdd-weights and -other: ESD-u and SDD under the full attack
+    and the rank-4 LoRA (12 runs), and `full-te` and the rank-1 and rank-16 LoRAs (18 runs), attack seed 102
+    added, their 6 models rebuilt each time (at 0.0125): every verdict stays INFERIOR."""
+    models, weights, others = ("esd-u", "sdd"), ("full", "lora-r4"), ("full-te", "lora-r1", "lora-r16")
+    stored, new, verdict, apart = _third_seed_all_inferior("reference-seeds-third-seed-esd-u-sdd-weights",
+                                                           "reference-seeds-battery", models, weights)
+    other, other_new, other_verdict, other_apart = _third_seed_all_inferior(
+        "reference-seeds-third-seed-esd-u-sdd-other", "reference-seeds-other-attacks", models, others)
+    # "the same one image apart" as the three attacks' growth; the other re-read's models "to the image"
+    assert apart == {"sdd|train0|full|0.001|attack102": 1, "sdd|train0|lora-r4|0.001|attack102": 1}
+    assert other_apart == {}
+    lower = sorted(v["area_lower"] for v in [*verdict.values(), *other_verdict.values()])
+    rows = {attack: study["summary"][attack] for study, attacks in ((stored, weights), (other, others))
+            for attack in attacks}
+    at_20 = {(attack, model): rows[attack][model]["curves"][rows[attack][model]["worst_lr"]][1]
+             for attack in ("lora-r4", "lora-r1", "lora-r16") for model in (*models, "never-trained")}
+    assert max(at_20[attack, "never-trained"] for attack in ("lora-r4", "lora-r1", "lora-r16")) == 0  # "on none"
+    _assert_quoted(ROOT / "README.md", [
+        f"esd-u-sdd-weights`: {len(new)} runs and their 6 models rebuilt",
+        f"esd-u-sdd-other`: {len(other_new)} runs and their 6 models rebuilt",
+        f"all ten INFERIOR, their area's lower bounds {lower[0]:+.3f} to {lower[-1]:+.3f}; every LoRA brings both to "
+        f"{min(v for (a, m), v in at_20.items() if m in models):.3f} or more of the prompts by step 20"])
+    assert len(lower) == 10
+
+
 def test_readme_quotes_lt_and_ng_on_their_rebuilt_models():
     """benchmark-reference-seeds-lt-ng-rebuilt: LT and NG under concept inversion, retain-only and benign
     fine-tuning, all three attack seeds on models rebuilt from their training seeds (54 runs; at 0.0125):
@@ -3014,11 +3040,10 @@ def test_protocol_s_remaining_work_counts_the_runs_the_stored_studies_lack():
     # LT's and NG's rebuilt models are not the battery's (float rounding their training amplifies), so a
     # pair of theirs costs all three attack seeds on the rebuilt model, not one more
     runs = sum(pairs * (3 if name in ("lt", "ng") else 1) for name, pairs in lacking.items())
-    every = ["never-trained", "dd", FORGET, "uce", "rece", "np", "sld", "esd", "ca", "salun", "mace"]
+    every = ["never-trained", "dd", FORGET, "uce", "rece", "np", "sld", "esd", "ca", "salun", "mace", "esd-u", "sdd"]
     assert [name for name in every if name not in lacking] == every  # "have it under every attack"
-    assert sorted(lacking) == sorted(["esd-u", "sdd", "lt", "ng"])
+    assert sorted(lacking) == ["lt", "ng"]
     assert lacking["lt"] == lacking["ng"] == 12  # "under `full-te`, concept inversion, retain-only and benign"
-    assert all(lacking[name] == 15 for name in ("esd-u", "sdd"))  # inversion, retain-only, benign "only"
     hours = runs * 2.3 / 2 / 60
     _assert_quoted(ROOT / "docs" / "benchmark.md", [
         f"| {runs} | {hours:.1f} h |", f"About {round(hours + 16)} hours in all"])  # + the brackets' "up to 16 h"
