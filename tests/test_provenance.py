@@ -3033,6 +3033,42 @@ def test_readme_quotes_lt_and_ng_on_their_rebuilt_models():
         f"{ret_ng['area_lower']:+.3f} and {ben_ng['area_lower']:+.3f})"])
 
 
+def test_readme_quotes_lt_and_ng_on_their_rebuilt_models_under_the_weight_attacks():
+    """benchmark-reference-seeds-lt-ng-rebuilt-weights: LT and NG under the full attack and the rank-4 LoRA,
+    all three attack seeds on the rebuilt models (36 runs; at 0.0125): the models and their quality are those
+    of the LT/NG bracket and of -lt-ng-rebuilt; all four stay INFERIOR."""
+    stored, origin = _focused("reference-seeds-lt-ng-rebuilt-weights"), _focused("reference-seeds-forget")
+    models, attacks = ("lt", "ng"), ("full", "lora-r4")
+    new = [key for key in stored["runs"] if key not in origin["runs"]]
+    assert sorted(new) == sorted(f"{model}|train{seed}|{attack}|0.001|attack{attack_seed}" for model in models
+                                 for seed in range(3) for attack in attacks for attack_seed in (100, 101, 102))
+    assert all(stored["runs"][key] == origin["runs"][key] for key in stored["runs"] if key not in new)
+    bracket, rebuilt = _focused("bracket-lt-ng-te"), _focused("reference-seeds-lt-ng-rebuilt")
+    for key in new:  # "before any attack they draw what the bracket's drew, to the image"
+        model, seed = key.split("|")[:2]
+        twin = next(run for name, run in bracket["runs"].items() if name.startswith(f"{model}|{seed}|full-te|"))
+        assert _images_apart(stored["runs"][key], twin, "0", "harmful") == 0, key
+        assert _images_apart(stored["runs"][key], twin, "0", "clean") == 0, key
+    for key in (f"{model}|train{seed}" for model in models for seed in range(3)):
+        assert stored["quality"][key] == rebuilt["quality"][key], key  # "to the bit"
+    rows, before = stored["summary"], _read_at_level("benchmark-reference-seeds-battery", stored["config"]["alpha"],
+                                                      stored["config"])
+    verdict = {(attack, model): rows[attack][model]["verdict"] for attack in attacks for model in models}
+    assert {v["verdict"] for v in verdict.values()} == {before[a][m]["verdict"]["verdict"] for a, m in verdict} == \
+        {"INFERIOR"}
+    lower = sorted(v["area_lower"] for v in verdict.values())
+    steps = {attack: [_steps(rows, attack, model) for model in models] for attack in attacks}
+    reference = rows["lora-r4"]["never-trained"]
+    _assert_quoted(ROOT / "README.md", [
+        f"lt-ng-rebuilt-weights`: {len(new)} runs, ",
+        f"their area's lower bounds {lower[0]:+.3f} to {lower[-1]:+.3f}, the star back on half the prompts in "
+        f"{' and '.join(steps['full'])} steps of the full attack against the reference's "
+        f"{verdict['full', 'lt']['steps_to_relearn']['reference']['point']:.0f}, and in {' and '.join(steps['lora-r4'])} "
+        f"of the LoRA, under which the reference draws it on {reference['curves'][reference['worst_lr']][-1]:.3f} of the "
+        f"prompts at step 400"])
+    _assert_quoted(ROOT / "docs" / "benchmark.md", [f"all three attack seeds on the rebuilt models ({len(new)} runs,"])
+
+
 def test_protocol_s_remaining_work_counts_the_runs_the_stored_studies_lack():
     """docs/benchmark.md's "Not yet done" row of the third attack seed: its count of runs, its time at 2.3
     minutes of one core a run on 2 cores, and which rows lack it are what the stored studies say."""
@@ -3043,7 +3079,7 @@ def test_protocol_s_remaining_work_counts_the_runs_the_stored_studies_lack():
     every = ["never-trained", "dd", FORGET, "uce", "rece", "np", "sld", "esd", "ca", "salun", "mace", "esd-u", "sdd"]
     assert [name for name in every if name not in lacking] == every  # "have it under every attack"
     assert sorted(lacking) == ["lt", "ng"]
-    assert lacking["lt"] == lacking["ng"] == 12  # "under `full-te`, concept inversion, retain-only and benign"
+    assert lacking["lt"] == lacking["ng"] == 6  # "18 runs each under the rank-1 and rank-16 LoRAs"
     hours = runs * 2.3 / 2 / 60
     _assert_quoted(ROOT / "docs" / "benchmark.md", [
         f"| {runs} | {hours:.1f} h |", f"About {round(hours + 16)} hours in all"])  # + the brackets' "up to 16 h"
