@@ -2954,6 +2954,7 @@ def test_readme_quotes_esd_u_and_sdd_s_third_attack_seed_under_the_weight_attack
     assert apart == {"sdd|train0|full|0.001|attack102": 1, "sdd|train0|lora-r4|0.001|attack102": 1}
     assert other_apart == {}
     lower = sorted(v["area_lower"] for v in [*verdict.values(), *other_verdict.values()])
+    assert len(lower) == 10  # "all ten"
     rows = {attack: study["summary"][attack] for study, attacks in ((stored, weights), (other, others))
             for attack in attacks}
     at_20 = {(attack, model): rows[attack][model]["curves"][rows[attack][model]["worst_lr"]][1]
@@ -2964,30 +2965,40 @@ def test_readme_quotes_esd_u_and_sdd_s_third_attack_seed_under_the_weight_attack
         f"esd-u-sdd-other`: {len(other_new)} runs and their 6 models rebuilt",
         f"all ten INFERIOR, their area's lower bounds {lower[0]:+.3f} to {lower[-1]:+.3f}; every LoRA brings both to "
         f"{min(v for (a, m), v in at_20.items() if m in models):.3f} or more of the prompts by step 20"])
-    assert len(lower) == 10
+
+
+def _lt_ng_rebuilt(name: str, attacks: tuple[str, ...]):
+    """A study growing LT and NG under `attacks` from benchmark-reference-seeds-forget, all three attack seeds
+    on models rebuilt from their training seeds: its other runs are the forget study's, and before any attack
+    the rebuilt models draw what benchmark-bracket-lt-ng-te's drew, to the image. Returns the study and its
+    new runs."""
+    stored, origin = _focused(name), _focused("reference-seeds-forget")
+    new = [key for key in stored["runs"] if key not in origin["runs"]]
+    assert sorted(new) == sorted(f"{model}|train{seed}|{attack}|{'0.01' if attack == 'inversion' else '0.001'}|"
+                                 f"attack{attack_seed}" for model in ("lt", "ng") for seed in range(3)
+                                 for attack in attacks for attack_seed in (100, 101, 102))
+    assert all(stored["runs"][key] == origin["runs"][key] for key in stored["runs"] if key not in new)
+    bracket = _focused("bracket-lt-ng-te")
+    for key in new:
+        model, seed = key.split("|")[:2]
+        twin = next(run for name, run in bracket["runs"].items() if name.startswith(f"{model}|{seed}|full-te|"))
+        # concept inversion's step 0 prompts with its own token, so it matches its own attack seed 100
+        same = twin if "|inversion|" not in key else stored["runs"][re.sub(r"attack\d+$", "attack100", key)]
+        assert _images_apart(stored["runs"][key], same, "0", "harmful") == 0, key
+        assert _images_apart(stored["runs"][key], twin, "0", "clean") == 0, key
+    return stored, new
 
 
 def test_readme_quotes_lt_and_ng_on_their_rebuilt_models():
     """benchmark-reference-seeds-lt-ng-rebuilt: LT and NG under concept inversion, retain-only and benign
     fine-tuning, all three attack seeds on models rebuilt from their training seeds (54 runs; at 0.0125):
     the rebuilt models are the LT/NG bracket's, not the battery's; one verdict of six changes."""
-    stored, origin = _focused("reference-seeds-lt-ng-rebuilt"), _focused("reference-seeds-forget")
     models, attacks = ("lt", "ng"), ("inversion", "retain", "benign")
-    new = [key for key in stored["runs"] if key not in origin["runs"]]
-    assert sorted(new) == sorted(f"{model}|train{seed}|{attack}|{'0.01' if attack == 'inversion' else '0.001'}|"
-                                 f"attack{attack_seed}" for model in models for seed in range(3)
-                                 for attack in attacks for attack_seed in (100, 101, 102))  # "54 runs"
-    assert all(stored["runs"][key] == origin["runs"][key] for key in stored["runs"] if key not in new)
-    bracket, battery = _focused("bracket-lt-ng-te"), _focused("reference-seeds-battery")
+    stored, new = _lt_ng_rebuilt("reference-seeds-lt-ng-rebuilt", attacks)  # "54 runs"
+    battery = _focused("reference-seeds-battery")
     drift = {}
     for model in models:
         for seed in range(3):
-            twin = next(run for key, run in bracket["runs"].items() if key.startswith(f"{model}|train{seed}|full-te|"))
-            for key in (key for key in new if key.startswith(f"{model}|train{seed}|")):
-                # the bracket's models: concept inversion's step 0 prompts with its own token, so it matches its own
-                same = twin if "|inversion|" not in key else stored["runs"][re.sub(r"attack\d+$", "attack100", key)]
-                assert _images_apart(stored["runs"][key], same, "0", "harmful") == 0, key
-                assert _images_apart(stored["runs"][key], twin, "0", "clean") == 0, key
             key = f"{model}|train{seed}|retain|0.001|attack100"
             drift[model, seed] = _images_apart(stored["runs"][key], battery["runs"][key], "0", "harmful")
     assert [drift["lt", seed] for seed in range(3)] == [14, 45, 9] and max(drift["ng", s] for s in range(3)) == 31
@@ -3037,18 +3048,10 @@ def test_readme_quotes_lt_and_ng_on_their_rebuilt_models_under_the_weight_attack
     """benchmark-reference-seeds-lt-ng-rebuilt-weights: LT and NG under the full attack and the rank-4 LoRA,
     all three attack seeds on the rebuilt models (36 runs; at 0.0125): the models and their quality are those
     of the LT/NG bracket and of -lt-ng-rebuilt; all four stay INFERIOR."""
-    stored, origin = _focused("reference-seeds-lt-ng-rebuilt-weights"), _focused("reference-seeds-forget")
     models, attacks = ("lt", "ng"), ("full", "lora-r4")
-    new = [key for key in stored["runs"] if key not in origin["runs"]]
-    assert sorted(new) == sorted(f"{model}|train{seed}|{attack}|0.001|attack{attack_seed}" for model in models
-                                 for seed in range(3) for attack in attacks for attack_seed in (100, 101, 102))
-    assert all(stored["runs"][key] == origin["runs"][key] for key in stored["runs"] if key not in new)
-    bracket, rebuilt = _focused("bracket-lt-ng-te"), _focused("reference-seeds-lt-ng-rebuilt")
-    for key in new:  # "before any attack they draw what the bracket's drew, to the image"
-        model, seed = key.split("|")[:2]
-        twin = next(run for name, run in bracket["runs"].items() if name.startswith(f"{model}|{seed}|full-te|"))
-        assert _images_apart(stored["runs"][key], twin, "0", "harmful") == 0, key
-        assert _images_apart(stored["runs"][key], twin, "0", "clean") == 0, key
+    # "before any attack they draw what the bracket's drew, to the image"
+    stored, new = _lt_ng_rebuilt("reference-seeds-lt-ng-rebuilt-weights", attacks)
+    rebuilt = _focused("reference-seeds-lt-ng-rebuilt")
     for key in (f"{model}|train{seed}" for model in models for seed in range(3)):
         assert stored["quality"][key] == rebuilt["quality"][key], key  # "to the bit"
     rows, before = stored["summary"], _read_at_level("benchmark-reference-seeds-battery", stored["config"]["alpha"],
