@@ -2886,11 +2886,18 @@ def _third_seed_all_inferior(name: str, origin: str, models: tuple[str, ...], at
         assert _images_apart(stored["runs"][key], kept, "0", "clean") == 0, key
         assert stored["runs"][key]["0"]["clean"]["prompt_fidelity"] == kept["0"]["clean"]["prompt_fidelity"], key
         apart[key] = _images_apart(stored["runs"][key], kept, "0", "harmful")
-    before = _read_at_level(f"benchmark-{origin}", stored["config"]["alpha"], stored["config"])
+    verdict = _inferior_now_and_before(stored, f"benchmark-{origin}", models, attacks)
+    return stored, new, verdict, {key: n for key, n in apart.items() if n}
+
+
+def _inferior_now_and_before(stored: dict, before_name: str, models: tuple[str, ...], attacks: tuple[str, ...]):
+    """Every verdict of `models` under `attacks` is INFERIOR in `stored` and in the study `before_name` read at
+    the same level. Returns the stored verdicts by (attack, model)."""
+    before = _read_at_level(before_name, stored["config"]["alpha"], stored["config"])
     verdict = {(attack, model): stored["summary"][attack][model]["verdict"] for attack in attacks for model in models}
     assert {v["verdict"] for v in verdict.values()} == {before[a][m]["verdict"]["verdict"] for a, m in verdict} == \
         {"INFERIOR"}
-    return stored, new, verdict, {key: n for key, n in apart.items() if n}
+    return verdict
 
 
 def test_readme_quotes_the_erasers_third_attack_seed_under_the_weight_attacks():
@@ -2957,9 +2964,10 @@ def test_readme_quotes_esd_u_and_sdd_s_third_attack_seed_under_the_weight_attack
     assert len(lower) == 10  # "all ten"
     rows = {attack: study["summary"][attack] for study, attacks in ((stored, weights), (other, others))
             for attack in attacks}
+    loras = ("lora-r4", "lora-r1", "lora-r16")
     at_20 = {(attack, model): rows[attack][model]["curves"][rows[attack][model]["worst_lr"]][1]
-             for attack in ("lora-r4", "lora-r1", "lora-r16") for model in (*models, "never-trained")}
-    assert max(at_20[attack, "never-trained"] for attack in ("lora-r4", "lora-r1", "lora-r16")) == 0  # "on none"
+             for attack in loras for model in (*models, "never-trained")}
+    assert max(at_20[attack, "never-trained"] for attack in loras) == 0  # "on none"
     _assert_quoted(ROOT / "README.md", [
         f"esd-u-sdd-weights`: {len(new)} runs and their 6 models rebuilt",
         f"esd-u-sdd-other`: {len(other_new)} runs and their 6 models rebuilt",
@@ -3054,11 +3062,8 @@ def test_readme_quotes_lt_and_ng_on_their_rebuilt_models_under_the_weight_attack
     rebuilt = _focused("reference-seeds-lt-ng-rebuilt")
     for key in (f"{model}|train{seed}" for model in models for seed in range(3)):
         assert stored["quality"][key] == rebuilt["quality"][key], key  # "to the bit"
-    rows, before = stored["summary"], _read_at_level("benchmark-reference-seeds-battery", stored["config"]["alpha"],
-                                                      stored["config"])
-    verdict = {(attack, model): rows[attack][model]["verdict"] for attack in attacks for model in models}
-    assert {v["verdict"] for v in verdict.values()} == {before[a][m]["verdict"]["verdict"] for a, m in verdict} == \
-        {"INFERIOR"}
+    rows, verdict = stored["summary"], _inferior_now_and_before(stored, "benchmark-reference-seeds-battery", models,
+                                                                attacks)
     lower = sorted(v["area_lower"] for v in verdict.values())
     steps = {attack: [_steps(rows, attack, model) for model in models] for attack in attacks}
     reference = rows["lora-r4"]["never-trained"]
