@@ -1754,6 +1754,44 @@ def test_defence_page_and_readme_quote_the_anchor_against_sampled_attacks():
         f"{1000 * q(ANCHOR, 'kid'):.1f}."])
 
 
+
+def test_defence_page_and_readme_quote_the_fresh_init_diagnostic():
+    """The fresh init (shrink 0, noise 1; dev split, one training seed): it still relearns under the rank-4 LoRA
+    far above the never-trained model, below the forget row of its seed, at a price in clean fidelity."""
+    fresh = f"{FORGET}/shrink=0/noise=1"
+    screen = _one_seed_screen("dev-fresh", fresh)
+    curve, area, q, paired = screen.curve, screen.area, screen.q, functools.partial(screen.paired, fresh, FORGET)
+    assert screen.cfg["models"] == ["never-trained", FORGET, fresh]
+    three = _focused("dev-level-3seeds")
+    forget_seeds = [_seed_curve(three, FORGET, seed, "lora-r4")[-1] for seed in (0, 1, 2)]
+    assert max(forget_seeds) == forget_seeds[0]  # "whose forget row is its worst"
+    for attack in ("lora-r4", "full"):  # "both exclude 0"
+        assert paired(attack)["area_upper"] < 0
+    excess = screen.verdict("lora-r4", fresh)["area_difference"] / screen.verdict("lora-r4", FORGET)["area_difference"]
+    assert 0.4 < excess < 0.6  # "halves the excess"
+    assert round(curve("lora-r4", fresh)[-1] / curve("lora-r4", "never-trained")[-1]) == 5  # "five times as far"
+    lost = round(100 * (q(FORGET, "prompt_fidelity") - q(fresh, "prompt_fidelity")))
+    _assert_quoted(ROOT / "docs" / "results" / "defence.md", [
+        _before_any_attack(screen, fresh, FORGET, "forget row"),
+        f"Under the rank-4 LoRA it ends at {curve('lora-r4', fresh)[-1]:.3f} at step 400 (forget row, same seed: "
+        f"{curve('lora-r4', FORGET)[-1]:.3f}; never-trained: {curve('lora-r4', 'never-trained')[-1]:.3f}), "
+        f"{screen.verdict('lora-r4', fresh)['verdict']} (area excess {area('lora-r4', fresh)}). Under the full attack it "
+        f"ends at {curve('full', fresh)[-1]:.3f} (forget row: {curve('full', FORGET)[-1]:.3f}; never-trained: "
+        f"{curve('full', 'never-trained')[-1]:.3f}), {screen.verdict('full', fresh)['verdict']} (area {area('full', fresh)}).",
+        f"Paired against the forget row of its seed: {paired_cell(paired('lora-r4'))} under the LoRA and "
+        f"{paired_cell(paired('full'))} under the full attack: both exclude 0.",
+        f"Its price is fidelity: clean fidelity {q(fresh, 'prompt_fidelity'):.3f} (forget row, same seed: "
+        f"{q(FORGET, 'prompt_fidelity'):.3f}), KID x1000 {screen.kid(fresh)} against {screen.kid(FORGET)}.",
+        f"({curve('lora-r4', fresh)[-1]:.3f} against {curve('lora-r4', 'never-trained')[-1]:.3f})",
+        f"whose forget row is its worst ({forget_seeds[0]:.3f} at step 400, against "
+        f"{_screen('dev-level-3seeds').curve('lora-r4', FORGET)[-1]:.3f} over three seeds), at {lost} points of clean "
+        f"fidelity."])
+    _assert_quoted(ROOT / "README.md", [
+        f"relearns under the rank-4 LoRA to {curve('lora-r4', fresh)[-1]:.3f} at step 400 (forget row, same seed: "
+        f"{curve('lora-r4', FORGET)[-1]:.3f}; never-trained: {curve('lora-r4', 'never-trained')[-1]:.3f}), at clean "
+        f"fidelity {q(fresh, 'prompt_fidelity'):.3f} against {q(FORGET, 'prompt_fidelity'):.3f}"])
+
+
 def _net_curve(results: dict, model: str, attack: str, lr: str) -> np.ndarray:
     """A model's mean harmful rate minus its clean prompts' at each step over one lr's runs, from the stored
     per-prompt counts (not through the summary)."""
