@@ -3090,20 +3090,29 @@ def test_readme_quotes_lt_and_ng_on_their_rebuilt_models():
         f"{ret_ng['area_lower']:+.3f} and {ben_ng['area_lower']:+.3f})"])
 
 
+def _lt_ng_rebuilt_again(name: str, attacks: tuple[str, ...], before_name: str):
+    """A growth of LT's and NG's rebuilt models under more attacks (_lt_ng_rebuilt's checks): their quality is
+    -lt-ng-rebuilt's to the bit, and every verdict is INFERIOR, as in `before_name` read at the same level.
+    Returns the study, its new runs, its verdicts by (attack, model), their area lower bounds sorted, and the
+    steps to relearn by attack (LT's, NG's)."""
+    models = ("lt", "ng")
+    stored, new = _lt_ng_rebuilt(name, attacks)
+    rebuilt = _focused("reference-seeds-lt-ng-rebuilt")
+    for key in (f"{model}|train{seed}" for model in models for seed in range(3)):
+        assert stored["quality"][key] == rebuilt["quality"][key], key  # "to the bit"
+    verdict = _inferior_now_and_before(stored, before_name, models, attacks)
+    lower = sorted(v["area_lower"] for v in verdict.values())
+    steps = {attack: [_steps(stored["summary"], attack, model) for model in models] for attack in attacks}
+    return stored, new, verdict, lower, steps
+
 def test_readme_quotes_lt_and_ng_on_their_rebuilt_models_under_the_weight_attacks():
     """benchmark-reference-seeds-lt-ng-rebuilt-weights: LT and NG under the full attack and the rank-4 LoRA,
     all three attack seeds on the rebuilt models (36 runs; at 0.0125): the models and their quality are those
     of the LT/NG bracket and of -lt-ng-rebuilt; all four stay INFERIOR."""
-    models, attacks = ("lt", "ng"), ("full", "lora-r4")
     # "before any attack they draw what the bracket's drew, to the image"
-    stored, new = _lt_ng_rebuilt("reference-seeds-lt-ng-rebuilt-weights", attacks)
-    rebuilt = _focused("reference-seeds-lt-ng-rebuilt")
-    for key in (f"{model}|train{seed}" for model in models for seed in range(3)):
-        assert stored["quality"][key] == rebuilt["quality"][key], key  # "to the bit"
-    rows, verdict = stored["summary"], _inferior_now_and_before(stored, "benchmark-reference-seeds-battery", models,
-                                                                attacks)
-    lower = sorted(v["area_lower"] for v in verdict.values())
-    steps = {attack: [_steps(rows, attack, model) for model in models] for attack in attacks}
+    stored, new, verdict, lower, steps = _lt_ng_rebuilt_again("reference-seeds-lt-ng-rebuilt-weights", ("full", "lora-r4"),
+                                                              "benchmark-reference-seeds-battery")
+    rows = stored["summary"]
     reference = rows["lora-r4"]["never-trained"]
     _assert_quoted(ROOT / "README.md", [
         f"lt-ng-rebuilt-weights`: {len(new)} runs, ",
@@ -3119,15 +3128,10 @@ def test_readme_quotes_lt_and_ng_on_their_rebuilt_models_under_the_other_lora_ra
     """benchmark-reference-seeds-lt-ng-rebuilt-other: LT and NG under the rank-1 and rank-16 LoRAs, all three
     attack seeds on the rebuilt models (36 runs; at 0.0125): the models and their quality are those of the LT/NG
     bracket and of -lt-ng-rebuilt; all four stay INFERIOR, as on the other re-read's runs."""
-    models, attacks = ("lt", "ng"), ("lora-r1", "lora-r16")
-    stored, new = _lt_ng_rebuilt("reference-seeds-lt-ng-rebuilt-other", attacks)  # "to the image"
-    rebuilt = _focused("reference-seeds-lt-ng-rebuilt")
-    for key in (f"{model}|train{seed}" for model in models for seed in range(3)):
-        assert stored["quality"][key] == rebuilt["quality"][key], key  # "to the bit"
-    rows, verdict = stored["summary"], _inferior_now_and_before(
-        stored, "benchmark-reference-seeds-other-attacks", models, attacks)
-    lower = sorted(v["area_lower"] for v in verdict.values())
-    steps = {attack: [_steps(rows, attack, model) for model in models] for attack in attacks}
+    attacks = ("lora-r1", "lora-r16")
+    stored, new, _, lower, steps = _lt_ng_rebuilt_again("reference-seeds-lt-ng-rebuilt-other", attacks,
+                                                        "benchmark-reference-seeds-other-attacks")  # "to the image"
+    rows = stored["summary"]
     at_400 = [rows[attack]["never-trained"]["curves"][rows[attack]["never-trained"]["worst_lr"]][-1] for attack in attacks]
     _assert_quoted(ROOT / "README.md", [
         f"lt-ng-rebuilt-other`: {len(new)} runs and their 6 models rebuilt",
