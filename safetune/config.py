@@ -271,6 +271,10 @@ class DistillConfig:
     tamper_text_encoder: bool = option(True, "the tamper term's gradient reaches the text encoder; false: the UNet "
                                              "only, so that the hinge cannot be met by breaking the concept's words "
                                              "(what the level hinge did on dev, docs/results/defence.md)")
+    teacher: str | None = option(None, "the model whose predictions are distilled: none, the model being aligned "
+                                       "(before its distortion); else a model sharing its VAE (a directory, or "
+                                       "'shapes-nostar': the never-trained model, a teacher that never drew the "
+                                       "concept; UNDO distils from the unlearned model)")
 
 
 @settings

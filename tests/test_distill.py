@@ -539,3 +539,39 @@ def test_a_sampled_range_that_ends_below_its_start_is_refused(pipe, option):
                            **{option: below})
     name = option.removesuffix("_max")
     _refused(pipe, config, rf"{option}=.* must be above {name}=.*--set {option} above")
+
+
+def _retain_first(caplog) -> float:
+    """The retain term's mean over the first steps, from the stage's closing log line."""
+    done = next(r.getMessage() for r in caplog.records if ": done in " in r.getMessage())
+    return float(re.search(r"; retain ([0-9.e-]+) -> ", done).group(1))
+
+
+def test_a_named_teacher_gives_the_targets_and_one_with_another_vae_is_refused(pipe, tmp_path, caplog):
+    """teacher=: undistorted (noise 0), a student distilled from itself starts with nothing to learn
+    (retain error 0), one distilled from another model starts at the gap between the two; a teacher
+    whose VAE differs is refused by name (another latent space), before any training."""
+    import logging
+
+    from safetune.data.folder import load_training_data
+    from safetune.errors import SafetuneError
+
+    clean = load_training_data("clean", 32, n=8)
+    config = TrainConfig(steps=2, lr=1e-3, batch_size=4, mode="full", checkpoint_every=10**9)
+    other = copy.deepcopy(pipe)
+    distort_(other.unet, noise=1.0, shrink=0.0, seed=9)  # another denoiser on the same VAE
+    other.save_pretrained(tmp_path / "teacher")
+    distort_(other.vae, noise=0.1, shrink=1.0, seed=9)
+    other.save_pretrained(tmp_path / "another-vae")
+    firsts = {}
+    for teacher in (None, str(tmp_path / "teacher")):
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="safetune"):
+            distill_train(copy.deepcopy(pipe), clean, ["a star"], DistillConfig(noise=0.0, teacher=teacher), config)
+        firsts[teacher] = _retain_first(caplog)
+    assert firsts[None] == 0.0 and firsts[str(tmp_path / "teacher")] > 0.01, firsts
+    student = copy.deepcopy(pipe)
+    with pytest.raises(SafetuneError, match=r"another-vae: its VAE differs .* pretrain-shapes --set vae_from="):
+        distill_train(student, clean, ["a star"], DistillConfig(teacher=str(tmp_path / "another-vae")), config)
+    for (name, a), (_, b) in zip(student.unet.named_parameters(), pipe.unet.named_parameters()):
+        assert torch.equal(a, b), name  # refused before the distortion

@@ -61,6 +61,10 @@ target. Distortion alone leaves their embeddings pointing where the original had
 the shipped model: dd's "star" row has cosine 0.82 to the original's, the never-trained model's 0.49);
 `forget_unseen_words` re-draws those rows from the text encoder's initialisation, as in a model that
 never read the words.
+
+The teacher is the model being aligned unless `teacher` names another (sharing its VAE): UNDO distils
+from the unlearned model, and a teacher that never drew the concept (the never-trained model) tells
+how much of what an attack relearns the original's own predictions on clean images pass on.
 """
 from __future__ import annotations
 
@@ -252,6 +256,27 @@ class RetainDistillLoss:
         return F.mse_loss(predict(with_params(unet, params), xt, t, cond).float(), target.float())
 
 
+def teacher_pipeline(pipe, teacher: str | None):
+    """The pipeline whose predictions the student is distilled to: `pipe` itself (before its
+    distortion) when `teacher` is None, else that model, refused unless it shares `pipe`'s family and
+    VAE (the student's latents are the targets' inputs: another VAE is another latent space)."""
+    if not teacher:
+        return pipe
+    from ..models.loading import load_pipeline
+
+    weight = next(denoiser(pipe).parameters())
+    other = load_pipeline(teacher, device=weight.device, dtype=weight.dtype)
+    if family_of(other) != family_of(pipe):
+        raise SafetuneError(f"teacher={teacher}: a {FAMILY_NAMES[family_of(other)]} model, the aligned one is "
+                            f"{FAMILY_NAMES[family_of(pipe)]}; give a teacher of the same family")
+    ours, theirs = pipe.vae.state_dict(), other.vae.state_dict()
+    if ours.keys() != theirs.keys() or any(not torch.equal(ours[k], theirs[k]) for k in ours):
+        raise SafetuneError(f"teacher={teacher}: its VAE differs from the aligned model's, so its predictions are "
+                            "in another latent space; give a teacher pretrained on the same VAE (safetune "
+                            "pretrain-shapes --set vae_from=<the model>), or drop teacher")
+    return other
+
+
 def distill_train(pipe, clean: tuple, concepts: list[str], distill, config: TrainConfig,
                   checkpoint_dir: Path | None = None, on_save=None, identity: dict | None = None,
                   harmful: tuple | None = None) -> None:
@@ -284,9 +309,11 @@ def distill_train(pipe, clean: tuple, concepts: list[str], distill, config: Trai
                             f"({distill.harm_margin}): give --set harm_margin=0.001 (and --harmful-data), or drop "
                             f"tamper={distill.tamper}")
     images, texts = clean
-    teacher = copy.deepcopy(denoiser(pipe)).requires_grad_(False).eval()
+    source = teacher_pipeline(pipe, distill.teacher)
+    teacher = copy.deepcopy(denoiser(source)).requires_grad_(False).eval()
     latents = encode_images(pipe, images)
-    teacher_cond, teacher_uncond = encode_text(pipe, texts), encode_text(pipe, [""])
+    teacher_cond, teacher_uncond = encode_text(source, texts), encode_text(source, [""])
+    del source  # its denoiser copied, its captions encoded: nothing else of it is needed
     concept_latents = None
     if distill.concept_weight > 0:
         prompts = [concepts[i % len(concepts)] for i in range(128)]
