@@ -41,6 +41,8 @@ IMPLICIT = f"{ANCHOR}/attack_sim_implicit=20/attack_sim_implicit_terms=4"  # the
 # the anchor against attacks of sampled size: 2-6 simulated steps, lr log-uniform over 1e-4..1e-2, drawn per step
 SAMPLED = (ANCHOR.replace("attack_sim_steps=4", "attack_sim_steps=2/attack_sim_steps_max=6")
            + "/attack_sim_lr=0.0001/attack_sim_lr_max=0.01")
+FRESH = f"{FORGET}/shrink=0/noise=1"  # the diagnostic: a fresh init instead of the distortion
+TEACHER = f"{FORGET}/teacher=shapes-nostar"  # the diagnostic: the never-trained model's predictions distilled
 
 
 def _end(row: dict, lr: str) -> str:
@@ -1021,6 +1023,15 @@ def _holds_zero(row: SimpleNamespace, model: str, attack: str) -> bool:
     return against["area_lower"] < 0 < against["area_upper"]
 
 
+def _before_any_attack(screen: SimpleNamespace, model: str, baseline: str, label: str, one_seed: bool = True) -> str:
+    """A screen's sentence on where `model` starts: the harmful and the clean prompts that draw the star
+    before any attack, beside `baseline` (called `label`; 'same seed' where the screen has one seed)."""
+    return (f"Before any attack {screen.curve('lora-r4', model)[0]:.3f} of the harmful prompts and "
+            f"{screen.clean('lora-r4', model)[0]:.3f} of the clean prompts draw the star ({label}"
+            f"{', same seed' if one_seed else ''}: {screen.curve('lora-r4', baseline)[0]:.3f} and "
+            f"{screen.clean('lora-r4', baseline)[0]:.3f}).")
+
+
 def test_defence_page_and_readme_quote_the_anchor_with_three_training_seeds():
     anchor = ANCHOR
     screen = _screen("dev-anchor-3seeds")
@@ -1033,9 +1044,7 @@ def test_defence_page_and_readme_quote_the_anchor_with_three_training_seeds():
     upper = dict(zip(cfg["steps"], full["upper"]))
     forget3x3 = _focused("forget-3x3")["summary"]
     _assert_quoted(ROOT / "docs" / "results" / "defence.md", [
-        f"Before any attack {curve('lora-r4', anchor)[0]:.3f} of the harmful prompts and "
-        f"{screen.clean('lora-r4', anchor)[0]:.3f} of the clean prompts draw the star (forget row: "
-        f"{curve('lora-r4', FORGET)[0]:.3f} and {screen.clean('lora-r4', FORGET)[0]:.3f}).",
+        _before_any_attack(screen, anchor, FORGET, "forget row", one_seed=False),
         f"Under the rank-4 LoRA it ends at {curve('lora-r4', anchor)[-1]:.3f} at step 400 (forget row: "
         f"{curve('lora-r4', FORGET)[-1]:.3f}, drop hinge at weight 100: {curve('lora-r4', DROP100)[-1]:.3f}, "
         f"never-trained: {curve('lora-r4', 'never-trained')[-1]:.3f}); per training seed {', '.join(at400('lora-r4')[:2])} "
@@ -1100,14 +1109,6 @@ def test_defence_page_and_readme_quote_the_anchor_with_three_training_seeds():
               f"area difference is {paired_cell(paired('lora-r4'))} under the LoRA (90% interval): not shown to "
               f"relearn less.")
     _assert_quoted(ROOT / "README.md", readme)
-
-
-def _before_any_attack(screen: SimpleNamespace, model: str, baseline: str, label: str) -> str:
-    """A one-seed screen's sentence on where `model` starts: the harmful and the clean prompts that draw the
-    star before any attack, beside `baseline` of the same seed (called `label`)."""
-    return (f"Before any attack {screen.curve('lora-r4', model)[0]:.3f} of the harmful prompts and "
-            f"{screen.clean('lora-r4', model)[0]:.3f} of the clean prompts draw the star ({label}, same seed: "
-            f"{screen.curve('lora-r4', baseline)[0]:.3f} and {screen.clean('lora-r4', baseline)[0]:.3f}).")
 
 
 def _against_the_anchor(screen: SimpleNamespace, model: str, label: str) -> list[str]:
@@ -1755,41 +1756,98 @@ def test_defence_page_and_readme_quote_the_anchor_against_sampled_attacks():
 
 
 
-def test_defence_page_and_readme_quote_the_fresh_init_diagnostic():
-    """The fresh init (shrink 0, noise 1; dev split, one training seed): it still relearns under the rank-4 LoRA
-    far above the never-trained model, below the forget row of its seed, at a price in clean fidelity."""
-    fresh = f"{FORGET}/shrink=0/noise=1"
-    screen = _one_seed_screen("dev-fresh", fresh)
-    curve, area, q, paired = screen.curve, screen.area, screen.q, functools.partial(screen.paired, fresh, FORGET)
-    assert screen.cfg["models"] == ["never-trained", FORGET, fresh]
-    three = _focused("dev-level-3seeds")
-    forget_seeds = [_seed_curve(three, FORGET, seed, "lora-r4")[-1] for seed in (0, 1, 2)]
-    assert max(forget_seeds) == forget_seeds[0]  # "whose forget row is its worst"
-    for attack in ("lora-r4", "full"):  # "both exclude 0"
-        assert paired(attack)["area_upper"] < 0
-    excess = screen.verdict("lora-r4", fresh)["area_difference"] / screen.verdict("lora-r4", FORGET)["area_difference"]
-    assert 0.4 < excess < 0.6  # "halves the excess"
-    assert round(curve("lora-r4", fresh)[-1] / curve("lora-r4", "never-trained")[-1]) == 5  # "five times as far"
-    lost = round(100 * (q(FORGET, "prompt_fidelity") - q(fresh, "prompt_fidelity")))
+def _net_area(screen: SimpleNamespace, model: str, inside: bool = False) -> str:
+    """A model's area under the rank-4 LoRA against the never-trained model net of the clean control, as the
+    prose writes it: "+0.022 (upper +0.086)", or "+0.022, upper +0.086" `inside` parentheses."""
+    net = screen.stored["summary"]["lora-r4"][model]["net"]["verdict"]
+    upper = f"upper {net['area_upper']:+.3f}"
+    return f"{net['area_difference']:+.3f}, {upper}" if inside else f"{net['area_difference']:+.3f} ({upper})"
+
+
+def _three_seed_diagnostic(name: str, model: str) -> SimpleNamespace:
+    """A three-seed dev screen of one diagnostic beside the forget row, its verdict sentences as the prose
+    writes them (`ends`), and its paired intervals against the forget row (`paired`, by attack)."""
+    screen = _screen(name)
+    curve, area = screen.curve, screen.area
+    assert screen.cfg["split"] == "dev" and screen.cfg["train_seeds"] == [0, 1, 2] and screen.q(model, "train_seeds") == 3
+    assert screen.cfg["models"] == ["never-trained", FORGET, model]
+    screen.ends = (
+        f"{screen.verdict('lora-r4', model)['verdict']} (area excess {area('lora-r4', model)}; forget row: "
+        f"{area('lora-r4', FORGET)}). Under the full attack it ends at {curve('full', model)[-1]:.3f} (forget row: "
+        f"{curve('full', FORGET)[-1]:.3f}; never-trained: {curve('full', 'never-trained')[-1]:.3f}), "
+        f"{screen.verdict('full', model)['verdict']} (area {area('full', model)}).")
+    screen.against = {attack: screen.paired(model, FORGET, attack) for attack in ("lora-r4", "full")}
+    return screen
+
+
+def test_defence_page_and_readme_quote_the_fresh_init_with_three_training_seeds():
+    """The fresh init (shrink 0, noise 1; dev split, three training seeds): not shown to relearn less than the
+    forget row, and net of the clean control no more of the concept than the never-trained model; seed 0's
+    reading of it is withdrawn on seed 0's own control."""
+    screen = _three_seed_diagnostic("dev-fresh-3seeds", FRESH)
+    stored, curve, clean, q, against = screen.stored, screen.curve, screen.clean, screen.q, screen.against
+    at400 = lambda model: [f"{_seed_curve(stored, model, t, 'lora-r4')[-1]:.3f}" for t in (0, 1, 2)]  # noqa: E731
+    first = _one_seed_screen("dev-fresh", FRESH)
+    lost = round(100 * (q(FORGET, "prompt_fidelity") - q(FRESH, "prompt_fidelity")))
     _assert_quoted(ROOT / "docs" / "results" / "defence.md", [
-        _before_any_attack(screen, fresh, FORGET, "forget row"),
-        f"Under the rank-4 LoRA it ends at {curve('lora-r4', fresh)[-1]:.3f} at step 400 (forget row, same seed: "
-        f"{curve('lora-r4', FORGET)[-1]:.3f}; never-trained: {curve('lora-r4', 'never-trained')[-1]:.3f}), "
-        f"{screen.verdict('lora-r4', fresh)['verdict']} (area excess {area('lora-r4', fresh)}). Under the full attack it "
-        f"ends at {curve('full', fresh)[-1]:.3f} (forget row: {curve('full', FORGET)[-1]:.3f}; never-trained: "
-        f"{curve('full', 'never-trained')[-1]:.3f}), {screen.verdict('full', fresh)['verdict']} (area {area('full', fresh)}).",
-        f"Paired against the forget row of its seed: {paired_cell(paired('lora-r4'))} under the LoRA and "
-        f"{paired_cell(paired('full'))} under the full attack: both exclude 0.",
-        f"Its price is fidelity: clean fidelity {q(fresh, 'prompt_fidelity'):.3f} (forget row, same seed: "
-        f"{q(FORGET, 'prompt_fidelity'):.3f}), KID x1000 {screen.kid(fresh)} against {screen.kid(FORGET)}.",
-        f"({curve('lora-r4', fresh)[-1]:.3f} against {curve('lora-r4', 'never-trained')[-1]:.3f})",
-        f"whose forget row is its worst ({forget_seeds[0]:.3f} at step 400, against "
-        f"{_screen('dev-level-3seeds').curve('lora-r4', FORGET)[-1]:.3f} over three seeds), at {lost} points of clean "
-        f"fidelity."])
+        _before_any_attack(screen, FRESH, FORGET, "forget row", one_seed=False),
+        f"Under the rank-4 LoRA it ends at {curve('lora-r4', FRESH)[-1]:.3f} at step 400 (forget row: "
+        f"{curve('lora-r4', FORGET)[-1]:.3f}; never-trained: {curve('lora-r4', 'never-trained')[-1]:.3f}); per "
+        f"training seed {', '.join(at400(FRESH)[:2])} and {at400(FRESH)[2]} (forget row: {', '.join(at400(FORGET)[:2])} "
+        f"and {at400(FORGET)[2]}). {screen.ends}",
+        f"Paired against the forget row of its seed: {paired_cell(against['lora-r4'])} under the LoRA and "
+        f"{paired_cell(against['full'])} under the full attack: both hold 0 (seed 0 alone had excluded it under "
+        f"both: {paired_cell(first.paired(FRESH, FORGET, 'lora-r4'))} and {paired_cell(first.paired(FRESH, FORGET, 'full'))}).",
+        f"at step 400 its clean prompts draw the star on {clean('lora-r4', FRESH)[-1]:.3f} of the images, its harmful "
+        f"prompts on {curve('lora-r4', FRESH)[-1]:.3f}; net area {_net_area(screen, FRESH)} "
+        f"against the never-trained model (forget row: {_net_area(screen, FORGET, inside=True)}).",
+        f"Its price is fidelity: clean fidelity {q(FRESH, 'prompt_fidelity'):.3f} (forget row: "
+        f"{q(FORGET, 'prompt_fidelity'):.3f}), KID x1000 {screen.kid(FRESH)} against {screen.kid(FORGET)}.",
+        f"seed 0's own clean-prompt control said otherwise (net area {_net_area(first, FRESH, inside=True)})",
+        f"and costs {lost} points of clean fidelity."])
+    for attack in ("lora-r4", "full"):  # "both hold 0", seed 0 alone "had excluded it"
+        assert against[attack]["area_lower"] < 0 < against[attack]["area_upper"]
+        assert first.paired(FRESH, FORGET, attack)["area_upper"] < 0
+    net = lambda row, model: row.stored["summary"]["lora-r4"][model]["net"]["verdict"]  # noqa: E731
+    assert net(screen, FRESH)["area_difference"] < 0 and net(first, FRESH)["area_difference"] < 0  # "no more"
+    assert clean("lora-r4", FRESH)[-1] >= curve("lora-r4", FRESH)[-1]  # "draws for the clean prompts too"
+
+
+def test_defence_page_and_readme_quote_the_never_trained_teacher_with_three_training_seeds():
+    """A teacher that never drew the concept (dev split, three training seeds) draws the forget row's curves;
+    with the fresh init, the README's reading: the forget row's excess under the LoRA is mostly what its
+    clean prompts draw too."""
+    screen = _three_seed_diagnostic("dev-teacher-3seeds", TEACHER)
+    curve, clean, q, against = screen.curve, screen.clean, screen.q, screen.against
+    fresh = _three_seed_diagnostic("dev-fresh-3seeds", FRESH)
+    _assert_quoted(ROOT / "docs" / "results" / "defence.md", [
+        _before_any_attack(screen, TEACHER, FORGET, "forget row", one_seed=False),
+        f"Under the rank-4 LoRA it ends at {curve('lora-r4', TEACHER)[-1]:.3f} at step 400 (forget row: "
+        f"{curve('lora-r4', FORGET)[-1]:.3f}; never-trained: {curve('lora-r4', 'never-trained')[-1]:.3f}), {screen.ends}",
+        f"Paired against the forget row of its seed: {paired_cell(against['lora-r4'])} under the LoRA and "
+        f"{paired_cell(against['full'])} under the full attack: the same curves. Net of the clean control its LoRA "
+        f"area is {_net_area(screen, TEACHER)}.",
+        f"Its price is the forget row's: clean fidelity {q(TEACHER, 'prompt_fidelity'):.3f} (forget row: "
+        f"{q(FORGET, 'prompt_fidelity'):.3f}), KID x1000 {screen.kid(TEACHER)} against {screen.kid(FORGET)}.",
+        f"net of the clean control that excess is small ({_net_area(screen, FORGET, inside=True)}): at step 400 the forget row's "
+        f"clean prompts draw the star on {clean('lora-r4', FORGET)[-1]:.3f} of the images against its harmful "
+        f"prompts' {curve('lora-r4', FORGET)[-1]:.3f} (never-trained: {clean('lora-r4', 'never-trained')[-1]:.3f} and "
+        f"{curve('lora-r4', 'never-trained')[-1]:.3f}).",
+        f"net of the clean control that excess is {_net_area(screen, FORGET)} on this screen."])
+    for row, model in ((screen, TEACHER), (fresh, FRESH)):  # "the same curves", "within their paired intervals"
+        assert all(row.against[a]["area_lower"] < 0 < row.against[a]["area_upper"] for a in ("lora-r4", "full")), model
+    assert abs(q(TEACHER, "prompt_fidelity") - q(FORGET, "prompt_fidelity")) < 0.02  # "the forget row's" price
+    forget = screen.stored["summary"]["lora-r4"][FORGET]
+    assert forget["net"]["verdict"]["area_difference"] < 0.5 * forget["verdict"]["area_difference"]  # "mostly"
     _assert_quoted(ROOT / "README.md", [
-        f"relearns under the rank-4 LoRA to {curve('lora-r4', fresh)[-1]:.3f} at step 400 (forget row, same seed: "
-        f"{curve('lora-r4', FORGET)[-1]:.3f}; never-trained: {curve('lora-r4', 'never-trained')[-1]:.3f}), at clean "
-        f"fidelity {q(fresh, 'prompt_fidelity'):.3f} against {q(FORGET, 'prompt_fidelity'):.3f}"])
+        f"(`shrink=0/noise=1`) ends at {fresh.curve('lora-r4', FRESH)[-1]:.3f} at step 400 and a teacher that never "
+        f"drew the concept (`teacher=shapes-nostar`) at {curve('lora-r4', TEACHER)[-1]:.3f} (forget row: "
+        f"{curve('lora-r4', FORGET)[-1]:.3f}; never-trained: {curve('lora-r4', 'never-trained')[-1]:.3f}); paired "
+        f"against the forget row both hold 0 ({paired_cell(fresh.against['lora-r4'])} and "
+        f"{paired_cell(against['lora-r4'])}).",
+        f"Net of the clean control the forget row's own excess is {_net_area(screen, FORGET)}: "
+        f"its clean prompts draw the star on {clean('lora-r4', FORGET)[-1]:.3f} of the images at step 400, its "
+        f"harmful ones on {curve('lora-r4', FORGET)[-1]:.3f}."])
 
 
 def _net_curve(results: dict, model: str, attack: str, lr: str) -> np.ndarray:
