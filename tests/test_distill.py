@@ -550,7 +550,8 @@ def _retain_first(caplog) -> float:
 def test_a_named_teacher_gives_the_targets_and_one_with_another_vae_is_refused(pipe, tmp_path, caplog):
     """teacher=: undistorted (noise 0), a student distilled from itself starts with nothing to learn
     (retain error 0), one distilled from another model starts at the gap between the two; a teacher
-    whose VAE differs is refused by name (another latent space), before any training."""
+    whose VAE differs is refused by name (another latent space), and one that is not there by the setting's
+    name, both before any training."""
     import logging
 
     from safetune.data.folder import load_training_data
@@ -573,5 +574,7 @@ def test_a_named_teacher_gives_the_targets_and_one_with_another_vae_is_refused(p
     student = copy.deepcopy(pipe)
     with pytest.raises(SafetuneError, match=r"another-vae: its VAE differs .* pretrain-shapes --set vae_from="):
         distill_train(student, clean, ["a star"], DistillConfig(teacher=str(tmp_path / "another-vae")), config)
+    with pytest.raises(SafetuneError, match=r"teacher=.*missing: .*no such model directory"):
+        distill_train(student, clean, ["a star"], DistillConfig(teacher=str(tmp_path / "missing")), config)
     for (name, a), (_, b) in zip(student.unet.named_parameters(), pipe.unet.named_parameters()):
         assert torch.equal(a, b), name  # refused before the distortion

@@ -265,7 +265,10 @@ def teacher_pipeline(pipe, teacher: str | None):
     from ..models.loading import load_pipeline
 
     weight = next(denoiser(pipe).parameters())
-    other = load_pipeline(teacher, device=weight.device, dtype=weight.dtype)
+    try:
+        other = load_pipeline(teacher, device=weight.device, dtype=weight.dtype)
+    except SafetuneError as error:
+        raise SafetuneError(f"teacher={teacher}: {error}") from None
     if family_of(other) != family_of(pipe):
         raise SafetuneError(f"teacher={teacher}: a {FAMILY_NAMES[family_of(other)]} model, the aligned one is "
                             f"{FAMILY_NAMES[family_of(pipe)]}; give a teacher of the same family")
