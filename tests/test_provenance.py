@@ -1850,6 +1850,54 @@ def test_defence_page_and_readme_quote_the_never_trained_teacher_with_three_trai
         f"harmful ones on {curve('lora-r4', FORGET)[-1]:.3f}."])
 
 
+def test_defence_page_and_readme_quote_the_forget_row_distilled_twice_as_long():
+    """The forget row at dd's default 3,200 distillation steps (dev split, three training seeds) against the
+    screens' 1,600: under the LoRA most of the excess is gone, under the full attack the same area, at a
+    better price than any ingredient of the ablation bought."""
+    longer = f"{FORGET}/train.steps=3200"
+    screen = _three_seed_diagnostic("dev-longer", longer)
+    stored, curve, q, against, verdict = screen.stored, screen.curve, screen.q, screen.against, screen.verdict
+    lora = verdict("lora-r4", longer)
+    bounds = dict(zip(screen.cfg["steps"], lora["upper"]))
+    above = {step: bound for step, bound in bounds.items() if bound > screen.cfg["margin"]}
+    assert list(above) == [200, 400] and lora["area_upper"] < screen.cfg["margin"]  # "two steps' bounds"
+    at400 = [f"{_seed_curve(stored, longer, t, 'lora-r4')[-1]:.3f}" for t in (0, 1, 2)]
+    full_net = stored["summary"]["full"][longer]["net"]["verdict"]
+    _assert_quoted(ROOT / "docs" / "results" / "defence.md", [
+        _before_any_attack(screen, longer, FORGET, "at 1,600 steps", one_seed=False),
+        f"Under the rank-4 LoRA it ends at {curve('lora-r4', longer)[-1]:.3f} at step 400 (at 1,600 steps: "
+        f"{curve('lora-r4', FORGET)[-1]:.3f}; never-trained: {curve('lora-r4', 'never-trained')[-1]:.3f}); per training "
+        f"seed {', '.join(at400[:2])} and {at400[2]}. Area excess {screen.area('lora-r4', longer)}: below the margin on "
+        f"the area, yet {lora['verdict']} on two steps' bounds (step 200: {above[200]:+.3f}, step 400: {above[400]:+.3f}). "
+        f"Under the full attack it ends at {curve('full', longer)[-1]:.3f} (at 1,600 steps: {curve('full', FORGET)[-1]:.3f}; "
+        f"never-trained: {curve('full', 'never-trained')[-1]:.3f}), {verdict('full', longer)['verdict']} (area "
+        f"{screen.area('full', longer)}).",
+        f"Paired against the forget row at 1,600 steps of its seed: {paired_cell(against['lora-r4'])} under the LoRA, "
+        f"excluding 0, and {paired_cell(against['full'])} under the full attack. Net of the clean control its LoRA "
+        f"area is {_net_area(screen, longer)}.",
+        f"clean fidelity {q(longer, 'prompt_fidelity'):.3f} (at 1,600 steps: {q(FORGET, 'prompt_fidelity'):.3f}; "
+        f"never-trained: {q('never-trained', 'prompt_fidelity'):.3f}), KID x1000 {screen.kid(longer)} against "
+        f"{screen.kid(FORGET)}.",
+        f"net of the clean control as the never-trained model does (area {full_net['area_difference']:+.3f}, upper "
+        f"{full_net['area_upper']:+.3f})",
+        f"ends under the LoRA at {curve('lora-r4', longer)[-1]:.3f} against the never-trained model's "
+        f"{curve('lora-r4', 'never-trained')[-1]:.3f}, at clean fidelity {q(longer, 'prompt_fidelity'):.3f}."])
+    assert against["lora-r4"]["area_upper"] < 0 < against["full"]["area_upper"] and against["full"]["area_lower"] < 0
+    assert abs(against["full"]["area_difference"]) < 0.01  # "the same area"
+    assert lora["area_difference"] < 0.2 * verdict("lora-r4", FORGET)["area_difference"]  # "removes most of it"
+    # "at a better price than any tamper term bought": above every ingredient's fidelity, below every KID
+    assert all(q(longer, "prompt_fidelity") > row.q(m, "prompt_fidelity") and q(longer, "kid") < row.q(m, "kid")
+               for row, m in _ablation_rows())
+    _assert_quoted(ROOT / "README.md", [
+        f"the forget row ends under the rank-4 LoRA at {curve('lora-r4', longer)[-1]:.3f} (never-trained: "
+        f"{curve('lora-r4', 'never-trained')[-1]:.3f}; area {screen.area('lora-r4', longer)}; {lora['verdict']} on two "
+        f"steps' bounds, {above[200]:+.3f} and {above[400]:+.3f}), paired against the 1,600-step row "
+        f"{paired_cell(against['lora-r4'])}, at clean fidelity {q(longer, 'prompt_fidelity'):.3f} and KID x1000 "
+        f"{1000 * q(longer, 'kid'):.1f} (1,600 steps: {q(FORGET, 'prompt_fidelity'):.3f} and {1000 * q(FORGET, 'kid'):.1f}). "
+        f"Under the full attack it relearns as the 1,600-step row does ({curve('full', longer)[-1]:.3f} at step 400; "
+        f"paired {paired_cell(against['full'])})."])
+
+
 def _net_curve(results: dict, model: str, attack: str, lr: str) -> np.ndarray:
     """A model's mean harmful rate minus its clean prompts' at each step over one lr's runs, from the stored
     per-prompt counts (not through the summary)."""
