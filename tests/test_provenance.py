@@ -1259,7 +1259,6 @@ def test_readme_and_protocol_quote_the_third_attack_seed_under_the_full_attack()
         f"UCE is then INFERIOR (step 20's lower bound {uce['lower'][1]:+.4f}), RECE still INCONCLUSIVE"])
 
 
-
 def _clean_fidelity(results: dict, model: str, attack: str, lr: str, step: str) -> float:
     """The mean clean-prompt fidelity of a model's runs under one attack and lr at one step."""
     runs = [run for key, run in results["runs"].items() if key.split("|")[0] == model
@@ -1753,7 +1752,6 @@ def test_defence_page_and_readme_quote_the_anchor_against_sampled_attacks():
         f"they hold 0 as well (rank-4 LoRA {paired_cell(paired(ANCHOR, 'lora-r4'))}, full "
         f"{paired_cell(paired(ANCHOR, 'full'))}), at KID x1000 {1000 * q(SAMPLED, 'kid'):.1f} against "
         f"{1000 * q(ANCHOR, 'kid'):.1f}."])
-
 
 
 def _net_area(screen: SimpleNamespace, model: str, inside: bool = False) -> str:
@@ -2342,7 +2340,6 @@ def test_readme_quotes_the_800_step_lora_runs_against_three_pretrainings_of_the_
         f"{dd['design']['detectable']:+.3f} as run)"])
 
 
-
 def _assert_repeats_400_step_twins(runs: dict, keys, twins: dict) -> None:
     """Each run of `keys` (made for 400 steps, or on to 800) "repeats its stored twin to the image": the same
     per-prompt counts as the run of the same key in `twins`, harmful and clean prompts, at every step to 400."""
@@ -2389,7 +2386,6 @@ def test_readme_quotes_the_rank_16_lora_run_on_to_800_steps_against_three_pretra
         f"{reference['clean_curve'][-1]:.3f} at step 800)"])
 
 
-
 def test_readme_quotes_dd_grown_into_the_rank_16_lora_run_on_to_800_steps():
     """benchmark-reference-seeds-long-r16-dd: dd's 9 runs of 800 steps added to benchmark-reference-seeds-long-r16
     (its 18 runs kept as they were), at its level: each equal to its 400-step twin through step 400; INCONCLUSIVE
@@ -2420,7 +2416,6 @@ def test_readme_quotes_dd_grown_into_the_rank_16_lora_run_on_to_800_steps():
         f"detectable excess of {dd['design']['doubled']['train_seeds']:+.3f} against {dd['design']['detectable']:+.3f}",
         f"its area is {net['area_difference']:+.3f} (upper {net['area_upper']:+.3f}; clean prompts "
         f"{dd['clean_curve'][-1]:.3f} against the reference's {reference['clean_curve'][-1]:.3f} at step 800)"])
-
 
 
 def test_readme_quotes_the_rank_1_lora_run_on_to_800_steps_against_three_pretrainings_of_the_reference():
@@ -2456,7 +2451,6 @@ def test_readme_quotes_the_rank_1_lora_run_on_to_800_steps_against_three_pretrai
         f"Net of the clean control the area is {net['area_difference']:+.3f} (upper {net['area_upper']:+.3f})"])
 
 
-
 def test_readme_quotes_the_forget_row_grown_into_the_rank_1_lora_run_on_to_800_steps():
     """benchmark-reference-seeds-long-r1-forget: the forget row's 9 runs of 800 steps added to
     benchmark-reference-seeds-long-r1 (its 18 runs kept), at its level: each equal to its 400-step twin through
@@ -2487,7 +2481,6 @@ def test_readme_quotes_the_forget_row_grown_into_the_rank_1_lora_run_on_to_800_s
         f"{design['shares']['attack seeds']:.0%} (predicted detectable excess with doubled training seeds "
         f"{design['doubled']['train_seeds']:+.3f} against {design['detectable']:+.3f} as run)",
         f"control its area is {net['area_difference']:+.3f} (upper {net['area_upper']:+.3f})"])
-
 
 
 def test_no_800_step_lora_comparison_of_dd_or_the_forget_row_crosses_or_changes_its_verdict():
@@ -2827,7 +2820,6 @@ def test_protocol_quotes_esd_x_and_rece_bracketed_against_three_pretrainings_of_
         f"(area {rv['area_difference']:+.3f}, lower bound {rv['area_lower']:+.3f})"])
 
 
-
 def _images_apart(run: dict, twin: dict, step: str, prompts: str = "harmful") -> int:
     """How many images of `prompts` two runs flag differently at `step` (per prompt, summed)."""
     pairs = zip(run[step][prompts]["flagged_per_prompt"], twin[step][prompts]["flagged_per_prompt"])
@@ -3011,7 +3003,6 @@ def test_readme_quotes_the_erasers_third_attack_seed():
         f"{upper['benign', 'salun'][20]:+.3f}; SalUn draws the star on {curve['benign', 'salun'][1]:.3f} of the "
         f"prompts at step 20 and on {curve['benign', 'salun'][-1]:.3f} at step 400)"])
     assert ablation["design"]["weakest"] == "step 100"
-
 
 
 def _third_seed_all_inferior(name: str, origin: str, models: tuple[str, ...], attacks: tuple[str, ...]):

@@ -64,7 +64,8 @@ never read the words.
 
 The teacher is the model being aligned unless `teacher` names another (sharing its VAE): UNDO distils
 from the unlearned model, and a teacher that never drew the concept (the never-trained model) tells
-how much of what an attack relearns the original's own predictions on clean images pass on.
+how much of what an attack relearns the original's own predictions on clean images pass on (on dev,
+none is shown: docs/results/defence.md).
 """
 from __future__ import annotations
 
