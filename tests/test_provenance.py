@@ -656,6 +656,12 @@ def _seed_curve(stored: dict, model: str, seed: int, attack: str) -> list:
             / sum(run[step]["harmful"]["n_images"] for run in runs) for step in steps]
 
 
+def _per_seed_at_end(stored: dict, model: str, attack: str = "lora-r4") -> str:
+    """Training seeds 0-2's harmful rates at the last step as the prose lists them: "0.125, 0.075 and 0.075"."""
+    ends = [f"{_seed_curve(stored, model, seed, attack)[-1]:.3f}" for seed in (0, 1, 2)]
+    return f"{ends[0]}, {ends[1]} and {ends[2]}"
+
+
 def test_defence_page_and_readme_quote_the_third_training_seed_of_the_drop_hinge():
     screen = _screen("dev-drop-3seeds")
     stored, cfg, curve, verdict, area, q = screen.stored, screen.cfg, screen.curve, screen.verdict, screen.area, screen.q
@@ -1039,7 +1045,6 @@ def test_defence_page_and_readme_quote_the_anchor_with_three_training_seeds():
     assert cfg["split"] == "dev" and cfg["train_seeds"] == [0, 1, 2] and q(anchor, "train_seeds") == 3
     assert cfg["models"] == ["never-trained", FORGET, DROP100, anchor]
     paired = functools.partial(screen.paired, anchor, FORGET)
-    at400 = lambda attack: [f"{_seed_curve(stored, anchor, t, attack)[-1]:.3f}" for t in (0, 1, 2)]  # noqa: E731
     full = screen.verdict("full", anchor)
     upper = dict(zip(cfg["steps"], full["upper"]))
     forget3x3 = _focused("forget-3x3")["summary"]
@@ -1047,13 +1052,13 @@ def test_defence_page_and_readme_quote_the_anchor_with_three_training_seeds():
         _before_any_attack(screen, anchor, FORGET, "forget row", one_seed=False),
         f"Under the rank-4 LoRA it ends at {curve('lora-r4', anchor)[-1]:.3f} at step 400 (forget row: "
         f"{curve('lora-r4', FORGET)[-1]:.3f}, drop hinge at weight 100: {curve('lora-r4', DROP100)[-1]:.3f}, "
-        f"never-trained: {curve('lora-r4', 'never-trained')[-1]:.3f}); per training seed {', '.join(at400('lora-r4')[:2])} "
-        f"and {at400('lora-r4')[2]}. Area excess {area('lora-r4', anchor)}, against the "
+        f"never-trained: {curve('lora-r4', 'never-trained')[-1]:.3f}); per training seed "
+        f"{_per_seed_at_end(stored, anchor)}. Area excess {area('lora-r4', anchor)}, against the "
         f"forget row's {area('lora-r4', FORGET)}: the lowest upper bound of the three-seed rows, still "
         f"{screen.verdict('lora-r4', anchor)['verdict']}.",
         f"Under the full attack it ends at {curve('full', anchor)[-1]:.3f} (forget row: {curve('full', FORGET)[-1]:.3f}, "
-        f"never-trained: {curve('full', 'never-trained')[-1]:.3f}); per training seed {', '.join(at400('full')[:2])} and "
-        f"{at400('full')[2]}. Area {area('full', anchor)}, against {area('full', FORGET)}: the lowest upper bound of "
+        f"never-trained: {curve('full', 'never-trained')[-1]:.3f}); per training seed "
+        f"{_per_seed_at_end(stored, anchor, 'full')}. Area {area('full', anchor)}, against {area('full', FORGET)}: the lowest upper bound of "
         f"the three-seed rows. {full['verdict']}: the bound is above the margin at step 0 ({upper[0]:+.3f}) and step 20 "
         f"({upper[20]:+.3f}).",
         f"an area difference of {paired_cell(paired('lora-r4'))} under the LoRA and {paired_cell(paired('full'))} under the "
@@ -1754,10 +1759,15 @@ def test_defence_page_and_readme_quote_the_anchor_against_sampled_attacks():
         f"{1000 * q(ANCHOR, 'kid'):.1f}."])
 
 
+def _net_verdict(screen: SimpleNamespace, model: str, attack: str = "lora-r4") -> dict:
+    """A model's verdict against the never-trained model net of the clean control."""
+    return screen.stored["summary"][attack][model]["net"]["verdict"]
+
+
 def _net_area(screen: SimpleNamespace, model: str, inside: bool = False) -> str:
     """A model's area under the rank-4 LoRA against the never-trained model net of the clean control, as the
     prose writes it: "+0.022 (upper +0.086)", or "+0.022, upper +0.086" `inside` parentheses."""
-    net = screen.stored["summary"]["lora-r4"][model]["net"]["verdict"]
+    net = _net_verdict(screen, model)
     upper = f"upper {net['area_upper']:+.3f}"
     return f"{net['area_difference']:+.3f}, {upper}" if inside else f"{net['area_difference']:+.3f} ({upper})"
 
@@ -1784,15 +1794,13 @@ def test_defence_page_and_readme_quote_the_fresh_init_with_three_training_seeds(
     reading of it is withdrawn on seed 0's own control."""
     screen = _three_seed_diagnostic("dev-fresh-3seeds", FRESH)
     stored, curve, clean, q, against = screen.stored, screen.curve, screen.clean, screen.q, screen.against
-    at400 = lambda model: [f"{_seed_curve(stored, model, t, 'lora-r4')[-1]:.3f}" for t in (0, 1, 2)]  # noqa: E731
     first = _one_seed_screen("dev-fresh", FRESH)
     lost = round(100 * (q(FORGET, "prompt_fidelity") - q(FRESH, "prompt_fidelity")))
     _assert_quoted(ROOT / "docs" / "results" / "defence.md", [
         _before_any_attack(screen, FRESH, FORGET, "forget row", one_seed=False),
         f"Under the rank-4 LoRA it ends at {curve('lora-r4', FRESH)[-1]:.3f} at step 400 (forget row: "
         f"{curve('lora-r4', FORGET)[-1]:.3f}; never-trained: {curve('lora-r4', 'never-trained')[-1]:.3f}); per "
-        f"training seed {', '.join(at400(FRESH)[:2])} and {at400(FRESH)[2]} (forget row: {', '.join(at400(FORGET)[:2])} "
-        f"and {at400(FORGET)[2]}). {screen.ends}",
+        f"training seed {_per_seed_at_end(stored, FRESH)} (forget row: {_per_seed_at_end(stored, FORGET)}). {screen.ends}",
         f"Paired against the forget row of its seed: {paired_cell(against['lora-r4'])} under the LoRA and "
         f"{paired_cell(against['full'])} under the full attack: both hold 0 (seed 0 alone had excluded it under "
         f"both: {paired_cell(first.paired(FRESH, FORGET, 'lora-r4'))} and {paired_cell(first.paired(FRESH, FORGET, 'full'))}).",
@@ -1806,8 +1814,7 @@ def test_defence_page_and_readme_quote_the_fresh_init_with_three_training_seeds(
     for attack in ("lora-r4", "full"):  # "both hold 0", seed 0 alone "had excluded it"
         assert against[attack]["area_lower"] < 0 < against[attack]["area_upper"]
         assert first.paired(FRESH, FORGET, attack)["area_upper"] < 0
-    net = lambda row, model: row.stored["summary"]["lora-r4"][model]["net"]["verdict"]  # noqa: E731
-    assert net(screen, FRESH)["area_difference"] < 0 and net(first, FRESH)["area_difference"] < 0  # "no more"
+    assert _net_verdict(screen, FRESH)["area_difference"] < 0 and _net_verdict(first, FRESH)["area_difference"] < 0  # "no more"
     assert clean("lora-r4", FRESH)[-1] >= curve("lora-r4", FRESH)[-1]  # "draws for the clean prompts too"
 
 
@@ -1835,8 +1842,8 @@ def test_defence_page_and_readme_quote_the_never_trained_teacher_with_three_trai
     for row, model in ((screen, TEACHER), (fresh, FRESH)):  # "the same curves", "within their paired intervals"
         assert all(row.against[a]["area_lower"] < 0 < row.against[a]["area_upper"] for a in ("lora-r4", "full")), model
     assert abs(q(TEACHER, "prompt_fidelity") - q(FORGET, "prompt_fidelity")) < 0.02  # "the forget row's" price
-    forget = screen.stored["summary"]["lora-r4"][FORGET]
-    assert forget["net"]["verdict"]["area_difference"] < 0.5 * forget["verdict"]["area_difference"]  # "mostly"
+    net, harmful = _net_verdict(screen, FORGET), screen.verdict("lora-r4", FORGET)
+    assert net["area_difference"] < 0.5 * harmful["area_difference"]  # "mostly"
     _assert_quoted(ROOT / "README.md", [
         f"(`shrink=0/noise=1`) ends at {fresh.curve('lora-r4', FRESH)[-1]:.3f} at step 400 and a teacher that never "
         f"drew the concept (`teacher=shapes-nostar`) at {curve('lora-r4', TEACHER)[-1]:.3f} (forget row: "
@@ -1859,13 +1866,12 @@ def test_defence_page_and_readme_quote_the_forget_row_distilled_twice_as_long():
     bounds = dict(zip(screen.cfg["steps"], lora["upper"]))
     above = {step: bound for step, bound in bounds.items() if bound > screen.cfg["margin"]}
     assert list(above) == [200, 400] and lora["area_upper"] < screen.cfg["margin"]  # "two steps' bounds"
-    at400 = [f"{_seed_curve(stored, longer, t, 'lora-r4')[-1]:.3f}" for t in (0, 1, 2)]
-    full_net = stored["summary"]["full"][longer]["net"]["verdict"]
+    full_net = _net_verdict(screen, longer, "full")
     _assert_quoted(ROOT / "docs" / "results" / "defence.md", [
         _before_any_attack(screen, longer, FORGET, "at 1,600 steps", one_seed=False),
         f"Under the rank-4 LoRA it ends at {curve('lora-r4', longer)[-1]:.3f} at step 400 (at 1,600 steps: "
         f"{curve('lora-r4', FORGET)[-1]:.3f}; never-trained: {curve('lora-r4', 'never-trained')[-1]:.3f}); per training "
-        f"seed {', '.join(at400[:2])} and {at400[2]}. Area excess {screen.area('lora-r4', longer)}: below the margin on "
+        f"seed {_per_seed_at_end(stored, longer)}. Area excess {screen.area('lora-r4', longer)}: below the margin on "
         f"the area, yet {lora['verdict']} on two steps' bounds (step 200: {above[200]:+.3f}, step 400: {above[400]:+.3f}). "
         f"Under the full attack it ends at {curve('full', longer)[-1]:.3f} (at 1,600 steps: {curve('full', FORGET)[-1]:.3f}; "
         f"never-trained: {curve('full', 'never-trained')[-1]:.3f}), {verdict('full', longer)['verdict']} (area "
