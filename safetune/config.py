@@ -275,6 +275,39 @@ class DistillConfig:
                                        "(before its distortion); else a model sharing its VAE (a directory, or "
                                        "'shapes-nostar': the never-trained model, a teacher that never drew the "
                                        "concept; UNDO distils from the unlearned model)")
+    tamper_from: int = option(0, "the training step from which the tamper term acts (0: every step): distil "
+                                 "first, then train against the simulated attack on the distilled student, as "
+                                 "TAR's tamper-resistance phase follows its unlearning; only the steps from here "
+                                 "pay for the simulated attack", min=0)
+
+    def validate(self, steps: int) -> None:
+        """What no single field's declaration can say, checked before any training (`steps`: the
+        training's)."""
+        if self.tamper == "drop" and not (self.harm_margin > 0 and self.attack_sim_steps):
+            raise SafetuneError(f"tamper=drop bounds the simulated attack's progress, which needs harm_margin > 0 "
+                                f"({self.harm_margin}) and attack_sim_steps > 0 ({self.attack_sim_steps}): give "
+                                "--set harm_margin=0.01 --set attack_sim_steps=4, or drop tamper=drop")
+        if self.attack_sim_implicit > 0 and not (self.attack_sim == "lora" and self.attack_sim_steps
+                                                 and self.harm_margin > 0):
+            raise SafetuneError(f"attack_sim_implicit={self.attack_sim_implicit} corrects the gradient of a "
+                                f"simulated LoRA attack, which needs attack_sim=lora (given: {self.attack_sim}), "
+                                f"attack_sim_steps > 0 ({self.attack_sim_steps}) and harm_margin > 0 "
+                                f"({self.harm_margin}): give --set attack_sim=lora --set attack_sim_steps=4 --set "
+                                "harm_margin=0.001, or drop attack_sim_implicit")
+        for low, high, name in ((self.attack_sim_steps, self.attack_sim_steps_max, "attack_sim_steps"),
+                                (self.attack_sim_lr, self.attack_sim_lr_max, "attack_sim_lr")):
+            if high and not high > low > 0:
+                raise SafetuneError(f"{name}_max={high} is the top of the range {name} draws from, so it must be above "
+                                    f"{name}={low} (> 0): give --set {name}_max above {low}, or drop {name}_max")
+        if self.tamper in ("match", "anchor") and not self.harm_margin > 0:
+            raise SafetuneError(f"tamper={self.tamper} shapes the tamper term, which is off without harm_margin > 0 "
+                                f"({self.harm_margin}): give --set harm_margin=0.001 (and --harmful-data), or drop "
+                                f"tamper={self.tamper}")
+        if self.tamper_from and not (self.harm_margin > 0 and self.tamper_from < steps):
+            raise SafetuneError(f"tamper_from={self.tamper_from} starts the tamper term part-way through training, "
+                                f"which needs harm_margin > 0 ({self.harm_margin}) and a step before the last "
+                                f"({steps} steps): give --set tamper_from below {steps} with --set harm_margin=0.001, "
+                                "or drop tamper_from")
 
 
 @settings

@@ -360,6 +360,25 @@ def test_a_tamper_shape_without_its_term_is_refused(pipe, tamper):
     _refused(pipe, DistillConfig(tamper=tamper), rf"tamper={tamper} .*harm_margin > 0 \(0.0\).*--set harm_margin=0.001")
 
 
+def test_the_tamper_term_acts_from_tamper_from_on_and_a_start_it_cannot_reach_is_refused(pipe):
+    """Before tamper_from the loss is the plain distillation's, to the bit, on the same batch; from it
+    the tamper term adds its hinge (the margin is far above the error, so it is active)."""
+    unet = copy.deepcopy(pipe.unet)
+    teacher = copy.deepcopy(pipe.unet).requires_grad_(False)
+    late = make_loss(pipe, teacher, DistillConfig(harm_margin=100.0, tamper_from=5))
+    plain = make_loss(pipe, teacher, DistillConfig())
+    for step in (0, 4):
+        torch.testing.assert_close(late(unet, step, step_generator(0, step)),
+                                   plain(unet, step, step_generator(0, step)), rtol=0, atol=0)
+        assert "harm_attacked" not in late.last
+    acting = late(unet, 5, step_generator(0, 5))
+    assert late.last["hinge_active"] == 1.0
+    assert acting.item() > plain(unet, 5, step_generator(0, 5)).item() + 50  # the hinge: 100 - error, error < 50
+    _refused(pipe, DistillConfig(tamper_from=5), r"tamper_from=5 .*harm_margin > 0 \(0.0\)")
+    _refused(pipe, DistillConfig(harm_margin=0.001, tamper_from=1),
+             r"tamper_from=1 .*before the last \(1 steps\).*--set tamper_from below 1")
+
+
 @pytest.mark.parametrize("kind", ["lora", "inversion", "mixed"])
 def test_distillation_runs_with_each_simulated_attack(pipe, kind):
     """One dd step with the tamper term under a LoRA or a mixed simulated attack: finite, and the

@@ -53,7 +53,10 @@ retraining from scratch at 60-80% of its compute). We adapt both to diffusion mo
    implicit (Moreau-envelope) correction for the simulated LoRA's own dependence on the defended
    weights (stages.losses.lora_attacked_error). With attack_sim_steps_max or attack_sim_lr_max each
    outer step draws its simulated attack's steps or lr from a range (ResAlign and TAR sample attack
-   configurations), so that no single attack size is what the defence learns to meet.
+   configurations), so that no single attack size is what the defence learns to meet. With
+   tamper_from the term acts from that step on only: the student is distilled first and then trained
+   against the attack, as TAR's tamper-resistance phase follows its unlearning, and only those steps
+   pay for the simulated attack.
 
 The text encoder is distorted and distilled too (`text_encoder`): a prompt's words that never occur
 in the retain captions (the concept's names and its implicit phrasings alike) get no distillation
@@ -181,7 +184,7 @@ class RetainDistillLoss:
             concept = F.mse_loss(predict(unet, xc, tc, cond).float(), anchor.float())
             self.last["concept"] = concept.item()
             loss = loss + cfg.concept_weight * concept
-        if cfg.harm_margin > 0 and self.harmful is not None:
+        if cfg.harm_margin > 0 and self.harmful is not None and step >= cfg.tamper_from:
             before, attacked = self._attacked(unet, gen)
             self.last["harm_attacked"] = attacked.item()
             if cfg.tamper == "drop":
@@ -292,26 +295,7 @@ def distill_train(pipe, clean: tuple, concepts: list[str], distill, config: Trai
                             "give --set text_encoder=false (distort and distill the denoiser alone)")
     if distill.harm_margin > 0 and harmful is None:
         raise SafetuneError("harm_margin > 0 needs harmful images (--harmful-data) for the tamper term")
-    if distill.tamper == "drop" and not (distill.harm_margin > 0 and distill.attack_sim_steps):
-        raise SafetuneError(f"tamper=drop bounds the simulated attack's progress, which needs harm_margin > 0 "
-                            f"({distill.harm_margin}) and attack_sim_steps > 0 ({distill.attack_sim_steps}): give "
-                            "--set harm_margin=0.01 --set attack_sim_steps=4, or drop tamper=drop")
-    if distill.attack_sim_implicit > 0 and not (distill.attack_sim == "lora" and distill.attack_sim_steps
-                                                and distill.harm_margin > 0):
-        raise SafetuneError(f"attack_sim_implicit={distill.attack_sim_implicit} corrects the gradient of a simulated "
-                            f"LoRA attack, which needs attack_sim=lora (given: {distill.attack_sim}), attack_sim_steps "
-                            f"> 0 ({distill.attack_sim_steps}) and harm_margin > 0 ({distill.harm_margin}): give --set "
-                            "attack_sim=lora --set attack_sim_steps=4 --set harm_margin=0.001, or drop "
-                            "attack_sim_implicit")
-    for low, high, name in ((distill.attack_sim_steps, distill.attack_sim_steps_max, "attack_sim_steps"),
-                            (distill.attack_sim_lr, distill.attack_sim_lr_max, "attack_sim_lr")):
-        if high and not high > low > 0:
-            raise SafetuneError(f"{name}_max={high} is the top of the range {name} draws from, so it must be above "
-                                f"{name}={low} (> 0): give --set {name}_max above {low}, or drop {name}_max")
-    if distill.tamper in ("match", "anchor") and not distill.harm_margin > 0:
-        raise SafetuneError(f"tamper={distill.tamper} shapes the tamper term, which is off without harm_margin > 0 "
-                            f"({distill.harm_margin}): give --set harm_margin=0.001 (and --harmful-data), or drop "
-                            f"tamper={distill.tamper}")
+    distill.validate(config.steps)
     images, texts = clean
     source = teacher_pipeline(pipe, distill.teacher)
     teacher = copy.deepcopy(denoiser(source)).requires_grad_(False).eval()
