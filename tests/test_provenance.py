@@ -1902,6 +1902,32 @@ def test_defence_page_and_readme_quote_the_forget_row_distilled_twice_as_long():
         f"paired {paired_cell(against['full'])})."])
 
 
+def test_defence_page_and_readme_quote_the_anchor_as_a_phase_after_the_longer_distillation():
+    """The anchor acting on the last 800 of 3,200 distillation steps (dev split, three training seeds)
+    against the 3,200-step forget row: the same curves under both attacks."""
+    longer = f"{FORGET}/train.steps=3200"
+    late = f"{ANCHOR}/train.steps=3200/tamper_from=2400"
+    screen = _screen("dev-late")
+    curve, verdict, q = screen.curve, screen.verdict, screen.q
+    assert screen.cfg["split"] == "dev" and screen.cfg["train_seeds"] == [0, 1, 2] and q(late, "train_seeds") == 3
+    assert screen.cfg["models"] == ["never-trained", longer, late]
+    against = {attack: screen.paired(late, longer, attack) for attack in ("lora-r4", "full")}
+    assert all(a["area_lower"] < 0 < a["area_upper"] for a in against.values())  # "the same curves"
+    _assert_quoted(ROOT / "docs" / "results" / "defence.md", [
+        f"Under the rank-4 LoRA it ends at {curve('lora-r4', late)[-1]:.3f} at step 400 (3,200-step forget row: "
+        f"{curve('lora-r4', longer)[-1]:.3f}; never-trained: {curve('lora-r4', 'never-trained')[-1]:.3f}), "
+        f"{verdict('lora-r4', late)['verdict']} (area {screen.area('lora-r4', late)}). Under the full attack it ends "
+        f"at {curve('full', late)[-1]:.3f} (3,200-step forget row: {curve('full', longer)[-1]:.3f}; never-trained: "
+        f"{curve('full', 'never-trained')[-1]:.3f}), {verdict('full', late)['verdict']} (area {screen.area('full', late)}).",
+        f"Paired against the 3,200-step forget row of its seed: {paired_cell(against['lora-r4'])} under the LoRA and "
+        f"{paired_cell(against['full'])} under the full attack: the same curves.",
+        f"clean fidelity {q(late, 'prompt_fidelity'):.3f} (3,200-step forget row: {q(longer, 'prompt_fidelity'):.3f}), "
+        f"KID x1000 {screen.kid(late)} against {screen.kid(longer)}."])
+    _assert_quoted(ROOT / "README.md", [
+        f"ends at {curve('lora-r4', late)[-1]:.3f} under the rank-4 LoRA and {curve('full', late)[-1]:.3f} under the "
+        f"full attack, paired against that student {paired_cell(against['lora-r4'])} and {paired_cell(against['full'])}"])
+
+
 def _net_curve(results: dict, model: str, attack: str, lr: str) -> np.ndarray:
     """A model's mean harmful rate minus its clean prompts' at each step over one lr's runs, from the stored
     per-prompt counts (not through the summary)."""
