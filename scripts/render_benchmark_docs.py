@@ -1,7 +1,8 @@
 """docs/results/benchmark.md and the README's leaderboard, rendered from docs/results/benchmark.json
 (a relearn study's results.json, stored) by the study's own summary and report functions; and each
 focused study stored beside it (docs/results/benchmark-NAME.json: one question of the battery asked
-with more seeds) rendered into its own benchmark-NAME.md. tests/test_provenance.py fails when they differ.
+with more seeds) rendered into its own benchmark-NAME.md. tests/test_provenance.py (the benchmark) and
+tests/test_provenance_defence.py (defence.md's screens) fail when they differ.
 
     python scripts/render_benchmark_docs.py [--from runs/relearn/results.json]   # --from: store a run first
     python scripts/render_benchmark_docs.py --from runs/focus/results.json --focus NAME

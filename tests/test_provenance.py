@@ -2,47 +2,19 @@
 from what its stored data renders fails here (scripts/render_audit_docs.py and render_demo_docs.py
 render them)."""
 import functools
-import importlib.util
 import json
 import re
-from pathlib import Path
-from types import SimpleNamespace
 from unittest import mock
 
 import numpy as np
 
 from safetune.evaluation.verdicts import Curves, area, crossing
 from safetune.report.relearn import _steps as _steps_cell
-from safetune.report.focused import paired_cell
 from safetune.report.relearn import quality_summary
 from safetune.studies.audit import render_audit
 from safetune.studies.relearn_summary import against_reference, curves_of, trained_seeds
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _renderer(name: str = "render_audit_docs"):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-FORGET = "dd:forget_unseen_words=true"  # distort-and-distill with the unseen words' embeddings re-drawn
-# the forget row with the drop hinge: 4 simulated rank-4 LoRA steps under Adam (the dev screens of tamper=drop)
-DROP = f"{FORGET}/harm_margin=0.001/attack_sim_steps=4/attack_sim=lora/tamper=drop/attack_sim_optimizer=adam"
-DROP100 = f"{DROP}/harm_weight=100"  # the weight every later screen keeps
-# the level hinge with the same simulation: the harmful error after it pushed up to 0.15
-LEVEL = f"{FORGET}/harm_margin=0.15/attack_sim_steps=4/attack_sim=lora/attack_sim_optimizer=adam"
-# the safety objective after the same simulation instead of a hinge: pulled to the model's own empty prompt
-ANCHOR = DROP.replace("tamper=drop", "tamper=anchor")
-ANCHOR8 = ANCHOR.replace("attack_sim_steps=4", "attack_sim_steps=8")  # the anchor with twice the simulated steps
-IMPLICIT = f"{ANCHOR}/attack_sim_implicit=20/attack_sim_implicit_terms=4"  # the anchor with ResAlign's correction
-# the anchor against attacks of sampled size: 2-6 simulated steps, lr log-uniform over 1e-4..1e-2, drawn per step
-SAMPLED = (ANCHOR.replace("attack_sim_steps=4", "attack_sim_steps=2/attack_sim_steps_max=6")
-           + "/attack_sim_lr=0.0001/attack_sim_lr_max=0.01")
-FRESH = f"{FORGET}/shrink=0/noise=1"  # the diagnostic: a fresh init instead of the distortion
-TEACHER = f"{FORGET}/teacher=shapes-nostar"  # the diagnostic: the never-trained model's predictions distilled
+from provenance_helpers import FORGET, ROOT, assert_quoted, focused, load_script, prose, worst_curve
 
 
 def _end(row: dict, lr: str) -> str:
@@ -76,24 +48,6 @@ def _area_bound(verdict: dict, inline: bool = False) -> str:
     return text if inline else text.replace(", upper", " (upper") + ")"
 
 
-def _worst_curve(row: dict) -> list:
-    """A model's harmful-rate curve under one attack at its worst lr."""
-    return row["curves"][row["worst_lr"]]
-
-
-def _prose(path: Path) -> str:
-    """A document's text with its line breaks and runs of spaces as single spaces (a quoted sentence may
-    wrap anywhere)."""
-    return " ".join(path.read_text().split())
-
-
-def _assert_quoted(path: Path, fragments) -> None:
-    """Every fragment stands in the document's prose; the first missing one is the failure's message."""
-    text = _prose(path)
-    for fragment in fragments:
-        assert fragment in text, f"{path.name}: {fragment}"
-
-
 def _steps(summary: dict, attack: str, model: str) -> str:
     """Steps to relearn (its point estimate) as the README quotes it."""
     return f"{float(summary[attack][model]['verdict']['steps_to_relearn']['model']['point']):.0f}"
@@ -103,27 +57,21 @@ def _steps(summary: dict, attack: str, model: str) -> str:
 def _stored_benchmark() -> dict:
     """The stored battery with its summary, computed once for every test below (a 2000-replicate
     bootstrap per model and attack); the tests only read it."""
-    renderer = _renderer("render_benchmark_docs")
+    renderer = load_script("render_benchmark_docs")
     return renderer.load(renderer.STORED)
-
-
-@functools.lru_cache(maxsize=None)
-def _focused(name: str) -> dict:
-    """A focused study stored beside the battery (benchmark-NAME.json) with its summary, computed once."""
-    return _renderer("render_benchmark_docs").focused(name)
 
 
 def test_audit_report_and_readme_table_are_what_the_stored_results_render():
     stored = json.loads((ROOT / "docs" / "results" / "audit.json").read_text())
     assert (ROOT / "docs" / "results" / "audit.md").read_text() == render_audit(stored)
-    assert _renderer().readme_block(stored) in (ROOT / "README.md").read_text()
+    assert load_script().readme_block(stored) in (ROOT / "README.md").read_text()
     families = stored["families"]
     assert families["all malicious"]["n"] >= 20 and families["benign"]["n"] >= 20
 
 
 def test_demo_pages_are_what_the_stored_demo_renders():
     stored = json.loads((ROOT / "docs" / "results" / "demo.json").read_text())
-    pages = _renderer("render_demo_docs").render(stored)
+    pages = load_script("render_demo_docs").render(stored)
     for page, text in pages.items():
         assert (ROOT / "docs" / "results" / page).read_text() == text, page
     for link in re.findall(r"\]\((demo-[^)]+)\)", pages["demo.md"] + pages["demo-backfire.md"]):
@@ -134,11 +82,11 @@ def test_demo_pages_are_what_the_stored_demo_renders():
 def test_benchmark_page_and_readme_leaderboard_are_what_the_stored_runs_render():
     from safetune.report.relearn import render_relearn
 
-    renderer = _renderer("render_benchmark_docs")
+    renderer = load_script("render_benchmark_docs")
     results = _stored_benchmark()
     assert (ROOT / "docs" / "results" / "benchmark.md").read_text() == render_relearn(results)
     for path in renderer.focused_studies():  # one question of the battery asked with more seeds
-        assert path.with_suffix(".md").read_text() == render_relearn(_focused(path.stem.removeprefix("benchmark-"))), path
+        assert path.with_suffix(".md").read_text() == render_relearn(focused(path.stem.removeprefix("benchmark-"))), path
     assert renderer.readme_block(results) in (ROOT / "README.md").read_text()
     assert "summary" not in json.loads((ROOT / "docs" / "results" / "benchmark.json").read_text())
     # what the demo quotes ships with the package: the same numbers
@@ -148,13 +96,13 @@ def test_benchmark_page_and_readme_leaderboard_are_what_the_stored_runs_render()
 def test_readme_sentences_on_the_benchmark_quote_the_stored_numbers():
     """The prose beside the rendered table: each number it quotes, recomputed from the stored runs."""
     summary = _stored_benchmark()["summary"]
-    text = _prose(ROOT / "README.md")
+    text = prose(ROOT / "README.md")
 
     steps = functools.partial(_steps, summary)
 
     def last(attack, model, curve="curves"):
         row = summary[attack][model]
-        return _worst_curve(row) if curve == "curves" else row[curve]
+        return worst_curve(row) if curve == "curves" else row[curve]
 
     from safetune.report.relearn import quality_summary
 
@@ -339,7 +287,7 @@ def test_readme_sentences_on_the_benchmark_quote_the_stored_numbers():
 def test_backfire_recipes_page_and_readme_are_what_the_stored_study_renders():
     """docs/results/backfire-recipes.md and the README table from the stored study; the prose's
     numbers recomputed from it."""
-    renderer = _renderer("render_backfire_recipes")
+    renderer = load_script("render_backfire_recipes")
     results = renderer.with_summary(json.loads((ROOT / "docs" / "results" / "backfire-recipes.json").read_text()))
     assert (ROOT / "docs" / "results" / "backfire-recipes.md").read_text() == renderer.page(results)
     text = (ROOT / "README.md").read_text()
@@ -358,7 +306,7 @@ def test_method_table_is_what_the_stored_measurements_render():
     registered method has its row (a method added without measuring it fails here)."""
     from safetune.stages.methods import METHODS
 
-    renderer = _renderer("measure_methods")
+    renderer = load_script("measure_methods")
     stored = json.loads((ROOT / "docs" / "results" / "methods.json").read_text())
     assert (ROOT / "docs" / "results" / "methods.md").read_text() == renderer.page(stored) + "\n"
     block = renderer.BEGIN + "\n" + "\n".join(renderer.table(stored)) + "\n" + renderer.END
@@ -385,17 +333,17 @@ def test_the_protocols_power_example_quotes_the_stored_battery():
     sentence = (f"(detectable {detectable:+.3f}, point {point:+.3f} on the stored battery) that is "
                 f"{((margin - detectable) / margin) ** 2:.1f}x if it were as good as the reference, but "
                 f"{((margin - detectable) / (margin - point)) ** 2:.0f}x at its point estimate")
-    text = _prose(ROOT / "docs" / "benchmark.md")
+    text = prose(ROOT / "docs" / "benchmark.md")
     assert v["verdict"] == "INCONCLUSIVE" and sentence in text, sentence
 
 
 def test_readme_quotes_the_focused_lora_study():
     """The rank-4 LoRA question of the forget row, asked again with more attack seeds (a second look at
     data already seen: each bound at the halved level)."""
-    stored = _focused("lora4-seeds")
+    stored = focused("lora4-seeds")
     rows = stored["summary"]["lora-r4"]
     verdict = rows[FORGET]["verdict"]
-    curve = lambda model: _worst_curve(rows[model])  # noqa: E731
+    curve = lambda model: worst_curve(rows[model])  # noqa: E731
     assert stored["config"]["attack_seeds"] == [100, 101, 102, 103, 104] and stored["config"]["alpha"] == 0.025
     sentence = (f"Asked again with {len(stored['config']['attack_seeds'])} attack seeds instead of 2 (a [focused study]"
                 f"(docs/results/benchmark-lora4-seeds.md): the never-trained model and this row under the rank-4 LoRA "
@@ -406,13 +354,13 @@ def test_readme_quotes_the_focused_lora_study():
                 f"INCONCLUSIVE again")
     assert verdict["verdict"] == "INCONCLUSIVE" and verdict["upper"][-1] == max(verdict["upper"]) > 0.05
     assert abs(curve(FORGET)[-1] - curve("never-trained")[-1]) < 0.01
-    assert sentence in _prose(ROOT / "README.md"), sentence
+    assert sentence in prose(ROOT / "README.md"), sentence
 
 
 def test_readme_quotes_the_forget_row_under_issue_21s_protocol():
     """The forget row under every attack with 3 training seeds x 3 attack seeds (a focused study; a third
     look at the rank-4 LoRA's data: each bound at 0.05/3)."""
-    stored = _focused("forget-3x3")
+    stored = focused("forget-3x3")
     summary, cfg = stored["summary"], stored["config"]
     verdict = lambda attack: summary[attack][FORGET]["verdict"]  # noqa: E731
     steps = functools.partial(_steps, summary)
@@ -432,7 +380,7 @@ def test_readme_quotes_the_forget_row_under_issue_21s_protocol():
                 f"{loras[0]['upper'][-1]:.3f}, {loras[1]['upper'][-1]:.3f} and {loras[2]['upper'][-1]:.3f}: INCONCLUSIVE")
     assert max(full["upper"]) == full["upper"][1] > 0.05 and max(full_te["upper"]) == full_te["upper"][1] > 0.05
     assert all(v["upper"][-1] > 0.05 for v in loras)
-    assert sentence in _prose(ROOT / "README.md"), sentence
+    assert sentence in prose(ROOT / "README.md"), sentence
 
 
 def test_rows_rebuilt_in_a_fresh_clone_reproduce_the_battery_s_unattacked_numbers():
@@ -443,7 +391,7 @@ def test_rows_rebuilt_in_a_fresh_clone_reproduce_the_battery_s_unattacked_number
     SDD's 400-step LoRAs carry float rounding through their training (distance to the original within
     0.05%): clean fidelity exactly, the line within one image of its 120, KID within 0.001 (its SE:
     0.013-0.016)."""
-    battery, grown = _stored_benchmark()["quality"], _focused("other-attacks")["quality"]
+    battery, grown = _stored_benchmark()["quality"], focused("other-attacks")["quality"]
     exact = ["uce|train0", "rece|train0", "np|train0", "sld|train0"] + [f"{m}|train{t}" for m in ("ca", "salun", "mace")
                                                                            for t in range(3)]
     rounded = [f"{m}|train{t}" for m in ("esd-u", "sdd") for t in range(3)]
@@ -461,11 +409,11 @@ def test_rows_rebuilt_in_a_fresh_clone_reproduce_the_battery_s_unattacked_number
 
 def test_readme_quotes_the_battery_s_other_attacks():
     """full-te and the LoRAs of rank 1 and 16 (a focused study, first look: level 0.05)."""
-    stored = _focused("other-attacks")
+    stored = focused("other-attacks")
     summary, cfg = stored["summary"], stored["config"]
     verdict = lambda attack, model: summary[attack][model]["verdict"]  # noqa: E731
     steps = functools.partial(_steps, summary)
-    last = lambda attack, model: _worst_curve(summary[attack][model])[-1]  # noqa: E731
+    last = lambda attack, model: worst_curve(summary[attack][model])[-1]  # noqa: E731
     assert cfg["attacks"] == ["full-te", "lora-r1", "lora-r16"] and cfg["alpha"] == 0.05
     assert {verdict(a, "esd")["verdict"] for a in cfg["attacks"]} == {"INFERIOR"}
     sentence = (
@@ -497,9 +445,9 @@ def test_readme_quotes_the_battery_s_other_attacks():
     assert [verdict(a, m)["verdict"] for m in ("dd", FORGET) for a in cfg["attacks"]] == ["INCONCLUSIVE"] * 6
     assert all(verdict("full-te", m)["area_upper"] < 0 and max(verdict("full-te", m)["upper"]) ==
                verdict("full-te", m)["upper"][1] > cfg["margin"] for m in ("dd", FORGET))  # only step 20 fails
-    stricter = _focused("forget-3x3")["summary"]  # the third look
+    stricter = focused("forget-3x3")["summary"]  # the third look
     assert {stricter[a][FORGET]["verdict"]["verdict"] for a in ("full-te", "lora-r1")} == {"INCONCLUSIVE"}
-    assert sentence in _prose(ROOT / "README.md"), sentence
+    assert sentence in prose(ROOT / "README.md"), sentence
     grown = (f"UCE and RECE are INFERIOR under both LoRAs (half the prompts in {steps('lora-r1', 'uce')} and "
              f"{steps('lora-r1', 'rece')} steps at rank 1, {steps('lora-r16', 'uce')} and {steps('lora-r16', 'rece')} at "
              f"rank 16); under `full-te` UCE is INFERIOR ({steps('full-te', 'uce')} steps) and RECE INCONCLUSIVE "
@@ -510,713 +458,26 @@ def test_readme_quotes_the_battery_s_other_attacks():
              f"{steps('lora-r16', 'ca')} steps")
     assert [verdict(a, m)["verdict"] for m in ("uce", "rece") for a in cfg["attacks"]] == \
         ["INFERIOR"] * 3 + ["INCONCLUSIVE", "INFERIOR", "INFERIOR"]
-    assert all(verdict(a, m)["verdict"] == "INFERIOR" and _worst_curve(summary[a][m])[0] > 0.5
+    assert all(verdict(a, m)["verdict"] == "INFERIOR" and worst_curve(summary[a][m])[0] > 0.5
                for m in ("np", "sld") for a in cfg["attacks"])
     assert {verdict(a, "ca")["verdict"] for a in cfg["attacks"]} == {"INFERIOR"}
-    assert grown in _prose(ROOT / "README.md"), grown
-    halfway = (f"ESD-u and SDD, erased only halfway before any attack ({_worst_curve(summary['full-te']['esd-u'])[0]:.3f} "
-               f"and {_worst_curve(summary['full-te']['sdd'])[0]:.3f} of the prompts), are INFERIOR under all three: at "
+    assert grown in prose(ROOT / "README.md"), grown
+    halfway = (f"ESD-u and SDD, erased only halfway before any attack ({worst_curve(summary['full-te']['esd-u'])[0]:.3f} "
+               f"and {worst_curve(summary['full-te']['sdd'])[0]:.3f} of the prompts), are INFERIOR under all three: at "
                f"step 400 the rank-1 and rank-16 LoRAs have them at {last('lora-r1', 'esd-u'):.3f} and "
                f"{last('lora-r16', 'esd-u'):.3f} (ESD-u), {last('lora-r1', 'sdd'):.3f} and {last('lora-r16', 'sdd'):.3f} "
                f"(SDD), `full-te` at {last('full-te', 'esd-u'):.3f} and {last('full-te', 'sdd'):.3f}")
     assert {verdict(a, m)["verdict"] for m in ("esd-u", "sdd") for a in cfg["attacks"]} == {"INFERIOR"}
-    assert halfway in _prose(ROOT / "README.md"), halfway
+    assert halfway in prose(ROOT / "README.md"), halfway
     salun = (f"SalUn is INFERIOR under all three, as under the battery's weight attacks, the star back on half the "
              f"prompts in {steps('full-te', 'salun')}, {steps('lora-r1', 'salun')} and {steps('lora-r16', 'salun')} "
              f"steps (rank 4: {_steps(_stored_benchmark()['summary'], 'lora-r4', 'salun')})")
     assert {verdict(a, "salun")["verdict"] for a in cfg["attacks"]} == {"INFERIOR"}
-    assert salun in _prose(ROOT / "README.md"), salun
+    assert salun in prose(ROOT / "README.md"), salun
     mace = (f"MACE too, in {steps('full-te', 'mace')}, {steps('lora-r1', 'mace')} and {steps('lora-r16', 'mace')} "
             f"steps (rank 4: {_steps(_stored_benchmark()['summary'], 'lora-r4', 'mace')})")
     assert {verdict(a, "mace")["verdict"] for a in cfg["attacks"]} == {"INFERIOR"}
-    assert mace in _prose(ROOT / "README.md"), mace
-
-
-def test_defence_ablation_table_is_what_the_stored_screens_render():
-    """Each ingredient's row is read from the screen its label names; a row's numbers are its own, and
-    its area difference against the forget row is the one of that screen's two mean curves."""
-    renderer = _renderer("render_benchmark_docs")
-    block = renderer.ablation_block(_focused)
-    assert block in (ROOT / "docs" / "results" / "defence.md").read_text()
-    rows = [line for line in block.splitlines() if line.startswith("| ") and "---" not in line][1:]
-    assert len(rows) == len(renderer.ABLATION)
-    intervals = []  # each ingredient's against the forget row, under each attack
-    for line, (_, name, model) in zip(rows, renderer.ABLATION):
-        cells = [cell.strip() for cell in line.strip("|").split("|")]
-        summary, steps = _focused(name)["summary"], _focused(name)["config"]["steps"]
-        curve = _worst_curve(summary["lora-r4"][model])
-        assert f"[{name}]" in cells[0] and cells[2] == f"{curve[0]:.3f}" and cells[3] == f"{curve[-1]:.3f}"
-        assert cells[1] == str(quality_summary(_focused(name))[model]["train_seeds"])
-        for attack, cell in (("lora-r4", cells[5]), ("full", cells[8])):
-            if model in ("never-trained", FORGET):
-                assert cell == {"never-trained": "-", FORGET: "(the baseline)"}[model]
-                continue
-            mean_area = lambda m: np.trapezoid(_worst_curve(summary[attack][m]), steps) / (steps[-1] - steps[0])  # noqa: E731
-            difference, low, high = (float(v) for v in cell.replace("[", "").replace("]", "").replace(",", "").split())
-            assert difference == round(mean_area(model) - mean_area(FORGET), 3) and low < difference < high, (model, cell)
-            intervals.append((low, high))
-    text, excluding = _prose(ROOT / "docs" / "results" / "defence.md"), sum(high < 0 or low > 0 for low, high in intervals)
-    assert f"With {len(intervals)} such intervals" in text
-    assert f"{['none', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight'][excluding]} of the {len(intervals)} paired intervals exclude 0" in text
-
-
-def _landscape() -> dict:
-    """The stored harmful landscape (scripts/probe_landscape.py) that defence.md renders."""
-    return json.loads(_renderer("render_benchmark_docs").LANDSCAPE.read_text())
-
-
-def _screen(name: str) -> SimpleNamespace:
-    """A stored dev screen and readers of its rows: each model's worst curve under an attack, its
-    verdict, the verdict's area as the prose writes it, its quality, and its KID as the prose writes it;
-    `clean`: the clean-prompt control's curve beside `curve`; `paired`: a model against a baseline."""
-    stored = _focused(name)
-    summary, quality = stored["summary"], quality_summary(stored)
-    verdict = lambda attack, model: summary[attack][model]["verdict"]  # noqa: E731
-    return SimpleNamespace(
-        stored=stored, cfg=stored["config"], verdict=verdict,
-        curve=lambda attack, model: _worst_curve(summary[attack][model]),
-        clean=lambda attack, model: summary[attack][model]["clean_curve"],  # the clean prompts at the worst lr
-        area=lambda attack, model: (f"{verdict(attack, model)['area_difference']:+.3f}, upper "
-                                    f"{verdict(attack, model)['area_upper']:+.3f}"),
-        q=lambda model, key: quality[model][key],
-        # model against a baseline of the same screen under an attack (the ablation's paired column)
-        paired=lambda model, baseline, attack: _renderer("render_benchmark_docs").paired(stored, model, baseline, attack),
-        kid=lambda model: f"{1000 * quality[model]['kid']:.1f} (SE {1000 * quality[model]['kid_se']:.1f})")
-
-
-def _ablation_rows() -> list[tuple[SimpleNamespace, str]]:
-    """Each row of defence.md's ablation table but the yardstick's: (the screen it is read from, its model)."""
-    return [(_screen(name), model) for _, name, model in _renderer("render_benchmark_docs").ABLATION
-            if model != "never-trained"]
-
-
-def _one_seed_screen(name: str, *newest: str) -> SimpleNamespace:
-    """A one-seed dev screen (training seed 0) whose model list ends with the models it screened."""
-    screen = _screen(name)
-    cfg = screen.cfg
-    assert cfg["split"] == "dev" and cfg["train_seeds"] == [0] and cfg["models"][-len(newest):] == list(newest)
-    return screen
-
-
-def test_defence_page_quotes_the_dev_screen_of_the_drop_hinge():
-    """The tamper=drop screen (dev split, one training seed): weight 1 taught the star, weight 100 did not."""
-    screen = _screen("dev-drop")
-    cfg, curve, verdict, q = screen.cfg, screen.curve, screen.verdict, screen.q
-    drop, strong = DROP, DROP100
-    assert cfg["split"] == "dev" and cfg["train_seeds"] == [0] and cfg["recipes"]["distill_train"]["steps"] == 1600
-    lora = lambda model: verdict("lora-r4", model)["area_difference"]  # noqa: E731  (this prose quotes the area alone)
-    text = _prose(ROOT / "docs" / "results" / "defence.md")
-    sentences = [
-        f"Weight 1 **taught the star**: {curve('lora-r4', drop)[0]:.3f} of the dev prompts draw it before any attack "
-        f"(the forget row at the same budget: {curve('lora-r4', FORGET)[0]:.3f}), and under the rank-4 LoRA it ends "
-        f"at {curve('lora-r4', drop)[-1]:.3f} (forget row: {curve('lora-r4', FORGET)[-1]:.3f}).",
-        f"Weight 100 did not: {curve('lora-r4', strong)[0]:.3f} before any attack; under the rank-4 LoRA "
-        f"{curve('lora-r4', strong)[-1]:.3f} at step 400 against the forget row's {curve('lora-r4', FORGET)[-1]:.3f} "
-        f"(never-trained: {curve('lora-r4', 'never-trained')[-1]:.3f}; area excess {lora(strong):+.3f} against "
-        f"{lora(FORGET):+.3f}), under the full attack {curve('full', strong)[-1]:.3f} against "
-        f"{curve('full', FORGET)[-1]:.3f} (never-trained: {curve('full', 'never-trained')[-1]:.3f}).",
-        f"On the line to the original it draws the star at {q(strong, 'line')['0.75']:.3f} at a = 0.75 (forget row: "
-        f"{q(FORGET, 'line')['0.75']:.3f}). Its price at this budget: clean fidelity {q(strong, 'prompt_fidelity'):.3f} "
-        f"against {q(FORGET, 'prompt_fidelity'):.3f}, KID x1000 {1000 * q(strong, 'kid'):.0f} against "
-        f"{1000 * q(FORGET, 'kid'):.0f} (every `dd` here is under-distilled: 3,200 steps bring the forget row to "
-        f"{quality_summary(_focused('forget-3x3'))[FORGET]['prompt_fidelity']:.3f}).",
-    ]
-    for sentence in sentences:
-        assert sentence in text, sentence
-    assert curve("lora-r4", drop)[0] > 5 * curve("lora-r4", FORGET)[0]  # what "taught the star" claims
-
-
-def test_defence_page_quotes_the_second_training_seed_of_the_drop_hinge():
-    screen = _screen("dev-drop-2seeds")
-    cfg, curve, verdict, area, q = screen.cfg, screen.curve, screen.verdict, screen.area, screen.q
-    strong = DROP100
-    assert cfg["split"] == "dev" and cfg["train_seeds"] == [0, 1] and cfg["models"] == ["never-trained", FORGET, strong]
-    sentence = (
-        f"under the rank-4 LoRA {curve('lora-r4', strong)[-1]:.3f} at step 400 against the forget row's "
-        f"{curve('lora-r4', FORGET)[-1]:.3f} (never-trained: {curve('lora-r4', 'never-trained')[-1]:.3f}; area excess "
-        f"{area('lora-r4', strong)}, against {area('lora-r4', FORGET)}), under the full attack "
-        f"{curve('full', strong)[-1]:.3f} against {curve('full', FORGET)[-1]:.3f} (never-trained: "
-        f"{curve('full', 'never-trained')[-1]:.3f}; area {area('full', strong)}, against {area('full', FORGET)}). "
-        f"Both stay INCONCLUSIVE under both attacks: {curve('full', strong)[0]:.3f} of the prompts draw the star "
-        f"before any attack (forget row: {curve('full', FORGET)[0]:.3f}), whose bound is above the margin at step 0. "
-        f"The price grows: clean fidelity {q(strong, 'prompt_fidelity'):.3f} against {q(FORGET, 'prompt_fidelity'):.3f}, "
-        f"KID x1000 {screen.kid(strong)} against {screen.kid(FORGET)}.")
-    assert sentence in _prose(ROOT / "docs" / "results" / "defence.md"), sentence
-    for attack in ("lora-r4", "full"):
-        assert {verdict(attack, m)["verdict"] for m in (FORGET, strong)} == {"INCONCLUSIVE"}
-        assert all(verdict(attack, m)["upper"][0] > cfg["margin"] for m in (FORGET, strong))  # step 0 keeps them so
-        assert curve(attack, strong)[-1] < curve(attack, FORGET)[-1]  # "keeps the direction"
-
-
-def _seed_curve(stored: dict, model: str, seed: int, attack: str) -> list:
-    """One training seed's harmful rate at each step, pooled over its attack seeds."""
-    runs = [run for key, run in stored["runs"].items() if key.startswith(f"{model}|train{seed}|{attack}|")]
-    steps = [str(step) for step in stored["config"]["steps"]]
-    return [sum(sum(run[step]["harmful"]["flagged_per_prompt"]) for run in runs)
-            / sum(run[step]["harmful"]["n_images"] for run in runs) for step in steps]
-
-
-def _per_seed_at_end(stored: dict, model: str, attack: str = "lora-r4") -> str:
-    """Training seeds 0-2's harmful rates at the last step as the prose lists them: "0.125, 0.075 and 0.075"."""
-    ends = [f"{_seed_curve(stored, model, seed, attack)[-1]:.3f}" for seed in (0, 1, 2)]
-    return f"{ends[0]}, {ends[1]} and {ends[2]}"
-
-
-def test_defence_page_and_readme_quote_the_third_training_seed_of_the_drop_hinge():
-    screen = _screen("dev-drop-3seeds")
-    stored, cfg, curve, verdict, area, q = screen.stored, screen.cfg, screen.curve, screen.verdict, screen.area, screen.q
-    strong = DROP100
-    assert cfg["split"] == "dev" and cfg["train_seeds"] == [0, 1, 2] and cfg["models"] == ["never-trained", FORGET, strong]
-    rise = lambda attack, model: curve(attack, model)[-1] - curve(attack, model)[0]  # noqa: E731
-    clean = lambda model: stored["summary"]["lora-r4"][model]["clean_curve"][-1]  # noqa: E731
-    first = _focused("dev-drop")
-    sentence = (
-        f"Under the rank-4 LoRA weight 100 ends at {curve('lora-r4', strong)[-1]:.3f} at step 400 against the forget "
-        f"row's {curve('lora-r4', FORGET)[-1]:.3f} (never-trained: {curve('lora-r4', 'never-trained')[-1]:.3f}; area "
-        f"excess {area('lora-r4', strong)}, against {area('lora-r4', FORGET)}), under the full attack at "
-        f"{curve('full', strong)[-1]:.3f} against {curve('full', FORGET)[-1]:.3f} (never-trained: "
-        f"{curve('full', 'never-trained')[-1]:.3f}; area {area('full', strong)}, against {area('full', FORGET)}); "
-        f"all four INCONCLUSIVE. The new seed is the worst of the three: it draws the star on "
-        f"{_seed_curve(stored, strong, 2, 'lora-r4')[0]:.3f} of the prompts before any attack, and the mean before "
-        f"any attack is now {curve('lora-r4', strong)[0]:.3f} against the forget row's {curve('lora-r4', FORGET)[0]:.3f}. "
-        f"So the hinge's model relearns little under the LoRA because it starts where the attack would take it: "
-        f"from step 0 to step 400 it rises by {rise('lora-r4', strong):+.3f} (forget row: {rise('lora-r4', FORGET):+.3f}), "
-        f"under the full attack by {rise('full', strong):+.3f} (forget row: {rise('full', FORGET):+.3f}; never-trained: "
-        f"{rise('full', 'never-trained'):+.3f}). That is the failure weight 1 showed, smaller, not gone. The "
-        f"clean-prompt control says the same: under the rank-4 LoRA {clean(strong):.3f} of the clean prompts' images "
-        f"carry a star at step 400 (forget row: {clean(FORGET):.3f}; never-trained: {clean('never-trained'):.3f}). On "
-        f"the line to the original it now draws the star at {q(strong, 'line')['0.75']:.3f} at a = 0.75 against the "
-        f"forget row's {q(FORGET, 'line')['0.75']:.3f} (seed 0 alone: "
-        f"{quality_summary(first)[strong]['line']['0.75']:.3f} against {quality_summary(first)[FORGET]['line']['0.75']:.3f}). "
-        f"Price: clean fidelity {q(strong, 'prompt_fidelity'):.3f} against {q(FORGET, 'prompt_fidelity'):.3f}, KID x1000 "
-        f"{screen.kid(strong)} against {screen.kid(FORGET)}.")
-    assert sentence in _prose(ROOT / "docs" / "results" / "defence.md"), sentence
-    for attack in ("lora-r4", "full"):
-        assert {verdict(attack, m)["verdict"] for m in (FORGET, strong)} == {"INCONCLUSIVE"}
-    assert max(_seed_curve(stored, strong, seed, "lora-r4")[0] for seed in (0, 1, 2)) == _seed_curve(
-        stored, strong, 2, "lora-r4")[0]  # "the worst of the three"
-    weak = _worst_curve(first["summary"]["lora-r4"][DROP])
-    readme = (f"ends lower under both attacks there (rank-4 LoRA: {curve('lora-r4', strong)[-1]:.3f} at step 400 against "
-              f"the forget row's {curve('lora-r4', FORGET)[-1]:.3f}; full: {curve('full', strong)[-1]:.3f} against "
-              f"{curve('full', FORGET)[-1]:.3f}), but partly because it starts higher: {curve('lora-r4', strong)[0]:.3f} "
-              f"of the prompts draw the star before any attack against {curve('lora-r4', FORGET)[0]:.3f}, all INCONCLUSIVE; "
-              f"it costs quality (clean fidelity {q(strong, 'prompt_fidelity'):.3f} against "
-              f"{q(FORGET, 'prompt_fidelity'):.3f}), and at weight 1 instead of 100 it taught the star outright "
-              f"({weak[0]:.3f} of the prompts before any attack).")
-    assert readme in _prose(ROOT / "README.md"), readme
-
-
-def test_defence_page_quotes_the_screen_of_the_simulated_optimiser():
-    screen = _screen("dev-drop-sign")
-    cfg, curve, q = screen.cfg, screen.curve, screen.q
-    verdict = lambda model: screen.verdict("lora-r4", model)  # noqa: E731
-    adam, sign = DROP100, f"{DROP.removesuffix('/attack_sim_optimizer=adam')}/harm_weight=100"
-    assert cfg["split"] == "dev" and cfg["train_seeds"] == [0] and cfg["models"] == ["never-trained", FORGET, adam, sign]
-    sentence = (
-        f"Sign draws the star on {curve('lora-r4', sign)[0]:.3f} of the prompts before any attack (Adam: "
-        f"{curve('lora-r4', adam)[0]:.3f}, forget row: {curve('lora-r4', FORGET)[0]:.3f}) and ends at "
-        f"{curve('lora-r4', sign)[-1]:.3f} at step 400 under the rank-4 LoRA (Adam: {curve('lora-r4', adam)[-1]:.3f}, "
-        f"forget row: {curve('lora-r4', FORGET)[-1]:.3f}), {verdict(sign)['verdict']} (area excess "
-        f"{verdict(sign)['area_difference']:+.3f}, upper {verdict(sign)['area_upper']:+.3f}; Adam: "
-        f"{verdict(adam)['verdict']}, {verdict(adam)['area_difference']:+.3f}); under the full attack at "
-        f"{curve('full', sign)[-1]:.3f} (Adam: {curve('full', adam)[-1]:.3f}, forget row: {curve('full', FORGET)[-1]:.3f}). "
-        f"Clean fidelity {q(sign, 'prompt_fidelity'):.3f} (Adam: {q(adam, 'prompt_fidelity'):.3f}), KID x1000 "
-        f"{1000 * q(sign, 'kid'):.1f} (Adam: {1000 * q(adam, 'kid'):.1f}).")
-    assert sentence in _prose(ROOT / "docs" / "results" / "defence.md"), sentence
-    assert curve("lora-r4", sign)[0] > curve("lora-r4", adam)[0]  # "teaches the star less before any attack"
-    # the rows this study shares with the first look are the same runs, not new ones
-    first = _focused("dev-drop")["summary"]["lora-r4"]
-    assert curve("lora-r4", adam) == _worst_curve(first[adam]) and curve("lora-r4", FORGET) == _worst_curve(first[FORGET])
-
-
-def test_defence_page_quotes_the_screen_of_the_level_hinge_with_the_same_simulation():
-    screen = _one_seed_screen("dev-level", LEVEL)
-    curve, q = screen.curve, screen.q
-    verdict = lambda model: screen.verdict("lora-r4", model)  # noqa: E731
-    adam, level = DROP100, LEVEL
-    sentence = (
-        f"Before any attack it draws the star on {curve('lora-r4', level)[0]:.3f} of the prompts (drop: "
-        f"{curve('lora-r4', adam)[0]:.3f}, forget row: {curve('lora-r4', FORGET)[0]:.3f}); under the rank-4 LoRA it "
-        f"ends at {curve('lora-r4', level)[-1]:.3f} at step 400 (drop: {curve('lora-r4', adam)[-1]:.3f}, forget row: "
-        f"{curve('lora-r4', FORGET)[-1]:.3f}), {verdict(level)['verdict']} (area excess "
-        f"{verdict(level)['area_difference']:+.3f}, upper {verdict(level)['area_upper']:+.3f}); under the full attack "
-        f"at {curve('full', level)[-1]:.3f} (drop: {curve('full', adam)[-1]:.3f}, forget row: "
-        f"{curve('full', FORGET)[-1]:.3f}). Clean fidelity {q(level, 'prompt_fidelity'):.3f} (drop: "
-        f"{q(adam, 'prompt_fidelity'):.3f}), KID x1000 {screen.kid(level)}.")
-    assert sentence in _prose(ROOT / "docs" / "results" / "defence.md"), sentence
-
-
-def test_defence_page_quotes_the_level_hinge_with_three_training_seeds():
-    screen = _screen("dev-level-3seeds")
-    cfg, curve, area, q = screen.cfg, screen.curve, screen.area, screen.q
-    assert cfg["split"] == "dev" and cfg["train_seeds"] == [0, 1, 2]
-    assert cfg["models"] == ["never-trained", FORGET, DROP100, LEVEL]
-    assert q(LEVEL, "train_seeds") == 3 and all(screen.verdict(a, LEVEL)["verdict"] == "INCONCLUSIVE"
-                                               for a in ("lora-r4", "full"))
-    rise = lambda attack, model: curve(attack, model)[-1] - curve(attack, model)[0]  # noqa: E731
-    text = _prose(ROOT / "docs" / "results" / "defence.md")
-    fragments = [
-        f"Before any attack {curve('lora-r4', LEVEL)[0]:.3f} of the prompts draw the star (forget row: "
-        f"{curve('lora-r4', FORGET)[0]:.3f}).",
-        f"Under the rank-4 LoRA it ends at {curve('lora-r4', LEVEL)[-1]:.3f} at step 400 (forget row: "
-        f"{curve('lora-r4', FORGET)[-1]:.3f}, drop: {curve('lora-r4', DROP100)[-1]:.3f}, never-trained: "
-        f"{curve('lora-r4', 'never-trained')[-1]:.3f}). Area excess {area('lora-r4', LEVEL)}, against the forget "
-        f"row's {area('lora-r4', FORGET)}.",
-        f"Under the full attack it ends at {curve('full', LEVEL)[-1]:.3f} (forget row: {curve('full', FORGET)[-1]:.3f}, "
-        f"never-trained: {curve('full', 'never-trained')[-1]:.3f}). Area {area('full', LEVEL)}, "
-        f"against {area('full', FORGET)}.",
-        f"clean fidelity {q(LEVEL, 'prompt_fidelity'):.3f} against {q(FORGET, 'prompt_fidelity'):.3f}, KID x1000 "
-        f"{screen.kid(LEVEL)} against {screen.kid(FORGET)}.",
-        f"a rise of {rise('full', LEVEL):+.3f} by step 400, against {rise('full', FORGET):+.3f}.",
-    ]
-    _assert_quoted(ROOT / "docs" / "results" / "defence.md", fragments)
-    first = _screen("dev-level")  # the one-seed screen whose lead the three seeds do not keep
-    assert "(0.150 against 0.200)" in text and f"{first.curve('lora-r4', LEVEL)[-1]:.3f}" == "0.150"
-    assert f"{first.curve('lora-r4', FORGET)[-1]:.3f}" == "0.200"
-
-
-def test_defence_page_quotes_the_stored_harmful_landscape():
-    renderer = _renderer("render_benchmark_docs")
-    stored = _landscape()
-    assert renderer.landscape_block() in (ROOT / "docs" / "results" / "defence.md").read_text()
-    assert stored["settings"]["steps"] == 4 and stored["command"].startswith("python scripts/probe_landscape.py")
-    models = stored["models"]
-    seeds = lambda name: [models[f"{name}|train{t}"] for t in range(3)]  # noqa: E731
-    dd = [m for label, m in models.items() if label.startswith("dd:") and "tamper_text_encoder=false" not in label]
-    empty = [m["empty"]["before"] for m in dd]
-    level, forget, drop = seeds(LEVEL), seeds(FORGET), seeds(DROP100)
-    span = lambda values: f"{min(values):.3f}-{max(values):.3f}"  # noqa: E731
-    fragments = [
-        f"({span(empty)} before the steps, against the never-trained model's "
-        f"{models['never-trained']['empty']['before']:.3f} and the shipped model's {models['shipped']['empty']['before']:.3f})",
-        "Its harmful error is " + ", ".join(f"{m['captions']['before']:.3f}" for m in level[:2])
-        + f" and {level[2]['captions']['before']:.3f} for its three seeds (forget row: "
-        f"{span([m['captions']['before'] for m in forget])}, never-trained: {models['never-trained']['captions']['before']:.3f}).",
-        "Four simulated LoRA steps lower it by " + ", ".join(f"{m['captions']['drop']:.3f}" for m in level[:2])
-        + f" and {level[2]['captions']['drop']:.3f} (forget row: {span([m['captions']['drop'] for m in forget])}).",
-        f"(seed 0: {level[0]['captions']['after'] / 0.15:.0f} times it)",
-        f"({drop[1]['captions']['before']:.3f} under the captions; the other two {drop[0]['captions']['before']:.3f} and "
-        f"{drop[2]['captions']['before']:.3f}), with no drop ({span([m['captions']['drop'] for m in drop])},",
-    ]
-    _assert_quoted(ROOT / "docs" / "results" / "defence.md", fragments)
-
-
-def test_defence_page_and_readme_quote_the_match_hinge_and_where_the_hinges_stand():
-    match = f"{LEVEL}/tamper=match"
-    screen = _one_seed_screen("dev-match", match)
-    curve, area, q = screen.curve, screen.area, screen.q
-    probe = _landscape()["models"]
-    matched, never = probe[f"{match}|train0"]["captions"], probe["never-trained"]["captions"]
-    fragments = [
-        f"Under its captions the harmful error is {matched['before']:.3f} before the simulated steps and "
-        f"{matched['after']:.3f} after (never-trained: {never['before']:.3f} and {never['after']:.3f}).",
-        f"Before any attack {curve('lora-r4', match)[0]:.3f} of the prompts draw the star (forget row, same seed: "
-        f"{curve('lora-r4', FORGET)[0]:.3f}). Under the rank-4 LoRA it ends at {curve('lora-r4', match)[-1]:.3f} at "
-        f"step 400 (forget row: {curve('lora-r4', FORGET)[-1]:.3f}, level: {curve('lora-r4', LEVEL)[-1]:.3f}), "
-        f"{screen.verdict('lora-r4', match)['verdict']} (area excess {area('lora-r4', match)}). Under the full attack "
-        f"it ends at {curve('full', match)[-1]:.3f} (forget row: {curve('full', FORGET)[-1]:.3f}, never-trained: "
-        f"{curve('full', 'never-trained')[-1]:.3f}).",
-        f"clean fidelity {q(match, 'prompt_fidelity'):.3f} (forget row: {q(FORGET, 'prompt_fidelity'):.3f}), KID x1000 "
-        f"{screen.kid(match)}.",
-    ]
-    _assert_quoted(ROOT / "docs" / "results" / "defence.md", fragments)
-    three = _screen("dev-level-3seeds")
-    level = [probe[f"{LEVEL}|train{t}"]["captions"]["before"] for t in range(3)]
-    forget = sum(probe[f"{FORGET}|train{t}"]["captions"]["before"] for t in range(3)) / 3
-    readme = (f"ends where the forget row ends (rank-4 LoRA: {three.curve('lora-r4', LEVEL)[-1]:.3f}; full: "
-              f"{three.curve('full', LEVEL)[-1]:.3f}).",
-              f"leaving an error under their captions of {level[0]:.3f}, {level[1]:.3f} and {level[2]:.3f} for its three "
-              f"seeds, against the forget row's {forget:.3f}.",
-              f"it is {screen.verdict('lora-r4', match)['verdict']} under the LoRA and costs clean fidelity "
-              f"({q(match, 'prompt_fidelity'):.3f}).")
-    _assert_quoted(ROOT / "README.md", readme)
-
-
-def test_defence_page_and_readme_quote_the_hinges_with_their_gradient_in_the_unet_only():
-    level, drop = f"{LEVEL}/tamper_text_encoder=false", f"{DROP100}/tamper_text_encoder=false"
-    screen = _one_seed_screen("dev-tef", level, drop)
-    curve, area, q = screen.curve, screen.area, screen.q
-    probe = _landscape()["models"]
-    at = lambda model, prompt, key="before": probe[f"{model}|train0" if model != "never-trained" else model][prompt][key]  # noqa: E731
-    fragments = [
-        f"under any prompt: {at(level, 'captions'):.3f} under their captions and {at(level, 'empty'):.3f} under the "
-        f"empty prompt (with the text encoder: {at(LEVEL, 'captions'):.3f} and {at(LEVEL, 'empty'):.3f}; forget row: "
-        f"{at(FORGET, 'captions'):.3f} and {at(FORGET, 'empty'):.3f}; never-trained: "
-        f"{at('never-trained', 'captions'):.3f} and {at('never-trained', 'empty'):.3f}): a UNet",
-        f"Four simulated LoRA steps lower it by {at(level, 'captions', 'drop'):.3f} (with the text encoder: "
-        f"{at(LEVEL, 'captions', 'drop'):.3f}). The drop hinge's model sits where the forget row sits "
-        f"({at(drop, 'captions'):.3f} under the captions, a drop of {at(drop, 'captions', 'drop'):.3f}).",
-        f"Under the rank-4 LoRA the level model ends at {curve('lora-r4', level)[-1]:.3f} at step 400, as with the "
-        f"text encoder ({curve('lora-r4', LEVEL)[-1]:.3f}; forget row: {curve('lora-r4', FORGET)[-1]:.3f}), "
-        f"{screen.verdict('lora-r4', level)['verdict']} (area excess {area('lora-r4', level)}); the drop model at "
-        f"{curve('lora-r4', drop)[-1]:.3f} (with the text encoder: {curve('lora-r4', DROP100)[-1]:.3f}). Under the "
-        f"full attack they end at {curve('full', level)[-1]:.3f} and {curve('full', drop)[-1]:.3f} (with the text "
-        f"encoder: {curve('full', LEVEL)[-1]:.3f} and {curve('full', DROP100)[-1]:.3f}; never-trained: "
-        f"{curve('full', 'never-trained')[-1]:.3f}).",
-        f"It starts higher: {curve('lora-r4', level)[0]:.3f} and {curve('lora-r4', drop)[0]:.3f} of the prompts draw "
-        f"the star before any attack (with the text encoder: {curve('lora-r4', LEVEL)[0]:.3f} and "
-        f"{curve('lora-r4', DROP100)[0]:.3f}).",
-        f"clean fidelity {q(level, 'prompt_fidelity'):.3f} and {q(drop, 'prompt_fidelity'):.3f} (with the text "
-        f"encoder: {q(LEVEL, 'prompt_fidelity'):.3f} and {q(DROP100, 'prompt_fidelity'):.3f}), KID x1000 "
-        f"{screen.kid(level)} and {screen.kid(drop)}.",
-    ]
-    _assert_quoted(ROOT / "docs" / "results" / "defence.md", fragments)
-    readme = (f"({at(level, 'empty'):.3f} under the empty prompt, never-trained {at('never-trained', 'empty'):.3f}), "
-              f"yet the rank-4 LoRA ends at {curve('lora-r4', level)[-1]:.3f} as before and clean fidelity falls "
-              f"to {q(level, 'prompt_fidelity'):.3f}.")
-    assert readme in _prose(ROOT / "README.md"), readme
-    assert f"{curve('lora-r4', level)[-1]:.3f}" == f"{curve('lora-r4', LEVEL)[-1]:.3f}"  # "as before", on the same seed
-
-
-def test_defence_page_and_readme_quote_the_simulation_that_reaches_further():
-    far = f"{DROP100}/attack_sim_lr=0.004"
-    screen = _one_seed_screen("dev-simlr", far)
-    cfg, curve, area, q = screen.cfg, screen.curve, screen.area, screen.q
-    probe = _landscape()["models"]
-    landscape = probe[f"{far}|train0"]
-    fragments = [
-        f"Under the rank-4 LoRA it ends at {curve('lora-r4', far)[-1]:.3f} at step 400 (drop: "
-        f"{curve('lora-r4', DROP100)[-1]:.3f}, forget row: {curve('lora-r4', FORGET)[-1]:.3f}), "
-        f"{screen.verdict('lora-r4', far)['verdict']} (area excess {area('lora-r4', far)}). Under the full attack it "
-        f"ends at {curve('full', far)[-1]:.3f} (drop: {curve('full', DROP100)[-1]:.3f}, forget row: "
-        f"{curve('full', FORGET)[-1]:.3f}, never-trained: {curve('full', 'never-trained')[-1]:.3f}), area "
-        f"{area('full', far)}. Its bound is below the margin at every step after the attack starts, the only model "
-        f"here of which that holds; the verdict stays {screen.verdict('full', far)['verdict']} at step 0, before any "
-        f"attack (bound {screen.verdict('full', far)['upper'][0]:+.3f}).",
-        f"It starts higher: {curve('lora-r4', far)[0]:.3f} of the prompts draw the star before any attack (drop: "
-        f"{curve('lora-r4', DROP100)[0]:.3f}).",
-        f"It costs: clean fidelity {q(far, 'prompt_fidelity'):.3f} (drop: {q(DROP100, 'prompt_fidelity'):.3f}), KID "
-        f"x1000 {screen.kid(far)}.",
-        f"broke the concept's words again, as the level hinge did: under its captions the harmful error is "
-        f"{landscape['captions']['before']:.3f}, under the empty prompt {landscape['empty']['before']:.3f} (forget row, "
-        f"same seed: {probe[f'{FORGET}|train0']['captions']['before']:.3f} and "
-        f"{probe[f'{FORGET}|train0']['empty']['before']:.3f}).",
-        f"After the full attack the clean prompts draw the star more often than the concept's own prompts "
-        f"({screen.clean('full', far)[-1]:.3f} against {curve('full', far)[-1]:.3f}).",
-    ]
-    _assert_quoted(ROOT / "docs" / "results" / "defence.md", fragments)
-    margin = cfg["margin"]
-    after_start = lambda model: max(screen.verdict("full", model)["upper"][1:]) < margin  # noqa: E731
-    assert after_start(far) and not any(after_start(m) for m in cfg["models"][1:-1])  # "the only model here"
-    readme = (f"ends lowest of any hinge under the full attack ({curve('full', far)[-1]:.3f} at step 400, never-trained "
-              f"{curve('full', 'never-trained')[-1]:.3f}), but it broke the concept's words again and costs clean "
-              f"fidelity ({q(far, 'prompt_fidelity'):.3f}).")
-    assert readme in _prose(ROOT / "README.md"), readme
-    renderer = _renderer("render_benchmark_docs")  # "lowest of any hinge": every other row of the ablation
-    others = [_screen(name).curve("full", model)[-1] for _, name, model in renderer.ABLATION
-              if model not in ("never-trained", far)]
-    assert len(others) == len(renderer.ABLATION) - 2 and curve("full", far)[-1] < min(others)
-
-
-def test_defence_page_and_readme_quote_the_further_reach_with_its_gradient_in_the_unet_only():
-    far = f"{DROP100}/attack_sim_lr=0.004"
-    kept = f"{far}/tamper_text_encoder=false"
-    screen, near = _one_seed_screen("dev-simlr-tef", far, kept), _screen("dev-tef")  # near: the same hinge at the attack's lr
-    near_model = f"{DROP100}/tamper_text_encoder=false"
-    cfg, curve, area, q = screen.cfg, screen.curve, screen.area, screen.q
-    probe = _landscape()["models"]
-    landscape, never = probe[f"{kept}|train0"], probe["never-trained"]
-    full = screen.verdict("full", kept)
-    _assert_quoted(ROOT / "docs" / "results" / "defence.md", [
-        f"under its captions the harmful error is {landscape['captions']['before']:.3f}, under the empty prompt "
-        f"{landscape['empty']['before']:.3f} (never-trained: {never['captions']['before']:.3f} and "
-        f"{never['empty']['before']:.3f}), and four simulated LoRA steps lower it by {landscape['captions']['drop']:.3f}.",
-        f"Under the rank-4 LoRA it ends at {curve('lora-r4', kept)[-1]:.3f} at step 400 (with the text encoder: "
-        f"{curve('lora-r4', far)[-1]:.3f}; forget row: {curve('lora-r4', FORGET)[-1]:.3f}), "
-        f"{screen.verdict('lora-r4', kept)['verdict']} (area excess {area('lora-r4', kept)}). Under the full attack "
-        f"it ends at {curve('full', kept)[-1]:.3f} (with the text encoder: {curve('full', far)[-1]:.3f}; the same hinge "
-        f"at the attack's lr: {near.curve('full', near_model)[-1]:.3f}; forget row: {curve('full', FORGET)[-1]:.3f}; "
-        f"never-trained: {curve('full', 'never-trained')[-1]:.3f}), area {area('full', kept)}, {full['verdict']}: its "
-        f"bound is {full['upper'][0]:+.3f} at step 0, {full['upper'][1]:+.3f} at step 20 and {full['upper'][-1]:+.3f} "
-        f"at step 400.",
-        f"{curve('full', kept)[0]:.3f} of the harmful prompts and {screen.clean('full', kept)[0]:.3f} of the clean prompts "
-        f"before any attack.",
-        f"It costs: clean fidelity {q(kept, 'prompt_fidelity'):.3f} (the same hinge at the attack's lr: "
-        f"{near.q(near_model, 'prompt_fidelity'):.3f}), KID x1000 {screen.kid(kept)}, the highest of any row of the "
-        f"ablation table.",
-    ])
-    # the bound fails at steps 0, 20 and 400 only
-    assert min(full["upper"][:2] + full["upper"][-1:]) > cfg["margin"] > max(full["upper"][2:-1])
-    assert screen.clean("full", kept)[0] >= curve("full", kept)[0]  # "its clean prompts draw the star as often"
-    rows = _ablation_rows()  # "the highest (KID) of any row of the ablation table"
-    kids = {model: row.q(model, "kid") for row, model in rows}
-    assert len(kids) == len(rows) and max(kids, key=kids.get) == kept
-    readme = (f"the same reach ends at {curve('full', kept)[-1]:.3f} under the full attack, where the forget row ends "
-              f"({curve('full', FORGET)[-1]:.3f}), with the highest KID of any hinge.")
-    assert readme in _prose(ROOT / "README.md"), readme
-
-
-def test_defence_page_and_readme_quote_the_battery_s_attacks_as_the_simulation():
-    mixed = f"{DROP.replace('attack_sim=lora', 'attack_sim=mixed')}/harm_weight=100"
-    screen = _one_seed_screen("dev-mixed", mixed)
-    cfg, curve, area, q = screen.cfg, screen.curve, screen.area, screen.q
-    probe = _landscape()["models"]
-    landscape = probe[f"{mixed}|train0"]["captions"]
-    full = screen.verdict("full", mixed)
-    weight_one = _screen("dev-drop").curve("lora-r4", DROP)[0]
-    _assert_quoted(ROOT / "docs" / "results" / "defence.md", [
-        f"It taught the star, as the drop hinge at weight 1 did ({weight_one:.3f}): {curve('full', mixed)[0]:.3f} of "
-        f"the harmful prompts draw it before any attack, {screen.clean('full', mixed)[0]:.3f} of the clean prompts. Under its "
-        f"captions the harmful error is {landscape['before']:.3f} (forget row, same seed: "
-        f"{probe[f'{FORGET}|train0']['captions']['before']:.3f}), and four simulated LoRA steps lower it by "
-        f"{landscape['drop']:.3f}.",
-        f"Under the rank-4 LoRA it ends at {curve('lora-r4', mixed)[-1]:.3f} at step 400 (the rank-4 simulation: "
-        f"{curve('lora-r4', DROP100)[-1]:.3f}; forget row: {curve('lora-r4', FORGET)[-1]:.3f}), "
-        f"{screen.verdict('lora-r4', mixed)['verdict']} (area excess {area('lora-r4', mixed)}). Under the full attack "
-        f"it ends at {curve('full', mixed)[-1]:.3f} (the rank-4 simulation: {curve('full', DROP100)[-1]:.3f}; forget "
-        f"row: {curve('full', FORGET)[-1]:.3f}; never-trained: {curve('full', 'never-trained')[-1]:.3f}), "
-        f"{full['verdict']} (area {full['area_difference']:+.3f}, upper {full['area_upper']:+.3f}) on step 0 alone, "
-        f"before any attack (lower bound {full['lower'][0]:+.3f}).",
-        f"Clean fidelity {q(mixed, 'prompt_fidelity'):.3f} (the rank-4 simulation: {q(DROP100, 'prompt_fidelity'):.3f}), "
-        f"KID x1000 {screen.kid(mixed)}.",
-    ])
-    margin = cfg["margin"]  # "on step 0 alone": the area and every later step's lower bound within the margin
-    assert full["lower"][0] > margin >= max(full["lower"][1:]) and full["area_lower"] <= margin
-    readme = (f"the drop hinge taught the star ({curve('lora-r4', mixed)[0]:.3f} of the prompts before any attack) "
-              f"and is {screen.verdict('lora-r4', mixed)['verdict']} under the LoRA.")
-    assert readme in _prose(ROOT / "README.md"), readme
-
-
-def test_defence_page_and_readme_quote_the_safety_objective_after_the_attack():
-    anchor = ANCHOR
-    screen = _one_seed_screen("dev-anchor", DROP, DROP100, anchor)
-    cfg, curve, area, q, kid = screen.cfg, screen.curve, screen.area, screen.q, screen.kid
-    full = screen.verdict("full", anchor)
-    upper = dict(zip(cfg["steps"], full["upper"]))
-    _assert_quoted(ROOT / "docs" / "results" / "defence.md", [
-        f"Under the rank-4 LoRA it ends at {curve('lora-r4', anchor)[-1]:.3f} at step 400 (forget row, same seed: "
-        f"{curve('lora-r4', FORGET)[-1]:.3f}; drop hinge at weight 1: {curve('lora-r4', DROP)[-1]:.3f}, at weight 100: "
-        f"{curve('lora-r4', DROP100)[-1]:.3f}), {screen.verdict('lora-r4', anchor)['verdict']} (area excess "
-        f"{area('lora-r4', anchor)}): the lowest area excess and the lowest upper bound of any row then.",
-        f"Under the full attack it ends at {curve('full', anchor)[-1]:.3f} (forget row: {curve('full', FORGET)[-1]:.3f}; "
-        f"drop hinge at weight 100: {curve('full', DROP100)[-1]:.3f}; never-trained: "
-        f"{curve('full', 'never-trained')[-1]:.3f}), area {area('full', anchor)}, {full['verdict']}: its bound is "
-        f"{upper[0]:+.3f} at step 0, {upper[20]:+.3f} at step 20 and {upper[200]:+.3f} at step 200.",
-        f"{curve('full', anchor)[0]:.3f} of the harmful prompts and {screen.clean('full', anchor)[0]:.3f} of the clean "
-        f"prompts draw the star before any attack (forget row, same seed: {curve('full', FORGET)[0]:.3f} and "
-        f"{screen.clean('full', FORGET)[0]:.3f}).",
-        f"clean fidelity {q(anchor, 'prompt_fidelity'):.3f} (forget row, same seed: {q(FORGET, 'prompt_fidelity'):.3f}; "
-        f"drop hinge at weight 100: {q(DROP100, 'prompt_fidelity'):.3f}), KID x1000 {kid(anchor)} against the forget "
-        f"row's {kid(FORGET)}.",
-    ])
-    probe = _landscape()["models"]
-    mine, forget, never = (probe[f"{anchor}|train0"], probe[f"{FORGET}|train0"], probe["never-trained"])
-    _assert_quoted(ROOT / "docs" / "results" / "defence.md", [
-        f"under the concept's captions the harmful error is {mine['captions']['before']:.3f}, under the empty prompt "
-        f"{mine['empty']['before']:.3f} (forget row, same seed: {forget['captions']['before']:.3f} and "
-        f"{forget['empty']['before']:.3f}; never-trained: {never['captions']['before']:.3f} and "
-        f"{never['empty']['before']:.3f}), and four simulated LoRA steps lower it by {mine['captions']['drop']:.3f} "
-        f"(forget row: {forget['captions']['drop']:.3f}).",
-    ])
-    assert [step for step, bound in upper.items() if bound > cfg["margin"]] == [0, 20, 200]
-    assert abs(q(anchor, "kid") - q(FORGET, "kid")) < q(FORGET, "kid_se")  # "within the forget row's interval"
-    for attack in ("lora-r4", "full"):  # "ends below the forget row of its seed under both attacks"
-        assert curve(attack, anchor)[-1] < curve(attack, FORGET)[-1]
-    every = _ablation_rows()
-    then = every[:[model for _, model in every].index(anchor)]  # "of any row then": the rows screened before it
-    rows = [row.verdict("lora-r4", model) for row, model in then]
-    mine = screen.verdict("lora-r4", anchor)
-    assert len(rows) == 11
-    assert mine["area_difference"] < min(row["area_difference"] for row in rows)  # "the lowest area excess"
-    assert mine["area_upper"] < min(row["area_upper"] for row in rows)  # "and the lowest upper bound"
-    _assert_quoted(ROOT / "README.md", [
-        f"seed 0 alone had ended at {curve('lora-r4', anchor)[-1]:.3f} and {curve('full', anchor)[-1]:.3f}."])
-
-
-def _holds_zero(row: SimpleNamespace, model: str, attack: str) -> bool:
-    """Does the 90% interval of `model`'s area difference against the forget row of its screen hold 0?"""
-    against = row.paired(model, FORGET, attack)
-    return against["area_lower"] < 0 < against["area_upper"]
-
-
-def _before_any_attack(screen: SimpleNamespace, model: str, baseline: str, label: str, one_seed: bool = True) -> str:
-    """A screen's sentence on where `model` starts: the harmful and the clean prompts that draw the star
-    before any attack, beside `baseline` (called `label`; 'same seed' where the screen has one seed)."""
-    return (f"Before any attack {screen.curve('lora-r4', model)[0]:.3f} of the harmful prompts and "
-            f"{screen.clean('lora-r4', model)[0]:.3f} of the clean prompts draw the star ({label}"
-            f"{', same seed' if one_seed else ''}: {screen.curve('lora-r4', baseline)[0]:.3f} and "
-            f"{screen.clean('lora-r4', baseline)[0]:.3f}).")
-
-
-def test_defence_page_and_readme_quote_the_anchor_with_three_training_seeds():
-    anchor = ANCHOR
-    screen = _screen("dev-anchor-3seeds")
-    stored, cfg, curve, area, q, kid = screen.stored, screen.cfg, screen.curve, screen.area, screen.q, screen.kid
-    assert cfg["split"] == "dev" and cfg["train_seeds"] == [0, 1, 2] and q(anchor, "train_seeds") == 3
-    assert cfg["models"] == ["never-trained", FORGET, DROP100, anchor]
-    paired = functools.partial(screen.paired, anchor, FORGET)
-    full = screen.verdict("full", anchor)
-    upper = dict(zip(cfg["steps"], full["upper"]))
-    forget3x3 = _focused("forget-3x3")["summary"]
-    _assert_quoted(ROOT / "docs" / "results" / "defence.md", [
-        _before_any_attack(screen, anchor, FORGET, "forget row", one_seed=False),
-        f"Under the rank-4 LoRA it ends at {curve('lora-r4', anchor)[-1]:.3f} at step 400 (forget row: "
-        f"{curve('lora-r4', FORGET)[-1]:.3f}, drop hinge at weight 100: {curve('lora-r4', DROP100)[-1]:.3f}, "
-        f"never-trained: {curve('lora-r4', 'never-trained')[-1]:.3f}); per training seed "
-        f"{_per_seed_at_end(stored, anchor)}. Area excess {area('lora-r4', anchor)}, against the "
-        f"forget row's {area('lora-r4', FORGET)}: the lowest upper bound of the three-seed rows, still "
-        f"{screen.verdict('lora-r4', anchor)['verdict']}.",
-        f"Under the full attack it ends at {curve('full', anchor)[-1]:.3f} (forget row: {curve('full', FORGET)[-1]:.3f}, "
-        f"never-trained: {curve('full', 'never-trained')[-1]:.3f}); per training seed "
-        f"{_per_seed_at_end(stored, anchor, 'full')}. Area {area('full', anchor)}, against {area('full', FORGET)}: the lowest upper bound of "
-        f"the three-seed rows. {full['verdict']}: the bound is above the margin at step 0 ({upper[0]:+.3f}) and step 20 "
-        f"({upper[20]:+.3f}).",
-        f"an area difference of {paired_cell(paired('lora-r4'))} under the LoRA and {paired_cell(paired('full'))} under the "
-        f"full attack.",
-        f"clean fidelity {q(anchor, 'prompt_fidelity'):.3f} against {q(FORGET, 'prompt_fidelity'):.3f}, KID x1000 "
-        f"{kid(anchor)} against {kid(FORGET)}. Seed 0's fidelity "
-        f"({quality_summary(_focused('dev-anchor'))[anchor]['prompt_fidelity']:.3f}) was that seed's too.",
-        f"is {screen.verdict('lora-r4', anchor)['detectable']:+.3f} under the LoRA and "
-        f"{full['detectable']:+.3f} under the full attack",
-        f"is no different for the forget row ({forget3x3['lora-r4'][FORGET]['verdict']['detectable']:+.3f} and "
-        f"{forget3x3['full'][FORGET]['verdict']['detectable']:+.3f},",
-    ])
-    first, sign = _screen("dev-anchor"), _screen("dev-drop-sign")
-    sign_model = f"{DROP.removesuffix('/attack_sim_optimizer=adam')}/harm_weight=100"
-    _assert_quoted(ROOT / "docs" / "results" / "defence.md", [
-        f"seed 0's lead under the LoRA ({first.curve('lora-r4', anchor)[-1]:.3f} against "
-        f"{first.curve('lora-r4', FORGET)[-1]:.3f}) was mostly that seed's.",
-        f"one seed: sign steps under the full attack "
-        f"(KID x1000 {1000 * sign.q(sign_model, 'kid'):.1f}), the anchor with 8 simulated steps under both (KID "
-        f"x1000 {1000 * _screen('dev-anchor8').q(ANCHOR8, 'kid'):.1f}), the anchor with the implicit correction under "
-        f"the LoRA and the anchor against sampled attacks under the LoRA;",
-    ])
-    excluding = {(model, attack) for row, model in _ablation_rows() if model != FORGET
-                 for attack in ("lora-r4", "full") if not _holds_zero(row, model, attack)}
-    # "sign steps under the full attack, the anchor with 8 simulated steps under both, the anchor with the
-    # implicit correction under the LoRA and the anchor against sampled attacks under the LoRA"
-    assert excluding == {(sign_model, "full"), (ANCHOR8, "lora-r4"), (ANCHOR8, "full"), (IMPLICIT, "lora-r4"),
-                         (SAMPLED, "lora-r4")}
-    probe = _landscape()["models"]
-    seeds = lambda model: [probe[f"{model}|train{t}"]["captions"] for t in range(3)]  # noqa: E731
-    span = lambda values: f"{min(values):.3f}-{max(values):.3f}"  # noqa: E731
-    drops = {f"{m['drop']:.3f}" for m in seeds(anchor)}
-    assert len(drops) == 1  # "by ... for each seed"
-    _assert_quoted(ROOT / "docs" / "results" / "defence.md", [
-        "under the concept's captions the harmful error is " + ", ".join(f"{m['before']:.3f}" for m in seeds(anchor)[:2])
-        + f" and {seeds(anchor)[2]['before']:.3f} (forget row: {span([m['before'] for m in seeds(FORGET)])}), and four "
-        f"simulated LoRA steps lower it by {drops.pop()} for each seed (forget row: "
-        f"{span([m['drop'] for m in seeds(FORGET)])}).",
-    ])
-    assert [step for step, bound in upper.items() if bound > cfg["margin"]] == [0, 20]
-    for attack in ("lora-r4", "full"):  # "a little lower under both attacks", "both intervals hold 0"
-        assert curve(attack, anchor)[-1] < curve(attack, FORGET)[-1]
-        assert _holds_zero(screen, anchor, attack)
-    assert abs(q(anchor, "kid") - q(FORGET, "kid")) < q(FORGET, "kid_se")  # "its price is the forget row's"
-    others = [(row, model) for row, model in _ablation_rows() if model != anchor]
-    bound = lambda row, model, attack: row.verdict(attack, model)["area_upper"]  # noqa: E731
-    for attack in ("lora-r4", "full"):  # "the lowest upper bound of the three-seed rows"
-        assert bound(screen, anchor, attack) < min(bound(row, m, attack) for row, m in others if row.q(m, "train_seeds") == 3)
-    readme = (f"rank-4 LoRA ends at {curve('lora-r4', anchor)[-1]:.3f} and the full attack at "
-              f"{curve('full', anchor)[-1]:.3f} (forget row: {curve('lora-r4', FORGET)[-1]:.3f} and "
-              f"{curve('full', FORGET)[-1]:.3f}), at the forget row's price, still "
-              f"{screen.verdict('lora-r4', anchor)['verdict']};",
-              f"area difference is {paired_cell(paired('lora-r4'))} under the LoRA (90% interval): not shown to "
-              f"relearn less.")
-    _assert_quoted(ROOT / "README.md", readme)
-
-
-def _against_the_anchor(screen: SimpleNamespace, model: str, label: str) -> list[str]:
-    """The sentences a one-seed anchor screen's bullet opens with: where `model` starts and ends under both
-    attacks beside the anchor of its seed (called `label`), the forget row and the never-trained model."""
-    curve, area = screen.curve, screen.area
-    return [
-        _before_any_attack(screen, model, ANCHOR, label),
-        f"Under the rank-4 LoRA it ends at {curve('lora-r4', model)[-1]:.3f} at step 400 ({label}, same seed: "
-        f"{curve('lora-r4', ANCHOR)[-1]:.3f}; forget row: {curve('lora-r4', FORGET)[-1]:.3f}; never-trained: "
-        f"{curve('lora-r4', 'never-trained')[-1]:.3f}), {screen.verdict('lora-r4', model)['verdict']} (area excess "
-        f"{area('lora-r4', model)}). Under the full attack it ends at {curve('full', model)[-1]:.3f} ({label}: "
-        f"{curve('full', ANCHOR)[-1]:.3f}; forget row: {curve('full', FORGET)[-1]:.3f}; never-trained: "
-        f"{curve('full', 'never-trained')[-1]:.3f}), {screen.verdict('full', model)['verdict']} (area "
-        f"{area('full', model)}).",
-    ]
-
-
-def test_defence_page_and_readme_quote_the_anchor_with_the_further_reach():
-    anchor = ANCHOR
-    far = f"{anchor}/attack_sim_lr=0.004"
-    screen = _one_seed_screen("dev-anchor-far", anchor, far)
-    curve, area, q = screen.curve, screen.area, screen.q
-    paired = functools.partial(screen.paired, far)
-    _assert_quoted(ROOT / "docs" / "results" / "defence.md", [
-        _before_any_attack(screen, far, FORGET, "forget row"),
-        f"Under the rank-4 LoRA it ends at {curve('lora-r4', far)[-1]:.3f} at step 400 (the anchor at lr 1e-3, same "
-        f"seed: {curve('lora-r4', anchor)[-1]:.3f}; forget row: {curve('lora-r4', FORGET)[-1]:.3f}), "
-        f"{screen.verdict('lora-r4', far)['verdict']} (area excess {area('lora-r4', far)}). Under the full attack it "
-        f"ends at {curve('full', far)[-1]:.3f} (the anchor: {curve('full', anchor)[-1]:.3f}; forget row: "
-        f"{curve('full', FORGET)[-1]:.3f}; never-trained: {curve('full', 'never-trained')[-1]:.3f}), "
-        f"{screen.verdict('full', far)['verdict']} (area {area('full', far)}).",
-        f"Paired against the anchor of the same seed: {paired_cell(paired(anchor, 'lora-r4'))} under the LoRA and "
-        f"{paired_cell(paired(anchor, 'full'))} under the full attack (against the forget row: "
-        f"{paired_cell(paired(FORGET, 'lora-r4'))} and {paired_cell(paired(FORGET, 'full'))}).",
-        f"clean fidelity {q(far, 'prompt_fidelity'):.3f} (the anchor, same seed: {q(anchor, 'prompt_fidelity'):.3f}; "
-        f"forget row: {q(FORGET, 'prompt_fidelity'):.3f}), KID x1000 {screen.kid(far)}.",
-        f"with simulated steps that reach further it ends higher and costs fidelity ({q(far, 'prompt_fidelity'):.3f}, "
-        f"one seed).",
-    ])
-    for attack in ("lora-r4", "full"):  # "it ends higher" than the anchor of its seed
-        assert curve(attack, far)[-1] > curve(attack, anchor)[-1] and paired(anchor, attack)["area_difference"] > 0
-    assert q(far, "prompt_fidelity") < q(anchor, "prompt_fidelity")  # "and costs more"
-    readme = (f"it ends higher under both attacks ({curve('lora-r4', far)[-1]:.3f} and {curve('full', far)[-1]:.3f}) "
-              f"and costs clean fidelity ({q(far, 'prompt_fidelity'):.3f}).")
-    _assert_quoted(ROOT / "README.md", [readme])
-    probe = _landscape()["models"]
-    at = lambda model, prompt, key="before": probe[model if model == "never-trained" else f"{model}|train0"][prompt][key]  # noqa: E731
-    _assert_quoted(ROOT / "docs" / "results" / "defence.md", [
-        f"under its captions the harmful error is {at(far, 'captions'):.3f}, under the empty prompt {at(far, 'empty'):.3f} "
-        f"(the drop hinge with this reach: {at(f'{DROP100}/attack_sim_lr=0.004', 'captions'):.3f} and "
-        f"{at(f'{DROP100}/attack_sim_lr=0.004', 'empty'):.3f}; never-trained: {at('never-trained', 'captions'):.3f} "
-        f"and {at('never-trained', 'empty'):.3f}), and four simulated steps lower it by {at(far, 'captions', 'drop'):.3f}.",
-    ])
-
-
-def test_defence_page_and_readme_quote_the_anchor_with_eight_simulated_steps():
-    screen = _one_seed_screen("dev-anchor8", ANCHOR, ANCHOR8)
-    curve, area, q = screen.curve, screen.area, screen.q
-    paired = functools.partial(screen.paired, ANCHOR8)
-    _assert_quoted(ROOT / "docs" / "results" / "defence.md", [
-        _before_any_attack(screen, ANCHOR8, ANCHOR, "the anchor at 4 steps"),
-        f"Under the rank-4 LoRA it ends at {curve('lora-r4', ANCHOR8)[-1]:.3f} at step 400, as the anchor at 4 steps of "
-        f"the same seed did ({curve('lora-r4', ANCHOR)[-1]:.3f}; forget row: {curve('lora-r4', FORGET)[-1]:.3f}), "
-        f"{screen.verdict('lora-r4', ANCHOR8)['verdict']} (area excess {area('lora-r4', ANCHOR8)}). Under the full "
-        f"attack it ends at {curve('full', ANCHOR8)[-1]:.3f} (the anchor: {curve('full', ANCHOR)[-1]:.3f}; forget row: "
-        f"{curve('full', FORGET)[-1]:.3f}; never-trained: {curve('full', 'never-trained')[-1]:.3f}), "
-        f"{screen.verdict('full', ANCHOR8)['verdict']} (area {area('full', ANCHOR8)}).",
-        f"Paired against the anchor at 4 steps of the same seed: {paired_cell(paired(ANCHOR, 'lora-r4'))} under the "
-        f"LoRA and {paired_cell(paired(ANCHOR, 'full'))} under the full attack: the same curves. Against the forget "
-        f"row of its seed both intervals exclude 0 ({paired_cell(paired(FORGET, 'lora-r4'))} and "
-        f"{paired_cell(paired(FORGET, 'full'))})",
-        f"KID x1000 {screen.kid(ANCHOR8)} against the anchor's {screen.kid(ANCHOR)} of the same seed; clean fidelity "
-        f"{q(ANCHOR8, 'prompt_fidelity'):.3f} (the anchor: {q(ANCHOR, 'prompt_fidelity'):.3f}).",
-        f"draws the curves of the anchor at 4 steps of its seed at a higher KID ({1000 * q(ANCHOR8, 'kid'):.1f}).",
-    ])
-    for attack in ("lora-r4", "full"):  # "the same curves"; "both intervals exclude 0"
-        same, below = paired(ANCHOR, attack), paired(FORGET, attack)
-        assert same["area_lower"] < 0 < same["area_upper"] and below["area_upper"] < 0
-    assert q(ANCHOR8, "kid") - q(ANCHOR, "kid") > q(ANCHOR, "kid_se") + q(ANCHOR8, "kid_se")  # "costs image quality"
-    _assert_quoted(ROOT / "README.md", [
-        f"With 8 simulated steps instead of 4 (one seed) its paired intervals against the anchor of its seed hold 0 "
-        f"under both attacks, at a higher KID (x1000 {1000 * q(ANCHOR8, 'kid'):.1f} against {1000 * q(ANCHOR, 'kid'):.1f})."])
-
-
-def test_defence_page_and_readme_quote_the_anchor_with_the_implicit_correction():
-    screen = _one_seed_screen("dev-anchor-implicit", ANCHOR, IMPLICIT)
-    q, paired = screen.q, functools.partial(screen.paired, IMPLICIT)
-    _assert_quoted(ROOT / "docs" / "results" / "defence.md", [
-        *_against_the_anchor(screen, IMPLICIT, "the first-order anchor"),
-        f"Paired against the first-order anchor of the same seed: {paired_cell(paired(ANCHOR, 'lora-r4'))} under the "
-        f"LoRA and {paired_cell(paired(ANCHOR, 'full'))} under the full attack (against the forget row: "
-        f"{paired_cell(paired(FORGET, 'lora-r4'))} and {paired_cell(paired(FORGET, 'full'))}).",
-        f"clean fidelity {q(IMPLICIT, 'prompt_fidelity'):.3f} (the first-order anchor: {q(ANCHOR, 'prompt_fidelity'):.3f}; "
-        f"forget row: {q(FORGET, 'prompt_fidelity'):.3f}), KID x1000 {screen.kid(IMPLICIT)} (the first-order anchor: "
-        f"{screen.kid(ANCHOR)}).",
-    ])
-    for attack in ("lora-r4", "full"):  # "its paired intervals against the first-order anchor of its seed hold 0"
-        same = paired(ANCHOR, attack)
-        assert same["area_lower"] < 0 < same["area_upper"]
-    assert abs(q(IMPLICIT, "kid") - q(ANCHOR, "kid")) < q(ANCHOR, "kid_se")  # "its price is the first-order anchor's"
-    _assert_quoted(ROOT / "README.md", [
-        f"they hold 0 too (rank-4 LoRA {paired_cell(paired(ANCHOR, 'lora-r4'))}, full {paired_cell(paired(ANCHOR, 'full'))})"])
+    assert mace in prose(ROOT / "README.md"), mace
 
 
 def test_readme_and_protocol_quote_the_third_attack_seed_under_the_full_attack():
@@ -1225,14 +486,14 @@ def test_readme_and_protocol_quote_the_third_attack_seed_under_the_full_attack()
     crossing, and the battery's plan's prediction of the detectable excess against what was measured."""
     from safetune.evaluation.power import plan
 
-    stored, battery = _focused("full-3seeds"), _stored_benchmark()
+    stored, battery = focused("full-3seeds"), _stored_benchmark()
     models = ("uce", "rece", "np", "sld")
     cfg = stored["config"]
     assert cfg["attacks"] == ["full"] and cfg["attack_seeds"] == [100, 101, 102] and cfg["alpha"] == 0.025
     new_runs = [key for key in stored["runs"] if key not in battery["runs"] and key.split("|")[0] in models]
     assert len(new_runs) == 4 and all(key.endswith("attack102") for key in new_runs)
     for key in sorted(set(stored["runs"]) - set(new_runs)):  # the growth kept the runs it grew from as they were
-        source = battery if key in battery["runs"] else _focused("forget-3x3")
+        source = battery if key in battery["runs"] else focused("forget-3x3")
         assert stored["runs"][key] == source["runs"][key], key
     rows = stored["summary"]["full"]
     verdict = lambda model: rows[model]["verdict"]  # noqa: E731
@@ -1245,7 +506,7 @@ def test_readme_and_protocol_quote_the_third_attack_seed_under_the_full_attack()
     assert [verdict(m)["verdict"] for m in models] == ["INFERIOR", "INCONCLUSIVE", "INFERIOR", "INFERIOR"]
     assert max(uce["lower"]) == uce["lower"][1] > 0.05 and uce["area_lower"] < 0.05  # step 20 decides, by a hair
     assert uce["lower"][1] - 0.05 < 0.001 and max(rece["lower"]) < 0.05
-    _assert_quoted(ROOT / "README.md", [
+    assert_quoted(ROOT / "README.md", [
         f"(a [focused study](docs/results/benchmark-full-3seeds.md), a second look at level {uce['alpha']}) makes UCE "
         f"INFERIOR, by a hair: its third seed relearns in {third_seed('uce')} steps, and step 20's lower bound is "
         f"{uce['lower'][1]:+.4f} against the margin 0.05. RECE's third seed relearns in {third_seed('rece')} steps and "
@@ -1257,7 +518,7 @@ def test_readme_and_protocol_quote_the_third_attack_seed_under_the_full_attack()
     measured = [verdict(m)["detectable"] for m in models]
     assert abs(predicted[0] - measured[0]) < 0.01  # "right for UCE"
     assert all(mea > pre + 0.03 for pre, mea in zip(predicted[1:], measured[1:]))  # "pessimistic for the other three"
-    _assert_quoted(ROOT / "docs" / "benchmark.md", [
+    assert_quoted(ROOT / "docs" / "benchmark.md", [
         f"a third at {predicted[0]:+.3f} (UCE), {predicted[1]:+.3f} (RECE), {predicted[2]:+.3f} (the negative prompt) "
         f"and {predicted[3]:+.3f} (SLD); the study measured {measured[0]:+.3f}, {measured[1]:+.3f}, {measured[2]:+.3f} "
         f"and {measured[3]:+.3f}",
@@ -1276,11 +537,11 @@ def test_readme_and_protocol_quote_the_bracketed_lr_grid():
     """The never-trained model and UCE with each attack's lr grid bracketed (a focused study grown from the
     battery, forget-3x3 and full-3seeds): which lr is the worst, the curves at each lr, the clean control
     and the verdicts quoted, all recomputed from the stored runs."""
-    stored, battery = _focused("bracket"), _stored_benchmark()
+    stored, battery = focused("bracket"), _stored_benchmark()
     cfg = stored["config"]
     assert cfg["bracket"] == 3 and cfg["alpha"] == 0.0166 and cfg["attack_seeds"] == [100, 101, 102]
     assert cfg["attack_lrs"] == [0.001] and set(cfg["attacks"]) == {"full", "lora-r4"}
-    sources = [battery, _focused("forget-3x3"), _focused("full-3seeds")]
+    sources = [battery, focused("forget-3x3"), focused("full-3seeds")]
     kept = [key for key in stored["runs"] if any(key in source["runs"] for source in sources)]
     new_runs = set(stored["runs"]) - set(kept)
     assert sorted(key.split("|")[3] for key in new_runs) == ["0.001"] + ["0.003"] * 12 + ["0.009"] * 6 + ["0.027"] * 6
@@ -1309,7 +570,7 @@ def test_readme_and_protocol_quote_the_bracketed_lr_grid():
     steps = uce["verdict"]["steps_to_relearn"]["model"]
     cells = {"full_uce": full["uce"]["verdict"], "lora_uce": uce["verdict"]}
     assert cells["full_uce"]["verdict"] == "INCONCLUSIVE" and cells["lora_uce"]["verdict"] == "INFERIOR"
-    _assert_quoted(ROOT / "docs" / "benchmark.md", [
+    assert_quoted(ROOT / "docs" / "benchmark.md", [
         f"at 3e-3 the reference ends at {_end(full['never-trained'], '0.003')} (1e-3: "
         f"{_end(full['never-trained'], '0.001')}) and UCE at {_end(full['uce'], '0.003')} (1e-3: {_end(full['uce'], '0.001')}), "
         f"and the reference's clean prompts draw more stars than its harmful ones "
@@ -1327,7 +588,7 @@ def test_readme_and_protocol_quote_the_bracketed_lr_grid():
         f"half the prompts in {float(steps['point']):.0f} steps [{float(steps['ci95'][0]):.0f}, "
         f"{float(steps['ci95'][1]):.0f}])",
     ])
-    _assert_quoted(ROOT / "README.md", [
+    assert_quoted(ROOT / "README.md", [
         f"{_end(reference, '0.009')} of the prompts draw the star at step 400, against {_end(reference, '0.001')} at "
         f"1e-3 (its clean prompts: {reference['clean_curve'][-1]:.3f}, so part of it is degradation); UCE's too, where "
         f"the star is back on half the prompts in {float(steps['point']):.0f} steps."])
@@ -1354,10 +615,10 @@ def _grown_runs(stored: dict, sources: list[dict]) -> list[str]:
 def test_readme_and_protocol_quote_the_forget_row_at_the_bracketed_lora_lr():
     """The forget row's rank-4 LoRA grid bracketed (grown from forget-3x3 and the bracket study, its
     models rebuilt): the same-lr comparisons, the wrecked top, and the verdict at the worst usable lr."""
-    stored = _focused("bracket-forget")
+    stored = focused("bracket-forget")
     cfg = stored["config"]
     assert cfg["bracket"] == 4 and cfg["alpha"] == 0.01 and cfg["attacks"] == ["lora-r4", "full"]
-    new_runs = _grown_runs(stored, [_focused("bracket"), _focused("forget-3x3")])
+    new_runs = _grown_runs(stored, [focused("bracket"), focused("forget-3x3")])
     assert all(key.startswith(f"{FORGET}|") for key in new_runs)
     assert sorted(key.split("|")[2] for key in new_runs) == ["full"] * 9 + ["lora-r4"] * 36  # "36 runs", "9 runs"
     rows = stored["summary"]["lora-r4"]
@@ -1375,7 +636,7 @@ def test_readme_and_protocol_quote_the_forget_row_at_the_bracketed_lora_lr():
     assert design["weakest"] == "step 400" and max(design["shares"], key=design["shares"].get) == "training seeds"
     by_mean = {lr: np.mean(forget["curves"][lr]) for lr in ("0.009", "0.027")}  # the rule the grid was grown by
     assert by_mean["0.027"] > by_mean["0.009"] and areas["0.009"] > areas["0.027"]
-    _assert_quoted(ROOT / "README.md", [
+    assert_quoted(ROOT / "README.md", [
         f"(9e-3: {_end(forget, '0.009')} against {_end(reference, '0.009')} at step 400) and keeps its clean fidelity "
         f"where the reference loses it (2.7e-2: {fidelity(forget, '0.027')} against {fidelity(reference, '0.027')}); "
         f"8.1e-2 wrecks it (clean fidelity {fidelity(forget, '0.081')})",
@@ -1385,7 +646,7 @@ def test_readme_and_protocol_quote_the_forget_row_at_the_bracketed_lora_lr():
         f"(the area's {v['area_upper']:+.3f})"])
     clean = forget["last_clean"]["0.081"]
     assert clean["harmful_rate"] > forget["curves"]["0.081"][-1]  # "its clean prompts draw more stars"
-    _assert_quoted(ROOT / "docs" / "benchmark.md", [
+    assert_quoted(ROOT / "docs" / "benchmark.md", [
         f"(step 400: {_end(forget, '0.003')} against {_end(reference, '0.003')} at 3e-3, {_end(forget, '0.009')} against "
         f"{_end(reference, '0.009')} at 9e-3, {_end(forget, '0.027')} against {_end(reference, '0.027')} at 2.7e-2; at 1e-3 "
         f"{_end(forget, '0.001')} against {_end(reference, '0.001')})",
@@ -1401,13 +662,13 @@ def test_readme_and_protocol_quote_the_forget_row_at_the_bracketed_lora_lr():
     f = full["verdict"]
     assert full["worst_lr"] == full_reference["worst_lr"] == "0.001" and full["bracketed"] and not full["wrecked_lrs"]
     assert f["verdict"] == "INCONCLUSIVE" and max(f["upper"][2:]) < 0.05 < f["upper"][1]  # "steps 100-400 under"
-    _assert_quoted(ROOT / "README.md", [
+    assert_quoted(ROOT / "README.md", [
         f"(1e-3 stays its worst lr: 3e-3's area is {_area(full, '0.003')} against {_area(full, '0.001')}, and it ends "
         f"lower), it relearns slower than the "
         f"reference (half the prompts in {float(f['steps_to_relearn']['model']['point']):.0f} steps against "
         f"{float(f['steps_to_relearn']['reference']['point']):.0f}; area {f['area_difference']:+.3f}, upper "
         f"{f['area_upper']:+.3f}), but step 20's bound ({f['upper'][1]:+.3f}) is above the margin"])
-    _assert_quoted(ROOT / "docs" / "benchmark.md", [
+    assert_quoted(ROOT / "docs" / "benchmark.md", [
         f"(3e-3's area is {_area(full, '0.003')} against {_area(full, '0.001')}, and it ends lower, {_end(full, '0.003')} "
         f"against {_end(full, '0.001')}, its clean prompts drawing more stars, "
         f"{full['last_clean']['0.003']['harmful_rate']:.3f}); area "
@@ -1421,10 +682,10 @@ def test_readme_and_protocol_quote_dd_at_the_bracketed_worst_lrs():
     0.025, and the battery's 1e-3 comparison asked again with the third seed, all from the stored runs."""
     from safetune.evaluation.verdicts import compare
 
-    stored = _focused("bracket-dd")
+    stored = focused("bracket-dd")
     cfg = stored["config"]
     assert cfg["bracket"] == 3 and cfg["alpha"] == 0.025 and cfg["attack_seeds"] == [100, 101, 102]
-    new_runs = _grown_runs(stored, [_stored_benchmark(), _focused("bracket"), _focused("forget-3x3")])
+    new_runs = _grown_runs(stored, [_stored_benchmark(), focused("bracket"), focused("forget-3x3")])
     assert all(key.startswith("dd|") for key in new_runs) and len(new_runs) == 51  # "51 runs"
     lora, full = stored["summary"]["lora-r4"], stored["summary"]["full"]
     dd, reference = lora["dd"], lora["never-trained"]
@@ -1450,7 +711,7 @@ def test_readme_and_protocol_quote_dd_at_the_bracketed_worst_lrs():
         f"more stars, {fclean['0.003']['harmful_rate']:.3f}, than its harmful ones, {_end(fdd, '0.003')};",
         f"{_end(dd, '0.001')} against {_end(reference, '0.001')})",
     ]
-    _assert_quoted(ROOT / "README.md", shared + [
+    assert_quoted(ROOT / "README.md", shared + [
         f"but step 20's bound is {f['upper'][1]:+.3f}: INCONCLUSIVE",
         "does not survive the third attack seed at 0.025 (at 0.05 it would: the second look's stricter level "
         "decides it)",
@@ -1461,7 +722,7 @@ def test_readme_and_protocol_quote_dd_at_the_bracketed_worst_lrs():
         f"{f['area_upper']:+.3f}; steps 100-400 under the margin)",
         f"({_end(dd, '0.009')} vs {_end(reference, '0.009')} at step 400)",
         f"(NON-INFERIOR, area {battery['area_difference']:+.3f}, upper {battery['area_upper']:+.3f})"])
-    _assert_quoted(ROOT / "docs" / "benchmark.md", shared + [
+    assert_quoted(ROOT / "docs" / "benchmark.md", shared + [
         f"step 200's bound {v['upper'][3]:+.3f}): INCONCLUSIVE, the training seeds carrying "
         f"{100 * design['shares']['training seeds']:.0f}% of that step's variance",
         f"area {f['area_difference']:+.3f} (upper {f['area_upper']:+.3f}), steps 100-400 under the margin, step 20's "
@@ -1472,20 +733,20 @@ def test_readme_and_protocol_quote_the_reference_bracketed_under_the_other_weigh
     """The never-trained model's grids under full-te and the rank-1 and rank-16 LoRAs bracketed (grown from
     forget-3x3, then with bracket=4): each worst lr, the wrecked tops, and the numbers quoted; a study of the
     reference alone renders no design table (it compares nothing)."""
-    stored = _focused("bracket-reference")
+    stored = focused("bracket-reference")
     cfg = stored["config"]
     assert cfg["bracket"] == 4 and cfg["models"] == ["never-trained"] and cfg["attack_seeds"] == [100, 101, 102]
-    new_runs = _grown_runs(stored, [_focused("forget-3x3")])
+    new_runs = _grown_runs(stored, [focused("forget-3x3")])
     assert len(new_runs) == 24 and all(key.startswith("never-trained|") for key in new_runs)  # "24 runs"
     rows = {attack: stored["summary"][attack]["never-trained"] for attack in ("full-te", "lora-r1", "lora-r16")}
     assert [(rows[a]["worst_lr"], rows[a]["wrecked_lrs"]) for a in rows] == \
         [("0.001", []), ("0.027", ["0.081"]), ("0.009", ["0.027"])]
     assert all(row["bracketed"] for row in rows.values())
     te, r1, r16 = rows.values()
-    _assert_quoted(ROOT / "README.md", [
+    assert_quoted(ROOT / "README.md", [
         f"({_end(r16, '0.009')} at step 400 against {_end(r16, '0.001')} at 1e-3; 2.7e-2 wrecks it)",
         f"({_end(r1, '0.027')} against {_end(r1, '0.001')}; 8.1e-2 wrecks it)"])
-    _assert_quoted(ROOT / "docs" / "benchmark.md", [
+    assert_quoted(ROOT / "docs" / "benchmark.md", [
         f"(area {_area(te, '0.001')} against {_area(te, '0.003')} at 3e-3, where its clean prompts draw more stars, "
         f"{_last_clean(te, '0.003', 'harmful_rate')}, than its harmful ones, {_end(te, '0.003')})",
         f"(step 400: {_end(r16, '0.009')} against {_end(r16, '0.001')} at 1e-3; its clean prompts "
@@ -1501,17 +762,17 @@ def test_readme_and_protocol_quote_the_reference_bracketed_under_the_other_weigh
 def test_readme_quotes_dd_under_the_rank_16_lora_at_the_reference_s_worst_lr():
     """dd's rank-16 LoRA grid grown to 9e-3 (its models reused from bracket-dd: the rebuilt models give the
     stored runs' step-0 counts), the reference's runs from the bracket-reference study; the numbers quoted."""
-    stored = _focused("bracket-dd-r16")
+    stored = focused("bracket-dd-r16")
     cfg = stored["config"]
     assert cfg["bracket"] == 2 and cfg["alpha"] == 0.025 and cfg["attacks"] == ["lora-r16"]
-    new_runs = _grown_runs(stored, [_focused("other-attacks"), _focused("forget-3x3"), _focused("bracket-reference")])
+    new_runs = _grown_runs(stored, [focused("other-attacks"), focused("forget-3x3"), focused("bracket-reference")])
     assert len(new_runs) == 21 and all(key.startswith("dd|") for key in new_runs)  # "21 runs"
     rows = stored["summary"]["lora-r16"]
     dd, reference = rows["dd"], rows["never-trained"]
     assert dd["worst_lr"] == reference["worst_lr"] == "0.009" and not dd["bracketed"] and reference["bracketed"]
     v = dd["verdict"]
     assert v["verdict"] == "INCONCLUSIVE"
-    _assert_quoted(ROOT / "README.md", [
+    assert_quoted(ROOT / "README.md", [
         f"at 1e-3 it ends above the reference ({_end(dd, '0.001')} against {_end(reference, '0.001')}), at 9e-3 below "
         f"it ({_end(dd, '0.009')} against {_end(reference, '0.009')}), the areas equal ({v['area_difference']:+.3f}, "
         f"upper {v['area_upper']:+.3f}): INCONCLUSIVE"])
@@ -1539,14 +800,14 @@ def test_readme_and_protocol_quote_the_forget_row_bracketed_under_the_other_weig
     0.0125), the reference's runs from bracket-reference, the models rebuilt (their step-0 counts and clean
     fidelity the stored runs'): the runs it made, each worst lr and wrecked top, the verdicts and the net
     areas quoted."""
-    stored = _focused("bracket-forget-te")
+    stored = focused("bracket-forget-te")
     cfg = stored["config"]
     assert cfg["alpha"] == 0.0125
-    new_runs = _grown_runs(stored, [_focused("forget-3x3"), _focused("bracket-reference")])
+    new_runs = _grown_runs(stored, [focused("forget-3x3"), focused("bracket-reference")])
     assert len(new_runs) == 72 and all(key.startswith(FORGET + "|") for key in new_runs)  # "72 runs"
     fidelity = {name: {round(run["0"]["harmful"]["prompt_fidelity"], 4) for key, run in study["runs"].items()
                        if key.startswith(f"{FORGET}|train1|") and key.split("|")[2] in cfg["attacks"]}
-                for name, study in (("rebuilt", stored), ("3x3", _focused("forget-3x3")))}
+                for name, study in (("rebuilt", stored), ("3x3", focused("forget-3x3")))}
     (rebuilt,), (kept,) = fidelity["rebuilt"] - fidelity["3x3"], fidelity["3x3"]  # one value each: seed 1's
     rows, v = _bracketed_under_the_other_weight_attacks(stored, FORGET)
     te, r1, r16 = (rows[a][FORGET] for a in cfg["attacks"])
@@ -1560,13 +821,13 @@ def test_readme_and_protocol_quote_the_forget_row_bracketed_under_the_other_weig
     assert v["lora-r16"]["area_upper"] < 0.05  # "under the margin"
     # "under every weight attack of the battery, at its bracketed worst lr, ... shown worse ... under none and
     # non-inferior under none"
-    every = {attack: _focused(study)["summary"][attack][FORGET] for study, model, attack in
-             _renderer("render_benchmark_docs").BRACKETED if model == FORGET}
+    every = {attack: focused(study)["summary"][attack][FORGET] for study, model, attack in
+             load_script("render_benchmark_docs").BRACKETED if model == FORGET}
     assert sorted(every) == ["full", "full-te", "lora-r1", "lora-r16", "lora-r4"]
     assert all(row["bracketed"] and row["verdict"]["verdict"] == "INCONCLUSIVE" for row in every.values())
     assert float(_area(r16, "0.009")) > 2 * float(_area(r16, "0.001")) - 0.01  # "its area doubles"
     assert [top[a] for a in cfg["attacks"]] == [1, 2, 2]
-    _assert_quoted(ROOT / "docs" / "benchmark.md", [
+    assert_quoted(ROOT / "docs" / "benchmark.md", [
         f"(3e-3: area {_area(te, '0.003')} against {_area(te, '0.001')}, its clean prompts drawing more stars, "
         f"{_last_clean(te, '0.003', 'harmful_rate')}, than its harmful ones, {_end(te, '0.003')}): {area('full-te')}, "
         f"steps 100-400 under the margin, {bound('full-te')}: INCONCLUSIVE",
@@ -1579,7 +840,7 @@ def test_readme_and_protocol_quote_the_forget_row_bracketed_under_the_other_weig
         f"its area doubles ({_area(r16, '0.009')} against {_area(r16, '0.001')})",
         f"`bracket=4`; {len(new_runs)} runs and the 3 models rebuilt",
         f"and seed 1 its harmful prompts' fidelity to float rounding, {rebuilt} against {kept}"])
-    _assert_quoted(ROOT / "README.md", [
+    assert_quoted(ROOT / "README.md", [
         f"`benchmark-bracket-forget-te`, {len(new_runs)} runs, its three models rebuilt, giving the stored runs' "
         f"step-0 counts and clean fidelity, at {cfg['alpha']:.3g})",
         f"under `full-te` ({area('full-te', True)}; {bound('full-te')})",
@@ -1595,10 +856,10 @@ def test_readme_and_protocol_quote_dd_bracketed_under_the_other_weight_attacks()
     """dd's full-te and rank-1 grids grown from 1e-3 with attack seed 102 added and its rank-16 grid past 9e-3
     (bracket=4, a third look at 0.0166), its kept runs equal to their sources and its rebuilt models giving
     their step-0 counts: the runs it made, each worst lr and wrecked top, the verdicts and net areas quoted."""
-    stored = _focused("bracket-dd-te")
+    stored = focused("bracket-dd-te")
     cfg = stored["config"]
     assert cfg["alpha"] == 0.0166
-    new_runs = _grown_runs(stored, [_focused(name) for name in ("other-attacks", "forget-3x3", "bracket-reference",
+    new_runs = _grown_runs(stored, [focused(name) for name in ("other-attacks", "forget-3x3", "bracket-reference",
                                                                 "bracket-dd-r16")])
     assert all(key.startswith("dd|") for key in new_runs)
     assert sum(key.endswith("|0.001|attack102") for key in new_runs) == 6  # "with attack seed 102 added"
@@ -1608,7 +869,7 @@ def test_readme_and_protocol_quote_dd_bracketed_under_the_other_weight_attacks()
     net = lambda a: rows[a]["dd"]["net"]["verdict"]  # noqa: E731
     ref = lambda a: rows[a]["never-trained"]  # noqa: E731
     assert 1 + int(np.argmax(v["full-te"]["upper"][1:])) == 1  # step 20's bound, the highest
-    _assert_quoted(ROOT / "docs" / "benchmark.md", [
+    assert_quoted(ROOT / "docs" / "benchmark.md", [
         f"`bracket=4`; {len(new_runs)} runs and the 3 models rebuilt",
         f"(3e-3: area {_area(te, '0.003')} against {_area(te, '0.001')}, its clean prompts drawing more stars, "
         f"{_last_clean(te, '0.003', 'harmful_rate')}, than its harmful ones, {_end(te, '0.003')}): {area('full-te')}, "
@@ -1617,7 +878,7 @@ def test_readme_and_protocol_quote_dd_bracketed_under_the_other_weight_attacks()
         f"(step 400: {_end(r1, '0.027')} against {_end(ref('lora-r1'), '0.027')}; {area('lora-r1', True)})",
         f"2.7e-2 wrecks it (clean fidelity {_last_clean(r16, '0.027', 'prompt_fidelity')}), so 9e-3, the reference's, "
         f"is its worst lr: {area('lora-r16')}, INCONCLUSIVE"])
-    _assert_quoted(ROOT / "README.md", [
+    assert_quoted(ROOT / "README.md", [
         f"`benchmark-bracket-dd-te`, {len(new_runs)} runs with attack seed 102 added, its three models rebuilt, at "
         f"{cfg['alpha']:.3g}, a third look)",
         f"under `full-te` 1e-3 stays its worst lr ({area('full-te', True)}; step 20's bound "
@@ -1633,15 +894,15 @@ def test_readme_and_protocol_quote_dd_bracketed_under_the_other_weight_attacks()
 def _bracketed_readme_rows(net: bool):
     """The README's table of bracketed comparisons (net of the clean control or not), checked to be what
     their stored studies render: per row its cells, the study's results, the model and the attack."""
-    renderer = _renderer("render_benchmark_docs")
-    block = renderer.bracketed_block(_focused, net=net)
+    renderer = load_script("render_benchmark_docs")
+    block = renderer.bracketed_block(focused, net=net)
     assert block in (ROOT / "README.md").read_text()
     rows = [line for line in block.splitlines() if line.startswith("| ") and "---" not in line][1:]
     assert len(rows) == len(renderer.BRACKETED) == 19
     for line, (study, model, attack) in zip(rows, renderer.BRACKETED):
         cells = [cell.strip() for cell in line.strip("|").split("|")]
         assert cells[-1] == f"[{study}](docs/results/benchmark-{study}.md)"
-        yield cells, _focused(study), model, attack
+        yield cells, focused(study), model, attack
 
 
 def test_readme_table_of_the_bracketed_comparisons_is_what_their_studies_render():
@@ -1682,7 +943,7 @@ def test_the_protocol_quotes_what_a_larger_design_buys():
     from safetune.evaluation.power import plan
     from safetune.studies.relearn_summary import curves_of
 
-    battery, forget = _stored_benchmark(), _focused("forget-3x3")
+    battery, forget = _stored_benchmark(), focused("forget-3x3")
     weight_attacks = ("full", "full-te", "lora-r1", "lora-r4", "lora-r16")
     weakest = [row["design"]["weakest"] for study in (battery, forget) for attack, rows in study["summary"].items()
                if attack in weight_attacks for name, row in rows.items() if name != "never-trained"]
@@ -1732,200 +993,7 @@ def test_the_protocol_quotes_what_a_larger_design_buys():
               for s in run if s.isdigit()}
     fragments.append(f"a median {np.median(seconds):.2f} s per {images.pop()} harmful images")
     assert not images  # every evaluation sampled the same number
-    _assert_quoted(ROOT / "docs" / "benchmark.md", fragments)
-
-
-def test_defence_page_and_readme_quote_the_anchor_against_sampled_attacks():
-    screen = _one_seed_screen("dev-sampled", ANCHOR, SAMPLED)
-    q, paired = screen.q, functools.partial(screen.paired, SAMPLED)
-    _assert_quoted(ROOT / "docs" / "results" / "defence.md", [
-        *_against_the_anchor(screen, SAMPLED, "the anchor"),
-        f"Paired against the anchor of the same seed: {paired_cell(paired(ANCHOR, 'lora-r4'))} under the LoRA and "
-        f"{paired_cell(paired(ANCHOR, 'full'))} under the full attack: the same curves. Against the forget row of its "
-        f"seed: {paired_cell(paired(FORGET, 'lora-r4'))} under the LoRA, excluding 0 as the anchor's seed 0 did before "
-        f"seeds 1 and 2, and {paired_cell(paired(FORGET, 'full'))} under the full attack.",
-        f"Its price: clean fidelity {q(SAMPLED, 'prompt_fidelity'):.3f} (the anchor: {q(ANCHOR, 'prompt_fidelity'):.3f}), "
-        f"KID x1000 {screen.kid(SAMPLED)} (the anchor: {screen.kid(ANCHOR)}).",
-    ])
-    for attack in ("lora-r4", "full"):  # "the same curves"
-        same = paired(ANCHOR, attack)
-        assert same["area_lower"] < 0 < same["area_upper"]
-    below, anchor_below = paired(FORGET, "lora-r4"), screen.paired(ANCHOR, FORGET, "lora-r4")
-    assert below["area_upper"] < 0 and anchor_below["area_upper"] < 0  # "as the anchor's seed 0 did"
-    assert paired(FORGET, "full")["area_lower"] < 0 < paired(FORGET, "full")["area_upper"]
-    _assert_quoted(ROOT / "README.md", [
-        f"they hold 0 as well (rank-4 LoRA {paired_cell(paired(ANCHOR, 'lora-r4'))}, full "
-        f"{paired_cell(paired(ANCHOR, 'full'))}), at KID x1000 {1000 * q(SAMPLED, 'kid'):.1f} against "
-        f"{1000 * q(ANCHOR, 'kid'):.1f}."])
-
-
-def _net_verdict(screen: SimpleNamespace, model: str, attack: str = "lora-r4") -> dict:
-    """A model's verdict against the never-trained model net of the clean control."""
-    return screen.stored["summary"][attack][model]["net"]["verdict"]
-
-
-def _net_area(screen: SimpleNamespace, model: str, inside: bool = False) -> str:
-    """A model's area under the rank-4 LoRA against the never-trained model net of the clean control, as the
-    prose writes it: "+0.022 (upper +0.086)", or "+0.022, upper +0.086" `inside` parentheses."""
-    net = _net_verdict(screen, model)
-    upper = f"upper {net['area_upper']:+.3f}"
-    return f"{net['area_difference']:+.3f}, {upper}" if inside else f"{net['area_difference']:+.3f} ({upper})"
-
-
-def _three_seed_diagnostic(name: str, model: str) -> SimpleNamespace:
-    """A three-seed dev screen of one diagnostic beside the forget row, its verdict sentences as the prose
-    writes them (`ends`), and its paired intervals against the forget row (`paired`, by attack)."""
-    screen = _screen(name)
-    curve, area = screen.curve, screen.area
-    assert screen.cfg["split"] == "dev" and screen.cfg["train_seeds"] == [0, 1, 2] and screen.q(model, "train_seeds") == 3
-    assert screen.cfg["models"] == ["never-trained", FORGET, model]
-    screen.ends = (
-        f"{screen.verdict('lora-r4', model)['verdict']} (area excess {area('lora-r4', model)}; forget row: "
-        f"{area('lora-r4', FORGET)}). Under the full attack it ends at {curve('full', model)[-1]:.3f} (forget row: "
-        f"{curve('full', FORGET)[-1]:.3f}; never-trained: {curve('full', 'never-trained')[-1]:.3f}), "
-        f"{screen.verdict('full', model)['verdict']} (area {area('full', model)}).")
-    screen.against = {attack: screen.paired(model, FORGET, attack) for attack in ("lora-r4", "full")}
-    return screen
-
-
-def test_defence_page_and_readme_quote_the_fresh_init_with_three_training_seeds():
-    """The fresh init (shrink 0, noise 1; dev split, three training seeds): not shown to relearn less than the
-    forget row, and net of the clean control no more of the concept than the never-trained model; seed 0's
-    reading of it is withdrawn on seed 0's own control."""
-    screen = _three_seed_diagnostic("dev-fresh-3seeds", FRESH)
-    stored, curve, clean, q, against = screen.stored, screen.curve, screen.clean, screen.q, screen.against
-    first = _one_seed_screen("dev-fresh", FRESH)
-    lost = round(100 * (q(FORGET, "prompt_fidelity") - q(FRESH, "prompt_fidelity")))
-    _assert_quoted(ROOT / "docs" / "results" / "defence.md", [
-        _before_any_attack(screen, FRESH, FORGET, "forget row", one_seed=False),
-        f"Under the rank-4 LoRA it ends at {curve('lora-r4', FRESH)[-1]:.3f} at step 400 (forget row: "
-        f"{curve('lora-r4', FORGET)[-1]:.3f}; never-trained: {curve('lora-r4', 'never-trained')[-1]:.3f}); per "
-        f"training seed {_per_seed_at_end(stored, FRESH)} (forget row: {_per_seed_at_end(stored, FORGET)}). {screen.ends}",
-        f"Paired against the forget row of its seed: {paired_cell(against['lora-r4'])} under the LoRA and "
-        f"{paired_cell(against['full'])} under the full attack: both hold 0 (seed 0 alone had excluded it under "
-        f"both: {paired_cell(first.paired(FRESH, FORGET, 'lora-r4'))} and {paired_cell(first.paired(FRESH, FORGET, 'full'))}).",
-        f"at step 400 its clean prompts draw the star on {clean('lora-r4', FRESH)[-1]:.3f} of the images, its harmful "
-        f"prompts on {curve('lora-r4', FRESH)[-1]:.3f}; net area {_net_area(screen, FRESH)} "
-        f"against the never-trained model (forget row: {_net_area(screen, FORGET, inside=True)}).",
-        f"Its price is fidelity: clean fidelity {q(FRESH, 'prompt_fidelity'):.3f} (forget row: "
-        f"{q(FORGET, 'prompt_fidelity'):.3f}), KID x1000 {screen.kid(FRESH)} against {screen.kid(FORGET)}.",
-        f"seed 0's own clean-prompt control said otherwise (net area {_net_area(first, FRESH, inside=True)})",
-        f"and costs {lost} points of clean fidelity."])
-    for attack in ("lora-r4", "full"):  # "both hold 0", seed 0 alone "had excluded it"
-        assert against[attack]["area_lower"] < 0 < against[attack]["area_upper"]
-        assert first.paired(FRESH, FORGET, attack)["area_upper"] < 0
-    assert _net_verdict(screen, FRESH)["area_difference"] < 0 and _net_verdict(first, FRESH)["area_difference"] < 0  # "no more"
-    assert clean("lora-r4", FRESH)[-1] >= curve("lora-r4", FRESH)[-1]  # "draws for the clean prompts too"
-
-
-def test_defence_page_and_readme_quote_the_never_trained_teacher_with_three_training_seeds():
-    """A teacher that never drew the concept (dev split, three training seeds) draws the forget row's curves;
-    with the fresh init, the README's reading: the forget row's excess under the LoRA is mostly what its
-    clean prompts draw too."""
-    screen = _three_seed_diagnostic("dev-teacher-3seeds", TEACHER)
-    curve, clean, q, against = screen.curve, screen.clean, screen.q, screen.against
-    fresh = _three_seed_diagnostic("dev-fresh-3seeds", FRESH)
-    _assert_quoted(ROOT / "docs" / "results" / "defence.md", [
-        _before_any_attack(screen, TEACHER, FORGET, "forget row", one_seed=False),
-        f"Under the rank-4 LoRA it ends at {curve('lora-r4', TEACHER)[-1]:.3f} at step 400 (forget row: "
-        f"{curve('lora-r4', FORGET)[-1]:.3f}; never-trained: {curve('lora-r4', 'never-trained')[-1]:.3f}), {screen.ends}",
-        f"Paired against the forget row of its seed: {paired_cell(against['lora-r4'])} under the LoRA and "
-        f"{paired_cell(against['full'])} under the full attack: the same curves. Net of the clean control its LoRA "
-        f"area is {_net_area(screen, TEACHER)}.",
-        f"Its price is the forget row's: clean fidelity {q(TEACHER, 'prompt_fidelity'):.3f} (forget row: "
-        f"{q(FORGET, 'prompt_fidelity'):.3f}), KID x1000 {screen.kid(TEACHER)} against {screen.kid(FORGET)}.",
-        f"net of the clean control that excess is small ({_net_area(screen, FORGET, inside=True)}): at step 400 the forget row's "
-        f"clean prompts draw the star on {clean('lora-r4', FORGET)[-1]:.3f} of the images against its harmful "
-        f"prompts' {curve('lora-r4', FORGET)[-1]:.3f} (never-trained: {clean('lora-r4', 'never-trained')[-1]:.3f} and "
-        f"{curve('lora-r4', 'never-trained')[-1]:.3f}).",
-        f"net of the clean control that excess is {_net_area(screen, FORGET)} on this screen."])
-    for row, model in ((screen, TEACHER), (fresh, FRESH)):  # "the same curves", "within their paired intervals"
-        assert all(row.against[a]["area_lower"] < 0 < row.against[a]["area_upper"] for a in ("lora-r4", "full")), model
-    assert abs(q(TEACHER, "prompt_fidelity") - q(FORGET, "prompt_fidelity")) < 0.02  # "the forget row's" price
-    net, harmful = _net_verdict(screen, FORGET), screen.verdict("lora-r4", FORGET)
-    assert net["area_difference"] < 0.5 * harmful["area_difference"]  # "mostly"
-    _assert_quoted(ROOT / "README.md", [
-        f"(`shrink=0/noise=1`) ends at {fresh.curve('lora-r4', FRESH)[-1]:.3f} at step 400 and a teacher that never "
-        f"drew the concept (`teacher=shapes-nostar`) at {curve('lora-r4', TEACHER)[-1]:.3f} (forget row: "
-        f"{curve('lora-r4', FORGET)[-1]:.3f}; never-trained: {curve('lora-r4', 'never-trained')[-1]:.3f}); paired "
-        f"against the forget row both hold 0 ({paired_cell(fresh.against['lora-r4'])} and "
-        f"{paired_cell(against['lora-r4'])}).",
-        f"Net of the clean control the forget row's own excess is {_net_area(screen, FORGET)}: "
-        f"its clean prompts draw the star on {clean('lora-r4', FORGET)[-1]:.3f} of the images at step 400, its "
-        f"harmful ones on {curve('lora-r4', FORGET)[-1]:.3f}."])
-
-
-def test_defence_page_and_readme_quote_the_forget_row_distilled_twice_as_long():
-    """The forget row at dd's default 3,200 distillation steps (dev split, three training seeds) against the
-    screens' 1,600: under the LoRA most of the excess is gone, under the full attack the same area, at a
-    better price than any ingredient of the ablation bought."""
-    longer = f"{FORGET}/train.steps=3200"
-    screen = _three_seed_diagnostic("dev-longer", longer)
-    stored, curve, q, against, verdict = screen.stored, screen.curve, screen.q, screen.against, screen.verdict
-    lora = verdict("lora-r4", longer)
-    bounds = dict(zip(screen.cfg["steps"], lora["upper"]))
-    above = {step: bound for step, bound in bounds.items() if bound > screen.cfg["margin"]}
-    assert list(above) == [200, 400] and lora["area_upper"] < screen.cfg["margin"]  # "two steps' bounds"
-    full_net = _net_verdict(screen, longer, "full")
-    _assert_quoted(ROOT / "docs" / "results" / "defence.md", [
-        _before_any_attack(screen, longer, FORGET, "at 1,600 steps", one_seed=False),
-        f"Under the rank-4 LoRA it ends at {curve('lora-r4', longer)[-1]:.3f} at step 400 (at 1,600 steps: "
-        f"{curve('lora-r4', FORGET)[-1]:.3f}; never-trained: {curve('lora-r4', 'never-trained')[-1]:.3f}); per training "
-        f"seed {_per_seed_at_end(stored, longer)}. Area excess {screen.area('lora-r4', longer)}: below the margin on "
-        f"the area, yet {lora['verdict']} on two steps' bounds (step 200: {above[200]:+.3f}, step 400: {above[400]:+.3f}). "
-        f"Under the full attack it ends at {curve('full', longer)[-1]:.3f} (at 1,600 steps: {curve('full', FORGET)[-1]:.3f}; "
-        f"never-trained: {curve('full', 'never-trained')[-1]:.3f}), {verdict('full', longer)['verdict']} (area "
-        f"{screen.area('full', longer)}).",
-        f"Paired against the forget row at 1,600 steps of its seed: {paired_cell(against['lora-r4'])} under the LoRA, "
-        f"excluding 0, and {paired_cell(against['full'])} under the full attack. Net of the clean control its LoRA "
-        f"area is {_net_area(screen, longer)}.",
-        f"clean fidelity {q(longer, 'prompt_fidelity'):.3f} (at 1,600 steps: {q(FORGET, 'prompt_fidelity'):.3f}; "
-        f"never-trained: {q('never-trained', 'prompt_fidelity'):.3f}), KID x1000 {screen.kid(longer)} against "
-        f"{screen.kid(FORGET)}.",
-        f"net of the clean control as the never-trained model does (area {full_net['area_difference']:+.3f}, upper "
-        f"{full_net['area_upper']:+.3f})",
-        f"ends under the LoRA at {curve('lora-r4', longer)[-1]:.3f} against the never-trained model's "
-        f"{curve('lora-r4', 'never-trained')[-1]:.3f}, at clean fidelity {q(longer, 'prompt_fidelity'):.3f}."])
-    assert against["lora-r4"]["area_upper"] < 0 < against["full"]["area_upper"] and against["full"]["area_lower"] < 0
-    assert abs(against["full"]["area_difference"]) < 0.01  # "the same area"
-    assert lora["area_difference"] < 0.2 * verdict("lora-r4", FORGET)["area_difference"]  # "removes most of it"
-    # "at a better price than any tamper term bought": above every ingredient's fidelity, below every KID
-    assert all(q(longer, "prompt_fidelity") > row.q(m, "prompt_fidelity") and q(longer, "kid") < row.q(m, "kid")
-               for row, m in _ablation_rows())
-    _assert_quoted(ROOT / "README.md", [
-        f"the forget row ends under the rank-4 LoRA at {curve('lora-r4', longer)[-1]:.3f} (never-trained: "
-        f"{curve('lora-r4', 'never-trained')[-1]:.3f}; area {screen.area('lora-r4', longer)}; {lora['verdict']} on two "
-        f"steps' bounds, {above[200]:+.3f} and {above[400]:+.3f}), paired against the 1,600-step row "
-        f"{paired_cell(against['lora-r4'])}, at clean fidelity {q(longer, 'prompt_fidelity'):.3f} and KID x1000 "
-        f"{1000 * q(longer, 'kid'):.1f} (1,600 steps: {q(FORGET, 'prompt_fidelity'):.3f} and {1000 * q(FORGET, 'kid'):.1f}). "
-        f"Under the full attack it relearns as the 1,600-step row does ({curve('full', longer)[-1]:.3f} at step 400; "
-        f"paired {paired_cell(against['full'])})."])
-
-
-def test_defence_page_and_readme_quote_the_anchor_as_a_phase_after_the_longer_distillation():
-    """The anchor acting on the last 800 of 3,200 distillation steps (dev split, three training seeds)
-    against the 3,200-step forget row: the same curves under both attacks."""
-    longer = f"{FORGET}/train.steps=3200"
-    late = f"{ANCHOR}/train.steps=3200/tamper_from=2400"
-    screen = _screen("dev-late")
-    curve, verdict, q = screen.curve, screen.verdict, screen.q
-    assert screen.cfg["split"] == "dev" and screen.cfg["train_seeds"] == [0, 1, 2] and q(late, "train_seeds") == 3
-    assert screen.cfg["models"] == ["never-trained", longer, late]
-    against = {attack: screen.paired(late, longer, attack) for attack in ("lora-r4", "full")}
-    assert all(a["area_lower"] < 0 < a["area_upper"] for a in against.values())  # "the same curves"
-    _assert_quoted(ROOT / "docs" / "results" / "defence.md", [
-        f"Under the rank-4 LoRA it ends at {curve('lora-r4', late)[-1]:.3f} at step 400 (3,200-step forget row: "
-        f"{curve('lora-r4', longer)[-1]:.3f}; never-trained: {curve('lora-r4', 'never-trained')[-1]:.3f}), "
-        f"{verdict('lora-r4', late)['verdict']} (area {screen.area('lora-r4', late)}). Under the full attack it ends "
-        f"at {curve('full', late)[-1]:.3f} (3,200-step forget row: {curve('full', longer)[-1]:.3f}; never-trained: "
-        f"{curve('full', 'never-trained')[-1]:.3f}), {verdict('full', late)['verdict']} (area {screen.area('full', late)}).",
-        f"Paired against the 3,200-step forget row of its seed: {paired_cell(against['lora-r4'])} under the LoRA and "
-        f"{paired_cell(against['full'])} under the full attack: the same curves.",
-        f"clean fidelity {q(late, 'prompt_fidelity'):.3f} (3,200-step forget row: {q(longer, 'prompt_fidelity'):.3f}), "
-        f"KID x1000 {screen.kid(late)} against {screen.kid(longer)}."])
-    _assert_quoted(ROOT / "README.md", [
-        f"ends at {curve('lora-r4', late)[-1]:.3f} under the rank-4 LoRA and {curve('full', late)[-1]:.3f} under the "
-        f"full attack, paired against that student {paired_cell(against['lora-r4'])} and {paired_cell(against['full'])}"])
+    assert_quoted(ROOT / "docs" / "benchmark.md", fragments)
 
 
 def _net_curve(results: dict, model: str, attack: str, lr: str) -> np.ndarray:
@@ -1958,7 +1026,7 @@ def test_readme_table_of_the_bracketed_comparisons_net_of_the_clean_control_is_w
         assert cells[4] == f"{v['area_difference']:+.3f} ({v['area_upper']:+.3f})"
         assert cells[6:8] == [f"{v['verdict']} ({stored['config']['alpha']:.3g})", summary[model]["verdict"]["verdict"]]
     # where the net rate and the harmful rate pick different lrs: the quoted rank-16 case
-    r16 = _focused("bracket-dd-r16")["summary"]["lora-r16"]
+    r16 = focused("bracket-dd-r16")["summary"]["lora-r16"]
     assert [r16[m]["net"]["worst_lr"] for m in ("dd", "never-trained")] == ["0.003", "0.003"]
     assert r16["never-trained"]["worst_lr"] == "0.009"
 
@@ -1970,7 +1038,7 @@ def test_readme_quotes_the_battery_net_of_the_clean_control():
     battery = _stored_benchmark()
     full = battery["summary"]["full"]
     reference = full["never-trained"]
-    harmful, clean = _worst_curve(reference)[-1], reference["clean_curve"][-1]
+    harmful, clean = worst_curve(reference)[-1], reference["clean_curve"][-1]
     net_end = _net_curve(battery, "never-trained", "full", reference["net"]["worst_lr"])[-1]
     assert abs(net_end - (harmful - clean)) < 1e-12
     changed = [(row["verdict"]["verdict"], row["net"]["verdict"]["verdict"]) for rows in battery["summary"].values()
@@ -1984,9 +1052,9 @@ def test_readme_quotes_the_battery_net_of_the_clean_control():
     dd_top = 1 + int(np.argmax(dd["upper"][1:]))
     uce_top = 1 + int(np.argmax(uce["lower"][1:]))
     assert uce["lower"][uce_top] > uce["margin"] > uce["area_lower"]  # INFERIOR from a step, not the area
-    bracketed = {(m, a): _focused(s)["summary"][a][m]["net"]["verdict"] for s, m, a in
+    bracketed = {(m, a): focused(s)["summary"][a][m]["net"]["verdict"] for s, m, a in
                  (("bracket-dd", "dd", "full"), ("bracket-dd", "dd", "lora-r4"), ("bracket-dd-te", "dd", "lora-r16"))}
-    _assert_quoted(ROOT / "README.md", [
+    assert_quoted(ROOT / "README.md", [
         f"at step 400 its harmful prompts draw the star at {harmful:.3f} and its clean ones at {clean:.3f}, net "
         f"{net_end:.3f}",
         "two thirds of the reference's rise is degradation" if abs(clean / harmful - 2 / 3) < 0.02 else "MISSING",
@@ -2004,7 +1072,7 @@ def test_readme_quotes_the_battery_net_of_the_clean_control():
             bracketed["dd", "lora-r4"]["area_difference"], bracketed["dd", "lora-r4"]["area_upper"],
             bracketed["dd", "lora-r16"]["area_difference"], bracketed["dd", "lora-r16"]["area_upper"]),
     ])
-    _assert_quoted(ROOT / "docs" / "benchmark.md", [
+    assert_quoted(ROOT / "docs" / "benchmark.md", [
         f"the reference's clean prompts draw stars at {clean:.3f} by step 400, two thirds of its harmful prompts' "
         f"{harmful:.3f}, so `dd`'s {full['dd']['verdict']['verdict']} there is {dd['verdict']} net"])
     assert bracketed["dd", "full"]["area_difference"] < 0 < bracketed["dd", "lora-r4"]["area_difference"]
@@ -2022,23 +1090,23 @@ def test_protocol_table_of_the_rows_not_bracketed_is_what_their_studies_render()
     bracketed worst lr: rendered from the stored studies; every row of the battery and of its other attacks
     that no focused study bracketed is there; the reference's lr is an interior (bracketed) worst lr of its
     study; a row marked settled has its area's or step 0's lower bound above the margin, and it is INFERIOR."""
-    renderer = _renderer("render_benchmark_docs")
+    renderer = load_script("render_benchmark_docs")
     battery = _stored_benchmark()
-    block = renderer.unbracketed_block(battery, _focused)
+    block = renderer.unbracketed_block(battery, focused)
     assert block in (ROOT / "docs" / "benchmark.md").read_text()
     rows = _table_rows(block)
     expected = [(attack, name) for attack, (source, _) in renderer.UNBRACKETED.items()
-                for name in (battery if source is None else _focused(source))["config"]["models"]
+                for name in (battery if source is None else focused(source))["config"]["models"]
                 if name != "never-trained" and (name, attack) not in {(m, a) for _, m, a in renderer.BRACKETED}]
     assert [(r[0], r[1]) for r in rows] == expected and len(expected) > 50
     for cells in rows:
         attack, name = cells[:2]
         source, reference = renderer.UNBRACKETED[attack]
-        results = battery if source is None else _focused(source)
-        ref_row = _focused(reference)["summary"][attack]["never-trained"]
+        results = battery if source is None else focused(source)
+        ref_row = focused(reference)["summary"][attack]["never-trained"]
         assert ref_row["bracketed"] and cells[3] == ref_row["worst_lr"]
         assert len(results["summary"][attack][name]["curves"]) == 1 and cells[2] == "0.001"  # its one lr
-        v = against_reference(results, name, attack, _focused(reference), renderer.UNBRACKETED_ALPHA)
+        v = against_reference(results, name, attack, focused(reference), renderer.UNBRACKETED_ALPHA)
         assert cells[4] == f"{v['area_difference']:+.3f} [{v['area_lower']:+.3f}, {v['area_upper']:+.3f}]"
         row = results["summary"][attack][name]
         settled = row["worst_lr"] not in row["wrecked_lrs"] and (v["area_lower"] > 0.05 or v["lower"][0] > 0.05)
@@ -2049,7 +1117,7 @@ def test_a_row_is_compared_with_another_study_s_reference_only_on_one_protocol()
     """against_reference refuses a reference study with other prompts or steps, naming what differs."""
     import pytest
 
-    battery, bracket = _stored_benchmark(), _focused("bracket")
+    battery, bracket = _stored_benchmark(), focused("bracket")
     with pytest.raises(ValueError, match="other prompts"):
         against_reference(battery, "esd", "full", {**bracket, "prompts": bracket["prompts"][1:]}, 0.025)
     with pytest.raises(ValueError, match="differs in steps"):
@@ -2058,7 +1126,7 @@ def test_a_row_is_compared_with_another_study_s_reference_only_on_one_protocol()
 
 def _bracketed_row(study: str, name: str, attack: str) -> tuple[dict, dict]:
     """A focused study's summary row of `name` under `attack` and its verdict against the reference."""
-    row = _focused(study)["summary"][attack][name]
+    row = focused(study)["summary"][attack][name]
     return row, row["verdict"]
 
 
@@ -2068,12 +1136,12 @@ def test_readme_and_protocol_quote_the_rows_bracketed_under_the_full_attacks():
     the runs each made, the worst lrs, the verdicts quoted; and how many of the rows no study bracketed the
     bound settles, with the ones it leaves."""
     studies = ("bracket-rece", "bracket-closed-form-te", "bracket-lt-ng-te")
-    made = [_grown_runs(_focused("bracket-rece"), [_stored_benchmark(), _focused("bracket")]),
-            _grown_runs(_focused("bracket-closed-form-te"), [_focused("other-attacks"), _focused("bracket-reference")])]
+    made = [_grown_runs(focused("bracket-rece"), [_stored_benchmark(), focused("bracket")]),
+            _grown_runs(focused("bracket-closed-form-te"), [focused("other-attacks"), focused("bracket-reference")])]
     # LT and NG: every run on the rebuilt models (one model per training seed: its step-0 counts in every run),
     # which are not the stored ones ("56 of 120 ... where the stored one flagged 23", NG's seed 2 "6 ... 33")
-    lt_ng, stored = _focused("bracket-lt-ng-te"), _focused("other-attacks")
-    made.append([key for key in lt_ng["runs"] if key not in _focused("bracket-reference")["runs"]])
+    lt_ng, stored = focused("bracket-lt-ng-te"), focused("other-attacks")
+    made.append([key for key in lt_ng["runs"] if key not in focused("bracket-reference")["runs"]])
     flagged = lambda run: sum(run["0"]["harmful"]["flagged_per_prompt"])  # noqa: E731
     for key in made[2]:
         seed_run = lt_ng["runs"][re.sub(r"\|([^|]+)\|[^|]+\|attack\d+$", r"|\1|0.001|attack100", key)]
@@ -2082,16 +1150,16 @@ def test_readme_and_protocol_quote_the_rows_bracketed_under_the_full_attacks():
                 [lt_ng["runs"][key]["0"][part][k] for k in ("flagged_per_prompt", "prompt_fidelity")], key
     before = {m: (flagged(lt_ng["runs"][f"{m}|train{t}|full-te|0.001|attack100"]),
                   flagged(stored["runs"][f"{m}|train{t}|full-te|0.001|attack100"])) for m, t in (("lt", 1), ("ng", 2))}
-    _assert_quoted(ROOT / "README.md", ["LT's second seed flags {} of 120 images where the stored one flagged {}"
+    assert_quoted(ROOT / "README.md", ["LT's second seed flags {} of 120 images where the stored one flagged {}"
                                         .format(*before["lt"])])
-    _assert_quoted(ROOT / "docs" / "benchmark.md", [
+    assert_quoted(ROOT / "docs" / "benchmark.md", [
         "LT's seed 1 flags {} of 120 harmful images where the stored model flagged {}, NG's seed 2 {} where it "
         "flagged {}".format(*before["lt"], *before["ng"])])
     assert [len(runs) for runs in made] == [4, 8, 36]  # "48 runs"
     assert {key.split("|")[0] for key in made[2]} == {"lt", "ng"}
     assert sum(lt_ng["runs"][key] != stored["runs"][key] for key in made[2] if key in stored["runs"]) == 12  # all redone
-    assert all(_focused(s)["config"]["alpha"] == 0.025 for s in studies)  # a second look at each row's runs
-    rows = {(name, attack): _focused(study)["summary"][attack][name] for study, name, attack in
+    assert all(focused(s)["config"]["alpha"] == 0.025 for s in studies)  # a second look at each row's runs
+    rows = {(name, attack): focused(study)["summary"][attack][name] for study, name, attack in
             (("bracket-rece", "rece", "full"), ("bracket-closed-form-te", "uce", "full-te"),
              ("bracket-closed-form-te", "rece", "full-te"), ("bracket-lt-ng-te", "lt", "full-te"),
              ("bracket-lt-ng-te", "ng", "full-te"))}
@@ -2113,17 +1181,17 @@ def test_readme_and_protocol_quote_the_rows_bracketed_under_the_full_attacks():
             f"`full-te`: {bound(('rece', 'full-te'))}), UCE under `full-te` INFERIOR (step 20's lower bound "
             f"{uce['lower'][1]:+.3f})"]
     lt_ng = f"({bound(('lt', 'full-te'))}; {bound(('ng', 'full-te'))})"
-    _assert_quoted(ROOT / "README.md", both + [f"INCONCLUSIVE on the harmful rate {lt_ng}"])
-    _assert_quoted(ROOT / "docs" / "benchmark.md", both + [
+    assert_quoted(ROOT / "README.md", both + [f"INCONCLUSIVE on the harmful rate {lt_ng}"])
+    assert_quoted(ROOT / "docs" / "benchmark.md", both + [
         f"INCONCLUSIVE {lt_ng} and INFERIOR net of the clean control ({nets[0]['area_difference']:+.3f} and "
         f"{nets[1]['area_difference']:+.3f} on the area)"])
-    renderer = _renderer("render_benchmark_docs")
-    table = _table_rows(renderer.unbracketed_block(_stored_benchmark(), _focused))
+    renderer = load_script("render_benchmark_docs")
+    table = _table_rows(renderer.unbracketed_block(_stored_benchmark(), focused))
     settled = [r for r in table if r[6].startswith("can only raise")]
     assert len(settled) == len(table)  # every row left open was bracketed since
     assert {r[0] for r in table} == set(renderer.UNBRACKETED)
     shipped = {"reference-seeds-uce": "bracket", "reference-seeds-bracket-te": "bracket-reference"}  # one pretraining
-    on_one = renderer.unbracketed_block(_stored_benchmark(), lambda name: _focused(shipped.get(name, name)))
+    on_one = renderer.unbracketed_block(_stored_benchmark(), lambda name: focused(shipped.get(name, name)))
     assert on_one.count("can only raise") == len(table)  # "all 51 against the shipped one alone"
     # before the two rows it left open against the three pretrainings were bracketed, at this level and at 0.025
     opened = [("reference-seeds-bracket-esd-te", "esd", "full-te"),
@@ -2131,16 +1199,16 @@ def test_readme_and_protocol_quote_the_rows_bracketed_under_the_full_attacks():
     lower, earlier = {}, [r for r in renderer.BRACKETED if r not in opened]
     for alpha in (renderer.UNBRACKETED_ALPHA, 0.025):
         with mock.patch.multiple(renderer, BRACKETED=earlier, UNBRACKETED_ALPHA=alpha):
-            before = _table_rows(renderer.unbracketed_block(_stored_benchmark(), _focused))
+            before = _table_rows(renderer.unbracketed_block(_stored_benchmark(), focused))
         assert sorted((r[0], r[1]) for r in before if not r[6].startswith("can only raise")) == \
             [("full-te", "esd"), ("lora-r1", "rece")]
         lower[alpha] = {(r[0], r[1]): r[4].split("[")[1].split(",")[0] for r in before}
     assert renderer.UNBRACKETED_ALPHA == 0.0125
     now, then = lower[0.0125], lower[0.025]
-    _assert_quoted(ROOT / "README.md", [
+    assert_quoted(ROOT / "README.md", [
         f"{len(settled)} of the {len(table)} rows it lists are settled so (all {len(table)} against the shipped",
         f"(the area's lower bound {now['full-te', 'esd']} and {now['lora-r1', 'rece']})"])
-    _assert_quoted(ROOT / "docs" / "benchmark.md", [
+    assert_quoted(ROOT / "docs" / "benchmark.md", [
         f"{len(settled)} of the {len(table)} rows are settled so (all {len(table)}",
         f"(the area's lower bound {now['full-te', 'esd']} and {now['lora-r1', 'rece']} at 0.0125; "
         f"{then['full-te', 'esd']} and {then['lora-r1', 'rece']} at 0.025)"])
@@ -2152,23 +1220,23 @@ def test_readme_quotes_where_the_steps_end_too_early():
     quotes, and the battery's count of curves that may still rise."""
     from safetune.evaluation.horizon import CROSSES, FLAT, MAY_STILL_RISE
 
-    renderer = _renderer("render_benchmark_docs")
+    renderer = load_script("render_benchmark_docs")
     for study, model, attack in renderer.BRACKETED:
-        rows = _focused(study)["summary"][attack]
+        rows = focused(study)["summary"][attack]
         expected = CROSSES if attack.startswith("full") else MAY_STILL_RISE
         assert rows["never-trained"]["horizon"]["reading"] == expected, (study, attack)
         crosses = model in ("uce", "rece")  # "only UCE's and RECE's do"
         assert rows[model]["horizon"]["reading"] == (CROSSES if crosses else expected), (study, model, attack)
-    rise = lambda study, attack, name: f"{_focused(study)['summary'][attack][name]['horizon']['rise']:+.3f}"  # noqa: E731
-    end = lambda study, attack: _end(_focused(study)["summary"][attack]["never-trained"],  # noqa: E731
-                                     _focused(study)["summary"][attack]["never-trained"]["worst_lr"])
+    rise = lambda study, attack, name: f"{focused(study)['summary'][attack][name]['horizon']['rise']:+.3f}"  # noqa: E731
+    end = lambda study, attack: _end(focused(study)["summary"][attack]["never-trained"],  # noqa: E731
+                                     focused(study)["summary"][attack]["never-trained"]["worst_lr"])
     battery = _stored_benchmark()["summary"]
     listed = [row["horizon"] for rows in battery.values() for row in rows.values()
               if row["horizon"]["reading"] != CROSSES]
     flat = battery["lora-r4"][FORGET]["horizon"]
     assert flat["reading"] == FLAT and battery["lora-r4"]["never-trained"]["horizon"]["reading"] == MAY_STILL_RISE
     assert battery["lora-r4"]["dd"]["horizon"]["reading"] == MAY_STILL_RISE
-    _assert_quoted(ROOT / "README.md", [
+    assert_quoted(ROOT / "README.md", [
         f"still climbs by {rise('bracket-forget', 'lora-r4', 'never-trained')} over the last 200 steps under the "
         f"rank-4 LoRA (to {end('bracket-forget', 'lora-r4')}) and by {rise('bracket-forget-te', 'lora-r16', 'never-trained')} "
         f"under rank 16 (to {end('bracket-forget-te', 'lora-r16')}), faster than the forget row "
@@ -2217,7 +1285,7 @@ def test_the_worst_lr_is_the_largest_area_and_the_protocol_names_where_the_old_m
         mantissa, exponent = f"{float(lr):.1e}".split("e")
         return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
 
-    _assert_quoted(ROOT / "docs" / "benchmark.md", [
+    assert_quoted(ROOT / "docs" / "benchmark.md", [
         f"({lr_text(mean_pick)} by the mean, {by_mean[mean_pick]:.3f} against {by_mean[area_pick]:.3f}; "
         f"{lr_text(area_pick)} by the area, {by_area[area_pick]:.3f} against {by_area[mean_pick]:.3f})"
         for (mean_pick, area_pick), by_mean, by_area in (disagree[key] for key in sorted(disagree))])
@@ -2240,7 +1308,7 @@ def test_readme_quotes_the_rank4_lora_run_on_to_800_steps():
     """benchmark-long-lora-r4: the never-trained model and the forget row under the rank-4 LoRA at 9e-3 for
     800 steps, 3 x 3 seeds at 0.0083; its runs' first 400 steps beside the stored ones, the ends, rises,
     bounds and verdict the README quotes."""
-    stored, earlier = _focused("long-lora-r4"), _focused("bracket-forget")
+    stored, earlier = focused("long-lora-r4"), focused("bracket-forget")
     cfg = stored["config"]
     assert (cfg["steps"], cfg["attacks"], cfg["attack_lrs"], cfg["train_seeds"], cfg["alpha"]) == \
         ([0, 20, 100, 200, 400, 800], ["lora-r4"], [0.009], [0, 1, 2], 0.0083)
@@ -2257,7 +1325,7 @@ def test_readme_quotes_the_rank4_lora_run_on_to_800_steps():
             if key.startswith("never-trained|")]
     v, h = forget["verdict"], {name: row["horizon"] for name, row in (("ref", reference), ("forget", forget))}
     shares = forget["design"]["shares"]["training seeds"]
-    _assert_quoted(ROOT / "README.md", [
+    assert_quoted(ROOT / "README.md", [
         f"the never-trained model ends at {_end(reference, '0.009')} ({reference['curves']['0.009'][-2]:.3f} at step "
         f"400), the forget row at {_end(forget, '0.009')} ({forget['curves']['0.009'][-2]:.3f}), a rise of "
         f"{h['ref']['rise']:+.3f} and {h['forget']['rise']:+.3f} over the last 400 steps",
@@ -2271,7 +1339,7 @@ def test_readme_quotes_the_rank4_lora_run_on_to_800_steps():
 def test_readme_quotes_dd_run_on_to_800_steps_beside_the_reference():
     """benchmark-long-lora-r4 grown with dd: 9 runs of 800 steps on its rebuilt models, the seeds of
     benchmark-bracket-dd's runs at 9e-3; the rise, verdict, variance shares and drift the README quotes."""
-    stored, earlier = _focused("long-lora-r4"), _focused("bracket-dd")
+    stored, earlier = focused("long-lora-r4"), focused("bracket-dd")
     grown = {key: run for key, run in stored["runs"].items() if key.startswith("dd|")}
     assert len(grown) == 9 and len(stored["runs"]) == 21 and set(grown) <= set(earlier["runs"])
     drift = _drift_from_the_400_step_runs(grown, earlier)
@@ -2282,7 +1350,7 @@ def test_readme_quotes_dd_run_on_to_800_steps_beside_the_reference():
     assert dd["worst_lr"] == "0.009" and h["reading"] == "may still rise" and max(curve) < 0.5
     assert curve[-1] > curve[-2] and curve[-1] < reference["curves"]["0.009"][-1]  # "climbs on", below the reference
     assert dd["design"]["weakest"] == "step 800"
-    _assert_quoted(ROOT / "README.md", [
+    assert_quoted(ROOT / "README.md", [
         f"from {curve[-2]:.3f} at step 400 to {curve[-1]:.3f} at step 800, a rise of {h['rise']:+.3f} "
         f"(upper {h['upper']:+.3f})",
         f"area is {v['area_difference']:+.3f} (upper {v['area_upper']:+.3f}): {v['verdict']}, as at 400; at step 800 "
@@ -2302,7 +1370,7 @@ def _pretraining_curve(study: dict, attack: str, lr: str, train_seed: int) -> li
 def test_readme_quotes_dd_under_the_full_attack_against_three_pretrainings_of_the_reference():
     """benchmark-reference-seeds-full: benchmark-bracket-dd's full-attack comparison at 1e-3 grown with the
     shipped pretrainings shapes-nostar-seed1/2 as the reference's training seeds 1 and 2, at 0.0166."""
-    stored, earlier = _focused("reference-seeds-full"), _focused("bracket-dd")
+    stored, earlier = focused("reference-seeds-full"), focused("bracket-dd")
     assert stored["config"]["reference_pretrainings"] == ["shapes-nostar-seed1", "shapes-nostar-seed2"]
     new = {key for key in stored["runs"] if key not in earlier["runs"]}
     assert len(new) == 6 and all(key.startswith(("never-trained|train1|full|", "never-trained|train2|full|"))
@@ -2318,7 +1386,7 @@ def test_readme_quotes_dd_under_the_full_attack_against_three_pretrainings_of_th
     assert all(d < 0 for d in v["difference"][1:])  # "below it at every step"
     assert dd["design"]["weakest"] == "step 100"
     assert max(dd["design"]["doubled"].values()) == dd["design"]["doubled"]["train_seeds"]  # "buys the most"
-    _assert_quoted(ROOT / "README.md", [
+    assert_quoted(ROOT / "README.md", [
         f"at step 100 its harmful prompts draw the star at {per_seed[0][2]:.3f}, the new pretrainings' at "
         f"{per_seed[1][2]:.3f} and {per_seed[2][2]:.3f}; at step 400 the three agree ({per_seed[0][-1]:.3f}, "
         f"{per_seed[1][-1]:.3f}, {per_seed[2][-1]:.3f})",
@@ -2342,7 +1410,7 @@ def test_readme_quotes_dd_under_the_full_attack_against_three_pretrainings_of_th
 def test_readme_quotes_the_800_step_lora_runs_against_three_pretrainings_of_the_reference():
     """benchmark-reference-seeds-long-r4: benchmark-long-lora-r4 grown with the shipped pretrainings as the
     reference's training seeds 1 and 2 (6 runs of 800 steps), at 0.0071."""
-    stored, earlier = _focused("reference-seeds-long-r4"), _focused("long-lora-r4")
+    stored, earlier = focused("reference-seeds-long-r4"), focused("long-lora-r4")
     new = {key for key in stored["runs"] if key not in earlier["runs"]}
     assert len(new) == 6 and all(key.split("|")[:2] in (["never-trained", "train1"], ["never-trained", "train2"])
                                  for key in new)
@@ -2357,7 +1425,7 @@ def test_readme_quotes_the_800_step_lora_runs_against_three_pretrainings_of_the_
     assert fv["verdict"] == dv["verdict"] == "INCONCLUSIVE"
     for row in (forget, dd):  # doubled training seeds buy the most
         assert max(row["design"]["doubled"].values()) == row["design"]["doubled"]["train_seeds"]
-    _assert_quoted(ROOT / "README.md", [
+    assert_quoted(ROOT / "README.md", [
         f"the new pretrainings end at {ends[1]:.3f} and {ends[2]:.3f} (seed 0: {ends[0]:.3f}), the mean at "
         f"{curve[-1]:.3f} ({curve[-2]:.3f} at step 400)",
         f"Its rise over the last 400 steps is {h['rise']:+.3f} with upper {h['upper']:+.3f}, against "
@@ -2385,7 +1453,7 @@ def test_readme_quotes_the_rank_16_lora_run_on_to_800_steps_against_three_pretra
     """benchmark-reference-seeds-long-r16: the forget row and the reference on three pretrainings under the
     rank-16 LoRA at 9e-3 for 800 steps, at 0.0071: every run equal to its 400-step twin through step 400;
     INCONCLUSIVE with the area under the margin; the rises, the variance share and the net area quoted."""
-    stored, twins = _focused("reference-seeds-long-r16"), _focused("reference-seeds-bracket-te")["runs"]
+    stored, twins = focused("reference-seeds-long-r16"), focused("reference-seeds-bracket-te")["runs"]
     assert len(stored["runs"]) == 18 and stored["config"]["alpha"] == 0.0071
     assert trained_seeds(stored, "never-trained") == [0, 1, 2]
     _assert_repeats_400_step_twins(stored["runs"], stored["runs"], twins)
@@ -2399,9 +1467,9 @@ def test_readme_quotes_the_rank_16_lora_run_on_to_800_steps_against_three_pretra
     assert sorted(v["upper"][1:], reverse=True)[:2] == [v["upper"][steps.index(20)], v["upper"][steps.index(200)]]
     assert max(forget["design"]["doubled"].values()) == forget["design"]["doubled"]["train_seeds"]
     assert max(ref_curve) < 0.5 and max(curve) < 0.5  # "neither crosses"
-    earlier = _focused("reference-seeds-bracket-te")["summary"]["lora-r16"][FORGET]["verdict"]
+    earlier = focused("reference-seeds-bracket-te")["summary"]["lora-r16"][FORGET]["verdict"]
     rh, fh = reference["horizon"], forget["horizon"]
-    _assert_quoted(ROOT / "README.md", [
+    assert_quoted(ROOT / "README.md", [
         f"from {ref_curve[-2]:.3f} at step 400 to {ref_curve[-1]:.3f} at step 800 (its third pretraining from "
         f"{third[-2]:.3f} to {third[-1]:.3f}; rise {rh['rise']:+.3f}, upper {rh['upper']:+.3f}: it may still rise), "
         f"the forget row barely, from {curve[-2]:.3f} to {curve[-1]:.3f} (rise {fh['rise']:+.3f}, upper "
@@ -2422,8 +1490,8 @@ def test_readme_quotes_dd_grown_into_the_rank_16_lora_run_on_to_800_steps():
     """benchmark-reference-seeds-long-r16-dd: dd's 9 runs of 800 steps added to benchmark-reference-seeds-long-r16
     (its 18 runs kept as they were), at its level: each equal to its 400-step twin through step 400; INCONCLUSIVE
     with the area above the margin; the rise, the bounds, the variance share and the net area quoted."""
-    stored, earlier = _focused("reference-seeds-long-r16-dd"), _focused("reference-seeds-long-r16")
-    twins = _focused("reference-seeds-bracket-te")
+    stored, earlier = focused("reference-seeds-long-r16-dd"), focused("reference-seeds-long-r16")
+    twins = focused("reference-seeds-bracket-te")
     new = [key for key in stored["runs"] if key not in earlier["runs"]]
     assert len(new) == 9 and all(key.startswith("dd|") for key in new) and stored["config"]["alpha"] == 0.0071
     assert all(stored["runs"][key] == run for key, run in earlier["runs"].items())
@@ -2437,7 +1505,7 @@ def test_readme_quotes_dd_grown_into_the_rank_16_lora_run_on_to_800_steps():
     assert max(dd["design"]["doubled"].values()) == dd["design"]["doubled"]["train_seeds"]
     assert rows[FORGET]["verdict"] == earlier["summary"]["lora-r16"][FORGET]["verdict"]  # the same runs, level
     at_400 = twins["summary"]["lora-r16"]["dd"]["verdict"]
-    _assert_quoted(ROOT / "README.md", [
+    assert_quoted(ROOT / "README.md", [
         f"from {curve[-2]:.3f} at step 400 to {curve[-1]:.3f} at step 800 (rise {h['rise']:+.3f}, upper "
         f"{h['upper']:+.3f}: it may still rise), and does not cross",
         f"its area is {v['area_difference']:+.3f} with upper {v['area_upper']:+.3f} (at 400 steps: "
@@ -2454,7 +1522,7 @@ def test_readme_quotes_the_rank_1_lora_run_on_to_800_steps_against_three_pretrai
     """benchmark-reference-seeds-long-r1: dd and the reference on three pretrainings under the rank-1 LoRA at
     2.7e-2 for 800 steps, at 0.0071: every run equal to its 400-step twin through step 400; INCONCLUSIVE with
     the area just above the margin; the rises, the bounds, the variance shares and the net area quoted."""
-    stored, twins = _focused("reference-seeds-long-r1"), _focused("reference-seeds-bracket-te")
+    stored, twins = focused("reference-seeds-long-r1"), focused("reference-seeds-bracket-te")
     assert len(stored["runs"]) == 18 and stored["config"]["alpha"] == 0.0071
     assert trained_seeds(stored, "never-trained") == [0, 1, 2] and trained_seeds(stored, "dd") == [0, 1, 2]
     _assert_repeats_400_step_twins(stored["runs"], stored["runs"], twins["runs"])
@@ -2468,7 +1536,7 @@ def test_readme_quotes_the_rank_1_lora_run_on_to_800_steps_against_three_pretrai
     assert max(ref_curve) < 0.5 and max(curve) < 0.5 and rh["reading"] == h["reading"] == "may still rise"
     assert max(design["doubled"].values()) == design["doubled"]["train_seeds"]
     at_400 = twins["summary"]["lora-r1"]["dd"]["verdict"]
-    _assert_quoted(ROOT / "README.md", [
+    assert_quoted(ROOT / "README.md", [
         f"the reference goes from {ref_curve[-2]:.3f} at step 400 to {ref_curve[-1]:.3f} at step 800 (rise "
         f"{rh['rise']:+.3f}, upper {rh['upper']:+.3f}), `dd` from {curve[-2]:.3f} to {curve[-1]:.3f} (rise "
         f"{h['rise']:+.3f}, upper {h['upper']:+.3f})",
@@ -2487,8 +1555,8 @@ def test_readme_quotes_the_forget_row_grown_into_the_rank_1_lora_run_on_to_800_s
     """benchmark-reference-seeds-long-r1-forget: the forget row's 9 runs of 800 steps added to
     benchmark-reference-seeds-long-r1 (its 18 runs kept), at its level: each equal to its 400-step twin through
     step 400; INCONCLUSIVE with the area's bound wider than at 400 steps; the numbers quoted."""
-    stored, earlier = _focused("reference-seeds-long-r1-forget"), _focused("reference-seeds-long-r1")
-    twins = _focused("reference-seeds-bracket-te")
+    stored, earlier = focused("reference-seeds-long-r1-forget"), focused("reference-seeds-long-r1")
+    twins = focused("reference-seeds-bracket-te")
     new = [key for key in stored["runs"] if key not in earlier["runs"]]
     assert len(new) == 9 and all(key.startswith(f"{FORGET}|") for key in new) and stored["config"]["alpha"] == 0.0071
     assert all(stored["runs"][key] == run for key, run in earlier["runs"].items())
@@ -2504,7 +1572,7 @@ def test_readme_quotes_the_forget_row_grown_into_the_rank_1_lora_run_on_to_800_s
     assert v["verdict"] == "INCONCLUSIVE" and v["area_upper"] > at_400["area_upper"] > v["margin"]
     assert max(v["upper"]) == v["upper"][-1] and sorted(v["upper"])[-2] == v["upper"][steps.index(100)]
     assert max(design["doubled"].values()) == design["doubled"]["train_seeds"]
-    _assert_quoted(ROOT / "README.md", [
+    assert_quoted(ROOT / "README.md", [
         f"from {curve[-2]:.3f} to {curve[-1]:.3f} (rise {h['rise']:+.3f}, upper {h['upper']:+.3f}), still below both",
         f"its area is {v['area_difference']:+.3f} with upper {v['area_upper']:+.3f}, further from the margin than at "
         f"400 steps ({at_400['area_difference']:+.3f}, upper {at_400['area_upper']:+.3f})",
@@ -2522,12 +1590,12 @@ def test_no_800_step_lora_comparison_of_dd_or_the_forget_row_crosses_or_changes_
     for name, attack, bracket in (("reference-seeds-long-r4", "lora-r4", "reference-seeds-bracket"),
                                   ("reference-seeds-long-r16-dd", "lora-r16", "reference-seeds-bracket-te"),
                                   ("reference-seeds-long-r1-forget", "lora-r1", "reference-seeds-bracket-te")):
-        rows = _focused(name)["summary"][attack]
-        assert trained_seeds(_focused(name), "never-trained") == [0, 1, 2], name
+        rows = focused(name)["summary"][attack]
+        assert trained_seeds(focused(name), "never-trained") == [0, 1, 2], name
         for model in ("never-trained", "dd", FORGET):
             assert all(max(curve) < 0.5 for curve in rows[model]["curves"].values()), (name, model)
         for model in ("dd", FORGET):
-            earlier = _focused(bracket)["summary"][attack][model]["verdict"]["verdict"]
+            earlier = focused(bracket)["summary"][attack][model]["verdict"]["verdict"]
             assert rows[model]["verdict"]["verdict"] == earlier == "INCONCLUSIVE", (name, model)
     assert "no curve of the reference,\n`dd` or the forget row crosses, and no verdict changes: all INCONCLUSIVE, as " \
            "at 400" in (ROOT / "README.md").read_text()
@@ -2536,7 +1604,7 @@ def test_no_800_step_lora_comparison_of_dd_or_the_forget_row_crosses_or_changes_
 def test_readme_quotes_the_forget_row_against_three_pretrainings_of_the_reference():
     """benchmark-reference-seeds-forget: issue 21's protocol (benchmark-forget-3x3) grown with the shipped
     pretrainings as the reference's training seeds 1 and 2 under all eight attacks (48 runs), at 0.0125."""
-    stored, earlier = _focused("reference-seeds-forget"), _focused("forget-3x3")
+    stored, earlier = focused("reference-seeds-forget"), focused("forget-3x3")
     new = {key for key in stored["runs"] if key not in earlier["runs"]}
     assert len(new) == 48 and all(key.split("|")[:2] in (["never-trained", "train1"], ["never-trained", "train2"])
                                   for key in new)
@@ -2552,7 +1620,7 @@ def test_readme_quotes_the_forget_row_against_three_pretrainings_of_the_referenc
     at_100 = [_pretraining_curve(stored, "full-te", "0.001", t)[2] for t in range(3)]
     shares = [summary[a][FORGET]["design"]["shares"]["training seeds"] for a in weight]
     shipped_r16 = _pretraining_curve(stored, "lora-r16", "0.001", 0)[-1]
-    _assert_quoted(ROOT / "README.md", [
+    assert_quoted(ROOT / "README.md", [
         "the three NON-INFERIOR hold (area upper " + ", ".join(f"{verdict(a)['area_upper']:+.3f}" for a in held[:2])
         + f" and {verdict('benign')['area_upper']:+.3f})",
         f"(`full-te`, step 100: {at_100[1]:.3f} and {at_100[2]:.3f} against {at_100[0]:.3f}): the reference crosses in "
@@ -2597,7 +1665,7 @@ def test_readme_quotes_the_bracketed_comparisons_against_three_pretrainings_of_t
              "reference-seeds-bracket-te": ("bracket-forget-te", "bracket-dd-te", "reference-seeds-forget")}
     studies, earlier = {}, {}
     for name, sources in grown.items():
-        stored, origins = _focused(name), [_focused(source) for source in sources]
+        stored, origins = focused(name), [focused(source) for source in sources]
         new = _grown_runs(stored, origins)
         assert all(key.split("|")[:2] in (["never-trained", "train1"], ["never-trained", "train2"]) for key in new)
         assert len(new) == {"reference-seeds-bracket": 24, "reference-seeds-bracket-te": 48}[name]
@@ -2607,15 +1675,15 @@ def test_readme_quotes_the_bracketed_comparisons_against_three_pretrainings_of_t
         assert trained_seeds(stored, "never-trained") == [0, 1, 2]
         studies[name] = stored["summary"]
         earlier.update({attack: origins[0]["summary"][attack] for attack in stored["config"]["attacks"]})
-    assert _focused("reference-seeds-bracket")["config"]["alpha"] == 0.0062
-    assert _focused("reference-seeds-bracket-te")["config"]["alpha"] == 0.0083
+    assert focused("reference-seeds-bracket")["config"]["alpha"] == 0.0062
+    assert focused("reference-seeds-bracket-te")["config"]["alpha"] == 0.0083
     rows = {attack: rows for summary in studies.values() for attack, rows in summary.items()}
     assert sorted(rows) == ["full", "full-te", "lora-r1", "lora-r16", "lora-r4"]
-    table = {(a, m) for s, m, a in _renderer("render_benchmark_docs").BRACKETED if s in grown}
+    table = {(a, m) for s, m, a in load_script("render_benchmark_docs").BRACKETED if s in grown}
     assert table == {(a, m) for a in rows for m in ("dd", FORGET)}  # "the table's rows ... read from them"
     # "the reference's worst lr stays where it was under all five attacks"
     assert all(rows[a]["never-trained"]["worst_lr"] == earlier[a]["never-trained"]["worst_lr"] for a in rows)
-    stored_of = {a: _focused(s) for s, attacks in (("reference-seeds-bracket", ("full", "lora-r4")),
+    stored_of = {a: focused(s) for s, attacks in (("reference-seeds-bracket", ("full", "lora-r4")),
                                                    ("reference-seeds-bracket-te", ("full-te", "lora-r1", "lora-r16")))
                  for a in attacks}
     curve = {a: [_pretraining_curve(stored_of[a], a, rows[a]["never-trained"]["worst_lr"], t) for t in range(3)]
@@ -2637,7 +1705,7 @@ def test_readme_quotes_the_bracketed_comparisons_against_three_pretrainings_of_t
     r16 = designs["lora-r16", FORGET]["doubled"]
     axes = sorted(d["all_axes_for_zero"] for d in designs.values())
     assert len(designs) == 10  # "in all ten comparisons"
-    _assert_quoted(ROOT / "README.md", [
+    assert_quoted(ROOT / "README.md", [
         f"at step 400 of the worst lr it draws the star at {ends['lora-r4'][0]:.3f} under the rank-4 LoRA where the "
         f"new pretrainings draw {ends['lora-r4'][1]:.3f} and {ends['lora-r4'][2]:.3f} (rank 1: "
         f"{ends['lora-r1'][0]:.3f} against {ends['lora-r1'][1]:.3f} and {ends['lora-r1'][2]:.3f}; rank 16: "
@@ -2668,7 +1736,7 @@ def test_readme_quotes_every_row_against_three_pretrainings_of_the_reference():
     for source, name in (("benchmark", "reference-seeds-battery"),
                          ("benchmark-other-attacks", "reference-seeds-other-attacks")):
         origin = json.loads((ROOT / "docs" / "results" / f"{source}.json").read_text())
-        stored, forget = _focused(name), _focused("reference-seeds-forget")
+        stored, forget = focused(name), focused("reference-seeds-forget")
         assert not _grown_runs(stored, [origin, forget])  # "no new run"
         assert trained_seeds(stored, "never-trained") == [0, 1, 2] and stored["config"]["alpha"] == 0.0166
         assert stored["config"]["attack_seeds"] == origin["config"]["attack_seeds"] == [100, 101]
@@ -2694,12 +1762,12 @@ def test_readme_quotes_every_row_against_three_pretrainings_of_the_reference():
     te = [(earlier["full-te", m]["upper"][1], changed["full-te", m]["upper"][1]) for m in ("dd", FORGET)]
     closed = [changed["full-te", "uce"], changed["lora-r1", "rece"]]
     assert all(v["weakest_df"] < 2 and min(v["lower"]) == -1 for v in closed)  # "about one degree of freedom"
-    te_uce = _focused("reference-seeds-closed-form-te")["summary"]["full-te"]["uce"]["verdict"]
+    te_uce = focused("reference-seeds-closed-form-te")["summary"]["full-te"]["uce"]["verdict"]
     assert te_uce["verdict"] == "INCONCLUSIVE"  # "leaves the first INCONCLUSIVE"
-    larger = (_focused("reference-seeds-forget")["summary"]["full-te"][FORGET],
-              _focused("reference-seeds-bracket-te")["summary"]["full-te"]["dd"])
+    larger = (focused("reference-seeds-forget")["summary"]["full-te"][FORGET],
+              focused("reference-seeds-bracket-te")["summary"]["full-te"]["dd"])
     assert [row["verdict"]["verdict"] for row in larger] == ["INCONCLUSIVE", "INCONCLUSIVE"]
-    _assert_quoted(ROOT / "README.md", [
+    assert_quoted(ROOT / "README.md", [
         f"(full attack, step 100: {curves['full'][0][2]:.3f} against {curves['full'][1][2]:.3f}; rank-16 LoRA, step "
         f"400: {curves['lora-r16'][0][-1]:.3f} against {curves['lora-r16'][1][-1]:.3f})",
         f"{len(changed)} of the {len(earlier)} comparisons change verdict",
@@ -2722,8 +1790,8 @@ def test_readme_quotes_the_other_bracketed_rows_against_three_pretrainings_of_th
     levels = {"uce": 0.0125, "rece": 0.0166, "closed-form-te": 0.0166, "lt-ng-te": 0.0166}
     verdicts, earlier = {}, {}
     for name, grown_from in sources.items():
-        stored = _focused(f"reference-seeds-{name}")
-        origins = [_focused(source) for source in grown_from]
+        stored = focused(f"reference-seeds-{name}")
+        origins = [focused(source) for source in grown_from]
         # not _grown_runs: lt-ng-te's new runs include those at 1e-3 and attack seed 100, which have no kept twin
         new = [key for key in stored["runs"] if not any(key in origin["runs"] for origin in origins)]
         assert len(new) == (12 if name == "lt-ng-te" else 0), name  # "no new run but the 12 ... made again"
@@ -2733,14 +1801,14 @@ def test_readme_quotes_the_other_bracketed_rows_against_three_pretrainings_of_th
             for model, row in rows.items():
                 if model != "never-trained":
                     verdicts[attack, model], earlier[attack, model] = row["verdict"], one[attack][model]["verdict"]
-    made, kept = _focused("reference-seeds-lt-ng-te")["runs"], _focused("reference-seeds-bracket-te")["runs"]
+    made, kept = focused("reference-seeds-lt-ng-te")["runs"], focused("reference-seeds-bracket-te")["runs"]
     remade = [key for key in made if key.split("|")[0] == "never-trained" and key.split("|")[1] != "train0"]
     differ = sorted(key for key in remade if untimed(made[key]) != untimed(kept[key]))
     assert len(remade) == 12 and len(differ) == 2  # "10 equal those stored ... to the image"
     ends = [(made[key]["400"]["harmful"]["harmful_rate"], kept[key]["400"]["harmful"]["harmful_rate"]) for key in differ]
     # "every row of the table now stands on three"
-    renderer = _renderer("render_benchmark_docs")
-    assert all(trained_seeds(_focused(study), "never-trained") == [0, 1, 2] for study, _, _ in renderer.BRACKETED)
+    renderer = load_script("render_benchmark_docs")
+    assert all(trained_seeds(focused(study), "never-trained") == [0, 1, 2] for study, _, _ in renderer.BRACKETED)
     re_read = {(a, m) for study, m, a in renderer.BRACKETED if m in ("uce", "rece", "lt", "ng")
                and "reference-seeds-bracket-" not in study}  # not those bracketed on three pretrainings from the start
     assert re_read == set(verdicts)
@@ -2748,20 +1816,20 @@ def test_readme_quotes_the_other_bracketed_rows_against_three_pretrainings_of_th
     assert changed == [("full-te", "uce")] and earlier["full-te", "uce"]["verdict"] == "INFERIOR"
     uce, before = verdicts["full-te", "uce"], earlier["full-te", "uce"]
     assert before["lower"][1] > 0.05 > uce["lower"][1]  # step 20 decided it, and no longer does
-    closed = _focused("reference-seeds-closed-form-te")
+    closed = focused("reference-seeds-closed-form-te")
     at_20 = [_pretraining_curve(closed, "full-te", "0.001", t)[1] for t in range(3)]
     assert [verdicts[key]["verdict"] for key in (("lora-r4", "uce"), ("full", "uce"), ("full", "rece"),
                                                  ("full-te", "rece"), ("full-te", "lt"), ("full-te", "ng"))] == \
         ["INFERIOR", "INCONCLUSIVE", "INCONCLUSIVE", "INCONCLUSIVE", "INCONCLUSIVE", "INCONCLUSIVE"]
     v = verdicts
-    _assert_quoted(ROOT / "README.md", [
+    assert_quoted(ROOT / "README.md", [
         f"step 20's lower bound falling from {before['lower'][1]:+.3f} to {uce['lower'][1]:+.3f}",
         f"(step 20: {at_20[1]:.3f} and {at_20[2]:.3f} against {at_20[0]:.3f})",
         f"(area {v['lora-r4', 'uce']['area_difference']:+.3f}, lower {v['lora-r4', 'uce']['area_lower']:+.3f})",
         f"(area {v['full', 'rece']['area_difference']:+.3f} and {v['full-te', 'rece']['area_difference']:+.3f})",
         f"(area {v['full-te', 'lt']['area_difference']:+.3f}, upper {v['full-te', 'lt']['area_upper']:+.3f}; "
         f"{v['full-te', 'ng']['area_difference']:+.3f}, upper {v['full-te', 'ng']['area_upper']:+.3f})"])
-    _assert_quoted(ROOT / "docs" / "benchmark.md", [
+    assert_quoted(ROOT / "docs" / "benchmark.md", [
         f"images ({ends[0][0]:.3f} against {ends[0][1]:.3f}, {ends[1][0]:.3f} against {ends[1][1]:.3f})"])
 
 
@@ -2769,8 +1837,8 @@ def test_readme_quotes_the_full_attack_s_third_seed_against_three_pretrainings_o
     """benchmark-reference-seeds-full-3seeds: UCE, RECE, the negative prompt and SLD under the full attack
     with 3 attack seeds, re-read with the reference's pretrainings (no new run) at 0.0166: no verdict changes
     against the same runs read at that level on one pretraining; UCE's hair is gone on either."""
-    stored, origin = _focused("reference-seeds-full-3seeds"), _focused("full-3seeds")
-    sources = (origin, _focused("reference-seeds-bracket"))
+    stored, origin = focused("reference-seeds-full-3seeds"), focused("full-3seeds")
+    sources = (origin, focused("reference-seeds-bracket"))
     assert not _grown_runs(stored, list(sources))  # "no new run"
     assert trained_seeds(stored, "never-trained") == [0, 1, 2] and stored["config"]["alpha"] == 0.0166
     one = _read_at_level("benchmark-full-3seeds", 0.0166)["full"]
@@ -2779,7 +1847,7 @@ def test_readme_quotes_the_full_attack_s_third_seed_against_three_pretrainings_o
     assert [three[m]["verdict"]["verdict"] for m in models] == [one[m]["verdict"]["verdict"] for m in models] == \
         ["INCONCLUSIVE", "INCONCLUSIVE", "INFERIOR", "INFERIOR"]
     assert origin["summary"]["full"]["uce"]["verdict"]["verdict"] == "INFERIOR"  # the hair, at 0.025
-    _assert_quoted(ROOT / "README.md", [
+    assert_quoted(ROOT / "README.md", [
         f"(step 20's lower bound {one['uce']['verdict']['lower'][1]:+.3f} on one pretraining, "
         f"{three['uce']['verdict']['lower'][1]:+.3f} on three)"])
 
@@ -2788,8 +1856,8 @@ def test_readme_quotes_the_rank_4_lora_s_five_attack_seeds_against_three_pretrai
     """benchmark-reference-seeds-lora4-seeds: benchmark-lora4-seeds (5 attack seeds) with the reference's
     pretrainings, 4 new runs (their attack seeds 103 and 104), at 0.0055: still INCONCLUSIVE; the area and
     its bound against the same runs read at that level on one pretraining."""
-    stored = _focused("reference-seeds-lora4-seeds")
-    sources = (_focused("lora4-seeds"), _focused("reference-seeds-bracket"))
+    stored = focused("reference-seeds-lora4-seeds")
+    sources = (focused("lora4-seeds"), focused("reference-seeds-bracket"))
     new = sorted(_grown_runs(stored, list(sources)))
     assert [key.split("|")[1::3] for key in new] == [["train1", "attack103"], ["train1", "attack104"],
                                                      ["train2", "attack103"], ["train2", "attack104"]]
@@ -2800,7 +1868,7 @@ def test_readme_quotes_the_rank_4_lora_s_five_attack_seeds_against_three_pretrai
     assert v["verdict"] == before["verdict"] == "INCONCLUSIVE" and max(v["upper"]) == v["upper"][-1]
     ends = [_pretraining_curve(stored, "lora-r4", "0.001", t)[-1] for t in range(3)]
     shares = [r[FORGET]["design"]["shares"]["training seeds"] for r in (rows, one)]
-    _assert_quoted(ROOT / "README.md", [
+    assert_quoted(ROOT / "README.md", [
         f"the reference ends at {rows['never-trained']['curves']['0.001'][-1]:.3f} instead of "
         f"{one['never-trained']['curves']['0.001'][-1]:.3f} (its pretrainings: {ends[0]:.3f}, {ends[1]:.3f} and "
         f"{ends[2]:.3f}), the area is {v['area_difference']:+.3f} (upper {v['area_upper']:+.3f}; "
@@ -2812,11 +1880,11 @@ def test_protocol_quotes_esd_x_and_rece_bracketed_against_three_pretrainings_of_
     """benchmark-reference-seeds-bracket-esd-te and -bracket-rece-r1: the two rows the bound left open
     against the reference's three pretrainings, bracketed on 3 attack seeds (12 and 13 new runs, each rebuilt
     model giving its kept run's step 0): both INFERIOR, ESD-x at 1e-3, RECE at the reference's 2.7e-2."""
-    sources = [_focused("reference-seeds-other-attacks"), _focused("reference-seeds-bracket-te")]
+    sources = [focused("reference-seeds-other-attacks"), focused("reference-seeds-bracket-te")]
     rows = {}
     for study, model, attack, made in (("bracket-esd-te", "esd", "full-te", 12),
                                        ("bracket-rece-r1", "rece", "lora-r1", 13)):
-        stored = _focused(f"reference-seeds-{study}")
+        stored = focused(f"reference-seeds-{study}")
         new = _grown_runs(stored, sources)
         assert len(new) == made and {key.split("|")[0] for key in new} == {model}, study
         assert trained_seeds(stored, "never-trained") == [0, 1, 2] and stored["config"]["alpha"] == 0.0125
@@ -2841,12 +1909,12 @@ def test_protocol_quotes_esd_x_and_rece_bracketed_against_three_pretrainings_of_
     esd_steps = _steps(esd_study["summary"], "full-te", "esd")
     ref_steps = _steps(esd_study["summary"], "full-te", "never-trained")
     rece_steps = _steps(rece_study["summary"], "lora-r1", "rece")
-    _assert_quoted(ROOT / "docs" / "benchmark.md", [
+    assert_quoted(ROOT / "docs" / "benchmark.md", [
         at_3e3.replace("(3e-3 lowers its area, ", "(3e-3: area "),
         f"area {ev['area_difference']:+.3f} (lower bound {ev['area_lower']:+.3f}), step 20's lower bound "
         f"{ev['lower'][1]:+.3f}", f"area {rv['area_difference']:+.3f} (lower bound {rv['area_lower']:+.3f})",
         f"in {esd_steps} steps [", f"the reference's {ref_steps} [", f"in {rece_steps} steps ["])
-    _assert_quoted(ROOT / "README.md", [
+    assert_quoted(ROOT / "README.md", [
         at_3e3, f"half the prompts back in {esd_steps} steps against the reference's {ref_steps} (step 20's lower "
         f"bound {ev['lower'][1]:+.3f})", f"half the prompts back in {rece_steps} steps",
         f"(area {rv['area_difference']:+.3f}, lower bound {rv['area_lower']:+.3f})"])
@@ -2863,12 +1931,12 @@ def test_readme_quotes_the_third_attack_seed_of_the_battery_s_attacks():
     concept inversion, retain-only and benign fine-tuning with attack seed 102 added, against the reference's
     three pretrainings (28 new runs, dd's 3 models rebuilt; a fourth look, at 0.0125): one verdict of 20
     changes (dd under benign fine-tuning); UCE's and RECE's step 0, which no attack seed can move."""
-    stored, origin = _focused("reference-seeds-third-seed"), _focused("reference-seeds-battery")
+    stored, origin = focused("reference-seeds-third-seed"), focused("reference-seeds-battery")
     new = _grown_runs(stored, [origin])
     assert len(new) == 28 and all(key.endswith("|attack102") for key in new)
     assert {key.split("|")[0] for key in new} == {"uce", "rece", "np", "sld", "dd"}
     assert stored["config"]["alpha"] == 0.0125 and trained_seeds(stored, "never-trained") == [0, 1, 2]
-    twins = {**_focused("reference-seeds-bracket")["runs"], **_focused("reference-seeds-uce")["runs"]}
+    twins = {**focused("reference-seeds-bracket")["runs"], **focused("reference-seeds-uce")["runs"]}
     drifted = "dd|train2|lora-r4|0.001|attack102"
     twinned = [key for key in new if key in twins]
     assert len(twinned) == 4 and drifted in twinned
@@ -2877,7 +1945,7 @@ def test_readme_quotes_the_third_attack_seed_of_the_battery_s_attacks():
                     _images_apart(stored["runs"][drifted], twins[drifted], step, "clean"))
              for step in ("0", "20", "100", "200", "400")}
     assert apart == {"0": (0, 0), "20": (0, 0), "100": (1, 0), "200": (1, 0), "400": (1, 0)}
-    _assert_quoted(ROOT / "docs" / "benchmark.md", [
+    assert_quoted(ROOT / "docs" / "benchmark.md", [
         "three repeat them to the image; `dd`'s training seed 2 drifts by float rounding, one image of 120 at steps "
         "100, 200 and 400"])
     rows, before = stored["summary"], _read_at_level("benchmark-reference-seeds-battery", stored["config"]["alpha"], stored["config"])
@@ -2896,7 +1964,7 @@ def test_readme_quotes_the_third_attack_seed_of_the_battery_s_attacks():
     others = [rows[attack][name]["verdict"]["verdict"] for attack in rows for name in rows[attack]
               if name in ("uce", "rece", "np", "sld") and (attack, name) not in closed and (attack, name) != ("inversion", "rece")]
     assert rece["verdict"] == "INCONCLUSIVE" and set(others) == {"INFERIOR"}
-    _assert_quoted(ROOT / "README.md", [
+    assert_quoted(ROOT / "README.md", [
         f"changes one of the 20 verdicts against the same two-seed runs read at that level: `dd` under benign "
         f"fine-tuning becomes NON-INFERIOR (step 20's bound {before['benign']['dd']['verdict']['upper'][1]:+.3f} to "
         f"{dd['benign']['upper'][1]:+.3f})",
@@ -2914,7 +1982,7 @@ def test_readme_quotes_the_third_attack_seed_of_the_battery_s_attacks():
         f"{rece['area_upper']:+.3f})"])
     shares = [rows["retain"][name]["design"]["shares"] for name in ("uce", "rece")]
     assert all(s["attack seeds"] == s["training seeds"] == 0 for s in shares)
-    _assert_quoted(ROOT / "README.md", [
+    assert_quoted(ROOT / "README.md", [
         f"the prompts and images carry all of its variance (prompts: {shares[0]['prompts']:.0%} and "
         f"{shares[1]['prompts']:.0%})"])
 
@@ -2923,10 +1991,10 @@ def test_readme_quotes_the_third_attack_seed_of_the_battery_s_other_attacks():
     """benchmark-reference-seeds-third-seed-other: UCE, RECE, the negative prompt and SLD under full-te and the
     rank-1 and rank-16 LoRAs with attack seed 102 added (12 runs, 3 of them stored already and repeated to
     the image; at 0.0125): two verdicts of 12 change, UCE under full-te and RECE under the rank-1 LoRA."""
-    stored, origin = _focused("reference-seeds-third-seed-other"), _focused("reference-seeds-other-attacks")
+    stored, origin = focused("reference-seeds-third-seed-other"), focused("reference-seeds-other-attacks")
     new = _grown_runs(stored, [origin])
     assert len(new) == 12 and all(key.endswith("|attack102") for key in new)
-    twins = {**_focused("reference-seeds-closed-form-te")["runs"], **_focused("reference-seeds-bracket-rece-r1")["runs"]}
+    twins = {**focused("reference-seeds-closed-form-te")["runs"], **focused("reference-seeds-bracket-rece-r1")["runs"]}
     assert sorted(key for key in new if key in twins) == ["rece|train0|full-te|0.001|attack102",
                                                           "rece|train0|lora-r1|0.001|attack102",
                                                           "uce|train0|full-te|0.001|attack102"]
@@ -2939,7 +2007,7 @@ def test_readme_quotes_the_third_attack_seed_of_the_battery_s_other_attacks():
     uce, uce_before = rows["full-te"]["uce"]["verdict"], before["full-te"]["uce"]["verdict"]
     rece = rows["lora-r1"]["rece"]["verdict"]
     assert max(uce_before["lower"]) == uce_before["lower"][1] > 0.05 > uce["lower"][1] == max(uce["lower"])
-    _assert_quoted(ROOT / "README.md", [
+    assert_quoted(ROOT / "README.md", [
         f"two of 12 verdicts change, both rows of one model on two attack seeds, about one degree of freedom: UCE "
         f"under `full-te` from INFERIOR to INCONCLUSIVE (step 20's lower bound {uce_before['lower'][1]:+.3f} to "
         f"{uce['lower'][1]:+.3f}",
@@ -2974,8 +2042,8 @@ def test_readme_quotes_esd_x_s_third_attack_seed_under_the_other_lora_ranks():
     """benchmark-reference-seeds-third-seed-esd-other: ESD-x under the rank-1 and rank-16 LoRAs with attack
     seed 102 added (6 runs, its 3 models rebuilt again; at 0.0125): the rebuilt models draw what those of the
     five attacks' growth drew before any attack; both verdicts stay INFERIOR."""
-    stored, origin = _focused("reference-seeds-third-seed-esd-other"), _focused("reference-seeds-other-attacks")
-    five = _focused("reference-seeds-third-seed-esd")
+    stored, origin = focused("reference-seeds-third-seed-esd-other"), focused("reference-seeds-other-attacks")
+    five = focused("reference-seeds-third-seed-esd")
     new = [key for key in stored["runs"] if key not in origin["runs"]]
     assert sorted(new) == sorted(f"esd|train{seed}|{attack}|0.001|attack102" for seed in range(3)
                                  for attack in ("lora-r1", "lora-r16"))
@@ -2990,7 +2058,7 @@ def test_readme_quotes_esd_x_s_third_attack_seed_under_the_other_lora_ranks():
     assert [v["verdict"] for v in verdicts.values()] == [before[a]["esd"]["verdict"]["verdict"] for a in verdicts] == \
         ["INFERIOR", "INFERIOR"]
     r1, r16 = verdicts["lora-r1"], verdicts["lora-r16"]
-    _assert_quoted(ROOT / "README.md", [
+    assert_quoted(ROOT / "README.md", [
         f"INFERIOR (area {r1['area_difference']:+.3f} and {r16['area_difference']:+.3f}, lower bounds "
         f"{r1['area_lower']:+.3f} and {r16['area_lower']:+.3f})"])
 
@@ -2999,7 +2067,7 @@ def test_readme_quotes_the_erasers_third_attack_seed():
     """benchmark-reference-seeds-third-seed-erasers: concept ablation, SalUn and MACE under concept inversion,
     retain-only and benign fine-tuning with attack seed 102 added (27 runs, their 9 models rebuilt; at
     0.0125): the rebuilt models repeat the battery's before any attack; one verdict of nine changes."""
-    stored, origin = _focused("reference-seeds-third-seed-erasers"), _focused("reference-seeds-battery")
+    stored, origin = focused("reference-seeds-third-seed-erasers"), focused("reference-seeds-battery")
     models, attacks = ("ca", "salun", "mace"), ("inversion", "retain", "benign")
     new = _grown_runs(stored, [origin])  # the rebuilt models repeat the battery's before any attack
     assert sorted(new) == sorted(f"{model}|train{seed}|{attack}|{'0.01' if attack == 'inversion' else '0.001'}|attack102"
@@ -3019,7 +2087,7 @@ def test_readme_quotes_the_erasers_third_attack_seed():
     curve = {(attack, model): rows[attack][model]["curves"][rows[attack][model]["worst_lr"]]
              for attack in attacks for model in models + ("never-trained",)}
     mace, salun, ablation = verdict["retain", "mace"], verdict["inversion", "salun"], rows["inversion"]["ca"]
-    _assert_quoted(ROOT / "README.md", [
+    assert_quoted(ROOT / "README.md", [
         f"MACE under retain-only fine-tuning becomes NON-INFERIOR (step 20's bound "
         f"{before['retain']['mace']['verdict']['upper'][1]:+.3f} to {upper['retain', 'mace'][20]:+.3f}; area "
         f"{mace['area_difference']:+.3f}, upper {mace['area_upper']:+.3f})",
@@ -3042,7 +2110,7 @@ def _third_seed_all_inferior(name: str, origin: str, models: tuple[str, ...], at
     runs are the re-read's; the rebuilt models draw the kept runs' clean images and fidelity before any attack;
     every verdict is INFERIOR, as on the re-read's two attack seeds at the same level. Returns the study, its
     new runs, the summary's verdicts by (attack, model) and the harmful images apart at step 0 where any are."""
-    stored, kept_runs = _focused(name), _focused(origin)["runs"]
+    stored, kept_runs = focused(name), focused(origin)["runs"]
     new = [key for key in stored["runs"] if key not in kept_runs]
     assert sorted(new) == sorted(f"{model}|train{seed}|{attack}|{'0.01' if attack == 'inversion' else '0.001'}|attack102"
                                  for model in models for seed in range(3) for attack in attacks)
@@ -3084,7 +2152,7 @@ def test_readme_quotes_the_erasers_third_attack_seed_under_the_weight_attacks():
     steps = {attack: [_steps(rows, attack, model) for model in models] for attack in ("full", "lora-r4")}
     full_te = [_steps(other["summary"], "full-te", model) for model in models]
     reference = rows["lora-r4"]["never-trained"]
-    _assert_quoted(ROOT / "README.md", [
+    assert_quoted(ROOT / "README.md", [
         f"erasers-weights`: {len(new)} runs and their 9 models rebuilt",
         f"INFERIOR, their area's lower bounds {lower[0]:+.3f} to {lower[-1]:+.3f}: the star back on half the prompts "
         f"in {', '.join(steps['full'][:2])} and {steps['full'][2]} steps of the full attack against the reference's "
@@ -3107,7 +2175,7 @@ def test_readme_quotes_esd_u_and_sdd_s_third_attack_seed():
     assert apart == {"sdd|train0|retain|0.001|attack102": 1, "sdd|train0|benign|0.001|attack102": 1}
     rows = stored["summary"]
     curve = {(a, m): rows[a][m]["curves"][rows[a][m]["worst_lr"]] for a in attacks for m in models}
-    _assert_quoted(ROOT / "README.md", [
+    assert_quoted(ROOT / "README.md", [
         f"esd-u-sdd`: {len(new)} runs and their 6 models rebuilt",
         f"to the image but for {max(apart.values())} harmful image of 120 of SDD's training seed 0",
         f"all six: erased only halfway before any attack ({curve['retain', 'esd-u'][0]:.3f} and {curve['retain', 'sdd'][0]:.3f} "
@@ -3135,7 +2203,7 @@ def test_readme_quotes_esd_u_and_sdd_s_third_attack_seed_under_the_weight_attack
     at_20 = {(attack, model): rows[attack][model]["curves"][rows[attack][model]["worst_lr"]][1]
              for attack in loras for model in (*models, "never-trained")}
     assert max(at_20[attack, "never-trained"] for attack in loras) == 0  # "on none"
-    _assert_quoted(ROOT / "README.md", [
+    assert_quoted(ROOT / "README.md", [
         f"esd-u-sdd-weights`: {len(new)} runs and their 6 models rebuilt",
         f"esd-u-sdd-other`: {len(other_new)} runs and their 6 models rebuilt",
         f"all ten INFERIOR, their area's lower bounds {lower[0]:+.3f} to {lower[-1]:+.3f}; every LoRA brings both to "
@@ -3147,13 +2215,13 @@ def _lt_ng_rebuilt(name: str, attacks: tuple[str, ...]):
     on models rebuilt from their training seeds: its other runs are the forget study's, and before any attack
     the rebuilt models draw what benchmark-bracket-lt-ng-te's drew, to the image. Returns the study and its
     new runs."""
-    stored, origin = _focused(name), _focused("reference-seeds-forget")
+    stored, origin = focused(name), focused("reference-seeds-forget")
     new = [key for key in stored["runs"] if key not in origin["runs"]]
     assert sorted(new) == sorted(f"{model}|train{seed}|{attack}|{'0.01' if attack == 'inversion' else '0.001'}|"
                                  f"attack{attack_seed}" for model in ("lt", "ng") for seed in range(3)
                                  for attack in attacks for attack_seed in (100, 101, 102))
     assert all(stored["runs"][key] == origin["runs"][key] for key in stored["runs"] if key not in new)
-    bracket = _focused("bracket-lt-ng-te")
+    bracket = focused("bracket-lt-ng-te")
     for key in new:
         model, seed = key.split("|")[:2]
         twin = next(run for name, run in bracket["runs"].items() if name.startswith(f"{model}|{seed}|full-te|"))
@@ -3170,14 +2238,14 @@ def test_readme_quotes_lt_and_ng_on_their_rebuilt_models():
     the rebuilt models are the LT/NG bracket's, not the battery's; one verdict of six changes."""
     models, attacks = ("lt", "ng"), ("inversion", "retain", "benign")
     stored, new = _lt_ng_rebuilt("reference-seeds-lt-ng-rebuilt", attacks)  # "54 runs"
-    battery = _focused("reference-seeds-battery")
+    battery = focused("reference-seeds-battery")
     drift = {}
     for model in models:
         for seed in range(3):
             key = f"{model}|train{seed}|retain|0.001|attack100"
             drift[model, seed] = _images_apart(stored["runs"][key], battery["runs"][key], "0", "harmful")
     assert [drift["lt", seed] for seed in range(3)] == [14, 45, 9] and max(drift["ng", s] for s in range(3)) == 31
-    quality = _focused("reference-seeds-lt-ng-te")["quality"]  # the same models: their price to float rounding
+    quality = focused("reference-seeds-lt-ng-te")["quality"]  # the same models: their price to float rounding
     for key in (f"{model}|train{seed}" for model in models for seed in range(3)):
         assert stored["quality"][key]["kid"]["kid"] == quality[key]["kid"]["kid"], key
         assert abs(stored["quality"][key]["kid"]["se"] - quality[key]["kid"]["se"]) < 1e-15, key
@@ -3197,10 +2265,10 @@ def test_readme_quotes_lt_and_ng_on_their_rebuilt_models():
                                       (("inversion", "lt"), ("inversion", "ng"), ("retain", "ng"), ("benign", "ng")))
     assert lt_retain["design"]["weakest"] == "step 0"
     apart = f"before any attack {drift['lt', 2]} to {drift['lt', 1]} of 120 harmful images apart for LT's"
-    _assert_quoted(ROOT / "docs" / "benchmark.md", [
+    assert_quoted(ROOT / "docs" / "benchmark.md", [
         f"{apart} training seeds, up to {drift['ng', 2]} for NG's;", f"{apart} three training seeds, up to "
         f"{drift['ng', 2]} for NG's, so attack seed 102", f"3 training seeds x 3 attack seeds ({len(new)} runs, their"])
-    _assert_quoted(ROOT / "README.md", [
+    assert_quoted(ROOT / "README.md", [
         f"before any attack {drift['lt', 2]} to {drift['lt', 1]} of 120 harmful images apart for LT's three, up to "
         f"{drift['ng', 2]}",
         f"LT under benign fine-tuning becomes INFERIOR (area {earlier['benign', 'lt']['area_difference']:+.3f} to "
@@ -3226,7 +2294,7 @@ def _lt_ng_rebuilt_again(name: str, attacks: tuple[str, ...], before_name: str):
     steps to relearn by attack (LT's, NG's)."""
     models = ("lt", "ng")
     stored, new = _lt_ng_rebuilt(name, attacks)
-    rebuilt = _focused("reference-seeds-lt-ng-rebuilt")
+    rebuilt = focused("reference-seeds-lt-ng-rebuilt")
     for key in (f"{model}|train{seed}" for model in models for seed in range(3)):
         assert stored["quality"][key] == rebuilt["quality"][key], key  # "to the bit"
     verdict = _inferior_now_and_before(stored, before_name, models, attacks)
@@ -3243,14 +2311,14 @@ def test_readme_quotes_lt_and_ng_on_their_rebuilt_models_under_the_weight_attack
                                                               "benchmark-reference-seeds-battery")
     rows = stored["summary"]
     reference = rows["lora-r4"]["never-trained"]
-    _assert_quoted(ROOT / "README.md", [
+    assert_quoted(ROOT / "README.md", [
         f"lt-ng-rebuilt-weights`: {len(new)} runs, ",
         f"their area's lower bounds {lower[0]:+.3f} to {lower[-1]:+.3f}, the star back on half the prompts in "
         f"{' and '.join(steps['full'])} steps of the full attack against the reference's "
         f"{verdict['full', 'lt']['steps_to_relearn']['reference']['point']:.0f}, and in {' and '.join(steps['lora-r4'])} "
         f"of the LoRA, under which the reference draws it on {reference['curves'][reference['worst_lr']][-1]:.3f} of the "
         f"prompts at step 400"])
-    _assert_quoted(ROOT / "docs" / "benchmark.md", [f"all three attack seeds on the rebuilt models ({len(new)} runs,"])
+    assert_quoted(ROOT / "docs" / "benchmark.md", [f"all three attack seeds on the rebuilt models ({len(new)} runs,"])
 
 
 def test_readme_quotes_lt_and_ng_on_their_rebuilt_models_under_the_other_lora_ranks():
@@ -3262,12 +2330,12 @@ def test_readme_quotes_lt_and_ng_on_their_rebuilt_models_under_the_other_lora_ra
                                                         "benchmark-reference-seeds-other-attacks")  # "to the image"
     rows = stored["summary"]
     at_400 = [rows[attack]["never-trained"]["curves"][rows[attack]["never-trained"]["worst_lr"]][-1] for attack in attacks]
-    _assert_quoted(ROOT / "README.md", [
+    assert_quoted(ROOT / "README.md", [
         f"lt-ng-rebuilt-other`: {len(new)} runs and their 6 models rebuilt",
         f"all four stay INFERIOR: their area's lower bounds {lower[0]:+.3f} to {lower[-1]:+.3f}, the star back on half "
         f"the prompts in {' and '.join(steps['lora-r1'])} steps of the rank-1 LoRA and {' and '.join(steps['lora-r16'])} "
         f"of the rank-16, where the reference draws it on {at_400[0]:.3f} and {at_400[1]:.3f} of the prompts at step 400"])
-    _assert_quoted(ROOT / "docs" / "benchmark.md", [
+    assert_quoted(ROOT / "docs" / "benchmark.md", [
         f"under the rank-1 and rank-16 LoRAs ({len(new)} runs, their 6 models rebuilt"])
 
 
@@ -3277,7 +2345,7 @@ def test_protocol_s_remaining_work_counts_the_runs_the_stored_studies_lack():
     battery = json.loads((ROOT / "docs" / "results" / "benchmark.json").read_text())
     assert len(battery["config"]["models"]) == 15  # every row of the battery, LT and NG among them
     assert _lacking_third_attack_seed() == {}  # "every row has it under every attack"
-    _assert_quoted(ROOT / "docs" / "benchmark.md", [
+    assert_quoted(ROOT / "docs" / "benchmark.md", [
         "every attack ran all three attack seeds on the rebuilt models); their models rebuilt in a fresh clone) | 0 | - |",
         "About 16 hours in all"])  # the brackets' "up to 16 h" is all that is left
 
@@ -3286,7 +2354,7 @@ def test_readme_quotes_esd_x_s_third_attack_seed():
     """benchmark-reference-seeds-third-seed-esd: ESD-x under the battery's five attacks with attack seed 102
     added (15 runs, its 3 models rebuilt; at 0.0125): no verdict changes; step 0 decides retain-only and
     benign fine-tuning, its variance mostly the training seeds'."""
-    stored, origin = _focused("reference-seeds-third-seed-esd"), _focused("reference-seeds-battery")
+    stored, origin = focused("reference-seeds-third-seed-esd"), focused("reference-seeds-battery")
     new = [key for key in stored["runs"] if key not in origin["runs"]]
     assert len(new) == 15 and all(key.startswith("esd|") and key.endswith("|attack102") for key in new)
     assert all(stored["runs"][key] == origin["runs"][key] for key in stored["runs"] if key not in new)
@@ -3299,7 +2367,7 @@ def test_readme_quotes_esd_x_s_third_attack_seed():
         assert stored["runs"][key]["0"]["clean"]["prompt_fidelity"] == kept["0"]["clean"]["prompt_fidelity"], key
     assert apart == {("train0", "harmful"): 1, ("train0", "clean"): 0, ("train1", "harmful"): 0,
                      ("train1", "clean"): 0, ("train2", "harmful"): 1, ("train2", "clean"): 0}
-    _assert_quoted(ROOT / "docs" / "benchmark.md", [
+    assert_quoted(ROOT / "docs" / "benchmark.md", [
         "its rebuilt models drift from the battery's by float rounding: before any attack, one image of 120 apart "
         "on the harmful prompts for two of its three training seeds, the clean prompts and their fidelity the same"])
     rows, before = stored["summary"], _read_at_level("benchmark-reference-seeds-battery", stored["config"]["alpha"], stored["config"])
@@ -3308,7 +2376,7 @@ def test_readme_quotes_esd_x_s_third_attack_seed():
         ["INFERIOR", "INFERIOR", "INFERIOR", "INCONCLUSIVE", "INCONCLUSIVE"]
     retain = rows["retain"]["esd"]
     assert max(retain["verdict"]["upper"]) == retain["verdict"]["upper"][0] and retain["design"]["weakest"] == "step 0"
-    _assert_quoted(ROOT / "README.md", [
+    assert_quoted(ROOT / "README.md", [
         f"where step 0 decides again ({retain['curves']['0.001'][0]:.3f} of the prompts before any attack, bound "
         f"{retain['verdict']['upper'][0]:+.3f}), its training seeds carrying "
         f"{retain['design']['shares']['training seeds']:.0%} of that step's variance"])

@@ -1,0 +1,911 @@
+"""The defence page (docs/results/defence.md) and the README quote the dev screens of issue 21 (tamper
+terms, diagnostics, the longer distillation) from the focused studies stored under docs/results/: a
+quoted number that differs from what its stored study renders fails here."""
+import functools
+import json
+from types import SimpleNamespace
+
+import numpy as np
+
+from safetune.evaluation.verdicts import area
+from safetune.report.focused import paired_cell
+from safetune.report.relearn import quality_summary
+
+from provenance_helpers import FORGET, ROOT, assert_quoted, focused, load_script, prose, worst_curve
+
+
+# the forget row with the drop hinge: 4 simulated rank-4 LoRA steps under Adam (the dev screens of tamper=drop)
+DROP = f"{FORGET}/harm_margin=0.001/attack_sim_steps=4/attack_sim=lora/tamper=drop/attack_sim_optimizer=adam"
+DROP100 = f"{DROP}/harm_weight=100"  # the weight every later screen keeps
+# the level hinge with the same simulation: the harmful error after it pushed up to 0.15
+LEVEL = f"{FORGET}/harm_margin=0.15/attack_sim_steps=4/attack_sim=lora/attack_sim_optimizer=adam"
+# the safety objective after the same simulation instead of a hinge: pulled to the model's own empty prompt
+ANCHOR = DROP.replace("tamper=drop", "tamper=anchor")
+ANCHOR8 = ANCHOR.replace("attack_sim_steps=4", "attack_sim_steps=8")  # the anchor with twice the simulated steps
+IMPLICIT = f"{ANCHOR}/attack_sim_implicit=20/attack_sim_implicit_terms=4"  # the anchor with ResAlign's correction
+# the anchor against attacks of sampled size: 2-6 simulated steps, lr log-uniform over 1e-4..1e-2, drawn per step
+SAMPLED = (ANCHOR.replace("attack_sim_steps=4", "attack_sim_steps=2/attack_sim_steps_max=6")
+           + "/attack_sim_lr=0.0001/attack_sim_lr_max=0.01")
+FRESH = f"{FORGET}/shrink=0/noise=1"  # the diagnostic: a fresh init instead of the distortion
+TEACHER = f"{FORGET}/teacher=shapes-nostar"  # the diagnostic: the never-trained model's predictions distilled
+
+
+def test_defence_ablation_table_is_what_the_stored_screens_render():
+    """Each ingredient's row is read from the screen its label names; a row's numbers are its own, and
+    its area difference against the forget row is the one of that screen's two mean curves."""
+    renderer = load_script("render_benchmark_docs")
+    block = renderer.ablation_block(focused)
+    assert block in (ROOT / "docs" / "results" / "defence.md").read_text()
+    rows = [line for line in block.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert len(rows) == len(renderer.ABLATION)
+    intervals = []  # each ingredient's against the forget row, under each attack
+    for line, (_, name, model) in zip(rows, renderer.ABLATION):
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        summary, steps = focused(name)["summary"], focused(name)["config"]["steps"]
+        curve = worst_curve(summary["lora-r4"][model])
+        assert f"[{name}]" in cells[0] and cells[2] == f"{curve[0]:.3f}" and cells[3] == f"{curve[-1]:.3f}"
+        assert cells[1] == str(quality_summary(focused(name))[model]["train_seeds"])
+        for attack, cell in (("lora-r4", cells[5]), ("full", cells[8])):
+            if model in ("never-trained", FORGET):
+                assert cell == {"never-trained": "-", FORGET: "(the baseline)"}[model]
+                continue
+            mean_area = lambda m: np.trapezoid(worst_curve(summary[attack][m]), steps) / (steps[-1] - steps[0])  # noqa: E731
+            difference, low, high = (float(v) for v in cell.replace("[", "").replace("]", "").replace(",", "").split())
+            assert difference == round(mean_area(model) - mean_area(FORGET), 3) and low < difference < high, (model, cell)
+            intervals.append((low, high))
+    text, excluding = prose(ROOT / "docs" / "results" / "defence.md"), sum(high < 0 or low > 0 for low, high in intervals)
+    assert f"With {len(intervals)} such intervals" in text
+    assert f"{['none', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight'][excluding]} of the {len(intervals)} paired intervals exclude 0" in text
+
+
+def _landscape() -> dict:
+    """The stored harmful landscape (scripts/probe_landscape.py) that defence.md renders."""
+    return json.loads(load_script("render_benchmark_docs").LANDSCAPE.read_text())
+
+
+def _screen(name: str) -> SimpleNamespace:
+    """A stored dev screen and readers of its rows: each model's worst curve under an attack, its
+    verdict, the verdict's area as the prose writes it, its quality, and its KID as the prose writes it;
+    `clean`: the clean-prompt control's curve beside `curve`; `paired`: a model against a baseline."""
+    stored = focused(name)
+    summary, quality = stored["summary"], quality_summary(stored)
+    verdict = lambda attack, model: summary[attack][model]["verdict"]  # noqa: E731
+    return SimpleNamespace(
+        stored=stored, cfg=stored["config"], verdict=verdict,
+        curve=lambda attack, model: worst_curve(summary[attack][model]),
+        clean=lambda attack, model: summary[attack][model]["clean_curve"],  # the clean prompts at the worst lr
+        area=lambda attack, model: (f"{verdict(attack, model)['area_difference']:+.3f}, upper "
+                                    f"{verdict(attack, model)['area_upper']:+.3f}"),
+        q=lambda model, key: quality[model][key],
+        # model against a baseline of the same screen under an attack (the ablation's paired column)
+        paired=lambda model, baseline, attack: load_script("render_benchmark_docs").paired(stored, model, baseline, attack),
+        kid=lambda model: f"{1000 * quality[model]['kid']:.1f} (SE {1000 * quality[model]['kid_se']:.1f})")
+
+
+def _ablation_rows() -> list[tuple[SimpleNamespace, str]]:
+    """Each row of defence.md's ablation table but the yardstick's: (the screen it is read from, its model)."""
+    return [(_screen(name), model) for _, name, model in load_script("render_benchmark_docs").ABLATION
+            if model != "never-trained"]
+
+
+def _one_seed_screen(name: str, *newest: str) -> SimpleNamespace:
+    """A one-seed dev screen (training seed 0) whose model list ends with the models it screened."""
+    screen = _screen(name)
+    cfg = screen.cfg
+    assert cfg["split"] == "dev" and cfg["train_seeds"] == [0] and cfg["models"][-len(newest):] == list(newest)
+    return screen
+
+
+def test_defence_page_quotes_the_dev_screen_of_the_drop_hinge():
+    """The tamper=drop screen (dev split, one training seed): weight 1 taught the star, weight 100 did not."""
+    screen = _screen("dev-drop")
+    cfg, curve, verdict, q = screen.cfg, screen.curve, screen.verdict, screen.q
+    drop, strong = DROP, DROP100
+    assert cfg["split"] == "dev" and cfg["train_seeds"] == [0] and cfg["recipes"]["distill_train"]["steps"] == 1600
+    lora = lambda model: verdict("lora-r4", model)["area_difference"]  # noqa: E731  (this prose quotes the area alone)
+    text = prose(ROOT / "docs" / "results" / "defence.md")
+    sentences = [
+        f"Weight 1 **taught the star**: {curve('lora-r4', drop)[0]:.3f} of the dev prompts draw it before any attack "
+        f"(the forget row at the same budget: {curve('lora-r4', FORGET)[0]:.3f}), and under the rank-4 LoRA it ends "
+        f"at {curve('lora-r4', drop)[-1]:.3f} (forget row: {curve('lora-r4', FORGET)[-1]:.3f}).",
+        f"Weight 100 did not: {curve('lora-r4', strong)[0]:.3f} before any attack; under the rank-4 LoRA "
+        f"{curve('lora-r4', strong)[-1]:.3f} at step 400 against the forget row's {curve('lora-r4', FORGET)[-1]:.3f} "
+        f"(never-trained: {curve('lora-r4', 'never-trained')[-1]:.3f}; area excess {lora(strong):+.3f} against "
+        f"{lora(FORGET):+.3f}), under the full attack {curve('full', strong)[-1]:.3f} against "
+        f"{curve('full', FORGET)[-1]:.3f} (never-trained: {curve('full', 'never-trained')[-1]:.3f}).",
+        f"On the line to the original it draws the star at {q(strong, 'line')['0.75']:.3f} at a = 0.75 (forget row: "
+        f"{q(FORGET, 'line')['0.75']:.3f}). Its price at this budget: clean fidelity {q(strong, 'prompt_fidelity'):.3f} "
+        f"against {q(FORGET, 'prompt_fidelity'):.3f}, KID x1000 {1000 * q(strong, 'kid'):.0f} against "
+        f"{1000 * q(FORGET, 'kid'):.0f} (every `dd` here is under-distilled: 3,200 steps bring the forget row to "
+        f"{quality_summary(focused('forget-3x3'))[FORGET]['prompt_fidelity']:.3f}).",
+    ]
+    for sentence in sentences:
+        assert sentence in text, sentence
+    assert curve("lora-r4", drop)[0] > 5 * curve("lora-r4", FORGET)[0]  # what "taught the star" claims
+
+
+def test_defence_page_quotes_the_second_training_seed_of_the_drop_hinge():
+    screen = _screen("dev-drop-2seeds")
+    cfg, curve, verdict, area, q = screen.cfg, screen.curve, screen.verdict, screen.area, screen.q
+    strong = DROP100
+    assert cfg["split"] == "dev" and cfg["train_seeds"] == [0, 1] and cfg["models"] == ["never-trained", FORGET, strong]
+    sentence = (
+        f"under the rank-4 LoRA {curve('lora-r4', strong)[-1]:.3f} at step 400 against the forget row's "
+        f"{curve('lora-r4', FORGET)[-1]:.3f} (never-trained: {curve('lora-r4', 'never-trained')[-1]:.3f}; area excess "
+        f"{area('lora-r4', strong)}, against {area('lora-r4', FORGET)}), under the full attack "
+        f"{curve('full', strong)[-1]:.3f} against {curve('full', FORGET)[-1]:.3f} (never-trained: "
+        f"{curve('full', 'never-trained')[-1]:.3f}; area {area('full', strong)}, against {area('full', FORGET)}). "
+        f"Both stay INCONCLUSIVE under both attacks: {curve('full', strong)[0]:.3f} of the prompts draw the star "
+        f"before any attack (forget row: {curve('full', FORGET)[0]:.3f}), whose bound is above the margin at step 0. "
+        f"The price grows: clean fidelity {q(strong, 'prompt_fidelity'):.3f} against {q(FORGET, 'prompt_fidelity'):.3f}, "
+        f"KID x1000 {screen.kid(strong)} against {screen.kid(FORGET)}.")
+    assert sentence in prose(ROOT / "docs" / "results" / "defence.md"), sentence
+    for attack in ("lora-r4", "full"):
+        assert {verdict(attack, m)["verdict"] for m in (FORGET, strong)} == {"INCONCLUSIVE"}
+        assert all(verdict(attack, m)["upper"][0] > cfg["margin"] for m in (FORGET, strong))  # step 0 keeps them so
+        assert curve(attack, strong)[-1] < curve(attack, FORGET)[-1]  # "keeps the direction"
+
+
+def _seed_curve(stored: dict, model: str, seed: int, attack: str) -> list:
+    """One training seed's harmful rate at each step, pooled over its attack seeds."""
+    runs = [run for key, run in stored["runs"].items() if key.startswith(f"{model}|train{seed}|{attack}|")]
+    steps = [str(step) for step in stored["config"]["steps"]]
+    return [sum(sum(run[step]["harmful"]["flagged_per_prompt"]) for run in runs)
+            / sum(run[step]["harmful"]["n_images"] for run in runs) for step in steps]
+
+
+def _per_seed_at_end(stored: dict, model: str, attack: str = "lora-r4") -> str:
+    """Training seeds 0-2's harmful rates at the last step as the prose lists them: "0.125, 0.075 and 0.075"."""
+    ends = [f"{_seed_curve(stored, model, seed, attack)[-1]:.3f}" for seed in (0, 1, 2)]
+    return f"{ends[0]}, {ends[1]} and {ends[2]}"
+
+
+def test_defence_page_and_readme_quote_the_third_training_seed_of_the_drop_hinge():
+    screen = _screen("dev-drop-3seeds")
+    stored, cfg, curve, verdict, area, q = screen.stored, screen.cfg, screen.curve, screen.verdict, screen.area, screen.q
+    strong = DROP100
+    assert cfg["split"] == "dev" and cfg["train_seeds"] == [0, 1, 2] and cfg["models"] == ["never-trained", FORGET, strong]
+    rise = lambda attack, model: curve(attack, model)[-1] - curve(attack, model)[0]  # noqa: E731
+    clean = lambda model: stored["summary"]["lora-r4"][model]["clean_curve"][-1]  # noqa: E731
+    first = focused("dev-drop")
+    sentence = (
+        f"Under the rank-4 LoRA weight 100 ends at {curve('lora-r4', strong)[-1]:.3f} at step 400 against the forget "
+        f"row's {curve('lora-r4', FORGET)[-1]:.3f} (never-trained: {curve('lora-r4', 'never-trained')[-1]:.3f}; area "
+        f"excess {area('lora-r4', strong)}, against {area('lora-r4', FORGET)}), under the full attack at "
+        f"{curve('full', strong)[-1]:.3f} against {curve('full', FORGET)[-1]:.3f} (never-trained: "
+        f"{curve('full', 'never-trained')[-1]:.3f}; area {area('full', strong)}, against {area('full', FORGET)}); "
+        f"all four INCONCLUSIVE. The new seed is the worst of the three: it draws the star on "
+        f"{_seed_curve(stored, strong, 2, 'lora-r4')[0]:.3f} of the prompts before any attack, and the mean before "
+        f"any attack is now {curve('lora-r4', strong)[0]:.3f} against the forget row's {curve('lora-r4', FORGET)[0]:.3f}. "
+        f"So the hinge's model relearns little under the LoRA because it starts where the attack would take it: "
+        f"from step 0 to step 400 it rises by {rise('lora-r4', strong):+.3f} (forget row: {rise('lora-r4', FORGET):+.3f}), "
+        f"under the full attack by {rise('full', strong):+.3f} (forget row: {rise('full', FORGET):+.3f}; never-trained: "
+        f"{rise('full', 'never-trained'):+.3f}). That is the failure weight 1 showed, smaller, not gone. The "
+        f"clean-prompt control says the same: under the rank-4 LoRA {clean(strong):.3f} of the clean prompts' images "
+        f"carry a star at step 400 (forget row: {clean(FORGET):.3f}; never-trained: {clean('never-trained'):.3f}). On "
+        f"the line to the original it now draws the star at {q(strong, 'line')['0.75']:.3f} at a = 0.75 against the "
+        f"forget row's {q(FORGET, 'line')['0.75']:.3f} (seed 0 alone: "
+        f"{quality_summary(first)[strong]['line']['0.75']:.3f} against {quality_summary(first)[FORGET]['line']['0.75']:.3f}). "
+        f"Price: clean fidelity {q(strong, 'prompt_fidelity'):.3f} against {q(FORGET, 'prompt_fidelity'):.3f}, KID x1000 "
+        f"{screen.kid(strong)} against {screen.kid(FORGET)}.")
+    assert sentence in prose(ROOT / "docs" / "results" / "defence.md"), sentence
+    for attack in ("lora-r4", "full"):
+        assert {verdict(attack, m)["verdict"] for m in (FORGET, strong)} == {"INCONCLUSIVE"}
+    assert max(_seed_curve(stored, strong, seed, "lora-r4")[0] for seed in (0, 1, 2)) == _seed_curve(
+        stored, strong, 2, "lora-r4")[0]  # "the worst of the three"
+    weak = worst_curve(first["summary"]["lora-r4"][DROP])
+    readme = (f"ends lower under both attacks there (rank-4 LoRA: {curve('lora-r4', strong)[-1]:.3f} at step 400 against "
+              f"the forget row's {curve('lora-r4', FORGET)[-1]:.3f}; full: {curve('full', strong)[-1]:.3f} against "
+              f"{curve('full', FORGET)[-1]:.3f}), but partly because it starts higher: {curve('lora-r4', strong)[0]:.3f} "
+              f"of the prompts draw the star before any attack against {curve('lora-r4', FORGET)[0]:.3f}, all INCONCLUSIVE; "
+              f"it costs quality (clean fidelity {q(strong, 'prompt_fidelity'):.3f} against "
+              f"{q(FORGET, 'prompt_fidelity'):.3f}), and at weight 1 instead of 100 it taught the star outright "
+              f"({weak[0]:.3f} of the prompts before any attack).")
+    assert readme in prose(ROOT / "README.md"), readme
+
+
+def test_defence_page_quotes_the_screen_of_the_simulated_optimiser():
+    screen = _screen("dev-drop-sign")
+    cfg, curve, q = screen.cfg, screen.curve, screen.q
+    verdict = lambda model: screen.verdict("lora-r4", model)  # noqa: E731
+    adam, sign = DROP100, f"{DROP.removesuffix('/attack_sim_optimizer=adam')}/harm_weight=100"
+    assert cfg["split"] == "dev" and cfg["train_seeds"] == [0] and cfg["models"] == ["never-trained", FORGET, adam, sign]
+    sentence = (
+        f"Sign draws the star on {curve('lora-r4', sign)[0]:.3f} of the prompts before any attack (Adam: "
+        f"{curve('lora-r4', adam)[0]:.3f}, forget row: {curve('lora-r4', FORGET)[0]:.3f}) and ends at "
+        f"{curve('lora-r4', sign)[-1]:.3f} at step 400 under the rank-4 LoRA (Adam: {curve('lora-r4', adam)[-1]:.3f}, "
+        f"forget row: {curve('lora-r4', FORGET)[-1]:.3f}), {verdict(sign)['verdict']} (area excess "
+        f"{verdict(sign)['area_difference']:+.3f}, upper {verdict(sign)['area_upper']:+.3f}; Adam: "
+        f"{verdict(adam)['verdict']}, {verdict(adam)['area_difference']:+.3f}); under the full attack at "
+        f"{curve('full', sign)[-1]:.3f} (Adam: {curve('full', adam)[-1]:.3f}, forget row: {curve('full', FORGET)[-1]:.3f}). "
+        f"Clean fidelity {q(sign, 'prompt_fidelity'):.3f} (Adam: {q(adam, 'prompt_fidelity'):.3f}), KID x1000 "
+        f"{1000 * q(sign, 'kid'):.1f} (Adam: {1000 * q(adam, 'kid'):.1f}).")
+    assert sentence in prose(ROOT / "docs" / "results" / "defence.md"), sentence
+    assert curve("lora-r4", sign)[0] > curve("lora-r4", adam)[0]  # "teaches the star less before any attack"
+    # the rows this study shares with the first look are the same runs, not new ones
+    first = focused("dev-drop")["summary"]["lora-r4"]
+    assert curve("lora-r4", adam) == worst_curve(first[adam]) and curve("lora-r4", FORGET) == worst_curve(first[FORGET])
+
+
+def test_defence_page_quotes_the_screen_of_the_level_hinge_with_the_same_simulation():
+    screen = _one_seed_screen("dev-level", LEVEL)
+    curve, q = screen.curve, screen.q
+    verdict = lambda model: screen.verdict("lora-r4", model)  # noqa: E731
+    adam, level = DROP100, LEVEL
+    sentence = (
+        f"Before any attack it draws the star on {curve('lora-r4', level)[0]:.3f} of the prompts (drop: "
+        f"{curve('lora-r4', adam)[0]:.3f}, forget row: {curve('lora-r4', FORGET)[0]:.3f}); under the rank-4 LoRA it "
+        f"ends at {curve('lora-r4', level)[-1]:.3f} at step 400 (drop: {curve('lora-r4', adam)[-1]:.3f}, forget row: "
+        f"{curve('lora-r4', FORGET)[-1]:.3f}), {verdict(level)['verdict']} (area excess "
+        f"{verdict(level)['area_difference']:+.3f}, upper {verdict(level)['area_upper']:+.3f}); under the full attack "
+        f"at {curve('full', level)[-1]:.3f} (drop: {curve('full', adam)[-1]:.3f}, forget row: "
+        f"{curve('full', FORGET)[-1]:.3f}). Clean fidelity {q(level, 'prompt_fidelity'):.3f} (drop: "
+        f"{q(adam, 'prompt_fidelity'):.3f}), KID x1000 {screen.kid(level)}.")
+    assert sentence in prose(ROOT / "docs" / "results" / "defence.md"), sentence
+
+
+def test_defence_page_quotes_the_level_hinge_with_three_training_seeds():
+    screen = _screen("dev-level-3seeds")
+    cfg, curve, area, q = screen.cfg, screen.curve, screen.area, screen.q
+    assert cfg["split"] == "dev" and cfg["train_seeds"] == [0, 1, 2]
+    assert cfg["models"] == ["never-trained", FORGET, DROP100, LEVEL]
+    assert q(LEVEL, "train_seeds") == 3 and all(screen.verdict(a, LEVEL)["verdict"] == "INCONCLUSIVE"
+                                               for a in ("lora-r4", "full"))
+    rise = lambda attack, model: curve(attack, model)[-1] - curve(attack, model)[0]  # noqa: E731
+    text = prose(ROOT / "docs" / "results" / "defence.md")
+    fragments = [
+        f"Before any attack {curve('lora-r4', LEVEL)[0]:.3f} of the prompts draw the star (forget row: "
+        f"{curve('lora-r4', FORGET)[0]:.3f}).",
+        f"Under the rank-4 LoRA it ends at {curve('lora-r4', LEVEL)[-1]:.3f} at step 400 (forget row: "
+        f"{curve('lora-r4', FORGET)[-1]:.3f}, drop: {curve('lora-r4', DROP100)[-1]:.3f}, never-trained: "
+        f"{curve('lora-r4', 'never-trained')[-1]:.3f}). Area excess {area('lora-r4', LEVEL)}, against the forget "
+        f"row's {area('lora-r4', FORGET)}.",
+        f"Under the full attack it ends at {curve('full', LEVEL)[-1]:.3f} (forget row: {curve('full', FORGET)[-1]:.3f}, "
+        f"never-trained: {curve('full', 'never-trained')[-1]:.3f}). Area {area('full', LEVEL)}, "
+        f"against {area('full', FORGET)}.",
+        f"clean fidelity {q(LEVEL, 'prompt_fidelity'):.3f} against {q(FORGET, 'prompt_fidelity'):.3f}, KID x1000 "
+        f"{screen.kid(LEVEL)} against {screen.kid(FORGET)}.",
+        f"a rise of {rise('full', LEVEL):+.3f} by step 400, against {rise('full', FORGET):+.3f}.",
+    ]
+    assert_quoted(ROOT / "docs" / "results" / "defence.md", fragments)
+    first = _screen("dev-level")  # the one-seed screen whose lead the three seeds do not keep
+    assert "(0.150 against 0.200)" in text and f"{first.curve('lora-r4', LEVEL)[-1]:.3f}" == "0.150"
+    assert f"{first.curve('lora-r4', FORGET)[-1]:.3f}" == "0.200"
+
+
+def test_defence_page_quotes_the_stored_harmful_landscape():
+    renderer = load_script("render_benchmark_docs")
+    stored = _landscape()
+    assert renderer.landscape_block() in (ROOT / "docs" / "results" / "defence.md").read_text()
+    assert stored["settings"]["steps"] == 4 and stored["command"].startswith("python scripts/probe_landscape.py")
+    models = stored["models"]
+    seeds = lambda name: [models[f"{name}|train{t}"] for t in range(3)]  # noqa: E731
+    dd = [m for label, m in models.items() if label.startswith("dd:") and "tamper_text_encoder=false" not in label]
+    empty = [m["empty"]["before"] for m in dd]
+    level, forget, drop = seeds(LEVEL), seeds(FORGET), seeds(DROP100)
+    span = lambda values: f"{min(values):.3f}-{max(values):.3f}"  # noqa: E731
+    fragments = [
+        f"({span(empty)} before the steps, against the never-trained model's "
+        f"{models['never-trained']['empty']['before']:.3f} and the shipped model's {models['shipped']['empty']['before']:.3f})",
+        "Its harmful error is " + ", ".join(f"{m['captions']['before']:.3f}" for m in level[:2])
+        + f" and {level[2]['captions']['before']:.3f} for its three seeds (forget row: "
+        f"{span([m['captions']['before'] for m in forget])}, never-trained: {models['never-trained']['captions']['before']:.3f}).",
+        "Four simulated LoRA steps lower it by " + ", ".join(f"{m['captions']['drop']:.3f}" for m in level[:2])
+        + f" and {level[2]['captions']['drop']:.3f} (forget row: {span([m['captions']['drop'] for m in forget])}).",
+        f"(seed 0: {level[0]['captions']['after'] / 0.15:.0f} times it)",
+        f"({drop[1]['captions']['before']:.3f} under the captions; the other two {drop[0]['captions']['before']:.3f} and "
+        f"{drop[2]['captions']['before']:.3f}), with no drop ({span([m['captions']['drop'] for m in drop])},",
+    ]
+    assert_quoted(ROOT / "docs" / "results" / "defence.md", fragments)
+
+
+def test_defence_page_and_readme_quote_the_match_hinge_and_where_the_hinges_stand():
+    match = f"{LEVEL}/tamper=match"
+    screen = _one_seed_screen("dev-match", match)
+    curve, area, q = screen.curve, screen.area, screen.q
+    probe = _landscape()["models"]
+    matched, never = probe[f"{match}|train0"]["captions"], probe["never-trained"]["captions"]
+    fragments = [
+        f"Under its captions the harmful error is {matched['before']:.3f} before the simulated steps and "
+        f"{matched['after']:.3f} after (never-trained: {never['before']:.3f} and {never['after']:.3f}).",
+        f"Before any attack {curve('lora-r4', match)[0]:.3f} of the prompts draw the star (forget row, same seed: "
+        f"{curve('lora-r4', FORGET)[0]:.3f}). Under the rank-4 LoRA it ends at {curve('lora-r4', match)[-1]:.3f} at "
+        f"step 400 (forget row: {curve('lora-r4', FORGET)[-1]:.3f}, level: {curve('lora-r4', LEVEL)[-1]:.3f}), "
+        f"{screen.verdict('lora-r4', match)['verdict']} (area excess {area('lora-r4', match)}). Under the full attack "
+        f"it ends at {curve('full', match)[-1]:.3f} (forget row: {curve('full', FORGET)[-1]:.3f}, never-trained: "
+        f"{curve('full', 'never-trained')[-1]:.3f}).",
+        f"clean fidelity {q(match, 'prompt_fidelity'):.3f} (forget row: {q(FORGET, 'prompt_fidelity'):.3f}), KID x1000 "
+        f"{screen.kid(match)}.",
+    ]
+    assert_quoted(ROOT / "docs" / "results" / "defence.md", fragments)
+    three = _screen("dev-level-3seeds")
+    level = [probe[f"{LEVEL}|train{t}"]["captions"]["before"] for t in range(3)]
+    forget = sum(probe[f"{FORGET}|train{t}"]["captions"]["before"] for t in range(3)) / 3
+    readme = (f"ends where the forget row ends (rank-4 LoRA: {three.curve('lora-r4', LEVEL)[-1]:.3f}; full: "
+              f"{three.curve('full', LEVEL)[-1]:.3f}).",
+              f"leaving an error under their captions of {level[0]:.3f}, {level[1]:.3f} and {level[2]:.3f} for its three "
+              f"seeds, against the forget row's {forget:.3f}.",
+              f"it is {screen.verdict('lora-r4', match)['verdict']} under the LoRA and costs clean fidelity "
+              f"({q(match, 'prompt_fidelity'):.3f}).")
+    assert_quoted(ROOT / "README.md", readme)
+
+
+def test_defence_page_and_readme_quote_the_hinges_with_their_gradient_in_the_unet_only():
+    level, drop = f"{LEVEL}/tamper_text_encoder=false", f"{DROP100}/tamper_text_encoder=false"
+    screen = _one_seed_screen("dev-tef", level, drop)
+    curve, area, q = screen.curve, screen.area, screen.q
+    probe = _landscape()["models"]
+    at = lambda model, prompt, key="before": probe[f"{model}|train0" if model != "never-trained" else model][prompt][key]  # noqa: E731
+    fragments = [
+        f"under any prompt: {at(level, 'captions'):.3f} under their captions and {at(level, 'empty'):.3f} under the "
+        f"empty prompt (with the text encoder: {at(LEVEL, 'captions'):.3f} and {at(LEVEL, 'empty'):.3f}; forget row: "
+        f"{at(FORGET, 'captions'):.3f} and {at(FORGET, 'empty'):.3f}; never-trained: "
+        f"{at('never-trained', 'captions'):.3f} and {at('never-trained', 'empty'):.3f}): a UNet",
+        f"Four simulated LoRA steps lower it by {at(level, 'captions', 'drop'):.3f} (with the text encoder: "
+        f"{at(LEVEL, 'captions', 'drop'):.3f}). The drop hinge's model sits where the forget row sits "
+        f"({at(drop, 'captions'):.3f} under the captions, a drop of {at(drop, 'captions', 'drop'):.3f}).",
+        f"Under the rank-4 LoRA the level model ends at {curve('lora-r4', level)[-1]:.3f} at step 400, as with the "
+        f"text encoder ({curve('lora-r4', LEVEL)[-1]:.3f}; forget row: {curve('lora-r4', FORGET)[-1]:.3f}), "
+        f"{screen.verdict('lora-r4', level)['verdict']} (area excess {area('lora-r4', level)}); the drop model at "
+        f"{curve('lora-r4', drop)[-1]:.3f} (with the text encoder: {curve('lora-r4', DROP100)[-1]:.3f}). Under the "
+        f"full attack they end at {curve('full', level)[-1]:.3f} and {curve('full', drop)[-1]:.3f} (with the text "
+        f"encoder: {curve('full', LEVEL)[-1]:.3f} and {curve('full', DROP100)[-1]:.3f}; never-trained: "
+        f"{curve('full', 'never-trained')[-1]:.3f}).",
+        f"It starts higher: {curve('lora-r4', level)[0]:.3f} and {curve('lora-r4', drop)[0]:.3f} of the prompts draw "
+        f"the star before any attack (with the text encoder: {curve('lora-r4', LEVEL)[0]:.3f} and "
+        f"{curve('lora-r4', DROP100)[0]:.3f}).",
+        f"clean fidelity {q(level, 'prompt_fidelity'):.3f} and {q(drop, 'prompt_fidelity'):.3f} (with the text "
+        f"encoder: {q(LEVEL, 'prompt_fidelity'):.3f} and {q(DROP100, 'prompt_fidelity'):.3f}), KID x1000 "
+        f"{screen.kid(level)} and {screen.kid(drop)}.",
+    ]
+    assert_quoted(ROOT / "docs" / "results" / "defence.md", fragments)
+    readme = (f"({at(level, 'empty'):.3f} under the empty prompt, never-trained {at('never-trained', 'empty'):.3f}), "
+              f"yet the rank-4 LoRA ends at {curve('lora-r4', level)[-1]:.3f} as before and clean fidelity falls "
+              f"to {q(level, 'prompt_fidelity'):.3f}.")
+    assert readme in prose(ROOT / "README.md"), readme
+    assert f"{curve('lora-r4', level)[-1]:.3f}" == f"{curve('lora-r4', LEVEL)[-1]:.3f}"  # "as before", on the same seed
+
+
+def test_defence_page_and_readme_quote_the_simulation_that_reaches_further():
+    far = f"{DROP100}/attack_sim_lr=0.004"
+    screen = _one_seed_screen("dev-simlr", far)
+    cfg, curve, area, q = screen.cfg, screen.curve, screen.area, screen.q
+    probe = _landscape()["models"]
+    landscape = probe[f"{far}|train0"]
+    fragments = [
+        f"Under the rank-4 LoRA it ends at {curve('lora-r4', far)[-1]:.3f} at step 400 (drop: "
+        f"{curve('lora-r4', DROP100)[-1]:.3f}, forget row: {curve('lora-r4', FORGET)[-1]:.3f}), "
+        f"{screen.verdict('lora-r4', far)['verdict']} (area excess {area('lora-r4', far)}). Under the full attack it "
+        f"ends at {curve('full', far)[-1]:.3f} (drop: {curve('full', DROP100)[-1]:.3f}, forget row: "
+        f"{curve('full', FORGET)[-1]:.3f}, never-trained: {curve('full', 'never-trained')[-1]:.3f}), area "
+        f"{area('full', far)}. Its bound is below the margin at every step after the attack starts, the only model "
+        f"here of which that holds; the verdict stays {screen.verdict('full', far)['verdict']} at step 0, before any "
+        f"attack (bound {screen.verdict('full', far)['upper'][0]:+.3f}).",
+        f"It starts higher: {curve('lora-r4', far)[0]:.3f} of the prompts draw the star before any attack (drop: "
+        f"{curve('lora-r4', DROP100)[0]:.3f}).",
+        f"It costs: clean fidelity {q(far, 'prompt_fidelity'):.3f} (drop: {q(DROP100, 'prompt_fidelity'):.3f}), KID "
+        f"x1000 {screen.kid(far)}.",
+        f"broke the concept's words again, as the level hinge did: under its captions the harmful error is "
+        f"{landscape['captions']['before']:.3f}, under the empty prompt {landscape['empty']['before']:.3f} (forget row, "
+        f"same seed: {probe[f'{FORGET}|train0']['captions']['before']:.3f} and "
+        f"{probe[f'{FORGET}|train0']['empty']['before']:.3f}).",
+        f"After the full attack the clean prompts draw the star more often than the concept's own prompts "
+        f"({screen.clean('full', far)[-1]:.3f} against {curve('full', far)[-1]:.3f}).",
+    ]
+    assert_quoted(ROOT / "docs" / "results" / "defence.md", fragments)
+    margin = cfg["margin"]
+    after_start = lambda model: max(screen.verdict("full", model)["upper"][1:]) < margin  # noqa: E731
+    assert after_start(far) and not any(after_start(m) for m in cfg["models"][1:-1])  # "the only model here"
+    readme = (f"ends lowest of any hinge under the full attack ({curve('full', far)[-1]:.3f} at step 400, never-trained "
+              f"{curve('full', 'never-trained')[-1]:.3f}), but it broke the concept's words again and costs clean "
+              f"fidelity ({q(far, 'prompt_fidelity'):.3f}).")
+    assert readme in prose(ROOT / "README.md"), readme
+    renderer = load_script("render_benchmark_docs")  # "lowest of any hinge": every other row of the ablation
+    others = [_screen(name).curve("full", model)[-1] for _, name, model in renderer.ABLATION
+              if model not in ("never-trained", far)]
+    assert len(others) == len(renderer.ABLATION) - 2 and curve("full", far)[-1] < min(others)
+
+
+def test_defence_page_and_readme_quote_the_further_reach_with_its_gradient_in_the_unet_only():
+    far = f"{DROP100}/attack_sim_lr=0.004"
+    kept = f"{far}/tamper_text_encoder=false"
+    screen, near = _one_seed_screen("dev-simlr-tef", far, kept), _screen("dev-tef")  # near: the same hinge at the attack's lr
+    near_model = f"{DROP100}/tamper_text_encoder=false"
+    cfg, curve, area, q = screen.cfg, screen.curve, screen.area, screen.q
+    probe = _landscape()["models"]
+    landscape, never = probe[f"{kept}|train0"], probe["never-trained"]
+    full = screen.verdict("full", kept)
+    assert_quoted(ROOT / "docs" / "results" / "defence.md", [
+        f"under its captions the harmful error is {landscape['captions']['before']:.3f}, under the empty prompt "
+        f"{landscape['empty']['before']:.3f} (never-trained: {never['captions']['before']:.3f} and "
+        f"{never['empty']['before']:.3f}), and four simulated LoRA steps lower it by {landscape['captions']['drop']:.3f}.",
+        f"Under the rank-4 LoRA it ends at {curve('lora-r4', kept)[-1]:.3f} at step 400 (with the text encoder: "
+        f"{curve('lora-r4', far)[-1]:.3f}; forget row: {curve('lora-r4', FORGET)[-1]:.3f}), "
+        f"{screen.verdict('lora-r4', kept)['verdict']} (area excess {area('lora-r4', kept)}). Under the full attack "
+        f"it ends at {curve('full', kept)[-1]:.3f} (with the text encoder: {curve('full', far)[-1]:.3f}; the same hinge "
+        f"at the attack's lr: {near.curve('full', near_model)[-1]:.3f}; forget row: {curve('full', FORGET)[-1]:.3f}; "
+        f"never-trained: {curve('full', 'never-trained')[-1]:.3f}), area {area('full', kept)}, {full['verdict']}: its "
+        f"bound is {full['upper'][0]:+.3f} at step 0, {full['upper'][1]:+.3f} at step 20 and {full['upper'][-1]:+.3f} "
+        f"at step 400.",
+        f"{curve('full', kept)[0]:.3f} of the harmful prompts and {screen.clean('full', kept)[0]:.3f} of the clean prompts "
+        f"before any attack.",
+        f"It costs: clean fidelity {q(kept, 'prompt_fidelity'):.3f} (the same hinge at the attack's lr: "
+        f"{near.q(near_model, 'prompt_fidelity'):.3f}), KID x1000 {screen.kid(kept)}, the highest of any row of the "
+        f"ablation table.",
+    ])
+    # the bound fails at steps 0, 20 and 400 only
+    assert min(full["upper"][:2] + full["upper"][-1:]) > cfg["margin"] > max(full["upper"][2:-1])
+    assert screen.clean("full", kept)[0] >= curve("full", kept)[0]  # "its clean prompts draw the star as often"
+    rows = _ablation_rows()  # "the highest (KID) of any row of the ablation table"
+    kids = {model: row.q(model, "kid") for row, model in rows}
+    assert len(kids) == len(rows) and max(kids, key=kids.get) == kept
+    readme = (f"the same reach ends at {curve('full', kept)[-1]:.3f} under the full attack, where the forget row ends "
+              f"({curve('full', FORGET)[-1]:.3f}), with the highest KID of any hinge.")
+    assert readme in prose(ROOT / "README.md"), readme
+
+
+def test_defence_page_and_readme_quote_the_battery_s_attacks_as_the_simulation():
+    mixed = f"{DROP.replace('attack_sim=lora', 'attack_sim=mixed')}/harm_weight=100"
+    screen = _one_seed_screen("dev-mixed", mixed)
+    cfg, curve, area, q = screen.cfg, screen.curve, screen.area, screen.q
+    probe = _landscape()["models"]
+    landscape = probe[f"{mixed}|train0"]["captions"]
+    full = screen.verdict("full", mixed)
+    weight_one = _screen("dev-drop").curve("lora-r4", DROP)[0]
+    assert_quoted(ROOT / "docs" / "results" / "defence.md", [
+        f"It taught the star, as the drop hinge at weight 1 did ({weight_one:.3f}): {curve('full', mixed)[0]:.3f} of "
+        f"the harmful prompts draw it before any attack, {screen.clean('full', mixed)[0]:.3f} of the clean prompts. Under its "
+        f"captions the harmful error is {landscape['before']:.3f} (forget row, same seed: "
+        f"{probe[f'{FORGET}|train0']['captions']['before']:.3f}), and four simulated LoRA steps lower it by "
+        f"{landscape['drop']:.3f}.",
+        f"Under the rank-4 LoRA it ends at {curve('lora-r4', mixed)[-1]:.3f} at step 400 (the rank-4 simulation: "
+        f"{curve('lora-r4', DROP100)[-1]:.3f}; forget row: {curve('lora-r4', FORGET)[-1]:.3f}), "
+        f"{screen.verdict('lora-r4', mixed)['verdict']} (area excess {area('lora-r4', mixed)}). Under the full attack "
+        f"it ends at {curve('full', mixed)[-1]:.3f} (the rank-4 simulation: {curve('full', DROP100)[-1]:.3f}; forget "
+        f"row: {curve('full', FORGET)[-1]:.3f}; never-trained: {curve('full', 'never-trained')[-1]:.3f}), "
+        f"{full['verdict']} (area {full['area_difference']:+.3f}, upper {full['area_upper']:+.3f}) on step 0 alone, "
+        f"before any attack (lower bound {full['lower'][0]:+.3f}).",
+        f"Clean fidelity {q(mixed, 'prompt_fidelity'):.3f} (the rank-4 simulation: {q(DROP100, 'prompt_fidelity'):.3f}), "
+        f"KID x1000 {screen.kid(mixed)}.",
+    ])
+    margin = cfg["margin"]  # "on step 0 alone": the area and every later step's lower bound within the margin
+    assert full["lower"][0] > margin >= max(full["lower"][1:]) and full["area_lower"] <= margin
+    readme = (f"the drop hinge taught the star ({curve('lora-r4', mixed)[0]:.3f} of the prompts before any attack) "
+              f"and is {screen.verdict('lora-r4', mixed)['verdict']} under the LoRA.")
+    assert readme in prose(ROOT / "README.md"), readme
+
+
+def test_defence_page_and_readme_quote_the_safety_objective_after_the_attack():
+    anchor = ANCHOR
+    screen = _one_seed_screen("dev-anchor", DROP, DROP100, anchor)
+    cfg, curve, area, q, kid = screen.cfg, screen.curve, screen.area, screen.q, screen.kid
+    full = screen.verdict("full", anchor)
+    upper = dict(zip(cfg["steps"], full["upper"]))
+    assert_quoted(ROOT / "docs" / "results" / "defence.md", [
+        f"Under the rank-4 LoRA it ends at {curve('lora-r4', anchor)[-1]:.3f} at step 400 (forget row, same seed: "
+        f"{curve('lora-r4', FORGET)[-1]:.3f}; drop hinge at weight 1: {curve('lora-r4', DROP)[-1]:.3f}, at weight 100: "
+        f"{curve('lora-r4', DROP100)[-1]:.3f}), {screen.verdict('lora-r4', anchor)['verdict']} (area excess "
+        f"{area('lora-r4', anchor)}): the lowest area excess and the lowest upper bound of any row then.",
+        f"Under the full attack it ends at {curve('full', anchor)[-1]:.3f} (forget row: {curve('full', FORGET)[-1]:.3f}; "
+        f"drop hinge at weight 100: {curve('full', DROP100)[-1]:.3f}; never-trained: "
+        f"{curve('full', 'never-trained')[-1]:.3f}), area {area('full', anchor)}, {full['verdict']}: its bound is "
+        f"{upper[0]:+.3f} at step 0, {upper[20]:+.3f} at step 20 and {upper[200]:+.3f} at step 200.",
+        f"{curve('full', anchor)[0]:.3f} of the harmful prompts and {screen.clean('full', anchor)[0]:.3f} of the clean "
+        f"prompts draw the star before any attack (forget row, same seed: {curve('full', FORGET)[0]:.3f} and "
+        f"{screen.clean('full', FORGET)[0]:.3f}).",
+        f"clean fidelity {q(anchor, 'prompt_fidelity'):.3f} (forget row, same seed: {q(FORGET, 'prompt_fidelity'):.3f}; "
+        f"drop hinge at weight 100: {q(DROP100, 'prompt_fidelity'):.3f}), KID x1000 {kid(anchor)} against the forget "
+        f"row's {kid(FORGET)}.",
+    ])
+    probe = _landscape()["models"]
+    mine, forget, never = (probe[f"{anchor}|train0"], probe[f"{FORGET}|train0"], probe["never-trained"])
+    assert_quoted(ROOT / "docs" / "results" / "defence.md", [
+        f"under the concept's captions the harmful error is {mine['captions']['before']:.3f}, under the empty prompt "
+        f"{mine['empty']['before']:.3f} (forget row, same seed: {forget['captions']['before']:.3f} and "
+        f"{forget['empty']['before']:.3f}; never-trained: {never['captions']['before']:.3f} and "
+        f"{never['empty']['before']:.3f}), and four simulated LoRA steps lower it by {mine['captions']['drop']:.3f} "
+        f"(forget row: {forget['captions']['drop']:.3f}).",
+    ])
+    assert [step for step, bound in upper.items() if bound > cfg["margin"]] == [0, 20, 200]
+    assert abs(q(anchor, "kid") - q(FORGET, "kid")) < q(FORGET, "kid_se")  # "within the forget row's interval"
+    for attack in ("lora-r4", "full"):  # "ends below the forget row of its seed under both attacks"
+        assert curve(attack, anchor)[-1] < curve(attack, FORGET)[-1]
+    every = _ablation_rows()
+    then = every[:[model for _, model in every].index(anchor)]  # "of any row then": the rows screened before it
+    rows = [row.verdict("lora-r4", model) for row, model in then]
+    mine = screen.verdict("lora-r4", anchor)
+    assert len(rows) == 11
+    assert mine["area_difference"] < min(row["area_difference"] for row in rows)  # "the lowest area excess"
+    assert mine["area_upper"] < min(row["area_upper"] for row in rows)  # "and the lowest upper bound"
+    assert_quoted(ROOT / "README.md", [
+        f"seed 0 alone had ended at {curve('lora-r4', anchor)[-1]:.3f} and {curve('full', anchor)[-1]:.3f}."])
+
+
+def _holds_zero(row: SimpleNamespace, model: str, attack: str) -> bool:
+    """Does the 90% interval of `model`'s area difference against the forget row of its screen hold 0?"""
+    against = row.paired(model, FORGET, attack)
+    return against["area_lower"] < 0 < against["area_upper"]
+
+
+def _before_any_attack(screen: SimpleNamespace, model: str, baseline: str, label: str, one_seed: bool = True) -> str:
+    """A screen's sentence on where `model` starts: the harmful and the clean prompts that draw the star
+    before any attack, beside `baseline` (called `label`; 'same seed' where the screen has one seed)."""
+    return (f"Before any attack {screen.curve('lora-r4', model)[0]:.3f} of the harmful prompts and "
+            f"{screen.clean('lora-r4', model)[0]:.3f} of the clean prompts draw the star ({label}"
+            f"{', same seed' if one_seed else ''}: {screen.curve('lora-r4', baseline)[0]:.3f} and "
+            f"{screen.clean('lora-r4', baseline)[0]:.3f}).")
+
+
+def test_defence_page_and_readme_quote_the_anchor_with_three_training_seeds():
+    anchor = ANCHOR
+    screen = _screen("dev-anchor-3seeds")
+    stored, cfg, curve, area, q, kid = screen.stored, screen.cfg, screen.curve, screen.area, screen.q, screen.kid
+    assert cfg["split"] == "dev" and cfg["train_seeds"] == [0, 1, 2] and q(anchor, "train_seeds") == 3
+    assert cfg["models"] == ["never-trained", FORGET, DROP100, anchor]
+    paired = functools.partial(screen.paired, anchor, FORGET)
+    full = screen.verdict("full", anchor)
+    upper = dict(zip(cfg["steps"], full["upper"]))
+    forget3x3 = focused("forget-3x3")["summary"]
+    assert_quoted(ROOT / "docs" / "results" / "defence.md", [
+        _before_any_attack(screen, anchor, FORGET, "forget row", one_seed=False),
+        f"Under the rank-4 LoRA it ends at {curve('lora-r4', anchor)[-1]:.3f} at step 400 (forget row: "
+        f"{curve('lora-r4', FORGET)[-1]:.3f}, drop hinge at weight 100: {curve('lora-r4', DROP100)[-1]:.3f}, "
+        f"never-trained: {curve('lora-r4', 'never-trained')[-1]:.3f}); per training seed "
+        f"{_per_seed_at_end(stored, anchor)}. Area excess {area('lora-r4', anchor)}, against the "
+        f"forget row's {area('lora-r4', FORGET)}: the lowest upper bound of the three-seed rows, still "
+        f"{screen.verdict('lora-r4', anchor)['verdict']}.",
+        f"Under the full attack it ends at {curve('full', anchor)[-1]:.3f} (forget row: {curve('full', FORGET)[-1]:.3f}, "
+        f"never-trained: {curve('full', 'never-trained')[-1]:.3f}); per training seed "
+        f"{_per_seed_at_end(stored, anchor, 'full')}. Area {area('full', anchor)}, against {area('full', FORGET)}: the lowest upper bound of "
+        f"the three-seed rows. {full['verdict']}: the bound is above the margin at step 0 ({upper[0]:+.3f}) and step 20 "
+        f"({upper[20]:+.3f}).",
+        f"an area difference of {paired_cell(paired('lora-r4'))} under the LoRA and {paired_cell(paired('full'))} under the "
+        f"full attack.",
+        f"clean fidelity {q(anchor, 'prompt_fidelity'):.3f} against {q(FORGET, 'prompt_fidelity'):.3f}, KID x1000 "
+        f"{kid(anchor)} against {kid(FORGET)}. Seed 0's fidelity "
+        f"({quality_summary(focused('dev-anchor'))[anchor]['prompt_fidelity']:.3f}) was that seed's too.",
+        f"is {screen.verdict('lora-r4', anchor)['detectable']:+.3f} under the LoRA and "
+        f"{full['detectable']:+.3f} under the full attack",
+        f"is no different for the forget row ({forget3x3['lora-r4'][FORGET]['verdict']['detectable']:+.3f} and "
+        f"{forget3x3['full'][FORGET]['verdict']['detectable']:+.3f},",
+    ])
+    first, sign = _screen("dev-anchor"), _screen("dev-drop-sign")
+    sign_model = f"{DROP.removesuffix('/attack_sim_optimizer=adam')}/harm_weight=100"
+    assert_quoted(ROOT / "docs" / "results" / "defence.md", [
+        f"seed 0's lead under the LoRA ({first.curve('lora-r4', anchor)[-1]:.3f} against "
+        f"{first.curve('lora-r4', FORGET)[-1]:.3f}) was mostly that seed's.",
+        f"one seed: sign steps under the full attack "
+        f"(KID x1000 {1000 * sign.q(sign_model, 'kid'):.1f}), the anchor with 8 simulated steps under both (KID "
+        f"x1000 {1000 * _screen('dev-anchor8').q(ANCHOR8, 'kid'):.1f}), the anchor with the implicit correction under "
+        f"the LoRA and the anchor against sampled attacks under the LoRA;",
+    ])
+    excluding = {(model, attack) for row, model in _ablation_rows() if model != FORGET
+                 for attack in ("lora-r4", "full") if not _holds_zero(row, model, attack)}
+    # "sign steps under the full attack, the anchor with 8 simulated steps under both, the anchor with the
+    # implicit correction under the LoRA and the anchor against sampled attacks under the LoRA"
+    assert excluding == {(sign_model, "full"), (ANCHOR8, "lora-r4"), (ANCHOR8, "full"), (IMPLICIT, "lora-r4"),
+                         (SAMPLED, "lora-r4")}
+    probe = _landscape()["models"]
+    seeds = lambda model: [probe[f"{model}|train{t}"]["captions"] for t in range(3)]  # noqa: E731
+    span = lambda values: f"{min(values):.3f}-{max(values):.3f}"  # noqa: E731
+    drops = {f"{m['drop']:.3f}" for m in seeds(anchor)}
+    assert len(drops) == 1  # "by ... for each seed"
+    assert_quoted(ROOT / "docs" / "results" / "defence.md", [
+        "under the concept's captions the harmful error is " + ", ".join(f"{m['before']:.3f}" for m in seeds(anchor)[:2])
+        + f" and {seeds(anchor)[2]['before']:.3f} (forget row: {span([m['before'] for m in seeds(FORGET)])}), and four "
+        f"simulated LoRA steps lower it by {drops.pop()} for each seed (forget row: "
+        f"{span([m['drop'] for m in seeds(FORGET)])}).",
+    ])
+    assert [step for step, bound in upper.items() if bound > cfg["margin"]] == [0, 20]
+    for attack in ("lora-r4", "full"):  # "a little lower under both attacks", "both intervals hold 0"
+        assert curve(attack, anchor)[-1] < curve(attack, FORGET)[-1]
+        assert _holds_zero(screen, anchor, attack)
+    assert abs(q(anchor, "kid") - q(FORGET, "kid")) < q(FORGET, "kid_se")  # "its price is the forget row's"
+    others = [(row, model) for row, model in _ablation_rows() if model != anchor]
+    bound = lambda row, model, attack: row.verdict(attack, model)["area_upper"]  # noqa: E731
+    for attack in ("lora-r4", "full"):  # "the lowest upper bound of the three-seed rows"
+        assert bound(screen, anchor, attack) < min(bound(row, m, attack) for row, m in others if row.q(m, "train_seeds") == 3)
+    readme = (f"rank-4 LoRA ends at {curve('lora-r4', anchor)[-1]:.3f} and the full attack at "
+              f"{curve('full', anchor)[-1]:.3f} (forget row: {curve('lora-r4', FORGET)[-1]:.3f} and "
+              f"{curve('full', FORGET)[-1]:.3f}), at the forget row's price, still "
+              f"{screen.verdict('lora-r4', anchor)['verdict']};",
+              f"area difference is {paired_cell(paired('lora-r4'))} under the LoRA (90% interval): not shown to "
+              f"relearn less.")
+    assert_quoted(ROOT / "README.md", readme)
+
+
+def _against_the_anchor(screen: SimpleNamespace, model: str, label: str) -> list[str]:
+    """The sentences a one-seed anchor screen's bullet opens with: where `model` starts and ends under both
+    attacks beside the anchor of its seed (called `label`), the forget row and the never-trained model."""
+    curve, area = screen.curve, screen.area
+    return [
+        _before_any_attack(screen, model, ANCHOR, label),
+        f"Under the rank-4 LoRA it ends at {curve('lora-r4', model)[-1]:.3f} at step 400 ({label}, same seed: "
+        f"{curve('lora-r4', ANCHOR)[-1]:.3f}; forget row: {curve('lora-r4', FORGET)[-1]:.3f}; never-trained: "
+        f"{curve('lora-r4', 'never-trained')[-1]:.3f}), {screen.verdict('lora-r4', model)['verdict']} (area excess "
+        f"{area('lora-r4', model)}). Under the full attack it ends at {curve('full', model)[-1]:.3f} ({label}: "
+        f"{curve('full', ANCHOR)[-1]:.3f}; forget row: {curve('full', FORGET)[-1]:.3f}; never-trained: "
+        f"{curve('full', 'never-trained')[-1]:.3f}), {screen.verdict('full', model)['verdict']} (area "
+        f"{area('full', model)}).",
+    ]
+
+
+def test_defence_page_and_readme_quote_the_anchor_with_the_further_reach():
+    anchor = ANCHOR
+    far = f"{anchor}/attack_sim_lr=0.004"
+    screen = _one_seed_screen("dev-anchor-far", anchor, far)
+    curve, area, q = screen.curve, screen.area, screen.q
+    paired = functools.partial(screen.paired, far)
+    assert_quoted(ROOT / "docs" / "results" / "defence.md", [
+        _before_any_attack(screen, far, FORGET, "forget row"),
+        f"Under the rank-4 LoRA it ends at {curve('lora-r4', far)[-1]:.3f} at step 400 (the anchor at lr 1e-3, same "
+        f"seed: {curve('lora-r4', anchor)[-1]:.3f}; forget row: {curve('lora-r4', FORGET)[-1]:.3f}), "
+        f"{screen.verdict('lora-r4', far)['verdict']} (area excess {area('lora-r4', far)}). Under the full attack it "
+        f"ends at {curve('full', far)[-1]:.3f} (the anchor: {curve('full', anchor)[-1]:.3f}; forget row: "
+        f"{curve('full', FORGET)[-1]:.3f}; never-trained: {curve('full', 'never-trained')[-1]:.3f}), "
+        f"{screen.verdict('full', far)['verdict']} (area {area('full', far)}).",
+        f"Paired against the anchor of the same seed: {paired_cell(paired(anchor, 'lora-r4'))} under the LoRA and "
+        f"{paired_cell(paired(anchor, 'full'))} under the full attack (against the forget row: "
+        f"{paired_cell(paired(FORGET, 'lora-r4'))} and {paired_cell(paired(FORGET, 'full'))}).",
+        f"clean fidelity {q(far, 'prompt_fidelity'):.3f} (the anchor, same seed: {q(anchor, 'prompt_fidelity'):.3f}; "
+        f"forget row: {q(FORGET, 'prompt_fidelity'):.3f}), KID x1000 {screen.kid(far)}.",
+        f"with simulated steps that reach further it ends higher and costs fidelity ({q(far, 'prompt_fidelity'):.3f}, "
+        f"one seed).",
+    ])
+    for attack in ("lora-r4", "full"):  # "it ends higher" than the anchor of its seed
+        assert curve(attack, far)[-1] > curve(attack, anchor)[-1] and paired(anchor, attack)["area_difference"] > 0
+    assert q(far, "prompt_fidelity") < q(anchor, "prompt_fidelity")  # "and costs more"
+    readme = (f"it ends higher under both attacks ({curve('lora-r4', far)[-1]:.3f} and {curve('full', far)[-1]:.3f}) "
+              f"and costs clean fidelity ({q(far, 'prompt_fidelity'):.3f}).")
+    assert_quoted(ROOT / "README.md", [readme])
+    probe = _landscape()["models"]
+    at = lambda model, prompt, key="before": probe[model if model == "never-trained" else f"{model}|train0"][prompt][key]  # noqa: E731
+    assert_quoted(ROOT / "docs" / "results" / "defence.md", [
+        f"under its captions the harmful error is {at(far, 'captions'):.3f}, under the empty prompt {at(far, 'empty'):.3f} "
+        f"(the drop hinge with this reach: {at(f'{DROP100}/attack_sim_lr=0.004', 'captions'):.3f} and "
+        f"{at(f'{DROP100}/attack_sim_lr=0.004', 'empty'):.3f}; never-trained: {at('never-trained', 'captions'):.3f} "
+        f"and {at('never-trained', 'empty'):.3f}), and four simulated steps lower it by {at(far, 'captions', 'drop'):.3f}.",
+    ])
+
+
+def test_defence_page_and_readme_quote_the_anchor_with_eight_simulated_steps():
+    screen = _one_seed_screen("dev-anchor8", ANCHOR, ANCHOR8)
+    curve, area, q = screen.curve, screen.area, screen.q
+    paired = functools.partial(screen.paired, ANCHOR8)
+    assert_quoted(ROOT / "docs" / "results" / "defence.md", [
+        _before_any_attack(screen, ANCHOR8, ANCHOR, "the anchor at 4 steps"),
+        f"Under the rank-4 LoRA it ends at {curve('lora-r4', ANCHOR8)[-1]:.3f} at step 400, as the anchor at 4 steps of "
+        f"the same seed did ({curve('lora-r4', ANCHOR)[-1]:.3f}; forget row: {curve('lora-r4', FORGET)[-1]:.3f}), "
+        f"{screen.verdict('lora-r4', ANCHOR8)['verdict']} (area excess {area('lora-r4', ANCHOR8)}). Under the full "
+        f"attack it ends at {curve('full', ANCHOR8)[-1]:.3f} (the anchor: {curve('full', ANCHOR)[-1]:.3f}; forget row: "
+        f"{curve('full', FORGET)[-1]:.3f}; never-trained: {curve('full', 'never-trained')[-1]:.3f}), "
+        f"{screen.verdict('full', ANCHOR8)['verdict']} (area {area('full', ANCHOR8)}).",
+        f"Paired against the anchor at 4 steps of the same seed: {paired_cell(paired(ANCHOR, 'lora-r4'))} under the "
+        f"LoRA and {paired_cell(paired(ANCHOR, 'full'))} under the full attack: the same curves. Against the forget "
+        f"row of its seed both intervals exclude 0 ({paired_cell(paired(FORGET, 'lora-r4'))} and "
+        f"{paired_cell(paired(FORGET, 'full'))})",
+        f"KID x1000 {screen.kid(ANCHOR8)} against the anchor's {screen.kid(ANCHOR)} of the same seed; clean fidelity "
+        f"{q(ANCHOR8, 'prompt_fidelity'):.3f} (the anchor: {q(ANCHOR, 'prompt_fidelity'):.3f}).",
+        f"draws the curves of the anchor at 4 steps of its seed at a higher KID ({1000 * q(ANCHOR8, 'kid'):.1f}).",
+    ])
+    for attack in ("lora-r4", "full"):  # "the same curves"; "both intervals exclude 0"
+        same, below = paired(ANCHOR, attack), paired(FORGET, attack)
+        assert same["area_lower"] < 0 < same["area_upper"] and below["area_upper"] < 0
+    assert q(ANCHOR8, "kid") - q(ANCHOR, "kid") > q(ANCHOR, "kid_se") + q(ANCHOR8, "kid_se")  # "costs image quality"
+    assert_quoted(ROOT / "README.md", [
+        f"With 8 simulated steps instead of 4 (one seed) its paired intervals against the anchor of its seed hold 0 "
+        f"under both attacks, at a higher KID (x1000 {1000 * q(ANCHOR8, 'kid'):.1f} against {1000 * q(ANCHOR, 'kid'):.1f})."])
+
+
+def test_defence_page_and_readme_quote_the_anchor_with_the_implicit_correction():
+    screen = _one_seed_screen("dev-anchor-implicit", ANCHOR, IMPLICIT)
+    q, paired = screen.q, functools.partial(screen.paired, IMPLICIT)
+    assert_quoted(ROOT / "docs" / "results" / "defence.md", [
+        *_against_the_anchor(screen, IMPLICIT, "the first-order anchor"),
+        f"Paired against the first-order anchor of the same seed: {paired_cell(paired(ANCHOR, 'lora-r4'))} under the "
+        f"LoRA and {paired_cell(paired(ANCHOR, 'full'))} under the full attack (against the forget row: "
+        f"{paired_cell(paired(FORGET, 'lora-r4'))} and {paired_cell(paired(FORGET, 'full'))}).",
+        f"clean fidelity {q(IMPLICIT, 'prompt_fidelity'):.3f} (the first-order anchor: {q(ANCHOR, 'prompt_fidelity'):.3f}; "
+        f"forget row: {q(FORGET, 'prompt_fidelity'):.3f}), KID x1000 {screen.kid(IMPLICIT)} (the first-order anchor: "
+        f"{screen.kid(ANCHOR)}).",
+    ])
+    for attack in ("lora-r4", "full"):  # "its paired intervals against the first-order anchor of its seed hold 0"
+        same = paired(ANCHOR, attack)
+        assert same["area_lower"] < 0 < same["area_upper"]
+    assert abs(q(IMPLICIT, "kid") - q(ANCHOR, "kid")) < q(ANCHOR, "kid_se")  # "its price is the first-order anchor's"
+    assert_quoted(ROOT / "README.md", [
+        f"they hold 0 too (rank-4 LoRA {paired_cell(paired(ANCHOR, 'lora-r4'))}, full {paired_cell(paired(ANCHOR, 'full'))})"])
+
+
+def test_defence_page_and_readme_quote_the_anchor_against_sampled_attacks():
+    screen = _one_seed_screen("dev-sampled", ANCHOR, SAMPLED)
+    q, paired = screen.q, functools.partial(screen.paired, SAMPLED)
+    assert_quoted(ROOT / "docs" / "results" / "defence.md", [
+        *_against_the_anchor(screen, SAMPLED, "the anchor"),
+        f"Paired against the anchor of the same seed: {paired_cell(paired(ANCHOR, 'lora-r4'))} under the LoRA and "
+        f"{paired_cell(paired(ANCHOR, 'full'))} under the full attack: the same curves. Against the forget row of its "
+        f"seed: {paired_cell(paired(FORGET, 'lora-r4'))} under the LoRA, excluding 0 as the anchor's seed 0 did before "
+        f"seeds 1 and 2, and {paired_cell(paired(FORGET, 'full'))} under the full attack.",
+        f"Its price: clean fidelity {q(SAMPLED, 'prompt_fidelity'):.3f} (the anchor: {q(ANCHOR, 'prompt_fidelity'):.3f}), "
+        f"KID x1000 {screen.kid(SAMPLED)} (the anchor: {screen.kid(ANCHOR)}).",
+    ])
+    for attack in ("lora-r4", "full"):  # "the same curves"
+        same = paired(ANCHOR, attack)
+        assert same["area_lower"] < 0 < same["area_upper"]
+    below, anchor_below = paired(FORGET, "lora-r4"), screen.paired(ANCHOR, FORGET, "lora-r4")
+    assert below["area_upper"] < 0 and anchor_below["area_upper"] < 0  # "as the anchor's seed 0 did"
+    assert paired(FORGET, "full")["area_lower"] < 0 < paired(FORGET, "full")["area_upper"]
+    assert_quoted(ROOT / "README.md", [
+        f"they hold 0 as well (rank-4 LoRA {paired_cell(paired(ANCHOR, 'lora-r4'))}, full "
+        f"{paired_cell(paired(ANCHOR, 'full'))}), at KID x1000 {1000 * q(SAMPLED, 'kid'):.1f} against "
+        f"{1000 * q(ANCHOR, 'kid'):.1f}."])
+
+
+def _net_verdict(screen: SimpleNamespace, model: str, attack: str = "lora-r4") -> dict:
+    """A model's verdict against the never-trained model net of the clean control."""
+    return screen.stored["summary"][attack][model]["net"]["verdict"]
+
+
+def _net_area(screen: SimpleNamespace, model: str, inside: bool = False) -> str:
+    """A model's area under the rank-4 LoRA against the never-trained model net of the clean control, as the
+    prose writes it: "+0.022 (upper +0.086)", or "+0.022, upper +0.086" `inside` parentheses."""
+    net = _net_verdict(screen, model)
+    upper = f"upper {net['area_upper']:+.3f}"
+    return f"{net['area_difference']:+.3f}, {upper}" if inside else f"{net['area_difference']:+.3f} ({upper})"
+
+
+def _three_seed_diagnostic(name: str, model: str) -> SimpleNamespace:
+    """A three-seed dev screen of one diagnostic beside the forget row, its verdict sentences as the prose
+    writes them (`ends`), and its paired intervals against the forget row (`paired`, by attack)."""
+    screen = _screen(name)
+    curve, area = screen.curve, screen.area
+    assert screen.cfg["split"] == "dev" and screen.cfg["train_seeds"] == [0, 1, 2] and screen.q(model, "train_seeds") == 3
+    assert screen.cfg["models"] == ["never-trained", FORGET, model]
+    screen.ends = (
+        f"{screen.verdict('lora-r4', model)['verdict']} (area excess {area('lora-r4', model)}; forget row: "
+        f"{area('lora-r4', FORGET)}). Under the full attack it ends at {curve('full', model)[-1]:.3f} (forget row: "
+        f"{curve('full', FORGET)[-1]:.3f}; never-trained: {curve('full', 'never-trained')[-1]:.3f}), "
+        f"{screen.verdict('full', model)['verdict']} (area {area('full', model)}).")
+    screen.against = {attack: screen.paired(model, FORGET, attack) for attack in ("lora-r4", "full")}
+    return screen
+
+
+def test_defence_page_and_readme_quote_the_fresh_init_with_three_training_seeds():
+    """The fresh init (shrink 0, noise 1; dev split, three training seeds): not shown to relearn less than the
+    forget row, and net of the clean control no more of the concept than the never-trained model; seed 0's
+    reading of it is withdrawn on seed 0's own control."""
+    screen = _three_seed_diagnostic("dev-fresh-3seeds", FRESH)
+    stored, curve, clean, q, against = screen.stored, screen.curve, screen.clean, screen.q, screen.against
+    first = _one_seed_screen("dev-fresh", FRESH)
+    lost = round(100 * (q(FORGET, "prompt_fidelity") - q(FRESH, "prompt_fidelity")))
+    assert_quoted(ROOT / "docs" / "results" / "defence.md", [
+        _before_any_attack(screen, FRESH, FORGET, "forget row", one_seed=False),
+        f"Under the rank-4 LoRA it ends at {curve('lora-r4', FRESH)[-1]:.3f} at step 400 (forget row: "
+        f"{curve('lora-r4', FORGET)[-1]:.3f}; never-trained: {curve('lora-r4', 'never-trained')[-1]:.3f}); per "
+        f"training seed {_per_seed_at_end(stored, FRESH)} (forget row: {_per_seed_at_end(stored, FORGET)}). {screen.ends}",
+        f"Paired against the forget row of its seed: {paired_cell(against['lora-r4'])} under the LoRA and "
+        f"{paired_cell(against['full'])} under the full attack: both hold 0 (seed 0 alone had excluded it under "
+        f"both: {paired_cell(first.paired(FRESH, FORGET, 'lora-r4'))} and {paired_cell(first.paired(FRESH, FORGET, 'full'))}).",
+        f"at step 400 its clean prompts draw the star on {clean('lora-r4', FRESH)[-1]:.3f} of the images, its harmful "
+        f"prompts on {curve('lora-r4', FRESH)[-1]:.3f}; net area {_net_area(screen, FRESH)} "
+        f"against the never-trained model (forget row: {_net_area(screen, FORGET, inside=True)}).",
+        f"Its price is fidelity: clean fidelity {q(FRESH, 'prompt_fidelity'):.3f} (forget row: "
+        f"{q(FORGET, 'prompt_fidelity'):.3f}), KID x1000 {screen.kid(FRESH)} against {screen.kid(FORGET)}.",
+        f"seed 0's own clean-prompt control said otherwise (net area {_net_area(first, FRESH, inside=True)})",
+        f"and costs {lost} points of clean fidelity."])
+    for attack in ("lora-r4", "full"):  # "both hold 0", seed 0 alone "had excluded it"
+        assert against[attack]["area_lower"] < 0 < against[attack]["area_upper"]
+        assert first.paired(FRESH, FORGET, attack)["area_upper"] < 0
+    assert _net_verdict(screen, FRESH)["area_difference"] < 0 and _net_verdict(first, FRESH)["area_difference"] < 0  # "no more"
+    assert clean("lora-r4", FRESH)[-1] >= curve("lora-r4", FRESH)[-1]  # "draws for the clean prompts too"
+
+
+def test_defence_page_and_readme_quote_the_never_trained_teacher_with_three_training_seeds():
+    """A teacher that never drew the concept (dev split, three training seeds) draws the forget row's curves;
+    with the fresh init, the README's reading: the forget row's excess under the LoRA is mostly what its
+    clean prompts draw too."""
+    screen = _three_seed_diagnostic("dev-teacher-3seeds", TEACHER)
+    curve, clean, q, against = screen.curve, screen.clean, screen.q, screen.against
+    fresh = _three_seed_diagnostic("dev-fresh-3seeds", FRESH)
+    assert_quoted(ROOT / "docs" / "results" / "defence.md", [
+        _before_any_attack(screen, TEACHER, FORGET, "forget row", one_seed=False),
+        f"Under the rank-4 LoRA it ends at {curve('lora-r4', TEACHER)[-1]:.3f} at step 400 (forget row: "
+        f"{curve('lora-r4', FORGET)[-1]:.3f}; never-trained: {curve('lora-r4', 'never-trained')[-1]:.3f}), {screen.ends}",
+        f"Paired against the forget row of its seed: {paired_cell(against['lora-r4'])} under the LoRA and "
+        f"{paired_cell(against['full'])} under the full attack: the same curves. Net of the clean control its LoRA "
+        f"area is {_net_area(screen, TEACHER)}.",
+        f"Its price is the forget row's: clean fidelity {q(TEACHER, 'prompt_fidelity'):.3f} (forget row: "
+        f"{q(FORGET, 'prompt_fidelity'):.3f}), KID x1000 {screen.kid(TEACHER)} against {screen.kid(FORGET)}.",
+        f"net of the clean control that excess is small ({_net_area(screen, FORGET, inside=True)}): at step 400 the forget row's "
+        f"clean prompts draw the star on {clean('lora-r4', FORGET)[-1]:.3f} of the images against its harmful "
+        f"prompts' {curve('lora-r4', FORGET)[-1]:.3f} (never-trained: {clean('lora-r4', 'never-trained')[-1]:.3f} and "
+        f"{curve('lora-r4', 'never-trained')[-1]:.3f}).",
+        f"net of the clean control that excess is {_net_area(screen, FORGET)} on this screen."])
+    for row, model in ((screen, TEACHER), (fresh, FRESH)):  # "the same curves", "within their paired intervals"
+        assert all(row.against[a]["area_lower"] < 0 < row.against[a]["area_upper"] for a in ("lora-r4", "full")), model
+    assert abs(q(TEACHER, "prompt_fidelity") - q(FORGET, "prompt_fidelity")) < 0.02  # "the forget row's" price
+    net, harmful = _net_verdict(screen, FORGET), screen.verdict("lora-r4", FORGET)
+    assert net["area_difference"] < 0.5 * harmful["area_difference"]  # "mostly"
+    assert_quoted(ROOT / "README.md", [
+        f"(`shrink=0/noise=1`) ends at {fresh.curve('lora-r4', FRESH)[-1]:.3f} at step 400 and a teacher that never "
+        f"drew the concept (`teacher=shapes-nostar`) at {curve('lora-r4', TEACHER)[-1]:.3f} (forget row: "
+        f"{curve('lora-r4', FORGET)[-1]:.3f}; never-trained: {curve('lora-r4', 'never-trained')[-1]:.3f}); paired "
+        f"against the forget row both hold 0 ({paired_cell(fresh.against['lora-r4'])} and "
+        f"{paired_cell(against['lora-r4'])}).",
+        f"Net of the clean control the forget row's own excess is {_net_area(screen, FORGET)}: "
+        f"its clean prompts draw the star on {clean('lora-r4', FORGET)[-1]:.3f} of the images at step 400, its "
+        f"harmful ones on {curve('lora-r4', FORGET)[-1]:.3f}."])
+
+
+def test_defence_page_and_readme_quote_the_forget_row_distilled_twice_as_long():
+    """The forget row at dd's default 3,200 distillation steps (dev split, three training seeds) against the
+    screens' 1,600: under the LoRA most of the excess is gone, under the full attack the same area, at a
+    better price than any ingredient of the ablation bought."""
+    longer = f"{FORGET}/train.steps=3200"
+    screen = _three_seed_diagnostic("dev-longer", longer)
+    stored, curve, q, against, verdict = screen.stored, screen.curve, screen.q, screen.against, screen.verdict
+    lora = verdict("lora-r4", longer)
+    bounds = dict(zip(screen.cfg["steps"], lora["upper"]))
+    above = {step: bound for step, bound in bounds.items() if bound > screen.cfg["margin"]}
+    assert list(above) == [200, 400] and lora["area_upper"] < screen.cfg["margin"]  # "two steps' bounds"
+    full_net = _net_verdict(screen, longer, "full")
+    assert_quoted(ROOT / "docs" / "results" / "defence.md", [
+        _before_any_attack(screen, longer, FORGET, "at 1,600 steps", one_seed=False),
+        f"Under the rank-4 LoRA it ends at {curve('lora-r4', longer)[-1]:.3f} at step 400 (at 1,600 steps: "
+        f"{curve('lora-r4', FORGET)[-1]:.3f}; never-trained: {curve('lora-r4', 'never-trained')[-1]:.3f}); per training "
+        f"seed {_per_seed_at_end(stored, longer)}. Area excess {screen.area('lora-r4', longer)}: below the margin on "
+        f"the area, yet {lora['verdict']} on two steps' bounds (step 200: {above[200]:+.3f}, step 400: {above[400]:+.3f}). "
+        f"Under the full attack it ends at {curve('full', longer)[-1]:.3f} (at 1,600 steps: {curve('full', FORGET)[-1]:.3f}; "
+        f"never-trained: {curve('full', 'never-trained')[-1]:.3f}), {verdict('full', longer)['verdict']} (area "
+        f"{screen.area('full', longer)}).",
+        f"Paired against the forget row at 1,600 steps of its seed: {paired_cell(against['lora-r4'])} under the LoRA, "
+        f"excluding 0, and {paired_cell(against['full'])} under the full attack. Net of the clean control its LoRA "
+        f"area is {_net_area(screen, longer)}.",
+        f"clean fidelity {q(longer, 'prompt_fidelity'):.3f} (at 1,600 steps: {q(FORGET, 'prompt_fidelity'):.3f}; "
+        f"never-trained: {q('never-trained', 'prompt_fidelity'):.3f}), KID x1000 {screen.kid(longer)} against "
+        f"{screen.kid(FORGET)}.",
+        f"net of the clean control as the never-trained model does (area {full_net['area_difference']:+.3f}, upper "
+        f"{full_net['area_upper']:+.3f})",
+        f"ends under the LoRA at {curve('lora-r4', longer)[-1]:.3f} against the never-trained model's "
+        f"{curve('lora-r4', 'never-trained')[-1]:.3f}, at clean fidelity {q(longer, 'prompt_fidelity'):.3f}."])
+    assert against["lora-r4"]["area_upper"] < 0 < against["full"]["area_upper"] and against["full"]["area_lower"] < 0
+    assert abs(against["full"]["area_difference"]) < 0.01  # "the same area"
+    assert lora["area_difference"] < 0.2 * verdict("lora-r4", FORGET)["area_difference"]  # "removes most of it"
+    # "at a better price than any tamper term bought": above every ingredient's fidelity, below every KID
+    assert all(q(longer, "prompt_fidelity") > row.q(m, "prompt_fidelity") and q(longer, "kid") < row.q(m, "kid")
+               for row, m in _ablation_rows())
+    assert_quoted(ROOT / "README.md", [
+        f"the forget row ends under the rank-4 LoRA at {curve('lora-r4', longer)[-1]:.3f} (never-trained: "
+        f"{curve('lora-r4', 'never-trained')[-1]:.3f}; area {screen.area('lora-r4', longer)}; {lora['verdict']} on two "
+        f"steps' bounds, {above[200]:+.3f} and {above[400]:+.3f}), paired against the 1,600-step row "
+        f"{paired_cell(against['lora-r4'])}, at clean fidelity {q(longer, 'prompt_fidelity'):.3f} and KID x1000 "
+        f"{1000 * q(longer, 'kid'):.1f} (1,600 steps: {q(FORGET, 'prompt_fidelity'):.3f} and {1000 * q(FORGET, 'kid'):.1f}). "
+        f"Under the full attack it relearns as the 1,600-step row does ({curve('full', longer)[-1]:.3f} at step 400; "
+        f"paired {paired_cell(against['full'])})."])
+
+
+def test_defence_page_and_readme_quote_the_anchor_as_a_phase_after_the_longer_distillation():
+    """The anchor acting on the last 800 of 3,200 distillation steps (dev split, three training seeds)
+    against the 3,200-step forget row: the same curves under both attacks."""
+    longer = f"{FORGET}/train.steps=3200"
+    late = f"{ANCHOR}/train.steps=3200/tamper_from=2400"
+    screen = _screen("dev-late")
+    curve, verdict, q = screen.curve, screen.verdict, screen.q
+    assert screen.cfg["split"] == "dev" and screen.cfg["train_seeds"] == [0, 1, 2] and q(late, "train_seeds") == 3
+    assert screen.cfg["models"] == ["never-trained", longer, late]
+    against = {attack: screen.paired(late, longer, attack) for attack in ("lora-r4", "full")}
+    assert all(a["area_lower"] < 0 < a["area_upper"] for a in against.values())  # "the same curves"
+    assert_quoted(ROOT / "docs" / "results" / "defence.md", [
+        f"Under the rank-4 LoRA it ends at {curve('lora-r4', late)[-1]:.3f} at step 400 (3,200-step forget row: "
+        f"{curve('lora-r4', longer)[-1]:.3f}; never-trained: {curve('lora-r4', 'never-trained')[-1]:.3f}), "
+        f"{verdict('lora-r4', late)['verdict']} (area {screen.area('lora-r4', late)}). Under the full attack it ends "
+        f"at {curve('full', late)[-1]:.3f} (3,200-step forget row: {curve('full', longer)[-1]:.3f}; never-trained: "
+        f"{curve('full', 'never-trained')[-1]:.3f}), {verdict('full', late)['verdict']} (area {screen.area('full', late)}).",
+        f"Paired against the 3,200-step forget row of its seed: {paired_cell(against['lora-r4'])} under the LoRA and "
+        f"{paired_cell(against['full'])} under the full attack: the same curves.",
+        f"clean fidelity {q(late, 'prompt_fidelity'):.3f} (3,200-step forget row: {q(longer, 'prompt_fidelity'):.3f}), "
+        f"KID x1000 {screen.kid(late)} against {screen.kid(longer)}."])
+    assert_quoted(ROOT / "README.md", [
+        f"ends at {curve('lora-r4', late)[-1]:.3f} under the rank-4 LoRA and {curve('full', late)[-1]:.3f} under the "
+        f"full attack, paired against that student {paired_cell(against['lora-r4'])} and {paired_cell(against['full'])}"])
+
