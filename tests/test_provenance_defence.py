@@ -909,3 +909,37 @@ def test_defence_page_and_readme_quote_the_anchor_as_a_phase_after_the_longer_di
         f"ends at {curve('lora-r4', late)[-1]:.3f} under the rank-4 LoRA and {curve('full', late)[-1]:.3f} under the "
         f"full attack, paired against that student {paired_cell(against['lora-r4'])} and {paired_cell(against['full'])}"])
 
+
+def test_defence_page_and_readme_quote_the_longer_student_under_the_whole_battery():
+    """The 3,200-step forget row under every attack of the battery (dev split, three training seeds): the
+    verdicts the same recipe has on the test split, each weight attack's area bound below the margin."""
+    longer = f"{FORGET}/train.steps=3200"
+    screen = _screen("dev-battery")
+    curve, verdict, area, cfg = screen.curve, screen.verdict, screen.area, screen.cfg
+    assert cfg["split"] == "dev" and cfg["train_seeds"] == [0, 1, 2] and screen.q(longer, "train_seeds") == 3
+    assert cfg["models"] == ["never-trained", longer] and len(cfg["attacks"]) == 8
+    weights, others = ["full", "full-te", "lora-r1", "lora-r4", "lora-r16"], ["inversion", "retain", "benign"]
+    assert sorted(cfg["attacks"]) == sorted(weights + others)
+    test_split = focused("reference-seeds-forget")  # the same recipe: dd's default 3,200 steps
+    assert test_split["config"]["split"] == "test" and test_split["config"]["recipes"]["distill_train"]["steps"] == 3200
+    for attack in weights + others:  # "the verdicts the same recipe has on the test split"
+        expected = "INCONCLUSIVE" if attack in weights else "NON-INFERIOR"
+        assert verdict(attack, longer)["verdict"] == test_split["summary"][attack][FORGET]["verdict"]["verdict"] == expected
+    assert all(verdict(attack, longer)["area_upper"] < cfg["margin"] for attack in weights)  # "below the margin"
+    detectable = {a: screen.stored["summary"][a][longer]["verdict"]["detectable"] for a in weights}
+    assert max(detectable.values()) < 0  # "could not pass an identical model under any of them"
+    end = lambda attack, model=longer: f"{curve(attack, model)[-1]:.3f}"  # noqa: E731
+    quoted = [
+        f"NON-INFERIOR under concept inversion (area {area('inversion', longer)}), retain-only fine-tuning (area "
+        f"{area('retain', longer)}) and benign fine-tuning (area {area('benign', longer)}).",
+        f"with the text encoder it ends at {end('full-te')} at step 400 (never-trained: {end('full-te', 'never-trained')}; "
+        f"area {area('full-te', longer)}), under the rank-1 LoRA at {end('lora-r1')} (never-trained: "
+        f"{end('lora-r1', 'never-trained')}; area {area('lora-r1', longer)}), under the rank-16 LoRA at {end('lora-r16')} "
+        f"(never-trained: {end('lora-r16', 'never-trained')}; area {area('lora-r16', longer)}).",
+        f"(detectable excess at 80% power: {detectable['full-te']:+.3f} with the text encoder, {detectable['lora-r1']:+.3f} "
+        f"rank 1, {detectable['lora-r16']:+.3f} rank 16)."]
+    assert_quoted(ROOT / "docs" / "results" / "defence.md", quoted)
+    upper = lambda attack: f"{verdict(attack, longer)['area_upper']:+.3f}"  # noqa: E731
+    assert_quoted(ROOT / "README.md", [
+        f"each area's upper bound below the margin (with the text encoder {upper('full-te')}, rank-1 LoRA "
+        f"{upper('lora-r1')}, rank-16 LoRA {upper('lora-r16')}), the verdicts the same recipe has on the test split."])
