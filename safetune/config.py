@@ -303,11 +303,14 @@ class DistillConfig:
             raise SafetuneError(f"tamper={self.tamper} shapes the tamper term, which is off without harm_margin > 0 "
                                 f"({self.harm_margin}): give --set harm_margin=0.001 (and --harmful-data), or drop "
                                 f"tamper={self.tamper}")
-        if self.tamper_from and not (self.harm_margin > 0 and self.tamper_from < steps):
+        if self.tamper_from and not self.harm_margin > 0:
             raise SafetuneError(f"tamper_from={self.tamper_from} starts the tamper term part-way through training, "
-                                f"which needs harm_margin > 0 ({self.harm_margin}) and a step before the last "
-                                f"({steps} steps): give --set tamper_from below {steps} with --set harm_margin=0.001, "
-                                "or drop tamper_from")
+                                f"which is off without harm_margin > 0 ({self.harm_margin}): give --set "
+                                "harm_margin=0.001 (and --harmful-data), or drop tamper_from")
+        if self.tamper_from and not self.tamper_from < steps:
+            raise SafetuneError(f"tamper_from={self.tamper_from} would start the tamper term after training ends: it "
+                                f"must be a step before the last ({steps} steps): give --set tamper_from below {steps} "
+                                "(or more --set train.steps), or drop tamper_from")
 
 
 @settings
