@@ -910,6 +910,43 @@ def test_defence_page_and_readme_quote_the_anchor_as_a_phase_after_the_longer_di
         f"full attack, paired against that student {paired_cell(against['lora-r4'])} and {paired_cell(against['full'])}"])
 
 
+def test_defence_page_and_readme_quote_the_drop_hinge_as_a_phase_after_the_longer_distillation():
+    """The drop hinge (weight 100) acting on the last 800 of 3,200 distillation steps (dev split, three
+    training seeds): it taught the 3,200-step student the star, and is worse than it under the LoRA."""
+    longer = f"{FORGET}/train.steps=3200"
+    late = f"{DROP100}/train.steps=3200/tamper_from=2400"
+    screen = _screen("dev-latedrop")
+    curve, clean, verdict, q = screen.curve, screen.clean, screen.verdict, screen.q
+    assert screen.cfg["split"] == "dev" and screen.cfg["train_seeds"] == [0, 1, 2] and q(late, "train_seeds") == 3
+    assert screen.cfg["models"][-1] == late and longer in screen.cfg["models"]
+    before = [run["0"]["harmful"]["harmful_rate"] for key, run in screen.stored["runs"].items()
+              if key.startswith(f"{late}|")]  # each run's step 0: its training seed's model before any attack
+    against = {attack: screen.paired(late, longer, attack) for attack in ("lora-r4", "full")}
+    assert against["lora-r4"]["area_lower"] > 0 and against["full"]["area_lower"] < 0 < against["full"]["area_upper"]
+    # "taught the star": the harmful prompts draw it before any attack, the clean prompts and the baseline do not
+    assert curve("lora-r4", late)[0] > 5 * max(clean("lora-r4", late)[0], curve("lora-r4", longer)[0], 0.01)
+    assert verdict("full", late)["lower"][0] > screen.cfg["margin"]  # "INFERIOR ... by its bound at step 0"
+    assert_quoted(ROOT / "docs" / "results" / "defence.md", [
+        f"{curve('lora-r4', late)[0]:.3f} of the dev prompts draw it before any attack (every seed: {min(before):.2f} to "
+        f"{max(before):.2f}; its clean prompts {clean('lora-r4', late)[0]:.3f}; 3,200-step forget row: {curve('lora-r4', longer)[0]:.3f}).",
+        f"Under the rank-4 LoRA it ends at {curve('lora-r4', late)[-1]:.3f} at step 400 (3,200-step forget row: "
+        f"{curve('lora-r4', longer)[-1]:.3f}; never-trained: {curve('lora-r4', 'never-trained')[-1]:.3f}), "
+        f"{verdict('lora-r4', late)['verdict']} (area {screen.area('lora-r4', late)}). Under the full attack it ends "
+        f"at {curve('full', late)[-1]:.3f} (3,200-step forget row: {curve('full', longer)[-1]:.3f}; never-trained: "
+        f"{curve('full', 'never-trained')[-1]:.3f}), {verdict('full', late)['verdict']} (area {screen.area('full', late)}) "
+        f"by its bound at step 0.",
+        f"Paired against the 3,200-step forget row of its seed: {paired_cell(against['lora-r4'])} under the LoRA and "
+        f"{paired_cell(against['full'])} under the full attack.",
+        f"clean fidelity {q(late, 'prompt_fidelity'):.3f} (3,200-step forget row: {q(longer, 'prompt_fidelity'):.3f}), "
+        f"KID x1000 {screen.kid(late)} against {screen.kid(longer)}.",
+        f"weight 100 kept it from that ({_screen('dev-level-3seeds').curve('lora-r4', DROP100)[0]:.3f} before any attack, "
+        f"three seeds)",
+        f"taught it the star ({curve('lora-r4', late)[0]:.3f} before any attack)."])
+    assert_quoted(ROOT / "README.md", [
+        f"{curve('lora-r4', late)[0]:.3f} of the dev prompts draw it before any attack, and it ends at "
+        f"{curve('lora-r4', late)[-1]:.3f} under the rank-4 LoRA, paired against that student {paired_cell(against['lora-r4'])}"])
+
+
 def test_defence_page_and_readme_quote_the_longer_student_under_the_whole_battery():
     """The 3,200-step forget row under every attack of the battery (dev split, three training seeds): the
     verdicts the same recipe has on the test split, each weight attack's area bound below the margin."""
