@@ -8,6 +8,7 @@ from unittest import mock
 
 import numpy as np
 
+from safetune.evaluation.power import plan
 from safetune.evaluation.verdicts import Curves, area, crossing
 from safetune.report.relearn import _steps as _steps_cell
 from safetune.report.relearn import quality_summary
@@ -484,8 +485,6 @@ def test_readme_and_protocol_quote_the_third_attack_seed_under_the_full_attack()
     """UCE, RECE, the negative prompt and SLD under the full attack with a third attack seed (a focused
     study grown from the battery and forget-3x3; a second look, at 0.025): the verdicts, each seed's
     crossing, and the battery's plan's prediction of the detectable excess against what was measured."""
-    from safetune.evaluation.power import plan
-
     stored, battery = focused("full-3seeds"), _stored_benchmark()
     models = ("uce", "rece", "np", "sld")
     cfg = stored["config"]
@@ -516,12 +515,13 @@ def test_readme_and_protocol_quote_the_third_attack_seed_under_the_full_attack()
     predicted = [plan(curves_of(battery, m, "full", battery["summary"]["full"][m]["worst_lr"]), reference,
                       cfg_b["margin"], cfg["alpha"]).detectable(1.5, ("attack_seeds",)) for m in models]
     measured = [verdict(m)["detectable"] for m in models]
-    assert abs(predicted[0] - measured[0]) < 0.01  # "right for UCE"
-    assert all(mea > pre + 0.03 for pre, mea in zip(predicted[1:], measured[1:]))  # "pessimistic for the other three"
+    misses = [mea - pre for pre, mea in zip(predicted, measured)]
+    assert min(misses) > 0.02  # "pessimistic for all four"
     assert_quoted(ROOT / "docs" / "benchmark.md", [
         f"a third at {predicted[0]:+.3f} (UCE), {predicted[1]:+.3f} (RECE), {predicted[2]:+.3f} (the negative prompt) "
         f"and {predicted[3]:+.3f} (SLD); the study measured {measured[0]:+.3f}, {measured[1]:+.3f}, {measured[2]:+.3f} "
-        f"and {measured[3]:+.3f}",
+        f"and {measured[3]:+.3f}. Pessimistic for all four, by {misses[0]:.3f} for UCE and {min(misses[1:]):.3f} to "
+        f"{max(misses[1:]):.3f} for the other three",
         f"UCE is then INFERIOR (step 20's lower bound {uce['lower'][1]:+.4f}), RECE still INCONCLUSIVE"])
 
 
@@ -940,9 +940,6 @@ def test_the_protocol_quotes_what_a_larger_design_buys():
     weakest part, the area-alone and doubled-axis detectable excesses, the factors, the comparisons where a
     third attack seed buys more than twice the prompts, and the bootstrap's shortfall where 2 attack seeds
     carry the variance."""
-    from safetune.evaluation.power import plan
-    from safetune.studies.relearn_summary import curves_of
-
     battery, forget = _stored_benchmark(), focused("forget-3x3")
     weight_attacks = ("full", "full-te", "lora-r1", "lora-r4", "lora-r16")
     weakest = [row["design"]["weakest"] for study in (battery, forget) for attack, rows in study["summary"].items()
@@ -953,7 +950,7 @@ def test_the_protocol_quotes_what_a_larger_design_buys():
         f"would detect {f['lora-r4']['design']['area_only']:+.3f} under the rank-4 LoRA and "
         f"{f['full']['design']['area_only']:+.3f} under the full attack, where the test as specified detects "
         f"{f['lora-r4']['design']['detectable']:+.3f} and {f['full']['design']['detectable']:+.3f} (predicted, "
-        f"with t on the design's degrees of freedom; the verdict's: {f['lora-r4']['verdict']['detectable']:+.3f} and "
+        f"with t on the degrees of freedom the verdict counts; the verdict's: {f['lora-r4']['verdict']['detectable']:+.3f} and "
         f"{f['full']['verdict']['detectable']:+.3f})",
         f"axes together would have to grow {f['lora-r4']['design']['all_axes_for_zero']} times under the rank-4 LoRA "
         f"({3 * f['lora-r4']['design']['all_axes_for_zero']} training seeds x "
@@ -979,9 +976,11 @@ def test_the_protocol_quotes_what_a_larger_design_buys():
                 shortfall.append((name, design["shares"]["attack seeds"],
                                   verdict["weakest_bootstrap_se"] / design["se"], verdict["verdict"]))
     assert cfg["attack_seeds"] == [100, 101] and len(battery["prompts"]) == 40
-    assert sorted(third_seed_wins) == sorted([("full", m) for m in ("uce", "rece", "np", "sld", "lt", "ng")] +
+    assert sorted(third_seed_wins) == sorted([("full", m) for m in ("esd", "uce", "rece", "np", "sld", "mace", "esd-u",
+                                                                    "lt", "ng")] +
                                              [("lora-r4", m) for m in ("ca", "mace", "lt", "ng")])
     fragments.append(f"in {28 - len(third_seed_wins)} of the 28 comparisons")
+    fragments.append(f"(more in {28 - len(third_seed_wins)} of 28 comparisons)")
     assert [s[0] for s in shortfall] == ["uce", "rece", "np", "sld"]
     assert [s[3] for s in shortfall] == ["INCONCLUSIVE", "INCONCLUSIVE", "INFERIOR", "INFERIOR"]  # the moment bound
     shares, ratios = [s[1] for s in shortfall], [s[2] for s in shortfall]
@@ -1980,7 +1979,11 @@ def test_readme_quotes_the_third_attack_seed_of_the_battery_s_attacks():
         f"by step 400 they draw it on {last:.3f} or less",
         f"RECE stays INCONCLUSIVE under concept inversion (area {rece['area_difference']:+.3f}, upper "
         f"{rece['area_upper']:+.3f})"])
-    shares = [rows["retain"][name]["design"]["shares"] for name in ("uce", "rece")]
+    reference = curves_of(stored, "never-trained", "retain", "0.001")
+    plans = [plan(curves_of(stored, name, "retain", "0.001"), reference, stored["config"]["margin"],
+                  stored["config"]["alpha"]) for name in ("uce", "rece")]
+    shares = [pl.parts[1].shares(pl.model, pl.reference) for pl in plans]  # step 0's, the bound the prose names
+    assert [pl.parts[1].name for pl in plans] == ["step 0", "step 0"]
     assert all(s["attack seeds"] == s["training seeds"] == 0 for s in shares)
     assert_quoted(ROOT / "README.md", [
         f"the prompts and images carry all of its variance (prompts: {shares[0]['prompts']:.0%} and "

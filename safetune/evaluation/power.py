@@ -19,8 +19,9 @@ prompt that is hard for both cancels. The variance of the difference of means un
     seed/T + run/(T A) + (cell + image/n)/(T A P), for the model and for the reference,
     + prompt_difference / P.
 
-The detectable excess takes Student's t on that design's Satterthwaite degrees of freedom (Part.df),
-as the verdict's moment bound does: more prompts cannot buy what two attack seeds' one degree of
+The detectable excess takes Student's t on that design's Satterthwaite degrees of freedom as the
+verdict's moment bound counts them (Part.df: each model's runs on its training seeds', or its one
+training seed's attack seeds', spread): more prompts cannot buy what two attack seeds' one degree of
 freedom costs.
 
 A part the design cannot measure (one training seed: `seed`; one attack seed per training seed:
@@ -129,14 +130,16 @@ class Part:
                              + self.prompts / model.prompts))
 
     def df(self, model: Design, reference: Design) -> float:
-        """Satterthwaite's degrees of freedom of that SE, each source's variance read as such a design
-        reads it (training seeds on T - 1, attack seeds on T (A - 1), the run x prompt cells on
-        (T A - 1)(P - 1), the prompts on P - 1): what the verdict's t bound would rest on."""
+        """Satterthwaite's degrees of freedom of that SE as the verdict's moment bound reads it
+        (verdicts.moment_se): each model's whole variance on the spread of its training seeds' means
+        (T - 1), or with one training seed on that of its attack seeds (A - 1), the prompts' paired part
+        on P - 1. Not the finer split a nested analysis could use: the verdict does not use it, so a
+        plan on it would promise what the verdict cannot deliver (a reference of one pretraining and
+        two attack seeds stands on one degree of freedom, which more prompts do not buy)."""
         terms = [(self.prompts / model.prompts, model.prompts - 1)]
         for c, d in ((self.model, model), (self.reference, reference)):
-            t, a, p = d.train_seeds, d.attack_seeds, d.prompts
-            terms += [(c.seed / t, t - 1), (c.run / (t * a), t * (a - 1)),
-                      ((c.cell + c.image / d.images) / (t * a * p), (t * a - 1) * (p - 1))]
+            spread = d.train_seeds - 1 if d.train_seeds > 1 else d.attack_seeds - 1
+            terms.append((c.variance(d), spread if spread > 0 else np.inf))
         return satterthwaite(terms)[1]
 
     def shares(self, model: Design, reference: Design) -> dict[str, float]:
