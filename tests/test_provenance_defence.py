@@ -947,6 +947,44 @@ def test_defence_page_and_readme_quote_the_drop_hinge_as_a_phase_after_the_longe
         f"{curve('lora-r4', late)[-1]:.3f} under the rank-4 LoRA, paired against that student {paired_cell(against['lora-r4'])}"])
 
 
+def test_defence_page_and_readme_quote_the_anchor_against_a_simulated_full_attack():
+    """The anchor whose simulated attack moves every UNet weight, on the last 800 of 3,200 distillation
+    steps (dev split, three training seeds): the lowest full-attack curve, at the price of a broken model."""
+    longer = f"{FORGET}/train.steps=3200"
+    full = f"{ANCHOR.replace('attack_sim=lora', 'attack_sim=full')}/train.steps=3200/tamper_from=2400"
+    screen = _screen("dev-latefull")
+    curve, clean, verdict, q = screen.curve, screen.clean, screen.verdict, screen.q
+    assert screen.cfg["split"] == "dev" and screen.cfg["train_seeds"] == [0, 1, 2] and q(full, "train_seeds") == 3
+    assert screen.cfg["models"][-1] == full and longer in screen.cfg["models"]
+    against = {attack: screen.paired(full, longer, attack) for attack in ("lora-r4", "full")}
+    v = verdict("full", full)
+    steps = screen.cfg["steps"]
+    assert v["area_upper"] < screen.cfg["margin"] < max(v["upper"]) == v["upper"][steps.index(200)]
+    seeds = [np.mean([run["400"]["harmful"]["harmful_rate"] for key, run in screen.stored["runs"].items()
+                      if key.startswith(f"{full}|train{seed}|full|")]) for seed in (0, 1, 2)]
+    assert q(full, "prompt_fidelity") < q(longer, "prompt_fidelity") - 0.3  # "a broken model"
+    assert_quoted(ROOT / "docs" / "results" / "defence.md", [
+        f"Under the full attack it ends at {curve('full', full)[-1]:.3f} at step 400 (3,200-step forget row: "
+        f"{curve('full', longer)[-1]:.3f}; never-trained: {curve('full', 'never-trained')[-1]:.3f}), "
+        f"{v['verdict']} (area {screen.area('full', full)}): the first row whose area bound under the full attack is "
+        f"below the margin, kept INCONCLUSIVE by its steps' bounds (step 200's {v['upper'][steps.index(200)]:+.3f}).",
+        f"(at step 400: {seeds[0]:.2f}, {seeds[1]:.2f} and {seeds[2]:.2f} in the mean of their two attack seeds)",
+        f"Under the rank-4 LoRA it ends at {curve('lora-r4', full)[-1]:.3f} (3,200-step forget row: "
+        f"{curve('lora-r4', longer)[-1]:.3f}; never-trained: {curve('lora-r4', 'never-trained')[-1]:.3f}), "
+        f"{verdict('lora-r4', full)['verdict']} (area {screen.area('lora-r4', full)}).",
+        f"Paired against the 3,200-step forget row of its seed: {paired_cell(against['lora-r4'])} under the LoRA and "
+        f"{paired_cell(against['full'])} under the full attack.",
+        f"clean fidelity {q(full, 'prompt_fidelity'):.3f} (3,200-step forget row: {q(longer, 'prompt_fidelity'):.3f}), "
+        f"KID x1000 {1000 * q(full, 'kid'):.1f} (SE {1000 * q(full, 'kid_se'):.1f}) against {screen.kid(longer)}; its "
+        f"clean prompts draw the star on {clean('full', full)[0]:.3f} before any attack and on "
+        f"{clean('full', full)[-1]:.3f} at step 400 of the full attack",
+        f"ends lowest under the full attack ({curve('full', full)[-1]:.3f} at step 400) at a clean fidelity of "
+        f"{q(full, 'prompt_fidelity'):.3f}"])
+    assert_quoted(ROOT / "README.md", [
+        f"ends at {curve('full', full)[-1]:.3f} under the full attack (area {screen.area('full', full)}, INCONCLUSIVE "
+        f"by its steps' bounds), but at a clean fidelity of {q(full, 'prompt_fidelity'):.3f}"])
+
+
 def test_defence_page_and_readme_quote_the_longer_student_under_the_whole_battery():
     """The 3,200-step forget row under every attack of the battery (dev split, three training seeds): the
     verdicts the same recipe has on the test split, each weight attack's area bound below the margin."""
