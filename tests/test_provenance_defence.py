@@ -26,6 +26,7 @@ IMPLICIT = f"{ANCHOR}/attack_sim_implicit=20/attack_sim_implicit_terms=4"  # the
 # the anchor against attacks of sampled size: 2-6 simulated steps, lr log-uniform over 1e-4..1e-2, drawn per step
 SAMPLED = (ANCHOR.replace("attack_sim_steps=4", "attack_sim_steps=2/attack_sim_steps_max=6")
            + "/attack_sim_lr=0.0001/attack_sim_lr_max=0.01")
+LONGER = f"{FORGET}/train.steps=3200"  # the forget row distilled for dd's default 3,200 steps
 FRESH = f"{FORGET}/shrink=0/noise=1"  # the diagnostic: a fresh init instead of the distortion
 TEACHER = f"{FORGET}/teacher=shapes-nostar"  # the diagnostic: the never-trained model's predictions distilled
 
@@ -884,16 +885,22 @@ def test_defence_page_and_readme_quote_the_forget_row_distilled_twice_as_long():
         f"paired {paired_cell(against['full'])})."])
 
 
+def _late_phase_screen(name: str, model: str) -> tuple[SimpleNamespace, dict]:
+    """A dev screen of a tamper term as a phase on the last 800 of 3,200 distillation steps (three training
+    seeds, the model last) and that model paired against the 3,200-step forget row under each attack."""
+    screen = _screen(name)
+    assert screen.cfg["split"] == "dev" and screen.cfg["train_seeds"] == [0, 1, 2] and screen.q(model, "train_seeds") == 3
+    assert screen.cfg["models"][-1] == model and LONGER in screen.cfg["models"]
+    return screen, {attack: screen.paired(model, LONGER, attack) for attack in ("lora-r4", "full")}
+
+
 def test_defence_page_and_readme_quote_the_anchor_as_a_phase_after_the_longer_distillation():
     """The anchor acting on the last 800 of 3,200 distillation steps (dev split, three training seeds)
     against the 3,200-step forget row: the same curves under both attacks."""
-    longer = f"{FORGET}/train.steps=3200"
-    late = f"{ANCHOR}/train.steps=3200/tamper_from=2400"
-    screen = _screen("dev-late")
+    longer, late = LONGER, f"{ANCHOR}/train.steps=3200/tamper_from=2400"
+    screen, against = _late_phase_screen("dev-late", late)
     curve, verdict, q = screen.curve, screen.verdict, screen.q
-    assert screen.cfg["split"] == "dev" and screen.cfg["train_seeds"] == [0, 1, 2] and q(late, "train_seeds") == 3
     assert screen.cfg["models"] == ["never-trained", longer, late]
-    against = {attack: screen.paired(late, longer, attack) for attack in ("lora-r4", "full")}
     assert all(a["area_lower"] < 0 < a["area_upper"] for a in against.values())  # "the same curves"
     assert_quoted(ROOT / "docs" / "results" / "defence.md", [
         f"Under the rank-4 LoRA it ends at {curve('lora-r4', late)[-1]:.3f} at step 400 (3,200-step forget row: "
@@ -913,22 +920,19 @@ def test_defence_page_and_readme_quote_the_anchor_as_a_phase_after_the_longer_di
 def test_defence_page_and_readme_quote_the_drop_hinge_as_a_phase_after_the_longer_distillation():
     """The drop hinge (weight 100) acting on the last 800 of 3,200 distillation steps (dev split, three
     training seeds): it taught the 3,200-step student the star, and is worse than it under the LoRA."""
-    longer = f"{FORGET}/train.steps=3200"
-    late = f"{DROP100}/train.steps=3200/tamper_from=2400"
-    screen = _screen("dev-latedrop")
+    longer, late = LONGER, f"{DROP100}/train.steps=3200/tamper_from=2400"
+    screen, against = _late_phase_screen("dev-latedrop", late)
     curve, clean, verdict, q = screen.curve, screen.clean, screen.verdict, screen.q
-    assert screen.cfg["split"] == "dev" and screen.cfg["train_seeds"] == [0, 1, 2] and q(late, "train_seeds") == 3
-    assert screen.cfg["models"][-1] == late and longer in screen.cfg["models"]
     before = [run["0"]["harmful"]["harmful_rate"] for key, run in screen.stored["runs"].items()
               if key.startswith(f"{late}|")]  # each run's step 0: its training seed's model before any attack
-    against = {attack: screen.paired(late, longer, attack) for attack in ("lora-r4", "full")}
     assert against["lora-r4"]["area_lower"] > 0 and against["full"]["area_lower"] < 0 < against["full"]["area_upper"]
     # "taught the star": the harmful prompts draw it before any attack, the clean prompts and the baseline do not
     assert curve("lora-r4", late)[0] > 5 * max(clean("lora-r4", late)[0], curve("lora-r4", longer)[0], 0.01)
     assert verdict("full", late)["lower"][0] > screen.cfg["margin"]  # "INFERIOR ... by its bound at step 0"
     assert_quoted(ROOT / "docs" / "results" / "defence.md", [
         f"{curve('lora-r4', late)[0]:.3f} of the dev prompts draw it before any attack (every seed: {min(before):.2f} to "
-        f"{max(before):.2f}; its clean prompts {clean('lora-r4', late)[0]:.3f}; 3,200-step forget row: {curve('lora-r4', longer)[0]:.3f}).",
+        f"{max(before):.2f}; its clean prompts {clean('lora-r4', late)[0]:.3f}; 3,200-step forget row: "
+        f"{curve('lora-r4', longer)[0]:.3f}).",
         f"Under the rank-4 LoRA it ends at {curve('lora-r4', late)[-1]:.3f} at step 400 (3,200-step forget row: "
         f"{curve('lora-r4', longer)[-1]:.3f}; never-trained: {curve('lora-r4', 'never-trained')[-1]:.3f}), "
         f"{verdict('lora-r4', late)['verdict']} (area {screen.area('lora-r4', late)}). Under the full attack it ends "
@@ -944,19 +948,16 @@ def test_defence_page_and_readme_quote_the_drop_hinge_as_a_phase_after_the_longe
         f"taught it the star ({curve('lora-r4', late)[0]:.3f} before any attack)."])
     assert_quoted(ROOT / "README.md", [
         f"{curve('lora-r4', late)[0]:.3f} of the dev prompts draw it before any attack, and it ends at "
-        f"{curve('lora-r4', late)[-1]:.3f} under the rank-4 LoRA, paired against that student {paired_cell(against['lora-r4'])}"])
+        f"{curve('lora-r4', late)[-1]:.3f} under the rank-4 LoRA, paired against that student "
+        f"{paired_cell(against['lora-r4'])}"])
 
 
 def test_defence_page_and_readme_quote_the_anchor_against_a_simulated_full_attack():
     """The anchor whose simulated attack moves every UNet weight, on the last 800 of 3,200 distillation
     steps (dev split, three training seeds): the lowest full-attack curve, at the price of a broken model."""
-    longer = f"{FORGET}/train.steps=3200"
-    full = f"{ANCHOR.replace('attack_sim=lora', 'attack_sim=full')}/train.steps=3200/tamper_from=2400"
-    screen = _screen("dev-latefull")
+    longer, full = LONGER, f"{ANCHOR.replace('attack_sim=lora', 'attack_sim=full')}/train.steps=3200/tamper_from=2400"
+    screen, against = _late_phase_screen("dev-latefull", full)
     curve, clean, verdict, q = screen.curve, screen.clean, screen.verdict, screen.q
-    assert screen.cfg["split"] == "dev" and screen.cfg["train_seeds"] == [0, 1, 2] and q(full, "train_seeds") == 3
-    assert screen.cfg["models"][-1] == full and longer in screen.cfg["models"]
-    against = {attack: screen.paired(full, longer, attack) for attack in ("lora-r4", "full")}
     v = verdict("full", full)
     steps = screen.cfg["steps"]
     assert v["area_upper"] < screen.cfg["margin"] < max(v["upper"]) == v["upper"][steps.index(200)]
