@@ -1323,7 +1323,7 @@ def test_readme_quotes_the_rank4_lora_run_on_to_800_steps():
     ends = [sum(run["800"]["harmful"]["flagged_per_prompt"]) / images for key, run in sorted(stored["runs"].items())
             if key.startswith("never-trained|")]
     v, h = forget["verdict"], {name: row["horizon"] for name, row in (("ref", reference), ("forget", forget))}
-    shares = forget["design"]["shares"]["training seeds"]
+    shares, weakest = forget["design"]["shares"], forget["design"]["weakest"]
     assert_quoted(ROOT / "README.md", [
         f"the never-trained model ends at {_end(reference, '0.009')} ({reference['curves']['0.009'][-2]:.3f} at step "
         f"400), the forget row at {_end(forget, '0.009')} ({forget['curves']['0.009'][-2]:.3f}), a rise of "
@@ -1331,7 +1331,8 @@ def test_readme_quotes_the_rank4_lora_run_on_to_800_steps():
         f"reference's three attack seeds end at {ends[0]:.3f}, {ends[1]:.3f} and {ends[2]:.3f}",
         f"upper bound at {h['ref']['upper']:+.3f} (the forget row's: {h['forget']['upper']:+.3f})",
         f"Over the 800 steps the area is {v['area_difference']:+.3f} (upper {v['area_upper']:+.3f}): "
-        f"{v['verdict']}, as at 400; the training seeds carry {shares:.0%} of the weakest step's variance",
+        f"{v['verdict']}, as at 400; the weakest step ({weakest}) takes {shares['attack seeds']:.0%} of its variance "
+        f"from the attack seeds and {shares['training seeds']:.0%} from the training seeds",
         f"(step 400: {forget['curves']['0.009'][-2]:.3f} against the stored {earlier['summary']['lora-r4'][FORGET]['curves']['0.009'][-1]:.3f})"])
 
 
