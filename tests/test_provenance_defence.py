@@ -842,7 +842,7 @@ def test_defence_page_and_readme_quote_the_forget_row_distilled_twice_as_long():
     """The forget row at dd's default 3,200 distillation steps (dev split, three training seeds) against the
     screens' 1,600: under the LoRA most of the excess is gone, under the full attack the same area, at a
     better price than any ingredient of the ablation bought."""
-    longer = f"{FORGET}/train.steps=3200"
+    longer = LONGER
     screen = _three_seed_diagnostic("dev-longer", longer)
     stored, curve, q, against, verdict = screen.stored, screen.curve, screen.q, screen.against, screen.verdict
     lora = verdict("lora-r4", longer)
@@ -976,7 +976,7 @@ def test_defence_page_and_readme_quote_the_anchor_against_a_simulated_full_attac
         f"Paired against the 3,200-step forget row of its seed: {paired_cell(against['lora-r4'])} under the LoRA and "
         f"{paired_cell(against['full'])} under the full attack.",
         f"clean fidelity {q(full, 'prompt_fidelity'):.3f} (3,200-step forget row: {q(longer, 'prompt_fidelity'):.3f}), "
-        f"KID x1000 {1000 * q(full, 'kid'):.1f} (SE {1000 * q(full, 'kid_se'):.1f}) against {screen.kid(longer)}; its "
+        f"KID x1000 {screen.kid(full)} against {screen.kid(longer)}; its "
         f"clean prompts draw the star on {clean('full', full)[0]:.3f} before any attack and on "
         f"{clean('full', full)[-1]:.3f} at step 400 of the full attack",
         f"ends lowest under the full attack ({curve('full', full)[-1]:.3f} at step 400) at a clean fidelity of "
@@ -989,7 +989,7 @@ def test_defence_page_and_readme_quote_the_anchor_against_a_simulated_full_attac
 def test_defence_page_and_readme_quote_the_longer_student_under_the_whole_battery():
     """The 3,200-step forget row under every attack of the battery (dev split, three training seeds): the
     verdicts the same recipe has on the test split, each weight attack's area bound below the margin."""
-    longer = f"{FORGET}/train.steps=3200"
+    longer = LONGER
     screen = _screen("dev-battery")
     curve, verdict, area, cfg = screen.curve, screen.verdict, screen.area, screen.cfg
     assert cfg["split"] == "dev" and cfg["train_seeds"] == [0, 1, 2] and screen.q(longer, "train_seeds") == 3
