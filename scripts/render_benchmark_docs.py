@@ -22,13 +22,14 @@ STORED = ROOT / "docs" / "results" / "benchmark.json"
 QUOTES = ROOT / "safetune" / "assets" / "quotes" / "relearning.json"  # what `safetune demo` quotes
 BEGIN, END = "<!-- benchmark: rendered by scripts/render_benchmark_docs.py -->", "<!-- /benchmark -->"
 DEFENCE = ROOT / "docs" / "results" / "defence.md"
-ABLATION_BEGIN, ABLATION_END = "<!-- ablation: rendered by scripts/render_benchmark_docs.py -->", "<!-- /ablation -->"
 LANDSCAPE = ROOT / "docs" / "results" / "landscape-dev.json"  # stored by scripts/probe_landscape.py
 LANDSCAPE_BEGIN, LANDSCAPE_END = "<!-- landscape: rendered by scripts/render_benchmark_docs.py -->", "<!-- /landscape -->"
 FORGET = "dd:forget_unseen_words=true"
 DROP = f"{FORGET}/harm_margin=0.001/attack_sim_steps=4/attack_sim=lora/tamper=drop/attack_sim_optimizer=adam"
 LEVEL = f"{FORGET}/harm_margin=0.15/attack_sim_steps=4/attack_sim=lora/attack_sim_optimizer=adam"
 ANCHOR = DROP.replace("tamper=drop", "tamper=anchor")  # the safety objective after the simulated steps
+LONGER = f"{FORGET}/train.steps=3200"  # the forget row distilled for dd's default 3,200 steps
+LATE = "train.steps=3200/tamper_from=2400"  # a tamper term as a phase on the last 800 of LONGER's steps
 # the immunisation's ingredients on the dev split, each row read from the focused study that screened
 # it with the most training seeds: (what the row adds, the study, the model)
 ABLATION = [
@@ -59,6 +60,18 @@ ABLATION = [
      "dev-sampled", ANCHOR.replace("attack_sim_steps=4", "attack_sim_steps=2/attack_sim_steps_max=6")
      + "/attack_sim_lr=0.0001/attack_sim_lr_max=0.01"),
 ]
+# the same question asked of the 3,200-step student: each tamper term as a phase on its last 800 steps
+ABLATION_LONGER = [
+    ("never-trained (the yardstick)", "dev-longer", "never-trained"),
+    ("`dd`, unseen words redrawn, 3,200 steps (the 3,200-step forget row)", "dev-longer", LONGER),
+    ("+ the anchor on the last 800 steps", "dev-late", f"{ANCHOR}/{LATE}"),
+    ("+ drop hinge, weight 100, on the last 800 steps", "dev-latedrop", f"{DROP}/harm_weight=100/{LATE}"),
+    ("+ the anchor against a simulated full attack (every UNet weight, lr 1e-3) on the last 800 steps",
+     "dev-latefull", f"{ANCHOR.replace('attack_sim=lora', 'attack_sim=full')}/{LATE}"),
+]
+# defence.md's ablation tables: marker name -> (its rows, the baseline each row is paired with, its label)
+ABLATIONS = {"ablation": (ABLATION, FORGET, "the forget row"),
+             "ablation-longer": (ABLATION_LONGER, LONGER, "the 3,200-step forget row")}
 BRACKETED_BEGIN = "<!-- bracketed: rendered by scripts/render_benchmark_docs.py -->"
 BRACKETED_END = "<!-- /bracketed -->"
 NET_BEGIN, NET_END = "<!-- bracketed-net: rendered by scripts/render_benchmark_docs.py -->", "<!-- /bracketed-net -->"
@@ -128,18 +141,25 @@ def focused(name: str) -> dict:
     return load(STORED.parent / f"benchmark-{name}.json")
 
 
-def ablation_block(read=focused) -> str:
-    """defence.md's ablation table: each ingredient's row from its stored screen (read by `read`, a
-    focused study's name -> it with its summary), with the screen named, and its area difference
-    against the forget row of the same screen (same training seeds, attack seeds and prompts)."""
-    attacks = ["lora-r4", "full"]
+def ablation_markers(table: str) -> tuple[str, str]:
+    """The begin and end markers of one of defence.md's ablation tables (a key of ABLATIONS)."""
+    return f"<!-- {table}: rendered by scripts/render_benchmark_docs.py -->", f"<!-- /{table} -->"
+
+
+def ablation_block(table: str = "ablation", read=focused) -> str:
+    """One of defence.md's ablation tables (a key of ABLATIONS): each ingredient's row from its stored
+    screen (read by `read`, a focused study's name -> it with its summary), with the screen named, and
+    its area difference against the table's baseline in the same screen (same training seeds, attack
+    seeds and prompts)."""
+    attacks, (ingredients, baseline, label) = ["lora-r4", "full"], ABLATIONS[table]
     rows = []
-    for label, name, model in ABLATION:
+    for row_label, name, model in ingredients:
         results = read(name)
-        against = {a: paired(results, model, FORGET, a) for a in attacks} if model not in ("never-trained", FORGET) \
-            else {}
-        rows.append((f"{label} ([{name}](benchmark-{name}.md))", results, model, against))
-    return ABLATION_BEGIN + "\n" + "\n".join(ablation_table(rows, attacks, FORGET, "the forget row")) + "\n" + ABLATION_END
+        against = {a: paired(results, model, baseline, a) for a in attacks} \
+            if model not in ("never-trained", baseline) else {}
+        rows.append((f"{row_label} ([{name}](benchmark-{name}.md))", results, model, against))
+    begin, end = ablation_markers(table)
+    return begin + "\n" + "\n".join(ablation_table(rows, attacks, baseline, label)) + "\n" + end
 
 
 def bracketed_block(read=focused, net: bool = False) -> str:
@@ -194,7 +214,8 @@ def main():
     replace_block(ROOT / "README.md", BRACKETED_BEGIN, BRACKETED_END, bracketed_block(studies.__getitem__))
     replace_block(ROOT / "README.md", NET_BEGIN, NET_END, bracketed_block(studies.__getitem__, net=True))
     replace_block(PROTOCOL, UNBRACKETED_BEGIN, UNBRACKETED_END, unbracketed_block(results, studies.__getitem__))
-    replace_block(DEFENCE, ABLATION_BEGIN, ABLATION_END, ablation_block(studies.__getitem__))
+    for table in ABLATIONS:
+        replace_block(DEFENCE, *ablation_markers(table), ablation_block(table, studies.__getitem__))
     replace_block(DEFENCE, LANDSCAPE_BEGIN, LANDSCAPE_END, landscape_block())
     QUOTES.parent.mkdir(exist_ok=True)
     QUOTES.write_text(json.dumps(quotes(results), indent=1) + "\n")

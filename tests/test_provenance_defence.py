@@ -6,6 +6,7 @@ import json
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
 from safetune.evaluation.verdicts import area
 from safetune.report.focused import paired_cell
@@ -31,32 +32,39 @@ FRESH = f"{FORGET}/shrink=0/noise=1"  # the diagnostic: a fresh init instead of 
 TEACHER = f"{FORGET}/teacher=shapes-nostar"  # the diagnostic: the never-trained model's predictions distilled
 
 
-def test_defence_ablation_table_is_what_the_stored_screens_render():
+@pytest.mark.parametrize("table", ["ablation", "ablation-longer"])
+def test_defence_ablation_table_is_what_the_stored_screens_render(table):
     """Each ingredient's row is read from the screen its label names; a row's numbers are its own, and
-    its area difference against the forget row is the one of that screen's two mean curves."""
+    its area difference against the table's baseline is the one of that screen's two mean curves; the
+    prose counts the paired intervals that exclude 0 as the table shows them."""
     renderer = load_script("render_benchmark_docs")
-    block = renderer.ablation_block(focused)
+    ingredients, baseline, _ = renderer.ABLATIONS[table]
+    block = renderer.ablation_block(table, focused)
     assert block in (ROOT / "docs" / "results" / "defence.md").read_text()
     rows = [line for line in block.splitlines() if line.startswith("| ") and "---" not in line][1:]
-    assert len(rows) == len(renderer.ABLATION)
-    intervals = []  # each ingredient's against the forget row, under each attack
-    for line, (_, name, model) in zip(rows, renderer.ABLATION):
+    assert len(rows) == len(ingredients)
+    intervals = []  # each ingredient's against the baseline, under each attack
+    for line, (_, name, model) in zip(rows, ingredients):
         cells = [cell.strip() for cell in line.strip("|").split("|")]
         summary, steps = focused(name)["summary"], focused(name)["config"]["steps"]
         curve = worst_curve(summary["lora-r4"][model])
         assert f"[{name}]" in cells[0] and cells[2] == f"{curve[0]:.3f}" and cells[3] == f"{curve[-1]:.3f}"
         assert cells[1] == str(quality_summary(focused(name))[model]["train_seeds"])
         for attack, cell in (("lora-r4", cells[5]), ("full", cells[8])):
-            if model in ("never-trained", FORGET):
-                assert cell == {"never-trained": "-", FORGET: "(the baseline)"}[model]
+            if model in ("never-trained", baseline):
+                assert cell == {"never-trained": "-", baseline: "(the baseline)"}[model]
                 continue
             mean_area = lambda m: np.trapezoid(worst_curve(summary[attack][m]), steps) / (steps[-1] - steps[0])  # noqa: E731
             difference, low, high = (float(v) for v in cell.replace("[", "").replace("]", "").replace(",", "").split())
-            assert difference == round(mean_area(model) - mean_area(FORGET), 3) and low < difference < high, (model, cell)
+            assert difference == round(mean_area(model) - mean_area(baseline), 3) and low < difference < high, (model, cell)
             intervals.append((low, high))
     text, excluding = prose(ROOT / "docs" / "results" / "defence.md"), sum(high < 0 or low > 0 for low, high in intervals)
-    assert f"With {len(intervals)} such intervals" in text
-    assert f"{['none', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight'][excluding]} of the {len(intervals)} paired intervals exclude 0" in text
+    count = ['none', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight'][excluding]
+    if table == "ablation":
+        assert f"With {len(intervals)} such intervals" in text
+        assert f"{count} of the {len(intervals)} paired intervals exclude 0" in text
+    else:
+        assert f"{count.capitalize()} of its {len(intervals)} paired intervals exclude{'s' * (excluding == 1)} 0" in text
 
 
 def _landscape() -> dict:
