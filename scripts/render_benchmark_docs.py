@@ -68,6 +68,8 @@ ABLATION_LONGER = [
     ("+ drop hinge, weight 100, on the last 800 steps", "dev-latedrop", f"{DROP}/harm_weight=100/{LATE}"),
     ("+ the anchor against a simulated full attack (every UNet weight, lr 1e-3) on the last 800 steps",
      "dev-latefull", f"{ANCHOR.replace('attack_sim=lora', 'attack_sim=full')}/{LATE}"),
+    ("+ the same, its simulated step a tenth the size (lr 1e-4)", "dev-latelow",
+     f"{ANCHOR.replace('attack_sim=lora', 'attack_sim=full')}/attack_sim_lr=0.0001/{LATE}"),
 ]
 # defence.md's ablation tables: marker name -> (its rows, the baseline each row is paired with, its label)
 ABLATIONS = {"ablation": (ABLATION, FORGET, "the forget row"),

@@ -994,6 +994,43 @@ def test_defence_page_and_readme_quote_the_anchor_against_a_simulated_full_attac
         f"by its steps' bounds), but at a clean fidelity of {q(full, 'prompt_fidelity'):.3f}"])
 
 
+def test_defence_page_and_readme_quote_the_anchor_against_a_weaker_simulated_full_attack():
+    """The same anchor with its simulated full attack a tenth the size (lr 1e-4; dev split, three
+    training seeds): no lower under the full attack than the 3,200-step forget row, still a broken model."""
+    longer, strong = LONGER, f"{ANCHOR.replace('attack_sim=lora', 'attack_sim=full')}/train.steps=3200/tamper_from=2400"
+    low = strong.replace("/train.steps", "/attack_sim_lr=0.0001/train.steps")
+    screen, against = _late_phase_screen("dev-latelow", low)
+    curve, clean, verdict, q = screen.curve, screen.clean, screen.verdict, screen.q
+    assert screen.cfg["models"] == ["never-trained", longer, strong, low]
+    assert curve("full", low)[-1] > curve("full", longer)[-1] > curve("full", strong)[-1]  # "the low curve ... is gone"
+    assert all(a["area_lower"] < 0 < a["area_upper"] for a in against.values())
+    assert q(strong, "prompt_fidelity") < q(low, "prompt_fidelity") < q(longer, "prompt_fidelity") - 0.3  # "most of the damage"
+    assert 0.4 < q(low, "kid") / q(strong, "kid") < 0.6  # "about half"
+    seeds = [np.mean([run["400"]["harmful"]["harmful_rate"] for key, run in screen.stored["runs"].items()
+                      if key.startswith(f"{low}|train{seed}|full|")]) for seed in (0, 1, 2)]
+    assert max(seeds) - min(seeds) < 0.1  # "its seeds agree"
+    assert_quoted(ROOT / "docs" / "results" / "defence.md", [
+        f"Under the full attack it ends at {curve('full', low)[-1]:.3f} at step 400 (3,200-step forget row: "
+        f"{curve('full', longer)[-1]:.3f}; never-trained: {curve('full', 'never-trained')[-1]:.3f}), "
+        f"{verdict('full', low)['verdict']} (area {screen.area('full', low)}): the low curve of the stronger step is "
+        f"gone, and its seeds agree (at step 400: {seeds[0]:.2f}, {seeds[1]:.2f} and {seeds[2]:.2f} in the mean of "
+        f"their two attack seeds). Under the rank-4 LoRA it ends at {curve('lora-r4', low)[-1]:.3f} (3,200-step "
+        f"forget row: {curve('lora-r4', longer)[-1]:.3f}; never-trained: {curve('lora-r4', 'never-trained')[-1]:.3f}), "
+        f"{verdict('lora-r4', low)['verdict']} (area {screen.area('lora-r4', low)}).",
+        f"Paired against the 3,200-step forget row of its seed: {paired_cell(against['lora-r4'])} under the LoRA and "
+        f"{paired_cell(against['full'])} under the full attack.",
+        f"clean fidelity {q(low, 'prompt_fidelity'):.3f} (3,200-step forget row: {q(longer, 'prompt_fidelity'):.3f}), "
+        f"KID x1000 {screen.kid(low)} against {screen.kid(longer)}; its clean prompts draw the star on "
+        f"{clean('full', low)[0]:.3f} before any attack.",
+        f"(clean fidelity {q(low, 'prompt_fidelity'):.3f} against the stronger step's {q(strong, 'prompt_fidelity'):.3f}, "
+        f"KID x1000 about half its {1000 * q(strong, 'kid'):.1f})",
+        f"ends at {curve('full', low)[-1]:.3f} under the full attack, above that student, at a clean fidelity of "
+        f"{q(low, 'prompt_fidelity'):.3f}"])
+    assert_quoted(ROOT / "README.md", [
+        f"the same phase ends at {curve('full', low)[-1]:.3f} under the full attack, paired against that student "
+        f"{paired_cell(against['full'])}, at a clean fidelity of {q(low, 'prompt_fidelity'):.3f}"])
+
+
 def test_defence_page_and_readme_quote_the_longer_student_under_the_whole_battery():
     """The 3,200-step forget row under every attack of the battery (dev split, three training seeds): the
     verdicts the same recipe has on the test split, each weight attack's area bound below the margin."""
