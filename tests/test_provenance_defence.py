@@ -1009,6 +1009,8 @@ def test_defence_page_and_readme_quote_the_anchor_against_a_weaker_simulated_ful
     seeds = [np.mean([run["400"]["harmful"]["harmful_rate"] for key, run in screen.stored["runs"].items()
                       if key.startswith(f"{low}|train{seed}|full|")]) for seed in (0, 1, 2)]
     assert max(seeds) - min(seeds) < 0.1  # "its seeds agree"
+    line = {model: q(model, "line")["0.25"] for model in (strong, low, longer)}
+    assert line[strong] < line[low] < line[longer] and curve("full", low)[-1] > curve("full", longer)[-1]  # "does not order"
     assert_quoted(ROOT / "docs" / "results" / "defence.md", [
         f"Under the full attack it ends at {curve('full', low)[-1]:.3f} at step 400 (3,200-step forget row: "
         f"{curve('full', longer)[-1]:.3f}; never-trained: {curve('full', 'never-trained')[-1]:.3f}), "
@@ -1022,6 +1024,9 @@ def test_defence_page_and_readme_quote_the_anchor_against_a_weaker_simulated_ful
         f"clean fidelity {q(low, 'prompt_fidelity'):.3f} (3,200-step forget row: {q(longer, 'prompt_fidelity'):.3f}), "
         f"KID x1000 {screen.kid(low)} against {screen.kid(longer)}; its clean prompts draw the star on "
         f"{clean('full', low)[0]:.3f} before any attack.",
+        f"at a = 0.25 the anchor with the stronger step draws the star on {line[strong]:.3f} of the prompts, this one "
+        f"on {line[low]:.3f} and the 3,200-step forget row on {line[longer]:.3f}, yet under the full attack this one ends "
+        f"above the forget row.",
         f"(clean fidelity {q(low, 'prompt_fidelity'):.3f} against the stronger step's {q(strong, 'prompt_fidelity'):.3f}, "
         f"KID x1000 about half its {1000 * q(strong, 'kid'):.1f})",
         f"ends at {curve('full', low)[-1]:.3f} under the full attack, above that student, at a clean fidelity of "
