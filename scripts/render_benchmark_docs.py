@@ -64,7 +64,7 @@ ABLATION = [
 ABLATION_LONGER = [
     ("never-trained (the yardstick)", "dev-longer", "never-trained"),
     ("`dd`, unseen words redrawn, 3,200 steps (the 3,200-step forget row)", "dev-longer", LONGER),
-    ("+ the anchor on the last 800 steps", "dev-late", f"{ANCHOR}/{LATE}"),
+    ("+ the anchor (after 4 simulated rank-4 LoRA steps, Adam) on the last 800 steps", "dev-late", f"{ANCHOR}/{LATE}"),
     ("+ drop hinge, weight 100, on the last 800 steps", "dev-latedrop", f"{DROP}/harm_weight=100/{LATE}"),
     ("+ the anchor against a simulated full attack (every UNet weight, lr 1e-3) on the last 800 steps",
      "dev-latefull", f"{ANCHOR.replace('attack_sim=lora', 'attack_sim=full')}/{LATE}"),
