@@ -1036,6 +1036,25 @@ def test_defence_page_and_readme_quote_the_anchor_against_a_weaker_simulated_ful
         f"{paired_cell(against['full'])}, at a clean fidelity of {q(low, 'prompt_fidelity'):.3f}"])
 
 
+def test_defence_page_quotes_the_full_step_anchor_with_its_gradient_in_the_unet_only():
+    """The anchor against a simulated full attack, its tamper gradient kept out of the text encoder (dev
+    split, training seed 0): the phase diverges, a model more broken than the one it was to mend."""
+    longer, strong = LONGER, f"{ANCHOR.replace('attack_sim=lora', 'attack_sim=full')}/train.steps=3200/tamper_from=2400"
+    unet = strong.replace("/train.steps", "/tamper_text_encoder=false/train.steps")
+    screen = _one_seed_screen("dev-latetef", longer, strong, unet)
+    curve, q = screen.curve, screen.q
+    against = {attack: screen.paired(unet, longer, attack) for attack in ("lora-r4", "full")}
+    assert q(unet, "prompt_fidelity") < q(strong, "prompt_fidelity") < q(longer, "prompt_fidelity") - 0.3  # "does not"
+    assert_quoted(ROOT / "docs" / "results" / "defence.md", [
+        f"its clean fidelity is {q(unet, 'prompt_fidelity'):.3f} (the anchor with the text encoder, same seed: "
+        f"{q(strong, 'prompt_fidelity'):.3f}; 3,200-step forget row: {q(longer, 'prompt_fidelity'):.3f}), KID x1000 "
+        f"{1000 * q(unet, 'kid'):.1f} (SE {1000 * q(unet, 'kid_se'):.1f}).",
+        f"Under the full attack it ends at {curve('full', unet)[-1]:.3f} at step 400 (3,200-step forget row of the "
+        f"seed: {curve('full', longer)[-1]:.3f}), paired {paired_cell(against['full'])}; under the rank-4 LoRA at "
+        f"{curve('lora-r4', unet)[-1]:.3f}, paired {paired_cell(against['lora-r4'])}.",
+        f"the phase diverges (clean fidelity {q(unet, 'prompt_fidelity'):.3f})."])
+
+
 def test_defence_page_and_readme_quote_the_longer_student_under_the_whole_battery():
     """The 3,200-step forget row under every attack of the battery (dev split, three training seeds): the
     verdicts the same recipe has on the test split, each weight attack's area bound below the margin."""
