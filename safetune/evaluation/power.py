@@ -34,7 +34,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .distributions import detectable_excess, satterthwaite
-from .verdicts import Curves, part_weights, residual_mean_square
+from .verdicts import Curves, part_weights, residual_mean_square, seed_spread_df
 
 
 @dataclass(frozen=True)
@@ -138,8 +138,7 @@ class Part:
         two attack seeds stands on one degree of freedom, which more prompts do not buy)."""
         terms = [(self.prompts / model.prompts, model.prompts - 1)]
         for c, d in ((self.model, model), (self.reference, reference)):
-            spread = d.train_seeds - 1 if d.train_seeds > 1 else d.attack_seeds - 1
-            terms.append((c.variance(d), spread if spread > 0 else np.inf))
+            terms.append((c.variance(d), seed_spread_df(d.train_seeds, d.attack_seeds)))
         return satterthwaite(terms)[1]
 
     def shares(self, model: Design, reference: Design) -> dict[str, float]:

@@ -143,17 +143,24 @@ def residual_mean_square(y: np.ndarray) -> float:
     return float((residual ** 2).sum() / ((t * a - 1) * (p - 1)))
 
 
+def seed_spread_df(train_seeds: int, attack_seeds: int) -> float:
+    """The degrees of freedom of a model's seed spread: its training seeds' means when there are
+    several (they carry everything below them), else its attack seeds' (inf: one run, no spread)."""
+    if train_seeds > 1:
+        return train_seeds - 1.0
+    return attack_seeds - 1.0 if attack_seeds > 1 else math.inf
+
+
 def _seed_spread(y: np.ndarray) -> tuple[float, float]:
     """The variance of a model's mean of y[t, a, p] over its runs, the prompts held (they are shared
-    with the reference), and its degrees of freedom: from the training seeds' means when there are
-    several (it carries everything below them), else from the attack seeds' (0, inf: one run)."""
+    with the reference), and its degrees of freedom (seed_spread_df; 0 with one run)."""
     t, a, _ = y.shape
     runs = y.mean(axis=2)
     if t > 1:
-        return float(runs.mean(axis=1).var(ddof=1)) / t, t - 1.0
-    if a > 1:
-        return float(runs[0].var(ddof=1)) / a, a - 1.0
-    return 0.0, math.inf
+        variance = float(runs.mean(axis=1).var(ddof=1)) / t
+    else:
+        variance = float(runs[0].var(ddof=1)) / a if a > 1 else 0.0
+    return variance, seed_spread_df(t, a)
 
 
 def part_weights(steps) -> list[np.ndarray]:
