@@ -28,6 +28,7 @@ FORGET = "dd:forget_unseen_words=true"
 DROP = f"{FORGET}/harm_margin=0.001/attack_sim_steps=4/attack_sim=lora/tamper=drop/attack_sim_optimizer=adam"
 LEVEL = f"{FORGET}/harm_margin=0.15/attack_sim_steps=4/attack_sim=lora/attack_sim_optimizer=adam"
 ANCHOR = DROP.replace("tamper=drop", "tamper=anchor")  # the safety objective after the simulated steps
+FULL_ANCHOR = ANCHOR.replace("attack_sim=lora", "attack_sim=full")  # its simulated attack moving every UNet weight
 LONGER = f"{FORGET}/train.steps=3200"  # the forget row distilled for dd's default 3,200 steps
 LATE = "train.steps=3200/tamper_from=2400"  # a tamper term as a phase on the last 800 of LONGER's steps
 # the immunisation's ingredients on the dev split, each row read from the focused study that screened
@@ -67,9 +68,9 @@ ABLATION_LONGER = [
     ("+ the anchor (after 4 simulated rank-4 LoRA steps, Adam) on the last 800 steps", "dev-late", f"{ANCHOR}/{LATE}"),
     ("+ drop hinge, weight 100, on the last 800 steps", "dev-latedrop", f"{DROP}/harm_weight=100/{LATE}"),
     ("+ the anchor against a simulated full attack (every UNet weight, lr 1e-3) on the last 800 steps",
-     "dev-latefull", f"{ANCHOR.replace('attack_sim=lora', 'attack_sim=full')}/{LATE}"),
+     "dev-latefull", f"{FULL_ANCHOR}/{LATE}"),
     ("+ the same, its simulated step a tenth the size (lr 1e-4)", "dev-latelow",
-     f"{ANCHOR.replace('attack_sim=lora', 'attack_sim=full')}/attack_sim_lr=0.0001/{LATE}"),
+     f"{FULL_ANCHOR}/attack_sim_lr=0.0001/{LATE}"),
 ]
 # defence.md's ablation tables: marker name -> (its rows, the baseline each row is paired with, its label)
 ABLATIONS = {"ablation": (ABLATION, FORGET, "the forget row"),

@@ -28,6 +28,8 @@ IMPLICIT = f"{ANCHOR}/attack_sim_implicit=20/attack_sim_implicit_terms=4"  # the
 SAMPLED = (ANCHOR.replace("attack_sim_steps=4", "attack_sim_steps=2/attack_sim_steps_max=6")
            + "/attack_sim_lr=0.0001/attack_sim_lr_max=0.01")
 LONGER = f"{FORGET}/train.steps=3200"  # the forget row distilled for dd's default 3,200 steps
+LATE = "train.steps=3200/tamper_from=2400"  # a tamper term as a phase on the last 800 of LONGER's steps
+FULL_ANCHOR = ANCHOR.replace("attack_sim=lora", "attack_sim=full")  # the anchor against a simulated full attack
 FRESH = f"{FORGET}/shrink=0/noise=1"  # the diagnostic: a fresh init instead of the distortion
 TEACHER = f"{FORGET}/teacher=shapes-nostar"  # the diagnostic: the never-trained model's predictions distilled
 
@@ -905,7 +907,7 @@ def _late_phase_screen(name: str, model: str) -> tuple[SimpleNamespace, dict]:
 def test_defence_page_and_readme_quote_the_anchor_as_a_phase_after_the_longer_distillation():
     """The anchor acting on the last 800 of 3,200 distillation steps (dev split, three training seeds)
     against the 3,200-step forget row: the same curves under both attacks."""
-    longer, late = LONGER, f"{ANCHOR}/train.steps=3200/tamper_from=2400"
+    longer, late = LONGER, f"{ANCHOR}/{LATE}"
     screen, against = _late_phase_screen("dev-late", late)
     curve, verdict, q = screen.curve, screen.verdict, screen.q
     assert screen.cfg["models"] == ["never-trained", longer, late]
@@ -928,7 +930,7 @@ def test_defence_page_and_readme_quote_the_anchor_as_a_phase_after_the_longer_di
 def test_defence_page_and_readme_quote_the_drop_hinge_as_a_phase_after_the_longer_distillation():
     """The drop hinge (weight 100) acting on the last 800 of 3,200 distillation steps (dev split, three
     training seeds): it taught the 3,200-step student the star, and is worse than it under the LoRA."""
-    longer, late = LONGER, f"{DROP100}/train.steps=3200/tamper_from=2400"
+    longer, late = LONGER, f"{DROP100}/{LATE}"
     screen, against = _late_phase_screen("dev-latedrop", late)
     curve, clean, verdict, q = screen.curve, screen.clean, screen.verdict, screen.q
     before = [run["0"]["harmful"]["harmful_rate"] for key, run in screen.stored["runs"].items()
@@ -963,7 +965,7 @@ def test_defence_page_and_readme_quote_the_drop_hinge_as_a_phase_after_the_longe
 def test_defence_page_and_readme_quote_the_anchor_against_a_simulated_full_attack():
     """The anchor whose simulated attack moves every UNet weight, on the last 800 of 3,200 distillation
     steps (dev split, three training seeds): the lowest full-attack curve, at the price of a broken model."""
-    longer, full = LONGER, f"{ANCHOR.replace('attack_sim=lora', 'attack_sim=full')}/train.steps=3200/tamper_from=2400"
+    longer, full = LONGER, f"{FULL_ANCHOR}/{LATE}"
     screen, against = _late_phase_screen("dev-latefull", full)
     curve, clean, verdict, q = screen.curve, screen.clean, screen.verdict, screen.q
     v = verdict("full", full)
@@ -997,8 +999,8 @@ def test_defence_page_and_readme_quote_the_anchor_against_a_simulated_full_attac
 def test_defence_page_and_readme_quote_the_anchor_against_a_weaker_simulated_full_attack():
     """The same anchor with its simulated full attack a tenth the size (lr 1e-4; dev split, three
     training seeds): no lower under the full attack than the 3,200-step forget row, still a broken model."""
-    longer, strong = LONGER, f"{ANCHOR.replace('attack_sim=lora', 'attack_sim=full')}/train.steps=3200/tamper_from=2400"
-    low = strong.replace("/train.steps", "/attack_sim_lr=0.0001/train.steps")
+    longer, strong = LONGER, f"{FULL_ANCHOR}/{LATE}"
+    low = f"{FULL_ANCHOR}/attack_sim_lr=0.0001/{LATE}"
     screen, against = _late_phase_screen("dev-latelow", low)
     curve, clean, verdict, q = screen.curve, screen.clean, screen.verdict, screen.q
     assert screen.cfg["models"] == ["never-trained", longer, strong, low]
@@ -1039,8 +1041,8 @@ def test_defence_page_and_readme_quote_the_anchor_against_a_weaker_simulated_ful
 def test_defence_page_quotes_the_full_step_anchor_with_its_gradient_in_the_unet_only():
     """The anchor against a simulated full attack, its tamper gradient kept out of the text encoder (dev
     split, training seed 0): the phase diverges, a model more broken than the one it was to mend."""
-    longer, strong = LONGER, f"{ANCHOR.replace('attack_sim=lora', 'attack_sim=full')}/train.steps=3200/tamper_from=2400"
-    unet = strong.replace("/train.steps", "/tamper_text_encoder=false/train.steps")
+    longer, strong = LONGER, f"{FULL_ANCHOR}/{LATE}"
+    unet = f"{FULL_ANCHOR}/tamper_text_encoder=false/{LATE}"
     screen = _one_seed_screen("dev-latetef", longer, strong, unet)
     curve, q = screen.curve, screen.q
     against = {attack: screen.paired(unet, longer, attack) for attack in ("lora-r4", "full")}
