@@ -271,6 +271,9 @@ class DistillConfig:
     tamper_text_encoder: bool = option(True, "the tamper term's gradient reaches the text encoder; false: the UNet "
                                              "only, so that the hinge cannot be met by breaking the concept's words "
                                              "(what the level hinge did on dev, docs/results/defence.md)")
+    tamper_projection: bool = option(False, "the tamper term's gradient loses the part that opposes the retain "
+                                            "loss's (gradient surgery, PCGrad): it may not, first-order, undo the "
+                                            "distillation (stages.losses.without_conflict)")
     teacher: str | None = option(None, "the model whose predictions are distilled: none, the model being aligned "
                                        "(before its distortion); else a model sharing its VAE (a directory, or "
                                        "'shapes-nostar': the never-trained model, a teacher that never drew the "
@@ -303,10 +306,12 @@ class DistillConfig:
             raise SafetuneError(f"tamper={self.tamper} shapes the tamper term, which is off without harm_margin > 0 "
                                 f"({self.harm_margin}): give --set harm_margin=0.001 (and --harmful-data), or drop "
                                 f"tamper={self.tamper}")
-        if self.tamper_from and not self.harm_margin > 0:
-            raise SafetuneError(f"tamper_from={self.tamper_from} starts the tamper term part-way through training, "
-                                f"which is off without harm_margin > 0 ({self.harm_margin}): give --set "
-                                "harm_margin=0.001 (and --harmful-data), or drop tamper_from")
+        for name, shapes in (("tamper_from", "starts the tamper term part-way through training"),
+                             ("tamper_projection", "projects the tamper term's gradient")):
+            if getattr(self, name) and not self.harm_margin > 0:
+                raise SafetuneError(f"{name}={str(getattr(self, name)).lower()} {shapes}, which is off without harm_margin > 0 "
+                                    f"({self.harm_margin}): give --set harm_margin=0.001 (and --harmful-data), or "
+                                    f"drop {name}")
         if self.tamper_from and not self.tamper_from < steps:
             raise SafetuneError(f"tamper_from={self.tamper_from} would start the tamper term after training ends: it "
                                 f"must be a step before the last ({steps} steps): give --set tamper_from below {steps} "

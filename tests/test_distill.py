@@ -597,3 +597,58 @@ def test_a_named_teacher_gives_the_targets_and_one_with_another_vae_is_refused(p
         distill_train(student, clean, ["a star"], DistillConfig(teacher=str(tmp_path / "missing")), config)
     for (name, a), (_, b) in zip(student.unet.named_parameters(), pipe.unet.named_parameters()):
         assert torch.equal(a, b), name  # refused before the distortion
+
+
+def test_without_conflict_removes_only_the_part_of_the_extra_gradient_that_opposes_keep():
+    """Gradient surgery: the value is keep + extra; where the gradients conflict, the extra one loses
+    its component along keep's (after it, the two are orthogonal) and keeps the rest; where they do not,
+    the gradient is the plain sum. The cosine before the projection goes to `last`."""
+    from safetune.stages.losses import without_conflict
+
+    x = torch.tensor([1.0, 2.0], requires_grad=True)
+    target = torch.tensor([0.0, 0.0])
+    for pull, conflicting in ((torch.tensor([-3.0, 1.0]), True), (torch.tensor([1.0, 0.5]), False)):
+        keep = ((x - target) ** 2).sum()  # gradient 2x = (2, 4)
+        extra = (pull * x).sum()  # gradient `pull`: (-3, 1) . (2, 4) < 0, (1, 0.5) . (2, 4) > 0
+        last = {}
+        value = without_conflict(keep, extra, [x], last)
+        assert value.item() == pytest.approx((keep + extra).item())
+        (grad,) = torch.autograd.grad(value, [x])
+        g_keep, g_extra = 2 * x.detach(), pull
+        cos = float(g_keep @ g_extra / (g_keep.norm() * g_extra.norm()))
+        assert last["tamper_cos"] == pytest.approx(cos, rel=1e-6)
+        assert (cos < 0) == conflicting
+        projected = grad - g_keep
+        if conflicting:
+            assert float(projected @ g_keep) == pytest.approx(0.0, abs=1e-5)
+            torch.testing.assert_close(projected, g_extra - (g_extra @ g_keep) / (g_keep @ g_keep) * g_keep)
+        else:
+            torch.testing.assert_close(projected, g_extra)
+
+
+def test_the_projected_tamper_term_keeps_its_value_and_stops_opposing_the_retain_loss(pipe):
+    """tamper_projection on the anchor against a simulated full attack: the loss is the same number, the
+    retain loss's gradient is unchanged, and what the tamper term adds to the gradient no longer has a
+    negative inner product with it (without the projection, on this batch, it has)."""
+    teacher = copy.deepcopy(pipe.unet).requires_grad_(False)
+    unet = copy.deepcopy(pipe.unet)
+    distort_(unet, 0.3, 1.0, seed=0)  # a student the retain loss still pulls
+    prepare_trainable(unet, TrainConfig(mode="full"))
+    params = [p for p in unet.parameters() if p.requires_grad]
+    config = DistillConfig(harm_margin=1e-6, tamper="anchor", attack_sim="full", attack_sim_steps=2,
+                           attack_sim_lr=1e-2, attack_sim_optimizer="adam")
+
+    def gradient(**changes):
+        loss_fn = make_loss(pipe, teacher, replace(config, **changes))
+        loss = loss_fn(unet, 1, step_generator(0, 1))  # a batch on which the two conflict
+        return loss.item(), torch.cat([g.flatten() for g in torch.autograd.grad(loss, params)]), loss_fn.last
+
+    retain_value, g_retain, _ = gradient(harm_margin=0.0, tamper="level")
+    plain_value, g_plain, _ = gradient()
+    value, g_projected, last = gradient(tamper_projection=True)
+    assert value == pytest.approx(plain_value, rel=1e-6) and value > retain_value
+    added_plain, added = g_plain - g_retain, g_projected - g_retain
+    assert float(added_plain @ g_retain) < 0 and last["tamper_cos"] < 0  # this batch's tamper term conflicts
+    assert float(added @ g_retain) == pytest.approx(0.0, abs=1e-4 * float(g_retain.norm() * added.norm()))
+    assert added.norm() > 0.1 * added_plain.norm()  # the rest of the term stays
+    _refused(pipe, DistillConfig(tamper_projection=True), r"tamper_projection=true .*harm_margin > 0 \(0.0\)")

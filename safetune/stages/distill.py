@@ -56,7 +56,9 @@ retraining from scratch at 60-80% of its compute). We adapt both to diffusion mo
    configurations), so that no single attack size is what the defence learns to meet. With
    tamper_from the term acts from that step on only: the student is distilled first and then trained
    against the attack, as TAR's tamper-resistance phase follows its unlearning, and only those steps
-   pay for the simulated attack.
+   pay for the simulated attack. With tamper_projection the tamper term's gradient loses the part that
+   opposes the retain loss's (gradient surgery, stages.losses.without_conflict): the anchor against a
+   simulated full attack broke the student on dev, and this bounds that damage step by step.
 
 The text encoder is distorted and distilled too (`text_encoder`): a prompt's words that never occur
 in the retain captions (the concept's names and its implicit phrasings alike) get no distillation
@@ -97,7 +99,7 @@ from ..models.conditioning import (
 )
 from ..lora.adapter import target_modules
 from ..train import run_stage
-from .losses import attacked_error, lora_attacked_error, text_attacked_error, with_params
+from .losses import attacked_error, lora_attacked_error, text_attacked_error, with_params, without_conflict
 
 # attack_sim=mixed draws one of the battery's attacks per step: (kind, LoRA rank)
 MIXED = (("full", 0), ("lora", 1), ("lora", 4), ("lora", 16), ("inversion", 0))
@@ -195,7 +197,11 @@ class RetainDistillLoss:
             else:
                 excess = cfg.harm_margin - attacked
             self.last["hinge_active"] = float(excess.item() > 0)  # the share of steps the tamper term acts
-            loss = loss + cfg.harm_weight * (excess.abs() if cfg.tamper == "match" else F.relu(excess))
+            tamper = cfg.harm_weight * (excess.abs() if cfg.tamper == "match" else F.relu(excess))
+            if cfg.tamper_projection and excess.item() > 0:
+                trained = [*unet.parameters(), *(self.text_encoder.parameters() if self.text_encoder else ())]
+                return without_conflict(loss, tamper, trained, self.last)
+            loss = loss + tamper
         return loss
 
     def _attacked(self, unet, gen) -> tuple[torch.Tensor | None, torch.Tensor]:

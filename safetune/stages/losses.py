@@ -292,3 +292,29 @@ def with_params(unet, params: dict | None):
     from torch.func import functional_call
 
     return lambda *args, **kwargs: functional_call(unet, params, args, kwargs)
+
+
+def without_conflict(keep: torch.Tensor, extra: torch.Tensor, params: list, last: dict | None = None) -> torch.Tensor:
+    """keep + extra in value, whose gradient is keep's plus extra's with the part that opposes keep's
+    removed (gradient surgery, PCGrad: Yu et al. 2020, arXiv 2001.06782): where g_extra . g_keep < 0,
+    g_extra - (g_extra . g_keep / |g_keep|^2) g_keep, so that a small step along what extra adds does
+    not, first-order, raise keep. Why: a tamper term whose gradient runs through a simulated full-weight
+    attack broke the distilled student on dev (defence.md); this bounds that damage where it happens,
+    at each step, with no weight to tune. `last` gets the cosine of the two gradients before the
+    projection, for the training log. With data parallelism each process projects its own gradients
+    before they are averaged."""
+    params = [p for p in params if p.requires_grad]
+    g_keep = torch.autograd.grad(keep, params, retain_graph=True, allow_unused=True)
+    g_extra = torch.autograd.grad(extra, params, retain_graph=True, allow_unused=True)
+    pairs = [(p, torch.zeros_like(p) if a is None else a, b) for p, a, b in zip(params, g_keep, g_extra)
+             if b is not None]
+    if not pairs:  # extra reaches none of the weights: nothing to project
+        return keep + extra
+    dot = _dot([a for _, a, _ in pairs], [b for _, _, b in pairs])
+    keep_norm = _dot([a for _, a, _ in pairs], [a for _, a, _ in pairs])
+    extra_norm = _dot([b for _, _, b in pairs], [b for _, _, b in pairs])
+    if last is not None:
+        last["tamper_cos"] = float(dot / (keep_norm * extra_norm).sqrt().clamp_min(1e-30))
+    scale = dot / keep_norm if dot < 0 and keep_norm > 0 else 0.0
+    surrogate = sum((p * (b - scale * a)).sum() for p, a, b in pairs)  # its gradient in p: the projected g_extra
+    return keep + extra.detach() + surrogate - surrogate.detach()
