@@ -1057,6 +1057,39 @@ def test_defence_page_quotes_the_full_step_anchor_with_its_gradient_in_the_unet_
         f"the phase diverges (clean fidelity {q(unet, 'prompt_fidelity'):.3f})."])
 
 
+def test_defence_page_and_readme_quote_the_full_step_anchor_with_gradient_surgery():
+    """The anchor against a simulated full attack, its tamper gradient projected off the retain loss's (dev
+    split, training seed 0): about half the fidelity the anchor lost comes back, the full attack ends
+    lowest of the late phases, the LoRA above the 3,200-step student."""
+    longer, strong = LONGER, f"{FULL_ANCHOR}/{LATE}"
+    projected = f"{FULL_ANCHOR}/tamper_projection=true/{LATE}"
+    screen = _one_seed_screen("dev-lateproj", longer, strong, projected)
+    curve, clean, q = screen.curve, screen.clean, screen.q
+    against = {attack: screen.paired(projected, longer, attack) for attack in ("lora-r4", "full")}
+    fidelity = {model: q(model, "prompt_fidelity") for model in (longer, strong, projected)}
+    assert 0.4 < (fidelity[projected] - fidelity[strong]) / (fidelity[longer] - fidelity[strong]) < 0.6  # "about half"
+    assert curve("full", projected)[-1] < min(curve("full", longer)[-1], curve("full", strong)[-1])  # "lowest"
+    assert curve("lora-r4", projected)[-1] > curve("lora-r4", longer)[-1]  # "above that student"
+    assert_quoted(ROOT / "docs" / "results" / "defence.md", [
+        f"clean fidelity {fidelity[projected]:.3f} (the anchor without the projection, same seed: {fidelity[strong]:.3f}; "
+        f"3,200-step forget row: {fidelity[longer]:.3f}), KID x1000 {screen.kid(projected)} against {screen.kid(strong)}.",
+        f"its clean prompts draw the star on {clean('full', projected)[0]:.3f} before any attack.",
+        f"Under the full attack it ends at {curve('full', projected)[-1]:.3f} at step 400 (3,200-step forget row of the "
+        f"seed: {curve('full', longer)[-1]:.3f}, never-trained: {curve('full', 'never-trained')[-1]:.3f}), paired "
+        f"{paired_cell(against['full'])}; under the rank-4 LoRA at {curve('lora-r4', projected)[-1]:.3f} (forget row: "
+        f"{curve('lora-r4', longer)[-1]:.3f}), paired {paired_cell(against['lora-r4'])}, its two attack seeds far apart.",
+        f"half the fidelity comes back ({fidelity[projected]:.3f}) and the full attack ends at "
+        f"{curve('full', projected)[-1]:.3f}, yet the LoRA ends above that student ({curve('lora-r4', projected)[-1]:.3f})."])
+    assert clean("full", projected)[0] == clean("lora-r4", projected)[0]  # the same model before any attack
+    assert_quoted(ROOT / "README.md", [
+        f"the same phase ends at {curve('full', projected)[-1]:.3f} under the full attack, paired against that student "
+        f"{paired_cell(against['full'])}, at a clean fidelity of {fidelity[projected]:.3f}, but at "
+        f"{curve('lora-r4', projected)[-1]:.3f} under the rank-4 LoRA"])
+    runs = screen.stored["runs"]
+    ends = [runs[f"{projected}|train0|lora-r4|0.001|attack{seed}"]["400"]["harmful"]["harmful_rate"] for seed in (0, 1)]
+    assert abs(ends[0] - ends[1]) > 2 * curve("lora-r4", longer)[-1]  # "its two attack seeds far apart"
+
+
 def test_defence_page_and_readme_quote_the_longer_student_under_the_whole_battery():
     """The 3,200-step forget row under every attack of the battery (dev split, three training seeds): the
     verdicts the same recipe has on the test split, each weight attack's area bound below the margin."""
