@@ -236,10 +236,9 @@ class DistillConfig:
     attack_sim_steps: int = option(0, "simulated malicious fine-tuning steps before the hinge is measured")
     attack_sim_lr: float = option(1e-3, "size of each simulated attack step (the optimiser's lr; 0: none)",
                                   min=0, max=1)
-    attack_sim: str = option("full", "the simulated attack: full (every trained weight moves), lora (a new LoRA "
-                                     "on attention, IMMA's inner adaptation), inversion (an offset of the prompt's "
-                                     "text states: concept inversion, widened) or mixed (per step, full, a LoRA of "
-                                     "rank 1, 4 or 16, or inversion: the battery's attacks)",
+    attack_sim: str = option("full", "the simulated attack: full (every trained weight), lora (a new LoRA on "
+                                     "attention, IMMA's), inversion (an offset of the prompt's text states) or "
+                                     "mixed (per step one of the battery's: full, LoRA rank 1/4/16, inversion)",
                              choices=("full", "lora", "inversion", "mixed"))
     attack_sim_rank: int = option(4, "rank of the simulated LoRA attack (lora)", min=1, max=1024)
     attack_sim_steps_max: int = option(0, "> 0: each outer step draws its simulated attack's number of steps "
@@ -249,31 +248,30 @@ class DistillConfig:
                                            "from attack_sim_lr to this; 0: always attack_sim_lr", min=0, max=1)
     tamper: str = option("level", "what the hinge bounds: level (the harmful error after the simulated attack is "
                                   "pushed up to harm_margin) or drop (the attack's progress, the error before its "
-                                  "steps minus after, is held under harm_margin: a landscape it descends slowly; "
-                                  "it can also be met by drawing the concept: check the harmful rate before "
-                                  "any attack, docs/results/defence.md) or match (the error after the simulated "
-                                  "attack is held at harm_margin from both sides: level without its overshoot, "
-                                  "docs/results/defence.md) or anchor (after the simulated attack, the harmful "
-                                  "captions' prediction on the harmful images is pulled down to harm_margin from "
-                                  "the model's own empty-prompt prediction before it: the safety objective "
-                                  "measured after the attack, as ResAlign and TAR do; first-order)",
+                                  "steps minus after, held under harm_margin; it can also be met by drawing the "
+                                  "concept) or match (the error after the attack held at harm_margin from both "
+                                  "sides) or anchor (after the simulated attack, the harmful captions' prediction "
+                                  "is pulled down to harm_margin from the model's own prediction before it, see "
+                                  "anchor_target: the safety objective measured after the attack, as ResAlign and "
+                                  "TAR do; first-order). docs/results/defence.md has each on dev",
                          choices=("level", "drop", "match", "anchor"))
+    anchor_target: str = option("empty", "tamper=anchor's target: empty (the model's prediction for the empty "
+                                         "prompt, SDD's) or caption (for the same caption without the words no "
+                                         "retain caption uses: the rest of the prompt still drawn)",
+                                choices=("empty", "caption"))
     attack_sim_optimizer: str = option("sign", "the simulated attacker's update: sign (lr * sign of the gradient, "
                                                "Adam's first step, every step) or adam (Adam's moments kept over "
                                                "the steps, as the attacker's optimiser)", choices=("sign", "adam"))
-    attack_sim_implicit: float = option(0.0, "> 0 (attack_sim=lora): the tamper term's gradient also carries the "
-                                             "simulated LoRA's own dependence on the defended weights, the attack "
-                                             "read as a proximal step of this size (ResAlign's implicit, Moreau-"
-                                             "envelope, hypergradient; stages.losses.lora_attacked_error); 0: "
-                                             "first-order", min=0)
+    attack_sim_implicit: float = option(0.0, "> 0 (attack_sim=lora): the gradient also carries the simulated LoRA's "
+                                             "dependence on the defended weights, the attack a proximal step of this "
+                                             "size (ResAlign's hypergradient; losses.lora_attacked_error)", min=0)
     attack_sim_implicit_terms: int = option(2, "conjugate-gradient steps (Hessian-vector products) of that "
                                                "correction's linear solve", min=1, max=64)
     tamper_text_encoder: bool = option(True, "the tamper term's gradient reaches the text encoder; false: the UNet "
                                              "only, so that the hinge cannot be met by breaking the concept's words "
                                              "(what the level hinge did on dev, docs/results/defence.md)")
-    tamper_projection: bool = option(False, "the tamper term's gradient loses the part that opposes the retain "
-                                            "loss's (gradient surgery, PCGrad): it may not, first-order, undo the "
-                                            "distillation (stages.losses.without_conflict)")
+    tamper_projection: bool = option(False, "the tamper term's gradient loses the part that opposes the retain loss's "
+                                            "(gradient surgery, PCGrad; stages.losses.without_conflict)")
     teacher: str | None = option(None, "the model whose predictions are distilled: none, the model being aligned "
                                        "(before its distortion); else a model sharing its VAE (a directory, or "
                                        "'shapes-nostar': the never-trained model, a teacher that never drew the "
@@ -306,6 +304,9 @@ class DistillConfig:
             raise SafetuneError(f"tamper={self.tamper} shapes the tamper term, which is off without harm_margin > 0 "
                                 f"({self.harm_margin}): give --set harm_margin=0.001 (and --harmful-data), or drop "
                                 f"tamper={self.tamper}")
+        if self.anchor_target != "empty" and self.tamper != "anchor":
+            raise SafetuneError(f"anchor_target={self.anchor_target} is the target of tamper=anchor (given: tamper="
+                                f"{self.tamper}): give --set tamper=anchor, or drop anchor_target")
         for name, shapes in (("tamper_from", "starts the tamper term part-way through training"),
                              ("tamper_projection", "projects the tamper term's gradient")):
             if getattr(self, name) and not self.harm_margin > 0:

@@ -652,3 +652,29 @@ def test_the_projected_tamper_term_keeps_its_value_and_stops_opposing_the_retain
     assert float(added @ g_retain) == pytest.approx(0.0, abs=1e-4 * float(g_retain.norm() * added.norm()))
     assert added.norm() > 0.1 * added_plain.norm()  # the rest of the term stays
     _refused(pipe, DistillConfig(tamper_projection=True), r"tamper_projection=true .*harm_margin > 0 \(0.0\)")
+
+
+def test_the_caption_anchor_targets_the_caption_without_its_unseen_words(pipe):
+    """anchor_target=caption: the harmful captions lose every word no retain caption uses (the concept's
+    names and implicit phrasings alike), and the anchor's target is the model's own prediction for what
+    is left, on the same noised images: not the empty prompt's. Without tamper=anchor it is refused."""
+    from safetune.stages.distill import without_unseen_words
+
+    retain = ["a small red circle on the left", "a blue square on a gray background", "a shape on the right"]
+    harmful = ["a small striped star on the left", "a starfish on a gray background", "a shape with five points"]
+    assert without_unseen_words(harmful, retain) == ["a small on the left", "a on a gray background", "a shape"]
+    teacher = copy.deepcopy(pipe.unet).requires_grad_(False)
+    unet = copy.deepcopy(pipe.unet)
+    config = DistillConfig(harm_margin=1e-6, tamper="anchor", anchor_target="caption")
+    anchors = ["a small on the left"] * 8
+    loss_fn = make_loss(pipe, teacher, config)
+    loss_fn.harmful_anchor = (caption_ids(pipe, anchors), encode_text(pipe, anchors))
+    xt, target, t, cond = loss_fn._draw_anchor(unet, step_generator(0, 0))
+    with torch.no_grad():
+        expected = predict(unet, xt, t, encode_text(pipe, anchors[:len(xt)]))
+        empty = predict(unet, xt, t, encode_text(pipe, [""]).repeat(len(xt)))
+    torch.testing.assert_close(target, expected)
+    assert (target - empty).abs().mean() > 0.01 * empty.abs().mean()
+    assert not target.requires_grad
+    _refused(pipe, DistillConfig(harm_margin=0.001, anchor_target="caption"),
+             r"anchor_target=caption .*tamper=anchor \(given: tamper=level\)")

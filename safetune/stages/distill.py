@@ -37,28 +37,23 @@ retraining from scratch at 60-80% of its compute). We adapt both to diffusion mo
    drop carry gradient: first-order it is g(W) - g(W') ~ H (W - W'), a push towards ground where the
    attack makes no progress, and a model that already draws the concept stands on such ground: on
    the dev screen (defence.md) weight 1 taught the star (0.23 of the prompts before any attack).
-   With tamper=match the level is held at harm_margin from both sides (|error - harm_margin|): on the
-   dev screen the level hinge overshot, its harmful error after the simulated steps ending far above
-   its margin with nothing to pull it back, because the concept's words, whose embeddings no
-   retain caption trains, had been driven to a conditioning the denoiser cannot use: broken, not
-   deleted (evaluation/landscape.py measures it). With tamper_text_encoder=false the tamper term's
-   gradient stays in the UNet (the harmful captions' states are taken without it), so no hinge can
-   be met that way. With tamper=anchor the term is not the harmful error but a safety objective
-   measured after the simulated attack, as ResAlign (arXiv 2507.16302) and TAR (arXiv 2408.00761)
-   measure theirs: the harmful captions' prediction on the harmful images, after the steps, is pulled
-   to the model's own unconditional prediction before them (no gradient through that target), down
-   to harm_margin. It has a floor (the words adding nothing), so it cannot overshoot as the level
-   hinge did, nor be met by drawing the concept as the drop hinge was. First-order, as every term
-   here, unless attack_sim_implicit > 0 (attack_sim=lora): then the gradient carries ResAlign's
-   implicit (Moreau-envelope) correction for the simulated LoRA's own dependence on the defended
-   weights (stages.losses.lora_attacked_error). With attack_sim_steps_max or attack_sim_lr_max each
-   outer step draws its simulated attack's steps or lr from a range (ResAlign and TAR sample attack
-   configurations), so that no single attack size is what the defence learns to meet. With
-   tamper_from the term acts from that step on only: the student is distilled first and then trained
-   against the attack, as TAR's tamper-resistance phase follows its unlearning, and only those steps
-   pay for the simulated attack. With tamper_projection the tamper term's gradient loses the part that
-   opposes the retain loss's (gradient surgery, stages.losses.without_conflict): the anchor against a
-   simulated full attack broke the student on dev, and this bounds that damage step by step.
+   With tamper=match the level is held at harm_margin from both sides: on dev the level hinge
+   overshot, the concept's words (no retain caption trains them) driven to a conditioning the
+   denoiser cannot use: broken, not deleted (evaluation/landscape.py). With tamper_text_encoder=false
+   the tamper gradient stays in the UNet, so no hinge can be met that way. With tamper=anchor the term
+   is a safety objective measured after the simulated attack, as ResAlign (arXiv 2507.16302) and TAR
+   (arXiv 2408.00761) measure theirs: the harmful captions' prediction, after the steps, is pulled
+   down to harm_margin from the model's own prediction before them (no gradient through it) for the
+   empty prompt or (anchor_target=caption) the caption without its unseen words. It has a floor, so
+   it cannot overshoot as the level hinge did, nor be met by drawing the concept as the drop hinge
+   was. First-order, unless attack_sim_implicit > 0 (attack_sim=lora): ResAlign's implicit
+   (Moreau-envelope) correction for the simulated LoRA's own dependence on the defended weights
+   (stages.losses.lora_attacked_error). With attack_sim_steps_max or attack_sim_lr_max each outer
+   step draws its simulated attack's size from a range (ResAlign and TAR sample attack
+   configurations). With tamper_from the term acts from that step on only: distilled first, then
+   trained against the attack, as TAR's tamper-resistance phase follows its unlearning. With
+   tamper_projection its gradient loses the part that opposes the retain loss's (gradient surgery,
+   stages.losses.without_conflict): the anchor against a simulated full attack broke the student.
 
 The text encoder is distorted and distilled too (`text_encoder`): a prompt's words that never occur
 in the retain captions (the concept's names and its implicit phrasings alike) get no distillation
@@ -132,6 +127,14 @@ def forget_unseen_words_(text_encoder: torch.nn.Module, seen_ids: torch.Tensor, 
     return int(unseen.sum())
 
 
+def without_unseen_words(captions: list[str], seen: list[str]) -> list[str]:
+    """Each caption without the words that no caption of `seen` uses: a harmful caption as the retain
+    set can read it ("a small striped star on the left" -> "a small striped on the left"), its concept's
+    names and implicit phrasings ("starfish", "shape with five points") alike, none listed by hand."""
+    known = {word for caption in seen for word in caption.lower().split()}
+    return [" ".join(word for word in caption.split() if word.lower() in known) for caption in captions]
+
+
 class RetainDistillLoss:
     """student(x_t, c) -> teacher(x_t, c) on retain images; with concept latents, also
     student(x_t, concept) -> teacher(x_t, "") weighted by concept_weight.
@@ -142,13 +145,15 @@ class RetainDistillLoss:
     def __init__(self, latents, input_ids, teacher_cond: Cond, student_cond: Cond, teacher_uncond: Cond,
                  scheduler, batch_size: int, teacher_unet, config: DistillConfig, uncond_ids=None,
                  student_uncond: Cond | None = None, concept_latents=None, concept_ids=None,
-                 student_concept: Cond | None = None, harmful: tuple | None = None):
+                 student_concept: Cond | None = None, harmful: tuple | None = None,
+                 harmful_anchor: tuple | None = None):
         self.latents, self.input_ids = latents, input_ids
         self.teacher_cond, self.student_cond, self.teacher_uncond = teacher_cond, student_cond, teacher_uncond
         self.uncond_ids, self.student_uncond = uncond_ids, student_uncond
         self.concept_latents, self.concept_ids, self.student_concept = concept_latents, concept_ids, student_concept
         self.scheduler, self.batch_size, self.teacher, self.config = scheduler, batch_size, teacher_unet, config
         self.harmful = harmful  # (latents, token ids, cached cond) of harmful images, for the tamper term
+        self.harmful_anchor = harmful_anchor  # (token ids, cached cond) of their anchor captions (anchor_target)
         self._attention: list[str] | None = None  # the UNet's attention projections (a simulated LoRA attack's)
         self.text_encoder = None
         self.last: dict[str, float] = {}
@@ -245,21 +250,26 @@ class RetainDistillLoss:
             self.last["sim_lr"] = lr
         return steps, lr, cfg.attack_sim_optimizer
 
-    def _draw_harm(self, gen):
+    def _draw_harm(self, gen, idx=None):
         latents, ids, cond = self.harmful
-        idx = batch_randint(len(latents), self.batch_size, gen)
+        idx = batch_randint(len(latents), self.batch_size, gen) if idx is None else idx
         xt, noise, t = noised(self.scheduler, latents[idx], gen)
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.config.tamper_text_encoder):
             return xt, noise, t, self._student_cond(ids[idx], cond, idx)
 
     def _draw_anchor(self, unet, gen):
-        """A harmful query batch (tamper=anchor) whose target is the model's own prediction under the
-        empty prompt, taken before the simulated attack and without gradient (SDD's target, Kim et al.
-        2023): after the attack the concept's captions should still add nothing to it."""
-        xt, _, t, cond = self._draw_harm(gen)
+        """A harmful query batch (tamper=anchor) whose target is the model's own prediction before the
+        simulated attack, without gradient: for the empty prompt (SDD's target, Kim et al. 2023) or, with
+        anchor_target=caption, for the caption without its unseen words (concept ablation's anchor, Kumari
+        et al. 2023: what else it names still drawn; the empty target drew noise for them on dev)."""
+        idx = batch_randint(len(self.harmful[0]), self.batch_size, gen)
+        xt, _, t, cond = self._draw_harm(gen, idx)
         with torch.no_grad():
-            empty = self._student_cond(self.uncond_ids, self.student_uncond, None).repeat(len(xt))
-            return xt, predict(unet, xt, t, empty), t, cond
+            if self.harmful_anchor is None:
+                target = self._student_cond(self.uncond_ids, self.student_uncond, None).repeat(len(xt))
+            else:
+                target = self._student_cond(self.harmful_anchor[0][idx], self.harmful_anchor[1], idx)
+            return xt, predict(unet, xt, t, target), t, cond
 
     def _harm_error(self, unet, batch, params):
         xt, target, t, cond = batch  # target: the noise (a query drawn by _draw_anchor: its own)
@@ -323,13 +333,17 @@ def distill_train(pipe, clean: tuple, concepts: list[str], distill, config: Trai
         if distill.forget_unseen_words:
             forget_unseen_words_(pipe.text_encoder, torch.cat([retain_ids, uncond_ids]), config.seed + 2)
     harm = None  # the VAE is never distorted; the captions are encoded by the (distorted) student
+    harm_anchor = None
     if distill.harm_margin > 0:
         harm = (encode_images(pipe, harmful[0]), ids(harmful[1]), encode_text(pipe, harmful[1]))
+        if distill.anchor_target == "caption":
+            anchors = without_unseen_words(harmful[1], texts)
+            harm_anchor = (ids(anchors), encode_text(pipe, anchors))
     loss = RetainDistillLoss(latents, retain_ids, teacher_cond, encode_text(pipe, texts), teacher_uncond,
                              training_scheduler(pipe), config.batch_size, teacher, distill,
                              uncond_ids=uncond_ids, student_uncond=encode_text(pipe, [""]),
                              concept_latents=concept_latents, concept_ids=ids(concepts),
-                             student_concept=encode_text(pipe, concepts), harmful=harm)
+                             student_concept=encode_text(pipe, concepts), harmful=harm, harmful_anchor=harm_anchor)
     run_stage(denoiser(pipe), loss, replace(config, mode="full", train_text_encoder=distill.text_encoder), checkpoint_dir,
               on_save=on_save, desc="align dd", text_encoders=[pipe.text_encoder],
               identity={"distill": asdict(distill), "concepts": concepts, **(identity or {})})
