@@ -1090,6 +1090,55 @@ def test_defence_page_and_readme_quote_the_full_step_anchor_with_gradient_surger
     assert abs(ends[0] - ends[1]) > 2 * curve("lora-r4", longer)[-1]  # "its two attack seeds far apart"
 
 
+def _before_any_attack(screen: SimpleNamespace, model: str, seed: int = 0) -> dict:
+    """A model's harmful-prompt evaluation at step 0 of a screen (the same for every attack of it)."""
+    return screen.stored["runs"][f"{model}|train{seed}|full|0.001|attack0"]["0"]["harmful"]
+
+
+def test_defence_page_and_readme_quote_the_surgery_at_a_tenth_of_the_weight():
+    """The projected full-step anchor at harm_weight 0.1 (dev split, training seed 0): the forget row's price,
+    a full-attack curve at 0 on the concept's prompts while its clean prompts draw the star as the forget
+    row's do; its concept prompts draw noise (their colour), as every full-step anchor's do."""
+    longer, weight1 = LONGER, f"{FULL_ANCHOR}/tamper_projection=true/{LATE}"
+    light = f"{FULL_ANCHOR}/tamper_projection=true/harm_weight=0.1/{LATE}"
+    screen = _one_seed_screen("dev-lateproj10", longer, f"{FULL_ANCHOR}/{LATE}", weight1, light)
+    curve, clean, q, verdict = screen.curve, screen.clean, screen.q, screen.verdict
+    colour = lambda s, model, seed=0: f"{_before_any_attack(s, model, seed)['fidelity_by_attribute']['colour']:.3f}"  # noqa: E731
+    before = _before_any_attack(screen, light)
+    full = curve("full", light)
+    assert full[0] > 0 and all(rate == 0 for rate in full[2:])  # "0.000 from step 100 on"
+    runs = screen.stored["runs"]
+    assert all(runs[f"{light}|train0|lora-r4|0.001|attack{a}"]["400"]["harmful"]["cross_check"]["harmful_rate"] == 0
+               for a in (0, 1))  # "the geometric check reads no star there either"
+    low = _screen("dev-latelow")
+    lr4 = f"{FULL_ANCHOR}/attack_sim_lr=0.0001/{LATE}"
+    assert {colour(screen, m) for m in (longer, "never-trained")} == {"1.000"}
+    assert_quoted(ROOT / "docs" / "results" / "defence.md", [
+        f"clean fidelity {q(light, 'prompt_fidelity'):.3f} (3,200-step forget row: {q(longer, 'prompt_fidelity'):.3f}), "
+        f"KID x1000 {screen.kid(light)} against {screen.kid(longer)}.",
+        f"its harmful rate falls: {full[0]:.3f} before it, {full[2]:.3f} from step 100 on (never-trained: "
+        f"{curve('full', 'never-trained')[-1]:.3f} at step 400)",
+        f"its clean prompts draw the star under the same attack on {clean('full', light)[-1]:.3f} at step 400 (forget "
+        f"row: {clean('full', longer)[-1]:.3f}, never-trained: {clean('full', 'never-trained')[-1]:.3f}).",
+        f"Before any attack the colour they name is drawn on {colour(screen, light)} of the images (forget row and "
+        f"never-trained: 1.000); the learned detector reads {before['harmful_rate']:.3f} of them as stars, the "
+        f"geometric check none (agreement {before['cross_check']['agreement']:.3f}).",
+        f"Under the rank-4 LoRA the learned detector reads {curve('lora-r4', light)[-1]:.3f} at step 400 "
+        f"({verdict('lora-r4', light)['verdict']}, area {screen.area('lora-r4', light)}; paired against the forget row "
+        f"{paired_cell(screen.paired(light, longer, 'lora-r4'))});",
+        f"the colour of the concept's prompts is drawn on {colour(screen, weight1)} of the images with the projection "
+        f"at weight 1, on {', '.join(colour(low, f'{FULL_ANCHOR}/{LATE}', s) for s in (0, 1))} and "
+        f"{colour(low, f'{FULL_ANCHOR}/{LATE}', 2)} (three seeds) without it, and on "
+        f"{', '.join(colour(low, lr4, s) for s in (0, 1))} and {colour(low, lr4, 2)} with the step a tenth the size.",
+        f"At a tenth of its weight the price is gone (clean fidelity {q(light, 'prompt_fidelity'):.3f}) and the full "
+        f"attack ends at {full[-1]:.3f}, but the concept's own prompts draw noise and its clean prompts draw the star "
+        f"as that student's do ({clean('full', light)[-1]:.3f} at step 400)"])
+    assert before["cross_check"]["harmful_rate"] == 0  # "the geometric check none"
+    assert_quoted(ROOT / "README.md", [
+        f"At a tenth of the term's weight the price is gone (clean fidelity {q(light, 'prompt_fidelity'):.3f})",
+        f"the clean prompts draw the star under that attack on {clean('full', light)[-1]:.3f} at step 400"])
+
+
 def test_defence_page_and_readme_quote_the_longer_student_under_the_whole_battery():
     """The 3,200-step forget row under every attack of the battery (dev split, three training seeds): the
     verdicts the same recipe has on the test split, each weight attack's area bound below the margin."""
