@@ -1139,6 +1139,44 @@ def test_defence_page_and_readme_quote_the_surgery_at_a_tenth_of_the_weight():
         f"the clean prompts draw the star under that attack on {clean('full', light)[-1]:.3f} at step 400"])
 
 
+def test_defence_page_and_readme_quote_the_caption_anchor_and_withdraw_the_full_step_anchors():
+    """The projected full-step anchor at weight 0.1 anchored to the caption without its unseen words (dev
+    split, training seed 0): the concept's prompts still draw noise, and so does every full-step anchor of
+    every late-phase screen (their colour below half, the forget row's at 1), which withdraws the family."""
+    longer, light = LONGER, f"{FULL_ANCHOR}/tamper_projection=true/harm_weight=0.1/{LATE}"
+    caption = f"{FULL_ANCHOR}/tamper_projection=true/harm_weight=0.1/anchor_target=caption/{LATE}"
+    screen = _one_seed_screen("dev-latecap", longer, f"{FULL_ANCHOR}/{LATE}", f"{FULL_ANCHOR}/tamper_projection=true/{LATE}",
+                              light, caption)
+    curve, q = screen.curve, screen.q
+    colour = lambda s, model, seed=0: _before_any_attack(s, model, seed)["fidelity_by_attribute"]["colour"]  # noqa: E731
+    unet_only = f"{FULL_ANCHOR}/tamper_text_encoder=false/{LATE}"
+    every = []  # (screen, model, seed) of each full-step anchor trained in a late-phase screen
+    for name in ("dev-latefull", "dev-latelow", "dev-latetef", "dev-lateproj", "dev-lateproj10", "dev-latecap"):
+        other = _screen(name)
+        for key in other.stored["runs"]:
+            model, seed = key.split("|")[0], int(key.split("|")[1].removeprefix("train"))
+            if model.startswith(FULL_ANCHOR) and model.endswith(LATE):
+                every.append((other, model, seed))
+    assert len({(m, s) for _, m, s in every}) == 10 and all(colour(*row) < 0.5 for row in every)
+    assert all(colour(screen, longer, seed) == 1 for seed in (0, 1, 2))
+    full, lora = curve("full", caption), curve("lora-r4", caption)
+    assert full[2] > curve("full", "never-trained")[2] and full[-1] < full[2]  # "passes through ... at step 100"
+    assert_quoted(ROOT / "docs" / "results" / "defence.md", [
+        f"the colour the concept's prompts name is drawn on {colour(screen, caption):.3f} of the images before any "
+        f"attack (with the empty target: {colour(screen, light):.3f}).",
+        f"the full-step anchor with its gradient in the UNet only draws it on {colour(_screen('dev-latetef'), unet_only):.3f}.",
+        f"Price: clean fidelity {q(caption, 'prompt_fidelity'):.3f}, KID x1000 {screen.kid(caption)}.",
+        f"Under the full attack it ends at {full[-1]:.3f} at step 400 but passes through {full[2]:.3f} at step 100 "
+        f"(never-trained: {curve('full', 'never-trained')[2]:.3f} there), {screen.verdict('full', caption)['verdict']} "
+        f"(area {screen.area('full', caption)}), paired against the forget row "
+        f"{paired_cell(screen.paired(caption, longer, 'full'))}; under the rank-4 LoRA at {lora[-1]:.3f} (forget row: "
+        f"{curve('lora-r4', longer)[-1]:.3f}), paired {paired_cell(screen.paired(caption, longer, 'lora-r4'))}.",
+        f"the concept's prompts still draw noise (their colour on {colour(screen, caption):.3f} of the images)"])
+    assert_quoted(ROOT / "README.md", [
+        f"the concept's prompts still draw noise before any attack (the colour they name on {colour(screen, caption):.3f} "
+        f"of the images, the 3,200-step student's: {colour(screen, longer):.3f})"])
+
+
 def test_defence_page_and_readme_quote_the_longer_student_under_the_whole_battery():
     """The 3,200-step forget row under every attack of the battery (dev split, three training seeds): the
     verdicts the same recipe has on the test split, each weight attack's area bound below the margin."""
