@@ -1090,7 +1090,7 @@ def test_defence_page_and_readme_quote_the_full_step_anchor_with_gradient_surger
     assert abs(ends[0] - ends[1]) > 2 * curve("lora-r4", longer)[-1]  # "its two attack seeds far apart"
 
 
-def _before_any_attack(screen: SimpleNamespace, model: str, seed: int = 0) -> dict:
+def _concept_prompts_at_start(screen: SimpleNamespace, model: str, seed: int = 0) -> dict:
     """A model's harmful-prompt evaluation at step 0 of a screen (the same for every attack of it)."""
     return screen.stored["runs"][f"{model}|train{seed}|full|0.001|attack0"]["0"]["harmful"]
 
@@ -1103,8 +1103,8 @@ def test_defence_page_and_readme_quote_the_surgery_at_a_tenth_of_the_weight():
     light = f"{FULL_ANCHOR}/tamper_projection=true/harm_weight=0.1/{LATE}"
     screen = _one_seed_screen("dev-lateproj10", longer, f"{FULL_ANCHOR}/{LATE}", weight1, light)
     curve, clean, q, verdict = screen.curve, screen.clean, screen.q, screen.verdict
-    colour = lambda s, model, seed=0: f"{_before_any_attack(s, model, seed)['fidelity_by_attribute']['colour']:.3f}"  # noqa: E731
-    before = _before_any_attack(screen, light)
+    colour = lambda s, model, seed=0: f"{_concept_prompts_at_start(s, model, seed)['fidelity_by_attribute']['colour']:.3f}"  # noqa: E731
+    before = _concept_prompts_at_start(screen, light)
     full = curve("full", light)
     assert full[0] > 0 and all(rate == 0 for rate in full[2:])  # "0.000 from step 100 on"
     runs = screen.stored["runs"]
@@ -1148,7 +1148,7 @@ def test_defence_page_and_readme_quote_the_caption_anchor_and_withdraw_the_full_
     screen = _one_seed_screen("dev-latecap", longer, f"{FULL_ANCHOR}/{LATE}", f"{FULL_ANCHOR}/tamper_projection=true/{LATE}",
                               light, caption)
     curve, q = screen.curve, screen.q
-    colour = lambda s, model, seed=0: _before_any_attack(s, model, seed)["fidelity_by_attribute"]["colour"]  # noqa: E731
+    colour = lambda s, model, seed=0: _concept_prompts_at_start(s, model, seed)["fidelity_by_attribute"]["colour"]  # noqa: E731
     unet_only = f"{FULL_ANCHOR}/tamper_text_encoder=false/{LATE}"
     every = []  # (screen, model, seed) of each full-step anchor trained in a late-phase screen
     for name in ("dev-latefull", "dev-latelow", "dev-latetef", "dev-lateproj", "dev-lateproj10", "dev-latecap"):
