@@ -9,6 +9,7 @@ import numpy as np
 
 from ..evaluation.horizon import CROSSES, MAY_STILL_RISE
 from ..evaluation.verdicts import area
+from .concept_prompts import concept_prompts_section
 
 REFERENCE = "never-trained"
 
@@ -157,6 +158,7 @@ def render_relearn(results: dict, out: Path | None = None) -> str:
     if "benign" in summary:
         lines += learnability(summary["benign"], cfg)
     lines += diagnostics(quality_summary(results), cfg["models"])
+    lines += concept_prompts_section(results)
     return "\n".join(lines) + "\n"
 
 
