@@ -310,9 +310,9 @@ class DistillConfig:
         for name, shapes in (("tamper_from", "starts the tamper term part-way through training"),
                              ("tamper_projection", "projects the tamper term's gradient")):
             if getattr(self, name) and not self.harm_margin > 0:
-                raise SafetuneError(f"{name}={str(getattr(self, name)).lower()} {shapes}, which is off without harm_margin > 0 "
-                                    f"({self.harm_margin}): give --set harm_margin=0.001 (and --harmful-data), or "
-                                    f"drop {name}")
+                raise SafetuneError(f"{name}={str(getattr(self, name)).lower()} {shapes}, which is off without "
+                                    f"harm_margin > 0 ({self.harm_margin}): give --set harm_margin=0.001 (and "
+                                    f"--harmful-data), or drop {name}")
         if self.tamper_from and not self.tamper_from < steps:
             raise SafetuneError(f"tamper_from={self.tamper_from} would start the tamper term after training ends: it "
                                 f"must be a step before the last ({steps} steps): give --set tamper_from below {steps} "

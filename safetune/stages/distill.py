@@ -53,7 +53,8 @@ retraining from scratch at 60-80% of its compute). We adapt both to diffusion mo
    configurations). With tamper_from the term acts from that step on only: distilled first, then
    trained against the attack, as TAR's tamper-resistance phase follows its unlearning. With
    tamper_projection its gradient loses the part that opposes the retain loss's (gradient surgery,
-   stages.losses.without_conflict): the anchor against a simulated full attack broke the student.
+   stages.losses.without_conflict). On dev no anchor against a simulated full attack (projected or
+   not, to either target) kept the concept's prompts from drawing noise: withdrawn (defence.md).
 
 The text encoder is distorted and distilled too (`text_encoder`): a prompt's words that never occur
 in the retain captions (the concept's names and its implicit phrasings alike) get no distillation
@@ -332,8 +333,7 @@ def distill_train(pipe, clean: tuple, concepts: list[str], distill, config: Trai
         distort_(pipe.text_encoder, distill.noise, distill.shrink, config.seed + 1)
         if distill.forget_unseen_words:
             forget_unseen_words_(pipe.text_encoder, torch.cat([retain_ids, uncond_ids]), config.seed + 2)
-    harm = None  # the VAE is never distorted; the captions are encoded by the (distorted) student
-    harm_anchor = None
+    harm = harm_anchor = None  # the VAE is never distorted; the captions are encoded by the (distorted) student
     if distill.harm_margin > 0:
         harm = (encode_images(pipe, harmful[0]), ids(harmful[1]), encode_text(pipe, harmful[1]))
         if distill.anchor_target == "caption":

