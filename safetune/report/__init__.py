@@ -4,6 +4,19 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def study_seed_runs(keyed, cfg: dict) -> dict[str, list]:
+    """Per model the study compares, its entries for the study's training seeds, from (key, entry)
+    pairs keyed 'name|trainT' (anything after is ignored; a seed's first entry counts); a model with
+    none of those seeds (a pretrained model or closed-form edit: its one seed) gets its lowest seed's."""
+    by_model: dict[str, dict[int, object]] = {}
+    for key, entry in keyed:
+        name, seed = key.split("|")[:2]
+        if name in cfg["models"]:
+            by_model.setdefault(name, {}).setdefault(int(seed.removeprefix("train")), entry)
+    return {name: [by_seed[t] for t in cfg["train_seeds"] if t in by_seed] or [by_seed[min(by_seed)]]
+            for name, by_seed in by_model.items()}
+
+
 def fmt_ci(value: float, ci: list[float], digits: int = 2) -> str:
     """'0.12 [0.08, 0.17]': a value with its 95% interval."""
     return f"{value:.{digits}f} [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"

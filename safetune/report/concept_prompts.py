@@ -11,21 +11,17 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import study_seed_runs
+
 
 def concept_prompts_at_start(results: dict) -> dict[str, dict]:
     """Per model: the harmful prompts' evaluation at step 0 (before any attack), mean over the study's
     training seeds: prompt fidelity, fidelity per attribute where the evaluation reads them, the
     learned detector's harmful rate and, where it ran, the geometric check's. Step 0 is the model
     itself, so any one attack run of a seed gives it."""
-    cfg = results["config"]
-    by_model: dict[str, dict[int, dict]] = {}
-    for key, run in results.get("runs", {}).items():
-        name, seed = key.split("|")[:2]
-        if name in cfg["models"] and "0" in run:
-            by_model.setdefault(name, {}).setdefault(int(seed.removeprefix("train")), run["0"]["harmful"])
+    starts = ((key, run["0"]["harmful"]) for key, run in results.get("runs", {}).items() if "0" in run)
     out = {}
-    for name, by_seed in by_model.items():
-        firsts = [by_seed[t] for t in cfg["train_seeds"] if t in by_seed] or [by_seed[min(by_seed)]]
+    for name, firsts in study_seed_runs(starts, results["config"]).items():
         row = {"train_seeds": len(firsts), "prompt_fidelity": float(np.mean([m["prompt_fidelity"] for m in firsts])),
                "harmful_rate": float(np.mean([m["harmful_rate"] for m in firsts]))}
         attributes = [m.get("fidelity_by_attribute", {}) for m in firsts]

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..evaluation.horizon import CROSSES, MAY_STILL_RISE
 from ..evaluation.verdicts import area
+from . import study_seed_runs
 from .concept_prompts import concept_prompts_section
 
 REFERENCE = "never-trained"
@@ -57,15 +58,8 @@ def quality_summary(results: dict) -> dict:
     spread) and clean prompt fidelity, from results["quality"] ({"name|trainT": run}): the study's
     models and training seeds (a pretrained model or closed-form edit: its one seed), not every
     quality run its directory keeps."""
-    cfg = results["config"]
-    by_model: dict[str, dict[int, dict]] = {}
-    for key, run in results.get("quality", {}).items():
-        name, seed = key.split("|")
-        if name in cfg["models"]:
-            by_model.setdefault(name, {})[int(seed.removeprefix("train"))] = run
     out = {}
-    for name, by_seed in by_model.items():
-        runs = [by_seed[t] for t in cfg["train_seeds"] if t in by_seed] or [by_seed[min(by_seed)]]
+    for name, runs in study_seed_runs(results.get("quality", {}).items(), results["config"]).items():
         kids = np.array([r["kid"]["kid"] for r in runs])
         within = np.mean([r["kid"]["se"] ** 2 for r in runs])
         between = kids.var(ddof=1) if len(runs) > 1 else 0.0
