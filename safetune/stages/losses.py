@@ -304,17 +304,19 @@ def without_conflict(keep: torch.Tensor, extra: torch.Tensor, params: list, last
     the cosine of the two gradients before the projection, for the training log. With data
     parallelism each process projects its own gradients before they are averaged."""
     params = [p for p in params if p.requires_grad]
-    g_keep = torch.autograd.grad(keep, params, retain_graph=True, allow_unused=True)
-    g_extra = torch.autograd.grad(extra, params, retain_graph=True, allow_unused=True)
-    pairs = [(p, torch.zeros_like(p) if a is None else a, b) for p, a, b in zip(params, g_keep, g_extra)
-             if b is not None]
-    if not pairs:  # extra reaches none of the weights: nothing to project
+    g_keep = torch.autograd.grad(keep, params, retain_graph=True, allow_unused=True)  # extra may share its graph
+    g_extra = torch.autograd.grad(extra, params, allow_unused=True)
+    triples = [(p, torch.zeros_like(p) if a is None else a, torch.zeros_like(p) if b is None else b)
+               for p, a, b in zip(params, g_keep, g_extra) if a is not None or b is not None]
+    if not triples:  # neither reaches a trained weight: nothing to project
         return keep + extra
-    dot = _dot([a for _, a, _ in pairs], [b for _, _, b in pairs])
-    keep_norm = _dot([a for _, a, _ in pairs], [a for _, a, _ in pairs])
-    extra_norm = _dot([b for _, _, b in pairs], [b for _, _, b in pairs])
+    dot = _dot([a for _, a, _ in triples], [b for _, _, b in triples])
+    keep_norm = _dot([a for _, a, _ in triples], [a for _, a, _ in triples])
+    extra_norm = _dot([b for _, _, b in triples], [b for _, _, b in triples])
     if last is not None:
         last["tamper_cos"] = float(dot / (keep_norm * extra_norm).sqrt().clamp_min(1e-30))
     scale = dot / keep_norm if dot < 0 and keep_norm > 0 else 0.0
-    surrogate = sum((p * (b - scale * a)).sum() for p, a, b in pairs)  # its gradient in p: the projected g_extra
-    return keep + extra.detach() + surrogate - surrogate.detach()
+    # both gradients are in hand: a surrogate linear in the weights carries them, so the trainer's
+    # backward does not run through either graph again
+    surrogate = sum((p * (a + b - scale * a)).sum() for p, a, b in triples)
+    return (keep + extra).detach() + surrogate - surrogate.detach()
