@@ -651,6 +651,8 @@ def test_the_projected_tamper_term_keeps_its_value_and_stops_opposing_the_retain
     assert float(added_plain @ g_retain) < 0 and last["tamper_cos"] < 0  # this batch's tamper term conflicts
     assert float(added @ g_retain) == pytest.approx(0.0, abs=1e-4 * float(g_retain.norm() * added.norm()))
     assert added.norm() > 0.1 * added_plain.norm()  # the rest of the term stays
+    _, _, below = gradient(tamper="match", tamper_projection=True)  # match above its margin acts too: projected
+    assert below["hinge_active"] == 0.0 and -1 <= below["tamper_cos"] <= 1
     _refused(pipe, DistillConfig(tamper_projection=True), r"tamper_projection=true .*harm_margin > 0 \(0.0\)")
 
 

@@ -204,7 +204,7 @@ class RetainDistillLoss:
                 excess = cfg.harm_margin - attacked
             self.last["hinge_active"] = float(excess.item() > 0)  # the share of steps the tamper term acts
             tamper = cfg.harm_weight * (excess.abs() if cfg.tamper == "match" else F.relu(excess))
-            if cfg.tamper_projection and excess.item() > 0:
+            if cfg.tamper_projection and tamper.item() > 0:  # the term acts (match: on either side)
                 trained = [*unet.parameters(), *(self.text_encoder.parameters() if self.text_encoder else ())]
                 return without_conflict(loss, tamper, trained, self.last)
             loss = loss + tamper
