@@ -146,6 +146,8 @@ class ForgettingConfig:
     harm_margin_weight: float = option(1.0, "weight of that bounded-ascent hinge", min=0)
     attack_sim_steps: int = option(0, "> 0: measure the hinge after this many simulated attack steps")
     attack_sim_lr: float = option(1e-3, "size of each simulated attack step (0: none, a control)", min=0, max=1)
+    hold_weight: float = option(0.0, "weight of student(x_t, harmful caption) -> teacher(x_t, it without its unseen "
+                                     "words) on retain images: the rest of the prompt still drawn (0: off)", min=0)
     attack_sim_optimizer: str = option("sign", "the simulated attacker's update: sign (lr * sign of the gradient, "
                                                "Adam's first step, every step) or adam (Adam's moments kept over "
                                                "the steps, as the attacker's optimiser)", choices=("sign", "adam"))
@@ -241,24 +243,22 @@ class DistillConfig:
                                      "mixed (per step one of the battery's: full, LoRA rank 1/4/16, inversion)",
                              choices=("full", "lora", "inversion", "mixed"))
     attack_sim_rank: int = option(4, "rank of the simulated LoRA attack (lora)", min=1, max=1024)
-    attack_sim_steps_max: int = option(0, "> 0: each outer step draws its simulated attack's number of steps "
-                                          "uniformly from attack_sim_steps to this (attack configurations sampled, "
-                                          "as ResAlign and TAR do); 0: always attack_sim_steps", min=0)
+    attack_sim_steps_max: int = option(0, "> 0: each outer step draws its simulated attack's steps uniformly from "
+                                          "attack_sim_steps to this (as ResAlign and TAR sample attacks)", min=0)
     attack_sim_lr_max: float = option(0.0, "> 0: each outer step draws its simulated attack's lr log-uniformly "
-                                           "from attack_sim_lr to this; 0: always attack_sim_lr", min=0, max=1)
-    tamper: str = option("level", "what the hinge bounds: level (the harmful error after the simulated attack is "
-                                  "pushed up to harm_margin) or drop (the attack's progress, the error before its "
-                                  "steps minus after, held under harm_margin; it can also be met by drawing the "
-                                  "concept) or match (the error after the attack held at harm_margin from both "
-                                  "sides) or anchor (after the simulated attack, the harmful captions' prediction "
-                                  "is pulled down to harm_margin from the model's own prediction before it, see "
-                                  "anchor_target: the safety objective measured after the attack, as ResAlign and "
-                                  "TAR do; first-order). docs/results/defence.md has each on dev",
+                                           "from attack_sim_lr to this", min=0, max=1)
+    tamper: str = option("level", "what the hinge bounds: level (the harmful error after the simulated attack "
+                                  "pushed up to harm_margin), drop (the attack's progress held under it), match "
+                                  "(the level held at it from both sides) or anchor (the harmful captions' "
+                                  "prediction after the attack pulled down to it from the model's own before it, "
+                                  "see anchor_target; ResAlign's and TAR's); defence.md has each on dev",
                          choices=("level", "drop", "match", "anchor"))
     anchor_target: str = option("empty", "tamper=anchor's target: empty (the model's prediction for the empty "
                                          "prompt, SDD's) or caption (for the same caption without the words no "
                                          "retain caption uses: the rest of the prompt still drawn)",
                                 choices=("empty", "caption"))
+    hold_weight: float = option(0.0, "weight of student(x_t, harmful caption) -> teacher(x_t, it without its unseen "
+                                     "words) on retain images: the rest of the prompt still drawn (0: off)", min=0)
     attack_sim_optimizer: str = option("sign", "the simulated attacker's update: sign (lr * sign of the gradient, "
                                                "Adam's first step, every step) or adam (Adam's moments kept over "
                                                "the steps, as the attacker's optimiser)", choices=("sign", "adam"))

@@ -111,8 +111,9 @@ def test_distill_train_changes_the_model_and_refuses_a_tamper_term_without_data(
     model = copy.deepcopy(pipe)
     clean = load_training_data("clean", 32, n=8)
     config = TrainConfig(steps=2, lr=1e-3, batch_size=4, mode="full", checkpoint_every=10**9)
-    with pytest.raises(SafetuneError, match="needs harmful images"):
-        distill_train(copy.deepcopy(pipe), clean, ["a star"], DistillConfig(harm_margin=1.0), config)
+    for distill in (DistillConfig(harm_margin=1.0), DistillConfig(hold_weight=1.0)):
+        with pytest.raises(SafetuneError, match="need harmful data"):
+            distill_train(copy.deepcopy(pipe), clean, ["a star"], distill, config)
     with caplog.at_level(logging.INFO, logger="safetune"):
         distill_train(model, clean, ["a star"], DistillConfig(noise=0.5), config)
     done = next(r.getMessage() for r in caplog.records if ": done in " in r.getMessage())
@@ -680,3 +681,41 @@ def test_the_caption_anchor_targets_the_caption_without_its_unseen_words(pipe):
     assert not target.requires_grad
     _refused(pipe, DistillConfig(harm_margin=0.001, anchor_target="caption"),
              r"anchor_target=caption .*tamper=anchor \(given: tamper=level\)")
+
+
+def test_the_hold_term_pulls_the_harmful_captions_to_the_teacher_s_prediction_for_what_is_left(pipe, shipped_pipe):
+    """hold_weight: student(x_t, harmful caption) -> teacher(x_t, the caption without its unseen words), on
+    retain images only (never the concept's), added to the retain loss at its weight; trained, it brings
+    the harmful captions' prediction to that target, and without it they stay where they are."""
+    teacher = copy.deepcopy(pipe.unet).requires_grad_(False)
+    config = DistillConfig(hold_weight=2.0)
+    loss_fn = make_loss(pipe, teacher, config)
+    loss_fn.held_target = encode_text(pipe, ["a"] * 8)  # "a star" without "star"
+    nan = torch.full_like(loss_fn.harmful[0], float("nan"))  # the concept's images must never be drawn
+    loss_fn.harmful = (nan, *loss_fn.harmful[1:])
+    loss = loss_fn(copy.deepcopy(pipe.unet), 0, step_generator(0, 0))
+    assert loss_fn.last["hold"] > 0 and torch.isfinite(loss)
+    assert loss.item() == pytest.approx(loss_fn.last["retain"] + 2.0 * loss_fn.last["hold"], rel=1e-5)
+    same = make_loss(pipe, teacher, config)  # a target that is the harmful captions' own: nothing to hold
+    same.held_target = encode_text(pipe, ["a star"] * 8)
+    assert same._hold(copy.deepcopy(pipe.unet), step_generator(0, 0)).item() < 1e-10
+
+    # trained on the shipped model, where "a star" and "a" draw different things
+    teacher = copy.deepcopy(shipped_pipe.unet).requires_grad_(False)
+    loss_fn = make_loss(shipped_pipe, teacher, config)
+    loss_fn.held_target = encode_text(shipped_pipe, ["a"] * 8)
+
+    def trained(weight: float) -> float:
+        unet = copy.deepcopy(shipped_pipe.unet)
+        loss_fn.config = replace(config, hold_weight=weight)
+        optimizer = torch.optim.Adam(unet.parameters(), lr=1e-4)
+        for step in range(30):
+            optimizer.zero_grad()
+            loss_fn(unet, step, step_generator(1, step)).backward()
+            optimizer.step()
+        with torch.no_grad():
+            return loss_fn._hold(unet, step_generator(2, 0)).item()
+
+    start = loss_fn._hold(copy.deepcopy(shipped_pipe.unet), step_generator(2, 0)).item()
+    held, free = trained(1.0), trained(0.0)
+    assert held < 0.5 * start and free == pytest.approx(start, rel=0.05), (start, held, free)

@@ -188,8 +188,8 @@ def align(args) -> None:
     if "clean" in needs:
         args.clean_data = CLEAN_DATA if args.clean_data is None else args.clean_data
     if args.harmful_data is not None and "harmful" not in needs and "clean" in needs:
-        raise SafetuneError("--harmful-data: dd uses harmful images only for its tamper term; give --set "
-                            "harm_margin=M (> 0) too, or drop --harmful-data")
+        raise SafetuneError("--harmful-data: dd uses harmful data only for its tamper and hold terms; give --set "
+                            "harm_margin=M (> 0) or hold_weight=W (> 0) too, or drop --harmful-data")
     if "harmful" in needs:
         args.harmful_data = HARMFUL_DATA if args.harmful_data is None else args.harmful_data
     if needs:

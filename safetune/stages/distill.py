@@ -22,39 +22,25 @@ retraining from scratch at 60-80% of its compute). We adapt both to diffusion mo
    -> teacher(x_t, "") on the teacher's own concept samples, so that the concept prompts land on the
    unconditional prediction instead of whatever the distortion left there;
 4. optionally (harm_margin > 0, with harmful data), a tamper term in the spirit of TAR/IMMA: the
-   harmful images' denoising error after attack_sim_steps simulated malicious steps (first-order,
-   stages.losses.attacked_error; with attack_sim=lora the steps train a new LoRA on attention, as
-   IMMA's inner adaptation and the battery's LoRA attacks do: lora_attacked_error; with
-   attack_sim=inversion an offset of the prompt's text states is learned, concept inversion widened:
-   text_attacked_error; each simulated step is lr * sign(grad), or with attack_sim_optimizer=adam the
-   attacker's own Adam, moments kept over the steps: stages.losses.InnerOptimizer) is pushed up to
-   harm_margin and no further. With tamper=drop the hinge bounds the attack's progress instead of its
-   end point: the error on the same query before the simulated steps minus after them is held under
-   harm_margin. Why: pushing the level up made the LoRA attack relearn faster on dev (a steeper
-   slope to descend; defence.md); a small drop over k steps is a flat harmful landscape, which is
-   what makes gradient descent slow ("Model Immunization from a Condition Number Perspective",
-   arXiv 2505.23760, makes the harmful task ill-conditioned for the same reason). Both sides of the
-   drop carry gradient: first-order it is g(W) - g(W') ~ H (W - W'), a push towards ground where the
-   attack makes no progress, and a model that already draws the concept stands on such ground: on
-   the dev screen (defence.md) weight 1 taught the star (0.23 of the prompts before any attack).
-   With tamper=match the level is held at harm_margin from both sides: on dev the level hinge
-   overshot, the concept's words (no retain caption trains them) driven to a conditioning the
-   denoiser cannot use: broken, not deleted (evaluation/landscape.py). With tamper_text_encoder=false
-   the tamper gradient stays in the UNet, so no hinge can be met that way. With tamper=anchor the term
-   is a safety objective measured after the simulated attack, as ResAlign (arXiv 2507.16302) and TAR
-   (arXiv 2408.00761) measure theirs: the harmful captions' prediction, after the steps, is pulled
-   down to harm_margin from the model's own prediction before them (no gradient through it) for the
-   empty prompt or (anchor_target=caption) the caption without its unseen words. It has a floor, so
-   it cannot overshoot as the level hinge did, nor be met by drawing the concept as the drop hinge
-   was. First-order, unless attack_sim_implicit > 0 (attack_sim=lora): ResAlign's implicit
-   (Moreau-envelope) correction for the simulated LoRA's own dependence on the defended weights
-   (stages.losses.lora_attacked_error). With attack_sim_steps_max or attack_sim_lr_max each outer
-   step draws its simulated attack's size from a range (ResAlign and TAR sample attack
-   configurations). With tamper_from the term acts from that step on only: distilled first, then
-   trained against the attack, as TAR's tamper-resistance phase follows its unlearning. With
-   tamper_projection its gradient loses the part that opposes the retain loss's (gradient surgery,
-   stages.losses.without_conflict). On dev no anchor against a simulated full attack (projected or
-   not, to either target) kept the concept's prompts from drawing noise: withdrawn (defence.md).
+   harmful images' denoising error after attack_sim_steps simulated malicious steps (stages.losses:
+   attacked_error, full; lora_attacked_error, a new LoRA on attention, IMMA's inner adaptation;
+   text_attacked_error, an offset of the prompt's text states; each step lr * sign(grad) or the
+   attacker's own Adam) is pushed up to harm_margin and no further. tamper=drop bounds the attack's
+   progress instead (a flat harmful landscape, what makes descent slow: "Model Immunization from a
+   Condition Number Perspective", arXiv 2505.23760); tamper=match holds the level from both sides;
+   tamper=anchor is a safety objective measured after the simulated attack, as ResAlign (arXiv
+   2507.16302) and TAR (arXiv 2408.00761) measure theirs: the harmful captions' prediction after the
+   steps is pulled down to harm_margin from the model's own prediction before them for the empty
+   prompt or (anchor_target=caption) the caption without its unseen words. attack_sim_implicit adds
+   ResAlign's implicit (Moreau-envelope) correction for a simulated LoRA; attack_sim_steps_max and
+   attack_sim_lr_max draw each attack's size from a range (as ResAlign and TAR sample attacks);
+   tamper_from starts the term part-way (TAR's tamper-resistance phase follows its unlearning);
+   tamper_projection removes the part of its gradient that opposes the retain loss's. On dev the drop
+   hinge was met by drawing the concept, the level hinge by breaking its words, and every anchor
+   against a simulated full attack made its prompts draw noise (defence.md has each);
+5. optionally (hold_weight > 0), a retain target on the harmful captions before any attack:
+   student(x_t, caption) -> teacher(x_t, the caption without its unseen words) on retain images, so
+   that what else the concept's prompts name (colour, place, size) is still drawn, not the concept.
 
 The text encoder is distorted and distilled too (`text_encoder`): a prompt's words that never occur
 in the retain captions (the concept's names and its implicit phrasings alike) get no distillation
@@ -137,17 +123,15 @@ def without_unseen_words(captions: list[str], seen: list[str]) -> list[str]:
 
 
 class RetainDistillLoss:
-    """student(x_t, c) -> teacher(x_t, c) on retain images; with concept latents, also
-    student(x_t, concept) -> teacher(x_t, "") weighted by concept_weight.
-
-    The student's prompts go through `self.text_encoder` when the trainer trains it (set by the
-    trainer), else through the cached `student_cond`."""
+    """student(x_t, c) -> teacher(x_t, c) on retain images, plus the optional concept, hold and tamper
+    terms (module docstring). The student's prompts go through `self.text_encoder` when the trainer
+    trains it (set by the trainer), else through the cached `student_cond`."""
 
     def __init__(self, latents, input_ids, teacher_cond: Cond, student_cond: Cond, teacher_uncond: Cond,
                  scheduler, batch_size: int, teacher_unet, config: DistillConfig, uncond_ids=None,
                  student_uncond: Cond | None = None, concept_latents=None, concept_ids=None,
                  student_concept: Cond | None = None, harmful: tuple | None = None,
-                 harmful_anchor: tuple | None = None):
+                 harmful_anchor: tuple | None = None, held_target: Cond | None = None):
         self.latents, self.input_ids = latents, input_ids
         self.teacher_cond, self.student_cond, self.teacher_uncond = teacher_cond, student_cond, teacher_uncond
         self.uncond_ids, self.student_uncond = uncond_ids, student_uncond
@@ -155,6 +139,7 @@ class RetainDistillLoss:
         self.scheduler, self.batch_size, self.teacher, self.config = scheduler, batch_size, teacher_unet, config
         self.harmful = harmful  # (latents, token ids, cached cond) of harmful images, for the tamper term
         self.harmful_anchor = harmful_anchor  # (token ids, cached cond) of their anchor captions (anchor_target)
+        self.held_target = held_target  # the teacher's cond of the harmful captions without unseen words (hold)
         self._attention: list[str] | None = None  # the UNet's attention projections (a simulated LoRA attack's)
         self.text_encoder = None
         self.last: dict[str, float] = {}
@@ -192,6 +177,10 @@ class RetainDistillLoss:
             concept = F.mse_loss(predict(unet, xc, tc, cond).float(), anchor.float())
             self.last["concept"] = concept.item()
             loss = loss + cfg.concept_weight * concept
+        if cfg.hold_weight > 0:
+            hold = self._hold(unet, gen)
+            self.last["hold"] = hold.item()
+            loss = loss + cfg.hold_weight * hold
         if cfg.harm_margin > 0 and self.harmful is not None and step >= cfg.tamper_from:
             before, attacked = self._attacked(unet, gen)
             self.last["harm_attacked"] = attacked.item()
@@ -210,10 +199,19 @@ class RetainDistillLoss:
             loss = loss + tamper
         return loss
 
+    def _hold(self, unet, gen) -> torch.Tensor:
+        """student(x_t, harmful caption) -> teacher(x_t, the caption without its unseen words) on retain
+        images (never the concept's: the target cannot teach it), so that its prompts draw the rest."""
+        idx = batch_randint(len(self.held_target), self.batch_size, gen)
+        xt, _, t = noised(self.scheduler, self.latents[batch_randint(len(self.latents), self.batch_size, gen)], gen)
+        with torch.no_grad():
+            target = predict(self.teacher, xt, t, self.held_target[idx])
+        cond = self._student_cond(self.harmful[1][idx], self.harmful[2], idx)
+        return F.mse_loss(predict(unet, xt, t, cond).float(), target.float())
+
     def _attacked(self, unet, gen) -> tuple[torch.Tensor | None, torch.Tensor]:
         """The harmful error on a query batch before (tamper=drop; else None) and after the simulated
-        attack of `attack_sim` (mixed: drawn per step); with tamper=anchor the query's target is the
-        model's own unconditional prediction instead of the noise (_draw_anchor)."""
+        attack of `attack_sim` (mixed: drawn per step); tamper=anchor's query: _draw_anchor."""
         cfg = self.config
         kind, rank = cfg.attack_sim, cfg.attack_sim_rank
         if kind == "mixed":
@@ -310,14 +308,15 @@ def distill_train(pipe, clean: tuple, concepts: list[str], distill, config: Trai
     if distill.text_encoder and family_of(pipe) != "sd":
         raise SafetuneError(f"dd: distilling the text encoders of {FAMILY_NAMES[family_of(pipe)]} is not supported yet; "
                             "give --set text_encoder=false (distort and distill the denoiser alone)")
-    if distill.harm_margin > 0 and harmful is None:
-        raise SafetuneError("harm_margin > 0 needs harmful images (--harmful-data) for the tamper term")
+    if (distill.harm_margin > 0 or distill.hold_weight > 0) and harmful is None:
+        raise SafetuneError("harm_margin > 0 and hold_weight > 0 need harmful data (--harmful-data)")
     distill.validate(config.steps)
     images, texts = clean
     source = teacher_pipeline(pipe, distill.teacher)
     teacher = copy.deepcopy(denoiser(source)).requires_grad_(False).eval()
     latents = encode_images(pipe, images)
     teacher_cond, teacher_uncond = encode_text(source, texts), encode_text(source, [""])
+    held = encode_text(source, without_unseen_words(harmful[1], texts)) if distill.hold_weight > 0 else None
     del source  # its denoiser copied, its captions encoded: nothing else of it is needed
     concept_latents = None
     if distill.concept_weight > 0:
@@ -334,7 +333,7 @@ def distill_train(pipe, clean: tuple, concepts: list[str], distill, config: Trai
         if distill.forget_unseen_words:
             forget_unseen_words_(pipe.text_encoder, torch.cat([retain_ids, uncond_ids]), config.seed + 2)
     harm = harm_anchor = None  # the VAE is never distorted; the captions are encoded by the (distorted) student
-    if distill.harm_margin > 0:
+    if distill.harm_margin > 0 or held is not None:
         harm = (encode_images(pipe, harmful[0]), ids(harmful[1]), encode_text(pipe, harmful[1]))
         if distill.anchor_target == "caption":
             anchors = without_unseen_words(harmful[1], texts)
@@ -343,7 +342,8 @@ def distill_train(pipe, clean: tuple, concepts: list[str], distill, config: Trai
                              training_scheduler(pipe), config.batch_size, teacher, distill,
                              uncond_ids=uncond_ids, student_uncond=encode_text(pipe, [""]),
                              concept_latents=concept_latents, concept_ids=ids(concepts),
-                             student_concept=encode_text(pipe, concepts), harmful=harm, harmful_anchor=harm_anchor)
+                             student_concept=encode_text(pipe, concepts), harmful=harm, harmful_anchor=harm_anchor,
+                             held_target=held)
     run_stage(denoiser(pipe), loss, replace(config, mode="full", train_text_encoder=distill.text_encoder), checkpoint_dir,
               on_save=on_save, desc="align dd", text_encoders=[pipe.text_encoder],
               identity={"distill": asdict(distill), "concepts": concepts, **(identity or {})})

@@ -174,7 +174,8 @@ def _distill() -> Method:
     return Method("dd", "distort-and-distill: a model a malicious fine-tuning relearns slowly (beyond the papers)",
                   "after UNDO, Distillation Robustifies Unlearning (arXiv 2506.06278)", DistillConfig, DISTILL,
                   "model", run, fixed=("mode", "targets"), prepare=lambda train: replace(train, mode="full"),
-                  data=lambda settings: ("clean", "harmful") if settings.harm_margin > 0 else ("clean",))
+                  data=lambda settings: ("clean", "harmful") if settings.harm_margin > 0 or settings.hold_weight > 0
+                  else ("clean",))
 
 
 ESD_PAPER = "Gandikota et al. 2023, Erasing Concepts from Diffusion Models (arXiv 2303.07345)"
