@@ -146,8 +146,6 @@ class ForgettingConfig:
     harm_margin_weight: float = option(1.0, "weight of that bounded-ascent hinge", min=0)
     attack_sim_steps: int = option(0, "> 0: measure the hinge after this many simulated attack steps")
     attack_sim_lr: float = option(1e-3, "size of each simulated attack step (0: none, a control)", min=0, max=1)
-    hold_weight: float = option(0.0, "weight of student(x_t, harmful caption) -> teacher(x_t, it without its unseen "
-                                     "words) on retain images: the rest of the prompt still drawn (0: off)", min=0)
     attack_sim_optimizer: str = option("sign", "the simulated attacker's update: sign (lr * sign of the gradient, "
                                                "Adam's first step, every step) or adam (Adam's moments kept over "
                                                "the steps, as the attacker's optimiser)", choices=("sign", "adam"))

@@ -270,3 +270,25 @@ def test_grow_from_is_checked_before_the_study_claims_its_directory(tmp_path, ca
                  "--set", "prompts_per_set=20", "--set", "sampling.images_per_prompt=3"]) == 2
     assert "missing.json: cannot be read" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_every_setting_of_a_method_is_read_by_the_stage_it_configures():
+    """A setting no code reads would be shown, stored in every identity and set by users to no effect
+    (hold_weight was once added to ForgettingConfig by mistake): each method config's fields are read as
+    `.<name>` in its stage's source."""
+    import dataclasses
+    import re
+
+    from pathlib import Path
+
+    from safetune import config
+
+    stages = Path(__file__).resolve().parents[1] / "safetune" / "stages"
+    homes = {config.ForgettingConfig: ["lt_ng.py"], config.DistillConfig: ["distill.py", "losses.py"],
+             config.MACEConfig: ["mace.py"], config.UCEConfig: ["uce.py"], config.SalUnConfig: ["salun.py"],
+             config.AblationConfig: ["ablation.py"], config.InferenceSafetyConfig: ["inference.py"],
+             config.SafetyLoraConfig: ["safety.py"]}
+    for cls, files in homes.items():
+        source = "".join((stages / name).read_text() for name in files)
+        unread = [f.name for f in dataclasses.fields(cls) if not re.search(rf"\.{f.name}\b", source)]
+        assert unread == [], f"{cls.__name__}: {unread} read nowhere in {files}"
