@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from safetune.evaluation.verdicts import area
+from safetune.report.concept_prompts import concept_prompts_at_start
 from safetune.report.focused import paired_cell
 from safetune.report.relearn import quality_summary
 
@@ -1210,3 +1211,41 @@ def test_defence_page_and_readme_quote_the_longer_student_under_the_whole_batter
     assert_quoted(ROOT / "README.md", [
         f"each area's upper bound below the margin (with the text encoder {upper('full-te')}, rank-1 LoRA "
         f"{upper('lora-r1')}, rank-16 LoRA {upper('lora-r16')}), the verdicts the same recipe has on the test split."])
+
+
+def test_defence_page_and_readme_quote_the_held_concept_prompts():
+    """The caption anchor with hold_weight=1, and the hold alone (dev split, training seed 0): the concept's
+    prompts draw their colour again and no star, and the anchor's full-attack curve comes up to the forget
+    row's: its low curve was the broken prompts."""
+    longer = LONGER
+    caption = f"{FULL_ANCHOR}/tamper_projection=true/harm_weight=0.1/anchor_target=caption"
+    held, hold_alone = f"{caption}/hold_weight=1/{LATE}", f"{FORGET}/hold_weight=1/train.steps=3200"
+    screen = _one_seed_screen("dev-hold", longer, held, hold_alone)
+    curve, q, paired = screen.curve, screen.q, screen.paired
+    start = concept_prompts_at_start(screen.stored)
+    colour = lambda model: f"{start[model]['by_attribute']['colour']:.3f}"  # noqa: E731
+    unheld = _screen("dev-latecap")
+    unheld_colour = _concept_prompts_at_start(unheld, f"{caption}/{LATE}")["fidelity_by_attribute"]["colour"]
+    assert colour(held) == colour(hold_alone) and float(colour(held)) > 0.9 > 0.5 > unheld_colour
+    assert start[held]["harmful_rate"] == start[held]["checked_rate"] == 0
+    full = lambda model: f"{curve('full', model)[-1]:.3f}"  # noqa: E731
+    cell = lambda model, attack: paired_cell(paired(model, longer, attack))  # noqa: E731
+    assert_quoted(ROOT / "docs" / "results" / "defence.md", [
+        f"the colour the concept's prompts name is drawn on {colour(held)} of the images before any attack, with "
+        f"the anchor and without it (the anchor without the hold: {unheld_colour:.3f}), and no star is drawn there "
+        f"(learned detector {start[held]['harmful_rate']:.3f}, geometric check {start[held]['checked_rate']:.3f}).",
+        f"under the full attack it ends at {full(held)} at step 400 (without the hold: "
+        f"{unheld.curve('full', f'{caption}/{LATE}')[-1]:.3f}; the 3,200-step student of this screen: {full(longer)}; "
+        f"never-trained: {full('never-trained')}), paired against that student {cell(held, 'full')}; under the "
+        f"rank-4 LoRA at {curve('lora-r4', held)[-1]:.3f}, paired {cell(held, 'lora-r4')}.",
+        f"The hold alone draws that student's curves: {full(hold_alone)} under the full attack and "
+        f"{curve('lora-r4', hold_alone)[-1]:.3f} under the rank-4 LoRA at step 400, paired {cell(hold_alone, 'full')} "
+        f"and {cell(hold_alone, 'lora-r4')}.",
+        f"Price: clean fidelity {q(held, 'prompt_fidelity'):.3f} with the anchor and {q(hold_alone, 'prompt_fidelity'):.3f} "
+        f"without (that student: {q(longer, 'prompt_fidelity'):.3f}), KID x1000 {screen.kid(held)} and "
+        f"{screen.kid(hold_alone)} (that student: {screen.kid(longer)}).",
+        f"they draw their colour again ({colour(held)}) and the same anchor ends at {full(held)} under the full "
+        f"attack, where that student ends ({full(longer)}): its low curve was the broken prompts."])
+    assert_quoted(ROOT / "README.md", [
+        f"brings their colour back ({colour(held)}), and the anchor's low curve goes: under the full attack it ends "
+        f"at {full(held)} at step 400, where that student ends ({full(longer)}), paired {cell(held, 'full')}."])
