@@ -1249,3 +1249,30 @@ def test_defence_page_and_readme_quote_the_held_concept_prompts():
     assert_quoted(ROOT / "README.md", [
         f"brings their colour back ({colour(held)}), and the anchor's low curve goes: under the full attack it ends "
         f"at {full(held)} at step 400, where that student ends ({full(longer)}), paired {cell(held, 'full')}."])
+
+
+def test_defence_page_and_readme_quote_the_full_weight_anchor_with_the_hold():
+    """The caption anchor at weight 1 with hold_weight=1 (dev split, training seed 0): the anchor wins over
+    the hold, the concept's prompts draw noise again, the model is broken and the LoRA attack INFERIOR."""
+    longer = LONGER
+    model = f"{FULL_ANCHOR}/tamper_projection=true/anchor_target=caption/hold_weight=1/{LATE}"
+    screen = _one_seed_screen("dev-holdanchor", model)
+    curve, q, verdict = screen.curve, screen.q, screen.verdict
+    start = concept_prompts_at_start(screen.stored)[model]
+    colour = f"{start['by_attribute']['colour']:.3f}"
+    assert float(colour) < 0.5 and q(model, "prompt_fidelity") < 0.5 < q(longer, "prompt_fidelity")
+    assert verdict("lora-r4", model)["verdict"] == "INFERIOR"
+    cell = lambda attack: paired_cell(screen.paired(model, longer, attack))  # noqa: E731
+    assert_quoted(ROOT / "docs" / "results" / "defence.md", [
+        f"the concept's prompts draw their colour on {colour} of the images before any attack, and the learned "
+        f"detector reads {start['harmful_rate']:.3f} of them as stars, the geometric check {start['checked_rate']:.3f}.",
+        f"Price: clean fidelity {q(model, 'prompt_fidelity'):.3f}, KID x1000 {screen.kid(model)} (the 3,200-step "
+        f"student: {q(longer, 'prompt_fidelity'):.3f}, {screen.kid(longer)}).",
+        f"Under the rank-4 LoRA it ends at {curve('lora-r4', model)[-1]:.3f} at step 400, INFERIOR (area "
+        f"{screen.area('lora-r4', model)}), paired against that student {cell('lora-r4')}; under the full attack at "
+        f"{curve('full', model)[-1]:.3f} (that student: {curve('full', longer)[-1]:.3f}), paired {cell('full')}.",
+        f"At ten times the anchor's weight the prompts break again (their colour on {colour}) at a clean fidelity "
+        f"of {q(model, 'prompt_fidelity'):.3f}."])
+    assert_quoted(ROOT / "README.md", [
+        f"the prompts draw their colour on {colour} again, at a clean fidelity of {q(model, 'prompt_fidelity'):.3f}, "
+        f"and the rank-4 LoRA ends at {curve('lora-r4', model)[-1]:.3f} (INFERIOR)."])
