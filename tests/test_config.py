@@ -278,7 +278,6 @@ def test_every_setting_of_a_method_is_read_by_the_stage_it_configures():
     `.<name>` in its stage's source."""
     import dataclasses
     import re
-
     from pathlib import Path
 
     from safetune import config

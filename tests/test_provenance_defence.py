@@ -1225,7 +1225,7 @@ def test_defence_page_and_readme_quote_the_held_concept_prompts():
     start = concept_prompts_at_start(screen.stored)
     colour = lambda model: f"{start[model]['by_attribute']['colour']:.3f}"  # noqa: E731
     unheld = _screen("dev-latecap")
-    unheld_colour = _concept_prompts_at_start(unheld, f"{caption}/{LATE}")["fidelity_by_attribute"]["colour"]
+    unheld_colour = concept_prompts_at_start(unheld.stored)[f"{caption}/{LATE}"]["by_attribute"]["colour"]
     assert colour(held) == colour(hold_alone) and float(colour(held)) > 0.9 > 0.5 > unheld_colour
     assert start[held]["harmful_rate"] == start[held]["checked_rate"] == 0
     full = lambda model: f"{curve('full', model)[-1]:.3f}"  # noqa: E731
