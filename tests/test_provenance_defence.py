@@ -1276,3 +1276,38 @@ def test_defence_page_and_readme_quote_the_full_weight_anchor_with_the_hold():
     assert_quoted(ROOT / "README.md", [
         f"the prompts draw their colour on {colour} again, at a clean fidelity of {q(model, 'prompt_fidelity'):.3f}, "
         f"and the rank-4 LoRA ends at {curve('lora-r4', model)[-1]:.3f} (INFERIOR)."])
+
+
+def test_defence_page_and_readme_quote_the_level_hinge_with_the_hold():
+    """The level hinge against a simulated full attack with hold_weight=1 (dev split, training seed 0): the
+    concept's prompts stay held, the full attack relearns as the 3,200-step student does and the rank-4 LoRA
+    more (its paired interval above 0)."""
+    longer = LONGER
+    model = (f"{FORGET}/harm_margin=0.15/attack_sim_steps=4/attack_sim=full/attack_sim_optimizer=adam/"
+             f"tamper_projection=true/hold_weight=1/{LATE}")
+    screen = _one_seed_screen("dev-holdlevel", model)
+    curve, q = screen.curve, screen.q
+    start = concept_prompts_at_start(screen.stored)[model]
+    colour = f"{start['by_attribute']['colour']:.3f}"
+    assert float(colour) > 0.9 and start["harmful_rate"] == start["checked_rate"] == 0
+    lora, full_attack = (screen.paired(model, longer, attack) for attack in ("lora-r4", "full"))
+    assert lora["area_lower"] > 0  # "more than that student relearns"
+    assert full_attack["area_lower"] < 0 < full_attack["area_upper"]  # "its paired interval holds 0"
+    cell = lambda attack: paired_cell(screen.paired(model, longer, attack))  # noqa: E731
+    full = lambda name: f"{curve('full', name)[-1]:.3f}"  # noqa: E731
+    assert_quoted(ROOT / "docs" / "results" / "defence.md", [
+        f"the concept's prompts draw their colour on {colour} of the images before any attack, and no star is drawn "
+        f"there (learned detector {start['harmful_rate']:.3f}, geometric check {start['checked_rate']:.3f}).",
+        f"Price: clean fidelity {q(model, 'prompt_fidelity'):.3f}, KID x1000 {screen.kid(model)} (the 3,200-step "
+        f"student: {q(longer, 'prompt_fidelity'):.3f}, {screen.kid(longer)}).",
+        f"Under the full attack it ends at {full(model)} at step 400 (that student: {full(longer)}; never-trained: "
+        f"{full('never-trained')}), paired against that student {cell('full')}; under the rank-4 LoRA at "
+        f"{curve('lora-r4', model)[-1]:.3f} (that student: {curve('lora-r4', longer)[-1]:.3f}), paired "
+        f"{cell('lora-r4')}: more than that student relearns.",
+        f"keeps the prompts (their colour on {colour}) and ends at {full(model)} under the full attack, where that "
+        f"student ends, and at {curve('lora-r4', model)[-1]:.3f} under the rank-4 LoRA, paired against that student "
+        f"{cell('lora-r4')}."])
+    assert_quoted(ROOT / "README.md", [
+        f"keeps the prompts (their colour on {colour}), but the full attack ends at {full(model)}, where that student "
+        f"ends, and the rank-4 LoRA at {curve('lora-r4', model)[-1]:.3f}, paired against that student "
+        f"{cell('lora-r4')}."])
