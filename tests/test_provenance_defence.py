@@ -1311,3 +1311,35 @@ def test_defence_page_and_readme_quote_the_level_hinge_with_the_hold():
         f"keeps the prompts (their colour on {colour}), but the full attack ends at {full(model)}, where that student "
         f"ends, and the rank-4 LoRA at {curve('lora-r4', model)[-1]:.3f}, paired against that student "
         f"{cell('lora-r4')}."])
+
+
+def test_defence_page_and_readme_quote_the_level_hinge_with_the_hold_against_eight_simulated_steps():
+    """The same hinge against 8 simulated steps (dev split, training seed 0): the prompts stay held and the
+    curves are the 3,200-step student's and the 4-step hinge's (each paired interval holds 0)."""
+    longer = LONGER
+    four = (f"{FORGET}/harm_margin=0.15/attack_sim_steps=4/attack_sim=full/attack_sim_optimizer=adam/"
+            f"tamper_projection=true/hold_weight=1/{LATE}")
+    model = four.replace("attack_sim_steps=4", "attack_sim_steps=8")
+    screen = _one_seed_screen("dev-holdlevel8", four, model)
+    curve, q = screen.curve, screen.q
+    start = concept_prompts_at_start(screen.stored)[model]
+    colour = f"{start['by_attribute']['colour']:.3f}"
+    assert float(colour) > 0.9 and start["harmful_rate"] == start["checked_rate"] == 0
+    for baseline in (longer, four):  # "draws that student's curves"
+        for attack in ("full", "lora-r4"):
+            comparison = screen.paired(model, baseline, attack)
+            assert comparison["area_lower"] < 0 < comparison["area_upper"]
+    cell = lambda baseline, attack: paired_cell(screen.paired(model, baseline, attack))  # noqa: E731
+    end = lambda attack: f"{curve(attack, model)[-1]:.3f}"  # noqa: E731
+    assert_quoted(ROOT / "docs" / "results" / "defence.md", [
+        f"The prompts stay held (colour {colour} before any attack; learned detector {start['harmful_rate']:.3f}, "
+        f"geometric check {start['checked_rate']:.3f}).",
+        f"Price: clean fidelity {q(model, 'prompt_fidelity'):.3f}, KID x1000 {screen.kid(model)}.",
+        f"Under the full attack it ends at {end('full')} at step 400, paired against the 3,200-step student "
+        f"{cell(longer, 'full')} and against the hinge at 4 steps {cell(four, 'full')}; under the rank-4 LoRA at "
+        f"{end('lora-r4')}, paired {cell(longer, 'lora-r4')} and {cell(four, 'lora-r4')}.",
+        f"it draws that student's curves: {end('full')} under the full attack, paired {cell(longer, 'full')}, and "
+        f"{end('lora-r4')} under the rank-4 LoRA, paired {cell(longer, 'lora-r4')}."])
+    assert_quoted(ROOT / "README.md", [
+        f"(full attack {end('full')}, paired {cell(longer, 'full')}; rank-4 LoRA {end('lora-r4')}, paired "
+        f"{cell(longer, 'lora-r4')})."])
