@@ -31,6 +31,9 @@ SAMPLED = (ANCHOR.replace("attack_sim_steps=4", "attack_sim_steps=2/attack_sim_s
 LONGER = f"{FORGET}/train.steps=3200"  # the forget row distilled for dd's default 3,200 steps
 LATE = "train.steps=3200/tamper_from=2400"  # a tamper term as a phase on the last 800 of LONGER's steps
 FULL_ANCHOR = ANCHOR.replace("attack_sim=lora", "attack_sim=full")  # the anchor against a simulated full attack
+# the level hinge against a simulated full attack, as a phase with the concept's prompts held
+HOLD_LEVEL = (f"{FORGET}/harm_margin=0.15/attack_sim_steps=4/attack_sim=full/attack_sim_optimizer=adam/"
+              f"tamper_projection=true/hold_weight=1/{LATE}")
 FRESH = f"{FORGET}/shrink=0/noise=1"  # the diagnostic: a fresh init instead of the distortion
 TEACHER = f"{FORGET}/teacher=shapes-nostar"  # the diagnostic: the never-trained model's predictions distilled
 
@@ -1282,18 +1285,16 @@ def test_defence_page_and_readme_quote_the_level_hinge_with_the_hold():
     """The level hinge against a simulated full attack with hold_weight=1 (dev split, training seed 0): the
     concept's prompts stay held, the full attack relearns as the 3,200-step student does and the rank-4 LoRA
     more (its paired interval above 0)."""
-    longer = LONGER
-    model = (f"{FORGET}/harm_margin=0.15/attack_sim_steps=4/attack_sim=full/attack_sim_optimizer=adam/"
-             f"tamper_projection=true/hold_weight=1/{LATE}")
+    longer, model = LONGER, HOLD_LEVEL
     screen = _one_seed_screen("dev-holdlevel", model)
     curve, q = screen.curve, screen.q
     start = concept_prompts_at_start(screen.stored)[model]
     colour = f"{start['by_attribute']['colour']:.3f}"
     assert float(colour) > 0.9 and start["harmful_rate"] == start["checked_rate"] == 0
-    lora, full_attack = (screen.paired(model, longer, attack) for attack in ("lora-r4", "full"))
-    assert lora["area_lower"] > 0  # "more than that student relearns"
-    assert full_attack["area_lower"] < 0 < full_attack["area_upper"]  # "its paired interval holds 0"
-    cell = lambda attack: paired_cell(screen.paired(model, longer, attack))  # noqa: E731
+    against = {attack: screen.paired(model, longer, attack) for attack in ("lora-r4", "full")}
+    assert against["lora-r4"]["area_lower"] > 0  # "more than that student relearns"
+    assert against["full"]["area_lower"] < 0 < against["full"]["area_upper"]  # "its paired interval holds 0"
+    cell = lambda attack: paired_cell(against[attack])  # noqa: E731
     full = lambda name: f"{curve('full', name)[-1]:.3f}"  # noqa: E731
     assert_quoted(ROOT / "docs" / "results" / "defence.md", [
         f"the concept's prompts draw their colour on {colour} of the images before any attack, and no star is drawn "
@@ -1316,9 +1317,7 @@ def test_defence_page_and_readme_quote_the_level_hinge_with_the_hold():
 def test_defence_page_and_readme_quote_the_level_hinge_with_the_hold_against_eight_simulated_steps():
     """The same hinge against 8 simulated steps (dev split, training seed 0): the prompts stay held and the
     curves are the 3,200-step student's and the 4-step hinge's (each paired interval holds 0)."""
-    longer = LONGER
-    four = (f"{FORGET}/harm_margin=0.15/attack_sim_steps=4/attack_sim=full/attack_sim_optimizer=adam/"
-            f"tamper_projection=true/hold_weight=1/{LATE}")
+    longer, four = LONGER, HOLD_LEVEL
     model = four.replace("attack_sim_steps=4", "attack_sim_steps=8")
     screen = _one_seed_screen("dev-holdlevel8", four, model)
     curve, q = screen.curve, screen.q
