@@ -1232,7 +1232,9 @@ def test_defence_page_and_readme_quote_the_held_concept_prompts():
     assert colour(held) == colour(hold_alone) and float(colour(held)) > 0.9 > 0.5 > unheld_colour
     assert start[held]["harmful_rate"] == start[held]["checked_rate"] == 0
     full = lambda model: f"{curve('full', model)[-1]:.3f}"  # noqa: E731
-    cell = lambda model, attack: paired_cell(paired(model, longer, attack))  # noqa: E731
+    cells = {(model, attack): paired_cell(paired(model, longer, attack))
+             for model in (held, hold_alone) for attack in ("full", "lora-r4")}
+    cell = lambda model, attack: cells[model, attack]  # noqa: E731
     assert_quoted(ROOT / "docs" / "results" / "defence.md", [
         f"the colour the concept's prompts name is drawn on {colour(held)} of the images before any attack, with "
         f"the anchor and without it (the anchor without the hold: {unheld_colour:.3f}), and no star is drawn there "
@@ -1324,11 +1326,11 @@ def test_defence_page_and_readme_quote_the_level_hinge_with_the_hold_against_eig
     start = concept_prompts_at_start(screen.stored)[model]
     colour = f"{start['by_attribute']['colour']:.3f}"
     assert float(colour) > 0.9 and start["harmful_rate"] == start["checked_rate"] == 0
-    for baseline in (longer, four):  # "draws that student's curves"
-        for attack in ("full", "lora-r4"):
-            comparison = screen.paired(model, baseline, attack)
-            assert comparison["area_lower"] < 0 < comparison["area_upper"]
-    cell = lambda baseline, attack: paired_cell(screen.paired(model, baseline, attack))  # noqa: E731
+    against = {(baseline, attack): screen.paired(model, baseline, attack)
+               for baseline in (longer, four) for attack in ("full", "lora-r4")}
+    for comparison in against.values():  # "draws that student's curves"
+        assert comparison["area_lower"] < 0 < comparison["area_upper"]
+    cell = lambda baseline, attack: paired_cell(against[baseline, attack])  # noqa: E731
     end = lambda attack: f"{curve(attack, model)[-1]:.3f}"  # noqa: E731
     assert_quoted(ROOT / "docs" / "results" / "defence.md", [
         f"The prompts stay held (colour {colour} before any attack; learned detector {start['harmful_rate']:.3f}, "
