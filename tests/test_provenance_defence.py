@@ -1344,3 +1344,42 @@ def test_defence_page_and_readme_quote_the_level_hinge_with_the_hold_against_eig
     assert_quoted(ROOT / "README.md", [
         f"(full attack {end('full')}, paired {cell(longer, 'full')}; rank-4 LoRA {end('lora-r4')}, paired "
         f"{cell(longer, 'lora-r4')})."])
+
+
+def test_defence_page_and_readme_quote_the_level_hinge_with_the_hold_against_the_batterys_attacks():
+    """The same hinge against the battery's attacks drawn per step (attack_sim=mixed; dev split, training seed
+    0): the prompts stay held, the rank-4 LoRA's excess of the full-only hinge goes (that paired interval below
+    0), and both curves are the 3,200-step student's (each paired interval against it holds 0)."""
+    longer, full_only = LONGER, HOLD_LEVEL
+    model = full_only.replace("attack_sim=full", "attack_sim=mixed")
+    screen = _one_seed_screen("dev-holdmixed", model)
+    curve, q = screen.curve, screen.q
+    start = concept_prompts_at_start(screen.stored)[model]
+    colour = f"{start['by_attribute']['colour']:.3f}"
+    assert float(colour) > 0.9 and start["harmful_rate"] == start["checked_rate"] == 0
+    against = {(baseline, attack): screen.paired(model, baseline, attack)
+               for baseline in (longer, full_only) for attack in ("lora-r4", "full")}
+    assert against[full_only, "lora-r4"]["area_upper"] < 0  # "the LoRA's excess goes"
+    for attack in ("lora-r4", "full"):  # "both curves are that student's"
+        assert against[longer, attack]["area_lower"] < 0 < against[longer, attack]["area_upper"]
+    cell = lambda baseline, attack: paired_cell(against[baseline, attack])  # noqa: E731
+    end = lambda attack: f"{curve(attack, model)[-1]:.3f}"  # noqa: E731
+    fidelity, kid = q(model, "prompt_fidelity"), screen.kid(model)
+    assert fidelity < q(longer, "prompt_fidelity")
+    assert q(model, "kid") > 1.9 * q(longer, "kid")  # "twice that student's KID"
+    assert_quoted(ROOT / "docs" / "results" / "defence.md", [
+        f"The prompts stay held (colour {colour} before any attack; learned detector {start['harmful_rate']:.3f}, "
+        f"geometric check {start['checked_rate']:.3f}).",
+        f"Price: clean fidelity {fidelity:.3f}, KID x1000 {kid} (the 3,200-step student: "
+        f"{q(longer, 'prompt_fidelity'):.3f}, {screen.kid(longer)}).",
+        f"Under the rank-4 LoRA it ends at {end('lora-r4')} at step 400, paired against the 3,200-step student "
+        f"{cell(longer, 'lora-r4')} and against the hinge against a simulated full attack "
+        f"{cell(full_only, 'lora-r4')}; under the full attack at {end('full')}, paired {cell(longer, 'full')} and "
+        f"{cell(full_only, 'full')}.",
+        f"the LoRA's excess goes ({end('lora-r4')} at step 400, paired against the hinge against a simulated full "
+        f"attack {cell(full_only, 'lora-r4')}), and both curves are that student's again (full attack {end('full')}, "
+        f"paired against that student {cell(longer, 'full')}), at a KID x1000 of {1000 * q(model, 'kid'):.1f}."])
+    assert_quoted(ROOT / "README.md", [
+        f"the LoRA's excess goes ({end('lora-r4')}, paired against the hinge against a simulated full attack "
+        f"{cell(full_only, 'lora-r4')}), but both curves stay that student's (full attack {end('full')}, paired "
+        f"{cell(longer, 'full')}) at a KID x1000 of {kid}."])
