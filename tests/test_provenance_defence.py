@@ -111,6 +111,19 @@ def _one_seed_screen(name: str, *newest: str) -> SimpleNamespace:
     return screen
 
 
+def _held_hinge_screen(name: str, model: str, baselines: tuple[str, ...],
+                       *newest: str) -> tuple[SimpleNamespace, dict, dict]:
+    """A one-seed screen of a tamper term with the hold: the screen, `model`'s concept prompts before any
+    attack (held, as its prose says: their colour on > 0.9 of the images, no star drawn) and its paired
+    comparisons against each baseline under both attacks, each bootstrapped once."""
+    screen = _one_seed_screen(name, *newest)
+    start = concept_prompts_at_start(screen.stored)[model]
+    assert start["by_attribute"]["colour"] > 0.9 and start["harmful_rate"] == start["checked_rate"] == 0
+    against = {(baseline, attack): screen.paired(model, baseline, attack)
+               for baseline in baselines for attack in ("lora-r4", "full")}
+    return screen, start, against
+
+
 def test_defence_page_quotes_the_dev_screen_of_the_drop_hinge():
     """The tamper=drop screen (dev split, one training seed): weight 1 taught the star, weight 100 did not."""
     screen = _screen("dev-drop")
@@ -1288,15 +1301,12 @@ def test_defence_page_and_readme_quote_the_level_hinge_with_the_hold():
     concept's prompts stay held, the full attack relearns as the 3,200-step student does and the rank-4 LoRA
     more (its paired interval above 0)."""
     longer, model = LONGER, HOLD_LEVEL
-    screen = _one_seed_screen("dev-holdlevel", model)
+    screen, start, against = _held_hinge_screen("dev-holdlevel", model, (longer,), model)
     curve, q = screen.curve, screen.q
-    start = concept_prompts_at_start(screen.stored)[model]
     colour = f"{start['by_attribute']['colour']:.3f}"
-    assert float(colour) > 0.9 and start["harmful_rate"] == start["checked_rate"] == 0
-    against = {attack: screen.paired(model, longer, attack) for attack in ("lora-r4", "full")}
-    assert against["lora-r4"]["area_lower"] > 0  # "more than that student relearns"
-    assert against["full"]["area_lower"] < 0 < against["full"]["area_upper"]  # "its paired interval holds 0"
-    cell = lambda attack: paired_cell(against[attack])  # noqa: E731
+    assert against[longer, "lora-r4"]["area_lower"] > 0  # "more than that student relearns"
+    assert against[longer, "full"]["area_lower"] < 0 < against[longer, "full"]["area_upper"]  # "holds 0"
+    cell = lambda attack: paired_cell(against[longer, attack])  # noqa: E731
     full = lambda name: f"{curve('full', name)[-1]:.3f}"  # noqa: E731
     assert_quoted(ROOT / "docs" / "results" / "defence.md", [
         f"the concept's prompts draw their colour on {colour} of the images before any attack, and no star is drawn "
@@ -1321,13 +1331,9 @@ def test_defence_page_and_readme_quote_the_level_hinge_with_the_hold_against_eig
     curves are the 3,200-step student's and the 4-step hinge's (each paired interval holds 0)."""
     longer, four = LONGER, HOLD_LEVEL
     model = four.replace("attack_sim_steps=4", "attack_sim_steps=8")
-    screen = _one_seed_screen("dev-holdlevel8", four, model)
+    screen, start, against = _held_hinge_screen("dev-holdlevel8", model, (longer, four), four, model)
     curve, q = screen.curve, screen.q
-    start = concept_prompts_at_start(screen.stored)[model]
     colour = f"{start['by_attribute']['colour']:.3f}"
-    assert float(colour) > 0.9 and start["harmful_rate"] == start["checked_rate"] == 0
-    against = {(baseline, attack): screen.paired(model, baseline, attack)
-               for baseline in (longer, four) for attack in ("full", "lora-r4")}
     for comparison in against.values():  # "draws that student's curves"
         assert comparison["area_lower"] < 0 < comparison["area_upper"]
     cell = lambda baseline, attack: paired_cell(against[baseline, attack])  # noqa: E731
@@ -1352,13 +1358,9 @@ def test_defence_page_and_readme_quote_the_level_hinge_with_the_hold_against_the
     0), and both curves are the 3,200-step student's (each paired interval against it holds 0)."""
     longer, full_only = LONGER, HOLD_LEVEL
     model = full_only.replace("attack_sim=full", "attack_sim=mixed")
-    screen = _one_seed_screen("dev-holdmixed", model)
+    screen, start, against = _held_hinge_screen("dev-holdmixed", model, (longer, full_only), model)
     curve, q = screen.curve, screen.q
-    start = concept_prompts_at_start(screen.stored)[model]
     colour = f"{start['by_attribute']['colour']:.3f}"
-    assert float(colour) > 0.9 and start["harmful_rate"] == start["checked_rate"] == 0
-    against = {(baseline, attack): screen.paired(model, baseline, attack)
-               for baseline in (longer, full_only) for attack in ("lora-r4", "full")}
     assert against[full_only, "lora-r4"]["area_upper"] < 0  # "the LoRA's excess goes"
     for attack in ("lora-r4", "full"):  # "both curves are that student's"
         assert against[longer, attack]["area_lower"] < 0 < against[longer, attack]["area_upper"]
