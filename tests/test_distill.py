@@ -394,6 +394,37 @@ def test_distillation_runs_with_each_simulated_attack(pipe, kind):
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for n, p in unet.named_parameters() if "attn2" in n)
 
 
+def test_the_mixed_simulation_draws_each_of_the_battery_s_attacks_per_step(pipe, monkeypatch):
+    """attack_sim=mixed (the screen benchmark-dev-holdmixed) meets every attack of MIXED, each about as often,
+    drawn by the step's generator (so a resumed run draws the same); attack_sim=lora keeps its one rank."""
+    from safetune.stages import distill
+
+    drawn = []
+    monkeypatch.setattr(distill, "attacked_error", lambda *args: drawn.append(("full", 0)) or torch.tensor(0.0))
+    monkeypatch.setattr(distill, "text_attacked_error",
+                        lambda *args: drawn.append(("inversion", 0)) or torch.tensor(0.0))
+    monkeypatch.setattr(distill, "lora_attacked_error",
+                        lambda error, draw, gen, unet, steps, lr, rank, *rest: drawn.append(("lora", rank))
+                        or torch.tensor(0.0))
+    teacher = copy.deepcopy(pipe.unet).requires_grad_(False)
+    mixed = make_loss(pipe, teacher, DistillConfig(harm_margin=0.1, attack_sim="mixed", attack_sim_steps=2))
+    for step in range(100):
+        mixed._attacked(pipe.unet, step_generator(step, 0))
+    counts = {kind: drawn.count(kind) for kind in distill.MIXED}
+    assert sum(counts.values()) == 100 and all(10 <= n <= 30 for n in counts.values()), counts
+    first = list(drawn)
+    drawn.clear()
+    for step in range(100):
+        mixed._attacked(pipe.unet, step_generator(step, 0))
+    assert drawn == first
+    drawn.clear()
+    lora = make_loss(pipe, teacher, DistillConfig(harm_margin=0.1, attack_sim="lora", attack_sim_steps=2,
+                                                  attack_sim_rank=8))
+    for step in range(5):
+        lora._attacked(pipe.unet, step_generator(step, 0))
+    assert drawn == [("lora", 8)] * 5
+
+
 def test_forgetting_unseen_words_redraws_only_the_rows_no_retain_caption_uses(pipe):
     """The option changes the embedding rows of words the retain captions never use (the star's) and
     nothing else: a word no input contains has no effect on the distillation, so the two runs agree
