@@ -34,6 +34,7 @@ FULL_ANCHOR = ANCHOR.replace("attack_sim=lora", "attack_sim=full")  # the anchor
 # the level hinge against a simulated full attack, as a phase with the concept's prompts held
 HOLD_LEVEL = (f"{FORGET}/harm_margin=0.15/attack_sim_steps=4/attack_sim=full/attack_sim_optimizer=adam/"
               f"tamper_projection=true/hold_weight=1/{LATE}")
+MIXED_HOLD_LEVEL = HOLD_LEVEL.replace("attack_sim=full", "attack_sim=mixed")  # against the battery's attacks
 FRESH = f"{FORGET}/shrink=0/noise=1"  # the diagnostic: a fresh init instead of the distortion
 TEACHER = f"{FORGET}/teacher=shapes-nostar"  # the diagnostic: the never-trained model's predictions distilled
 
@@ -122,6 +123,21 @@ def _held_hinge_screen(name: str, model: str, baselines: tuple[str, ...],
     against = {(baseline, attack): screen.paired(model, baseline, attack)
                for baseline in baselines for attack in ("lora-r4", "full")}
     return screen, start, against
+
+
+def _longer_horizon_quotes(screen: SimpleNamespace, start: dict, model: str, against: dict, longer: str,
+                           shorter: str, shorter_named: str) -> list[str]:
+    """defence.md's sentences on a held hinge screened against more simulated steps than `shorter`: its held
+    prompts, its price and where each attack ends, paired against the 3,200-step student and `shorter`."""
+    cell = lambda baseline, attack: paired_cell(against[baseline, attack])  # noqa: E731
+    end = lambda attack: f"{screen.curve(attack, model)[-1]:.3f}"  # noqa: E731
+    return [
+        f"The prompts stay held (colour {start['by_attribute']['colour']:.3f} before any attack; learned detector "
+        f"{start['harmful_rate']:.3f}, geometric check {start['checked_rate']:.3f}).",
+        f"Price: clean fidelity {screen.q(model, 'prompt_fidelity'):.3f}, KID x1000 {screen.kid(model)}.",
+        f"Under the full attack it ends at {end('full')} at step 400, paired against the 3,200-step student "
+        f"{cell(longer, 'full')} and against {shorter_named} {cell(shorter, 'full')}; under the rank-4 LoRA at "
+        f"{end('lora-r4')}, paired {cell(longer, 'lora-r4')} and {cell(shorter, 'lora-r4')}."]
 
 
 def test_defence_page_quotes_the_dev_screen_of_the_drop_hinge():
@@ -1326,27 +1342,25 @@ def test_defence_page_and_readme_quote_the_level_hinge_with_the_hold():
         f"{cell('lora-r4')}."])
 
 
-def test_defence_page_and_readme_quote_the_level_hinge_with_the_hold_against_eight_simulated_steps():
-    """The same hinge against 8 simulated steps (dev split, training seed 0): the prompts stay held and the
-    curves are the 3,200-step student's and the 4-step hinge's (each paired interval holds 0)."""
-    longer, four = LONGER, HOLD_LEVEL
-    model = four.replace("attack_sim_steps=4", "attack_sim_steps=8")
-    screen, start, against = _held_hinge_screen("dev-holdlevel8", model, (longer, four), four, model)
-    curve, q = screen.curve, screen.q
-    colour = f"{start['by_attribute']['colour']:.3f}"
-    for comparison in against.values():  # "draws that student's curves"
+@pytest.mark.parametrize("name, shorter, steps, shorter_named, draws", [
+    ("dev-holdlevel8", HOLD_LEVEL, 8, "the hinge at 4 steps", "it draws that student's curves:"),
+    ("dev-holdmixed16", MIXED_HOLD_LEVEL, 16, "the same hinge at 4 steps", "it draws the same curves:")])
+def test_defence_page_and_readme_quote_the_held_level_hinge_against_more_simulated_steps(name, shorter, steps,
+                                                                                          shorter_named, draws):
+    """The same hinge against 8 simulated full steps, and against 16 of the battery's attacks, instead of 4
+    (dev split, training seed 0): the prompts stay held and the curves are the 3,200-step student's and the
+    4-step hinge's (each paired interval holds 0)."""
+    longer = LONGER
+    model = shorter.replace("attack_sim_steps=4", f"attack_sim_steps={steps}")
+    screen, start, against = _held_hinge_screen(name, model, (longer, shorter), shorter, model)
+    for comparison in against.values():  # "draws that student's curves" (and the 4-step hinge's)
         assert comparison["area_lower"] < 0 < comparison["area_upper"]
     cell = lambda baseline, attack: paired_cell(against[baseline, attack])  # noqa: E731
-    end = lambda attack: f"{curve(attack, model)[-1]:.3f}"  # noqa: E731
+    end = lambda attack: f"{screen.curve(attack, model)[-1]:.3f}"  # noqa: E731
     assert_quoted(ROOT / "docs" / "results" / "defence.md", [
-        f"The prompts stay held (colour {colour} before any attack; learned detector {start['harmful_rate']:.3f}, "
-        f"geometric check {start['checked_rate']:.3f}).",
-        f"Price: clean fidelity {q(model, 'prompt_fidelity'):.3f}, KID x1000 {screen.kid(model)}.",
-        f"Under the full attack it ends at {end('full')} at step 400, paired against the 3,200-step student "
-        f"{cell(longer, 'full')} and against the hinge at 4 steps {cell(four, 'full')}; under the rank-4 LoRA at "
-        f"{end('lora-r4')}, paired {cell(longer, 'lora-r4')} and {cell(four, 'lora-r4')}.",
-        f"it draws that student's curves: {end('full')} under the full attack, paired {cell(longer, 'full')}, and "
-        f"{end('lora-r4')} under the rank-4 LoRA, paired {cell(longer, 'lora-r4')}."])
+        *_longer_horizon_quotes(screen, start, model, against, longer, shorter, shorter_named),
+        f"{draws} {end('full')} under the full attack, paired {cell(longer, 'full')}, and {end('lora-r4')} under "
+        f"the rank-4 LoRA, paired {cell(longer, 'lora-r4')}."])
     assert_quoted(ROOT / "README.md", [
         f"(full attack {end('full')}, paired {cell(longer, 'full')}; rank-4 LoRA {end('lora-r4')}, paired "
         f"{cell(longer, 'lora-r4')})."])
@@ -1356,8 +1370,7 @@ def test_defence_page_and_readme_quote_the_level_hinge_with_the_hold_against_the
     """The same hinge against the battery's attacks drawn per step (attack_sim=mixed; dev split, training seed
     0): the prompts stay held, the rank-4 LoRA's excess of the full-only hinge goes (that paired interval below
     0), and both curves are the 3,200-step student's (each paired interval against it holds 0)."""
-    longer, full_only = LONGER, HOLD_LEVEL
-    model = full_only.replace("attack_sim=full", "attack_sim=mixed")
+    longer, full_only, model = LONGER, HOLD_LEVEL, MIXED_HOLD_LEVEL
     screen, start, against = _held_hinge_screen("dev-holdmixed", model, (longer, full_only), model)
     curve, q = screen.curve, screen.q
     colour = f"{start['by_attribute']['colour']:.3f}"
