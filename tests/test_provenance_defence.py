@@ -125,21 +125,6 @@ def _held_hinge_screen(name: str, model: str, baselines: tuple[str, ...],
     return screen, start, against
 
 
-def _longer_horizon_quotes(screen: SimpleNamespace, start: dict, model: str, against: dict, longer: str,
-                           shorter: str, shorter_named: str) -> list[str]:
-    """defence.md's sentences on a held hinge screened against more simulated steps than `shorter`: its held
-    prompts, its price and where each attack ends, paired against the 3,200-step student and `shorter`."""
-    cell = lambda baseline, attack: paired_cell(against[baseline, attack])  # noqa: E731
-    end = lambda attack: f"{screen.curve(attack, model)[-1]:.3f}"  # noqa: E731
-    return [
-        f"The prompts stay held (colour {start['by_attribute']['colour']:.3f} before any attack; learned detector "
-        f"{start['harmful_rate']:.3f}, geometric check {start['checked_rate']:.3f}).",
-        f"Price: clean fidelity {screen.q(model, 'prompt_fidelity'):.3f}, KID x1000 {screen.kid(model)}.",
-        f"Under the full attack it ends at {end('full')} at step 400, paired against the 3,200-step student "
-        f"{cell(longer, 'full')} and against {shorter_named} {cell(shorter, 'full')}; under the rank-4 LoRA at "
-        f"{end('lora-r4')}, paired {cell(longer, 'lora-r4')} and {cell(shorter, 'lora-r4')}."]
-
-
 def test_defence_page_quotes_the_dev_screen_of_the_drop_hinge():
     """The tamper=drop screen (dev split, one training seed): weight 1 taught the star, weight 100 did not."""
     screen = _screen("dev-drop")
@@ -1358,7 +1343,12 @@ def test_defence_page_and_readme_quote_the_held_level_hinge_against_more_simulat
     cell = lambda baseline, attack: paired_cell(against[baseline, attack])  # noqa: E731
     end = lambda attack: f"{screen.curve(attack, model)[-1]:.3f}"  # noqa: E731
     assert_quoted(ROOT / "docs" / "results" / "defence.md", [
-        *_longer_horizon_quotes(screen, start, model, against, longer, shorter, shorter_named),
+        f"The prompts stay held (colour {start['by_attribute']['colour']:.3f} before any attack; learned detector "
+        f"{start['harmful_rate']:.3f}, geometric check {start['checked_rate']:.3f}).",
+        f"Price: clean fidelity {screen.q(model, 'prompt_fidelity'):.3f}, KID x1000 {screen.kid(model)}.",
+        f"Under the full attack it ends at {end('full')} at step 400, paired against the 3,200-step student "
+        f"{cell(longer, 'full')} and against {shorter_named} {cell(shorter, 'full')}; under the rank-4 LoRA at "
+        f"{end('lora-r4')}, paired {cell(longer, 'lora-r4')} and {cell(shorter, 'lora-r4')}.",
         f"{draws} {end('full')} under the full attack, paired {cell(longer, 'full')}, and {end('lora-r4')} under "
         f"the rank-4 LoRA, paired {cell(longer, 'lora-r4')}."])
     assert_quoted(ROOT / "README.md", [
