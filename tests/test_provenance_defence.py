@@ -1388,3 +1388,34 @@ def test_defence_page_and_readme_quote_the_level_hinge_with_the_hold_against_the
         f"the LoRA's excess goes ({end('lora-r4')}, paired against the hinge against a simulated full attack "
         f"{cell(full_only, 'lora-r4')}), but both curves stay that student's (full attack {end('full')}, paired "
         f"{cell(longer, 'full')}) at a KID x1000 of {kid}."])
+
+
+def test_defence_page_and_readme_quote_the_held_hinge_with_twice_the_margin():
+    """The 4-step hinge against the battery's attacks with harm_margin 0.3 instead of 0.15 (dev split, training
+    seed 0): the full attack's paired intervals hold 0 and the rank-4 LoRA relearns more than the 3,200-step
+    student (that paired interval above 0)."""
+    longer, shorter = LONGER, MIXED_HOLD_LEVEL
+    model = shorter.replace("harm_margin=0.15", "harm_margin=0.3")
+    screen = _one_seed_screen("dev-holdmixed30", model)
+    start = concept_prompts_at_start(screen.stored)[model]
+    against = {(baseline, attack): screen.paired(model, baseline, attack)
+               for baseline in (longer, shorter) for attack in ("lora-r4", "full")}
+    for baseline in (longer, shorter):
+        assert against[baseline, "full"]["area_lower"] < 0 < against[baseline, "full"]["area_upper"]
+        assert against[baseline, "lora-r4"]["area_lower"] > 0  # "relearns more than that student"
+    cell = lambda baseline, attack: paired_cell(against[baseline, attack])  # noqa: E731
+    end = lambda attack: f"{screen.curve(attack, model)[-1]:.3f}"  # noqa: E731
+    assert_quoted(ROOT / "docs" / "results" / "defence.md", [
+        f"The concept's prompts draw their colour on {start['by_attribute']['colour']:.3f} of the images before any "
+        f"attack; the learned detector reads {start['harmful_rate']:.3f} of them as stars, the geometric check "
+        f"{start['checked_rate']:.3f}.",
+        f"Price: clean fidelity {screen.q(model, 'prompt_fidelity'):.3f}, KID x1000 {screen.kid(model)}.",
+        f"Under the full attack it ends at {end('full')} at step 400, paired against the 3,200-step student "
+        f"{cell(longer, 'full')} and against the same hinge at margin 0.15 {cell(shorter, 'full')}; under the "
+        f"rank-4 LoRA at {end('lora-r4')}, paired {cell(longer, 'lora-r4')} and {cell(shorter, 'lora-r4')}.",
+        f"With twice the margin (0.3, 4 steps, one seed) the full attack ends at {end('full')}, paired against that "
+        f"student {cell(longer, 'full')}, and the rank-4 LoRA relearns more than that student (paired "
+        f"{cell(longer, 'lora-r4')})."])
+    assert_quoted(ROOT / "README.md", [
+        f"the full attack ends at {end('full')} (paired {cell(longer, 'full')}) and the rank-4 LoRA relearns more "
+        f"than that student (paired {cell(longer, 'lora-r4')})."])
