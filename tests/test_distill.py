@@ -407,22 +407,21 @@ def test_the_mixed_simulation_draws_each_of_the_battery_s_attacks_per_step(pipe,
                         lambda error, draw, gen, unet, steps, lr, rank, *rest: drawn.append(("lora", rank))
                         or torch.tensor(0.0))
     teacher = copy.deepcopy(pipe.unet).requires_grad_(False)
-    mixed = make_loss(pipe, teacher, DistillConfig(harm_margin=0.1, attack_sim="mixed", attack_sim_steps=2))
-    for step in range(100):
-        mixed._attacked(pipe.unet, step_generator(step, 0))
-    counts = {kind: drawn.count(kind) for kind in distill.MIXED}
+
+    def attacks_drawn(config, steps):
+        loss_fn = make_loss(pipe, teacher, config)
+        drawn.clear()
+        for step in range(steps):
+            loss_fn._attacked(pipe.unet, step_generator(step, 0))
+        return list(drawn)
+
+    mixed = DistillConfig(harm_margin=0.1, attack_sim="mixed", attack_sim_steps=2)
+    first = attacks_drawn(mixed, 100)
+    counts = {kind: first.count(kind) for kind in distill.MIXED}
     assert sum(counts.values()) == 100 and all(10 <= n <= 30 for n in counts.values()), counts
-    first = list(drawn)
-    drawn.clear()
-    for step in range(100):
-        mixed._attacked(pipe.unet, step_generator(step, 0))
-    assert drawn == first
-    drawn.clear()
-    lora = make_loss(pipe, teacher, DistillConfig(harm_margin=0.1, attack_sim="lora", attack_sim_steps=2,
-                                                  attack_sim_rank=8))
-    for step in range(5):
-        lora._attacked(pipe.unet, step_generator(step, 0))
-    assert drawn == [("lora", 8)] * 5
+    assert attacks_drawn(mixed, 100) == first
+    lora = DistillConfig(harm_margin=0.1, attack_sim="lora", attack_sim_steps=2, attack_sim_rank=8)
+    assert attacks_drawn(lora, 5) == [("lora", 8)] * 5
 
 
 def test_forgetting_unseen_words_redraws_only_the_rows_no_retain_caption_uses(pipe):

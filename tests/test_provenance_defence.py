@@ -116,13 +116,18 @@ def _held_hinge_screen(name: str, model: str, baselines: tuple[str, ...],
                        *newest: str) -> tuple[SimpleNamespace, dict, dict]:
     """A one-seed screen of a tamper term with the hold: the screen, `model`'s concept prompts before any
     attack (held, as its prose says: their colour on > 0.9 of the images, no star drawn) and its paired
-    comparisons against each baseline under both attacks, each bootstrapped once."""
+    comparisons against each baseline under both attacks (_paired_against)."""
     screen = _one_seed_screen(name, *newest)
     start = concept_prompts_at_start(screen.stored)[model]
     assert start["by_attribute"]["colour"] > 0.9 and start["harmful_rate"] == start["checked_rate"] == 0
-    against = {(baseline, attack): screen.paired(model, baseline, attack)
-               for baseline in baselines for attack in ("lora-r4", "full")}
-    return screen, start, against
+    return screen, start, _paired_against(screen, model, baselines)
+
+
+def _paired_against(screen: SimpleNamespace, model: str, baselines: tuple[str, ...]) -> dict:
+    """`model`'s paired comparison against each baseline under the rank-4 LoRA and the full attack, keyed by
+    (baseline, attack), each bootstrapped once."""
+    return {(baseline, attack): screen.paired(model, baseline, attack)
+            for baseline in baselines for attack in ("lora-r4", "full")}
 
 
 def test_defence_page_quotes_the_dev_screen_of_the_drop_hinge():
@@ -1398,8 +1403,7 @@ def test_defence_page_and_readme_quote_the_held_hinge_with_twice_the_margin():
     model = shorter.replace("harm_margin=0.15", "harm_margin=0.3")
     screen = _one_seed_screen("dev-holdmixed30", model)
     start = concept_prompts_at_start(screen.stored)[model]
-    against = {(baseline, attack): screen.paired(model, baseline, attack)
-               for baseline in (longer, shorter) for attack in ("lora-r4", "full")}
+    against = _paired_against(screen, model, (longer, shorter))
     for baseline in (longer, shorter):
         assert against[baseline, "full"]["area_lower"] < 0 < against[baseline, "full"]["area_upper"]
         assert against[baseline, "lora-r4"]["area_lower"] > 0  # "relearns more than that student"
