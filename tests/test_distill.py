@@ -11,7 +11,7 @@ from safetune.checkpoint import step_generator
 from safetune.config import DistillConfig, TrainConfig
 from safetune.models.conditioning import caption_ids, encode_text, predict, training_scheduler
 from safetune.stages.distill import RetainDistillLoss, distill_train, distort_
-from safetune.stages.losses import attacked_error
+from safetune.stages.losses import attacked_error, trajectory_points
 from safetune.train import prepare_trainable
 
 # a cross-attention key projection: where a tamper term's gradient must arrive
@@ -589,6 +589,38 @@ def test_a_sampled_range_that_ends_below_its_start_is_refused(pipe, option):
                            **{option: below})
     name = option.removesuffix("_max")
     _refused(pipe, config, rf"{option}=.* must be above {name}=.*--set {option} above")
+
+
+@pytest.mark.parametrize("kind", ["full", "lora", "inversion"])
+def test_the_trajectory_reads_the_error_along_the_attack_as_the_shorter_attacks_end(pipe, kind):
+    """attack_sim_trajectory=4 over 4 simulated steps: the error (and its gradient in a defended weight) is
+    the mean of what the 1-, 2-, 3- and 4-step attacks end at on the same draws; 0 or 1 reads the end alone;
+    an implicit correction (the end alone) or no simulated steps with it is refused."""
+    assert trajectory_points(16, 4) == {4, 8, 12, 16} and trajectory_points(6, 4) == {2, 3, 5, 6}
+    assert trajectory_points(2, 4) == {1, 2} and trajectory_points(5, 1) == trajectory_points(5, 0) == {5}
+    unet = copy.deepcopy(pipe.unet)
+    prepare_trainable(unet, TrainConfig(mode="full"))
+    weight = dict(unet.named_parameters())[ATTN_K]
+    teacher = copy.deepcopy(pipe.unet).requires_grad_(False)
+    base = DistillConfig(harm_margin=100.0, attack_sim=kind, attack_sim_lr=1e-2, attack_sim_rank=2,
+                         attack_sim_optimizer="adam")
+
+    def attacked(steps, points=0):
+        config = replace(base, attack_sim_steps=steps, attack_sim_trajectory=points)
+        error = make_loss(pipe, teacher, config)._attacked(unet, step_generator(0, 3))[1]
+        return error.item(), torch.autograd.grad(error, weight)[0]
+
+    ends = [attacked(steps) for steps in (1, 2, 3, 4)]
+    along, along_grad = attacked(4, points=4)
+    assert along == pytest.approx(sum(e for e, _ in ends) / 4, rel=1e-5)
+    assert abs(along - ends[-1][0]) > 1e-5  # not the end alone: the attack lowers the error as it goes
+    torch.testing.assert_close(along_grad, sum(g for _, g in ends) / 4, rtol=1e-4, atol=1e-9)
+    for points in (0, 1):
+        assert attacked(4, points)[0] == ends[-1][0]
+    _refused(pipe, replace(base, harm_margin=0.001, attack_sim="lora", attack_sim_steps=4, attack_sim_implicit=0.5,
+                           attack_sim_trajectory=4), r"attack_sim_trajectory=4 .*attack_sim_implicit=0.5")
+    _refused(pipe, replace(base, harm_margin=0.001, attack_sim_trajectory=4),
+             r"attack_sim_trajectory=4 .*attack_sim_steps > 0 \(0\).*--set attack_sim_steps=16")
 
 
 def _retain_first(caplog) -> float:

@@ -31,13 +31,13 @@ retraining from scratch at 60-80% of its compute). We adapt both to diffusion mo
    tamper=anchor is a safety objective measured after the simulated attack, as ResAlign (arXiv
    2507.16302) and TAR (arXiv 2408.00761) measure theirs: the harmful captions' prediction after the
    steps is pulled down to harm_margin from the model's own prediction before them for the empty
-   prompt or (anchor_target=caption) the caption without its unseen words. attack_sim_implicit adds
-   ResAlign's implicit (Moreau-envelope) correction for a simulated LoRA; attack_sim_steps_max and
-   attack_sim_lr_max draw each attack's size from a range (as ResAlign and TAR sample attacks);
-   tamper_from starts the term part-way (TAR's tamper-resistance phase follows its unlearning);
-   tamper_projection removes the part of its gradient that opposes the retain loss's. On dev the drop
-   hinge was met by drawing the concept, the level hinge by breaking its words, and every anchor
-   against a simulated full attack made its prompts draw noise (defence.md has each);
+   prompt or (anchor_target=caption) the caption without its unseen words. attack_sim_implicit adds ResAlign's
+   implicit (Moreau-envelope) correction for a simulated LoRA; attack_sim_steps_max and attack_sim_lr_max draw
+   each attack's size from a range (as ResAlign and TAR sample attacks); attack_sim_trajectory reads the error
+   along the attack, not only at its end (as TAR reads its loss); tamper_from starts the term part-way (TAR's
+   tamper-resistance phase follows its unlearning); tamper_projection removes the part of its gradient that
+   opposes the retain loss's. On dev the drop hinge was met by drawing the concept, the level hinge by breaking
+   its words, and every anchor against a simulated full attack made its prompts draw noise (defence.md has each);
 5. optionally (hold_weight > 0), a retain target on the harmful captions before any attack:
    student(x_t, caption) -> teacher(x_t, the caption without its unseen words) on retain images, so
    that what else the concept's prompts name (colour, place, size) is still drawn, not the concept.
@@ -223,16 +223,16 @@ class RetainDistillLoss:
             drawn.append(self._draw_anchor(unet, gen) if cfg.tamper == "anchor" and not drawn else self._draw_harm(gen))
             return drawn[-1]
 
-        steps, lr, optimizer = self._attack_configuration(gen)
+        (steps, lr, optimizer), points = self._attack_configuration(gen), cfg.attack_sim_trajectory
         if kind == "full" or not steps:
-            after = attacked_error(error, draw, gen, unet, steps, lr, optimizer)
+            after = attacked_error(error, draw, gen, unet, steps, lr, optimizer, points)
         elif kind == "inversion":
-            after = text_attacked_error(error, draw, gen, steps, lr, optimizer)
+            after = text_attacked_error(error, draw, gen, steps, lr, optimizer, points)
         else:
             if self._attention is None:
                 self._attention = target_modules(unet, "attn")
             after = lora_attacked_error(error, draw, gen, unet, steps, lr, rank, self._attention, optimizer,
-                                        cfg.attack_sim_implicit, cfg.attack_sim_implicit_terms, self.last)
+                                        cfg.attack_sim_implicit, cfg.attack_sim_implicit_terms, self.last, points)
         return (error(drawn[0], None) if cfg.tamper == "drop" else None), after
 
     def _attack_configuration(self, gen) -> tuple[int, float, str]:

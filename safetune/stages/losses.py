@@ -12,6 +12,7 @@ each step; caching the trajectory ends is our choice, for speed, and changes onl
 from __future__ import annotations
 
 import contextlib
+import math
 
 import torch
 import torch.nn.functional as F
@@ -157,28 +158,44 @@ class InnerOptimizer:
         return steps
 
 
-def attacked_error(error, draw, gen, unet, steps: int, lr: float, optimizer: str = "sign") -> torch.Tensor:
+def trajectory_points(steps: int, points: int) -> set[int]:
+    """The inner steps (1..steps) after which the query's error is read: the last alone (points <= 1), or
+    `points` evenly spaced ones ending at the last (fewer where the attack is shorter). TAR reads its
+    tamper-resistance loss along the inner trajectory, not only at its end (arXiv 2408.00761): an
+    attack held back at every point is slowed, not only stopped short of one endpoint."""
+    return {steps} if points <= 1 else {math.ceil(steps * (i + 1) / points) for i in range(points)}
+
+
+def _read(errors: list) -> torch.Tensor:
+    """The mean of the query's errors read along the trajectory."""
+    return errors[0] if len(errors) == 1 else torch.stack(errors).mean()
+
+
+def attacked_error(error, draw, gen, unet, steps: int, lr: float, optimizer: str = "sign",
+                   points: int = 0) -> torch.Tensor:
     """The denoising error on a harmful query batch after `steps` simulated malicious fine-tuning
     steps, theta' = theta - (the InnerOptimizer's step). First-order, as in first-order MAML: theta'
     depends on theta through the identity only, so the error's gradient at theta' is applied to theta.
     `error(batch, params)` is the denoising MSE with the UNet's weights replaced by `params` (None: its
     own); `draw(gen)` draws a harmful batch (the query first, so it is the same batch whatever the
-    number of steps)."""
+    number of steps). points > 1: the mean of the query's errors at trajectory_points instead."""
     query = draw(gen)
-    params = None
-    if steps:
-        params = {n: p for n, p in unet.named_parameters() if p.requires_grad}
-        inner = InnerOptimizer(optimizer, lr)
-        for _ in range(steps):
-            grads = torch.autograd.grad(error(draw(gen), params), list(params.values()), allow_unused=True)
-            step = inner({n: g for n, g in zip(params, grads) if g is not None})
-            params = {n: p - step[n] if n in step else p for n, p in params.items()}
-    return error(query, params)
+    if not steps:
+        return error(query, None)
+    params = {n: p for n, p in unet.named_parameters() if p.requires_grad}
+    inner, at, errors = InnerOptimizer(optimizer, lr), trajectory_points(steps, points), []
+    for k in range(1, steps + 1):
+        grads = torch.autograd.grad(error(draw(gen), params), list(params.values()), allow_unused=True)
+        step = inner({n: g for n, g in zip(params, grads) if g is not None})
+        params = {n: p - step[n] if n in step else p for n, p in params.items()}
+        if k in at:
+            errors.append(error(query, params))
+    return _read(errors)
 
 
 def lora_attacked_error(error, draw, gen, unet, steps: int, lr: float, rank: int, modules: list[str],
-                        optimizer: str = "sign", implicit: float = 0.0, terms: int = 2, last: dict | None = None
-                        ) -> torch.Tensor:
+                        optimizer: str = "sign", implicit: float = 0.0, terms: int = 2, last: dict | None = None,
+                        points: int = 0) -> torch.Tensor:
     """The denoising error on a harmful query batch after `steps` simulated steps of a *new* rank-
     `rank` LoRA on `modules` (IMMA's inner adaptation, arXiv 2311.18815; the battery's lora-r*
     attacks): only the LoRA's factors move (InnerOptimizer steps, B from zero as a LoRA starts), the
@@ -194,7 +211,8 @@ def lora_attacked_error(error, draw, gen, unet, steps: int, lr: float, rank: int
     products (H + I / implicit is positive definite where phi* minimises the proximal objective; a
     truncated Neumann series, the other usual choice, diverges once implicit times H's largest
     eigenvalue passes 1). `last` gets the solve's relative residual, for the training log. The value is
-    unchanged: only the gradient is corrected."""
+    unchanged: only the gradient is corrected. points > 1 (first-order only): the mean of the query's
+    errors at trajectory_points, as attacked_error."""
     query = draw(gen)
     targets = set(modules)
     weights = {f"{name}.weight": module.weight for name, module in unet.named_modules() if name in targets}
@@ -204,15 +222,17 @@ def lora_attacked_error(error, draw, gen, unet, steps: int, lr: float, rank: int
     def attacked(factors):
         return {n: w + b @ a for n, w in weights.items() for a, b in [factors[n]]}
 
-    inner = InnerOptimizer(optimizer, lr)
-    for _ in range(steps):
+    detached = lambda factors: {n: (a.detach(), b.detach()) for n, (a, b) in factors.items()}  # noqa: E731
+    inner, at, errors = InnerOptimizer(optimizer, lr), trajectory_points(steps, points), []
+    for k in range(1, steps + 1):
         factors = {n: (a.detach().requires_grad_(), b.detach().requires_grad_()) for n, (a, b) in factors.items()}
         flat = {f"{n}.{ab}": t for n, pair in factors.items() for ab, t in zip("AB", pair)}
         step = inner(dict(zip(flat, torch.autograd.grad(error(draw(gen), attacked(factors)), list(flat.values())))))
         factors = {n: (a - step[f"{n}.A"], b - step[f"{n}.B"]) for n, (a, b) in factors.items()}
+        if k in at and k < steps and not implicit:
+            errors.append(error(query, attacked(detached(factors))))
     if not implicit:
-        factors = {n: (a.detach(), b.detach()) for n, (a, b) in factors.items()}
-        return error(query, attacked(factors))
+        return _read([*errors, error(query, attacked(detached(factors)))])
     return _implicitly_corrected(error, query, draw(gen), attacked, factors, implicit, terms, last)
 
 
@@ -262,14 +282,15 @@ def _conjugate_gradient(matvec, b: list, steps: int, last: dict | None) -> list:
     return x
 
 
-def text_attacked_error(error, draw, gen, steps: int, lr: float, optimizer: str = "sign") -> torch.Tensor:
+def text_attacked_error(error, draw, gen, steps: int, lr: float, optimizer: str = "sign",
+                        points: int = 0) -> torch.Tensor:
     """The denoising error on a harmful query batch after `steps` simulated steps of a concept
     inversion (the battery's `inversion` attack), learned where it acts: one offset of the prompt's
     text states, shared by the batch, moved by InnerOptimizer steps from zero. It reaches every
     conditioning one new token could give, and more (a superset of the attack: a stronger inner
     adversary). The defended weights stay fixed during the steps; the error at the offset found reaches
-    them (first-order in the offset). `error(batch, params)` and `draw(gen)` as in attacked_error,
-    the batch's last item its Cond."""
+    them (first-order in the offset). `error(batch, params)`, `draw(gen)` and `points` as in
+    attacked_error, the batch's last item its Cond."""
     query = draw(gen)
     offset = torch.zeros_like(query[-1].hidden[0])
 
@@ -277,12 +298,14 @@ def text_attacked_error(error, draw, gen, steps: int, lr: float, optimizer: str 
         cond = batch[-1]
         return (*batch[:-1], Cond(cond.hidden + offset, cond.added, cond.family))
 
-    inner = InnerOptimizer(optimizer, lr)
-    for _ in range(steps):
+    inner, at, errors = InnerOptimizer(optimizer, lr), trajectory_points(steps, points), []
+    for k in range(1, steps + 1):
         offset = offset.detach().requires_grad_()
         (grad,) = torch.autograd.grad(error(shifted(draw(gen), offset), None), [offset])
         offset = offset - inner({"offset": grad})["offset"]
-    return error(shifted(query, offset.detach()), None)
+        if k in at and k < steps:
+            errors.append(error(shifted(query, offset.detach()), None))
+    return _read([*errors, error(shifted(query, offset.detach()), None)])
 
 
 def with_params(unet, params: dict | None):
