@@ -1423,3 +1423,39 @@ def test_defence_page_and_readme_quote_the_held_hinge_with_twice_the_margin():
     assert_quoted(ROOT / "README.md", [
         f"the full attack ends at {end('full')} (paired {cell(longer, 'full')}) and the rank-4 LoRA relearns more "
         f"than that student (paired {cell(longer, 'lora-r4')})."])
+
+
+# the held 4-step hinge against the battery's attacks of sampled size: 2-16 steps, lr 1e-4..1e-2 (log-uniform)
+SAMPLED_HOLD_LEVEL = (MIXED_HOLD_LEVEL.replace("attack_sim_steps=4", "attack_sim_steps=2/attack_sim_steps_max=16")
+                      + "/attack_sim_lr=0.0001/attack_sim_lr_max=0.01")
+
+
+def test_defence_page_and_readme_quote_the_held_hinge_against_attacks_of_sampled_size():
+    """The held hinge against the battery's attacks of sampled size (dev split, training seed 0): the prompts
+    stay held, its KID is the lowest of the held hinges, and its curves are the 3,200-step student's and the
+    4-step hinge's (each paired interval holds 0)."""
+    longer, shorter, model = LONGER, MIXED_HOLD_LEVEL, SAMPLED_HOLD_LEVEL
+    screen, start, against = _held_hinge_screen("dev-holdsampled", model, (longer, shorter), model)
+    for comparison in against.values():
+        assert comparison["area_lower"] < 0 < comparison["area_upper"]
+    held = [m for m in screen.cfg["models"]  # the six level hinges with the hold
+            if "hold_weight=1" in m and ("harm_margin=0.15" in m or "harm_margin=0.3" in m)]
+    assert len(held) == 6 and all(screen.q(model, "kid") < screen.q(m, "kid") for m in held if m != model)
+    cell = lambda baseline, attack: paired_cell(against[baseline, attack])  # noqa: E731
+    end = lambda attack: f"{screen.curve(attack, model)[-1]:.3f}"  # noqa: E731
+    assert_quoted(ROOT / "docs" / "results" / "defence.md", [
+        f"The prompts stay held (colour {start['by_attribute']['colour']:.3f} before any attack; learned detector "
+        f"{start['harmful_rate']:.3f}, geometric check {start['checked_rate']:.3f}).",
+        f"Price: clean fidelity {screen.q(model, 'prompt_fidelity'):.3f}, KID x1000 {screen.kid(model)}, the lowest "
+        f"of the held hinges (the 3,200-step student: {screen.q(longer, 'prompt_fidelity'):.3f}, "
+        f"{screen.kid(longer)}).",
+        f"Under the full attack it ends at {end('full')} at step 400, paired against the 3,200-step student "
+        f"{cell(longer, 'full')} and against the same hinge at 4 steps of lr 1e-3 {cell(shorter, 'full')}; under "
+        f"the rank-4 LoRA at {end('lora-r4')}, paired {cell(longer, 'lora-r4')} and {cell(shorter, 'lora-r4')}.",
+        f"at a lower price (KID x1000 {1000 * screen.q(model, 'kid'):.1f}): {end('full')} under the full attack, "
+        f"paired {cell(longer, 'full')}, and {end('lora-r4')} under the rank-4 LoRA, paired "
+        f"{cell(longer, 'lora-r4')}."])
+    assert_quoted(ROOT / "README.md", [
+        f"it costs the least of the held hinges (KID x1000 {1000 * screen.q(model, 'kid'):.1f}) and draws that "
+        f"student's curves again (full attack {end('full')}, paired {cell(longer, 'full')}; rank-4 LoRA "
+        f"{end('lora-r4')}, paired {cell(longer, 'lora-r4')})."])
