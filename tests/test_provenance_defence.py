@@ -1459,3 +1459,31 @@ def test_defence_page_and_readme_quote_the_held_hinge_against_attacks_of_sampled
         f"it costs the least of the held hinges (KID x1000 {1000 * screen.q(model, 'kid'):.1f}) and draws that "
         f"student's curves again (full attack {end('full')}, paired {cell(longer, 'full')}; rank-4 LoRA "
         f"{end('lora-r4')}, paired {cell(longer, 'lora-r4')})."])
+
+
+def test_defence_page_and_readme_quote_the_held_hinge_read_along_the_simulated_attack():
+    """The 16-step held hinge read at 4, 8, 12 and 16 steps (attack_sim_trajectory=4; dev split, training seed
+    0): its curves are the 3,200-step student's and those of the same hinge read at the end alone (each paired
+    interval holds 0)."""
+    longer, at_end = LONGER, MIXED_HOLD_LEVEL.replace("attack_sim_steps=4", "attack_sim_steps=16")
+    model = f"{at_end}/attack_sim_trajectory=4"
+    screen = _one_seed_screen("dev-holdtraj", model)
+    start = concept_prompts_at_start(screen.stored)[model]
+    against = _paired_against(screen, model, (longer, at_end))
+    for comparison in against.values():
+        assert comparison["area_lower"] < 0 < comparison["area_upper"]
+    cell = lambda baseline, attack: paired_cell(against[baseline, attack])  # noqa: E731
+    end = lambda attack: f"{screen.curve(attack, model)[-1]:.3f}"  # noqa: E731
+    assert_quoted(ROOT / "docs" / "results" / "defence.md", [
+        f"The concept's prompts draw their colour on {start['by_attribute']['colour']:.3f} of the images before any "
+        f"attack; the learned detector reads {start['harmful_rate']:.3f} of them as stars, the geometric check "
+        f"{start['checked_rate']:.3f}.",
+        f"Price: clean fidelity {screen.q(model, 'prompt_fidelity'):.3f}, KID x1000 {screen.kid(model)}.",
+        f"Under the full attack it ends at {end('full')} at step 400, paired against the 3,200-step student "
+        f"{cell(longer, 'full')} and against the same hinge read at the end alone {cell(at_end, 'full')}; under the "
+        f"rank-4 LoRA at {end('lora-r4')}, paired {cell(longer, 'lora-r4')} and {cell(at_end, 'lora-r4')}.",
+        f"it draws them too: {end('full')} under the full attack, paired {cell(longer, 'full')}, and "
+        f"{end('lora-r4')} under the rank-4 LoRA, paired {cell(longer, 'lora-r4')}."])
+    assert_quoted(ROOT / "README.md", [
+        f"it draws them again (full attack {end('full')}, paired {cell(longer, 'full')}; rank-4 LoRA "
+        f"{end('lora-r4')}, paired {cell(longer, 'lora-r4')})."])
