@@ -313,3 +313,26 @@ def test_the_worst_lr_is_the_largest_area_the_verdict_integrates_not_the_plain_m
     assert areas["0.001"] == pytest.approx(0.300) and areas["0.003"] == pytest.approx(0.3225)
     assert worst_lr(by_lr, []) == "0.003"
     assert worst_lr(by_lr, ["0.003"]) == "0.001"  # a wrecked lr is never the worst
+
+
+def test_a_long_model_name_gets_a_directory_its_model_can_be_saved_in(tmp_path):
+    """A tamper recipe of 250 characters named a model directory past the file systems' 255 bytes, and its
+    save failed after 30 minutes of training: its label now keeps its start and ends with a digest, so the
+    study's directory (and its temporary sibling) can be made; short names keep their labels; two long
+    names that differ only at the end stay apart."""
+    from safetune.io import atomic_dir
+    from safetune.studies.forgetting import LABEL_MAX, model_label
+    from safetune.studies.relearn import _model_dir
+
+    long = ("dd:forget_unseen_words=true/harm_margin=0.15/attack_sim_steps=2/attack_sim_steps_max=16/attack_sim=mixed/"
+            "attack_sim_optimizer=adam/tamper_projection=true/hold_weight=1/train.steps=3200/tamper_from=2400/"
+            "attack_sim_lr=0.0001/attack_sim_lr_max=0.01/attack_sim_trajectory=4")
+    assert len(long) > 255 - 30 and model_label("esd+dd:noise=0.5/shrink=0.9") == "esd_dd_noise0.5_shrink0.9"
+    label = model_label(long)
+    assert len(label) == LABEL_MAX and label.startswith("dd_forget_unseen_wordstrue_harm_margin0.15")
+    assert model_label(long.replace("trajectory=4", "trajectory=8")) != label
+    path = _model_dir(tmp_path, long, 123)
+    path.parent.mkdir()
+    with atomic_dir(path) as tmp:
+        (tmp / "model_index.json").write_text("{}")
+    assert (path / "model_index.json").exists()

@@ -23,6 +23,7 @@ LoRA fine-tuning learns each of `benign_domains` on it (domain fidelity), next t
 from __future__ import annotations
 
 import copy
+import hashlib
 import logging
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -142,9 +143,19 @@ def trains(name: str, config: ForgettingStudyConfig) -> bool:
                for stage in parse_model(name, config))
 
 
+# the longest model label kept whole: the studies' files add up to ~30 characters to it ("_train0" and a
+# temporary ".<random>.tmp"; "__lora-r16_0.001_seed0"), and file systems refuse names past 255 bytes
+LABEL_MAX = 200
+
+
 def model_label(name: str) -> str:
-    """A model name of the grammar as a file name: esd+dd:noise=0.5 -> esd_dd_noise0.5."""
-    return name.replace(":", "_").replace("+", "_").replace("=", "").replace("/", "_")
+    """A model name of the grammar as a file name: esd+dd:noise=0.5 -> esd_dd_noise0.5. Past LABEL_MAX
+    characters it keeps its start and ends with a digest of the whole name: a long tamper recipe gets a
+    directory its model can be saved in (it failed after training before), and two long names stay apart."""
+    label = name.replace(":", "_").replace("+", "_").replace("=", "").replace("/", "_")
+    if len(label) <= LABEL_MAX:
+        return label
+    return f"{label[:LABEL_MAX - 13]}-{hashlib.sha256(name.encode()).hexdigest()[:12]}"
 
 
 def validate(config: ForgettingStudyConfig) -> None:
