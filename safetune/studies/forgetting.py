@@ -143,9 +143,10 @@ def trains(name: str, config: ForgettingStudyConfig) -> bool:
                for stage in parse_model(name, config))
 
 
-# the longest model label kept whole: the studies' files add up to ~30 characters to it ("_train0" and a
-# temporary ".<random>.tmp"; "__lora-r16_0.001_seed0"), and file systems refuse names past 255 bytes
-LABEL_MAX = 200
+# the longest model label kept whole: file systems refuse names past 255 bytes, and the studies' files add
+# up to 50 characters to a label (an attack run's grid "__lora-r16_0.001_seed0__step400.png" written through
+# a temporary ".<name>.<random>.tmp"); every stored screen's label up to 204 characters stays as it was
+LABEL_MAX = 255 - 50
 
 
 def model_label(name: str) -> str:
