@@ -1395,6 +1395,22 @@ def test_defence_page_and_readme_quote_the_level_hinge_with_the_hold_against_the
         f"{cell(longer, 'full')}) at a KID x1000 of {kid}."])
 
 
+def _stars_price_and_ends(screen: SimpleNamespace, model: str, start: dict, cell, other: str, other_named: str
+                          ) -> list[str]:
+    """The first sentences of a one-seed screen's bullet whose learned detector reads stars before any attack:
+    the concept's prompts then, the price, and where both attacks end with `model`'s paired comparisons
+    (`cell(baseline, attack)`) against the 3,200-step student and `other`."""
+    end = lambda attack: f"{screen.curve(attack, model)[-1]:.3f}"  # noqa: E731
+    return [
+        f"The concept's prompts draw their colour on {start['by_attribute']['colour']:.3f} of the images before any "
+        f"attack; the learned detector reads {start['harmful_rate']:.3f} of them as stars, the geometric check "
+        f"{start['checked_rate']:.3f}.",
+        f"Price: clean fidelity {screen.q(model, 'prompt_fidelity'):.3f}, KID x1000 {screen.kid(model)}.",
+        f"Under the full attack it ends at {end('full')} at step 400, paired against the 3,200-step student "
+        f"{cell(LONGER, 'full')} and against {other_named} {cell(other, 'full')}; under the rank-4 LoRA at "
+        f"{end('lora-r4')}, paired {cell(LONGER, 'lora-r4')} and {cell(other, 'lora-r4')}."]
+
+
 def test_defence_page_and_readme_quote_the_held_hinge_with_twice_the_margin():
     """The 4-step hinge against the battery's attacks with harm_margin 0.3 instead of 0.15 (dev split, training
     seed 0): the full attack's paired intervals hold 0 and the rank-4 LoRA relearns more than the 3,200-step
@@ -1410,13 +1426,7 @@ def test_defence_page_and_readme_quote_the_held_hinge_with_twice_the_margin():
     cell = lambda baseline, attack: paired_cell(against[baseline, attack])  # noqa: E731
     end = lambda attack: f"{screen.curve(attack, model)[-1]:.3f}"  # noqa: E731
     assert_quoted(ROOT / "docs" / "results" / "defence.md", [
-        f"The concept's prompts draw their colour on {start['by_attribute']['colour']:.3f} of the images before any "
-        f"attack; the learned detector reads {start['harmful_rate']:.3f} of them as stars, the geometric check "
-        f"{start['checked_rate']:.3f}.",
-        f"Price: clean fidelity {screen.q(model, 'prompt_fidelity'):.3f}, KID x1000 {screen.kid(model)}.",
-        f"Under the full attack it ends at {end('full')} at step 400, paired against the 3,200-step student "
-        f"{cell(longer, 'full')} and against the same hinge at margin 0.15 {cell(shorter, 'full')}; under the "
-        f"rank-4 LoRA at {end('lora-r4')}, paired {cell(longer, 'lora-r4')} and {cell(shorter, 'lora-r4')}.",
+        *_stars_price_and_ends(screen, model, start, cell, shorter, "the same hinge at margin 0.15"),
         f"With twice the margin (0.3, 4 steps, one seed) the full attack ends at {end('full')}, paired against that "
         f"student {cell(longer, 'full')}, and the rank-4 LoRA relearns more than that student (paired "
         f"{cell(longer, 'lora-r4')})."])
@@ -1475,13 +1485,7 @@ def test_defence_page_and_readme_quote_the_held_hinge_read_along_the_simulated_a
     cell = lambda baseline, attack: paired_cell(against[baseline, attack])  # noqa: E731
     end = lambda attack: f"{screen.curve(attack, model)[-1]:.3f}"  # noqa: E731
     assert_quoted(ROOT / "docs" / "results" / "defence.md", [
-        f"The concept's prompts draw their colour on {start['by_attribute']['colour']:.3f} of the images before any "
-        f"attack; the learned detector reads {start['harmful_rate']:.3f} of them as stars, the geometric check "
-        f"{start['checked_rate']:.3f}.",
-        f"Price: clean fidelity {screen.q(model, 'prompt_fidelity'):.3f}, KID x1000 {screen.kid(model)}.",
-        f"Under the full attack it ends at {end('full')} at step 400, paired against the 3,200-step student "
-        f"{cell(longer, 'full')} and against the same hinge read at the end alone {cell(at_end, 'full')}; under the "
-        f"rank-4 LoRA at {end('lora-r4')}, paired {cell(longer, 'lora-r4')} and {cell(at_end, 'lora-r4')}.",
+        *_stars_price_and_ends(screen, model, start, cell, at_end, "the same hinge read at the end alone"),
         f"it draws them too: {end('full')} under the full attack, paired {cell(longer, 'full')}, and "
         f"{end('lora-r4')} under the rank-4 LoRA, paired {cell(longer, 'lora-r4')}."])
     assert_quoted(ROOT / "README.md", [
