@@ -265,9 +265,8 @@ class DistillConfig:
                                              "size (ResAlign's hypergradient; losses.lora_attacked_error)", min=0)
     attack_sim_implicit_terms: int = option(2, "conjugate-gradient steps (Hessian-vector products) of that "
                                                "correction's linear solve", min=1, max=64)
-    attack_sim_trajectory: int = option(0, "> 1: the tamper term reads the harmful error at this many evenly "
-                                           "spaced points of the simulated attack and takes their mean (TAR's "
-                                           "trajectory); 0 or 1: at its end alone", min=0, max=64)
+    attack_sim_trajectory: int = option(0, "> 1: the hinge reads the mean error at this many evenly spaced "
+                                           "points of the simulated attack (TAR's); 0, 1: at its end", min=0, max=64)
     tamper_text_encoder: bool = option(True, "the tamper term's gradient reaches the text encoder; false: the UNet "
                                              "only, so that the hinge cannot be met by breaking the concept's words "
                                              "(what the level hinge did on dev, docs/results/defence.md)")
@@ -290,18 +289,13 @@ class DistillConfig:
                                 f"({self.harm_margin}) and attack_sim_steps > 0 ({self.attack_sim_steps}): give "
                                 "--set harm_margin=0.01 --set attack_sim_steps=4, or drop tamper=drop")
         if self.attack_sim_implicit > 0 and not (self.attack_sim == "lora" and self.attack_sim_steps
-                                                 and self.harm_margin > 0):
+                                                 and self.harm_margin > 0 and self.attack_sim_trajectory <= 1):
             raise SafetuneError(f"attack_sim_implicit={self.attack_sim_implicit} corrects the gradient of a "
-                                f"simulated LoRA attack, which needs attack_sim=lora (given: {self.attack_sim}), "
-                                f"attack_sim_steps > 0 ({self.attack_sim_steps}) and harm_margin > 0 "
-                                f"({self.harm_margin}): give --set attack_sim=lora --set attack_sim_steps=4 --set "
-                                "harm_margin=0.001, or drop attack_sim_implicit")
-        if self.attack_sim_trajectory > 1 and (self.attack_sim_implicit > 0 or not self.attack_sim_steps):
-            raise SafetuneError(f"attack_sim_trajectory={self.attack_sim_trajectory} reads the error along a simulated "
-                                f"attack, which needs attack_sim_steps > 0 ({self.attack_sim_steps}) and no implicit "
-                                f"correction (attack_sim_implicit={self.attack_sim_implicit}: it corrects the end "
-                                "alone): give --set attack_sim_steps=16 without attack_sim_implicit, or drop "
-                                "attack_sim_trajectory")
+                                f"simulated LoRA attack's end, which needs attack_sim=lora (given: {self.attack_sim}), "
+                                f"attack_sim_steps > 0 ({self.attack_sim_steps}), harm_margin > 0 ({self.harm_margin}) "
+                                f"and no read along it (attack_sim_trajectory={self.attack_sim_trajectory}): give "
+                                "--set attack_sim=lora --set attack_sim_steps=4 --set harm_margin=0.001 without "
+                                "attack_sim_trajectory, or drop attack_sim_implicit")
         for low, high, name in ((self.attack_sim_steps, self.attack_sim_steps_max, "attack_sim_steps"),
                                 (self.attack_sim_lr, self.attack_sim_lr_max, "attack_sim_lr")):
             if high and not high > low > 0:
