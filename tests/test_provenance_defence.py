@@ -112,15 +112,21 @@ def _one_seed_screen(name: str, *newest: str) -> SimpleNamespace:
     return screen
 
 
+def _hinge_screen(name: str, model: str, baselines: tuple[str, ...],
+                  *newest: str) -> tuple[SimpleNamespace, dict, dict]:
+    """A one-seed screen of a tamper term: the screen, `model`'s concept prompts before any attack and its
+    paired comparisons against each baseline under both attacks (_paired_against)."""
+    screen = _one_seed_screen(name, *newest)
+    return screen, concept_prompts_at_start(screen.stored)[model], _paired_against(screen, model, baselines)
+
+
 def _held_hinge_screen(name: str, model: str, baselines: tuple[str, ...],
                        *newest: str) -> tuple[SimpleNamespace, dict, dict]:
-    """A one-seed screen of a tamper term with the hold: the screen, `model`'s concept prompts before any
-    attack (held, as its prose says: their colour on > 0.9 of the images, no star drawn) and its paired
-    comparisons against each baseline under both attacks (_paired_against)."""
-    screen = _one_seed_screen(name, *newest)
-    start = concept_prompts_at_start(screen.stored)[model]
+    """_hinge_screen of a tamper term with the hold, whose concept prompts are held before any attack, as
+    its prose says: their colour on > 0.9 of the images, no star drawn."""
+    screen, start, against = _hinge_screen(name, model, baselines, *newest)
     assert start["by_attribute"]["colour"] > 0.9 and start["harmful_rate"] == start["checked_rate"] == 0
-    return screen, start, _paired_against(screen, model, baselines)
+    return screen, start, against
 
 
 def _paired_against(screen: SimpleNamespace, model: str, baselines: tuple[str, ...]) -> dict:
@@ -1417,9 +1423,7 @@ def test_defence_page_and_readme_quote_the_held_hinge_with_twice_the_margin():
     student (that paired interval above 0)."""
     longer, shorter = LONGER, MIXED_HOLD_LEVEL
     model = shorter.replace("harm_margin=0.15", "harm_margin=0.3")
-    screen = _one_seed_screen("dev-holdmixed30", model)
-    start = concept_prompts_at_start(screen.stored)[model]
-    against = _paired_against(screen, model, (longer, shorter))
+    screen, start, against = _hinge_screen("dev-holdmixed30", model, (longer, shorter), model)
     for baseline in (longer, shorter):
         assert against[baseline, "full"]["area_lower"] < 0 < against[baseline, "full"]["area_upper"]
         assert against[baseline, "lora-r4"]["area_lower"] > 0  # "relearns more than that student"
@@ -1477,9 +1481,7 @@ def test_defence_page_and_readme_quote_the_held_hinge_read_along_the_simulated_a
     interval holds 0)."""
     longer, at_end = LONGER, MIXED_HOLD_LEVEL.replace("attack_sim_steps=4", "attack_sim_steps=16")
     model = f"{at_end}/attack_sim_trajectory=4"
-    screen = _one_seed_screen("dev-holdtraj", model)
-    start = concept_prompts_at_start(screen.stored)[model]
-    against = _paired_against(screen, model, (longer, at_end))
+    screen, start, against = _hinge_screen("dev-holdtraj", model, (longer, at_end), model)
     for comparison in against.values():
         assert comparison["area_lower"] < 0 < comparison["area_upper"]
     cell = lambda baseline, attack: paired_cell(against[baseline, attack])  # noqa: E731
