@@ -72,9 +72,44 @@ ABLATION_LONGER = [
     ("+ the same, its simulated step a tenth the size (lr 1e-4)", "dev-latelow",
      f"{FULL_ANCHOR}/attack_sim_lr=0.0001/{LATE}"),
 ]
+PROJECTED = f"{FULL_ANCHOR}/tamper_projection=true"  # the same anchor's gradient projected off the retain loss's
+CAPTION = f"{PROJECTED}/harm_weight=0.1/anchor_target=caption"  # at a tenth of the weight, pulled to the caption
+# the level hinge against a simulated full attack with the concept's prompts held, as the same phase
+HOLD_LEVEL = (f"{FORGET}/harm_margin=0.15/attack_sim_steps=4/attack_sim=full/attack_sim_optimizer=adam/"
+              f"tamper_projection=true/hold_weight=1/{LATE}")
+MIXED = HOLD_LEVEL.replace("attack_sim=full", "attack_sim=mixed")  # against the battery's attacks
+SAMPLED_SIZES = (MIXED.replace("attack_sim_steps=4", "attack_sim_steps=2/attack_sim_steps_max=16")
+                 + "/attack_sim_lr=0.0001/attack_sim_lr_max=0.01")
+# the one-seed screens of tamper terms as a phase on the 3,200-step student (training seed 0), each row
+# paired against that student's seed 0 in its own screen
+ABLATION_SCREENS = [
+    ("never-trained (the yardstick)", "dev-holdtraj", "never-trained"),
+    ("`dd`, unseen words redrawn, 3,200 steps (the 3,200-step forget row), seed 0", "dev-holdtraj", LONGER),
+    ("+ the anchor against a simulated full attack, its gradient in the UNet only", "dev-latetef",
+     f"{FULL_ANCHOR}/tamper_text_encoder=false/{LATE}"),
+    ("+ the same anchor, its gradient projected off the retain loss's (gradient surgery)", "dev-lateproj",
+     f"{PROJECTED}/{LATE}"),
+    ("+ the surgery at a tenth of the anchor's weight", "dev-lateproj10", f"{PROJECTED}/harm_weight=0.1/{LATE}"),
+    ("+ the same, anchored to the caption without its unseen words", "dev-latecap", f"{CAPTION}/{LATE}"),
+    ("+ the same with the concept's prompts held (hold weight 1)", "dev-hold", f"{CAPTION}/hold_weight=1/{LATE}"),
+    ("the hold alone (no tamper term), 3,200 steps", "dev-hold", f"{FORGET}/hold_weight=1/train.steps=3200"),
+    ("+ the surgical anchor at full weight, anchored to the caption, with the hold", "dev-holdanchor",
+     f"{PROJECTED}/anchor_target=caption/hold_weight=1/{LATE}"),
+    ("+ level hinge (margin 0.15) against 4 simulated full steps, with surgery and the hold", "dev-holdlevel",
+     HOLD_LEVEL),
+    ("+ the same hinge against 8 simulated steps", "dev-holdlevel8", HOLD_LEVEL.replace("steps=4", "steps=8")),
+    ("+ the same hinge against 4 steps of the battery's attacks (mixed)", "dev-holdmixed", MIXED),
+    ("+ the mixed hinge against 16 simulated steps", "dev-holdmixed16", MIXED.replace("steps=4", "steps=16")),
+    ("+ the mixed hinge at margin 0.3", "dev-holdmixed30", MIXED.replace("margin=0.15", "margin=0.3")),
+    ("+ the mixed hinge against attacks of sampled size (2-16 steps, lr 1e-4 to 1e-2)", "dev-holdsampled",
+     SAMPLED_SIZES),
+    ("+ the 16-step mixed hinge read along the attack (after 4, 8, 12, 16 steps)", "dev-holdtraj",
+     f"{MIXED.replace('steps=4', 'steps=16')}/attack_sim_trajectory=4"),
+]
 # defence.md's ablation tables: marker name -> (its rows, the baseline each row is paired with, its label)
 ABLATIONS = {"ablation": (ABLATION, FORGET, "the forget row"),
-             "ablation-longer": (ABLATION_LONGER, LONGER, "the 3,200-step forget row")}
+             "ablation-longer": (ABLATION_LONGER, LONGER, "the 3,200-step forget row"),
+             "ablation-screens": (ABLATION_SCREENS, LONGER, "the 3,200-step forget row")}
 BRACKETED_BEGIN = "<!-- bracketed: rendered by scripts/render_benchmark_docs.py -->"
 BRACKETED_END = "<!-- /bracketed -->"
 NET_BEGIN, NET_END = "<!-- bracketed-net: rendered by scripts/render_benchmark_docs.py -->", "<!-- /bracketed-net -->"

@@ -39,7 +39,7 @@ FRESH = f"{FORGET}/shrink=0/noise=1"  # the diagnostic: a fresh init instead of 
 TEACHER = f"{FORGET}/teacher=shapes-nostar"  # the diagnostic: the never-trained model's predictions distilled
 
 
-@pytest.mark.parametrize("table", ["ablation", "ablation-longer"])
+@pytest.mark.parametrize("table", ["ablation", "ablation-longer", "ablation-screens"])
 def test_defence_ablation_table_is_what_the_stored_screens_render(table):
     """Each ingredient's row is read from the screen its label names; a row's numbers are its own, and
     its area difference against the table's baseline is the one of that screen's two mean curves; the
