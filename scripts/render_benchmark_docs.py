@@ -105,6 +105,8 @@ ABLATION_SCREENS = [
      SAMPLED_SIZES),
     ("+ the 16-step mixed hinge read along the attack (after 4, 8, 12, 16 steps)", "dev-holdtraj",
      f"{MIXED.replace('steps=4', 'steps=16')}/attack_sim_trajectory=4"),
+    ("+ the mixed hinge against attacks of sampled size, read along them (at 4 evenly spaced points)",
+     "dev-holdsamptraj", f"{SAMPLED_SIZES}/attack_sim_trajectory=4"),
 ]
 # defence.md's ablation tables: marker name -> (its rows, the baseline each row is paired with, its label)
 ABLATIONS = {"ablation": (ABLATION, FORGET, "the forget row"),

@@ -1493,3 +1493,39 @@ def test_defence_page_and_readme_quote_the_held_hinge_read_along_the_simulated_a
     assert_quoted(ROOT / "README.md", [
         f"it draws them again (full attack {end('full')}, paired {cell(longer, 'full')}; rank-4 LoRA "
         f"{end('lora-r4')}, paired {cell(longer, 'lora-r4')})."])
+
+
+def test_defence_page_and_readme_quote_the_held_hinge_against_sampled_attacks_read_along_them():
+    """The held hinge against attacks of sampled size, read at 4 points of each (dev split, training seed 0): the
+    prompts stay held, the rank-4 LoRA ends where the never-trained model ends, and each paired interval against
+    the 3,200-step student and the same hinge read at the end alone holds 0; at the full attack's step 20 the
+    eight held level hinges lie on both sides of that student."""
+    longer, at_end = LONGER, SAMPLED_HOLD_LEVEL
+    model = f"{at_end}/attack_sim_trajectory=4"
+    screen, start, against = _held_hinge_screen("dev-holdsamptraj", model, (longer, at_end), model)
+    for comparison in against.values():
+        assert comparison["area_lower"] < 0 < comparison["area_upper"]
+    cell = lambda baseline, attack: paired_cell(against[baseline, attack])  # noqa: E731
+    end = lambda attack: f"{screen.curve(attack, model)[-1]:.3f}"  # noqa: E731
+    assert end("lora-r4") == f"{screen.curve('lora-r4', 'never-trained')[-1]:.3f}"  # "where the never-trained ends"
+    held = [m for m in screen.cfg["models"]  # the level hinges with the hold: no anchor, no hold alone
+            if "hold_weight=1" in m and "harm_margin=0.001" not in m and "/tamper_from=" in m]
+    at_20 = [screen.curve("full", m)[screen.cfg["steps"].index(20)] for m in held]
+    student_20 = screen.curve("full", longer)[screen.cfg["steps"].index(20)]
+    assert len(held) == 8 and min(at_20) < student_20 < max(at_20)
+    assert_quoted(ROOT / "docs" / "results" / "defence.md", [
+        f"The prompts stay held (colour {start['by_attribute']['colour']:.3f} before any attack; learned detector "
+        f"{start['harmful_rate']:.3f}, geometric check {start['checked_rate']:.3f}).",
+        f"Price: clean fidelity {screen.q(model, 'prompt_fidelity'):.3f}, KID x1000 {screen.kid(model)}.",
+        f"Under the full attack it ends at {end('full')} at step 400, paired against the 3,200-step student "
+        f"{cell(longer, 'full')} and against the same hinge read at the end alone {cell(at_end, 'full')}; under the "
+        f"rank-4 LoRA at {end('lora-r4')}, where the never-trained model ends, paired {cell(longer, 'lora-r4')} and "
+        f"{cell(at_end, 'lora-r4')}.",
+        f"the rank-4 LoRA ends at {end('lora-r4')}, where the never-trained model ends, paired "
+        f"{cell(longer, 'lora-r4')}, and the full attack at {end('full')}, paired {cell(longer, 'full')}.",
+        f"the eight draw the star on {min(at_20):.3f} to {max(at_20):.3f} of the images, on both sides of that "
+        f"student's {student_20:.3f}."])
+    assert_quoted(ROOT / "README.md", [
+        f"the rank-4 LoRA ends where the never-trained model ends ({end('lora-r4')}, paired "
+        f"{cell(longer, 'lora-r4')}) and the full attack where that student ends ({end('full')}, paired "
+        f"{cell(longer, 'full')})."])
