@@ -1498,8 +1498,8 @@ def test_defence_page_and_readme_quote_the_held_hinge_read_along_the_simulated_a
 def test_defence_page_and_readme_quote_the_held_hinge_against_sampled_attacks_read_along_them():
     """The held hinge against attacks of sampled size, read at 4 points of each (dev split, training seed 0): the
     prompts stay held, the rank-4 LoRA ends where the never-trained model ends, and each paired interval against
-    the 3,200-step student and the same hinge read at the end alone holds 0; at the full attack's step 20 the
-    eight held level hinges lie on both sides of that student."""
+    the 3,200-step student and the same hinge read at the end alone holds 0, its LoRA end the lowest of the eight
+    held level hinges; at the full attack's step 20 the eight lie on both sides of that student."""
     longer, at_end = LONGER, SAMPLED_HOLD_LEVEL
     model = f"{at_end}/attack_sim_trajectory=4"
     screen, start, against = _held_hinge_screen("dev-holdsamptraj", model, (longer, at_end), model)
@@ -1513,6 +1513,7 @@ def test_defence_page_and_readme_quote_the_held_hinge_against_sampled_attacks_re
     at_20 = [screen.curve("full", m)[screen.cfg["steps"].index(20)] for m in held]
     student_20 = screen.curve("full", longer)[screen.cfg["steps"].index(20)]
     assert len(held) == 8 and min(at_20) < student_20 < max(at_20)
+    assert all(screen.curve("lora-r4", model)[-1] < screen.curve("lora-r4", m)[-1] for m in held if m != model)
     assert_quoted(ROOT / "docs" / "results" / "defence.md", [
         f"The prompts stay held (colour {start['by_attribute']['colour']:.3f} before any attack; learned detector "
         f"{start['harmful_rate']:.3f}, geometric check {start['checked_rate']:.3f}).",
@@ -1524,7 +1525,8 @@ def test_defence_page_and_readme_quote_the_held_hinge_against_sampled_attacks_re
         f"the rank-4 LoRA ends at {end('lora-r4')}, where the never-trained model ends, paired "
         f"{cell(longer, 'lora-r4')}, and the full attack at {end('full')}, paired {cell(longer, 'full')}.",
         f"the eight draw the star on {min(at_20):.3f} to {max(at_20):.3f} of the images, on both sides of that "
-        f"student's {student_20:.3f}."])
+        f"student's {student_20:.3f}.",
+        "Reading: the lowest end under the LoRA of the eight held level hinges, yet every paired interval holds 0,"])
     assert_quoted(ROOT / "README.md", [
         f"the rank-4 LoRA ends where the never-trained model ends ({end('lora-r4')}, paired "
         f"{cell(longer, 'lora-r4')}) and the full attack where that student ends ({end('full')}, paired "
