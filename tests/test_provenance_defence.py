@@ -129,6 +129,19 @@ def _held_hinge_screen(name: str, model: str, baselines: tuple[str, ...],
     return screen, start, against
 
 
+def _screen_holding_zero(name: str, model: str, baselines: tuple[str, ...], held: bool):
+    """A one-seed screen of a tamper term (the last model of its list) whose every paired interval against each
+    baseline under both attacks holds 0: the screen, its concept prompts before any attack (held, as
+    _held_hinge_screen checks, where `held`), and readers of a paired cell and of each attack's end as the prose
+    writes them."""
+    screen, start, against = (_held_hinge_screen if held else _hinge_screen)(name, model, baselines, model)
+    for comparison in against.values():
+        assert comparison["area_lower"] < 0 < comparison["area_upper"]
+    cell = lambda baseline, attack: paired_cell(against[baseline, attack])  # noqa: E731
+    end = lambda attack: f"{screen.curve(attack, model)[-1]:.3f}"  # noqa: E731
+    return screen, start, cell, end
+
+
 def _paired_against(screen: SimpleNamespace, model: str, baselines: tuple[str, ...]) -> dict:
     """`model`'s paired comparison against each baseline under the rank-4 LoRA and the full attack, keyed by
     (baseline, attack), each bootstrapped once."""
@@ -1449,14 +1462,10 @@ def test_defence_page_and_readme_quote_the_held_hinge_against_attacks_of_sampled
     stay held, its KID is the lowest of the held hinges, and its curves are the 3,200-step student's and the
     4-step hinge's (each paired interval holds 0)."""
     longer, shorter, model = LONGER, MIXED_HOLD_LEVEL, SAMPLED_HOLD_LEVEL
-    screen, start, against = _held_hinge_screen("dev-holdsampled", model, (longer, shorter), model)
-    for comparison in against.values():
-        assert comparison["area_lower"] < 0 < comparison["area_upper"]
+    screen, start, cell, end = _screen_holding_zero("dev-holdsampled", model, (longer, shorter), held=True)
     held = [m for m in screen.cfg["models"]  # the six level hinges with the hold
             if "hold_weight=1" in m and ("harm_margin=0.15" in m or "harm_margin=0.3" in m)]
     assert len(held) == 6 and all(screen.q(model, "kid") < screen.q(m, "kid") for m in held if m != model)
-    cell = lambda baseline, attack: paired_cell(against[baseline, attack])  # noqa: E731
-    end = lambda attack: f"{screen.curve(attack, model)[-1]:.3f}"  # noqa: E731
     assert_quoted(ROOT / "docs" / "results" / "defence.md", [
         f"The prompts stay held (colour {start['by_attribute']['colour']:.3f} before any attack; learned detector "
         f"{start['harmful_rate']:.3f}, geometric check {start['checked_rate']:.3f}).",
@@ -1481,11 +1490,7 @@ def test_defence_page_and_readme_quote_the_held_hinge_read_along_the_simulated_a
     interval holds 0)."""
     longer, at_end = LONGER, MIXED_HOLD_LEVEL.replace("attack_sim_steps=4", "attack_sim_steps=16")
     model = f"{at_end}/attack_sim_trajectory=4"
-    screen, start, against = _hinge_screen("dev-holdtraj", model, (longer, at_end), model)
-    for comparison in against.values():
-        assert comparison["area_lower"] < 0 < comparison["area_upper"]
-    cell = lambda baseline, attack: paired_cell(against[baseline, attack])  # noqa: E731
-    end = lambda attack: f"{screen.curve(attack, model)[-1]:.3f}"  # noqa: E731
+    screen, start, cell, end = _screen_holding_zero("dev-holdtraj", model, (longer, at_end), held=False)
     assert_quoted(ROOT / "docs" / "results" / "defence.md", [
         *_stars_price_and_ends(screen, model, start, cell, at_end, "the same hinge read at the end alone"),
         f"it draws them too: {end('full')} under the full attack, paired {cell(longer, 'full')}, and "
@@ -1502,11 +1507,7 @@ def test_defence_page_and_readme_quote_the_held_hinge_against_sampled_attacks_re
     held level hinges; at the full attack's step 20 the eight lie on both sides of that student."""
     longer, at_end = LONGER, SAMPLED_HOLD_LEVEL
     model = f"{at_end}/attack_sim_trajectory=4"
-    screen, start, against = _held_hinge_screen("dev-holdsamptraj", model, (longer, at_end), model)
-    for comparison in against.values():
-        assert comparison["area_lower"] < 0 < comparison["area_upper"]
-    cell = lambda baseline, attack: paired_cell(against[baseline, attack])  # noqa: E731
-    end = lambda attack: f"{screen.curve(attack, model)[-1]:.3f}"  # noqa: E731
+    screen, start, cell, end = _screen_holding_zero("dev-holdsamptraj", model, (longer, at_end), held=True)
     assert end("lora-r4") == f"{screen.curve('lora-r4', 'never-trained')[-1]:.3f}"  # "where the never-trained ends"
     held = [m for m in screen.cfg["models"]  # the level hinges with the hold: no anchor, no hold alone
             if "hold_weight=1" in m and "harm_margin=0.001" not in m and "/tamper_from=" in m]
