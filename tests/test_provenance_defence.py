@@ -1526,9 +1526,43 @@ def test_defence_page_and_readme_quote_the_held_hinge_against_sampled_attacks_re
         f"the rank-4 LoRA ends at {end('lora-r4')}, where the never-trained model ends, paired "
         f"{cell(longer, 'lora-r4')}, and the full attack at {end('full')}, paired {cell(longer, 'full')}.",
         f"the eight draw the star on {min(at_20):.3f} to {max(at_20):.3f} of the images, on both sides of that "
-        f"student's {student_20:.3f}.",
+        f"student's {student_20:.3f} (seed 0).",
         "Reading: the lowest end under the LoRA of the eight held level hinges, yet every paired interval holds 0,"])
     assert_quoted(ROOT / "README.md", [
         f"the rank-4 LoRA ends where the never-trained model ends ({end('lora-r4')}, paired "
         f"{cell(longer, 'lora-r4')}) and the full attack where that student ends ({end('full')}, paired "
         f"{cell(longer, 'full')})."])
+
+
+def test_defence_page_and_readme_quote_the_second_seed_of_the_held_hinge_against_sampled_attacks_read_along_them():
+    """The same hinge with training seeds 0 and 1 (dev split): the prompts stay held, and against the 3,200-step
+    student of the same two seeds every paired interval holds 0 (under the full attack both end alike)."""
+    model = f"{SAMPLED_HOLD_LEVEL}/attack_sim_trajectory=4"
+    screen = _screen("dev-holdsamptraj-2seeds")
+    assert screen.cfg["split"] == "dev" and screen.cfg["train_seeds"] == [0, 1]
+    assert screen.cfg["models"] == ["never-trained", LONGER, model]
+    start = concept_prompts_at_start(screen.stored)[model]
+    assert start["train_seeds"] == screen.q(model, "train_seeds") == screen.q(LONGER, "train_seeds") == 2
+    assert start["by_attribute"]["colour"] > 0.9 and start["harmful_rate"] == start["checked_rate"] == 0
+    against = _paired_against(screen, model, (LONGER,))
+    assert all(c["area_lower"] < 0 < c["area_upper"] for c in against.values())
+    cell = lambda attack: paired_cell(against[LONGER, attack])  # noqa: E731
+    end = lambda attack, m=model: f"{screen.curve(attack, m)[-1]:.3f}"  # noqa: E731
+    price = lambda m: f"{screen.q(m, 'prompt_fidelity'):.3f}, KID x1000 {screen.kid(m)}"  # noqa: E731
+    assert end("full") == end("full", LONGER)  # "where that student ends"
+    assert_quoted(ROOT / "docs" / "results" / "defence.md", [
+        f"The prompts stay held on both seeds (colour {start['by_attribute']['colour']:.3f} before any attack; "
+        f"learned detector {start['harmful_rate']:.3f}, geometric check {start['checked_rate']:.3f}).",
+        f"Price: clean fidelity {price(model)}; the 3,200-step student, the same two seeds: "
+        f"{price(LONGER).replace('KID x1000 ', '')}.",
+        f"Under the rank-4 LoRA it ends at {end('lora-r4')} at step 400 (that student: {end('lora-r4', LONGER)}; "
+        f"never-trained: {end('lora-r4', 'never-trained')}), paired against that student {cell('lora-r4')}; against "
+        f"never-trained {screen.verdict('lora-r4', model)['verdict']} ({screen.area('lora-r4', model)}).",
+        f"Under the full attack it ends at {end('full')}, where that student ends ({end('full', LONGER)}), paired "
+        f"{cell('full')}; against never-trained {screen.verdict('full', model)['verdict']} "
+        f"({screen.area('full', model)}).",
+        f"With a second training seed it ends at {end('lora-r4')} under the LoRA, paired {cell('lora-r4')}, and at "
+        f"{end('full')} under the full attack, paired {cell('full')}: that student's curves."])
+    assert_quoted(ROOT / "README.md", [
+        f"both curves are that student's (rank-4 LoRA {end('lora-r4')}, paired {cell('lora-r4')}; full attack "
+        f"{end('full')}, paired {cell('full')})."])
