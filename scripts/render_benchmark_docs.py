@@ -77,9 +77,10 @@ CAPTION = f"{PROJECTED}/harm_weight=0.1/anchor_target=caption"  # at a tenth of 
 # the level hinge against a simulated full attack with the concept's prompts held, as the same phase
 HOLD_LEVEL = (f"{FORGET}/harm_margin=0.15/attack_sim_steps=4/attack_sim=full/attack_sim_optimizer=adam/"
               f"tamper_projection=true/hold_weight=1/{LATE}")
-MIXED = HOLD_LEVEL.replace("attack_sim=full", "attack_sim=mixed")  # against the battery's attacks
-SAMPLED_SIZES = (MIXED.replace("attack_sim_steps=4", "attack_sim_steps=2/attack_sim_steps_max=16")
-                 + "/attack_sim_lr=0.0001/attack_sim_lr_max=0.01")
+MIXED_HOLD_LEVEL = HOLD_LEVEL.replace("attack_sim=full", "attack_sim=mixed")  # against the battery's attacks
+# the same against the battery's attacks of sampled size: 2-16 steps, lr 1e-4..1e-2 (log-uniform)
+SAMPLED_HOLD_LEVEL = (MIXED_HOLD_LEVEL.replace("attack_sim_steps=4", "attack_sim_steps=2/attack_sim_steps_max=16")
+                      + "/attack_sim_lr=0.0001/attack_sim_lr_max=0.01")
 # the one-seed screens of tamper terms as a phase on the 3,200-step student (training seed 0), each row
 # paired against that student's seed 0 in its own screen
 ABLATION_SCREENS = [
@@ -97,16 +98,19 @@ ABLATION_SCREENS = [
      f"{PROJECTED}/anchor_target=caption/hold_weight=1/{LATE}"),
     ("+ level hinge (margin 0.15) against 4 simulated full steps, with surgery and the hold", "dev-holdlevel",
      HOLD_LEVEL),
-    ("+ the same hinge against 8 simulated steps", "dev-holdlevel8", HOLD_LEVEL.replace("steps=4", "steps=8")),
-    ("+ the same hinge against 4 steps of the battery's attacks (mixed)", "dev-holdmixed", MIXED),
-    ("+ the mixed hinge against 16 simulated steps", "dev-holdmixed16", MIXED.replace("steps=4", "steps=16")),
-    ("+ the mixed hinge at margin 0.3", "dev-holdmixed30", MIXED.replace("margin=0.15", "margin=0.3")),
+    ("+ the same hinge against 8 simulated steps", "dev-holdlevel8",
+     HOLD_LEVEL.replace("attack_sim_steps=4", "attack_sim_steps=8")),
+    ("+ the same hinge against 4 steps of the battery's attacks (mixed)", "dev-holdmixed", MIXED_HOLD_LEVEL),
+    ("+ the mixed hinge against 16 simulated steps", "dev-holdmixed16",
+     MIXED_HOLD_LEVEL.replace("attack_sim_steps=4", "attack_sim_steps=16")),
+    ("+ the mixed hinge at margin 0.3", "dev-holdmixed30",
+     MIXED_HOLD_LEVEL.replace("harm_margin=0.15", "harm_margin=0.3")),
     ("+ the mixed hinge against attacks of sampled size (2-16 steps, lr 1e-4 to 1e-2)", "dev-holdsampled",
-     SAMPLED_SIZES),
+     SAMPLED_HOLD_LEVEL),
     ("+ the 16-step mixed hinge read along the attack (after 4, 8, 12, 16 steps)", "dev-holdtraj",
-     f"{MIXED.replace('steps=4', 'steps=16')}/attack_sim_trajectory=4"),
+     f"{MIXED_HOLD_LEVEL.replace('attack_sim_steps=4', 'attack_sim_steps=16')}/attack_sim_trajectory=4"),
     ("+ the mixed hinge against attacks of sampled size, read along them (at 4 evenly spaced points)",
-     "dev-holdsamptraj", f"{SAMPLED_SIZES}/attack_sim_trajectory=4"),
+     "dev-holdsamptraj", f"{SAMPLED_HOLD_LEVEL}/attack_sim_trajectory=4"),
 ]
 # defence.md's ablation tables: marker name -> (its rows, the baseline each row is paired with, its label)
 ABLATIONS = {"ablation": (ABLATION, FORGET, "the forget row"),

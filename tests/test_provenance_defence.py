@@ -129,17 +129,41 @@ def _held_hinge_screen(name: str, model: str, baselines: tuple[str, ...],
     return screen, start, against
 
 
-def _screen_holding_zero(name: str, model: str, baselines: tuple[str, ...], held: bool):
-    """A one-seed screen of a tamper term (the last model of its list) whose every paired interval against each
-    baseline under both attacks holds 0: the screen, its concept prompts before any attack (held, as
-    _held_hinge_screen checks, where `held`), and readers of a paired cell and of each attack's end as the prose
-    writes them."""
-    screen, start, against = (_held_hinge_screen if held else _hinge_screen)(name, model, baselines, model)
+def _screen_holding_zero(name: str, model: str, baselines: tuple[str, ...], held: bool, *newest: str):
+    """_hinge_screen of a tamper term whose every paired interval against each baseline under both attacks holds
+    0: the screen, its concept prompts before any attack (held, as _held_hinge_screen checks, where `held`), and
+    readers of a paired cell and of each attack's end as the prose writes them."""
+    screen, start, against = (_held_hinge_screen if held else _hinge_screen)(name, model, baselines, *newest)
     for comparison in against.values():
         assert comparison["area_lower"] < 0 < comparison["area_upper"]
     cell = lambda baseline, attack: paired_cell(against[baseline, attack])  # noqa: E731
     end = lambda attack: f"{screen.curve(attack, model)[-1]:.3f}"  # noqa: E731
     return screen, start, cell, end
+
+
+def _held_level_hinges(screen: SimpleNamespace) -> list[str]:
+    """The screen's level hinges with the hold (a hinge's margin, not the anchor's 0.001; a tamper phase, not
+    the hold alone)."""
+    return [m for m in screen.cfg["models"]
+            if "hold_weight=1" in m and "harm_margin=0.001" not in m and "/tamper_from=" in m]
+
+
+def _prompts_held(start: dict, where: str = "") -> str:
+    """The sentence of a held hinge's bullet on its concept prompts before any attack (`where`: ' on both
+    seeds')."""
+    return (f"The prompts stay held{where} (colour {start['by_attribute']['colour']:.3f} before any attack; learned "
+            f"detector {start['harmful_rate']:.3f}, geometric check {start['checked_rate']:.3f}).")
+
+
+def _price_and_ends(screen: SimpleNamespace, model: str, cell, other: str, other_named: str) -> list[str]:
+    """Two sentences of a one-seed screen's bullet: the price, and where both attacks end with `model`'s paired
+    comparisons (`cell(baseline, attack)`) against the 3,200-step student and `other` (named `other_named`)."""
+    end = lambda attack: f"{screen.curve(attack, model)[-1]:.3f}"  # noqa: E731
+    return [
+        f"Price: clean fidelity {screen.q(model, 'prompt_fidelity'):.3f}, KID x1000 {screen.kid(model)}.",
+        f"Under the full attack it ends at {end('full')} at step 400, paired against the 3,200-step student "
+        f"{cell(LONGER, 'full')} and against {other_named} {cell(other, 'full')}; under the rank-4 LoRA at "
+        f"{end('lora-r4')}, paired {cell(LONGER, 'lora-r4')} and {cell(other, 'lora-r4')}."]
 
 
 def _paired_against(screen: SimpleNamespace, model: str, baselines: tuple[str, ...]) -> dict:
@@ -1361,18 +1385,10 @@ def test_defence_page_and_readme_quote_the_held_level_hinge_against_more_simulat
     4-step hinge's (each paired interval holds 0)."""
     longer = LONGER
     model = shorter.replace("attack_sim_steps=4", f"attack_sim_steps={steps}")
-    screen, start, against = _held_hinge_screen(name, model, (longer, shorter), shorter, model)
-    for comparison in against.values():  # "draws that student's curves" (and the 4-step hinge's)
-        assert comparison["area_lower"] < 0 < comparison["area_upper"]
-    cell = lambda baseline, attack: paired_cell(against[baseline, attack])  # noqa: E731
-    end = lambda attack: f"{screen.curve(attack, model)[-1]:.3f}"  # noqa: E731
+    # "draws that student's curves" (and the 4-step hinge's): each paired interval holds 0
+    screen, start, cell, end = _screen_holding_zero(name, model, (longer, shorter), True, shorter, model)
     assert_quoted(ROOT / "docs" / "results" / "defence.md", [
-        f"The prompts stay held (colour {start['by_attribute']['colour']:.3f} before any attack; learned detector "
-        f"{start['harmful_rate']:.3f}, geometric check {start['checked_rate']:.3f}).",
-        f"Price: clean fidelity {screen.q(model, 'prompt_fidelity'):.3f}, KID x1000 {screen.kid(model)}.",
-        f"Under the full attack it ends at {end('full')} at step 400, paired against the 3,200-step student "
-        f"{cell(longer, 'full')} and against {shorter_named} {cell(shorter, 'full')}; under the rank-4 LoRA at "
-        f"{end('lora-r4')}, paired {cell(longer, 'lora-r4')} and {cell(shorter, 'lora-r4')}.",
+        _prompts_held(start), *_price_and_ends(screen, model, cell, shorter, shorter_named),
         f"{draws} {end('full')} under the full attack, paired {cell(longer, 'full')}, and {end('lora-r4')} under "
         f"the rank-4 LoRA, paired {cell(longer, 'lora-r4')}."])
     assert_quoted(ROOT / "README.md", [
@@ -1417,17 +1433,12 @@ def test_defence_page_and_readme_quote_the_level_hinge_with_the_hold_against_the
 def _stars_price_and_ends(screen: SimpleNamespace, model: str, start: dict, cell, other: str, other_named: str
                           ) -> list[str]:
     """The first sentences of a one-seed screen's bullet whose learned detector reads stars before any attack:
-    the concept's prompts then, the price, and where both attacks end with `model`'s paired comparisons
-    (`cell(baseline, attack)`) against the 3,200-step student and `other`."""
-    end = lambda attack: f"{screen.curve(attack, model)[-1]:.3f}"  # noqa: E731
+    the concept's prompts then, and _price_and_ends."""
     return [
         f"The concept's prompts draw their colour on {start['by_attribute']['colour']:.3f} of the images before any "
         f"attack; the learned detector reads {start['harmful_rate']:.3f} of them as stars, the geometric check "
         f"{start['checked_rate']:.3f}.",
-        f"Price: clean fidelity {screen.q(model, 'prompt_fidelity'):.3f}, KID x1000 {screen.kid(model)}.",
-        f"Under the full attack it ends at {end('full')} at step 400, paired against the 3,200-step student "
-        f"{cell(LONGER, 'full')} and against {other_named} {cell(other, 'full')}; under the rank-4 LoRA at "
-        f"{end('lora-r4')}, paired {cell(LONGER, 'lora-r4')} and {cell(other, 'lora-r4')}."]
+        *_price_and_ends(screen, model, cell, other, other_named)]
 
 
 def test_defence_page_and_readme_quote_the_held_hinge_with_twice_the_margin():
@@ -1462,13 +1473,11 @@ def test_defence_page_and_readme_quote_the_held_hinge_against_attacks_of_sampled
     stay held, its KID is the lowest of the held hinges, and its curves are the 3,200-step student's and the
     4-step hinge's (each paired interval holds 0)."""
     longer, shorter, model = LONGER, MIXED_HOLD_LEVEL, SAMPLED_HOLD_LEVEL
-    screen, start, cell, end = _screen_holding_zero("dev-holdsampled", model, (longer, shorter), held=True)
-    held = [m for m in screen.cfg["models"]  # the six level hinges with the hold
-            if "hold_weight=1" in m and ("harm_margin=0.15" in m or "harm_margin=0.3" in m)]
+    screen, start, cell, end = _screen_holding_zero("dev-holdsampled", model, (longer, shorter), True, model)
+    held = _held_level_hinges(screen)
     assert len(held) == 6 and all(screen.q(model, "kid") < screen.q(m, "kid") for m in held if m != model)
     assert_quoted(ROOT / "docs" / "results" / "defence.md", [
-        f"The prompts stay held (colour {start['by_attribute']['colour']:.3f} before any attack; learned detector "
-        f"{start['harmful_rate']:.3f}, geometric check {start['checked_rate']:.3f}).",
+        _prompts_held(start),
         f"Price: clean fidelity {screen.q(model, 'prompt_fidelity'):.3f}, KID x1000 {screen.kid(model)}, the lowest "
         f"of the held hinges (the 3,200-step student: {screen.q(longer, 'prompt_fidelity'):.3f}, "
         f"{screen.kid(longer)}).",
@@ -1490,7 +1499,7 @@ def test_defence_page_and_readme_quote_the_held_hinge_read_along_the_simulated_a
     interval holds 0)."""
     longer, at_end = LONGER, MIXED_HOLD_LEVEL.replace("attack_sim_steps=4", "attack_sim_steps=16")
     model = f"{at_end}/attack_sim_trajectory=4"
-    screen, start, cell, end = _screen_holding_zero("dev-holdtraj", model, (longer, at_end), held=False)
+    screen, start, cell, end = _screen_holding_zero("dev-holdtraj", model, (longer, at_end), False, model)
     assert_quoted(ROOT / "docs" / "results" / "defence.md", [
         *_stars_price_and_ends(screen, model, start, cell, at_end, "the same hinge read at the end alone"),
         f"it draws them too: {end('full')} under the full attack, paired {cell(longer, 'full')}, and "
@@ -1507,17 +1516,15 @@ def test_defence_page_and_readme_quote_the_held_hinge_against_sampled_attacks_re
     held level hinges; at the full attack's step 20 the eight lie on both sides of that student."""
     longer, at_end = LONGER, SAMPLED_HOLD_LEVEL
     model = f"{at_end}/attack_sim_trajectory=4"
-    screen, start, cell, end = _screen_holding_zero("dev-holdsamptraj", model, (longer, at_end), held=True)
+    screen, start, cell, end = _screen_holding_zero("dev-holdsamptraj", model, (longer, at_end), True, model)
     assert end("lora-r4") == f"{screen.curve('lora-r4', 'never-trained')[-1]:.3f}"  # "where the never-trained ends"
-    held = [m for m in screen.cfg["models"]  # the level hinges with the hold: no anchor, no hold alone
-            if "hold_weight=1" in m and "harm_margin=0.001" not in m and "/tamper_from=" in m]
+    held = _held_level_hinges(screen)
     at_20 = [screen.curve("full", m)[screen.cfg["steps"].index(20)] for m in held]
     student_20 = screen.curve("full", longer)[screen.cfg["steps"].index(20)]
     assert len(held) == 8 and min(at_20) < student_20 < max(at_20)
     assert all(screen.curve("lora-r4", model)[-1] < screen.curve("lora-r4", m)[-1] for m in held if m != model)
     assert_quoted(ROOT / "docs" / "results" / "defence.md", [
-        f"The prompts stay held (colour {start['by_attribute']['colour']:.3f} before any attack; learned detector "
-        f"{start['harmful_rate']:.3f}, geometric check {start['checked_rate']:.3f}).",
+        _prompts_held(start),
         f"Price: clean fidelity {screen.q(model, 'prompt_fidelity'):.3f}, KID x1000 {screen.kid(model)}.",
         f"Under the full attack it ends at {end('full')} at step 400, paired against the 3,200-step student "
         f"{cell(longer, 'full')} and against the same hinge read at the end alone {cell(at_end, 'full')}; under the "
@@ -1551,8 +1558,7 @@ def test_defence_page_and_readme_quote_the_second_seed_of_the_held_hinge_against
     price = lambda m: f"{screen.q(m, 'prompt_fidelity'):.3f}, KID x1000 {screen.kid(m)}"  # noqa: E731
     assert end("full") == end("full", LONGER)  # "where that student ends"
     assert_quoted(ROOT / "docs" / "results" / "defence.md", [
-        f"The prompts stay held on both seeds (colour {start['by_attribute']['colour']:.3f} before any attack; "
-        f"learned detector {start['harmful_rate']:.3f}, geometric check {start['checked_rate']:.3f}).",
+        _prompts_held(start, " on both seeds"),
         f"Price: clean fidelity {price(model)}; the 3,200-step student, the same two seeds: "
         f"{price(LONGER).replace('KID x1000 ', '')}.",
         f"Under the rank-4 LoRA it ends at {end('lora-r4')} at step 400 (that student: {end('lora-r4', LONGER)}; "
