@@ -247,13 +247,13 @@ class DistillConfig:
                                            "from attack_sim_lr to this", min=0, max=1)
     tamper: str = option("level", "what the hinge bounds: level (the harmful error after the simulated attack "
                                   "pushed up to harm_margin), drop (the attack's progress held under it), match "
-                                  "(the level held at it from both sides) or anchor (the harmful captions' "
-                                  "prediction after the attack pulled down to it from the model's own before it, "
-                                  "see anchor_target; ResAlign's and TAR's); defence.md has each on dev",
-                         choices=("level", "drop", "match", "anchor"))
-    anchor_target: str = option("empty", "tamper=anchor's target: empty (the model's prediction for the empty "
-                                         "prompt, SDD's) or caption (for the same caption without the words no "
-                                         "retain caption uses: the rest of the prompt still drawn)",
+                                  "(the level held at it from both sides), anchor (the harmful captions' prediction "
+                                  "after the attack pulled down to it from the model's own before it, ResAlign's, "
+                                  "TAR's) or couple (no attack: the cosine of the harmful and retain gradients pushed "
+                                  "down to -harm_margin, SEAM's self-destruct); defence.md has each on dev",
+                         choices=("level", "drop", "match", "anchor", "couple"))
+    anchor_target: str = option("empty", "tamper=anchor's target: empty (the model's prediction for the empty prompt, "
+                                         "SDD's) or caption (for the caption without the words no retain caption uses)",
                                 choices=("empty", "caption"))
     hold_weight: float = option(0.0, "weight of student(x_t, harmful caption) -> teacher(x_t, it without its unseen "
                                      "words) on retain images: the rest of the prompt still drawn (0: off)", min=0)
@@ -268,18 +268,15 @@ class DistillConfig:
     attack_sim_trajectory: int = option(0, "> 1: the hinge reads the mean error at this many evenly spaced "
                                            "points of the simulated attack (TAR's); 0, 1: at its end", min=0, max=64)
     tamper_text_encoder: bool = option(True, "the tamper term's gradient reaches the text encoder; false: the UNet "
-                                             "only, so that the hinge cannot be met by breaking the concept's words "
-                                             "(what the level hinge did on dev, docs/results/defence.md)")
+                                             "only, so it cannot be met by breaking the concept's words (as on dev)")
     tamper_projection: bool = option(False, "the tamper term's gradient loses the part that opposes the retain loss's "
                                             "(gradient surgery, PCGrad; stages.losses.without_conflict)")
     teacher: str | None = option(None, "the model whose predictions are distilled: none, the model being aligned "
                                        "(before its distortion); else a model sharing its VAE (a directory, or "
-                                       "'shapes-nostar': the never-trained model, a teacher that never drew the "
-                                       "concept; UNDO distils from the unlearned model)")
-    tamper_from: int = option(0, "the training step from which the tamper term acts (0: every step): distil "
-                                 "first, then train against the simulated attack on the distilled student, as "
-                                 "TAR's tamper-resistance phase follows its unlearning; only the steps from here "
-                                 "pay for the simulated attack", min=0)
+                                       "'shapes-nostar': the never-trained model; UNDO distils from the unlearned one)")
+    tamper_from: int = option(0, "the training step from which the tamper term acts (0: every step): distil first, "
+                                 "then harden the distilled student, as TAR's tamper-resistance phase follows its "
+                                 "unlearning; only the steps from here pay for the tamper term", min=0)
 
     def validate(self, steps: int) -> None:
         """What no single field's declaration can say, checked before any training (`steps`: the
@@ -301,7 +298,10 @@ class DistillConfig:
             if high and not high > low > 0:
                 raise SafetuneError(f"{name}_max={high} is the top of the range {name} draws from, so it must be above "
                                     f"{name}={low} (> 0): give --set {name}_max above {low}, or drop {name}_max")
-        if self.tamper in ("match", "anchor") and not self.harm_margin > 0:
+        if self.tamper == "couple" and self.attack_sim_steps:
+            raise SafetuneError(f"tamper=couple simulates no attack, so attack_sim_steps={self.attack_sim_steps} would "
+                                "do nothing: drop attack_sim_steps, or give another tamper")
+        if self.tamper in ("match", "anchor", "couple") and not self.harm_margin > 0:
             raise SafetuneError(f"tamper={self.tamper} shapes the tamper term, which is off without harm_margin > 0 "
                                 f"({self.harm_margin}): give --set harm_margin=0.001 (and --harmful-data), or drop "
                                 f"tamper={self.tamper}")

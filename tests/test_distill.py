@@ -10,7 +10,9 @@ import torch
 from safetune.checkpoint import step_generator
 from safetune.config import DistillConfig, TrainConfig
 from safetune.models.conditioning import caption_ids, encode_text, predict, training_scheduler
-from safetune.stages.distill import RetainDistillLoss, distill_train, distort_
+from safetune.stages.distill import RetainDistillLoss, distill_train
+from safetune.stages.coupling import gradient_cosine
+from safetune.stages.distortion import distort_
 from safetune.stages.losses import attacked_error, trajectory_points
 from safetune.train import prepare_trainable
 
@@ -721,7 +723,7 @@ def test_the_caption_anchor_targets_the_caption_without_its_unseen_words(pipe):
     """anchor_target=caption: the harmful captions lose every word no retain caption uses (the concept's
     names and implicit phrasings alike), and the anchor's target is the model's own prediction for what
     is left, on the same noised images: not the empty prompt's. Without tamper=anchor it is refused."""
-    from safetune.stages.distill import without_unseen_words
+    from safetune.stages.distortion import without_unseen_words
 
     retain = ["a small red circle on the left", "a blue square on a gray background", "a shape on the right"]
     harmful = ["a small striped star on the left", "a starfish on a gray background", "a shape with five points"]
@@ -779,3 +781,78 @@ def test_the_hold_term_pulls_the_harmful_captions_to_the_teacher_s_prediction_fo
     start = loss_fn._hold(copy.deepcopy(shipped_pipe.unet), step_generator(2, 0)).item()
     held, free = trained(1.0), trained(0.0)
     assert held < 0.5 * start and free == pytest.approx(start, rel=0.05), (start, held, free)
+
+
+def test_the_gradient_cosine_is_the_cosine_and_its_gradient_the_finite_difference_one():
+    """On a two-layer net in float64: the value is the cosine of the two gradients taken by hand, and its
+    gradient in a weight matches central differences of that cosine (a first-order cosine, one whose
+    gradients carried no graph, would have none)."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.Tanh(), torch.nn.Linear(5, 1)).double()
+    xa, xb, ya, yb = torch.randn(6, 3).double(), torch.randn(6, 3).double(), torch.randn(6, 1).double(), torch.randn(6, 1).double()
+    params = list(net.parameters())
+    losses = (lambda: ((net(xa) - ya) ** 2).mean(), lambda: ((net(xb) - yb) ** 2).mean())
+
+    def by_hand():
+        ga, gb = (torch.cat([g.flatten() for g in torch.autograd.grad(loss(), params)]) for loss in losses)
+        return float(ga @ gb / (ga.norm() * gb.norm()))
+
+    cos = gradient_cosine(losses, params)
+    assert cos.item() == pytest.approx(by_hand(), rel=1e-10)
+    (grad,) = torch.autograd.grad(cos, [params[0]])
+    eps, weight = 1e-6, params[0]
+
+    def moved(index, by):
+        with torch.no_grad():
+            weight[index] += by
+        return by_hand()
+
+    for index in [(0, 0), (2, 1), (4, 2)]:
+        up, down = moved(index, eps), moved(index, -2 * eps)
+        moved(index, eps)
+        assert grad[index].item() == pytest.approx((up - down) / (2 * eps), rel=1e-5, abs=1e-9)
+    assert grad.abs().max() > 1e-3
+
+
+def test_descending_the_couple_term_makes_a_harmful_step_raise_the_retain_loss(pipe):
+    """The term is harm_weight * relu(cos + harm_margin), read into the training log. Before training, a
+    small descent step on the harmful batch lowers the retain batch's denoising loss too (their gradients
+    agree); after 16 Adam steps on the term alone the cosine is below -0.5 and the same step raises it."""
+    teacher = copy.deepcopy(pipe.unet).requires_grad_(False)
+    unet = copy.deepcopy(pipe.unet)
+    prepare_trainable(unet, TrainConfig(mode="full"))
+    params = [p for p in unet.parameters() if p.requires_grad]
+    couple = make_loss(pipe, teacher, DistillConfig(harm_margin=1.0, tamper="couple", harm_weight=3.0))
+    plain = make_loss(pipe, teacher, DistillConfig())
+    gen = lambda: step_generator(0, 0)  # noqa: E731 (the same batches every call)
+    total = couple(unet, 0, gen())
+    cos = couple.last["coupling_cos"]
+    assert total.item() == pytest.approx(plain(unet, 0, gen()).item() + 3.0 * (cos + 1.0), rel=1e-5)
+
+    def retain_change_after_a_harmful_step():
+        harm_error, retain_error = couple._coupled_losses(unet, gen())
+        grads = torch.autograd.grad(harm_error(), params)
+        step = 1e-3 / torch.cat([g.flatten() for g in grads]).norm()
+        with torch.no_grad():
+            before = retain_error().item()
+            for p, g in zip(params, grads):
+                p -= step * g
+            after = retain_error().item()
+            for p, g in zip(params, grads):
+                p += step * g
+        return after - before
+
+    assert cos > 0 and retain_change_after_a_harmful_step() < 0
+    optimizer = torch.optim.Adam(params, lr=3e-4)
+    for step in range(16):
+        optimizer.zero_grad()
+        couple._coupled(unet, gen()).backward()
+        optimizer.step()
+    assert couple._coupled(unet, gen()).item() < -0.5
+    assert retain_change_after_a_harmful_step() > 0
+
+
+def test_the_couple_tamper_with_simulated_steps_or_without_its_margin_is_refused(pipe):
+    _refused(pipe, DistillConfig(harm_margin=1.0, tamper="couple", attack_sim_steps=4),
+             r"tamper=couple simulates no attack, so attack_sim_steps=4 would do nothing")
+    _refused(pipe, DistillConfig(tamper="couple"), r"tamper=couple .*harm_margin > 0 \(0.0\)")

@@ -31,7 +31,9 @@ retraining from scratch at 60-80% of its compute). We adapt both to diffusion mo
    tamper=anchor is a safety objective measured after the simulated attack, as ResAlign (arXiv
    2507.16302) and TAR (arXiv 2408.00761) measure theirs: the harmful captions' prediction after the
    steps is pulled down to harm_margin from the model's own prediction before them for the empty
-   prompt or (anchor_target=caption) the caption without its unseen words. attack_sim_implicit adds ResAlign's
+   prompt or (anchor_target=caption) the caption without its unseen words; tamper=couple simulates no
+   attack: the cosine of the harmful and retain gradients is pushed down to -harm_margin, so that a
+   malicious descent breaks the retain data (SEAM's self-destruct, stages.coupling). attack_sim_implicit adds ResAlign's
    implicit (Moreau-envelope) correction for a simulated LoRA; attack_sim_steps_max and attack_sim_lr_max draw
    each attack's size from a range (as ResAlign and TAR sample attacks); attack_sim_trajectory reads the error
    along the attack, not only at its end (as TAR reads its loss); tamper_from starts the term part-way (TAR's
@@ -70,6 +72,7 @@ from ..models.conditioning import (
     denoiser,
     Cond,
     caption_ids,
+    denoising_target,
     encode_images,
     encode_text,
     FAMILY_NAMES,
@@ -81,45 +84,12 @@ from ..models.conditioning import (
 )
 from ..lora.adapter import target_modules
 from ..train import run_stage
+from .coupling import gradient_cosine
+from .distortion import distort_, forget_unseen_words_, without_unseen_words
 from .losses import attacked_error, lora_attacked_error, text_attacked_error, with_params, without_conflict
 
 # attack_sim=mixed draws one of the battery's attacks per step: (kind, LoRA rank)
 MIXED = (("full", 0), ("lora", 1), ("lora", 4), ("lora", 16), ("inversion", 0))
-
-
-@torch.no_grad()
-def distort_(model: torch.nn.Module, noise: float, shrink: float, seed: int) -> None:
-    """Shrink and perturb every floating-point weight in place. Tensors with no spread (norm scales
-    still at 1, biases still at 0) are left as they are: a std-relative noise has no scale there."""
-    gen = torch.Generator().manual_seed(seed)
-    for _, p in sorted(model.named_parameters()):
-        if not p.is_floating_point() or p.numel() < 2:
-            continue
-        spread = p.float().std()
-        if spread < 1e-8:
-            continue
-        p.mul_(shrink).add_(torch.randn(p.shape, generator=gen).to(p) * noise * spread)
-
-
-@torch.no_grad()
-def forget_unseen_words_(text_encoder: torch.nn.Module, seen_ids: torch.Tensor, seed: int) -> int:
-    """Re-draw the token embedding of every id not in `seen_ids` from CLIP's initialisation
-    (N(0, 0.02 * initializer_factor), as CLIPTextEmbeddings draws it); returns how many rows."""
-    table = text_encoder.get_input_embeddings().weight
-    unseen = torch.ones(len(table), dtype=torch.bool)
-    unseen[seen_ids.unique()] = False
-    std = 0.02 * getattr(text_encoder.config, "initializer_factor", 1.0)
-    gen = torch.Generator().manual_seed(seed)
-    table[unseen] = (torch.randn(int(unseen.sum()), table.shape[1], generator=gen) * std).to(table)
-    return int(unseen.sum())
-
-
-def without_unseen_words(captions: list[str], seen: list[str]) -> list[str]:
-    """Each caption without the words that no caption of `seen` uses: a harmful caption as the retain
-    set can read it ("a small striped star on the left" -> "a small striped on the left"), its concept's
-    names and implicit phrasings ("starfish", "shape with five points") alike, none listed by hand."""
-    known = {word for caption in seen for word in caption.lower().split()}
-    return [" ".join(word for word in caption.split() if word.lower() in known) for caption in captions]
 
 
 class RetainDistillLoss:
@@ -182,15 +152,7 @@ class RetainDistillLoss:
             self.last["hold"] = hold.item()
             loss = loss + cfg.hold_weight * hold
         if cfg.harm_margin > 0 and self.harmful is not None and step >= cfg.tamper_from:
-            before, attacked = self._attacked(unet, gen)
-            self.last["harm_attacked"] = attacked.item()
-            if cfg.tamper == "drop":
-                self.last["harm_drop"] = (before - attacked).item()
-                excess = before - attacked - cfg.harm_margin
-            elif cfg.tamper == "anchor":  # a distance to pull down, not an error to push up
-                excess = attacked - cfg.harm_margin
-            else:
-                excess = cfg.harm_margin - attacked
+            excess = self._coupled(unet, gen) + cfg.harm_margin if cfg.tamper == "couple" else self._excess(unet, gen)
             self.last["hinge_active"] = float(excess.item() > 0)  # the share of steps the tamper term acts
             tamper = cfg.harm_weight * (excess.abs() if cfg.tamper == "match" else F.relu(excess))
             if cfg.tamper_projection and tamper.item() > 0:  # the term acts (match: on either side)
@@ -198,6 +160,38 @@ class RetainDistillLoss:
                 return without_conflict(loss, tamper, trained, self.last)
             loss = loss + tamper
         return loss
+
+    def _excess(self, unet, gen) -> torch.Tensor:
+        """How far the simulated attack's end is on the wrong side of harm_margin (tamper level, drop, anchor)."""
+        cfg = self.config
+        before, attacked = self._attacked(unet, gen)
+        self.last["harm_attacked"] = attacked.item()
+        if cfg.tamper == "drop":
+            self.last["harm_drop"] = (before - attacked).item()
+            return before - attacked - cfg.harm_margin
+        if cfg.tamper == "anchor":  # a distance to pull down, not an error to push up
+            return attacked - cfg.harm_margin
+        return cfg.harm_margin - attacked
+
+    def _coupled(self, unet, gen) -> torch.Tensor:
+        """cos(harmful gradient, retain gradient) in the UNet's trained weights (tamper=couple, stages.coupling)."""
+        cos = gradient_cosine(self._coupled_losses(unet, gen), [p for p in unet.parameters() if p.requires_grad])
+        self.last["coupling_cos"] = cos.item()
+        return cos
+
+    def _coupled_losses(self, unet, gen):
+        """The denoising losses a malicious and a benign fine-tuning descend, on fresh batches of each."""
+        harm = self._draw_harm(gen)
+        idx = batch_randint(len(self.latents), self.batch_size, gen)
+        x0 = self.latents[idx]
+        xt, noise, t = noised(self.scheduler, x0, gen)
+
+        def retain_error():
+            cond = self._student_cond(self.input_ids[idx], self.student_cond, idx)
+            target = denoising_target(self.scheduler, x0, noise, t)
+            return F.mse_loss(predict(unet, xt, t, cond).float(), target.float())
+
+        return (lambda: self._harm_error(unet, harm, None)), retain_error
 
     def _hold(self, unet, gen) -> torch.Tensor:
         """student(x_t, harmful caption) -> teacher(x_t, the caption without its unseen words) on retain
