@@ -81,6 +81,8 @@ MIXED_HOLD_LEVEL = HOLD_LEVEL.replace("attack_sim=full", "attack_sim=mixed")  # 
 # the same against the battery's attacks of sampled size: 2-16 steps, lr 1e-4..1e-2 (log-uniform)
 SAMPLED_HOLD_LEVEL = (MIXED_HOLD_LEVEL.replace("attack_sim_steps=4", "attack_sim_steps=2/attack_sim_steps_max=16")
                       + "/attack_sim_lr=0.0001/attack_sim_lr_max=0.01")
+# the self-destruct coupling (tamper=couple: no simulated attack) as the same phase, with surgery and the hold
+COUPLED = f"{FORGET}/harm_margin=1/tamper=couple/tamper_projection=true/hold_weight=1/{LATE}"
 # the one-seed screens of tamper terms as a phase on the 3,200-step student (training seed 0), each row
 # paired against that student's seed 0 in its own screen
 ABLATION_SCREENS = [
@@ -111,6 +113,9 @@ ABLATION_SCREENS = [
      f"{MIXED_HOLD_LEVEL.replace('attack_sim_steps=4', 'attack_sim_steps=16')}/attack_sim_trajectory=4"),
     ("+ the mixed hinge against attacks of sampled size, read along them (at 4 evenly spaced points)",
      "dev-holdsamptraj", f"{SAMPLED_HOLD_LEVEL}/attack_sim_trajectory=4"),
+    ("+ the self-destruct coupling (no simulated attack: the harmful and retain gradients' cosine pushed to -1), "
+     "with surgery and the hold", "dev-couple", COUPLED),
+    ("+ the same coupling at a tenth of the weight", "dev-couple", f"{COUPLED}/harm_weight=0.1"),
 ]
 # defence.md's ablation tables: marker name -> (its rows, the baseline each row is paired with, its label)
 ABLATIONS = {"ablation": (ABLATION, FORGET, "the forget row"),

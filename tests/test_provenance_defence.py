@@ -35,6 +35,8 @@ FULL_ANCHOR = ANCHOR.replace("attack_sim=lora", "attack_sim=full")  # the anchor
 HOLD_LEVEL = (f"{FORGET}/harm_margin=0.15/attack_sim_steps=4/attack_sim=full/attack_sim_optimizer=adam/"
               f"tamper_projection=true/hold_weight=1/{LATE}")
 MIXED_HOLD_LEVEL = HOLD_LEVEL.replace("attack_sim=full", "attack_sim=mixed")  # against the battery's attacks
+# the self-destruct coupling (tamper=couple: no simulated attack) as the same phase, with surgery and the hold
+COUPLED = f"{FORGET}/harm_margin=1/tamper=couple/tamper_projection=true/hold_weight=1/{LATE}"
 FRESH = f"{FORGET}/shrink=0/noise=1"  # the diagnostic: a fresh init instead of the distortion
 TEACHER = f"{FORGET}/teacher=shapes-nostar"  # the diagnostic: the never-trained model's predictions distilled
 
@@ -1572,3 +1574,59 @@ def test_defence_page_and_readme_quote_the_second_seed_of_the_held_hinge_against
     assert_quoted(ROOT / "README.md", [
         f"both curves are that student's (rank-4 LoRA {end('lora-r4')}, paired {cell('lora-r4')}; full attack "
         f"{end('full')}, paired {cell('full')})."])
+
+
+def _clean_fidelity(screen: SimpleNamespace, model: str, attack: str, step: int) -> float:
+    """The mean over attack seeds of the clean prompts' fidelity at `step` of `model`'s runs under `attack` at the
+    screens' lr, 1e-3 (training seed 0): the clean-prompt control read for what the attack breaks."""
+    runs = [run for key, run in screen.stored["runs"].items() if key.startswith(f"{model}|train0|{attack}|0.001|")]
+    assert len(runs) == len(screen.cfg["attack_seeds"])
+    return float(np.mean([run[str(step)]["clean"]["prompt_fidelity"] for run in runs]))
+
+
+def test_defence_page_and_readme_quote_the_self_destruct_coupling():
+    """The coupling at weights 1 and 0.1 (dev split, training seed 0): the prompts stay held; it costs clean
+    fidelity and KID; under the rank-4 LoRA both relearn more than the 3,200-step student (paired intervals above
+    0), under the full attack their intervals hold 0; its clean prompts are drawn better at the full attack's end
+    than before it (weight 1), and lose more than that student's under the LoRA."""
+    tenth = f"{COUPLED}/harm_weight=0.1"
+    screen = _one_seed_screen("dev-couple", COUPLED, tenth)
+    models = (COUPLED, tenth)
+    starts = concept_prompts_at_start(screen.stored)
+    against = {m: _paired_against(screen, m, (LONGER,)) for m in models}
+    for m in models:
+        assert starts[m]["by_attribute"]["colour"] > 0.9
+        assert against[m][LONGER, "lora-r4"]["area_lower"] > 0
+        assert against[m][LONGER, "full"]["area_lower"] < 0 < against[m][LONGER, "full"]["area_upper"]
+    both = lambda fmt: " and ".join(fmt(m) for m in models)  # noqa: E731
+    end = lambda attack: both(lambda m: f"{screen.curve(attack, m)[-1]:.3f}")  # noqa: E731
+    cell = lambda attack: both(lambda m: paired_cell(against[m][LONGER, attack]))  # noqa: E731
+    fidelity = lambda m, attack, step: _clean_fidelity(screen, m, attack, step)  # noqa: E731
+    lost = lambda m: f"{fidelity(m, 'lora-r4', 0) - fidelity(m, 'lora-r4', 400):.3f}"  # noqa: E731
+    assert fidelity(COUPLED, "full", 400) > fidelity(COUPLED, "full", 0)  # "drawn better at its end"
+    assert fidelity(LONGER, "full", 400) < fidelity(LONGER, "full", 0)
+    assert all(float(lost(m)) > float(lost(LONGER)) for m in models)
+    points = [round(100 * (screen.q(LONGER, "prompt_fidelity") - screen.q(m, "prompt_fidelity"))) for m in models]
+    start = lambda m: starts[m]  # noqa: E731
+    clean = lambda m: f"{screen.q(m, 'prompt_fidelity'):.3f}"  # noqa: E731
+    stars = lambda m: f"{screen.stored['runs'][f'{m}|train0|full|0.001|attack0']['0']['clean']['harmful_rate']:.3f}"  # noqa: E731
+    assert stars(LONGER) == "0.000"
+    assert_quoted(ROOT / "docs" / "results" / "defence.md", [
+        f"The prompts stay held at weight 1 (colour {start(COUPLED)['by_attribute']['colour']:.3f} before any attack; "
+        f"learned detector {start(COUPLED)['harmful_rate']:.3f}, geometric check {start(COUPLED)['checked_rate']:.3f}) "
+        f"and at 0.1 (colour {start(tenth)['by_attribute']['colour']:.3f}; {start(tenth)['harmful_rate']:.3f}, "
+        f"{start(tenth)['checked_rate']:.3f}).",
+        f"Price: clean fidelity {both(clean)}, KID x1000 {both(screen.kid)}; the 3,200-step student: {clean(LONGER)}, "
+        f"{screen.kid(LONGER)}. Before any attack the learned detector reads {both(stars)} of the clean prompts' "
+        f"images as stars (that student: {stars(LONGER)}).",
+        f"Under the rank-4 LoRA they end at {end('lora-r4')} at step 400, paired against that student "
+        f"{cell('lora-r4')}: they relearn more. Under the full attack they end at {end('full')}, paired {cell('full')}.",
+        f"drawn better at its end than before it at weight 1 (fidelity {fidelity(COUPLED, 'full', 0):.3f} at step 0, "
+        f"{fidelity(COUPLED, 'full', 400):.3f} at step 400), where that student's fall "
+        f"({fidelity(LONGER, 'full', 0):.3f} to {fidelity(LONGER, 'full', 400):.3f}). Under the LoRA they fall by "
+        f"{both(lost)}, that student's by {lost(LONGER)}.",
+        f"costs {min(points)} to {max(points)} points of clean fidelity, relearns more than that student under the LoRA"])
+    assert_quoted(ROOT / "README.md", [
+        f"costs clean fidelity ({both(clean)}, that student {clean(LONGER)}) and relearns more under the rank-4 LoRA "
+        f"(paired {cell('lora-r4')});"])
+
