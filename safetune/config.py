@@ -231,7 +231,7 @@ class DistillConfig:
     concept_weight: float = option(0.0, "weight of the ESD-style anchor on the concept prompts (0: off)", min=0)
     harm_margin: float = option(0.0, "> 0: also push the harmful images' denoising error, after attack_sim_steps "
                                      "simulated attack steps, up to this margin (tamper=anchor: pull its distance "
-                                     "down to it; needs harmful data)", min=0)
+                                     "down to it; couple: the gradient cosine to minus it; needs harmful data)", min=0)
     harm_weight: float = option(1.0, "weight of that hinge", min=0)
     attack_sim_steps: int = option(0, "simulated malicious fine-tuning steps before the hinge is measured")
     attack_sim_lr: float = option(1e-3, "size of each simulated attack step (the optimiser's lr; 0: none)",
