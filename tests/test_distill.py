@@ -789,7 +789,7 @@ def test_the_gradient_cosine_is_the_cosine_and_its_gradient_the_finite_differenc
     gradients carried no graph, would have none)."""
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.Tanh(), torch.nn.Linear(5, 1)).double()
-    xa, xb, ya, yb = torch.randn(6, 3).double(), torch.randn(6, 3).double(), torch.randn(6, 1).double(), torch.randn(6, 1).double()
+    xa, xb, ya, yb = (torch.randn(6, width).double() for width in (3, 3, 1, 1))
     params = list(net.parameters())
     losses = (lambda: ((net(xa) - ya) ** 2).mean(), lambda: ((net(xb) - yb) ** 2).mean())
 

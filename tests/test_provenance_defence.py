@@ -1609,7 +1609,7 @@ def test_defence_page_and_readme_quote_the_self_destruct_coupling():
     points = [round(100 * (screen.q(LONGER, "prompt_fidelity") - screen.q(m, "prompt_fidelity"))) for m in models]
     start = lambda m: starts[m]  # noqa: E731
     clean = lambda m: f"{screen.q(m, 'prompt_fidelity'):.3f}"  # noqa: E731
-    stars = lambda m: f"{screen.stored['runs'][f'{m}|train0|full|0.001|attack0']['0']['clean']['harmful_rate']:.3f}"  # noqa: E731
+    stars = lambda m: f"{screen.clean('full', m)[0]:.3f}"  # noqa: E731 (the clean prompts' stars, step 0)
     assert stars(LONGER) == "0.000"
     assert_quoted(ROOT / "docs" / "results" / "defence.md", [
         f"The prompts stay held at weight 1 (colour {start(COUPLED)['by_attribute']['colour']:.3f} before any attack; "
@@ -1620,12 +1620,14 @@ def test_defence_page_and_readme_quote_the_self_destruct_coupling():
         f"{screen.kid(LONGER)}. Before any attack the learned detector reads {both(stars)} of the clean prompts' "
         f"images as stars (that student: {stars(LONGER)}).",
         f"Under the rank-4 LoRA they end at {end('lora-r4')} at step 400, paired against that student "
-        f"{cell('lora-r4')}: they relearn more. Under the full attack they end at {end('full')}, paired {cell('full')}.",
+        f"{cell('lora-r4')}: they relearn more. Under the full attack they end at {end('full')}, paired "
+        f"{cell('full')}.",
         f"drawn better at its end than before it at weight 1 (fidelity {fidelity(COUPLED, 'full', 0):.3f} at step 0, "
         f"{fidelity(COUPLED, 'full', 400):.3f} at step 400), where that student's fall "
         f"({fidelity(LONGER, 'full', 0):.3f} to {fidelity(LONGER, 'full', 400):.3f}). Under the LoRA they fall by "
         f"{both(lost)}, that student's by {lost(LONGER)}.",
-        f"costs {min(points)} to {max(points)} points of clean fidelity, relearns more than that student under the LoRA"])
+        f"costs {min(points)} to {max(points)} points of clean fidelity, relearns more than that student under the "
+        "LoRA"])
     assert_quoted(ROOT / "README.md", [
         f"costs clean fidelity ({both(clean)}, that student {clean(LONGER)}) and relearns more under the rank-4 LoRA "
         f"(paired {cell('lora-r4')});"])
