@@ -10,6 +10,10 @@ puts it into docs/results/defence.md).
 
 A model is a diffusers directory or a name `load_pipeline` resolves; its label is what the docs quote
 (it may hold '=': the last one separates it from the model).
+
+With --coupling-at 0,5,20,100 it measures instead the cosine of the harmful and the retain (ShapesWorld 'clean',
+data seed 0) denoising gradients at those steps of a full fine-tuning attack on the same harmful set
+(landscape.coupling_along_attack: does dd's tamper=couple survive the attack?), stored the same way.
 """
 import argparse
 import json
@@ -19,12 +23,12 @@ from pathlib import Path
 
 from safetune.data.folder import load_training_data
 from safetune.errors import SafetuneError
-from safetune.evaluation.landscape import harmful_landscape
+from safetune.evaluation.landscape import coupling_along_attack, harmful_landscape
 from safetune.io import write_json
 from safetune.models.conditioning import image_size
 from safetune.models.loading import load_pipeline, resolve_model
 
-PROBE = "harmful-landscape"
+PROBES = {False: "harmful-landscape", True: "coupling-along-attack"}  # by whether --coupling-at is given
 
 
 def _probe_of(path: Path) -> str | None:
@@ -43,25 +47,42 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=4, help="simulated LoRA steps (default: 4, as dd's tamper term)")
     parser.add_argument("--lr", type=float, default=1e-3, help="the simulated attack's lr (default: 1e-3)")
     parser.add_argument("--batches", type=int, default=8, help="query batches of 32 images (default: 8)")
+    parser.add_argument("--coupling-at", default=None, metavar="STEPS",
+                        help="measure the gradient coupling at these steps of a full attack instead (0,5,20,100)")
     args = parser.parse_args(argv)
-    out = Path(args.out)
+    out, probe = Path(args.out), PROBES[args.coupling_at is not None]
     try:
-        if out.exists() and _probe_of(out) != PROBE:
-            raise SafetuneError(f"{out}: exists and was not written by this script; give a new --out")
+        if out.exists() and _probe_of(out) != probe:
+            found = _probe_of(out)
+            raise SafetuneError(f"{out}: " + (f"holds this script's {found} probe, not a {probe} one" if found in
+                                               PROBES.values() else "exists and was not written by this script")
+                                + "; give a new --out")
         pairs = [m.rsplit("=", 1) for m in args.models]  # a label may hold '=' (a model's settings)
         if any(len(p) != 2 or not all(p) for p in pairs):
             raise SafetuneError(f"models: give LABEL=MODEL pairs (got {args.models})")
         for _, model in pairs:  # every model is found before the first is probed
             resolve_model(model)
+        at = tuple(int(step) for step in args.coupling_at.split(",")) if args.coupling_at else None
         settings = {"steps": args.steps, "lr": args.lr, "rank": 4, "optimizer": "adam", "batches": args.batches,
                     "batch_size": 32, "seed": 0, "data": "harmful", "n_data": 1000, "data_seed": 1}
-        models, data = {}, {}  # data: the harmful set, rendered once per resolution
+        if at:  # the coupling's attack is the battery's full one: no LoRA, no simulated steps
+            settings = {"at": list(at), "lr": args.lr, "optimizer": "adamw", "batches": args.batches, "batch_size": 32,
+                        "seed": 0, "data": "harmful", "retain": "clean", "n_data": 1000, "data_seed": 1}
+        models, data = {}, {}  # data: the harmful (and retain) set, rendered once per resolution
         for label, model in pairs:
             pipe = load_pipeline(model)
             resolution = image_size(pipe)
             if resolution not in data:
-                data[resolution] = load_training_data("harmful", resolution, n=1000, seed=1)
-            images, captions = data[resolution]
+                data[resolution] = (load_training_data("harmful", resolution, n=1000, seed=1),
+                                    load_training_data("clean", resolution, n=1000, seed=0))
+            (images, captions), clean = data[resolution]
+            if at:
+                models[label] = coupling_along_attack(pipe, (images, captions), clean, at, lr=args.lr,
+                                                      batches=args.batches)
+                found = models[label]
+                print(f"{label}: cosine " + ", ".join(f"{c:.3f} at {s}" for s, c in zip(found["at"], found["cosine"])),
+                      flush=True)
+                continue
             # under the concept's own captions, and under the empty prompt: what its words add
             models[label] = {prompts: harmful_landscape(pipe, images, texts, steps=args.steps, lr=args.lr,
                                                         batches=args.batches)
@@ -73,7 +94,7 @@ def main(argv=None) -> int:
         return 2
     # quoted, so that the stored command reruns as it stands (a label holds '|')
     command = shlex.join(["python", "scripts/probe_landscape.py", *(sys.argv[1:] if argv is None else argv)])
-    write_json(out, {"probe": PROBE, "command": command, "settings": settings,
+    write_json(out, {"probe": probe, "command": command, "settings": settings,
                      "models": {label: {**m, "model": dict(pairs)[label]} for label, m in models.items()}},
                compact=True)  # docs/results holds compact JSON
     return 0

@@ -7,6 +7,10 @@ Read it against the never-trained model's: a model that draws the concept has a 
 never learned it a moderate error that a few steps barely lower. A defence that only *broke* the
 concept's conditioning shows a high error with a steep drop: ground an attacker descends fast
 (pushing the harmful error up is what the tamper term's level hinge does; defence.md measures it).
+
+coupling_along_attack reads the other geometry a defence may shape, the angle between the harmful and the
+retain gradients (dd's tamper=couple), at steps of a real full attack: a coupling that the attack's first
+steps undo cannot make that attack self-destruct.
 """
 from __future__ import annotations
 
@@ -52,3 +56,44 @@ def harmful_landscape(pipe, images: torch.Tensor, captions: list[str], steps: in
         per_batch.append({"before": before, "after": after, "drop": before - after})
     mean = {key: sum(b[key] for b in per_batch) / len(per_batch) for key in ("before", "after", "drop")}
     return {**mean, "per_batch": per_batch}
+
+
+def coupling_along_attack(pipe, harmful: tuple, clean: tuple, at: tuple[int, ...] = (0, 5, 20, 100),
+                          lr: float = 1e-3, batches: int = 4, batch_size: int = 32, seed: int = 0) -> dict:
+    """{"at", "cosine"}: the cosine of the harmful and the retain denoising gradients over the UNet's weights
+    (stages.coupling.gradient_cosine, what dd's tamper=couple pushes down), a mean over `batches` fixed query
+    pairs, at each step of `at` of a full fine-tuning attack on `harmful` (every UNet weight, AdamW at `lr`,
+    weight decay 0, as the battery's full attack; `harmful`, `clean`: (images, captions)). Does a coupling made
+    at the defended weights survive the attack's steps? A copy of the UNet is attacked; `pipe` is not changed."""
+    import copy
+
+    from ..stages.coupling import gradient_cosine
+
+    unet = copy.deepcopy(denoiser(pipe)).requires_grad_(True)
+    scheduler = training_scheduler(pipe)
+    (harm, harm_cond), (retain, retain_cond) = ((encode_images(pipe, images), encode_text(pipe, captions))
+                                                for images, captions in (harmful, clean))
+
+    def batch(latents, cond, gen):
+        idx = batch_randint(len(latents), batch_size, gen)
+        xt, noise, t = noised(scheduler, latents[idx], gen)
+        return xt, denoising_target(scheduler, latents[idx], noise, t), t, cond[idx]
+
+    def error(drawn):
+        xt, target, t, cond = drawn
+        return F.mse_loss(predict(unet, xt, t, cond).float(), target.float())
+
+    queries = [(batch(harm, harm_cond, gen), batch(retain, retain_cond, gen))
+               for gen in (step_generator(seed, 10_000 + b) for b in range(batches))]
+    params = [p for p in unet.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    cosine, step = [], 0
+    for target_step in sorted(at):
+        for step in range(step, target_step):
+            optimizer.zero_grad()
+            error(batch(harm, harm_cond, step_generator(seed, step))).backward()
+            optimizer.step()
+        step = target_step
+        cosine.append(sum(gradient_cosine(((lambda q=q: error(q[0])), (lambda q=q: error(q[1]))), params).item()
+                          for q in queries) / batches)
+    return {"at": sorted(at), "cosine": cosine}
