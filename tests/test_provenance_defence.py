@@ -1632,3 +1632,26 @@ def test_defence_page_and_readme_quote_the_self_destruct_coupling():
         f"costs clean fidelity ({both(clean)}, that student {clean(LONGER)}) and relearns more under the rank-4 LoRA "
         f"(paired {cell('lora-r4')});"])
 
+
+def test_defence_page_and_readme_quote_the_coupling_along_the_attack():
+    """The stored coupling probe (scripts/probe_landscape.py --coupling-at): the coupled models' gradients point
+    apart at their weights and together after 5 of the full attack's steps, as the shipped and never-trained
+    models' do; its models are the screen's and its command reruns them."""
+    stored = json.loads((ROOT / "docs" / "results" / "coupling-dev.json").read_text())
+    assert stored["probe"] == "coupling-along-attack" and stored["settings"]["at"][:2] == [0, 5]
+    coupled = [f"{COUPLED}|train0", f"{COUPLED}/harm_weight=0.1|train0"]
+    assert list(stored["models"]) == ["shipped", "never-trained", *coupled]
+    at = lambda label, step: stored["models"][label]["cosine"][stored["settings"]["at"].index(step)]  # noqa: E731
+    assert all(at(label, 0) < -0.5 and at(label, 5) > 0.5 for label in coupled)
+    both = lambda labels, step: " and ".join(f"{at(label, step):+.3f}" for label in labels)  # noqa: E731
+    assert_quoted(ROOT / "docs" / "results" / "defence.md", [
+        f"the gradients it points apart at the defended weights (cosine {both(coupled, 0)}) point "
+        f"together after 5 of the full attack's steps ({both(coupled, 5)}), as the shipped and the never-trained "
+        f"models' do ({both(['shipped', 'never-trained'], 5)}; at their own weights "
+        f"{both(['shipped', 'never-trained'], 0)}).",
+        f"at steps {', '.join(map(str, stored['settings']['at'][:-1]))} and {stored['settings']['at'][-1]} of the "
+        f"battery's full attack (AdamW, lr {stored['settings']['lr']:.0e}".replace("e-03", "e-3")])
+    assert_quoted(ROOT / "README.md", [
+        f"the gradients it points apart (cosine {at(coupled[0], 0):.3f}) point together after 5 of that attack's "
+        f"steps ({at(coupled[0], 5):+.3f}, `coupling-dev.json`)."])
+
