@@ -52,8 +52,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     out, probe = Path(args.out), PROBES[args.coupling_at is not None]
     try:
-        if out.exists() and _probe_of(out) != probe:
-            found = _probe_of(out)
+        found = _probe_of(out) if out.exists() else probe
+        if found != probe:
             raise SafetuneError(f"{out}: " + (f"holds this script's {found} probe, not a {probe} one" if found in
                                                PROBES.values() else "exists and was not written by this script")
                                 + "; give a new --out")
@@ -62,7 +62,13 @@ def main(argv=None) -> int:
             raise SafetuneError(f"models: give LABEL=MODEL pairs (got {args.models})")
         for _, model in pairs:  # every model is found before the first is probed
             resolve_model(model)
-        at = tuple(int(step) for step in args.coupling_at.split(",")) if args.coupling_at else None
+        at = None
+        if args.coupling_at is not None:
+            steps = args.coupling_at.split(",")
+            if not all(step.strip().isdigit() for step in steps):
+                raise SafetuneError(f"--coupling-at {args.coupling_at!r}: give attack steps, whole numbers >= 0 "
+                                    "separated by commas (e.g. 0,5,20,100)")
+            at = tuple(int(step) for step in steps)
         settings = {"steps": args.steps, "lr": args.lr, "rank": 4, "optimizer": "adam", "batches": args.batches,
                     "batch_size": 32, "seed": 0, "data": "harmful", "n_data": 1000, "data_seed": 1}
         if at:  # the coupling's attack is the battery's full one: no LoRA, no simulated steps

@@ -92,4 +92,7 @@ def test_the_probe_script_stores_the_coupling_apart_from_the_landscape(tmp_path,
     assert landscape.read_text() == before
     assert script.main(["--out", str(out), "--batches", "1", "shipped=shapes"]) == 2
     assert "holds this script's coupling-along-attack probe" in capsys.readouterr().err
+    for wrong in ("5,-1", "0,x", ""):  # refused before any probe, the file left as it was
+        assert script.main(["--out", str(tmp_path / "new.json"), "--coupling-at", wrong, "shipped=shapes"]) == 2
+        assert "--coupling-at" in capsys.readouterr().err and not (tmp_path / "new.json").exists()
 

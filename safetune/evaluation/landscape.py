@@ -24,6 +24,19 @@ from ..models.conditioning import (denoiser, denoising_target, encode_images, en
 from ..stages.losses import lora_attacked_error, with_params
 
 
+def _query(scheduler, latents: torch.Tensor, cond, batch_size: int, gen) -> tuple:
+    """A batch of (x_t, the denoising target, t, cond) drawn from `latents` and their `cond`."""
+    idx = batch_randint(len(latents), batch_size, gen)
+    xt, noise, t = noised(scheduler, latents[idx], gen)
+    return xt, denoising_target(scheduler, latents[idx], noise, t), t, cond[idx]
+
+
+def _error(unet, batch: tuple, params: dict | None = None) -> torch.Tensor:
+    """The denoising MSE on a _query batch, with the UNet's weights replaced by `params` (None: its own)."""
+    xt, target, t, cond = batch
+    return F.mse_loss(predict(with_params(unet, params), xt, t, cond).float(), target.float())
+
+
 def harmful_landscape(pipe, images: torch.Tensor, captions: list[str], steps: int = 4, lr: float = 1e-3,
                       rank: int = 4, optimizer: str = "adam", batches: int = 8, batch_size: int = 32,
                       seed: int = 0) -> dict:
@@ -36,14 +49,10 @@ def harmful_landscape(pipe, images: torch.Tensor, captions: list[str], steps: in
     latents, cond = encode_images(pipe, images), encode_text(pipe, captions)
     modules = target_modules(unet, "attn")
 
-    def error(batch, params):
-        xt, target, t, c = batch
-        return F.mse_loss(predict(with_params(unet, params), xt, t, c).float(), target.float())
+    error = lambda batch, params: _error(unet, batch, params)  # noqa: E731
 
     def draw(gen):
-        idx = batch_randint(len(latents), batch_size, gen)
-        xt, noise, t = noised(scheduler, latents[idx], gen)
-        drawn.append((xt, denoising_target(scheduler, latents[idx], noise, t), t, cond[idx]))
+        drawn.append(_query(scheduler, latents, cond, batch_size, gen))
         return drawn[-1]
 
     per_batch = []
@@ -74,26 +83,18 @@ def coupling_along_attack(pipe, harmful: tuple, clean: tuple, at: tuple[int, ...
     (harm, harm_cond), (retain, retain_cond) = ((encode_images(pipe, images), encode_text(pipe, captions))
                                                 for images, captions in (harmful, clean))
 
-    def batch(latents, cond, gen):
-        idx = batch_randint(len(latents), batch_size, gen)
-        xt, noise, t = noised(scheduler, latents[idx], gen)
-        return xt, denoising_target(scheduler, latents[idx], noise, t), t, cond[idx]
-
-    def error(drawn):
-        xt, target, t, cond = drawn
-        return F.mse_loss(predict(unet, xt, t, cond).float(), target.float())
-
-    queries = [(batch(harm, harm_cond, gen), batch(retain, retain_cond, gen))
+    draw = lambda latents, cond, gen: _query(scheduler, latents, cond, batch_size, gen)  # noqa: E731
+    queries = [(draw(harm, harm_cond, gen), draw(retain, retain_cond, gen))
                for gen in (step_generator(seed, 10_000 + b) for b in range(batches))]
     params = [p for p in unet.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-    cosine, step = [], 0
-    for target_step in sorted(at):
-        for step in range(step, target_step):
+    at, done, cosine = sorted(at), 0, []
+    for step in at:
+        for attack_step in range(done, step):  # the attack's steps since the last reading
             optimizer.zero_grad()
-            error(batch(harm, harm_cond, step_generator(seed, step))).backward()
+            _error(unet, draw(harm, harm_cond, step_generator(seed, attack_step))).backward()
             optimizer.step()
-        step = target_step
-        cosine.append(sum(gradient_cosine(((lambda q=q: error(q[0])), (lambda q=q: error(q[1]))), params).item()
-                          for q in queries) / batches)
-    return {"at": sorted(at), "cosine": cosine}
+        done = step
+        cosine.append(sum(gradient_cosine(((lambda q=q: _error(unet, q[0])), (lambda q=q: _error(unet, q[1]))),
+                                          params).item() for q in queries) / batches)
+    return {"at": at, "cosine": cosine}
