@@ -53,8 +53,7 @@ class TrainConfig:
 class SafetyLoraConfig:
     """ESD / SDD safety LoRA (stages.safety): `--set eta=2` on `safetune align --method esd-x`."""
     eta: float = option(1.0, "ESD's negative guidance: how far the concept is pushed past the unconditional")
-    concept_samples: int = option(128, "the model's own images of the concept, drawn once, that ESD/SDD re-noise",
-                                  min=1)
+    concept_samples: int = option(128, "the model's own concept images, drawn once, that ESD/SDD re-noise", min=1)
     sdd_ema: float = option(0.999, "SDD: EMA decay of the teacher", min=0, max=1)
 
 
@@ -234,8 +233,7 @@ class DistillConfig:
                                      "down to it; couple: the gradient cosine to minus it; needs harmful data)", min=0)
     harm_weight: float = option(1.0, "weight of that hinge", min=0)
     attack_sim_steps: int = option(0, "simulated malicious fine-tuning steps before the hinge is measured")
-    attack_sim_lr: float = option(1e-3, "size of each simulated attack step (the optimiser's lr; 0: none)",
-                                  min=0, max=1)
+    attack_sim_lr: float = option(1e-3, "each simulated attack step's size (the optimiser's lr; 0: none)", min=0, max=1)
     attack_sim: str = option("full", "the simulated attack: full (every trained weight), lora (a new LoRA on "
                                      "attention, IMMA's), inversion (an offset of the prompt's text states) or "
                                      "mixed (per step one of the battery's: full, LoRA rank 1/4/16, inversion)",
@@ -245,12 +243,12 @@ class DistillConfig:
                                           "attack_sim_steps to this (as ResAlign and TAR sample attacks)", min=0)
     attack_sim_lr_max: float = option(0.0, "> 0: each outer step draws its simulated attack's lr log-uniformly "
                                            "from attack_sim_lr to this", min=0, max=1)
-    tamper: str = option("level", "what the hinge bounds: level (the harmful error after the simulated attack "
-                                  "pushed up to harm_margin), drop (the attack's progress held under it), match "
-                                  "(the level held at it from both sides), anchor (the harmful captions' prediction "
-                                  "after the attack pulled down to it from the model's own before it, ResAlign's, "
-                                  "TAR's) or couple (no attack: the cosine of the harmful and retain gradients pushed "
-                                  "down to -harm_margin, SEAM's self-destruct); defence.md has each on dev",
+    tamper: str = option("level", "what the hinge bounds: level (the harmful error after the simulated attack pushed "
+                         "up to harm_margin), drop (the attack's progress held under it), match (the level held at it "
+                         "from both sides), anchor (the harmful captions' prediction after the attack pulled down to "
+                         "it from the model's own before it, ResAlign's, TAR's) or couple (the harmful and retain "
+                         "gradients' cosine, at the weights or after the attack, pushed down to -harm_margin: SEAM's "
+                         "self-destruct); defence.md has each on dev",
                          choices=("level", "drop", "match", "anchor", "couple"))
     anchor_target: str = option("empty", "tamper=anchor's target: empty (the model's prediction for the empty prompt, "
                                          "SDD's) or caption (for the caption without the words no retain caption uses)",
@@ -298,9 +296,11 @@ class DistillConfig:
             if high and not high > low > 0:
                 raise SafetuneError(f"{name}_max={high} is the top of the range {name} draws from, so it must be above "
                                     f"{name}={low} (> 0): give --set {name}_max above {low}, or drop {name}_max")
-        if self.tamper == "couple" and self.attack_sim_steps:
-            raise SafetuneError(f"tamper=couple simulates no attack, so attack_sim_steps={self.attack_sim_steps} would "
-                                "do nothing: drop attack_sim_steps, or give another tamper")
+        reads_a_full_attack_s_end = self.attack_sim == "full" and self.attack_sim_trajectory <= 1
+        if self.tamper == "couple" and self.attack_sim_steps and not reads_a_full_attack_s_end:
+            raise SafetuneError(f"tamper=couple reads the coupling at the end of a simulated full attack, not with "
+                                f"attack_sim={self.attack_sim}, attack_sim_trajectory={self.attack_sim_trajectory}: "
+                                "give --set attack_sim=full without attack_sim_trajectory, or drop attack_sim_steps")
         if self.tamper in ("match", "anchor", "couple") and not self.harm_margin > 0:
             raise SafetuneError(f"tamper={self.tamper} shapes the tamper term, which is off without harm_margin > 0 "
                                 f"({self.harm_margin}): give --set harm_margin=0.001 (and --harmful-data), or drop "

@@ -852,7 +852,36 @@ def test_descending_the_couple_term_makes_a_harmful_step_raise_the_retain_loss(p
     assert retain_change_after_a_harmful_step() > 0
 
 
-def test_the_couple_tamper_with_simulated_steps_or_without_its_margin_is_refused(pipe):
-    _refused(pipe, DistillConfig(harm_margin=1.0, tamper="couple", attack_sim_steps=4),
-             r"tamper=couple simulates no attack, so attack_sim_steps=4 would do nothing")
+def test_the_coupling_after_a_simulated_attack_is_the_cosine_at_its_end_applied_first_order(pipe):
+    """With attack_sim_steps the cosine is read where 2 simulated sign steps (lr 1e-3) on fresh harmful batches
+    end: equal, in value and in its gradient in a weight, to the cosine taken on a copy whose weights were moved
+    there by hand (the steps are constants: first-order), and not the one the same batches give unmoved (lr 0)."""
+    teacher = copy.deepcopy(pipe.unet).requires_grad_(False)
+    unet = copy.deepcopy(pipe.unet)
+    prepare_trainable(unet, TrainConfig(mode="full"))
+    config = DistillConfig(harm_margin=1.0, tamper="couple", attack_sim_steps=2, attack_sim_lr=1e-3)
+    couple, at_weights = make_loss(pipe, teacher, config), make_loss(pipe, teacher, replace(config, attack_sim_steps=0))
+    gen = step_generator(0, 0)
+    cos = couple._coupled(unet, gen)
+    (grad,) = torch.autograd.grad(cos, [unet.get_parameter(ATTN_K)])
+
+    moved, gen = copy.deepcopy(unet), step_generator(0, 0)
+    params = [p for p in moved.parameters() if p.requires_grad]
+    for _ in range(2):
+        grads = torch.autograd.grad(at_weights._harm_error(moved, at_weights._draw_harm(gen), None), params)
+        with torch.no_grad():
+            for p, g in zip(params, grads):
+                p -= 1e-3 * g.sign()
+    by_hand = gradient_cosine(at_weights._coupled_losses(moved, gen), params)
+    (grad_by_hand,) = torch.autograd.grad(by_hand, [moved.get_parameter(ATTN_K)])
+    assert cos.item() == pytest.approx(by_hand.item(), abs=1e-4)
+    assert torch.allclose(grad, grad_by_hand, rtol=1e-3, atol=1e-7) and grad.abs().max() > 0
+    unmoved = make_loss(pipe, teacher, replace(config, attack_sim_lr=0.0))._coupled(unet, step_generator(0, 0)).item()
+    assert abs(cos.item() - unmoved) > 10 * abs(cos.item() - by_hand.item()), (cos.item(), unmoved)
+
+
+def test_the_couple_tamper_off_a_full_attack_s_end_or_without_its_margin_is_refused(pipe):
+    for other in (dict(attack_sim="lora"), dict(attack_sim_trajectory=2)):
+        _refused(pipe, DistillConfig(harm_margin=1.0, tamper="couple", attack_sim_steps=4, **other),
+                 r"tamper=couple reads the coupling at the end of a simulated full attack, not with attack_sim=")
     _refused(pipe, DistillConfig(tamper="couple"), r"tamper=couple .*harm_margin > 0 \(0.0\)")

@@ -31,9 +31,9 @@ retraining from scratch at 60-80% of its compute). We adapt both to diffusion mo
    tamper=anchor is a safety objective measured after the simulated attack, as ResAlign (arXiv
    2507.16302) and TAR (arXiv 2408.00761) measure theirs: the harmful captions' prediction after the
    steps is pulled down to harm_margin from the model's own prediction before them for the empty
-   prompt or (anchor_target=caption) the caption without its unseen words; tamper=couple simulates no
-   attack: the cosine of the harmful and retain gradients is pushed down to -harm_margin, so that a
-   malicious descent breaks the retain data (SEAM's self-destruct, stages.coupling). attack_sim_implicit adds ResAlign's
+   prompt or (anchor_target=caption) the caption without its unseen words; tamper=couple pushes the cosine
+   of the harmful and retain gradients down to -harm_margin (at the defended weights, or after a simulated full
+   attack), so that a malicious descent breaks the retain data (SEAM's self-destruct, stages.coupling). attack_sim_implicit adds ResAlign's
    implicit (Moreau-envelope) correction for a simulated LoRA; attack_sim_steps_max and attack_sim_lr_max draw
    each attack's size from a range (as ResAlign and TAR sample attacks); attack_sim_trajectory reads the error
    along the attack, not only at its end (as TAR reads its loss); tamper_from starts the term part-way (TAR's
@@ -86,7 +86,7 @@ from ..lora.adapter import target_modules
 from ..train import run_stage
 from .coupling import gradient_cosine
 from .distortion import distort_, forget_unseen_words_, without_unseen_words
-from .losses import attacked_error, lora_attacked_error, text_attacked_error, with_params, without_conflict
+from .losses import attacked_error, full_attack, lora_attacked_error, text_attacked_error, with_params, without_conflict
 
 # attack_sim=mixed draws one of the battery's attacks per step: (kind, LoRA rank)
 MIXED = (("full", 0), ("lora", 1), ("lora", 4), ("lora", 16), ("inversion", 0))
@@ -174,13 +174,20 @@ class RetainDistillLoss:
         return cfg.harm_margin - attacked
 
     def _coupled(self, unet, gen) -> torch.Tensor:
-        """cos(harmful gradient, retain gradient) in the UNet's trained weights (tamper=couple, stages.coupling)."""
-        cos = gradient_cosine(self._coupled_losses(unet, gen), [p for p in unet.parameters() if p.requires_grad])
+        """cos(harmful gradient, retain gradient) in the UNet's trained weights (tamper=couple, stages.coupling),
+        at the defended weights or, with attack_sim_steps, at the end of a simulated full attack from them
+        (where Meta-Unlearning reads its objective; first-order: the cosine's gradient there is applied here)."""
+        params, error = None, lambda batch, params: self._harm_error(unet, batch, params)  # noqa: E731
+        if self.config.attack_sim_steps:
+            for _, params in full_attack(error, self._draw_harm, gen, unet, *self._attack_configuration(gen)):
+                pass
+        trained = list(params.values()) if params else [p for p in unet.parameters() if p.requires_grad]
+        cos = gradient_cosine(self._coupled_losses(unet, gen, params), trained)
         self.last["coupling_cos"] = cos.item()
         return cos
 
-    def _coupled_losses(self, unet, gen):
-        """The denoising losses a malicious and a benign fine-tuning descend, on fresh batches of each."""
+    def _coupled_losses(self, unet, gen, params=None):
+        """The denoising losses a malicious and a benign fine-tuning descend, on fresh batches, at `params`."""
         harm = self._draw_harm(gen)
         idx = batch_randint(len(self.latents), self.batch_size, gen)
         x0 = self.latents[idx]
@@ -189,9 +196,9 @@ class RetainDistillLoss:
         def retain_error():
             cond = self._student_cond(self.input_ids[idx], self.student_cond, idx)
             target = denoising_target(self.scheduler, x0, noise, t)
-            return F.mse_loss(predict(unet, xt, t, cond).float(), target.float())
+            return F.mse_loss(predict(with_params(unet, params), xt, t, cond).float(), target.float())
 
-        return (lambda: self._harm_error(unet, harm, None)), retain_error
+        return (lambda: self._harm_error(unet, harm, params)), retain_error
 
     def _hold(self, unet, gen) -> torch.Tensor:
         """student(x_t, harmful caption) -> teacher(x_t, the caption without its unseen words) on retain

@@ -174,23 +174,28 @@ def _read(errors: list) -> torch.Tensor:
 def attacked_error(error, draw, gen, unet, steps: int, lr: float, optimizer: str = "sign",
                    points: int = 0) -> torch.Tensor:
     """The denoising error on a harmful query batch after `steps` simulated malicious fine-tuning
-    steps, theta' = theta - (the InnerOptimizer's step). First-order, as in first-order MAML: theta'
-    depends on theta through the identity only, so the error's gradient at theta' is applied to theta.
-    `error(batch, params)` is the denoising MSE with the UNet's weights replaced by `params` (None: its
-    own); `draw(gen)` draws a harmful batch (the query first, so it is the same batch whatever the
-    number of steps). points > 1: the mean of the query's errors at trajectory_points instead."""
-    query = draw(gen)
+    steps (full_attack). `error(batch, params)` is the denoising MSE with the UNet's weights replaced by
+    `params` (None: its own); `draw(gen)` draws a harmful batch (the query first, so it is the same batch
+    whatever the number of steps). points > 1: the mean of the query's errors at trajectory_points instead."""
+    query, at = draw(gen), trajectory_points(steps, points)
     if not steps:
         return error(query, None)
+    return _read([error(query, params) for k, params in full_attack(error, draw, gen, unet, steps, lr, optimizer)
+                  if k in at])
+
+
+def full_attack(error, draw, gen, unet, steps: int, lr: float, optimizer: str = "sign"):
+    """Yields (k, theta_k) for k = 1..steps, theta_k = theta_(k-1) - (the InnerOptimizer's step on the
+    error of a fresh harmful batch) from theta_0 the UNet's trained weights. First-order, as in first-order
+    MAML: theta_k depends on theta through the identity only (the steps are constants), so a gradient taken
+    at theta_k is applied to theta. `error` and `draw` as in attacked_error."""
     params = {n: p for n, p in unet.named_parameters() if p.requires_grad}
-    inner, at, errors = InnerOptimizer(optimizer, lr), trajectory_points(steps, points), []
+    inner = InnerOptimizer(optimizer, lr)
     for k in range(1, steps + 1):
         grads = torch.autograd.grad(error(draw(gen), params), list(params.values()), allow_unused=True)
         step = inner({n: g for n, g in zip(params, grads) if g is not None})
         params = {n: p - step[n] if n in step else p for n, p in params.items()}
-        if k in at:
-            errors.append(error(query, params))
-    return _read(errors)
+        yield k, params
 
 
 def lora_attacked_error(error, draw, gen, unet, steps: int, lr: float, rank: int, modules: list[str],
