@@ -315,7 +315,7 @@ def test_the_anchor_tamper_pulls_the_attacked_prediction_to_the_model_s_own_empt
     assert torch.autograd.grad(value, dict(unet.named_parameters())[ATTN_K])[0].abs().sum() > 0
 
 
-@pytest.mark.parametrize("kind", ["full", "lora"])
+@pytest.mark.parametrize("kind", ["full", "lora", "couple"])
 def test_the_tamper_term_reaches_the_text_encoder_only_when_asked(pipe, kind):
     """tamper_text_encoder=false: the tamper term's gradient reaches the UNet and not the text encoder
     (the hinge cannot be met by breaking the concept's words); by default it reaches both. The retain
@@ -326,7 +326,8 @@ def test_the_tamper_term_reaches_the_text_encoder_only_when_asked(pipe, kind):
         unet, text_encoder = copy.deepcopy(pipe.unet), copy.deepcopy(pipe.text_encoder)
         prepare_trainable(unet, TrainConfig(mode="full", train_text_encoder=True), [text_encoder])
         config = DistillConfig(harm_margin=100.0, attack_sim=kind, attack_sim_steps=2, attack_sim_rank=2,
-                               tamper_text_encoder=reach)
+                               tamper_text_encoder=reach) if kind != "couple" else \
+            DistillConfig(harm_margin=1.0, tamper="couple", attack_sim_steps=2, tamper_text_encoder=reach)
         retain = make_loss(pipe, teacher, replace(config, harm_margin=0.0))
         tamper = make_loss(pipe, teacher, config)
         retain.text_encoder = tamper.text_encoder = text_encoder

@@ -37,6 +37,7 @@ HOLD_LEVEL = (f"{FORGET}/harm_margin=0.15/attack_sim_steps=4/attack_sim=full/att
 MIXED_HOLD_LEVEL = HOLD_LEVEL.replace("attack_sim=full", "attack_sim=mixed")  # against the battery's attacks
 # the self-destruct coupling (tamper=couple: no simulated attack) as the same phase, with surgery and the hold
 COUPLED = f"{FORGET}/harm_margin=1/tamper=couple/tamper_projection=true/hold_weight=1/{LATE}"
+COUPLED_AFTER = f"{COUPLED}/attack_sim_steps=5/attack_sim_optimizer=adam"  # read after 5 simulated full steps
 FRESH = f"{FORGET}/shrink=0/noise=1"  # the diagnostic: a fresh init instead of the distortion
 TEACHER = f"{FORGET}/teacher=shapes-nostar"  # the diagnostic: the never-trained model's predictions distilled
 

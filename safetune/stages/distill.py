@@ -174,9 +174,8 @@ class RetainDistillLoss:
         return cfg.harm_margin - attacked
 
     def _coupled(self, unet, gen) -> torch.Tensor:
-        """cos(harmful gradient, retain gradient) in the UNet's trained weights (tamper=couple, stages.coupling),
-        at the defended weights or, with attack_sim_steps, at the end of a simulated full attack from them
-        (where Meta-Unlearning reads its objective; first-order: the cosine's gradient there is applied here)."""
+        """cos(harmful gradient, retain gradient) in the UNet's trained weights (tamper=couple, stages.coupling), here
+        or after attack_sim_steps of a simulated full attack (Meta-Unlearning's reading; first-order)."""
         params, error = None, lambda batch, params: self._harm_error(unet, batch, params)  # noqa: E731
         if self.config.attack_sim_steps:
             for _, params in full_attack(error, self._draw_harm, gen, unet, *self._attack_configuration(gen)):
@@ -194,7 +193,8 @@ class RetainDistillLoss:
         xt, noise, t = noised(self.scheduler, x0, gen)
 
         def retain_error():
-            cond = self._student_cond(self.input_ids[idx], self.student_cond, idx)
+            with torch.set_grad_enabled(torch.is_grad_enabled() and self.config.tamper_text_encoder):  # as _draw_harm
+                cond = self._student_cond(self.input_ids[idx], self.student_cond, idx)
             target = denoising_target(self.scheduler, x0, noise, t)
             return F.mse_loss(predict(with_params(unet, params), xt, t, cond).float(), target.float())
 
