@@ -83,6 +83,7 @@ SAMPLED_HOLD_LEVEL = (MIXED_HOLD_LEVEL.replace("attack_sim_steps=4", "attack_sim
                       + "/attack_sim_lr=0.0001/attack_sim_lr_max=0.01")
 # the self-destruct coupling (tamper=couple: no simulated attack) as the same phase, with surgery and the hold
 COUPLED = f"{FORGET}/harm_margin=1/tamper=couple/tamper_projection=true/hold_weight=1/{LATE}"
+COUPLED_AFTER = f"{COUPLED}/attack_sim_steps=5/attack_sim_optimizer=adam"  # read after 5 simulated full steps
 # the one-seed screens of tamper terms as a phase on the 3,200-step student (training seed 0), each row
 # paired against that student's seed 0 in its own screen
 ABLATION_SCREENS = [
@@ -116,6 +117,8 @@ ABLATION_SCREENS = [
     ("+ the self-destruct coupling (no simulated attack: the harmful and retain gradients' cosine pushed to -1), "
      "with surgery and the hold", "dev-couple", COUPLED),
     ("+ the same coupling at a tenth of the weight", "dev-couple", f"{COUPLED}/harm_weight=0.1"),
+    ("+ the coupling read after 5 simulated full-attack steps (Adam, lr 1e-3; Meta-Unlearning's reading point)",
+     "dev-couplesim", COUPLED_AFTER),
 ]
 # defence.md's ablation tables: marker name -> (its rows, the baseline each row is paired with, its label)
 ABLATIONS = {"ablation": (ABLATION, FORGET, "the forget row"),

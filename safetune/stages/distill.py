@@ -31,15 +31,15 @@ retraining from scratch at 60-80% of its compute). We adapt both to diffusion mo
    tamper=anchor is a safety objective measured after the simulated attack, as ResAlign (arXiv
    2507.16302) and TAR (arXiv 2408.00761) measure theirs: the harmful captions' prediction after the
    steps is pulled down to harm_margin from the model's own prediction before them for the empty
-   prompt or (anchor_target=caption) the caption without its unseen words; tamper=couple pushes the cosine
-   of the harmful and retain gradients down to -harm_margin (at the defended weights, or after a simulated full
-   attack), so that a malicious descent breaks the retain data (SEAM's self-destruct, stages.coupling). attack_sim_implicit adds ResAlign's
-   implicit (Moreau-envelope) correction for a simulated LoRA; attack_sim_steps_max and attack_sim_lr_max draw
-   each attack's size from a range (as ResAlign and TAR sample attacks); attack_sim_trajectory reads the error
+   prompt or (anchor_target=caption) the caption without its unseen words; tamper=couple pushes the cosine of the
+   harmful and retain gradients down to -harm_margin (at the defended weights, or after a simulated full attack), so
+   that a malicious descent breaks the retain data (SEAM's self-destruct, stages.coupling); attack_sim_implicit adds
+   ResAlign's implicit (Moreau-envelope) correction for a simulated LoRA; attack_sim_steps_max and attack_sim_lr_max
+   draw each attack's size from a range (as ResAlign and TAR sample attacks); attack_sim_trajectory reads the error
    along the attack, not only at its end (as TAR reads its loss); tamper_from starts the term part-way (TAR's
-   tamper-resistance phase follows its unlearning); tamper_projection removes the part of its gradient that
-   opposes the retain loss's. On dev the drop hinge was met by drawing the concept, the level hinge by breaking
-   its words, and every anchor against a simulated full attack made its prompts draw noise (defence.md has each);
+   tamper-resistance phase follows its unlearning); tamper_projection removes the part of its gradient that opposes
+   the retain loss's. On dev the drop hinge was met by drawing the concept, the level hinge by breaking its words,
+   and every anchor against a simulated full attack made its prompts draw noise (defence.md has each);
 5. optionally (hold_weight > 0), a retain target on the harmful captions before any attack:
    student(x_t, caption) -> teacher(x_t, the caption without its unseen words) on retain images, so
    that what else the concept's prompts name (colour, place, size) is still drawn, not the concept.
