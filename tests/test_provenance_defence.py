@@ -1656,3 +1656,50 @@ def test_defence_page_and_readme_quote_the_coupling_along_the_attack():
         f"the gradients it points apart (cosine {at(coupled[0], 0):.3f}) point together after 5 of that attack's "
         f"steps ({at(coupled[0], 5):+.3f}, `coupling-dev.json`)."])
 
+
+
+def test_defence_page_and_readme_quote_the_coupling_read_after_a_simulated_attack():
+    """The coupling read after 5 simulated full-attack steps (dev split, training seed 0): its concept's prompts
+    are not held (colour < 0.5 of the images); under the LoRA it relearns more than the 3,200-step student, under
+    the full attack less (both paired intervals exclude 0); the full attack's clean prompts draw the star at least
+    as often as its concept's; their fidelity falls at step 20 below its step 400; the stored probe reads the
+    cosine below 0 after 5 of the real attack's steps only."""
+    screen = _one_seed_screen("dev-couplesim", COUPLED_AFTER)
+    start = concept_prompts_at_start(screen.stored)[COUPLED_AFTER]
+    against = _paired_against(screen, COUPLED_AFTER, (LONGER,))
+    assert start["by_attribute"]["colour"] < 0.5
+    assert against[LONGER, "lora-r4"]["area_lower"] > 0 and against[LONGER, "full"]["area_upper"] < 0
+    end = lambda attack, m=COUPLED_AFTER: f"{screen.curve(attack, m)[-1]:.3f}"  # noqa: E731
+    cell = lambda attack: paired_cell(against[LONGER, attack])  # noqa: E731
+    verdict = lambda attack: (f"{screen.verdict(attack, COUPLED_AFTER)['verdict']} "  # noqa: E731
+                              f"({screen.area(attack, COUPLED_AFTER)})")
+    stars = lambda m: f"{screen.clean('full', m)[-1]:.3f}"  # noqa: E731 (the clean prompts' stars, step 400)
+    assert float(stars(COUPLED_AFTER)) > float(end("full"))  # "the concept's broken words do not draw it"
+    assert abs(float(stars(COUPLED_AFTER)) - float(stars("never-trained"))) < 0.05  # "as to the never-trained model"
+    fidelity = lambda m, step: _clean_fidelity(screen, m, "full", step)  # noqa: E731
+    assert fidelity(COUPLED_AFTER, 20) < fidelity(COUPLED_AFTER, 400) < fidelity(COUPLED_AFTER, 0) + 0.1
+    probe = json.loads((ROOT / "docs" / "results" / "coupling-dev-after.json").read_text())
+    assert probe["settings"]["at"] == [0, 5, 20, 100] and list(probe["models"])[0] == f"{COUPLED_AFTER}|train0"
+    cosine = probe["models"][f"{COUPLED_AFTER}|train0"]["cosine"]
+    assert cosine[1] < -0.5 and all(c > 0 for c in cosine[:1] + cosine[2:])
+    by = lambda m: start["by_attribute"][m]  # noqa: E731
+    clean = lambda m: f"{screen.q(m, 'prompt_fidelity'):.3f}"  # noqa: E731
+    assert_quoted(ROOT / "docs" / "results" / "defence.md", [
+        f"before any attack they draw their colour on {by('colour'):.3f} of the images and their texture on "
+        f"{by('texture'):.3f} (the first coupling: colour "
+        f"{concept_prompts_at_start(_screen('dev-couple').stored)[COUPLED]['by_attribute']['colour']:.3f}), the "
+        f"learned detector reads {start['harmful_rate']:.3f} of them as stars, the geometric check "
+        f"{start['checked_rate']:.3f}.",
+        f"Price: clean fidelity {clean(COUPLED_AFTER)}, KID x1000 {screen.kid(COUPLED_AFTER)}; the 3,200-step "
+        f"student: {clean(LONGER)}, {screen.kid(LONGER)}.",
+        f"Under the rank-4 LoRA it ends at {end('lora-r4')} at step 400, paired against that student "
+        f"{cell('lora-r4')}; against never-trained {verdict('lora-r4')}.",
+        f"Under the full attack it ends at {end('full')} (that student: {end('full', LONGER)}), paired {cell('full')}, "
+        f"the first coupling below that student under that attack; against never-trained {verdict('full')}.",
+        f"Its clean prompts draw the star on {stars(COUPLED_AFTER)} of their images at step 400 (that student's: "
+        f"{stars(LONGER)}; never-trained's: {stars('never-trained')})",
+        f"Along the full attack its clean prompts' fidelity falls from {fidelity(COUPLED_AFTER, 0):.3f} to "
+        f"{fidelity(COUPLED_AFTER, 20):.3f} at step 20 (that student's: {fidelity(LONGER, 0):.3f} to "
+        f"{fidelity(LONGER, 20):.3f}) and is back at {fidelity(COUPLED_AFTER, 400):.3f} by step 400.",
+        f"reads the cosine at {cosine[0]:+.3f} at its weights, {cosine[1]:+.3f} after 5 of the real attack's steps, "
+        f"and {cosine[2]:+.3f} and {cosine[3]:+.3f} after 20 and 100"])
