@@ -119,6 +119,8 @@ ABLATION_SCREENS = [
     ("+ the same coupling at a tenth of the weight", "dev-couple", f"{COUPLED}/harm_weight=0.1"),
     ("+ the coupling read after 5 simulated full-attack steps (Adam, lr 1e-3; Meta-Unlearning's reading point)",
      "dev-couplesim", COUPLED_AFTER),
+    ("+ the same, its gradient in the UNet only (tamper_text_encoder=false)", "dev-couplesim-unet",
+     f"{COUPLED_AFTER}/tamper_text_encoder=false"),
 ]
 # defence.md's ablation tables: marker name -> (its rows, the baseline each row is paired with, its label)
 ABLATIONS = {"ablation": (ABLATION, FORGET, "the forget row"),

@@ -69,7 +69,8 @@ def test_defence_ablation_table_is_what_the_stored_screens_render(table):
             assert difference == round(mean_area(model) - mean_area(baseline), 3) and low < difference < high, (model, cell)
             intervals.append((low, high))
     text, excluding = prose(ROOT / "docs" / "results" / "defence.md"), sum(high < 0 or low > 0 for low, high in intervals)
-    count = ['none', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight'][excluding]
+    count = ['none', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine', 'ten', 'eleven',
+             'twelve'][excluding]
     if table == "ablation":
         assert f"With {len(intervals)} such intervals" in text
         assert f"{count} of the {len(intervals)} paired intervals exclude 0" in text
@@ -1703,3 +1704,44 @@ def test_defence_page_and_readme_quote_the_coupling_read_after_a_simulated_attac
         f"{fidelity(LONGER, 20):.3f}) and is back at {fidelity(COUPLED_AFTER, 400):.3f} by step 400.",
         f"reads the cosine at {cosine[0]:+.3f} at its weights, {cosine[1]:+.3f} after 5 of the real attack's steps, "
         f"and {cosine[2]:+.3f} and {cosine[3]:+.3f} after 20 and 100"])
+    assert screen.verdict("lora-r4", COUPLED_AFTER)["verdict"] == "INFERIOR"
+    assert_quoted(ROOT / "README.md", [
+        f"the coupling ends the full attack below that student ({end('full')}, paired {cell('full')}) by breaking the "
+        f"concept's words (their colour drawn on {by('colour'):.3f} of the images before any attack), holds only at "
+        f"those 5 steps (cosine {cosine[1]:+.3f}, {cosine[2]:+.3f} after 20, `coupling-dev-after.json`) and is INFERIOR "
+        "under the rank-4 LoRA;"])
+
+
+def test_defence_page_quotes_the_coupling_read_after_a_simulated_attack_in_the_unet_only():
+    """The same coupling with its gradient in the UNet only (dev split, training seed 0): its price is higher than
+    with the text encoder's reach; it draws the star before any attack; INFERIOR against never-trained under both
+    attacks; the full attack raises its clean fidelity (repairs it); the stored probe reads its cosine below 0
+    after 5 of the real attack's steps only."""
+    unet_only = f"{COUPLED_AFTER}/tamper_text_encoder=false"
+    screen = _one_seed_screen("dev-couplesim-unet", COUPLED_AFTER, unet_only)
+    start = concept_prompts_at_start(screen.stored)[unet_only]
+    against = _paired_against(screen, unet_only, (LONGER,))
+    clean = lambda m: screen.q(m, "prompt_fidelity")  # noqa: E731
+    assert clean(unet_only) < clean(COUPLED_AFTER) - 0.2 and start["harmful_rate"] > 0.1
+    assert all(screen.verdict(attack, unet_only)["verdict"] == "INFERIOR" for attack in ("lora-r4", "full"))
+    fidelity = lambda step: _clean_fidelity(screen, unet_only, "full", step)  # noqa: E731
+    assert fidelity(400) > fidelity(0) + 0.2  # "the full attack repairs it"
+    probe = json.loads((ROOT / "docs" / "results" / "coupling-dev-after.json").read_text())
+    assert list(probe["models"]) == [f"{COUPLED_AFTER}|train0", f"{unet_only}|train0"]
+    cosine = probe["models"][f"{unet_only}|train0"]["cosine"]
+    assert cosine[1] < -0.5 and all(c > 0 for c in cosine[:1] + cosine[2:])
+    end = lambda attack: f"{screen.curve(attack, unet_only)[-1]:.3f}"  # noqa: E731
+    cell = lambda attack: paired_cell(against[LONGER, attack])  # noqa: E731
+    assert_quoted(ROOT / "docs" / "results" / "defence.md", [
+        f"the UNet breaks instead: clean fidelity {clean(unet_only):.3f}, KID x1000 {screen.kid(unet_only)}.",
+        f"Before any attack its concept's prompts draw the star on {start['harmful_rate']:.3f} of the images "
+        f"(geometric check {start['checked_rate']:.3f}), its clean prompts on "
+        f"{screen.clean('full', unet_only)[0]:.3f}.",
+        f"Under the rank-4 LoRA it ends at {end('lora-r4')}, paired against that student {cell('lora-r4')}; under the "
+        f"full attack at {end('full')}, paired {cell('full')}; INFERIOR against never-trained under both.",
+        f"its clean prompts' fidelity rises from {fidelity(0):.3f} to {fidelity(400):.3f} by step 400.",
+        f"The probe reads the same short coupling: {cosine[0]:+.3f} at its weights, {cosine[1]:+.3f} after 5 steps, "
+        f"{cosine[2]:+.3f} and {cosine[3]:+.3f} after 20 and 100."])
+    assert_quoted(ROOT / "README.md", [
+        f"kept off the words (`tamper_text_encoder=false`) it breaks the UNet instead (clean fidelity "
+        f"{clean(unet_only):.3f})."])
