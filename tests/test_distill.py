@@ -878,7 +878,7 @@ def test_the_coupling_after_a_simulated_attack_is_the_cosine_at_its_end_applied_
     assert cos.item() == pytest.approx(by_hand.item(), abs=1e-4)
     assert torch.allclose(grad, grad_by_hand, rtol=1e-3, atol=1e-7) and grad.abs().max() > 0
     unmoved = make_loss(pipe, teacher, replace(config, attack_sim_lr=0.0))._coupled(unet, step_generator(0, 0)).item()
-    assert abs(cos.item() - unmoved) > 10 * abs(cos.item() - by_hand.item()), (cos.item(), unmoved)
+    assert abs(cos.item() - unmoved) > 0.01, (cos.item(), unmoved)  # measured: 0.332 against 0.256
 
 
 def test_the_couple_tamper_off_a_full_attack_s_end_or_without_its_margin_is_refused(pipe):

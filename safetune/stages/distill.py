@@ -176,8 +176,8 @@ class RetainDistillLoss:
     def _coupled(self, unet, gen) -> torch.Tensor:
         """cos(harmful gradient, retain gradient) in the UNet's trained weights (tamper=couple, stages.coupling), here
         or after attack_sim_steps of a simulated full attack (Meta-Unlearning's reading; first-order)."""
-        params, error = None, lambda batch, params: self._harm_error(unet, batch, params)  # noqa: E731
-        if self.config.attack_sim_steps:
+        params, error = None, lambda batch, weights: self._harm_error(unet, batch, weights)  # noqa: E731
+        if self.config.attack_sim_steps:  # the cosine is read at the attack's last weights
             for _, params in full_attack(error, self._draw_harm, gen, unet, *self._attack_configuration(gen)):
                 pass
         trained = list(params.values()) if params else [p for p in unet.parameters() if p.requires_grad]
