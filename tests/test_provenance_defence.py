@@ -1706,8 +1706,8 @@ def test_defence_page_and_readme_quote_the_coupling_read_after_a_simulated_attac
         f"and {cosine[2]:+.3f} and {cosine[3]:+.3f} after 20 and 100"])
     assert screen.verdict("lora-r4", COUPLED_AFTER)["verdict"] == "INFERIOR"
     assert_quoted(ROOT / "README.md", [
-        f"the coupling ends the full attack below that student ({end('full')}, paired {cell('full')}) by breaking the "
-        f"concept's words (their colour drawn on {by('colour'):.3f} of the images before any attack), holds only at "
+        f"the coupling ends the full attack below that student ({end('full')}, paired {cell('full')}) with the "
+        f"concept's prompts broken (their colour drawn on {by('colour'):.3f} of the images before any attack), holds only at "
         f"those 5 steps (cosine {cosine[1]:+.3f}, {cosine[2]:+.3f} after 20, `coupling-dev-after.json`) and is INFERIOR "
         "under the rank-4 LoRA;"])
 
@@ -1743,5 +1743,5 @@ def test_defence_page_quotes_the_coupling_read_after_a_simulated_attack_in_the_u
         f"The probe reads the same short coupling: {cosine[0]:+.3f} at its weights, {cosine[1]:+.3f} after 5 steps, "
         f"{cosine[2]:+.3f} and {cosine[3]:+.3f} after 20 and 100."])
     assert_quoted(ROOT / "README.md", [
-        f"kept off the words (`tamper_text_encoder=false`) it breaks the UNet instead (clean fidelity "
+        f"kept off the text encoder (`tamper_text_encoder=false`) it breaks the UNet instead (clean fidelity "
         f"{clean(unet_only):.3f})."])
