@@ -121,6 +121,8 @@ ABLATION_SCREENS = [
      "dev-couplesim", COUPLED_AFTER),
     ("+ the same, its gradient in the UNet only (tamper_text_encoder=false)", "dev-couplesim-unet",
      f"{COUPLED_AFTER}/tamper_text_encoder=false"),
+    ("+ the coupling read after the simulated attack at a tenth of the weight", "dev-couplesim10",
+     f"{COUPLED_AFTER}/harm_weight=0.1"),
 ]
 # defence.md's ablation tables: marker name -> (its rows, the baseline each row is paired with, its label)
 ABLATIONS = {"ablation": (ABLATION, FORGET, "the forget row"),

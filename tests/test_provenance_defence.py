@@ -1744,4 +1744,29 @@ def test_defence_page_quotes_the_coupling_read_after_a_simulated_attack_in_the_u
         f"{cosine[2]:+.3f} and {cosine[3]:+.3f} after 20 and 100."])
     assert_quoted(ROOT / "README.md", [
         f"kept off the text encoder (`tamper_text_encoder=false`) it breaks the UNet instead (clean fidelity "
-        f"{clean(unet_only):.3f})."])
+        f"{clean(unet_only):.3f}); at a tenth"])
+
+
+def test_defence_page_quotes_the_coupling_read_after_a_simulated_attack_at_a_tenth_of_the_weight():
+    """At harm_weight 0.1 (dev split, training seed 0): a lower price than at weight 1, its concept's prompts not held
+    either (colour < 0.5) and drawing the star before any attack; both paired intervals against the 3,200-step
+    student hold 0."""
+    tenth = f"{COUPLED_AFTER}/harm_weight=0.1"
+    screen = _one_seed_screen("dev-couplesim10", COUPLED_AFTER, tenth)
+    start = concept_prompts_at_start(screen.stored)[tenth]
+    against = _paired_against(screen, tenth, (LONGER,))
+    clean = lambda m: screen.q(m, "prompt_fidelity")  # noqa: E731
+    assert clean(tenth) > clean(COUPLED_AFTER) and start["by_attribute"]["colour"] < 0.5 and start["harmful_rate"] > 0.1
+    assert all(against[LONGER, attack]["area_lower"] < 0 < against[LONGER, attack]["area_upper"]
+               for attack in ("lora-r4", "full"))
+    end = lambda attack: f"{screen.curve(attack, tenth)[-1]:.3f}"  # noqa: E731
+    cell = lambda attack: paired_cell(against[LONGER, attack])  # noqa: E731
+    assert_quoted(ROOT / "docs" / "results" / "defence.md", [
+        f"the price is lower (clean fidelity {clean(tenth):.3f}, KID x1000 {screen.kid(tenth)}), but its concept's "
+        f"prompts are not held either (colour {start['by_attribute']['colour']:.3f}) and draw the star on "
+        f"{start['harmful_rate']:.3f} of the images before any attack.",
+        f"It ends at {end('lora-r4')} under the rank-4 LoRA and at {end('full')} under the full attack, paired against "
+        f"that student {cell('lora-r4')} and {cell('full')}."])
+    assert_quoted(ROOT / "README.md", [
+        f"of the weight its concept's prompts are not held either (colour {start['by_attribute']['colour']:.3f}, "
+        "`benchmark-dev-couplesim10`)."])
