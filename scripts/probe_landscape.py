@@ -69,18 +69,19 @@ def main(argv=None) -> int:
                 raise SafetuneError(f"--coupling-at {args.coupling_at!r}: give attack steps, whole numbers >= 0 "
                                     "separated by commas (e.g. 0,5,20,100)")
             at = tuple(int(step) for step in steps)
-        settings = {"steps": args.steps, "lr": args.lr, "rank": 4, "optimizer": "adam", "batches": args.batches,
-                    "batch_size": 32, "seed": 0, "data": "harmful", "n_data": 1000, "data_seed": 1}
         if at:  # the coupling's attack is the battery's full one: no LoRA, no simulated steps
             settings = {"at": list(at), "lr": args.lr, "optimizer": "adamw", "batches": args.batches, "batch_size": 32,
                         "seed": 0, "data": "harmful", "retain": "clean", "n_data": 1000, "data_seed": 1}
-        models, data = {}, {}  # data: the harmful (and retain) set, rendered once per resolution
+        else:
+            settings = {"steps": args.steps, "lr": args.lr, "rank": 4, "optimizer": "adam", "batches": args.batches,
+                        "batch_size": 32, "seed": 0, "data": "harmful", "n_data": 1000, "data_seed": 1}
+        models, data = {}, {}  # data: the harmful set (and the coupling's retain set), rendered once per resolution
         for label, model in pairs:
             pipe = load_pipeline(model)
             resolution = image_size(pipe)
             if resolution not in data:
                 data[resolution] = (load_training_data("harmful", resolution, n=1000, seed=1),
-                                    load_training_data("clean", resolution, n=1000, seed=0))
+                                    load_training_data("clean", resolution, n=1000, seed=0) if at else None)
             (images, captions), clean = data[resolution]
             if at:
                 models[label] = coupling_along_attack(pipe, (images, captions), clean, at, lr=args.lr,

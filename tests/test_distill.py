@@ -9,7 +9,7 @@ import torch
 
 from safetune.checkpoint import step_generator
 from safetune.config import DistillConfig, TrainConfig
-from safetune.models.conditioning import caption_ids, encode_text, predict, training_scheduler
+from safetune.models.conditioning import caption_ids, denoising_error, encode_text, predict, training_scheduler
 from safetune.stages.distill import RetainDistillLoss, distill_train
 from safetune.stages.coupling import gradient_cosine
 from safetune.stages.distortion import distort_
@@ -83,7 +83,7 @@ def test_tamper_term_is_first_order_and_lowers_the_harmful_error_it_sees(pipe):
     unet = copy.deepcopy(pipe.unet)
     prepare_trainable(unet, TrainConfig(mode="full"))
     loss_fn = make_loss(pipe, copy.deepcopy(pipe.unet).requires_grad_(False), DistillConfig(harm_margin=100.0))
-    error = lambda batch, params: loss_fn._harm_error(unet, batch, params)  # noqa: E731
+    error = lambda batch, params: denoising_error(unet, batch, params)  # noqa: E731
     plain = attacked_error(error, loss_fn._draw_harm, step_generator(0, 0), unet, 0, 0.0)
     attacked = attacked_error(error, loss_fn._draw_harm, step_generator(0, 0), unet, 3, 2e-3)
     assert attacked.item() < plain.item() - 1e-4
@@ -136,7 +136,7 @@ def test_a_simulated_lora_attack_moves_only_its_factors_and_its_gradient_reaches
     unet = copy.deepcopy(pipe.unet)
     prepare_trainable(unet, TrainConfig(mode="full"))
     loss_fn = make_loss(pipe, copy.deepcopy(pipe.unet).requires_grad_(False), DistillConfig(harm_margin=100.0))
-    error = lambda batch, params: loss_fn._harm_error(unet, batch, params)  # noqa: E731
+    error = lambda batch, params: denoising_error(unet, batch, params)  # noqa: E731
     modules = target_modules(unet, "attn")
     before = {n: p.detach().clone() for n, p in unet.named_parameters()}
     plain = lora_attacked_error(error, loss_fn._draw_harm, step_generator(0, 0), unet, 0, 1e-2, 4, modules)
@@ -159,7 +159,7 @@ def test_a_simulated_inversion_moves_only_the_prompts_states_and_its_gradient_re
     unet = copy.deepcopy(pipe.unet)
     prepare_trainable(unet, TrainConfig(mode="full"))
     loss_fn = make_loss(pipe, copy.deepcopy(pipe.unet).requires_grad_(False), DistillConfig(harm_margin=100.0))
-    error = lambda batch, params: loss_fn._harm_error(unet, batch, params)  # noqa: E731
+    error = lambda batch, params: denoising_error(unet, batch, params)  # noqa: E731
     before = {n: p.detach().clone() for n, p in unet.named_parameters()}
     plain = text_attacked_error(error, loss_fn._draw_harm, step_generator(0, 0), 0, 0.05)
     attacked = text_attacked_error(error, loss_fn._draw_harm, step_generator(0, 0), 4, 0.05)
@@ -869,7 +869,7 @@ def test_the_coupling_after_a_simulated_attack_is_the_cosine_at_its_end_applied_
     moved, gen = copy.deepcopy(unet), step_generator(0, 0)
     params = [p for p in moved.parameters() if p.requires_grad]
     for _ in range(2):
-        grads = torch.autograd.grad(at_weights._harm_error(moved, at_weights._draw_harm(gen), None), params)
+        grads = torch.autograd.grad(denoising_error(moved, at_weights._draw_harm(gen), None), params)
         with torch.no_grad():
             for p, g in zip(params, grads):
                 p -= 1e-3 * g.sign()

@@ -15,13 +15,12 @@ steps undo cannot make that attack self-destruct.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from ..checkpoint import batch_randint, step_generator
 from ..lora.adapter import target_modules
-from ..models.conditioning import (denoiser, denoising_target, encode_images, encode_text, noised, predict,
+from ..models.conditioning import (denoiser, denoising_error, denoising_target, encode_images, encode_text, noised,
                                    training_scheduler)
-from ..stages.losses import lora_attacked_error, with_params
+from ..stages.losses import lora_attacked_error
 
 
 def _query(scheduler, latents: torch.Tensor, cond, batch_size: int, gen) -> tuple:
@@ -29,12 +28,6 @@ def _query(scheduler, latents: torch.Tensor, cond, batch_size: int, gen) -> tupl
     idx = batch_randint(len(latents), batch_size, gen)
     xt, noise, t = noised(scheduler, latents[idx], gen)
     return xt, denoising_target(scheduler, latents[idx], noise, t), t, cond[idx]
-
-
-def _error(unet, batch: tuple, params: dict | None = None) -> torch.Tensor:
-    """The denoising MSE on a _query batch, with the UNet's weights replaced by `params` (None: its own)."""
-    xt, target, t, cond = batch
-    return F.mse_loss(predict(with_params(unet, params), xt, t, cond).float(), target.float())
 
 
 def harmful_landscape(pipe, images: torch.Tensor, captions: list[str], steps: int = 4, lr: float = 1e-3,
@@ -49,7 +42,7 @@ def harmful_landscape(pipe, images: torch.Tensor, captions: list[str], steps: in
     latents, cond = encode_images(pipe, images), encode_text(pipe, captions)
     modules = target_modules(unet, "attn")
 
-    error = lambda batch, params: _error(unet, batch, params)  # noqa: E731
+    error = lambda batch, params: denoising_error(unet, batch, params)  # noqa: E731
 
     def draw(gen):
         drawn.append(_query(scheduler, latents, cond, batch_size, gen))
@@ -92,9 +85,9 @@ def coupling_along_attack(pipe, harmful: tuple, clean: tuple, at: tuple[int, ...
     for step in at:
         for attack_step in range(done, step):  # the attack's steps since the last reading
             optimizer.zero_grad()
-            _error(unet, draw(harm, harm_cond, step_generator(seed, attack_step))).backward()
+            denoising_error(unet, draw(harm, harm_cond, step_generator(seed, attack_step))).backward()
             optimizer.step()
         done = step
-        cosine.append(sum(gradient_cosine(((lambda q=q: _error(unet, q[0])), (lambda q=q: _error(unet, q[1]))),
-                                          params).item() for q in queries) / batches)
+        losses = [((lambda h=h: denoising_error(unet, h)), (lambda r=r: denoising_error(unet, r))) for h, r in queries]
+        cosine.append(sum(gradient_cosine(pair, params).item() for pair in losses) / batches)
     return {"at": at, "cosine": cosine}

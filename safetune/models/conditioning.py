@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 import torch
+import torch.nn.functional as F
 
 from ..checkpoint import batch_randint, batch_randn
 from .loading import FAMILIES, FAMILY_NAMES
@@ -62,6 +63,22 @@ def predict(denoiser, xt: torch.Tensor, t: torch.Tensor, cond: Cond) -> torch.Te
                        txt_ids=txt_ids, img_ids=img_ids.reshape(-1, 3)).sample
         return out.view(n, h // 2, w // 2, c, 2, 2).permute(0, 3, 1, 4, 2, 5).reshape(n, c, h, w)
     return denoiser(xt, t, cond.hidden, added_cond_kwargs=cond.added or None).sample
+
+
+def with_params(denoiser, params: dict | None):
+    """The denoiser, or a function calling it with `params` in place of its weights (torch.func)."""
+    if params is None:
+        return denoiser
+    from torch.func import functional_call
+
+    return lambda *args, **kwargs: functional_call(denoiser, params, args, kwargs)
+
+
+def denoising_error(denoiser, batch: tuple, params: dict | None = None) -> torch.Tensor:
+    """The denoising MSE on a batch (x_t, its target, t, cond), with the denoiser's weights replaced by
+    `params` (None: its own): what a fine-tuning descends, real or simulated."""
+    xt, target, t, cond = batch
+    return F.mse_loss(predict(with_params(denoiser, params), xt, t, cond).float(), target.float())
 
 
 def family_of(pipe) -> str:

@@ -72,6 +72,7 @@ from ..models.conditioning import (
     denoiser,
     Cond,
     caption_ids,
+    denoising_error,
     denoising_target,
     encode_images,
     encode_text,
@@ -86,7 +87,7 @@ from ..lora.adapter import target_modules
 from ..train import run_stage
 from .coupling import gradient_cosine
 from .distortion import distort_, forget_unseen_words_, without_unseen_words
-from .losses import attacked_error, full_attack, lora_attacked_error, text_attacked_error, with_params, without_conflict
+from .losses import attacked_error, full_attack, lora_attacked_error, text_attacked_error, without_conflict
 
 # attack_sim=mixed draws one of the battery's attacks per step: (kind, LoRA rank)
 MIXED = (("full", 0), ("lora", 1), ("lora", 4), ("lora", 16), ("inversion", 0))
@@ -176,7 +177,7 @@ class RetainDistillLoss:
     def _coupled(self, unet, gen) -> torch.Tensor:
         """cos(harmful gradient, retain gradient) in the UNet's trained weights (tamper=couple, stages.coupling), here
         or after attack_sim_steps of a simulated full attack (Meta-Unlearning's reading; first-order)."""
-        params, error = None, lambda batch, weights: self._harm_error(unet, batch, weights)  # noqa: E731
+        params, error = None, lambda batch, weights: denoising_error(unet, batch, weights)  # noqa: E731
         if self.config.attack_sim_steps:  # the cosine is read at the attack's last weights
             for _, params in full_attack(error, self._draw_harm, gen, unet, *self._attack_configuration(gen)):
                 pass
@@ -195,10 +196,9 @@ class RetainDistillLoss:
         def retain_error():
             with torch.set_grad_enabled(torch.is_grad_enabled() and self.config.tamper_text_encoder):  # as _draw_harm
                 cond = self._student_cond(self.input_ids[idx], self.student_cond, idx)
-            target = denoising_target(self.scheduler, x0, noise, t)
-            return F.mse_loss(predict(with_params(unet, params), xt, t, cond).float(), target.float())
+            return denoising_error(unet, (xt, denoising_target(self.scheduler, x0, noise, t), t, cond), params)
 
-        return (lambda: self._harm_error(unet, harm, params)), retain_error
+        return (lambda: denoising_error(unet, harm, params)), retain_error
 
     def _hold(self, unet, gen) -> torch.Tensor:
         """student(x_t, harmful caption) -> teacher(x_t, the caption without its unseen words) on retain
@@ -217,7 +217,7 @@ class RetainDistillLoss:
         kind, rank = cfg.attack_sim, cfg.attack_sim_rank
         if kind == "mixed":
             kind, rank = MIXED[int(batch_randint(len(MIXED), 1, gen)[0])]
-        error = lambda batch, params: self._harm_error(unet, batch, params)  # noqa: E731
+        error = lambda batch, params: denoising_error(unet, batch, params)  # noqa: E731
         drawn = []  # each inner attack draws its query batch first
 
         def draw(gen):
@@ -270,10 +270,6 @@ class RetainDistillLoss:
             else:
                 target = self._student_cond(self.harmful_anchor[0][idx], self.harmful_anchor[1], idx)
             return xt, predict(unet, xt, t, target), t, cond
-
-    def _harm_error(self, unet, batch, params):
-        xt, target, t, cond = batch  # target: the noise (a query drawn by _draw_anchor: its own)
-        return F.mse_loss(predict(with_params(unet, params), xt, t, cond).float(), target.float())
 
 
 def teacher_pipeline(pipe, teacher: str | None):

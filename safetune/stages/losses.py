@@ -313,15 +313,6 @@ def text_attacked_error(error, draw, gen, steps: int, lr: float, optimizer: str 
     return _read([*errors, error(shifted(query, offset.detach()), None)])
 
 
-def with_params(unet, params: dict | None):
-    """The UNet, or a function calling it with `params` in place of its weights (torch.func)."""
-    if params is None:
-        return unet
-    from torch.func import functional_call
-
-    return lambda *args, **kwargs: functional_call(unet, params, args, kwargs)
-
-
 def without_conflict(keep: torch.Tensor, extra: torch.Tensor, params: list, last: dict | None = None) -> torch.Tensor:
     """keep + extra in value, whose gradient is keep's plus extra's with the part that opposes keep's
     removed (gradient surgery, PCGrad: Yu et al. 2020, arXiv 2001.06782): where g_extra . g_keep < 0,

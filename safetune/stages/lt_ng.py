@@ -46,9 +46,10 @@ from ..config import ForgettingConfig, TrainConfig
 from ..options import check
 from ..errors import SafetuneError
 from ..lora.weights import LoRA
-from ..models.conditioning import denoiser, denoising_target, draw_noise, encode_images, encode_text, predict, predicted_x0, training_scheduler
+from ..models.conditioning import (denoiser, denoising_target, draw_noise, encode_images, encode_text, predict,
+                                   predicted_x0, training_scheduler, with_params)
 from ..train import run_stage
-from .losses import attacked_error, with_params
+from .losses import attacked_error
 
 
 class ForgettingLoss:
