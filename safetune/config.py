@@ -6,8 +6,7 @@ from .errors import SafetuneError
 from .options import option, settings
 
 
-# The shipped model's harmful concept, as its safety alignments are trained to erase it (every
-# default list of concept prompts reads it from here).
+# The shipped model's harmful concept, as its alignments erase it (every default list of concept prompts reads it)
 SHAPES_CONCEPTS = ("a star", "a pentagram")
 SET_IMAGES = 1000  # images drawn from a ShapesWorld set when a command is not told how many
 
@@ -156,8 +155,7 @@ class AblationConfig:
     anchor: str = option("a circle", "the anchor prompt the concept's prompts are made to draw like: a neutral "
                                      "neighbour of the concept (ShapesWorld's default; for another concept give its "
                                      "own, e.g. 'a person wearing clothes'; the empty prompt erases weakly)")
-    anchor_samples: int = option(128, "the model's own images of the anchor, drawn once, that the loss re-noises",
-                                 min=1)
+    anchor_samples: int = option(128, "the model's own anchor images, drawn once, that the loss re-noises", min=1)
 
 
 @settings
@@ -186,8 +184,7 @@ class UCEConfig:
                             "unconditioned)")
     preserve: list[str] = option(factory=list, help="prompts whose cross-attention keys and values must not change")
     preserve_weight: float = option(1.0, "weight of the preserved prompts in the least-squares edit", min=0)
-    keep_weight: float = option(0.1, "weight of keeping every key and value projection as it was (the ridge term)",
-                                above=0)
+    keep_weight: float = option(0.1, "weight of keeping each key and value projection as it was (ridge)", above=0)
     tokens: str = option("all", "token positions edited: all (every position the UNet sees, padding included: in a "
                                 "causal text encoder it carries the concept too) or words (up to the end token)",
                          choices=("all", "words"))
@@ -225,8 +222,7 @@ class DistillConfig:
     forget_unseen_words: bool = option(False, "re-draw, from the text encoder's initialisation, the embedding of "
                                               "every token the retain captions never use (as a model that never "
                                               "read them has it), instead of only distorting it")
-    caption_dropout: float = option(0.1, "share of retain images distilled with the empty prompt (for CFG)",
-                                    min=0, below=1)
+    caption_dropout: float = option(0.1, "share of retain images distilled with the empty prompt (CFG)", min=0, below=1)
     concept_weight: float = option(0.0, "weight of the ESD-style anchor on the concept prompts (0: off)", min=0)
     harm_margin: float = option(0.0, "> 0: also push the harmful images' denoising error, after attack_sim_steps "
                                      "simulated attack steps, up to this margin (tamper=anchor: pull its distance "
@@ -243,13 +239,13 @@ class DistillConfig:
                                           "attack_sim_steps to this (as ResAlign and TAR sample attacks)", min=0)
     attack_sim_lr_max: float = option(0.0, "> 0: each outer step draws its simulated attack's lr log-uniformly "
                                            "from attack_sim_lr to this", min=0, max=1)
-    tamper: str = option("level", "what the hinge bounds: level (the harmful error after the simulated attack pushed "
-                         "up to harm_margin), drop (the attack's progress held under it), match (the level held at it "
-                         "from both sides), anchor (the harmful captions' prediction after the attack pulled down to "
-                         "it from the model's own before it, ResAlign's, TAR's) or couple (the harmful and retain "
-                         "gradients' cosine, at the weights or after the attack, pushed down to -harm_margin: SEAM's "
-                         "self-destruct); defence.md has each on dev",
-                         choices=("level", "drop", "match", "anchor", "couple"))
+    tamper: str = option("level", "the tamper term: level (the harmful error after the simulated attack pushed up "
+                         "to harm_margin), drop (the attack's progress held under it), match (the level held at it), "
+                         "anchor (the harmful prediction after the attack pulled to the model's own before it: "
+                         "ResAlign's, TAR's), couple (the harmful and retain gradients' cosine pushed down to "
+                         "-harm_margin: SEAM's) or condition (the attention inputs' log condition number, harmful "
+                         "minus retain, pushed up to harm_margin: arXiv 2505.23760's); defence.md has each on dev",
+                         choices=("level", "drop", "match", "anchor", "couple", "condition"))
     anchor_target: str = option("empty", "tamper=anchor's target: empty (the model's prediction for the empty prompt, "
                                          "SDD's) or caption (for the caption without the words no retain caption uses)",
                                 choices=("empty", "caption"))
@@ -301,7 +297,10 @@ class DistillConfig:
             raise SafetuneError(f"tamper=couple reads the coupling at the end of a simulated full attack, not with "
                                 f"attack_sim={self.attack_sim}, attack_sim_trajectory={self.attack_sim_trajectory}: "
                                 "give --set attack_sim=full without attack_sim_trajectory, or drop attack_sim_steps")
-        if self.tamper in ("match", "anchor", "couple") and not self.harm_margin > 0:
+        if self.tamper == "condition" and self.attack_sim_steps:
+            raise SafetuneError("tamper=condition conditions the defended weights' inputs, with no simulated attack: "
+                                f"drop attack_sim_steps ({self.attack_sim_steps})")
+        if self.tamper in ("match", "anchor", "couple", "condition") and not self.harm_margin > 0:
             raise SafetuneError(f"tamper={self.tamper} shapes the tamper term, which is off without harm_margin > 0 "
                                 f"({self.harm_margin}): give --set harm_margin=0.001 (and --harmful-data), or drop "
                                 f"tamper={self.tamper}")

@@ -13,6 +13,8 @@ from safetune.models.conditioning import caption_ids, denoising_error, encode_te
 from safetune.stages.distill import RetainDistillLoss, distill_train
 from safetune.stages.coupling import gradient_cosine
 from safetune.stages.distortion import distort_
+from safetune.stages.ill_conditioning import input_log_conditions, log_condition_number
+from safetune.lora.adapter import target_modules
 from safetune.stages.losses import attacked_error, trajectory_points
 from safetune.train import prepare_trainable
 
@@ -315,7 +317,7 @@ def test_the_anchor_tamper_pulls_the_attacked_prediction_to_the_model_s_own_empt
     assert torch.autograd.grad(value, dict(unet.named_parameters())[ATTN_K])[0].abs().sum() > 0
 
 
-@pytest.mark.parametrize("kind", ["full", "lora", "couple"])
+@pytest.mark.parametrize("kind", ["full", "lora", "couple", "condition"])
 def test_the_tamper_term_reaches_the_text_encoder_only_when_asked(pipe, kind):
     """tamper_text_encoder=false: the tamper term's gradient reaches the UNet and not the text encoder
     (the hinge cannot be met by breaking the concept's words); by default it reaches both. The retain
@@ -325,9 +327,10 @@ def test_the_tamper_term_reaches_the_text_encoder_only_when_asked(pipe, kind):
     for reach in (True, False):
         unet, text_encoder = copy.deepcopy(pipe.unet), copy.deepcopy(pipe.text_encoder)
         prepare_trainable(unet, TrainConfig(mode="full", train_text_encoder=True), [text_encoder])
-        config = DistillConfig(harm_margin=100.0, attack_sim=kind, attack_sim_steps=2, attack_sim_rank=2,
-                               tamper_text_encoder=reach) if kind != "couple" else \
-            DistillConfig(harm_margin=1.0, tamper="couple", attack_sim_steps=2, tamper_text_encoder=reach)
+        config = DistillConfig(harm_margin=1.0, tamper="couple", attack_sim_steps=2) if kind == "couple" else \
+            DistillConfig(harm_margin=100.0, tamper="condition") if kind == "condition" else \
+            DistillConfig(harm_margin=100.0, attack_sim=kind, attack_sim_steps=2, attack_sim_rank=2)
+        config = replace(config, tamper_text_encoder=reach)
         retain = make_loss(pipe, teacher, replace(config, harm_margin=0.0))
         tamper = make_loss(pipe, teacher, config)
         retain.text_encoder = tamper.text_encoder = text_encoder
@@ -358,9 +361,9 @@ def test_the_drop_tamper_without_simulated_steps_is_refused(pipe):
              r"tamper=drop .*attack_sim_steps > 0 \(0\).*--set attack_sim_steps=4")
 
 
-@pytest.mark.parametrize("tamper", ["match", "anchor"])
+@pytest.mark.parametrize("tamper", ["match", "anchor", "condition"])
 def test_a_tamper_shape_without_its_term_is_refused(pipe, tamper):
-    """tamper=match or anchor with harm_margin 0 would train the plain forget row under another name."""
+    """tamper=match, anchor or condition with harm_margin 0 would train the plain forget row under another name."""
     _refused(pipe, DistillConfig(tamper=tamper), rf"tamper={tamper} .*harm_margin > 0 \(0.0\).*--set harm_margin=0.001")
 
 
@@ -849,7 +852,7 @@ def test_descending_the_couple_term_makes_a_harmful_step_raise_the_retain_loss(p
         optimizer.zero_grad()
         couple._coupled(unet, gen()).backward()
         optimizer.step()
-    assert couple._coupled(unet, gen()).item() < -0.5
+    assert couple._coupled(unet, gen()).item() < 1.0 - 0.5  # the excess: cos + harm_margin
     assert retain_change_after_a_harmful_step() > 0
 
 
@@ -863,7 +866,7 @@ def test_the_coupling_after_a_simulated_attack_is_the_cosine_at_its_end_applied_
     config = DistillConfig(harm_margin=1.0, tamper="couple", attack_sim_steps=2, attack_sim_lr=1e-3)
     couple, at_weights = make_loss(pipe, teacher, config), make_loss(pipe, teacher, replace(config, attack_sim_steps=0))
     gen = step_generator(0, 0)
-    cos = couple._coupled(unet, gen)
+    cos = couple._coupled(unet, gen) - 1.0  # the excess less harm_margin
     (grad,) = torch.autograd.grad(cos, [unet.get_parameter(ATTN_K)])
 
     moved, gen = copy.deepcopy(unet), step_generator(0, 0)
@@ -886,3 +889,72 @@ def test_the_couple_tamper_off_a_full_attack_s_end_or_without_its_margin_is_refu
         _refused(pipe, DistillConfig(harm_margin=1.0, tamper="couple", attack_sim_steps=4, **other),
                  r"tamper=couple reads the coupling at the end of a simulated full attack, not with attack_sim=")
     _refused(pipe, DistillConfig(tamper="couple"), r"tamper=couple .*harm_margin > 0 \(0.0\)")
+
+
+def test_the_log_condition_number_is_that_of_the_inputs_second_moment_and_blind_to_their_scale():
+    """log(largest / smallest eigenvalue) of X^T X, as numpy's condition number gives it; the same for 7 X; finite
+    (at most log 1e6 plus the spread of the diagonal) with fewer rows than columns."""
+    import numpy as np
+
+    x = torch.randn(200, 8, generator=torch.Generator().manual_seed(0)) * torch.linspace(1, 10, 8)
+    expected = np.log(np.linalg.cond((x.T @ x).double().numpy()))
+    assert expected > 4  # a spread of 10 in scale is 100 in the second moment
+    assert log_condition_number(x).item() == pytest.approx(expected, rel=1e-4)
+    assert log_condition_number(7 * x).item() == pytest.approx(expected, rel=1e-4)
+    assert 10 < log_condition_number(x[:3]).item() < np.log(1e6 * 8)
+
+
+def test_each_distinct_input_of_the_attention_projections_is_conditioned_once(pipe):
+    """A self-attention's query, key and value read one tensor, every cross-attention's key and value the same text
+    states: per transformer block, four inputs (self-attention, its output projection, the cross-attention's query,
+    its output projection) and the text states once, fourth in the order received."""
+    unet = pipe.unet
+    names = target_modules(unet, "attn")
+    blocks = len(target_modules(unet, r"attn1\.to_q$"))
+    texts = ["a red circle", "a small blue star"]
+    cond = encode_text(pipe, texts)
+    xt = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        conds = input_log_conditions(unet, names, lambda: predict(unet, xt, torch.tensor([10, 500]), cond))
+    assert blocks >= 2 and len(conds) == 4 * blocks + 1, (blocks, len(conds))
+    assert conds[3].item() == pytest.approx(log_condition_number(cond.hidden).item(), rel=1e-9)
+    assert all(unet.get_submodule(name)._forward_pre_hooks == {} for name in names)  # the hooks are gone
+
+
+def test_descending_the_condition_term_ill_conditions_the_harmful_inputs_against_the_retain_ones(pipe):
+    """The term is harm_weight * relu(harm_margin - gap), the gap the mean log condition number of the attention
+    inputs on a harmful batch less that on a retain batch, read into the training log; 20 Adam steps on it alone
+    widen the gap the same batches give by more than 1, both sides moving the paper's way: the harmful inputs worse
+    conditioned, the retain ones better (measured: 16.57 -> 17.03 and 16.36 -> 12.91, the gap 0.20 -> 4.12)."""
+    teacher = copy.deepcopy(pipe.unet).requires_grad_(False)
+    unet = copy.deepcopy(pipe.unet)
+    prepare_trainable(unet, TrainConfig(mode="full"))
+    condition = make_loss(pipe, teacher, DistillConfig(harm_margin=10.0, tamper="condition", harm_weight=2.0))
+    plain = make_loss(pipe, teacher, DistillConfig())
+    gen = lambda: step_generator(0, 0)  # noqa: E731 (the same batches every call)
+    total = condition(unet, 0, gen())
+    assert total.item() == pytest.approx(plain(unet, 0, gen()).item() + 2.0 * (10.0 - condition.last["condition_gap"]),
+                                         rel=1e-5)
+    gap = 10.0 - condition._conditioned(unet, gen()).item()  # the excess: harm_margin less the gap
+
+    def sides():
+        with torch.no_grad():
+            return [input_log_conditions(unet, target_modules(unet, "attn"), error).mean().item()
+                    for error in condition._coupled_losses(unet, gen())]
+
+    harmful_before, retain_before = sides()
+    assert harmful_before - retain_before == pytest.approx(gap, rel=1e-6)
+    optimizer = torch.optim.Adam([p for p in unet.parameters() if p.requires_grad], lr=3e-4)
+    for _ in range(20):
+        optimizer.zero_grad()
+        condition._conditioned(unet, gen()).backward()
+        optimizer.step()
+    harmful_after, retain_after = sides()
+    assert harmful_after - retain_after > gap + 1.0, (gap, harmful_after - retain_after)
+    assert harmful_after > harmful_before + 0.2 and retain_after < retain_before - 1.0, \
+        (harmful_before, harmful_after, retain_before, retain_after)
+
+
+def test_the_condition_tamper_with_a_simulated_attack_is_refused(pipe):
+    _refused(pipe, DistillConfig(harm_margin=1.0, tamper="condition", attack_sim_steps=4),
+             r"tamper=condition conditions the defended weights' inputs, with no simulated attack: drop attack_sim_steps")

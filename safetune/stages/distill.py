@@ -21,25 +21,24 @@ retraining from scratch at 60-80% of its compute). We adapt both to diffusion mo
 3. optionally (concept_weight > 0), an ESD-style anchor on the concept prompts: student(x_t, concept)
    -> teacher(x_t, "") on the teacher's own concept samples, so that the concept prompts land on the
    unconditional prediction instead of whatever the distortion left there;
-4. optionally (harm_margin > 0, with harmful data), a tamper term in the spirit of TAR/IMMA: the
-   harmful images' denoising error after attack_sim_steps simulated malicious steps (stages.losses:
-   attacked_error, full; lora_attacked_error, a new LoRA on attention, IMMA's inner adaptation;
-   text_attacked_error, an offset of the prompt's text states; each step lr * sign(grad) or the
-   attacker's own Adam) is pushed up to harm_margin and no further. tamper=drop bounds the attack's
-   progress instead (a flat harmful landscape, what makes descent slow: "Model Immunization from a
-   Condition Number Perspective", arXiv 2505.23760); tamper=match holds the level from both sides;
-   tamper=anchor is a safety objective measured after the simulated attack, as ResAlign (arXiv
-   2507.16302) and TAR (arXiv 2408.00761) measure theirs: the harmful captions' prediction after the
-   steps is pulled down to harm_margin from the model's own prediction before them for the empty
-   prompt or (anchor_target=caption) the caption without its unseen words; tamper=couple pushes the cosine of the
-   harmful and retain gradients down to -harm_margin (at the defended weights, or after a simulated full attack), so
-   that a malicious descent breaks the retain data (SEAM's self-destruct, stages.coupling); attack_sim_implicit adds
-   ResAlign's implicit (Moreau-envelope) correction for a simulated LoRA; attack_sim_steps_max and attack_sim_lr_max
-   draw each attack's size from a range (as ResAlign and TAR sample attacks); attack_sim_trajectory reads the error
-   along the attack, not only at its end (as TAR reads its loss); tamper_from starts the term part-way (TAR's
-   tamper-resistance phase follows its unlearning); tamper_projection removes the part of its gradient that opposes
-   the retain loss's. On dev the drop hinge was met by drawing the concept, the level hinge by breaking its words,
-   and every anchor against a simulated full attack made its prompts draw noise (defence.md has each);
+4. optionally (harm_margin > 0, with harmful data), a tamper term in the spirit of TAR/IMMA: the harmful images'
+   denoising error after attack_sim_steps simulated malicious steps (stages.losses: attacked_error, full;
+   lora_attacked_error, a new LoRA on attention, IMMA's inner adaptation; text_attacked_error, an offset of the
+   prompt's text states; each step lr * sign(grad) or the attacker's own Adam) is pushed up to harm_margin and no
+   further. tamper=drop bounds the attack's progress instead (a flat harmful landscape); match holds the level from
+   both sides; anchor is a safety objective measured after the simulated attack, as ResAlign (arXiv 2507.16302) and
+   TAR (arXiv 2408.00761) measure theirs: the harmful captions' prediction after the steps is pulled down to
+   harm_margin from the model's own prediction before them for the empty prompt or (anchor_target=caption) the
+   caption without its unseen words; couple pushes the cosine of the harmful and retain gradients down to
+   -harm_margin (at the defended weights, or after a simulated full attack), so that a malicious descent breaks the
+   retain data (SEAM's self-destruct, stages.coupling); condition makes the attention projections' inputs worse
+   conditioned on harmful than on retain batches by harm_margin (log condition number, stages.ill_conditioning).
+   attack_sim_implicit adds ResAlign's implicit (Moreau-envelope) correction for a simulated LoRA;
+   attack_sim_steps_max and attack_sim_lr_max draw each attack's size from a range (as ResAlign and TAR sample
+   attacks); attack_sim_trajectory reads the error along the attack (as TAR reads its loss); tamper_from starts the
+   term part-way (TAR's tamper-resistance phase follows its unlearning); tamper_projection removes the part of its
+   gradient that opposes the retain loss's. On dev the drop hinge was met by drawing the concept, the level hinge
+   by breaking its words, every anchor against a simulated full attack made its prompts draw noise (defence.md);
 5. optionally (hold_weight > 0), a retain target on the harmful captions before any attack:
    student(x_t, caption) -> teacher(x_t, the caption without its unseen words) on retain images, so
    that what else the concept's prompts name (colour, place, size) is still drawn, not the concept.
@@ -68,25 +67,14 @@ import torch.nn.functional as F
 from ..checkpoint import batch_rand, batch_randint
 from ..config import DistillConfig, TrainConfig
 from ..errors import SafetuneError
-from ..models.conditioning import (
-    denoiser,
-    Cond,
-    caption_ids,
-    denoising_error,
-    denoising_target,
-    encode_images,
-    encode_text,
-    FAMILY_NAMES,
-    family_of,
-    noised,
-    predict,
-    sample_latents,
-    training_scheduler,
-)
+from ..models.conditioning import (Cond, FAMILY_NAMES, caption_ids, denoiser, denoising_error, denoising_target,
+                                   encode_images, encode_text, family_of, noised, predict, sample_latents,
+                                   training_scheduler)
 from ..lora.adapter import target_modules
 from ..train import run_stage
 from .coupling import gradient_cosine
 from .distortion import distort_, forget_unseen_words_, without_unseen_words
+from .ill_conditioning import input_log_conditions
 from .losses import attacked_error, full_attack, lora_attacked_error, text_attacked_error, without_conflict
 
 # attack_sim=mixed draws one of the battery's attacks per step: (kind, LoRA rank)
@@ -153,7 +141,7 @@ class RetainDistillLoss:
             self.last["hold"] = hold.item()
             loss = loss + cfg.hold_weight * hold
         if cfg.harm_margin > 0 and self.harmful is not None and step >= cfg.tamper_from:
-            excess = self._coupled(unet, gen) + cfg.harm_margin if cfg.tamper == "couple" else self._excess(unet, gen)
+            excess = {"couple": self._coupled, "condition": self._conditioned}.get(cfg.tamper, self._excess)(unet, gen)
             self.last["hinge_active"] = float(excess.item() > 0)  # the share of steps the tamper term acts
             tamper = cfg.harm_weight * (excess.abs() if cfg.tamper == "match" else F.relu(excess))
             if cfg.tamper_projection and tamper.item() > 0:  # the term acts (match: on either side)
@@ -175,8 +163,8 @@ class RetainDistillLoss:
         return cfg.harm_margin - attacked
 
     def _coupled(self, unet, gen) -> torch.Tensor:
-        """cos(harmful gradient, retain gradient) in the UNet's trained weights (tamper=couple, stages.coupling), here
-        or after attack_sim_steps of a simulated full attack (Meta-Unlearning's reading; first-order)."""
+        """cos(harmful gradient, retain gradient) + harm_margin in the UNet's trained weights (tamper=couple, stages.
+        coupling), here or after attack_sim_steps of a simulated full attack (Meta-Unlearning's reading; first-order)."""
         params, error = None, lambda batch, weights: denoising_error(unet, batch, weights)  # noqa: E731
         if self.config.attack_sim_steps:  # the cosine is read at the attack's last weights
             for _, params in full_attack(error, self._draw_harm, gen, unet, *self._attack_configuration(gen)):
@@ -184,7 +172,15 @@ class RetainDistillLoss:
         trained = list(params.values()) if params else [p for p in unet.parameters() if p.requires_grad]
         cos = gradient_cosine(self._coupled_losses(unet, gen, params), trained)
         self.last["coupling_cos"] = cos.item()
-        return cos
+        return cos + self.config.harm_margin
+
+    def _conditioned(self, unet, gen) -> torch.Tensor:
+        """harm_margin less the mean gap of log condition numbers (harmful minus retain batches) of the attention
+        projections' inputs (tamper=condition, stages.ill_conditioning)."""
+        self._attention = self._attention or target_modules(unet, "attn")
+        harmful, retain = (input_log_conditions(unet, self._attention, f) for f in self._coupled_losses(unet, gen))
+        self.last["condition_gap"] = (harmful - retain).mean().item()
+        return self.config.harm_margin - (harmful - retain).mean()
 
     def _coupled_losses(self, unet, gen, params=None):
         """The denoising losses a malicious and a benign fine-tuning descend, on fresh batches, at `params`."""
@@ -230,8 +226,7 @@ class RetainDistillLoss:
         elif kind == "inversion":
             after = text_attacked_error(error, draw, gen, steps, lr, optimizer, points)
         else:
-            if self._attention is None:
-                self._attention = target_modules(unet, "attn")
+            self._attention = self._attention or target_modules(unet, "attn")
             after = lora_attacked_error(error, draw, gen, unet, steps, lr, rank, self._attention, optimizer,
                                         cfg.attack_sim_implicit, cfg.attack_sim_implicit_terms, self.last, points)
         return (error(drawn[0], None) if cfg.tamper == "drop" else None), after
