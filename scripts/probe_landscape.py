@@ -13,7 +13,9 @@ A model is a diffusers directory or a name `load_pipeline` resolves; its label i
 
 With --coupling-at 0,5,20,100 it measures instead the cosine of the harmful and the retain (ShapesWorld 'clean',
 data seed 0) denoising gradients at those steps of a full fine-tuning attack on the same harmful set
-(landscape.coupling_along_attack: does dd's tamper=couple survive the attack?), stored the same way.
+(landscape.coupling_along_attack: does dd's tamper=couple survive the attack?), stored the same way. With
+--conditioning-at, the mean log condition number of the attention projections' inputs on those harmful and retain
+batches and its gap (landscape.conditioning_along_attack: does dd's tamper=condition survive it?).
 """
 import argparse
 import json
@@ -23,12 +25,14 @@ from pathlib import Path
 
 from safetune.data.folder import load_training_data
 from safetune.errors import SafetuneError
-from safetune.evaluation.landscape import coupling_along_attack, harmful_landscape
+from safetune.evaluation.landscape import conditioning_along_attack, coupling_along_attack, harmful_landscape
 from safetune.io import write_json
 from safetune.models.conditioning import image_size
 from safetune.models.loading import load_pipeline, resolve_model
 
-PROBES = {False: "harmful-landscape", True: "coupling-along-attack"}  # by whether --coupling-at is given
+# by which steps option is given: none, --coupling-at, --conditioning-at
+PROBES = {None: "harmful-landscape", "coupling": "coupling-along-attack", "conditioning": "conditioning-along-attack"}
+ALONG_ATTACK = {"coupling": coupling_along_attack, "conditioning": conditioning_along_attack}
 
 
 def _probe_of(path: Path) -> str | None:
@@ -47,10 +51,15 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=4, help="simulated LoRA steps (default: 4, as dd's tamper term)")
     parser.add_argument("--lr", type=float, default=1e-3, help="the simulated attack's lr (default: 1e-3)")
     parser.add_argument("--batches", type=int, default=8, help="query batches of 32 images (default: 8)")
-    parser.add_argument("--coupling-at", default=None, metavar="STEPS",
-                        help="measure the gradient coupling at these steps of a full attack instead (0,5,20,100)")
+    along = parser.add_mutually_exclusive_group()
+    along.add_argument("--coupling-at", default=None, metavar="STEPS",
+                       help="measure the gradient coupling at these steps of a full attack instead (0,5,20,100)")
+    along.add_argument("--conditioning-at", default=None, metavar="STEPS",
+                       help="measure the attention inputs' conditioning at these steps of a full attack instead")
     args = parser.parse_args(argv)
-    out, probe = Path(args.out), PROBES[args.coupling_at is not None]
+    reading = "coupling" if args.coupling_at is not None else "conditioning" if args.conditioning_at is not None \
+        else None
+    out, probe = Path(args.out), PROBES[reading]
     try:
         found = _probe_of(out) if out.exists() else probe
         if found != probe:
@@ -63,13 +72,14 @@ def main(argv=None) -> int:
         for _, model in pairs:  # every model is found before the first is probed
             resolve_model(model)
         at = None
-        if args.coupling_at is not None:
-            steps = args.coupling_at.split(",")
+        if reading:
+            given = getattr(args, f"{reading}_at")
+            steps = given.split(",")
             if not all(step.strip().isdigit() for step in steps):
-                raise SafetuneError(f"--coupling-at {args.coupling_at!r}: give attack steps, whole numbers >= 0 "
-                                    "separated by commas (e.g. 0,5,20,100)")
+                raise SafetuneError(f"--{reading}-at {given!r}: give attack steps, whole numbers >= 0 separated by "
+                                    "commas (e.g. 0,5,20,100)")
             at = tuple(int(step) for step in steps)
-        if at:  # the coupling's attack is the battery's full one: no LoRA, no simulated steps
+        if at:  # the attack along which they are read is the battery's full one: no LoRA, no simulated steps
             settings = {"at": list(at), "lr": args.lr, "optimizer": "adamw", "batches": args.batches, "batch_size": 32,
                         "seed": 0, "data": "harmful", "retain": "clean", "n_data": 1000, "data_seed": 1}
         else:
@@ -84,10 +94,10 @@ def main(argv=None) -> int:
                                     load_training_data("clean", resolution, n=1000, seed=0) if at else None)
             (images, captions), clean = data[resolution]
             if at:
-                models[label] = coupling_along_attack(pipe, (images, captions), clean, at, lr=args.lr,
-                                                      batches=args.batches)
-                found = models[label]
-                print(f"{label}: cosine " + ", ".join(f"{c:.3f} at {s}" for s, c in zip(found["at"], found["cosine"])),
+                models[label] = found = ALONG_ATTACK[reading](pipe, (images, captions), clean, at, lr=args.lr,
+                                                              batches=args.batches)
+                shown = "cosine" if reading == "coupling" else "gap"
+                print(f"{label}: {shown} " + ", ".join(f"{c:.3f} at {s}" for s, c in zip(found["at"], found[shown])),
                       flush=True)
                 continue
             # under the concept's own captions, and under the empty prompt: what its words add

@@ -1,10 +1,11 @@
 """The harmful landscape diagnostic: on the shipped model the concept's denoising error is far below
 the never-trained model's, no simulated step means no drop, the model is left as it was, and the
 same seed gives the same numbers (two models' probes are paired)."""
+import pytest
 import torch
 
 from safetune.data.folder import load_training_data
-from safetune.evaluation.landscape import coupling_along_attack, harmful_landscape
+from safetune.evaluation.landscape import conditioning_along_attack, coupling_along_attack, harmful_landscape
 from safetune.models.loading import load_pipeline
 from safetune.report.landscape import landscape_table
 
@@ -95,4 +96,30 @@ def test_the_probe_script_stores_the_coupling_apart_from_the_landscape(tmp_path,
     for wrong in ("5,-1", "0,x", ""):  # refused before any probe, the file left as it was
         assert script.main(["--out", str(tmp_path / "new.json"), "--coupling-at", wrong, "shipped=shapes"]) == 2
         assert "--coupling-at" in capsys.readouterr().err and not (tmp_path / "new.json").exists()
+    conditioning = tmp_path / "conditioning.json"
+    assert script.main(["--out", str(conditioning), "--batches", "1", "--conditioning-at", "0", "shipped=shapes"]) == 0
+    stored = json.loads(conditioning.read_text())
+    assert stored["probe"] == "conditioning-along-attack" and set(stored["models"]["shipped"]) == {
+        "at", "harmful", "retain", "gap", "model"}
+    assert script.main(["--out", str(out), "--conditioning-at", "0", "shipped=shapes"]) == 2
+    assert "holds this script's coupling-along-attack probe, not a conditioning-along-attack one" in \
+        capsys.readouterr().err
+    with pytest.raises(SystemExit):  # one reading per file
+        script.main(["--out", str(tmp_path / "both.json"), "--coupling-at", "0", "--conditioning-at", "0", "a=shapes"])
 
+
+
+def test_the_conditioning_along_the_attack_is_read_on_the_same_fixed_queries_and_leaves_the_model(shipped_pipe):
+    """The mean log condition number of the attention inputs on the harmful and the retain queries at steps of a
+    full attack: the model is not changed, step 0 is the same number alone or before step 3, the gap is the
+    harmful side less the retain side, and the attack moves the harmful side."""
+    harmful = load_training_data("harmful", 32, n=32, seed=1)
+    clean = load_training_data("clean", 32, n=32, seed=0)
+    weights = {n: p.clone() for n, p in shipped_pipe.unet.named_parameters()}
+    probe = lambda at: conditioning_along_attack(shipped_pipe, harmful, clean, at, batches=2, batch_size=8)  # noqa
+    along = probe((3, 0))
+    assert all(torch.equal(p, weights[n]) for n, p in shipped_pipe.unet.named_parameters())
+    assert along["at"] == [0, 3] and probe((0,))["harmful"] == along["harmful"][:1]
+    assert along["gap"] == [h - r for h, r in zip(along["harmful"], along["retain"])]
+    assert all(0 < value < 20 for value in along["harmful"] + along["retain"])
+    assert abs(along["harmful"][1] - along["harmful"][0]) > 1e-3

@@ -8,9 +8,10 @@ never learned it a moderate error that a few steps barely lower. A defence that 
 concept's conditioning shows a high error with a steep drop: ground an attacker descends fast
 (pushing the harmful error up is what the tamper term's level hinge does; defence.md measures it).
 
-coupling_along_attack reads the other geometry a defence may shape, the angle between the harmful and the
+coupling_along_attack reads another geometry a defence may shape, the angle between the harmful and the
 retain gradients (dd's tamper=couple), at steps of a real full attack: a coupling that the attack's first
-steps undo cannot make that attack self-destruct.
+steps undo cannot make that attack self-destruct. conditioning_along_attack reads the third, the condition
+numbers of the attention projections' inputs on harmful and retain batches (dd's tamper=condition), the same way.
 """
 from __future__ import annotations
 
@@ -64,12 +65,44 @@ def coupling_along_attack(pipe, harmful: tuple, clean: tuple, at: tuple[int, ...
                           lr: float = 1e-3, batches: int = 4, batch_size: int = 32, seed: int = 0) -> dict:
     """{"at", "cosine"}: the cosine of the harmful and the retain denoising gradients over the UNet's weights
     (stages.coupling.gradient_cosine, what dd's tamper=couple pushes down), a mean over `batches` fixed query
-    pairs, at each step of `at` of a full fine-tuning attack on `harmful` (every UNet weight, AdamW at `lr`,
-    weight decay 0, as the battery's full attack; `harmful`, `clean`: (images, captions)). Does a coupling made
-    at the defended weights survive the attack's steps? A copy of the UNet is attacked; `pipe` is not changed."""
-    import copy
-
+    pairs, at each step of `at` of a full fine-tuning attack on `harmful` (_along_full_attack). Does a coupling
+    made at the defended weights survive the attack's steps?"""
     from ..stages.coupling import gradient_cosine
+
+    def cosine(unet, params, queries):
+        losses = [((lambda h=h: denoising_error(unet, h)), (lambda r=r: denoising_error(unet, r))) for h, r in queries]
+        return sum(gradient_cosine(pair, params).item() for pair in losses) / len(queries)
+
+    readings = _along_full_attack(pipe, harmful, clean, at, lr, batches, batch_size, seed, cosine)
+    return {"at": sorted(at), "cosine": readings}
+
+
+def conditioning_along_attack(pipe, harmful: tuple, clean: tuple, at: tuple[int, ...] = (0, 5, 20, 100),
+                              lr: float = 1e-3, batches: int = 4, batch_size: int = 32, seed: int = 0) -> dict:
+    """{"at", "harmful", "retain", "gap"}: the mean log condition number of the UNet's attention projections'
+    inputs (stages.ill_conditioning, what dd's tamper=condition widens) on the harmful and the retain query
+    batches, and their gap, means over `batches` fixed query pairs, at each step of `at` of a full fine-tuning
+    attack on `harmful` (_along_full_attack). Does an ill-conditioning made at the defended weights survive it?"""
+    from ..stages.ill_conditioning import input_log_conditions
+
+    modules = target_modules(denoiser(pipe), "attn")
+
+    def sides(unet, params, queries):
+        with torch.no_grad():
+            return [sum(input_log_conditions(unet, modules, lambda q=q: denoising_error(unet, q)).mean().item()
+                        for q in side) / len(queries) for side in zip(*queries)]
+
+    readings = _along_full_attack(pipe, harmful, clean, at, lr, batches, batch_size, seed, sides)
+    harm, retain = zip(*readings)
+    return {"at": sorted(at), "harmful": list(harm), "retain": list(retain), "gap": [h - r for h, r in readings]}
+
+
+def _along_full_attack(pipe, harmful: tuple, clean: tuple, at: tuple[int, ...], lr: float, batches: int,
+                       batch_size: int, seed: int, read) -> list:
+    """read(unet, its trained weights, `batches` fixed (harmful, retain) query pairs) at each step of `at` (sorted)
+    of a full fine-tuning attack on `harmful` (every UNet weight, AdamW at `lr`, weight decay 0, as the battery's
+    full attack; `harmful`, `clean`: (images, captions)). A copy of the UNet is attacked; `pipe` is not changed."""
+    import copy
 
     unet = copy.deepcopy(denoiser(pipe)).requires_grad_(True)
     scheduler = training_scheduler(pipe)
@@ -81,13 +114,12 @@ def coupling_along_attack(pipe, harmful: tuple, clean: tuple, at: tuple[int, ...
                for gen in (step_generator(seed, 10_000 + b) for b in range(batches))]
     params = [p for p in unet.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-    at, done, cosine = sorted(at), 0, []
-    for step in at:
+    done, readings = 0, []
+    for step in sorted(at):
         for attack_step in range(done, step):  # the attack's steps since the last reading
             optimizer.zero_grad()
             denoising_error(unet, draw(harm, harm_cond, step_generator(seed, attack_step))).backward()
             optimizer.step()
         done = step
-        losses = [((lambda h=h: denoising_error(unet, h)), (lambda r=r: denoising_error(unet, r))) for h, r in queries]
-        cosine.append(sum(gradient_cosine(pair, params).item() for pair in losses) / batches)
-    return {"at": at, "cosine": cosine}
+        readings.append(read(unet, params, queries))
+    return readings
