@@ -13,7 +13,7 @@ from safetune.models.conditioning import caption_ids, denoising_error, encode_te
 from safetune.stages.distill import RetainDistillLoss, distill_train
 from safetune.stages.coupling import gradient_cosine
 from safetune.stages.distortion import distort_
-from safetune.stages.ill_conditioning import input_log_conditions, log_condition_number
+from safetune.stages.ill_conditioning import floored_share, input_log_conditions, log_condition_number
 from safetune.lora.adapter import target_modules
 from safetune.stages.losses import attacked_error, trajectory_points
 from safetune.train import prepare_trainable
@@ -893,7 +893,8 @@ def test_the_couple_tamper_off_a_full_attack_s_end_or_without_its_margin_is_refu
 
 def test_the_log_condition_number_is_that_of_the_inputs_second_moment_and_blind_to_their_scale():
     """log(largest / smallest eigenvalue) of X^T X, as numpy's condition number gives it; the same for 7 X; finite
-    (at most log 1e6 plus the spread of the diagonal) with fewer rows than columns."""
+    (at most log 1e6 plus the spread of the diagonal) with fewer rows than columns, where it reads the ridge
+    (floored_share counts such inputs)."""
     import numpy as np
 
     x = torch.randn(200, 8, generator=torch.Generator().manual_seed(0)) * torch.linspace(1, 10, 8)
@@ -902,6 +903,7 @@ def test_the_log_condition_number_is_that_of_the_inputs_second_moment_and_blind_
     assert log_condition_number(x).item() == pytest.approx(expected, rel=1e-4)
     assert log_condition_number(7 * x).item() == pytest.approx(expected, rel=1e-4)
     assert 10 < log_condition_number(x[:3]).item() < np.log(1e6 * 8)
+    assert floored_share([x, 7 * x]) == 0 and floored_share([x, x[:3]]) == 0.5  # 3 rows: 5 zero eigenvalues
 
 
 def test_each_distinct_input_of_the_attention_projections_is_conditioned_once(pipe):

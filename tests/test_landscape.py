@@ -100,7 +100,7 @@ def test_the_probe_script_stores_the_coupling_apart_from_the_landscape(tmp_path,
     assert script.main(["--out", str(conditioning), "--batches", "1", "--conditioning-at", "0", "shipped=shapes"]) == 0
     stored = json.loads(conditioning.read_text())
     assert stored["probe"] == "conditioning-along-attack" and set(stored["models"]["shipped"]) == {
-        "at", "harmful", "retain", "gap", "model"}
+        "at", "harmful", "retain", "gap", "floored_harmful", "floored_retain", "model"}
     assert script.main(["--out", str(out), "--conditioning-at", "0", "shipped=shapes"]) == 2
     assert "holds this script's coupling-along-attack probe, not a conditioning-along-attack one" in \
         capsys.readouterr().err
@@ -122,4 +122,6 @@ def test_the_conditioning_along_the_attack_is_read_on_the_same_fixed_queries_and
     assert along["at"] == [0, 3] and probe((0,))["harmful"] == along["harmful"][:1]
     assert along["gap"] == [h - r for h, r in zip(along["harmful"], along["retain"])]
     assert all(0 < value < 20 for value in along["harmful"] + along["retain"])
+    assert all(0 <= share <= 1 for share in along["floored_harmful"] + along["floored_retain"])
+    assert along["floored_harmful"][0] > 0.2  # the shipped model: some inputs read the ridge (measured: 0.34)
     assert abs(along["harmful"][1] - along["harmful"][0]) > 1e-3

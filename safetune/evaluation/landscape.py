@@ -79,22 +79,31 @@ def coupling_along_attack(pipe, harmful: tuple, clean: tuple, at: tuple[int, ...
 
 def conditioning_along_attack(pipe, harmful: tuple, clean: tuple, at: tuple[int, ...] = (0, 5, 20, 100),
                               lr: float = 1e-3, batches: int = 4, batch_size: int = 32, seed: int = 0) -> dict:
-    """{"at", "harmful", "retain", "gap"}: the mean log condition number of the UNet's attention projections'
-    inputs (stages.ill_conditioning, what dd's tamper=condition widens) on the harmful and the retain query
-    batches, and their gap, means over `batches` fixed query pairs, at each step of `at` of a full fine-tuning
-    attack on `harmful` (_along_full_attack). Does an ill-conditioning made at the defended weights survive it?"""
-    from ..stages.ill_conditioning import input_log_conditions
+    """{"at", "harmful", "retain", "gap", "floored_harmful", "floored_retain"}: the mean log condition number of
+    the UNet's attention projections' inputs (stages.ill_conditioning, what dd's tamper=condition widens) on the
+    harmful and the retain query batches, their gap, and the share of inputs whose smallest eigenvalue is below
+    the measure's ridge (it reads the ridge there), means over `batches` fixed query pairs, at each step of `at`
+    of a full fine-tuning attack on `harmful` (_along_full_attack). Does an ill-conditioning made at the defended
+    weights survive it?"""
+    from ..stages.ill_conditioning import attention_inputs, floored_share, log_condition_number
 
     modules = target_modules(denoiser(pipe), "attn")
 
     def sides(unet, params, queries):
-        with torch.no_grad():
-            return [sum(input_log_conditions(unet, modules, lambda q=q: denoising_error(unet, q)).mean().item()
-                        for q in side) / len(queries) for side in zip(*queries)]
+        readings = []
+        for side in zip(*queries):  # the harmful queries, then the retain ones
+            with torch.no_grad():
+                inputs = [attention_inputs(unet, modules, lambda q=q: denoising_error(unet, q)) for q in side]
+                readings.append((sum(torch.stack([log_condition_number(x) for x in xs]).mean().item()
+                                     for xs in inputs) / len(side),
+                                 sum(floored_share(xs) for xs in inputs) / len(side)))
+        return readings
 
     readings = _along_full_attack(pipe, harmful, clean, at, lr, batches, batch_size, seed, sides)
-    harm, retain = zip(*readings)
-    return {"at": sorted(at), "harmful": list(harm), "retain": list(retain), "gap": [h - r for h, r in readings]}
+    (harm, floored_harm), (retain, floored_retain) = (zip(*side) for side in zip(*readings))
+    return {"at": sorted(at), "harmful": list(harm), "retain": list(retain),
+            "gap": [h - r for h, r in zip(harm, retain)], "floored_harmful": list(floored_harm),
+            "floored_retain": list(floored_retain)}
 
 
 def _along_full_attack(pipe, harmful: tuple, clean: tuple, at: tuple[int, ...], lr: float, batches: int,
