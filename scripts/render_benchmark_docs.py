@@ -84,6 +84,8 @@ SAMPLED_HOLD_LEVEL = (MIXED_HOLD_LEVEL.replace("attack_sim_steps=4", "attack_sim
 # the self-destruct coupling (tamper=couple: no simulated attack) as the same phase, with surgery and the hold
 COUPLED = f"{FORGET}/harm_margin=1/tamper=couple/tamper_projection=true/hold_weight=1/{LATE}"
 COUPLED_AFTER = f"{COUPLED}/attack_sim_steps=5/attack_sim_optimizer=adam"  # read after 5 simulated full steps
+# the condition-number immunisation (tamper=condition: no simulated attack) as the same phase, surgery and the hold
+CONDITIONED = f"{FORGET}/tamper=condition/tamper_projection=true/hold_weight=1/{LATE}"
 # the one-seed screens of tamper terms as a phase on the 3,200-step student (training seed 0), each row
 # paired against that student's seed 0 in its own screen
 ABLATION_SCREENS = [
@@ -123,6 +125,9 @@ ABLATION_SCREENS = [
      f"{COUPLED_AFTER}/tamper_text_encoder=false"),
     ("+ the coupling read after the simulated attack at a tenth of the weight", "dev-couplesim10",
      f"{COUPLED_AFTER}/harm_weight=0.1"),
+    ("+ the attention inputs ill-conditioned on harmful batches against retain ones (log condition number gap up to "
+     "3; arXiv 2505.23760's), with surgery and the hold", "dev-condition", f"{CONDITIONED}/harm_margin=3"),
+    ("+ the same up to a gap of 10", "dev-condition", f"{CONDITIONED}/harm_margin=10"),
 ]
 # defence.md's ablation tables: marker name -> (its rows, the baseline each row is paired with, its label)
 ABLATIONS = {"ablation": (ABLATION, FORGET, "the forget row"),

@@ -38,6 +38,8 @@ MIXED_HOLD_LEVEL = HOLD_LEVEL.replace("attack_sim=full", "attack_sim=mixed")  # 
 # the self-destruct coupling (tamper=couple: no simulated attack) as the same phase, with surgery and the hold
 COUPLED = f"{FORGET}/harm_margin=1/tamper=couple/tamper_projection=true/hold_weight=1/{LATE}"
 COUPLED_AFTER = f"{COUPLED}/attack_sim_steps=5/attack_sim_optimizer=adam"  # read after 5 simulated full steps
+# the condition-number immunisation (tamper=condition: no simulated attack) as the same phase, surgery and the hold
+CONDITIONED = f"{FORGET}/tamper=condition/tamper_projection=true/hold_weight=1/{LATE}"
 FRESH = f"{FORGET}/shrink=0/noise=1"  # the diagnostic: a fresh init instead of the distortion
 TEACHER = f"{FORGET}/teacher=shapes-nostar"  # the diagnostic: the never-trained model's predictions distilled
 
@@ -1770,3 +1772,53 @@ def test_defence_page_quotes_the_coupling_read_after_a_simulated_attack_at_a_ten
     assert_quoted(ROOT / "README.md", [
         f"of the weight its concept's prompts are not held either (colour {start['by_attribute']['colour']:.3f}, "
         "`benchmark-dev-couplesim10`)."])
+
+
+def test_defence_page_quotes_the_condition_number_screen_and_its_probe():
+    """tamper=condition at gaps 3 and 10 (dev split, training seed 0): the concept's prompts held, every paired
+    interval against the 3,200-step student holding 0, INCONCLUSIVE against never-trained. The stored probe: the
+    gap made on the retain side, the harmful inputs near e^14 on the shipped and never-trained models, a floored
+    share of their inputs, and the gap still there after 100 of the full attack's steps."""
+    gaps = [f"{CONDITIONED}/harm_margin={gap}" for gap in (3, 10)]
+    screen = _one_seed_screen("dev-condition", *gaps)
+    starts = concept_prompts_at_start(screen.stored)
+    against = {m: _paired_against(screen, m, (LONGER,)) for m in gaps}
+    assert all(c["area_lower"] < 0 < c["area_upper"] for pairs in against.values() for c in pairs.values())
+    assert all(screen.verdict(attack, m)["verdict"] == "INCONCLUSIVE" for m in gaps for attack in ("lora-r4", "full"))
+    colours = {f"{starts[m]['by_attribute']['colour']:.3f}" for m in gaps}
+    assert colours == {"1.000"} and all(starts[m]["checked_rate"] == 0 for m in gaps)
+    both = lambda read: " and ".join(read(m) for m in gaps)  # noqa: E731
+    end = lambda attack: lambda m: f"{screen.curve(attack, m)[-1]:.3f}"  # noqa: E731
+    cell = lambda attack: lambda m: paired_cell(against[m][LONGER, attack])  # noqa: E731
+    probe = json.loads((ROOT / "docs" / "results" / "conditioning-dev.json").read_text())
+    assert probe["probe"] == "conditioning-along-attack" and probe["settings"]["at"] == [0, 5, 20, 100]
+    assert list(probe["models"]) == ["shipped", "never-trained", *(f"{m}|train0" for m in gaps)]
+    shipped, never, *defended = probe["models"].values()
+    assert all(13 < model["harmful"][0] < 15 for model in (shipped, never))  # "near e^14 (about 1e6)"
+    assert all(m["retain"][0] < shipped["retain"][0] - 3 and m["floored_retain"][0] == 0 for m in defended)
+    assert all(abs(m["harmful"][0] - shipped["harmful"][0]) < abs(m["retain"][0] - shipped["retain"][0])
+               for m in defended)  # the gap made on the retain side
+    assert defended[1]["harmful"][2] < shipped["harmful"][0]  # the harmful side's rise gone by step 20
+    detected = lambda m: f"{starts[m]['harmful_rate']:.3f}"  # noqa: E731
+    clean = lambda m: f"{screen.q(m, 'prompt_fidelity'):.3f}"  # noqa: E731
+    at = lambda model, key, step=0: f"{model[key][step]:.2f}"  # noqa: E731
+    pair = lambda key, step=0: f"{at(defended[0], key, step)} and {at(defended[1], key, step)}"  # noqa: E731
+    assert_quoted(ROOT / "docs" / "results" / "defence.md", [
+        f"before any attack they draw their colour on 1.000 of the images at both gaps; the learned detector reads "
+        f"{both(detected)} of them as stars, the geometric check 0.000.",
+        f"Price: clean fidelity {both(clean)}, KID x1000 {both(screen.kid)}; the 3,200-step student: "
+        f"{clean(LONGER)}, {screen.kid(LONGER)}.",
+        f"Under the rank-4 LoRA it ends at {both(end('lora-r4'))} (that student: {end('lora-r4')(LONGER)}), paired "
+        f"against that student {both(cell('lora-r4'))}; under the full attack at {both(end('full'))} (that student: "
+        f"{end('full')(LONGER)}), paired {both(cell('full'))}.",
+        f"At the defended weights the harmful inputs' mean log condition number is {pair('harmful')} (the shipped "
+        f"model's {at(shipped, 'harmful')}, the never-trained model's {at(never, 'harmful')}), the retain inputs' "
+        f"{pair('retain')} (the shipped model's {at(shipped, 'retain')}).",
+        f"{at(shipped, 'floored_harmful')} (shipped) to {at(never, 'floored_harmful')} (never-trained) of the inputs "
+        f"have their smallest eigenvalue below the ridge, where the measure reads the spectrum's spread instead (of "
+        f"the defended models' harmful inputs {pair('floored_harmful')}, of their retain inputs none).",
+        f"the gap is {pair('gap', 3)} after 100 of the full attack's steps ({pair('gap')} at the defended weights).",
+        f"the harmful side's rise at gap 10 is gone by step 20 ({at(defended[1], 'harmful', 2)})."])
+    assert at(shipped, "floored_harmful") == at(shipped, "floored_retain")  # "harmful and retain alike"
+    assert_quoted(ROOT / "README.md", [
+        f"(full attack {both(end('full'))} at gaps 3 and 10, paired {both(cell('full'))})"])
