@@ -1794,7 +1794,7 @@ def test_defence_page_quotes_the_condition_number_screen_and_its_probe():
     assert probe["probe"] == "conditioning-along-attack" and probe["settings"]["at"] == [0, 5, 20, 100]
     assert list(probe["models"]) == ["shipped", "never-trained", *(f"{m}|train0" for m in gaps)]
     shipped, never, *defended = probe["models"].values()
-    assert all(13 < model["harmful"][0] < 15 for model in (shipped, never))  # "near e^14 (about 1e6)"
+    assert all(13 < model["harmful"][0] < 15 for model in (shipped, never))  # "a geometric mean near e^14 (about 1e6)"
     assert all(m["retain"][0] < shipped["retain"][0] - 3 and m["floored_retain"][0] == 0 for m in defended)
     assert all(abs(m["harmful"][0] - shipped["harmful"][0]) < abs(m["retain"][0] - shipped["retain"][0])
                for m in defended)  # the gap made on the retain side

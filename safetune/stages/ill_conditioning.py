@@ -16,7 +16,7 @@ eigenvalue) to each, so that it stays finite and differentiable. Where an input'
 the ridge (LayerNorm's output has a direction with almost no variance), the measure reads the ridge: there it
 moves with the largest eigenvalue over the mean, the spread of the spectrum, and not with its smallest direction.
 floored_share counts such inputs: on the shipped miniature model about a fifth of them (0.17; never-trained: 0.24),
-harmful and retain alike, and the others' condition numbers are near 1e6 already (docs/results/defence.md).
+harmful and retain alike, and their condition numbers' geometric mean is near 1e6 (docs/results/defence.md).
 """
 from __future__ import annotations
 
