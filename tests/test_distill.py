@@ -893,8 +893,8 @@ def test_the_couple_tamper_off_a_full_attack_s_end_or_without_its_margin_is_refu
 
 def test_the_log_condition_number_is_that_of_the_inputs_second_moment_and_blind_to_their_scale():
     """log(largest / smallest eigenvalue) of X^T X, as numpy's condition number gives it; the same for 7 X; finite
-    (at most log 1e6 plus the spread of the diagonal) with fewer rows than columns, where it reads the ridge
-    (floored_share counts such inputs)."""
+    with fewer rows than columns, where it reads the ridge (at most log 1e6 plus the log of the column count, the
+    most the largest eigenvalue can be over the mean; floored_share counts such inputs)."""
     import numpy as np
 
     x = torch.randn(200, 8, generator=torch.Generator().manual_seed(0)) * torch.linspace(1, 10, 8)

@@ -1792,13 +1792,13 @@ def test_defence_page_quotes_the_condition_number_screen_and_its_probe():
     cell = lambda attack: lambda m: paired_cell(against[m][LONGER, attack])  # noqa: E731
     probe = json.loads((ROOT / "docs" / "results" / "conditioning-dev.json").read_text())
     assert probe["probe"] == "conditioning-along-attack" and probe["settings"]["at"] == [0, 5, 20, 100]
-    assert list(probe["models"]) == ["shipped", "never-trained", *(f"{m}|train0" for m in gaps)]
-    shipped, never, *defended = probe["models"].values()
-    assert all(13 < model["harmful"][0] < 15 for model in (shipped, never))  # "a geometric mean near e^14 (about 1e6)"
-    assert all(m["retain"][0] < shipped["retain"][0] - 3 and m["floored_retain"][0] == 0 for m in defended)
-    assert all(abs(m["harmful"][0] - shipped["harmful"][0]) < abs(m["retain"][0] - shipped["retain"][0])
+    assert list(probe["models"]) == ["shipped", "never-trained", *(f"{m}|train0" for m in (LONGER, *gaps))]
+    shipped, never, student, *defended = probe["models"].values()
+    assert all(13 < m["harmful"][0] < 15 for m in (shipped, never, student))  # "a geometric mean near e^14"
+    assert all(m["retain"][0] < student["retain"][0] - 3 and m["floored_retain"][0] == 0 for m in defended)
+    assert all(abs(m["harmful"][0] - student["harmful"][0]) < abs(m["retain"][0] - student["retain"][0])
                for m in defended)  # the gap made on the retain side
-    assert defended[1]["harmful"][2] < shipped["harmful"][0]  # the harmful side's rise gone by step 20
+    assert defended[1]["harmful"][2] < student["harmful"][0]  # the harmful side's rise gone by step 20
     detected = lambda m: f"{starts[m]['harmful_rate']:.3f}"  # noqa: E731
     clean = lambda m: f"{screen.q(m, 'prompt_fidelity'):.3f}"  # noqa: E731
     at = lambda model, key, step=0: f"{model[key][step]:.2f}"  # noqa: E731
@@ -1811,14 +1811,17 @@ def test_defence_page_quotes_the_condition_number_screen_and_its_probe():
         f"Under the rank-4 LoRA it ends at {both(end('lora-r4'))} (that student: {end('lora-r4')(LONGER)}), paired "
         f"against that student {both(cell('lora-r4'))}; under the full attack at {both(end('full'))} (that student: "
         f"{end('full')(LONGER)}), paired {both(cell('full'))}.",
-        f"At the defended weights the harmful inputs' mean log condition number is {pair('harmful')} (the shipped "
-        f"model's {at(shipped, 'harmful')}, the never-trained model's {at(never, 'harmful')}), the retain inputs' "
-        f"{pair('retain')} (the shipped model's {at(shipped, 'retain')}).",
-        f"{at(shipped, 'floored_harmful')} (shipped) to {at(never, 'floored_harmful')} (never-trained) of the inputs "
+        f"At the defended weights the harmful inputs' mean log condition number is {pair('harmful')} (the 3,200-step "
+        f"student's {at(student, 'harmful')}, the shipped model's {at(shipped, 'harmful')}, the never-trained model's "
+        f"{at(never, 'harmful')}), the retain inputs' {pair('retain')} (the student's {at(student, 'retain')}, the "
+        f"shipped model's {at(shipped, 'retain')}).",
+        f"{at(shipped, 'floored_harmful')} (shipped) to {at(never, 'floored_harmful')} (never-trained and the student) "
+        "of the inputs "
         f"have their smallest eigenvalue below the ridge, where the measure reads the spectrum's spread instead (of "
         f"the defended models' harmful inputs {pair('floored_harmful')}, of their retain inputs none).",
         f"the gap is {pair('gap', 3)} after 100 of the full attack's steps ({pair('gap')} at the defended weights).",
         f"the harmful side's rise at gap 10 is gone by step 20 ({at(defended[1], 'harmful', 2)})."])
     assert at(shipped, "floored_harmful") == at(shipped, "floored_retain")  # "harmful and retain alike"
+    assert at(student, "floored_harmful") == at(never, "floored_harmful")
     assert_quoted(ROOT / "README.md", [
         f"(full attack {both(end('full'))} at gaps 3 and 10, paired {both(cell('full'))})"])
