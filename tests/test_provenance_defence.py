@@ -1820,7 +1820,8 @@ def test_defence_page_quotes_the_condition_number_screen_and_its_probe():
         f"have their smallest eigenvalue below the ridge, where the measure reads the spectrum's spread instead (of "
         f"the defended models' harmful inputs {pair('floored_harmful')}, of their retain inputs none).",
         f"the gap is {pair('gap', 3)} after 100 of the full attack's steps ({pair('gap')} at the defended weights).",
-        f"the harmful side's rise at gap 10 is gone by step 20 ({at(defended[1], 'harmful', 2)})."])
+        f"the harmful side's rise at gap 10 is gone by step 20 ({at(defended[1], 'harmful', 2)}).",
+        f"not the 3,200-step student, whose gap the probe below reads at {at(student, 'gap')})"])
     assert at(shipped, "floored_harmful") == at(shipped, "floored_retain")  # "harmful and retain alike"
     assert at(student, "floored_harmful") == at(never, "floored_harmful")
     assert_quoted(ROOT / "README.md", [
