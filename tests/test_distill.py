@@ -959,4 +959,5 @@ def test_descending_the_condition_term_ill_conditions_the_harmful_inputs_against
 
 def test_the_condition_tamper_with_a_simulated_attack_is_refused(pipe):
     _refused(pipe, DistillConfig(harm_margin=1.0, tamper="condition", attack_sim_steps=4),
-             r"tamper=condition conditions the defended weights' inputs, with no simulated attack: drop attack_sim_steps")
+             r"tamper=condition conditions the defended weights' inputs, with no simulated attack: drop "
+             r"attack_sim_steps \(4\)")

@@ -163,8 +163,9 @@ class RetainDistillLoss:
         return cfg.harm_margin - attacked
 
     def _coupled(self, unet, gen) -> torch.Tensor:
-        """cos(harmful gradient, retain gradient) + harm_margin in the UNet's trained weights (tamper=couple, stages.
-        coupling), here or after attack_sim_steps of a simulated full attack (Meta-Unlearning's reading; first-order)."""
+        """cos(harmful gradient, retain gradient) + harm_margin in the UNet's trained weights (tamper=couple,
+        stages.coupling), here or after attack_sim_steps of a simulated full attack (Meta-Unlearning's reading;
+        first-order)."""
         params, error = None, lambda batch, weights: denoising_error(unet, batch, weights)  # noqa: E731
         if self.config.attack_sim_steps:  # the cosine is read at the attack's last weights
             for _, params in full_attack(error, self._draw_harm, gen, unet, *self._attack_configuration(gen)):
