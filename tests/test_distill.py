@@ -834,7 +834,7 @@ def test_descending_the_couple_term_makes_a_harmful_step_raise_the_retain_loss(p
     assert total.item() == pytest.approx(plain(unet, 0, gen()).item() + 3.0 * (cos + 1.0), rel=1e-5)
 
     def retain_change_after_a_harmful_step():
-        harm_error, retain_error = couple._coupled_losses(unet, gen())
+        harm_error, retain_error = couple._harm_and_retain_errors(unet, gen())
         grads = torch.autograd.grad(harm_error(), params)
         step = 1e-3 / torch.cat([g.flatten() for g in grads]).norm()
         with torch.no_grad():
@@ -876,7 +876,7 @@ def test_the_coupling_after_a_simulated_attack_is_the_cosine_at_its_end_applied_
         with torch.no_grad():
             for p, g in zip(params, grads):
                 p -= 1e-3 * g.sign()
-    by_hand = gradient_cosine(at_weights._coupled_losses(moved, gen), params)
+    by_hand = gradient_cosine(at_weights._harm_and_retain_errors(moved, gen), params)
     (grad_by_hand,) = torch.autograd.grad(by_hand, [moved.get_parameter(ATTN_K)])
     assert cos.item() == pytest.approx(by_hand.item(), abs=1e-4)
     assert torch.allclose(grad, grad_by_hand, rtol=1e-3, atol=1e-7) and grad.abs().max() > 0
@@ -942,7 +942,7 @@ def test_descending_the_condition_term_ill_conditions_the_harmful_inputs_against
     def sides():
         with torch.no_grad():
             return [input_log_conditions(unet, target_modules(unet, "attn"), error).mean().item()
-                    for error in condition._coupled_losses(unet, gen())]
+                    for error in condition._harm_and_retain_errors(unet, gen())]
 
     harmful_before, retain_before = sides()
     assert harmful_before - retain_before == pytest.approx(gap, rel=1e-6)

@@ -171,7 +171,7 @@ class RetainDistillLoss:
             for _, params in full_attack(error, self._draw_harm, gen, unet, *self._attack_configuration(gen)):
                 pass
         trained = list(params.values()) if params else [p for p in unet.parameters() if p.requires_grad]
-        cos = gradient_cosine(self._coupled_losses(unet, gen, params), trained)
+        cos = gradient_cosine(self._harm_and_retain_errors(unet, gen, params), trained)
         self.last["coupling_cos"] = cos.item()
         return cos + self.config.harm_margin
 
@@ -179,12 +179,15 @@ class RetainDistillLoss:
         """harm_margin less the mean gap of log condition numbers (harmful minus retain batches) of the attention
         projections' inputs (tamper=condition, stages.ill_conditioning)."""
         self._attention = self._attention or target_modules(unet, "attn")
-        harmful, retain = (input_log_conditions(unet, self._attention, f) for f in self._coupled_losses(unet, gen))
-        self.last["condition_gap"] = (harmful - retain).mean().item()
-        return self.config.harm_margin - (harmful - retain).mean()
+        harmful, retain = (input_log_conditions(unet, self._attention, forward)
+                           for forward in self._harm_and_retain_errors(unet, gen))  # each error's forward is read
+        gap = (harmful - retain).mean()
+        self.last["condition_gap"] = gap.item()
+        return self.config.harm_margin - gap
 
-    def _coupled_losses(self, unet, gen, params=None):
-        """The denoising losses a malicious and a benign fine-tuning descend, on fresh batches, at `params`."""
+    def _harm_and_retain_errors(self, unet, gen, params=None):
+        """The denoising errors a malicious and a benign fine-tuning descend, on fresh batches, at `params`: the
+        coupling's two gradients, the conditioning's two forward passes."""
         harm = self._draw_harm(gen)
         idx = batch_randint(len(self.latents), self.batch_size, gen)
         x0 = self.latents[idx]
