@@ -259,8 +259,9 @@ class DistillConfig:
                                              "size (ResAlign's hypergradient; losses.lora_attacked_error)", min=0)
     attack_sim_implicit_terms: int = option(2, "conjugate-gradient steps (Hessian-vector products) of that "
                                                "correction's linear solve", min=1, max=64)
-    attack_sim_trajectory: int = option(0, "> 1: the hinge reads the mean error at this many evenly spaced "
-                                           "points of the simulated attack (TAR's); 0, 1: at its end", min=0, max=64)
+    attack_sim_trajectory: int = option(0, "> 1: the hinge reads the mean error (tamper=couple: cosine) at this "
+                                           "many evenly spaced points of the simulated attack (TAR's); 0, 1: at its "
+                                           "end", min=0, max=64)
     tamper_text_encoder: bool = option(True, "the tamper term's gradient reaches the text encoder; false: the UNet "
                                              "only, so it cannot be met by breaking the concept's words (as on dev)")
     tamper_projection: bool = option(False, "the tamper term's gradient loses the part that opposes the retain loss's "
@@ -292,11 +293,9 @@ class DistillConfig:
             if high and not high > low > 0:
                 raise SafetuneError(f"{name}_max={high} is the top of the range {name} draws from, so it must be above "
                                     f"{name}={low} (> 0): give --set {name}_max above {low}, or drop {name}_max")
-        reads_a_full_attack_s_end = self.attack_sim == "full" and self.attack_sim_trajectory <= 1
-        if self.tamper == "couple" and self.attack_sim_steps and not reads_a_full_attack_s_end:
-            raise SafetuneError(f"tamper=couple reads the coupling at the end of a simulated full attack, not with "
-                                f"attack_sim={self.attack_sim}, attack_sim_trajectory={self.attack_sim_trajectory}: "
-                                "give --set attack_sim=full without attack_sim_trajectory, or drop attack_sim_steps")
+        if self.tamper == "couple" and self.attack_sim_steps and self.attack_sim != "full":
+            raise SafetuneError(f"tamper=couple reads the coupling along a simulated full attack, not with "
+                                f"attack_sim={self.attack_sim}: give --set attack_sim=full, or drop attack_sim_steps")
         if self.tamper == "condition" and self.attack_sim_steps:
             raise SafetuneError("tamper=condition conditions the defended weights' inputs, with no simulated attack: "
                                 f"drop attack_sim_steps ({self.attack_sim_steps})")

@@ -884,10 +884,41 @@ def test_the_coupling_after_a_simulated_attack_is_the_cosine_at_its_end_applied_
     assert abs(cos.item() - unmoved) > 0.01, (cos.item(), unmoved)  # measured: 0.332 against 0.256
 
 
-def test_the_couple_tamper_off_a_full_attack_s_end_or_without_its_margin_is_refused(pipe):
-    for other in (dict(attack_sim="lora"), dict(attack_sim_trajectory=2)):
-        _refused(pipe, DistillConfig(harm_margin=1.0, tamper="couple", attack_sim_steps=4, **other),
-                 r"tamper=couple reads the coupling at the end of a simulated full attack, not with attack_sim=")
+def test_the_coupling_along_a_simulated_attack_is_the_mean_of_the_cosines_at_its_points(pipe):
+    """With attack_sim_trajectory=2 on 4 simulated sign steps the cosine is read after steps 2 and 4, each on fresh
+    batches: the mean equals, in value and in its gradient in a weight, the two cosines taken on a copy moved there
+    by hand, and differs from the reading at the end alone."""
+    teacher = copy.deepcopy(pipe.unet).requires_grad_(False)
+    unet = copy.deepcopy(pipe.unet)
+    prepare_trainable(unet, TrainConfig(mode="full"))
+    config = DistillConfig(harm_margin=1.0, tamper="couple", attack_sim_steps=4, attack_sim_lr=1e-3,
+                           attack_sim_trajectory=2)
+    couple, at_weights = make_loss(pipe, teacher, config), make_loss(pipe, teacher, replace(config, attack_sim_steps=0))
+    cos = couple._coupled(unet, step_generator(0, 0)) - 1.0
+    (grad,) = torch.autograd.grad(cos, [unet.get_parameter(ATTN_K)])
+
+    moved, gen, readings = copy.deepcopy(unet), step_generator(0, 0), []
+    params = [p for p in moved.parameters() if p.requires_grad]
+    for step in range(1, 5):
+        grads = torch.autograd.grad(denoising_error(moved, at_weights._draw_harm(gen), None), params)
+        with torch.no_grad():
+            for p, g in zip(params, grads):
+                p -= 1e-3 * g.sign()
+        if step in (2, 4):  # each point read on its own copy (the steps after it move `moved` in place)
+            point = copy.deepcopy(moved)
+            cos_there = gradient_cosine(at_weights._harm_and_retain_errors(point, gen),
+                                        [p for p in point.parameters() if p.requires_grad])
+            readings.append((cos_there, *torch.autograd.grad(cos_there, [point.get_parameter(ATTN_K)])))
+    by_hand, grad_by_hand = ((a + b) / 2 for a, b in zip(*readings))
+    assert cos.item() == pytest.approx(by_hand.item(), abs=1e-4)
+    assert torch.allclose(grad, grad_by_hand, rtol=1e-3, atol=1e-7) and grad.abs().max() > 0
+    at_the_end = make_loss(pipe, teacher, replace(config, attack_sim_trajectory=0))._coupled(unet, step_generator(0, 0))
+    assert abs(cos.item() - (at_the_end.item() - 1.0)) > 0.01, (cos.item(), at_the_end.item() - 1.0)
+
+
+def test_the_couple_tamper_off_a_full_attack_or_without_its_margin_is_refused(pipe):
+    _refused(pipe, DistillConfig(harm_margin=1.0, tamper="couple", attack_sim_steps=4, attack_sim="lora"),
+             r"tamper=couple reads the coupling along a simulated full attack, not with attack_sim=lora")
     _refused(pipe, DistillConfig(tamper="couple"), r"tamper=couple .*harm_margin > 0 \(0.0\)")
 
 

@@ -30,7 +30,7 @@ retraining from scratch at 60-80% of its compute). We adapt both to diffusion mo
    TAR (arXiv 2408.00761) measure theirs: the harmful captions' prediction after the steps is pulled down to
    harm_margin from the model's own prediction before them for the empty prompt or (anchor_target=caption) the
    caption without its unseen words; couple pushes the cosine of the harmful and retain gradients down to
-   -harm_margin (at the defended weights, or after a simulated full attack), so that a malicious descent breaks the
+   -harm_margin (at the defended weights, or after or along a simulated full attack): a malicious descent breaks the
    retain data (SEAM's self-destruct, stages.coupling); condition makes the attention projections' inputs worse
    conditioned on harmful than on retain batches by harm_margin (log condition number, stages.ill_conditioning).
    attack_sim_implicit adds ResAlign's implicit (Moreau-envelope) correction for a simulated LoRA;
@@ -75,7 +75,8 @@ from ..train import run_stage
 from .coupling import gradient_cosine
 from .distortion import distort_, forget_unseen_words_, without_unseen_words
 from .ill_conditioning import input_log_conditions
-from .losses import attacked_error, full_attack, lora_attacked_error, text_attacked_error, without_conflict
+from .losses import (attacked_error, full_attack, lora_attacked_error, text_attacked_error, trajectory_points,
+                     without_conflict)
 
 # attack_sim=mixed draws one of the battery's attacks per step: (kind, LoRA rank)
 MIXED = (("full", 0), ("lora", 1), ("lora", 4), ("lora", 16), ("inversion", 0))
@@ -163,15 +164,19 @@ class RetainDistillLoss:
         return cfg.harm_margin - attacked
 
     def _coupled(self, unet, gen) -> torch.Tensor:
-        """cos(harmful gradient, retain gradient) + harm_margin in the UNet's trained weights (tamper=couple,
-        stages.coupling), here or after attack_sim_steps of a simulated full attack (Meta-Unlearning's reading;
-        first-order)."""
-        params, error = None, lambda batch, weights: denoising_error(unet, batch, weights)  # noqa: E731
-        if self.config.attack_sim_steps:  # the cosine is read at the attack's last weights
-            for _, params in full_attack(error, self._draw_harm, gen, unet, *self._attack_configuration(gen)):
-                pass
-        trained = list(params.values()) if params else [p for p in unet.parameters() if p.requires_grad]
-        cos = gradient_cosine(self._harm_and_retain_errors(unet, gen, params), trained)
+        """cos(harmful gradient, retain gradient) + harm_margin in the UNet's trained weights (tamper=couple), here or
+        after a simulated full attack (Meta-Unlearning's reading; first-order), or its mean at points along it."""
+        if not self.config.attack_sim_steps:
+            trained = [p for p in unet.parameters() if p.requires_grad]
+            readings = [gradient_cosine(self._harm_and_retain_errors(unet, gen), trained)]
+        else:  # read at the attack's weights, not at the defended ones
+            steps, lr, optimizer = self._attack_configuration(gen)
+            at = trajectory_points(steps, self.config.attack_sim_trajectory)
+            error = lambda batch, weights: denoising_error(unet, batch, weights)  # noqa: E731
+            readings = [gradient_cosine(self._harm_and_retain_errors(unet, gen, params), list(params.values()))
+                        for k, params in full_attack(error, self._draw_harm, gen, unet, steps, lr, optimizer)
+                        if k in at]
+        cos = torch.stack(readings).mean()
         self.last["coupling_cos"] = cos.item()
         return cos + self.config.harm_margin
 
