@@ -193,8 +193,8 @@ def load(path: Path) -> dict:
 def readme_block(results: dict) -> str:
     cfg = results["config"]
     attacks = [a for a in cfg["attacks"] if a in results["summary"]]
-    return BEGIN + "\n" + "\n".join(leaderboard(results["summary"], cfg["models"], attacks,
-                                                                  quality_summary(results))) + "\n" + END
+    return BEGIN + "\n" + "\n".join(leaderboard(results["summary"], cfg["models"], attacks, quality_summary(results),
+                                                cfg.get("wrecked_below", 0.5))) + "\n" + END
 
 
 def focused(name: str) -> dict:

@@ -60,7 +60,8 @@ class RelearnConfig:
                                        "below this fraction of its own before the attack wrecks the model instead of "
                                        "teaching it: reported, never the worst lr, and the bracket's top (as a "
                                        "divergence is); 0, or a detector without prompt fidelity (NudeNet): every "
-                                       "lr counts", min=0, below=1)
+                                       "lr counts. A model whose clean fidelity before any attack is below this "
+                                       "fraction of never-trained's has its verdicts marked broken", min=0, below=1)
     steps: list[int] = option(factory=lambda: [0, 20, 100, 200, 400], help="attack steps evaluated")
     split: str = option("test", "dev (tuning) or test (reporting): prompts, sampling and attack seeds",
                         choices=tuple(SPLITS))
