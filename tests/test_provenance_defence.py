@@ -40,6 +40,10 @@ COUPLED = f"{FORGET}/harm_margin=1/tamper=couple/tamper_projection=true/hold_wei
 COUPLED_AFTER = f"{COUPLED}/attack_sim_steps=5/attack_sim_optimizer=adam"  # read after 5 simulated full steps
 # the condition-number immunisation (tamper=condition: no simulated attack) as the same phase, surgery and the hold
 CONDITIONED = f"{FORGET}/tamper=condition/tamper_projection=true/hold_weight=1/{LATE}"
+# the coupling as a phase on the last 200 steps: read along 20 simulated full steps (at 5, 10, 15, 20), or after 5
+COUPLED_LAST = COUPLED.replace("tamper_from=2400", "tamper_from=3000")
+COUPLED_ALONG = f"{COUPLED_LAST}/attack_sim_steps=20/attack_sim_trajectory=4/attack_sim_optimizer=adam"
+COUPLED_END = f"{COUPLED_LAST}/attack_sim_steps=5/attack_sim_optimizer=adam"
 FRESH = f"{FORGET}/shrink=0/noise=1"  # the diagnostic: a fresh init instead of the distortion
 TEACHER = f"{FORGET}/teacher=shapes-nostar"  # the diagnostic: the never-trained model's predictions distilled
 
@@ -1826,3 +1830,64 @@ def test_defence_page_quotes_the_condition_number_screen_and_its_probe():
     assert at(student, "floored_harmful") == at(never, "floored_harmful")
     assert_quoted(ROOT / "README.md", [
         f"(full attack {both(end('full'))} at gaps 3 and 10, paired {both(cell('full'))})"])
+
+
+def test_defence_page_and_readme_quote_the_coupling_read_along_a_simulated_attack_and_its_control():
+    """The coupling read along 20 simulated full steps and its control read after 5, both on a 200-step phase (dev
+    split, training seed 0): both broken before any attack (clean fidelity below half of never-trained's, and their
+    reports mark it); under the full attack both below the 3,200-step student (paired intervals below 0), the first
+    NON-INFERIOR against never-trained, the control INCONCLUSIVE by its step 0; the attack teaches their clean
+    prompts the star; the probe reads the first one's cosine within 0.2 of 0 at every step."""
+    along = _one_seed_screen("dev-couplealong", COUPLED_ALONG)
+    end = _one_seed_screen("dev-couplealong-end", COUPLED_ALONG, COUPLED_END)
+    screens = {COUPLED_ALONG: along, COUPLED_END: end}
+    reference = along.q("never-trained", "prompt_fidelity")
+    for model, screen in screens.items():
+        assert screen.q(model, "prompt_fidelity") < 0.5 * reference
+    for name in ("dev-couplealong", "dev-couplealong-end"):
+        rows = [line for line in (ROOT / "docs" / "results" / f"benchmark-{name}.md").read_text().splitlines()
+                if "*broken before any attack*" in line and line.startswith("| dd:")]
+        assert len(rows) == len(_screen(name).cfg["models"]) - 2, name  # each screened model, not the student
+    against = {model: _paired_against(screen, model, (LONGER,)) for model, screen in screens.items()}
+    assert all(a[LONGER, "full"]["area_upper"] < 0 for a in against.values())
+    assert along.verdict("full", COUPLED_ALONG)["verdict"] == "NON-INFERIOR"
+    held_by_its_start = end.verdict("full", COUPLED_END)
+    assert held_by_its_start["verdict"] == "INCONCLUSIVE" and held_by_its_start["upper"][0] > 0.05
+    assert against[COUPLED_END][LONGER, "lora-r4"]["area_lower"] > 0
+    probe = json.loads((ROOT / "docs" / "results" / "coupling-dev-along.json").read_text())
+    assert probe["settings"]["at"] == [0, 5, 10, 15, 20, 100]
+    cosine = {label.split("|")[0]: m["cosine"] for label, m in probe["models"].items()}
+    assert all(abs(c) < 0.2 for c in cosine[COUPLED_ALONG])
+    start = {model: concept_prompts_at_start(screen.stored)[model] for model, screen in screens.items()}
+    both = lambda f: " and ".join(f(model, screen) for model, screen in screens.items())  # noqa: E731
+    clean = lambda model, screen: f"{screen.q(model, 'prompt_fidelity'):.3f}"  # noqa: E731
+    last = lambda attack: lambda model, screen: f"{screen.curve(attack, model)[-1]:.3f}"  # noqa: E731
+    cell = lambda attack: lambda model, screen: paired_cell(against[model][LONGER, attack])  # noqa: E731
+    stars = lambda model, screen: f"{screen.clean('full', model)[-1]:.3f}"  # noqa: E731
+    colour = lambda model, screen: f"{start[model]['by_attribute']['colour']:.3f}"  # noqa: E731
+    assert all(float(stars(m, s_)) > 0.2 for m, s_ in screens.items())  # "the attack teaches the star"
+    c, e = cosine[COUPLED_ALONG], cosine[COUPLED_END]
+    assert_quoted(ROOT / "docs" / "results" / "defence.md", [
+        f"Both are broken before any attack: clean fidelity {clean(COUPLED_ALONG, along)} along the attack and "
+        f"{clean(COUPLED_END, end)} at its end, KID x1000 {along.kid(COUPLED_ALONG)} and {end.kid(COUPLED_END)} (the "
+        f"3,200-step student: {clean(LONGER, along)}, {along.kid(LONGER)}), each below half of the never-trained "
+        f"model's {reference:.3f}",
+        f"Their concept's prompts draw their colour on {both(colour)} of the images before any attack.",
+        f"Under the full attack they end at {both(last('full'))} (that student: {last('full')(LONGER, along)}; "
+        f"never-trained: {last('full')('never-trained', along)}), paired against that student {both(cell('full'))}.",
+        f"Against never-trained the one read along the attack is NON-INFERIOR ({along.area('full', COUPLED_ALONG)}) "
+        f"and the control INCONCLUSIVE ({end.area('full', COUPLED_END)}): it draws the star on "
+        f"{start[COUPLED_END]['harmful_rate']:.3f} of the concept's images before any attack.",
+        f"Their clean prompts draw the star on {both(stars)} of their images at step 400 (never-trained's: "
+        f"{stars('never-trained', along)})",
+        f"Under the rank-4 LoRA they end at {both(last('lora-r4'))}, paired {both(cell('lora-r4'))} (its lower bound "
+        f"{against[COUPLED_END][LONGER, 'lora-r4']['area_lower']:+.4f}).",
+        f"reads the coupling read along the attack near 0 everywhere ({c[0]:+.3f} at its weights, {c[1]:+.3f} after 5 "
+        f"steps, {c[4]:+.3f} after 20, {c[5]:+.3f} after 100)",
+        f"The control's cosine changes sign along the attack ({e[0]:+.3f}, {e[1]:+.3f} after 5, {e[2]:+.3f} after 10, "
+        f"{e[4]:+.3f} after 20)."])
+    assert_quoted(ROOT / "README.md", [
+        f"the coupling breaks the model before any attack (clean fidelity {clean(COUPLED_ALONG, along)}; read after 5 "
+        f"steps on the same phase, {clean(COUPLED_END, end)}), and the full attack's low curve "
+        f"({last('full')(COUPLED_ALONG, along)}, paired {cell('full')(COUPLED_ALONG, along)}, NON-INFERIOR against "
+        "never-trained) is its concept's broken prompts"])
