@@ -86,6 +86,9 @@ COUPLED = f"{FORGET}/harm_margin=1/tamper=couple/tamper_projection=true/hold_wei
 COUPLED_AFTER = f"{COUPLED}/attack_sim_steps=5/attack_sim_optimizer=adam"  # read after 5 simulated full steps
 # the condition-number immunisation (tamper=condition: no simulated attack) as the same phase, surgery and the hold
 CONDITIONED = f"{FORGET}/tamper=condition/tamper_projection=true/hold_weight=1/{LATE}"
+# the coupling as a phase on the last 200 steps: read along 20 simulated full steps (at 5, 10, 15, 20), or after 5
+COUPLED_LAST = COUPLED.replace("tamper_from=2400", "tamper_from=3000")
+COUPLED_ALONG = f"{COUPLED_LAST}/attack_sim_steps=20/attack_sim_trajectory=4/attack_sim_optimizer=adam"
 # the one-seed screens of tamper terms as a phase on the 3,200-step student (training seed 0), each row
 # paired against that student's seed 0 in its own screen
 ABLATION_SCREENS = [
@@ -128,6 +131,12 @@ ABLATION_SCREENS = [
     ("+ the attention inputs ill-conditioned on harmful batches against retain ones (log condition number gap up to "
      "3; arXiv 2505.23760's), with surgery and the hold", "dev-condition", f"{CONDITIONED}/harm_margin=3"),
     ("+ the same up to a gap of 10", "dev-condition", f"{CONDITIONED}/harm_margin=10"),
+    ("+ the coupling read along 20 simulated full-attack steps (the mean at steps 5, 10, 15, 20), on the last 200 "
+     "steps only", "dev-couplealong", COUPLED_ALONG),
+    ("+ the coupling read after 5 simulated steps, on the last 200 steps only (that phase's control)",
+     "dev-couplealong-end", f"{COUPLED_LAST}/attack_sim_steps=5/attack_sim_optimizer=adam"),
+    ("+ the coupling read along the simulated attack at a tenth of the weight", "dev-couplealong10",
+     f"{COUPLED_ALONG}/harm_weight=0.1"),
 ]
 # defence.md's ablation tables: marker name -> (its rows, the baseline each row is paired with, its label)
 ABLATIONS = {"ablation": (ABLATION, FORGET, "the forget row"),
