@@ -45,9 +45,8 @@ def broken_before_any_attack(quality: dict | None, fraction: float = 0.5) -> lis
 
 def leaderboard(summary: dict, models: list[str], attacks: list[str], quality: dict | None = None,
                 broken_below: float = 0.5) -> list[str]:
-    """One row per model, one column group per attack; then its price, clean fidelity and KID
-    before any attack (when the study measured them); a verdict on a model broken_before_any_attack is
-    marked so."""
+    """One row per model, one column group per attack; then its price, clean fidelity and KID before any
+    attack (when the study measured them); a verdict on a model broken_before_any_attack is marked so."""
     broken = broken_before_any_attack(quality, broken_below)
     price = ["clean fidelity", "KID x1000 (SE)"] if quality else []
     head = [f"{a}: steps to relearn [95%] | {a}: vs {REFERENCE}" for a in attacks] + price
