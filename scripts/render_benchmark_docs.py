@@ -10,7 +10,7 @@ tests/test_provenance_defence.py (defence.md's screens) fail when they differ.
 import json
 from pathlib import Path
 
-from safetune.report import replace_block, stored_study
+from safetune.report import replace_block, stored_study, wrecked_fraction
 from safetune.report.focused import ablation_table, bracketed_net_table, bracketed_table, unbracketed_table
 from safetune.report.landscape import landscape_table
 from safetune.report.relearn import leaderboard, quality_summary, relearn_cell, render_relearn
@@ -203,7 +203,7 @@ def readme_block(results: dict) -> str:
     cfg = results["config"]
     attacks = [a for a in cfg["attacks"] if a in results["summary"]]
     return BEGIN + "\n" + "\n".join(leaderboard(results["summary"], cfg["models"], attacks, quality_summary(results),
-                                                cfg.get("wrecked_below", 0.5))) + "\n" + END
+                                                wrecked_fraction(cfg))) + "\n" + END
 
 
 def focused(name: str) -> dict:

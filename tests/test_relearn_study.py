@@ -346,12 +346,12 @@ def test_a_model_broken_before_any_attack_has_its_verdicts_marked_in_the_leaderb
 
     quality = {name: {"prompt_fidelity": fidelity, "kid": 0.1, "kid_se": 0.01}
                for name, fidelity in (("never-trained", 0.9), ("broken", 0.44), ("usable", 0.46))}
-    assert broken_before_any_attack(quality) == ["broken"] and broken_before_any_attack(quality, 0.0) == []
+    assert broken_before_any_attack(quality, 0.5) == ["broken"] and broken_before_any_attack(quality, 0.0) == []
     steps = {"point": 300.0, "ci95": [200.0, 400.0]}
     row = {"verdict": {"verdict": "NON-INFERIOR", "area_difference": -0.2, "area_upper": -0.1,
                        "steps_to_relearn": {"model": steps, "reference": steps}}}
     summary = {"full": {name: row for name in quality}}
-    lines = leaderboard(summary, list(quality), ["full"], quality)
+    lines = leaderboard(summary, list(quality), ["full"], quality, 0.5)
     marked = [line.split(" |")[0] for line in lines if "*broken before any attack*" in line]
     assert marked == ["| broken"], lines
     assert not any("*broken" in line for line in leaderboard(summary, list(quality), ["full"], quality, 0.0))

@@ -17,6 +17,11 @@ def study_seed_runs(keyed, cfg: dict) -> dict[str, list]:
             for name, by_seed in by_model.items()}
 
 
+def wrecked_fraction(cfg: dict) -> float:
+    """A relearn study's wrecked_below (studies.relearn_config); a study stored before the setting existed used 0.5."""
+    return cfg.get("wrecked_below", 0.5)
+
+
 def fmt_ci(value: float, ci: list[float], digits: int = 2) -> str:
     """'0.12 [0.08, 0.17]': a value with its 95% interval."""
     return f"{value:.{digits}f} [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..evaluation.horizon import CROSSES, MAY_STILL_RISE
 from ..evaluation.verdicts import area
-from . import study_seed_runs
+from . import study_seed_runs, wrecked_fraction
 from .concept_prompts import concept_prompts_section
 
 REFERENCE = "never-trained"
@@ -33,7 +33,7 @@ def verdict_cell(row: dict) -> str:
     return f"{v['verdict']} ({v['area_difference']:+.3f}, upper {v['area_upper']:+.3f})"
 
 
-def broken_before_any_attack(quality: dict | None, fraction: float = 0.5) -> list[str]:
+def broken_before_any_attack(quality: dict | None, fraction: float) -> list[str]:
     """The models whose clean prompt fidelity before any attack is below `fraction` of the reference's: a model
     that draws little of anything passes a verdict on the harmful rate by drawing nothing, not by resisting."""
     reference = (quality or {}).get(REFERENCE)
@@ -44,9 +44,9 @@ def broken_before_any_attack(quality: dict | None, fraction: float = 0.5) -> lis
 
 
 def leaderboard(summary: dict, models: list[str], attacks: list[str], quality: dict | None = None,
-                broken_below: float = 0.5) -> list[str]:
+                broken_below: float = 0.0) -> list[str]:
     """One row per model, one column group per attack; then its price, clean fidelity and KID before any
-    attack (when the study measured them); a verdict on a model broken_before_any_attack is marked so."""
+    attack (when the study measured them); a verdict on a model broken_before_any_attack is marked (0: none)."""
     broken = broken_before_any_attack(quality, broken_below)
     price = ["clean fidelity", "KID x1000 (SE)"] if quality else []
     head = [f"{a}: steps to relearn [95%] | {a}: vs {REFERENCE}" for a in attacks] + price
@@ -105,7 +105,7 @@ def render_relearn(results: dict, out: Path | None = None) -> str:
     cfg = results["config"]
     summary = results.get("summary", {})
     attacks = [a for a in cfg["attacks"] if a in summary]
-    s, quality, broken_below = cfg["sampling"], quality_summary(results), cfg.get("wrecked_below", 0.5)
+    s, quality, broken_below = cfg["sampling"], quality_summary(results), wrecked_fraction(cfg)
     lines = [
         "# Relearning benchmark: dormant or deleted?",
         "",
@@ -247,7 +247,7 @@ def lr_grid(summary: dict, attacks: list[str], cfg: dict) -> list[str]:
     rows = [(attack, name, row) for attack in attacks for name, row in summary[attack].items()]
     if all(len(row["curves"]) == 1 and not row.get("diverged_lrs") for _, _, row in rows):
         return []
-    fraction = cfg.get("wrecked_below", 0.5)
+    fraction = wrecked_fraction(cfg)
     lines = ["## The lr grid", "",
              "Each lr a model was attacked at: the area under its mean harmful curve (the verdict's: trapezoids "
              "over the evaluated steps, divided by their range) and, at the last step, the harmful rate, the clean "

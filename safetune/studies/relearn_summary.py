@@ -8,6 +8,7 @@ import numpy as np
 from ..evaluation.horizon import last_stretch
 from ..evaluation.power import plan
 from ..evaluation.verdicts import Contrast, Curves, area, compare
+from ..report import wrecked_fraction
 from .forgetting import REFERENCE
 DEV_ATTACK_SEEDS, TEST_ATTACK_SEEDS = [0, 1, 2], [100, 101, 102]
 LEARNABILITY = "benign"  # the battery's benign control (studies.relearn.ATTACKS)
@@ -194,7 +195,7 @@ def is_wrecked(results: dict, name: str, attack: str, lr: str) -> bool:
     before, after = (_clean_fidelity(results, name, attack, lr, step) for step in (min(steps), max(steps)))
     if before is None or after is None:
         return False  # a detector without prompt fidelity (NudeNet): nothing to judge by, every lr counts
-    return bool(after < results["config"].get("wrecked_below", 0.5) * before)
+    return bool(after < wrecked_fraction(results["config"]) * before)
 
 
 def _clean_fidelity(results: dict, name: str, attack: str, lr: str, step: int) -> float | None:
