@@ -243,9 +243,11 @@ class DistillConfig:
                          "to harm_margin), drop (the attack's progress held under it), match (the level held at it), "
                          "anchor (the harmful prediction after the attack pulled to the model's own before it: "
                          "ResAlign's, TAR's), couple (the harmful and retain gradients' cosine pushed down to "
-                         "-harm_margin: SEAM's) or condition (the attention inputs' log condition number, harmful "
-                         "minus retain, pushed up to harm_margin: arXiv 2505.23760's); defence.md has each on dev",
-                         choices=("level", "drop", "match", "anchor", "couple", "condition"))
+                         "-harm_margin: SEAM's), condition (the attention inputs' log condition number, harmful "
+                         "minus retain, pushed up to harm_margin: arXiv 2505.23760's) or noise (the UNet's block "
+                         "outputs on harmful batches: their MMD to Gaussian noise pulled down to harm_margin: "
+                         "RepNoise's); defence.md has each on dev",
+                         choices=("level", "drop", "match", "anchor", "couple", "condition", "noise"))
     anchor_target: str = option("empty", "tamper=anchor's target: empty (the model's prediction for the empty prompt, "
                                          "SDD's) or caption (for the caption without the words no retain caption uses)",
                                 choices=("empty", "caption"))
@@ -296,10 +298,10 @@ class DistillConfig:
         if self.tamper == "couple" and self.attack_sim_steps and self.attack_sim != "full":
             raise SafetuneError(f"tamper=couple reads the coupling along a simulated full attack, not with "
                                 f"attack_sim={self.attack_sim}: give --set attack_sim=full, or drop attack_sim_steps")
-        if self.tamper == "condition" and self.attack_sim_steps:
-            raise SafetuneError("tamper=condition conditions the defended weights' inputs, with no simulated attack: "
-                                f"drop attack_sim_steps ({self.attack_sim_steps})")
-        if self.tamper in ("match", "anchor", "couple", "condition") and not self.harm_margin > 0:
+        if self.tamper in ("condition", "noise") and self.attack_sim_steps:
+            raise SafetuneError(f"tamper={self.tamper} reads the defended weights, with no simulated attack: drop "
+                                f"attack_sim_steps ({self.attack_sim_steps})")
+        if self.tamper in ("match", "anchor", "couple", "condition", "noise") and not self.harm_margin > 0:
             raise SafetuneError(f"tamper={self.tamper} shapes the tamper term, which is off without harm_margin > 0 "
                                 f"({self.harm_margin}): give --set harm_margin=0.001 (and --harmful-data), or drop "
                                 f"tamper={self.tamper}")

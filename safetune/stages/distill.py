@@ -1,59 +1,51 @@
 """Distort-and-distill (`--method dd`): a safety alignment that a malicious fine-tuning relearns no
 faster than a model that never learned the concept. Beyond the papers; the choices are ours.
 
-Why: erasure methods (ESD, SDD, LT/NG) move a model a short way from the original and leave what it
-knew in its weights: a few fine-tuning steps on harmful data bring it back (dormant, not deleted).
-A model retrained without the concept relearns it slowly. In vision classifiers, resistance to
-relearning tracks the distance from the original weights and the absence of a low-loss straight
-path back to them ("From Dormant to Deleted", arXiv 2505.22310: the question, and a weight distortion
-for classifiers). The closest recipe is UNDO ("Distillation Robustifies Unlearning", arXiv 2506.06278:
-unlearn, add noise to the weights, distil from the unlearned teacher; for language models it matches
-retraining from scratch at 60-80% of its compute). We adapt both to diffusion models:
+Why: erasure methods (ESD, SDD, LT/NG) move a model a short way from the original and leave what it knew in its
+weights: a few fine-tuning steps on harmful data bring it back (dormant, not deleted). A model retrained without the
+concept relearns it slowly. In vision classifiers, resistance to relearning tracks the distance from the original
+weights and the absence of a low-loss straight path back to them ("From Dormant to Deleted", arXiv 2505.22310: the
+question, and a weight distortion for classifiers). The closest recipe is UNDO ("Distillation Robustifies
+Unlearning", arXiv 2506.06278: unlearn, add noise to the weights, distil from the unlearned teacher; for language
+models it matches retraining from scratch at 60-80% of its compute). We adapt both to diffusion models:
 
 1. distort: every weight of the UNet (and the text encoder) becomes
        w <- shrink * w + noise * std(w) * N(0, 1)
    (shrink-and-perturb; shrink 1 is their weight distortion, shrink 0 a fresh std-matched init);
-2. distill: the distorted model is trained, full weights, to match the original model (the teacher,
-   frozen) on the retain set only, captions dropped 10% of the time so that classifier-free guidance
-   still works: student(x_t, c) -> teacher(x_t, c) on clean images x_0 and their captions c.
-   The teacher's targets carry its clean knowledge back at a fraction of pretraining's cost; nothing
-   carries the concept back: no harmful image, caption or target is seen.
-3. optionally (concept_weight > 0), an ESD-style anchor on the concept prompts: student(x_t, concept)
-   -> teacher(x_t, "") on the teacher's own concept samples, so that the concept prompts land on the
-   unconditional prediction instead of whatever the distortion left there;
-4. optionally (harm_margin > 0, with harmful data), a tamper term in the spirit of TAR/IMMA: the harmful images'
-   denoising error after attack_sim_steps simulated malicious steps (stages.losses: attacked_error, full;
-   lora_attacked_error, a new LoRA on attention, IMMA's inner adaptation; text_attacked_error, an offset of the
-   prompt's text states; each step lr * sign(grad) or the attacker's own Adam) is pushed up to harm_margin and no
-   further. tamper=drop bounds the attack's progress instead (a flat harmful landscape); match holds the level from
-   both sides; anchor is a safety objective measured after the simulated attack, as ResAlign (arXiv 2507.16302) and
-   TAR (arXiv 2408.00761) measure theirs: the harmful captions' prediction after the steps is pulled down to
-   harm_margin from the model's own prediction before them for the empty prompt or (anchor_target=caption) the
-   caption without its unseen words; couple pushes the cosine of the harmful and retain gradients down to
-   -harm_margin (at the defended weights, or after or along a simulated full attack): a malicious descent breaks the
-   retain data (SEAM's self-destruct, stages.coupling); condition makes the attention projections' inputs worse
-   conditioned on harmful than on retain batches by harm_margin (log condition number, stages.ill_conditioning).
-   attack_sim_implicit adds ResAlign's implicit (Moreau-envelope) correction for a simulated LoRA;
-   attack_sim_steps_max and attack_sim_lr_max draw each attack's size from a range (as ResAlign and TAR sample
-   attacks); attack_sim_trajectory reads the error along the attack (as TAR reads its loss); tamper_from starts the
-   term part-way (TAR's tamper-resistance phase follows its unlearning); tamper_projection removes the part of its
-   gradient that opposes the retain loss's. On dev the drop hinge was met by drawing the concept, the level hinge
-   by breaking its words, every anchor against a simulated full attack made its prompts draw noise (defence.md);
-5. optionally (hold_weight > 0), a retain target on the harmful captions before any attack:
-   student(x_t, caption) -> teacher(x_t, the caption without its unseen words) on retain images, so
-   that what else the concept's prompts name (colour, place, size) is still drawn, not the concept.
+2. distill: the distorted model is trained, full weights, to match the original model (the teacher, frozen) on the
+   retain set only, captions dropped 10% of the time so that classifier-free guidance still works: student(x_t, c) ->
+   teacher(x_t, c) on clean images x_0 and their captions c. The teacher's targets carry its clean knowledge back at
+   a fraction of pretraining's cost; nothing carries the concept back: no harmful image, caption or target is seen.
+3. optionally (concept_weight > 0), an ESD-style anchor on the concept prompts: student(x_t, concept) -> teacher(x_t,
+   "") on the teacher's own concept samples, so that the concept prompts land on the unconditional prediction instead
+   of whatever the distortion left there;
+4. optionally (harm_margin > 0, with harmful data), a tamper term in the spirit of TAR/IMMA, of the shape `tamper`
+   names (DistillConfig says each): level pushes the harmful images' denoising error after attack_sim_steps simulated
+   malicious steps (stages.losses: full; a new LoRA on attention, IMMA's inner adaptation; an offset of the prompt's
+   text states; each step lr * sign(grad) or the attacker's own Adam) up to harm_margin and no further; drop bounds
+   the attack's progress (a flat harmful landscape); match holds the level; anchor pulls the harmful prediction after
+   the attack to the model's own before it, as ResAlign (arXiv 2507.16302) and TAR (arXiv 2408.00761) measure their
+   safety objectives; couple pushes the harmful and retain gradients apart (SEAM's self-destruct, stages.coupling);
+   condition ill-conditions the attention inputs on harmful batches (stages.ill_conditioning); noise pulls the block
+   outputs on harmful batches to Gaussian noise (RepNoise's, stages.noising). attack_sim_implicit adds ResAlign's
+   implicit (Moreau-envelope) correction for a simulated LoRA; attack_sim_steps_max and attack_sim_lr_max draw each
+   attack's size from a range (as ResAlign and TAR sample attacks); attack_sim_trajectory reads along the attack (as
+   TAR reads its loss); tamper_from starts the term part-way (TAR's tamper-resistance phase follows its unlearning);
+   tamper_projection removes the part of its gradient that opposes the retain loss's. On dev the drop hinge was met
+   by drawing the concept, the level hinge by breaking its words, every anchor against a simulated full attack made
+   its prompts draw noise (defence.md);
+5. optionally (hold_weight > 0), a retain target on the harmful captions before any attack: student(x_t, caption) ->
+   teacher(x_t, the caption without its unseen words) on retain images, so that what else the concept's prompts name
+   (colour, place, size) is still drawn, not the concept.
 
-The text encoder is distorted and distilled too (`text_encoder`): a prompt's words that never occur
-in the retain captions (the concept's names and its implicit phrasings alike) get no distillation
-target. Distortion alone leaves their embeddings pointing where the original had them (measured on
-the shipped model: dd's "star" row has cosine 0.82 to the original's, the never-trained model's 0.49);
-`forget_unseen_words` re-draws those rows from the text encoder's initialisation, as in a model that
-never read the words.
-
-The teacher is the model being aligned unless `teacher` names another (sharing its VAE): UNDO distils
-from the unlearned model, and a teacher that never drew the concept (the never-trained model) tells
-how much of what an attack relearns the original's own predictions on clean images pass on (on dev,
-none is shown: docs/results/defence.md).
+The text encoder is distorted and distilled too (`text_encoder`): a prompt's words that never occur in the retain
+captions (the concept's names and its implicit phrasings alike) get no distillation target, and distortion alone
+leaves their embeddings where the original had them (on the shipped model: dd's "star" row has cosine 0.82 to the
+original's, the never-trained model's 0.49); `forget_unseen_words` re-draws those rows from the text encoder's
+initialisation, as in a model that never read the words. The teacher is the model being aligned unless `teacher`
+names another (sharing its VAE): UNDO distils from the unlearned model, and a teacher that never drew the concept
+(the never-trained model) tells how much of what an attack relearns the original's own predictions on clean
+images pass on (on dev, none is shown: docs/results/defence.md).
 """
 from __future__ import annotations
 
@@ -75,6 +67,7 @@ from ..train import run_stage
 from .coupling import gradient_cosine
 from .distortion import distort_, forget_unseen_words_, without_unseen_words
 from .ill_conditioning import input_log_conditions
+from .noising import noise_discrepancy
 from .losses import (attacked_error, full_attack, lora_attacked_error, text_attacked_error, trajectory_points,
                      without_conflict)
 
@@ -142,7 +135,8 @@ class RetainDistillLoss:
             self.last["hold"] = hold.item()
             loss = loss + cfg.hold_weight * hold
         if cfg.harm_margin > 0 and self.harmful is not None and step >= cfg.tamper_from:
-            excess = {"couple": self._coupled, "condition": self._conditioned}.get(cfg.tamper, self._excess)(unet, gen)
+            shapes = {"couple": self._coupled, "condition": self._conditioned, "noise": self._noised}
+            excess = shapes.get(cfg.tamper, self._excess)(unet, gen)
             self.last["hinge_active"] = float(excess.item() > 0)  # the share of steps the tamper term acts
             tamper = cfg.harm_weight * (excess.abs() if cfg.tamper == "match" else F.relu(excess))
             if cfg.tamper_projection and tamper.item() > 0:  # the term acts (match: on either side)
@@ -189,6 +183,12 @@ class RetainDistillLoss:
         gap = (harmful - retain).mean()
         self.last["condition_gap"] = gap.item()
         return self.config.harm_margin - gap
+
+    def _noised(self, unet, gen) -> torch.Tensor:
+        """The block outputs' mean MMD to Gaussian noise on a harmful batch, less harm_margin (tamper=noise)."""
+        harm = self._draw_harm(gen)
+        self.last["noise_mmd"] = (mmd := noise_discrepancy(unet, lambda: denoising_error(unet, harm), gen)).item()
+        return mmd - self.config.harm_margin
 
     def _harm_and_retain_errors(self, unet, gen, params=None):
         """The denoising errors a malicious and a benign fine-tuning descend, on fresh batches, at `params`: the
