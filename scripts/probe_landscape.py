@@ -15,7 +15,9 @@ With --coupling-at 0,5,20,100 it measures instead the cosine of the harmful and 
 data seed 0) denoising gradients at those steps of a full fine-tuning attack on the same harmful set
 (landscape.coupling_along_attack: does dd's tamper=couple survive the attack?), stored the same way. With
 --conditioning-at, the mean log condition number of the attention projections' inputs on those harmful and retain
-batches and its gap (landscape.conditioning_along_attack: does dd's tamper=condition survive it?).
+batches and its gap (landscape.conditioning_along_attack: does dd's tamper=condition survive it?). With --noise-at,
+the UNet's block outputs' MMD to Gaussian noise on those batches (landscape.noising_along_attack: does dd's
+tamper=noise survive it?).
 """
 import argparse
 import json
@@ -25,14 +27,17 @@ from pathlib import Path
 
 from safetune.data.folder import load_training_data
 from safetune.errors import SafetuneError
-from safetune.evaluation.landscape import conditioning_along_attack, coupling_along_attack, harmful_landscape
+from safetune.evaluation.landscape import (conditioning_along_attack, coupling_along_attack, harmful_landscape,
+                                          noising_along_attack)
 from safetune.io import write_json
 from safetune.models.conditioning import image_size
 from safetune.models.loading import load_pipeline, resolve_model
 
-# by which steps option is given: none, --coupling-at, --conditioning-at
-PROBES = {None: "harmful-landscape", "coupling": "coupling-along-attack", "conditioning": "conditioning-along-attack"}
-ALONG_ATTACK = {"coupling": coupling_along_attack, "conditioning": conditioning_along_attack}
+# by which steps option is given: none, --coupling-at, --conditioning-at, --noise-at
+PROBES = {None: "harmful-landscape", "coupling": "coupling-along-attack", "conditioning": "conditioning-along-attack",
+          "noise": "noising-along-attack"}
+ALONG_ATTACK = {"coupling": coupling_along_attack, "conditioning": conditioning_along_attack,
+                "noise": noising_along_attack}
 
 
 def _probe_of(path: Path) -> str | None:
@@ -56,9 +61,10 @@ def main(argv=None) -> int:
                        help="measure the gradient coupling at these steps of a full attack instead (0,5,20,100)")
     along.add_argument("--conditioning-at", default=None, metavar="STEPS",
                        help="measure the attention inputs' conditioning at these steps of a full attack instead")
+    along.add_argument("--noise-at", default=None, metavar="STEPS",
+                       help="measure the block outputs' distance to Gaussian noise at these steps of a full attack")
     args = parser.parse_args(argv)
-    reading = "coupling" if args.coupling_at is not None else "conditioning" if args.conditioning_at is not None \
-        else None
+    reading = next((name for name in ALONG_ATTACK if getattr(args, f"{name}_at") is not None), None)
     out, probe = Path(args.out), PROBES[reading]
     try:
         found = _probe_of(out) if out.exists() else probe
@@ -96,7 +102,7 @@ def main(argv=None) -> int:
             if at:
                 models[label] = found = ALONG_ATTACK[reading](pipe, (images, captions), clean, at, lr=args.lr,
                                                               batches=args.batches)
-                shown = "cosine" if reading == "coupling" else "gap"
+                shown = {"coupling": "cosine", "conditioning": "gap", "noise": "harmful"}[reading]
                 print(f"{label}: {shown} " + ", ".join(f"{c:.3f} at {s}" for s, c in zip(found["at"], found[shown])),
                       flush=True)
                 continue

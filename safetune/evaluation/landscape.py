@@ -11,7 +11,8 @@ concept's conditioning shows a high error with a steep drop: ground an attacker 
 coupling_along_attack reads another geometry a defence may shape, the angle between the harmful and the
 retain gradients (dd's tamper=couple), at steps of a real full attack: a coupling that the attack's first
 steps undo cannot make that attack self-destruct. conditioning_along_attack reads the third, the condition
-numbers of the attention projections' inputs on harmful and retain batches (dd's tamper=condition), the same way.
+numbers of the attention projections' inputs on harmful and retain batches (dd's tamper=condition), the same way;
+noising_along_attack the fourth, how far the UNet's block outputs are from Gaussian noise (dd's tamper=noise).
 """
 from __future__ import annotations
 
@@ -104,6 +105,25 @@ def conditioning_along_attack(pipe, harmful: tuple, clean: tuple, at: tuple[int,
     return {"at": sorted(at), "harmful": list(harm), "retain": list(retain),
             "gap": [h - r for h, r in zip(harm, retain)], "floored_harmful": list(floored_harm),
             "floored_retain": list(floored_retain)}
+
+
+def noising_along_attack(pipe, harmful: tuple, clean: tuple, at: tuple[int, ...] = (0, 5, 20, 100),
+                         lr: float = 1e-3, batches: int = 4, batch_size: int = 32, seed: int = 0) -> dict:
+    """{"at", "harmful", "retain"}: the mean over the UNet's blocks of the squared MMD between their outputs and
+    Gaussian noise (stages.noising, what dd's tamper=noise pulls down on harmful batches) on the harmful and the
+    retain query batches, means over `batches` fixed query pairs (the noise drawn alike at every reading), at each
+    step of `at` of a full fine-tuning attack on `harmful` (_along_full_attack). Does a noising made at the
+    defended weights survive it?"""
+    from ..stages.noising import noise_discrepancy
+
+    def sides(unet, params, queries):
+        with torch.no_grad():
+            return [sum(noise_discrepancy(unet, lambda q=q: denoising_error(unet, q), step_generator(seed, 20_000 + b))
+                        .item() for b, q in enumerate(side)) / len(side) for side in zip(*queries)]
+
+    readings = _along_full_attack(pipe, harmful, clean, at, lr, batches, batch_size, seed, sides)
+    harm, retain = zip(*readings)
+    return {"at": sorted(at), "harmful": list(harm), "retain": list(retain)}
 
 
 def _along_full_attack(pipe, harmful: tuple, clean: tuple, at: tuple[int, ...], lr: float, batches: int,
