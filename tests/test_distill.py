@@ -365,7 +365,8 @@ def test_the_drop_tamper_without_simulated_steps_is_refused(pipe):
 
 @pytest.mark.parametrize("tamper", ["match", "anchor", "condition", "noise"])
 def test_a_tamper_shape_without_its_term_is_refused(pipe, tamper):
-    """tamper=match, anchor, condition or noise with harm_margin 0 would train the plain forget row under another name."""
+    """tamper=match, anchor, condition or noise with harm_margin 0 would train the plain forget row under another
+    name."""
     _refused(pipe, DistillConfig(tamper=tamper), rf"tamper={tamper} .*harm_margin > 0 \(0.0\).*--set harm_margin=0.001")
 
 
