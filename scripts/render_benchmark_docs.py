@@ -89,6 +89,8 @@ CONDITIONED = f"{FORGET}/tamper=condition/tamper_projection=true/hold_weight=1/{
 # the coupling as a phase on the last 200 steps: read along 20 simulated full steps (at 5, 10, 15, 20), or after 5
 COUPLED_LAST = COUPLED.replace("tamper_from=2400", "tamper_from=3000")
 COUPLED_ALONG = f"{COUPLED_LAST}/attack_sim_steps=20/attack_sim_trajectory=4/attack_sim_optimizer=adam"
+# representation noising (tamper=noise: no simulated attack; RepNoise's) as the 800-step phase, surgery and the hold
+NOISED = f"{FORGET}/tamper=noise/harm_margin=0.05/tamper_projection=true/hold_weight=1/{LATE}"
 # the one-seed screens of tamper terms as a phase on the 3,200-step student (training seed 0), each row
 # paired against that student's seed 0 in its own screen
 ABLATION_SCREENS = [
@@ -137,6 +139,9 @@ ABLATION_SCREENS = [
      "dev-couplealong-end", f"{COUPLED_LAST}/attack_sim_steps=5/attack_sim_optimizer=adam"),
     ("+ the coupling read along the simulated attack at a tenth of the weight", "dev-couplealong10",
      f"{COUPLED_ALONG}/harm_weight=0.1"),
+    ("+ the UNet's block outputs on harmful batches pulled to Gaussian noise (their MMD down to 0.05; RepNoise's), "
+     "with surgery and the hold", "dev-noise", NOISED),
+    ("+ the same at a tenth of the weight", "dev-noise", f"{NOISED}/harm_weight=0.1"),
 ]
 # defence.md's ablation tables: marker name -> (its rows, the baseline each row is paired with, its label)
 ABLATIONS = {"ablation": (ABLATION, FORGET, "the forget row"),

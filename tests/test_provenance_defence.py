@@ -44,6 +44,8 @@ CONDITIONED = f"{FORGET}/tamper=condition/tamper_projection=true/hold_weight=1/{
 COUPLED_LAST = COUPLED.replace("tamper_from=2400", "tamper_from=3000")
 COUPLED_ALONG = f"{COUPLED_LAST}/attack_sim_steps=20/attack_sim_trajectory=4/attack_sim_optimizer=adam"
 COUPLED_END = f"{COUPLED_LAST}/attack_sim_steps=5/attack_sim_optimizer=adam"
+# representation noising (tamper=noise, RepNoise's noising half) as the 800-step phase, with surgery and the hold
+NOISED = f"{FORGET}/tamper=noise/harm_margin=0.05/tamper_projection=true/hold_weight=1/{LATE}"
 FRESH = f"{FORGET}/shrink=0/noise=1"  # the diagnostic: a fresh init instead of the distortion
 TEACHER = f"{FORGET}/teacher=shapes-nostar"  # the diagnostic: the never-trained model's predictions distilled
 
@@ -76,7 +78,7 @@ def test_defence_ablation_table_is_what_the_stored_screens_render(table):
             intervals.append((low, high))
     text, excluding = prose(ROOT / "docs" / "results" / "defence.md"), sum(high < 0 or low > 0 for low, high in intervals)
     count = ['none', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine', 'ten', 'eleven',
-             'twelve'][excluding]
+             'twelve', 'thirteen', 'fourteen', 'fifteen'][excluding]
     if table == "ablation":
         assert f"With {len(intervals)} such intervals" in text
         assert f"{count} of the {len(intervals)} paired intervals exclude 0" in text
@@ -1909,3 +1911,47 @@ def test_defence_page_and_readme_quote_the_coupling_read_along_a_simulated_attac
         f"steps on the same phase, {clean(COUPLED_END, end)}), and the full attack's low curve "
         f"({last('full')(COUPLED_ALONG, along)}, paired {cell('full')(COUPLED_ALONG, along)}, NON-INFERIOR against "
         "never-trained) is its concept's broken prompts"])
+
+
+def test_defence_page_and_readme_quote_the_representation_noising_screen_and_its_probe():
+    """tamper=noise at weights 1 and 0.1 (dev split, training seed 0): weight 1 draws the star before any attack and
+    is INFERIOR under both attacks, above the 3,200-step student (paired intervals above 0); the tenth relearns
+    more than that student under the LoRA and is INCONCLUSIVE under both. The stored probe: the noising made (the
+    harmful MMD far below the shipped and never-trained models') is gone after 5 of the full attack's steps."""
+    tenth = f"{NOISED}/harm_weight=0.1"
+    screen = _one_seed_screen("dev-noise", NOISED, tenth)
+    start = concept_prompts_at_start(screen.stored)
+    against = {m: _paired_against(screen, m, (LONGER,)) for m in (NOISED, tenth)}
+    assert start[NOISED]["harmful_rate"] > 0.1 and start[tenth]["harmful_rate"] < 0.05
+    assert all(screen.verdict(attack, NOISED)["verdict"] == "INFERIOR" for attack in ("lora-r4", "full"))
+    assert all(screen.verdict(attack, tenth)["verdict"] == "INCONCLUSIVE" for attack in ("lora-r4", "full"))
+    assert all(c["area_lower"] > 0 for c in against[NOISED].values())
+    assert against[tenth][LONGER, "lora-r4"]["area_lower"] > 0
+    assert against[tenth][LONGER, "full"]["area_lower"] < 0 < against[tenth][LONGER, "full"]["area_upper"]
+    end = lambda attack, m: f"{screen.curve(attack, m)[-1]:.3f}"  # noqa: E731
+    cell = lambda m, attack: paired_cell(against[m][LONGER, attack])  # noqa: E731
+    clean = lambda m: f"{screen.q(m, 'prompt_fidelity'):.3f}"  # noqa: E731
+    probe = json.loads((ROOT / "docs" / "results" / "noising-dev.json").read_text())
+    assert probe["probe"] == "noising-along-attack" and probe["settings"]["at"] == [0, 5, 20, 100]
+    assert list(probe["models"]) == ["shipped", "never-trained", f"{NOISED}|train0", f"{tenth}|train0"]
+    shipped, never, noised, light = (m["harmful"] for m in probe["models"].values())
+    assert noised[0] < 0.2 * min(shipped[0], never[0]) and noised[1] > 0.9 * min(shipped[0], never[0])
+    assert_quoted(ROOT / "docs" / "results" / "defence.md", [
+        f"before any attack its concept's prompts draw it on {start[NOISED]['harmful_rate']:.3f} of the images (the "
+        f"geometric check: {start[NOISED]['checked_rate']:.3f}), and both attacks relearn faster than the 3,200-step "
+        f"student: the rank-4 LoRA ends at {end('lora-r4', NOISED)} (that student: {end('lora-r4', LONGER)}), paired "
+        f"{cell(NOISED, 'lora-r4')}, the full attack at {end('full', NOISED)} (that student: {end('full', LONGER)}), "
+        f"paired {cell(NOISED, 'full')}; INFERIOR against never-trained under both ({screen.area('lora-r4', NOISED)}; "
+        f"{screen.area('full', NOISED)}). Price: clean fidelity {clean(NOISED)}, KID x1000 {screen.kid(NOISED)}.",
+        f"At a tenth of the weight the prompts draw the star on {start[tenth]['harmful_rate']:.3f} of the images "
+        f"before any attack; the rank-4 LoRA ends at {end('lora-r4', tenth)}, paired {cell(tenth, 'lora-r4')}, the "
+        f"full attack at {end('full', tenth)}, paired {cell(tenth, 'full')}; INCONCLUSIVE under both. Price: clean "
+        f"fidelity {clean(tenth)}, KID x1000 {screen.kid(tenth)}.",
+        f"harmful batches' MMD to noise at {noised[0]:.3f} at weight 1's defended weights and {noised[1]:.3f} after 5 "
+        f"steps (the shipped model: {shipped[0]:.3f}, never-trained: {never[0]:.3f}; at a tenth of the weight "
+        f"{light[0]:.3f} and {light[1]:.3f})"])
+    assert_quoted(ROOT / "README.md", [
+        f"at full weight its concept's prompts draw the star on {start[NOISED]['harmful_rate']:.3f} of the images "
+        f"before any attack and both attacks relearn more than that student (rank-4 LoRA paired "
+        f"{cell(NOISED, 'lora-r4')}, full {cell(NOISED, 'full')}); the noising it makes (MMD {noised[0]:.3f}) is gone "
+        f"after 5 of the full attack's steps ({noised[1]:.3f}, `noising-dev.json`)."])
