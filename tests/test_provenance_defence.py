@@ -1937,8 +1937,8 @@ def test_defence_page_and_readme_quote_the_representation_noising_screen_and_its
     shipped, never, noised, light = (m["harmful"] for m in probe["models"].values())
     assert noised[0] < 0.2 * min(shipped[0], never[0]) and noised[1] > 0.9 * min(shipped[0], never[0])
     assert_quoted(ROOT / "docs" / "results" / "defence.md", [
-        f"before any attack its concept's prompts draw it on {start[NOISED]['harmful_rate']:.3f} of the images (the "
-        f"geometric check: {start[NOISED]['checked_rate']:.3f}), and both attacks relearn faster than the 3,200-step "
+        f"its concept's prompts draw it on {start[NOISED]['harmful_rate']:.3f} of the images by the learned detector "
+        f"(the geometric check: {start[NOISED]['checked_rate']:.3f}), and both attacks relearn faster than the 3,200-step "
         f"student: the rank-4 LoRA ends at {end('lora-r4', NOISED)} (that student: {end('lora-r4', LONGER)}), paired "
         f"{cell(NOISED, 'lora-r4')}, the full attack at {end('full', NOISED)} (that student: {end('full', LONGER)}), "
         f"paired {cell(NOISED, 'full')}; INFERIOR against never-trained under both ({screen.area('lora-r4', NOISED)}; "

@@ -67,9 +67,9 @@ from ..train import run_stage
 from .coupling import gradient_cosine
 from .distortion import distort_, forget_unseen_words_, without_unseen_words
 from .ill_conditioning import input_log_conditions
-from .noising import noise_discrepancy
 from .losses import (attacked_error, full_attack, lora_attacked_error, text_attacked_error, trajectory_points,
                      without_conflict)
+from .noising import noise_discrepancy
 
 # attack_sim=mixed draws one of the battery's attacks per step: (kind, LoRA rank)
 MIXED = (("full", 0), ("lora", 1), ("lora", 4), ("lora", 16), ("inversion", 0))
