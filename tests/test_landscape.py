@@ -54,17 +54,28 @@ def test_the_probe_script_stores_its_numbers_with_its_command_and_touches_no_oth
     assert "not written by this script" in capsys.readouterr().err and foreign.read_text() == "my notes"
 
 
+def _probe_along(pipe, reading):
+    """probe(at): `reading` (a landscape *_along_attack) of `pipe` on 32 harmful and 32 clean images, 2 query pairs
+    of 8, at the attack steps `at`; each call checks that the model's weights are as they were."""
+    harmful = load_training_data("harmful", 32, n=32, seed=1)
+    clean = load_training_data("clean", 32, n=32, seed=0)
+    weights = {n: p.clone() for n, p in pipe.unet.named_parameters()}
+
+    def probe(at):
+        along = reading(pipe, harmful, clean, at, batches=2, batch_size=8)
+        assert all(torch.equal(p, weights[n]) for n, p in pipe.unet.named_parameters())
+        return along
+
+    return probe
+
+
 def test_the_coupling_along_the_attack_is_read_on_fixed_queries_and_leaves_the_model(shipped_pipe):
     """The cosine of the harmful and retain gradients at steps of a full attack: the model is not changed, its
     queries do not depend on how far the attack goes (step 0 is the same number alone or before step 3), the
     same seed gives the same numbers, and on the shipped model the two gradients agree (measured: +0.54 on 4
     batches of 32), then change as the attack moves the weights."""
-    harmful = load_training_data("harmful", 32, n=32, seed=1)
-    clean = load_training_data("clean", 32, n=32, seed=0)
-    weights = {n: p.clone() for n, p in shipped_pipe.unet.named_parameters()}
-    probe = lambda at: coupling_along_attack(shipped_pipe, harmful, clean, at, batches=2, batch_size=8)  # noqa: E731
+    probe = _probe_along(shipped_pipe, coupling_along_attack)
     along = probe((3, 0))
-    assert all(torch.equal(p, weights[n]) for n, p in shipped_pipe.unet.named_parameters())
     assert along["at"] == [0, 3] and probe((0,))["cosine"] == along["cosine"][:1] and probe((0, 3)) == along
     start, moved = along["cosine"]
     assert 0 < start < 1 and -1 <= moved <= 1 and abs(moved - start) > 1e-3
@@ -121,12 +132,8 @@ def test_the_conditioning_along_the_attack_is_read_on_the_same_fixed_queries_and
     """The mean log condition number of the attention inputs on the harmful and the retain queries at steps of a
     full attack: the model is not changed, step 0 is the same number alone or before step 3, the gap is the
     harmful side less the retain side, and the attack moves the harmful side."""
-    harmful = load_training_data("harmful", 32, n=32, seed=1)
-    clean = load_training_data("clean", 32, n=32, seed=0)
-    weights = {n: p.clone() for n, p in shipped_pipe.unet.named_parameters()}
-    probe = lambda at: conditioning_along_attack(shipped_pipe, harmful, clean, at, batches=2, batch_size=8)  # noqa
+    probe = _probe_along(shipped_pipe, conditioning_along_attack)
     along = probe((3, 0))
-    assert all(torch.equal(p, weights[n]) for n, p in shipped_pipe.unet.named_parameters())
     assert along["at"] == [0, 3] and probe((0,))["harmful"] == along["harmful"][:1]
     assert along["gap"] == [h - r for h, r in zip(along["harmful"], along["retain"])]
     assert all(0 < value < 20 for value in along["harmful"] + along["retain"])
@@ -140,12 +147,8 @@ def test_the_noising_along_the_attack_is_read_on_the_same_fixed_queries_and_leav
     the model is not changed, step 0 is the same number alone or before step 3 (the noise drawn alike), the shipped
     model's outputs are far from noise on both sides (measured: 0.43 harmful, 0.34 retain), and the attack moves the
     harmful side."""
-    harmful = load_training_data("harmful", 32, n=32, seed=1)
-    clean = load_training_data("clean", 32, n=32, seed=0)
-    weights = {n: p.clone() for n, p in shipped_pipe.unet.named_parameters()}
-    probe = lambda at: noising_along_attack(shipped_pipe, harmful, clean, at, batches=2, batch_size=8)  # noqa: E731
+    probe = _probe_along(shipped_pipe, noising_along_attack)
     along = probe((3, 0))
-    assert all(torch.equal(p, weights[n]) for n, p in shipped_pipe.unet.named_parameters())
     assert along["at"] == [0, 3] and probe((0,)) == {"at": [0], **{k: v[:1] for k, v in along.items() if k != "at"}}
     assert all(0.1 < value < 3 for value in along["harmful"] + along["retain"])
     assert abs(along["harmful"][1] - along["harmful"][0]) > 1e-3
