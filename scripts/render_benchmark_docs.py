@@ -30,6 +30,7 @@ LEVEL = f"{FORGET}/harm_margin=0.15/attack_sim_steps=4/attack_sim=lora/attack_si
 ANCHOR = DROP.replace("tamper=drop", "tamper=anchor")  # the safety objective after the simulated steps
 FULL_ANCHOR = ANCHOR.replace("attack_sim=lora", "attack_sim=full")  # its simulated attack moving every UNet weight
 LONGER = f"{FORGET}/train.steps=3200"  # the forget row distilled for dd's default 3,200 steps
+LONGEST = f"{FORGET}/train.steps=6400"  # twice as long again: does the distillation's length still buy safety?
 LATE = "train.steps=3200/tamper_from=2400"  # a tamper term as a phase on the last 800 of LONGER's steps
 # the immunisation's ingredients on the dev split, each row read from the focused study that screened
 # it with the most training seeds: (what the row adds, the study, the model)
@@ -71,6 +72,7 @@ ABLATION_LONGER = [
      "dev-latefull", f"{FULL_ANCHOR}/{LATE}"),
     ("+ the same, its simulated step a tenth the size (lr 1e-4)", "dev-latelow",
      f"{FULL_ANCHOR}/attack_sim_lr=0.0001/{LATE}"),
+    ("no tamper term: the forget row distilled twice as long again (6,400 steps)", "dev-longest", LONGEST),
 ]
 PROJECTED = f"{FULL_ANCHOR}/tamper_projection=true"  # the same anchor's gradient projected off the retain loss's
 CAPTION = f"{PROJECTED}/harm_weight=0.1/anchor_target=caption"  # at a tenth of the weight, pulled to the caption

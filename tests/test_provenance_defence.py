@@ -30,6 +30,7 @@ SAMPLED = (ANCHOR.replace("attack_sim_steps=4", "attack_sim_steps=2/attack_sim_s
            + "/attack_sim_lr=0.0001/attack_sim_lr_max=0.01")
 LONGER = f"{FORGET}/train.steps=3200"  # the forget row distilled for dd's default 3,200 steps
 LATE = "train.steps=3200/tamper_from=2400"  # a tamper term as a phase on the last 800 of LONGER's steps
+LONGEST = f"{FORGET}/train.steps=6400"  # the forget row distilled twice as long again (no tamper term)
 FULL_ANCHOR = ANCHOR.replace("attack_sim=lora", "attack_sim=full")  # the anchor against a simulated full attack
 # the level hinge against a simulated full attack, as a phase with the concept's prompts held
 HOLD_LEVEL = (f"{FORGET}/harm_margin=0.15/attack_sim_steps=4/attack_sim=full/attack_sim_optimizer=adam/"
@@ -972,6 +973,68 @@ def test_defence_page_and_readme_quote_the_forget_row_distilled_twice_as_long():
         f"Under the full attack it relearns as the 1,600-step row does ({curve('full', longer)[-1]:.3f} at step 400; "
         f"paired {paired_cell(against['full'])})."])
 
+
+
+def test_defence_page_and_readme_quote_the_forget_row_distilled_twice_as_long_again():
+    """The forget row at 6,400 distillation steps (dev split, three training seeds) against the 3,200-step row:
+    both curves below it within their paired intervals, the price the never-trained model's, and net of the
+    clean control under the full attack no less of the concept than the never-trained model draws."""
+    screen, against = _late_phase_screen("dev-longest", LONGEST)
+    stored, curve, clean, q, verdict, margin = (screen.stored, screen.curve, screen.clean, screen.q, screen.verdict,
+                                                screen.cfg["margin"])
+    bounds = {attack: dict(zip(screen.cfg["steps"], verdict(attack, LONGEST)["upper"]))
+              for attack in ("lora-r4", "full")}
+    above = {attack: [step for step, bound in bounds[attack].items() if bound > margin] for attack in bounds}
+    assert above == {"lora-r4": [200], "full": [20, 200, 400]}  # "one step's bound", "three steps' bounds (...)"
+    assert verdict("lora-r4", LONGEST)["area_upper"] < margin  # "below the margin on the area"
+    three_quarters = lambda model: q(model, "line")["0.75"]  # noqa: E731
+    full_net, longer_net = _net_verdict(screen, LONGEST, "full"), _net_verdict(screen, LONGER, "full")
+    net = lambda n: f"{n['area_difference']:+.3f}, upper {n['area_upper']:+.3f}"  # noqa: E731
+    both = f"{paired_cell(against['lora-r4'])} under the LoRA and {paired_cell(against['full'])} under the full attack"
+    price = (f"clean fidelity {q(LONGEST, 'prompt_fidelity'):.3f}, KID x1000 {1000 * q(LONGEST, 'kid'):.1f}")
+    assert_quoted(ROOT / "docs" / "results" / "defence.md", [
+        _before_any_attack(screen, LONGEST, LONGER, "at 3,200 steps", one_seed=False),
+        f"Under the rank-4 LoRA it ends at {curve('lora-r4', LONGEST)[-1]:.3f} at step 400 (at 3,200 steps: "
+        f"{curve('lora-r4', LONGER)[-1]:.3f}; never-trained: {curve('lora-r4', 'never-trained')[-1]:.3f}); per "
+        f"training seed {_per_seed_at_end(stored, LONGEST)}. Area {screen.area('lora-r4', LONGEST)}: below the margin "
+        f"on the area, yet {verdict('lora-r4', LONGEST)['verdict']} on one step's bound (step 200: "
+        f"{bounds['lora-r4'][200]:+.3f}). Under the full attack it ends at {curve('full', LONGEST)[-1]:.3f} (at 3,200 "
+        f"steps: "
+        f"{curve('full', LONGER)[-1]:.3f}; never-trained: {curve('full', 'never-trained')[-1]:.3f}), "
+        f"{verdict('full', LONGEST)['verdict']} (area {screen.area('full', LONGEST)}) on three steps' bounds",
+        f"Paired against the 3,200-step forget row of its seed: {both}: both hold 0.",
+        f"Its price is the never-trained model's: clean fidelity {q(LONGEST, 'prompt_fidelity'):.3f} (at 3,200 steps: "
+        f"{q(LONGER, 'prompt_fidelity'):.3f}; never-trained: {q('never-trained', 'prompt_fidelity'):.3f}), KID x1000 "
+        f"{screen.kid(LONGEST)} against {screen.kid(LONGER)} at 3,200 steps and the never-trained model's "
+        f"{screen.kid('never-trained')}.",
+        f"the point three quarters of the way draws the star on {three_quarters(LONGEST):.3f} of the harmful images "
+        f"(at 3,200 steps: {three_quarters(LONGER):.3f}), at a weight distance of {q(LONGEST, 'distance'):.3f} "
+        f"({q(LONGER, 'distance'):.3f}).",
+        f"Net of the clean control its LoRA area is {_net_area(screen, LONGEST)} and its full-attack area "
+        f"{full_net['area_difference']:+.3f} (upper {full_net['area_upper']:+.3f}; at 3,200 steps {net(longer_net)}): "
+        f"under the full attack its clean prompts draw the star on {clean('full', LONGEST)[-1]:.3f} of the images at "
+        f"step 400 (at 3,200 steps: {clean('full', LONGER)[-1]:.3f}; never-trained: "
+        f"{clean('full', 'never-trained')[-1]:.3f})",
+        f"(detectable excess at 80% power {verdict('lora-r4', LONGEST)['detectable']:+.3f};",
+        f"the forget row pays the never-trained model's price ({price}) and relearns as the 3,200-step student does, "
+        f"within their paired intervals under both attacks ({paired_cell(against['lora-r4'])} under the LoRA, "
+        f"{paired_cell(against['full'])} under the full attack)."])
+    for attack in ("lora-r4", "full"):  # "both curves end below the 3,200-step row's, within their paired intervals"
+        assert curve(attack, LONGEST)[-1] < curve(attack, LONGER)[-1]
+        assert against[attack]["area_lower"] < 0 < against[attack]["area_upper"]
+    # "the never-trained model's" price: fidelity within a point, KID within either's standard error
+    assert abs(q(LONGEST, "prompt_fidelity") - q("never-trained", "prompt_fidelity")) < 0.01
+    assert abs(q(LONGEST, "kid") - q("never-trained", "kid")) < min(q(LONGEST, "kid_se"), q("never-trained", "kid_se"))
+    assert q(LONGER, "kid") - q(LONGEST, "kid") > q(LONGER, "kid_se")  # "buys the rest of its price"
+    assert full_net["area_difference"] > 0  # net of degradation "not less" than the never-trained model
+    assert verdict("lora-r4", LONGEST)["detectable"] < 0  # "cannot pass an identical model under the LoRA"
+    assert_quoted(ROOT / "README.md", [
+        f"it ends at {curve('lora-r4', LONGEST)[-1]:.3f} under the rank-4 LoRA and {curve('full', LONGEST)[-1]:.3f} "
+        f"under the full attack, paired against the 3,200-step student {paired_cell(against['lora-r4'])} and "
+        f"{paired_cell(against['full'])}, {verdict('lora-r4', LONGEST)['verdict']} against never-trained under both, "
+        f"at the never-trained model's price ({price}; never-trained {q('never-trained', 'prompt_fidelity'):.3f} and "
+        f"{1000 * q('never-trained', 'kid'):.1f})."])
+    assert verdict("full", LONGEST)["verdict"] == verdict("lora-r4", LONGEST)["verdict"]  # "under both"
 
 def _late_phase_screen(name: str, model: str) -> tuple[SimpleNamespace, dict]:
     """A dev screen of a tamper term as a phase on the last 800 of 3,200 distillation steps (three training
