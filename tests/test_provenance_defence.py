@@ -991,7 +991,7 @@ def test_defence_page_and_readme_quote_the_forget_row_distilled_twice_as_long_ag
     full_net, longer_net = _net_verdict(screen, LONGEST, "full"), _net_verdict(screen, LONGER, "full")
     net = lambda n: f"{n['area_difference']:+.3f}, upper {n['area_upper']:+.3f}"  # noqa: E731
     both = f"{paired_cell(against['lora-r4'])} under the LoRA and {paired_cell(against['full'])} under the full attack"
-    price = (f"clean fidelity {q(LONGEST, 'prompt_fidelity'):.3f}, KID x1000 {1000 * q(LONGEST, 'kid'):.1f}")
+    price = f"clean fidelity {q(LONGEST, 'prompt_fidelity'):.3f}, KID x1000 {1000 * q(LONGEST, 'kid'):.1f}"
     assert_quoted(ROOT / "docs" / "results" / "defence.md", [
         _before_any_attack(screen, LONGEST, LONGER, "at 3,200 steps", one_seed=False),
         f"Under the rank-4 LoRA it ends at {curve('lora-r4', LONGEST)[-1]:.3f} at step 400 (at 3,200 steps: "
