@@ -1036,6 +1036,31 @@ def test_defence_page_and_readme_quote_the_forget_row_distilled_twice_as_long_ag
         f"{1000 * q('never-trained', 'kid'):.1f})."])
     assert verdict("full", LONGEST)["verdict"] == verdict("lora-r4", LONGEST)["verdict"]  # "under both"
 
+
+def test_defence_page_and_readme_quote_the_6400_step_student_under_the_whole_battery():
+    """The 6,400-step forget row under every attack of the battery (dev split, three training seeds): the
+    3,200-step row's verdicts, and every paired interval against it holding 0."""
+    screen = _screen("dev-longest-battery")
+    verdict, area, cfg = screen.verdict, screen.area, screen.cfg
+    assert cfg["split"] == "dev" and cfg["train_seeds"] == [0, 1, 2] and screen.q(LONGEST, "train_seeds") == 3
+    assert cfg["models"] == ["never-trained", LONGER, LONGEST] and len(cfg["attacks"]) == 8
+    for attack in cfg["attacks"]:  # "the 3,200-step student's verdicts", "its intervals hold 0 under every attack"
+        assert verdict(attack, LONGEST)["verdict"] == verdict(attack, LONGER)["verdict"], attack
+        paired = screen.paired(LONGEST, LONGER, attack)
+        assert paired["area_lower"] < 0 < paired["area_upper"], attack
+    weights = ["full", "full-te", "lora-r1", "lora-r4", "lora-r16"]
+    assert all(verdict(attack, LONGEST)["area_upper"] < cfg["margin"] for attack in weights)  # "below the margin"
+    upper = lambda attack: f"{verdict(attack, LONGEST)['area_upper']:+.3f}"  # noqa: E731
+    cell = lambda attack: paired_cell(screen.paired(LONGEST, LONGER, attack))  # noqa: E731
+    assert_quoted(ROOT / "docs" / "results" / "defence.md", [
+        f"NON-INFERIOR under concept inversion (area {area('inversion', LONGEST)}), retain-only fine-tuning (area "
+        f"{area('retain', LONGEST)}) and benign fine-tuning (area {area('benign', LONGEST)}); INCONCLUSIVE under the "
+        f"five weight attacks, each area's upper bound below the margin (with the text encoder {upper('full-te')}, "
+        f"rank-1 LoRA {upper('lora-r1')}, rank-16 LoRA {upper('lora-r16')}).",
+        f"with the text encoder {cell('full-te')}, rank-1 LoRA {cell('lora-r1')}, rank-16 LoRA {cell('lora-r16')}."])
+    assert "Under the rest of the battery (`benchmark-dev-longest-battery`) it has the 3,200-step student's " \
+        "verdicts, its paired intervals against that student all holding 0." in prose(ROOT / "README.md")
+
 def _late_phase_screen(name: str, model: str) -> tuple[SimpleNamespace, dict]:
     """A dev screen of a tamper term as a phase on the last 800 of 3,200 distillation steps (three training
     seeds, the model last) and that model paired against the 3,200-step forget row under each attack."""
