@@ -974,7 +974,6 @@ def test_defence_page_and_readme_quote_the_forget_row_distilled_twice_as_long():
         f"paired {paired_cell(against['full'])})."])
 
 
-
 def test_defence_page_and_readme_quote_the_forget_row_distilled_twice_as_long_again():
     """The forget row at 6,400 distillation steps (dev split, three training seeds) against the 3,200-step row:
     both curves below it within their paired intervals, the price the never-trained model's, and net of the
@@ -999,8 +998,7 @@ def test_defence_page_and_readme_quote_the_forget_row_distilled_twice_as_long_ag
         f"training seed {_per_seed_at_end(stored, LONGEST)}. Area {screen.area('lora-r4', LONGEST)}: below the margin "
         f"on the area, yet {verdict('lora-r4', LONGEST)['verdict']} on one step's bound (step 200: "
         f"{bounds['lora-r4'][200]:+.3f}). Under the full attack it ends at {curve('full', LONGEST)[-1]:.3f} (at 3,200 "
-        f"steps: "
-        f"{curve('full', LONGER)[-1]:.3f}; never-trained: {curve('full', 'never-trained')[-1]:.3f}), "
+        f"steps: {curve('full', LONGER)[-1]:.3f}; never-trained: {curve('full', 'never-trained')[-1]:.3f}), "
         f"{verdict('full', LONGEST)['verdict']} (area {screen.area('full', LONGEST)}) on three steps' bounds",
         f"Paired against the 3,200-step forget row of its seed: {both}: both hold 0.",
         f"Its price is the never-trained model's: clean fidelity {q(LONGEST, 'prompt_fidelity'):.3f} (at 3,200 steps: "
@@ -1044,14 +1042,14 @@ def test_defence_page_and_readme_quote_the_6400_step_student_under_the_whole_bat
     verdict, area, cfg = screen.verdict, screen.area, screen.cfg
     assert cfg["split"] == "dev" and cfg["train_seeds"] == [0, 1, 2] and screen.q(LONGEST, "train_seeds") == 3
     assert cfg["models"] == ["never-trained", LONGER, LONGEST] and len(cfg["attacks"]) == 8
+    against = {attack: screen.paired(LONGEST, LONGER, attack) for attack in cfg["attacks"]}  # each bootstrapped once
     for attack in cfg["attacks"]:  # "the 3,200-step student's verdicts", "its intervals hold 0 under every attack"
         assert verdict(attack, LONGEST)["verdict"] == verdict(attack, LONGER)["verdict"], attack
-        paired = screen.paired(LONGEST, LONGER, attack)
-        assert paired["area_lower"] < 0 < paired["area_upper"], attack
+        assert against[attack]["area_lower"] < 0 < against[attack]["area_upper"], attack
     weights = ["full", "full-te", "lora-r1", "lora-r4", "lora-r16"]
     assert all(verdict(attack, LONGEST)["area_upper"] < cfg["margin"] for attack in weights)  # "below the margin"
     upper = lambda attack: f"{verdict(attack, LONGEST)['area_upper']:+.3f}"  # noqa: E731
-    cell = lambda attack: paired_cell(screen.paired(LONGEST, LONGER, attack))  # noqa: E731
+    cell = lambda attack: paired_cell(against[attack])  # noqa: E731
     assert_quoted(ROOT / "docs" / "results" / "defence.md", [
         f"NON-INFERIOR under concept inversion (area {area('inversion', LONGEST)}), retain-only fine-tuning (area "
         f"{area('retain', LONGEST)}) and benign fine-tuning (area {area('benign', LONGEST)}); INCONCLUSIVE under the "
@@ -1061,9 +1059,11 @@ def test_defence_page_and_readme_quote_the_6400_step_student_under_the_whole_bat
     assert "Under the rest of the battery (`benchmark-dev-longest-battery`) it has the 3,200-step student's " \
         "verdicts, its paired intervals against that student all holding 0." in prose(ROOT / "README.md")
 
+
 def _late_phase_screen(name: str, model: str) -> tuple[SimpleNamespace, dict]:
-    """A dev screen of a tamper term as a phase on the last 800 of 3,200 distillation steps (three training
-    seeds, the model last) and that model paired against the 3,200-step forget row under each attack."""
+    """A dev screen of a tamper term as a phase on the last 800 of 3,200 distillation steps, or of another row
+    read against the 3,200-step forget row (three training seeds, the model last), and that model paired against
+    the 3,200-step forget row under each attack."""
     screen = _screen(name)
     assert screen.cfg["split"] == "dev" and screen.cfg["train_seeds"] == [0, 1, 2] and screen.q(model, "train_seeds") == 3
     assert screen.cfg["models"][-1] == model and LONGER in screen.cfg["models"]
